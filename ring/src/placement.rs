@@ -1,0 +1,141 @@
+//! Replica placement strategies: which nodes, met walking clockwise, are replicas.
+//!
+//! `Simple` takes the first N distinct nodes. `RackAware` and `PerDatacenter`
+//! follow Cassandra's `NetworkTopologyStrategy`: within a datacenter, the walk
+//! first takes nodes on racks it has not used yet; nodes it skipped because
+//! their rack was taken are used, in the order met, once every rack of the
+//! datacenter has a replica. So replicas spread over as many racks as there are,
+//! and the list is still filled when racks are fewer than the factor.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ring::Ring;
+
+/// How many replicas a keyspace keeps, and how they are spread.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Replication {
+    /// The first `factor` distinct nodes clockwise, ignoring racks and datacenters.
+    Simple {
+        /// Number of replicas.
+        factor: usize,
+    },
+    /// `factor` replicas over all nodes, on distinct racks first.
+    RackAware {
+        /// Number of replicas.
+        factor: usize,
+    },
+    /// A number of replicas per datacenter, rack-aware within each.
+    PerDatacenter {
+        /// Replicas per datacenter name; datacenters not listed hold none.
+        factors: BTreeMap<String, usize>,
+    },
+}
+
+impl Replication {
+    /// The total number of replicas asked for.
+    pub fn total_factor(&self) -> usize {
+        match self {
+            Replication::Simple { factor } | Replication::RackAware { factor } => *factor,
+            Replication::PerDatacenter { factors } => factors.values().sum(),
+        }
+    }
+}
+
+/// One datacenter's (or the whole ring's) selection in progress.
+struct Group {
+    /// The datacenter this group draws from; `None` for every node.
+    datacenter: Option<String>,
+    wanted: usize,
+    rack_aware: bool,
+    /// The number of distinct racks among the group's nodes.
+    racks_total: usize,
+    racks_used: BTreeSet<String>,
+    /// Nodes met whose rack was already used, in the order met.
+    skipped: Vec<usize>,
+    chosen: usize,
+}
+
+/// A replica selection fed by a clockwise walk, one owner at a time.
+pub(crate) struct Selection<'r> {
+    ring: &'r Ring,
+    groups: Vec<Group>,
+    replicas: Vec<usize>,
+}
+
+impl<'r> Selection<'r> {
+    pub(crate) fn new(ring: &'r Ring, replication: &Replication) -> Selection<'r> {
+        let group = |datacenter: Option<String>, wanted: usize, rack_aware: bool| {
+            let racks: BTreeSet<&str> = ring
+                .members()
+                .values()
+                .filter(|m| datacenter.as_ref().is_none_or(|dc| &m.location.datacenter == dc))
+                .map(|m| m.location.rack.as_str())
+                .collect();
+            let eligible = ring
+                .members()
+                .values()
+                .filter(|m| datacenter.as_ref().is_none_or(|dc| &m.location.datacenter == dc))
+                .count();
+            Group {
+                datacenter,
+                wanted: wanted.min(eligible),
+                rack_aware,
+                racks_total: racks.len(),
+                racks_used: BTreeSet::new(),
+                skipped: Vec::new(),
+                chosen: 0,
+            }
+        };
+        let groups = match replication {
+            Replication::Simple { factor } => vec![group(None, *factor, false)],
+            Replication::RackAware { factor } => vec![group(None, *factor, true)],
+            Replication::PerDatacenter { factors } => factors
+                .iter()
+                .map(|(dc, &factor)| group(Some(dc.clone()), factor, true))
+                .collect(),
+        };
+        Selection { ring, groups, replicas: Vec::new() }
+    }
+
+    /// Offers the owner (by position in the ring's id list) of the next token
+    /// met. Returns true once every group is complete.
+    pub(crate) fn offer(&mut self, owner: usize) -> bool {
+        if !self.replicas.contains(&owner) {
+            let id = &self.ring.ids()[owner];
+            let location = &self.ring.members()[id].location;
+            let group = self
+                .groups
+                .iter_mut()
+                .find(|g| g.datacenter.as_ref().is_none_or(|dc| dc == &location.datacenter));
+            if let Some(group) = group {
+                if group.chosen < group.wanted {
+                    let mut added = Vec::new();
+                    if !group.rack_aware || group.racks_used.len() == group.racks_total {
+                        added.push(owner);
+                    } else if group.racks_used.insert(location.rack.clone()) {
+                        added.push(owner);
+                        if group.racks_used.len() == group.racks_total {
+                            // Every rack is used: the skipped nodes come next, in order.
+                            added.append(&mut group.skipped);
+                        }
+                    } else if !group.skipped.contains(&owner) {
+                        group.skipped.push(owner);
+                    }
+                    for node in added {
+                        if group.chosen < group.wanted {
+                            group.chosen += 1;
+                            self.replicas.push(node);
+                        }
+                    }
+                }
+            }
+        }
+        self.groups.iter().all(|g| g.chosen >= g.wanted)
+    }
+
+    pub(crate) fn into_replicas(self) -> Vec<usize> {
+        self.replicas
+    }
+}
