@@ -1,0 +1,29 @@
+//! # ringdb-proto: the shared vocabulary
+//!
+//! The types every part of ringdb agrees on — keys, rows, consistency levels —
+//! with no I/O, no tokio and no RocksDB, so that a client can speak to a
+//! cluster without compiling the server. Messages and the frame codec join
+//! them with the transport.
+//!
+//! Everything here crosses the wire or the disk as MessagePack with named
+//! fields; keys and blobs go through `serde_bytes` (a MessagePack `bin`, not
+//! an array of integers: about four times cheaper to encode).
+//!
+//! ```
+//! use ringdb_proto::ConsistencyLevel;
+//!
+//! let level: ConsistencyLevel = "local_quorum".parse().unwrap();
+//! assert_eq!(level, ConsistencyLevel::LocalQuorum);
+//! assert_eq!(level.required(5), 3);
+//! ```
+
+mod consistency;
+mod keys;
+mod value;
+
+pub use consistency::{ConsistencyLevel, UnknownConsistencyLevel};
+pub use keys::{
+    ClusteringKey, KeyError, MAX_CLUSTERING_KEY_BYTES, MAX_PARTITION_KEY_BYTES, PartitionKey,
+    TableId,
+};
+pub use value::{Row, Value};

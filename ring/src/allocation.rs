@@ -46,7 +46,9 @@ impl Ring {
     pub fn allocate_tokens(&self, count: usize, replication_factor: usize) -> Vec<Token> {
         if self.index().is_empty() {
             let step = u64::MAX / count.max(1) as u64;
-            return (0..count as u64).map(|i| Token::from_offset(i * step + step / 2)).collect();
+            return (0..count as u64)
+                .map(|i| Token::from_offset(i * step + step / 2))
+                .collect();
         }
         let mut state = Allocation::new(self, replication_factor.max(1));
         (1..=count)
@@ -78,7 +80,11 @@ struct Candidate {
 
 impl Allocation {
     fn new(ring: &Ring, replication_factor: usize) -> Allocation {
-        let tokens = ring.index().iter().map(|&(t, i)| (t.offset(), i as usize)).collect();
+        let tokens = ring
+            .index()
+            .iter()
+            .map(|&(t, i)| (t.offset(), i as usize))
+            .collect();
         let new_owner = ring.ids().len();
         let nodes = new_owner + 1;
         let mut allocation = Allocation {
@@ -120,10 +126,12 @@ impl Allocation {
         };
         for step in 0..n {
             let here = (position + step) % n;
-            if let Some((at, owner)) = extra {
-                if here == at && step > 0 && visit(owner) {
-                    break;
-                }
+            if let Some((at, owner)) = extra
+                && here == at
+                && step > 0
+                && visit(owner)
+            {
+                break;
             }
             if visit(self.tokens[here].1) {
                 break;
@@ -155,7 +163,11 @@ impl Allocation {
         let n = self.len();
         let owner = self.tokens[position].1;
         let previous = self.tokens[(position + n - 1) % n].0;
-        let width_units = if n == 1 { u64::MAX } else { self.tokens[position].0.wrapping_sub(previous) };
+        let width_units = if n == 1 {
+            u64::MAX
+        } else {
+            self.tokens[position].0.wrapping_sub(previous)
+        };
         if width_units < 4 {
             return None;
         }
@@ -204,7 +216,11 @@ impl Allocation {
         // The squared-error objective is a quadratic in h whose minimum is one
         // candidate; the range's middle and ends are the others.
         let target = |node: usize| {
-            if node == self.new_owner { self.target * progress } else { self.target }
+            if node == self.new_owner {
+                self.target * progress
+            } else {
+                self.target
+            }
         };
         let (mut a, mut b) = (0.0, 0.0);
         for &(node, constant, linear) in &deltas {
@@ -218,7 +234,11 @@ impl Allocation {
             b += PRIMARY_WEIGHT * 2.0 * (d_new - d_owner);
         }
         let (low, high) = (width * SPLIT_MARGIN, width * (1.0 - SPLIT_MARGIN));
-        let quadratic = if a > 0.0 { (-b / (2.0 * a)).clamp(low, high) } else { width / 2.0 };
+        let quadratic = if a > 0.0 {
+            (-b / (2.0 * a)).clamp(low, high)
+        } else {
+            width / 2.0
+        };
 
         // Each candidate is scored with fourth powers of the relative
         // deviations, which weigh a single overloaded node far more than
@@ -255,10 +275,14 @@ impl Allocation {
         let n = self.len();
         let mut best: Option<Candidate> = None;
         for position in 0..n {
-            if let Some((offset, score)) = self.best_split(position, progress) {
-                if best.as_ref().is_none_or(|b| score < b.score) {
-                    best = Some(Candidate { position, offset, score });
-                }
+            if let Some((offset, score)) = self.best_split(position, progress)
+                && best.as_ref().is_none_or(|b| score < b.score)
+            {
+                best = Some(Candidate {
+                    position,
+                    offset,
+                    score,
+                });
             }
         }
         let best = best?;

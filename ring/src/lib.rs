@@ -32,6 +32,24 @@
 //!   `NetworkTopologyStrategy`'s rules.
 //! - Range movements ([`RangeChanges::between`]) are computed by comparing any
 //!   two rings, so joining, leaving and moving tokens share one code path.
+//!
+//! ## Example
+//!
+//! ```
+//! use ringdb_ring::{Location, NodeId, Replication, Ring, Token};
+//!
+//! let mut ring = Ring::new();
+//! for name in ["a", "b", "c", "d"] {
+//!     ring.join(NodeId::new(name), Location::default(), 16, 3).unwrap();
+//! }
+//! // Cassandra's token for the partition key "hello".
+//! let token = Token::of(b"hello");
+//! assert_eq!(token, Token(-3758069500696749310));
+//! let replicas = ring.replicas(token, &Replication::Simple { factor: 3 });
+//! assert_eq!(replicas.len(), 3);
+//! // The fourth node is where a hint goes if a replica is down.
+//! assert_eq!(ring.fallbacks(token, &Replication::Simple { factor: 3 }).len(), 1);
+//! ```
 
 mod allocation;
 mod placement;

@@ -70,13 +70,21 @@ impl<'r> Selection<'r> {
             let racks: BTreeSet<&str> = ring
                 .members()
                 .values()
-                .filter(|m| datacenter.as_ref().is_none_or(|dc| &m.location.datacenter == dc))
+                .filter(|m| {
+                    datacenter
+                        .as_ref()
+                        .is_none_or(|dc| &m.location.datacenter == dc)
+                })
                 .map(|m| m.location.rack.as_str())
                 .collect();
             let eligible = ring
                 .members()
                 .values()
-                .filter(|m| datacenter.as_ref().is_none_or(|dc| &m.location.datacenter == dc))
+                .filter(|m| {
+                    datacenter
+                        .as_ref()
+                        .is_none_or(|dc| &m.location.datacenter == dc)
+                })
                 .count();
             Group {
                 datacenter,
@@ -96,7 +104,11 @@ impl<'r> Selection<'r> {
                 .map(|(dc, &factor)| group(Some(dc.clone()), factor, true))
                 .collect(),
         };
-        Selection { ring, groups, replicas: Vec::new() }
+        Selection {
+            ring,
+            groups,
+            replicas: Vec::new(),
+        }
     }
 
     /// Offers the owner (by position in the ring's id list) of the next token
@@ -105,29 +117,30 @@ impl<'r> Selection<'r> {
         if !self.replicas.contains(&owner) {
             let id = &self.ring.ids()[owner];
             let location = &self.ring.members()[id].location;
-            let group = self
-                .groups
-                .iter_mut()
-                .find(|g| g.datacenter.as_ref().is_none_or(|dc| dc == &location.datacenter));
-            if let Some(group) = group {
-                if group.chosen < group.wanted {
-                    let mut added = Vec::new();
-                    if !group.rack_aware || group.racks_used.len() == group.racks_total {
-                        added.push(owner);
-                    } else if group.racks_used.insert(location.rack.clone()) {
-                        added.push(owner);
-                        if group.racks_used.len() == group.racks_total {
-                            // Every rack is used: the skipped nodes come next, in order.
-                            added.append(&mut group.skipped);
-                        }
-                    } else if !group.skipped.contains(&owner) {
-                        group.skipped.push(owner);
+            let group = self.groups.iter_mut().find(|g| {
+                g.datacenter
+                    .as_ref()
+                    .is_none_or(|dc| dc == &location.datacenter)
+            });
+            if let Some(group) = group
+                && group.chosen < group.wanted
+            {
+                let mut added = Vec::new();
+                if !group.rack_aware || group.racks_used.len() == group.racks_total {
+                    added.push(owner);
+                } else if group.racks_used.insert(location.rack.clone()) {
+                    added.push(owner);
+                    if group.racks_used.len() == group.racks_total {
+                        // Every rack is used: the skipped nodes come next, in order.
+                        added.append(&mut group.skipped);
                     }
-                    for node in added {
-                        if group.chosen < group.wanted {
-                            group.chosen += 1;
-                            self.replicas.push(node);
-                        }
+                } else if !group.skipped.contains(&owner) {
+                    group.skipped.push(owner);
+                }
+                for node in added {
+                    if group.chosen < group.wanted {
+                        group.chosen += 1;
+                        self.replicas.push(node);
                     }
                 }
             }

@@ -28,7 +28,10 @@ impl TokenRange {
 
     /// The whole ring.
     pub fn full() -> TokenRange {
-        TokenRange { start: Token::MIN, end: Token::MIN }
+        TokenRange {
+            start: Token::MIN,
+            end: Token::MIN,
+        }
     }
 
     /// Whether the range is the whole ring.
@@ -52,7 +55,11 @@ impl TokenRange {
 
     /// The range's share of the ring, in `(0, 1]`.
     pub fn fraction(&self) -> f64 {
-        if self.is_full() { 1.0 } else { self.start.distance_fraction(self.end) }
+        if self.is_full() {
+            1.0
+        } else {
+            self.start.distance_fraction(self.end)
+        }
     }
 
     /// The range as at most two non-wrapping, inclusive token intervals
@@ -104,8 +111,11 @@ impl RangeChanges {
     /// node joining, leaving, or moving tokens). Ranges are cut at every token
     /// of either ring, so each piece has one replica set before and one after.
     pub fn between(before: &Ring, after: &Ring, replication: &Replication) -> RangeChanges {
-        let bounds: BTreeSet<Token> =
-            before.tokens().chain(after.tokens()).map(|(token, _)| token).collect();
+        let bounds: BTreeSet<Token> = before
+            .tokens()
+            .chain(after.tokens())
+            .map(|(token, _)| token)
+            .collect();
         let bounds: Vec<Token> = bounds.into_iter().collect();
         let mut changes = RangeChanges::default();
         for (i, &end) in bounds.iter().enumerate() {
@@ -121,7 +131,11 @@ impl RangeChanges {
                 });
             }
             for node in old.iter().filter(|n| !new.contains(n)) {
-                changes.lost.push(RangeMovement { range, node: node.clone(), sources: Vec::new() });
+                changes.lost.push(RangeMovement {
+                    range,
+                    node: node.clone(),
+                    sources: Vec::new(),
+                });
             }
         }
         changes

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::RingError;
 use crate::placement::{Replication, Selection};
 use crate::range::TokenRange;
 use crate::token::Token;
-use crate::RingError;
 
 /// A node's stable name in the cluster (from its configuration and certificate).
 ///
@@ -65,7 +65,10 @@ pub struct Location {
 
 impl Default for Location {
     fn default() -> Location {
-        Location { datacenter: "datacenter1".into(), rack: "rack1".into() }
+        Location {
+            datacenter: "datacenter1".into(),
+            rack: "rack1".into(),
+        }
     }
 }
 
@@ -189,7 +192,11 @@ impl Ring {
     /// of `token`: the first vnode token ≥ `token`, wrapping around.
     fn primary_position(&self, token: Token) -> usize {
         let position = self.index.partition_point(|&(t, _)| t < token);
-        if position == self.index.len() { 0 } else { position }
+        if position == self.index.len() {
+            0
+        } else {
+            position
+        }
     }
 
     /// The node that is the primary owner of `token`.
@@ -221,7 +228,11 @@ impl Ring {
                 break;
             }
         }
-        selection.into_replicas().into_iter().map(|i| self.ids[i].clone()).collect()
+        selection
+            .into_replicas()
+            .into_iter()
+            .map(|i| self.ids[i].clone())
+            .collect()
     }
 
     /// The fallback list of `token`: every other node, in the order met walking

@@ -11,7 +11,10 @@ fn vectors() -> Vec<(Vec<u8>, i64)> {
         .filter(|line| !line.starts_with('#'))
         .map(|line| {
             let (key, token) = line.split_once('\t').expect("key<TAB>token");
-            (hex::decode(key).expect("hex key"), token.parse().expect("i64 token"))
+            (
+                hex::decode(key).expect("hex key"),
+                token.parse().expect("i64 token"),
+            )
         })
         .collect()
 }
@@ -26,16 +29,34 @@ fn tokens_match_the_cassandra_driver() {
         if got != *expected {
             wrong.push(format!("{}: got {got}, want {expected}", hex::encode(key)));
         }
-        assert_eq!(Token::of(key), Token(*expected), "token of {}", hex::encode(key));
+        assert_eq!(
+            Token::of(key),
+            Token(*expected),
+            "token of {}",
+            hex::encode(key)
+        );
     }
-    assert!(wrong.is_empty(), "{} of {} differ:\n{}", wrong.len(), vectors.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} of {} differ:\n{}",
+        wrong.len(),
+        vectors.len(),
+        wrong.join("\n")
+    );
 }
 
 #[test]
 fn fixture_covers_high_tail_bytes_and_every_tail_length() {
     let vectors = vectors();
     for tail in 0..16 {
-        assert!(vectors.iter().any(|(k, _)| k.len() % 16 == tail), "no key with tail {tail}");
+        assert!(
+            vectors.iter().any(|(k, _)| k.len() % 16 == tail),
+            "no key with tail {tail}"
+        );
     }
-    assert!(vectors.iter().any(|(k, _)| k.len() % 16 != 0 && k[k.len() - 1] >= 0x80));
+    assert!(
+        vectors
+            .iter()
+            .any(|(k, _)| k.len() % 16 != 0 && k[k.len() - 1] >= 0x80)
+    );
 }

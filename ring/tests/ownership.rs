@@ -21,7 +21,8 @@ fn random_ring(nodes: usize, rng: &mut StdRng) -> Ring {
     let mut ring = Ring::new();
     for n in 0..nodes {
         let tokens = (0..VNODES).map(|_| Token(rng.random())).collect();
-        ring.add_node(NodeId::new(format!("n{n}")), Location::default(), tokens).unwrap();
+        ring.add_node(NodeId::new(format!("n{n}")), Location::default(), tokens)
+            .unwrap();
     }
     ring
 }
@@ -32,9 +33,18 @@ fn allocated_tokens_keep_ownership_within_ten_percent() {
     let mut rng = StdRng::seed_from_u64(7);
     let mut failures = Vec::new();
     println!("ownership at RF {RF}, {VNODES} vnodes (max/mean, min/mean)");
-    println!("{:>6} {:>22} {:>22}", "nodes", "allocated", "random (seed 7)");
+    println!(
+        "{:>6} {:>22} {:>22}",
+        "nodes", "allocated", "random (seed 7)"
+    );
     for n in 1..=64 {
-        ring.join(NodeId::new(format!("n{n}")), Location::default(), VNODES, RF).unwrap();
+        ring.join(
+            NodeId::new(format!("n{n}")),
+            Location::default(),
+            VNODES,
+            RF,
+        )
+        .unwrap();
         let (max, min) = spread(&ring);
         if n >= 4 && (max > 1.10 || min < 0.90) {
             failures.push(format!("{n} nodes: max/mean {max:.3}, min/mean {min:.3}"));
@@ -44,5 +54,9 @@ fn allocated_tokens_keep_ownership_within_ten_percent() {
             println!("{n:>6} {max:>10.3} {min:>10.3}  {rmax:>10.3} {rmin:>10.3}");
         }
     }
-    assert!(failures.is_empty(), "ownership outside ±10%:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "ownership outside ±10%:\n{}",
+        failures.join("\n")
+    );
 }

@@ -29,8 +29,9 @@ fn ring(nodes: usize, racks: usize, datacenters: usize, allocated: bool, seed: u
 }
 
 fn strategies(datacenters: usize) -> Vec<Replication> {
-    let factors: BTreeMap<String, usize> =
-        (0..datacenters).map(|dc| (format!("dc{dc}"), 2 + dc % 2)).collect();
+    let factors: BTreeMap<String, usize> = (0..datacenters)
+        .map(|dc| (format!("dc{dc}"), 2 + dc % 2))
+        .collect();
     vec![
         Replication::Simple { factor: 3 },
         Replication::RackAware { factor: 3 },
@@ -47,7 +48,12 @@ fn expected_replicas(ring: &Ring, replication: &Replication) -> usize {
         Replication::PerDatacenter { factors } => factors
             .iter()
             .map(|(dc, f)| {
-                (*f).min(ring.members().values().filter(|m| &m.location.datacenter == dc).count())
+                (*f).min(
+                    ring.members()
+                        .values()
+                        .filter(|m| &m.location.datacenter == dc)
+                        .count(),
+                )
             })
             .sum(),
     }
@@ -165,9 +171,20 @@ proptest! {
 #[test]
 fn replicas_are_the_next_distinct_nodes_clockwise() {
     let mut ring = Ring::new();
-    ring.add_node(NodeId::new("a"), Location::default(), vec![Token(0), Token(100)]).unwrap();
-    ring.add_node(NodeId::new("b"), Location::default(), vec![Token(50)]).unwrap();
-    ring.add_node(NodeId::new("c"), Location::default(), vec![Token(75), Token(-50)]).unwrap();
+    ring.add_node(
+        NodeId::new("a"),
+        Location::default(),
+        vec![Token(0), Token(100)],
+    )
+    .unwrap();
+    ring.add_node(NodeId::new("b"), Location::default(), vec![Token(50)])
+        .unwrap();
+    ring.add_node(
+        NodeId::new("c"),
+        Location::default(),
+        vec![Token(75), Token(-50)],
+    )
+    .unwrap();
     let names = |ids: Vec<NodeId>| ids.iter().map(|i| i.to_string()).collect::<Vec<_>>();
     let two = Replication::Simple { factor: 2 };
     assert_eq!(names(ring.replicas(Token(1), &two)), ["b", "c"]);
@@ -176,6 +193,8 @@ fn replicas_are_the_next_distinct_nodes_clockwise() {
     // Past the last token the walk wraps to the first.
     assert_eq!(names(ring.replicas(Token(101), &two)), ["c", "a"]);
     assert_eq!(names(ring.fallbacks(Token(101), &two)), ["b"]);
-    let err = ring.add_node(NodeId::new("d"), Location::default(), vec![Token(50)]).unwrap_err();
+    let err = ring
+        .add_node(NodeId::new("d"), Location::default(), vec![Token(50)])
+        .unwrap_err();
     assert_eq!(err.to_string(), "token 50 is already owned by b");
 }

@@ -1,0 +1,422 @@
+//! Storage on RocksDB: rows as sibling sets, hints, and node metadata.
+//!
+//! Three column families:
+//!
+//! - `data`: row key ([`RowKey`], ordered by token) → a versioned
+//!   MessagePack [`StoredRow`] (a [`DvvSet`] of [`RowVersion`]s).
+//! - `hints`: target node ‖ sequence → a hinted mutation, for hinted handoff.
+//! - `meta`: small named values: the storage format, the data directory's epoch.
+//!
+//! A row is changed by read-modify-write ([`Storage::update`]): read the sibling
+//! set, compute the new one, write it. Concurrent writers to one row are
+//! serialised by a striped lock chosen by the row's token (rows of a partition
+//! share a stripe); writers to different stripes run in parallel, so there is no
+//! global lock. RocksDB transactions would serialise the same way at a higher
+//! cost per write; see the closing note of issue 2 for the figures.
+
+mod durability;
+mod keys;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ringdb_proto::Row;
+use ringdb_ring::{NodeId, Token, TokenRange};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions,
+    WriteBatch, WriteOptions,
+};
+use serde::{Deserialize, Serialize};
+
+pub use durability::SyncMode;
+pub use keys::RowKey;
+
+use crate::causality::{ActorId, DvvSet, VersionVector};
+use durability::Syncer;
+
+const DATA: &str = "data";
+const HINTS: &str = "hints";
+const META: &str = "meta";
+
+/// The on-disk format this version writes and reads.
+const STORAGE_FORMAT: u8 = 1;
+/// The format marker in front of every stored row.
+const ROW_FORMAT: u8 = 1;
+/// Stripes of the row lock; a power of two.
+const LOCK_STRIPES: usize = 1024;
+
+/// One version of a row: its columns, or a tombstone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RowVersion {
+    /// When the coordinator wrote it, in microseconds since the Unix epoch
+    /// (for display, last-write-wins tables and tombstone expiry).
+    pub timestamp_micros: i64,
+    /// The columns; `None` is a tombstone (the row was deleted).
+    pub row: Option<Row>,
+}
+
+/// A row's state at a replica: its sibling versions and causal history.
+pub type StoredRow = DvvSet<RowVersion>;
+
+/// Storage settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageConfig {
+    /// When writes are acknowledged relative to fsync. Default: periodic, 10 s.
+    pub sync: SyncMode,
+}
+
+/// Errors from storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// RocksDB failed.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// Something read from disk does not decode.
+    #[error("corrupt {what} on disk: {detail}")]
+    Corrupt {
+        /// What was being read.
+        what: &'static str,
+        /// Why it does not decode.
+        detail: String,
+    },
+    /// The data directory was written by a version that uses another format.
+    #[error(
+        "data directory has storage format {found}; this version reads format {STORAGE_FORMAT}"
+    )]
+    UnknownFormat {
+        /// The format found.
+        found: u8,
+    },
+}
+
+/// The node's storage. Share it between threads with an `Arc`.
+pub struct Storage {
+    // Field order matters: the syncer stops before the database closes.
+    syncer: Syncer,
+    db: Arc<DB>,
+    locks: Box<[Mutex<()>]>,
+    epoch: u64,
+    next_hint: AtomicU64,
+}
+
+impl Storage {
+    /// Opens (or creates) the storage in `path`. A new data directory gets a
+    /// new random epoch, so its actor ids are new (see [`ActorId`]).
+    pub fn open(path: &Path, config: &StorageConfig) -> Result<Storage, StorageError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let families = [DATA, HINTS, META]
+            .into_iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, options.clone()));
+        let db = Arc::new(DB::open_cf_descriptors(&options, path, families)?);
+        let syncer = Syncer::start(db.clone(), config.sync);
+        let locks = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
+        let mut storage = Storage {
+            syncer,
+            db,
+            locks,
+            epoch: 0,
+            next_hint: AtomicU64::new(0),
+        };
+        storage.epoch = storage.open_metadata()?;
+        storage.next_hint = AtomicU64::new(storage.last_hint_sequence()? + 1);
+        Ok(storage)
+    }
+
+    /// Checks the format and reads (or creates) the epoch.
+    fn open_metadata(&self) -> Result<u64, StorageError> {
+        match self.get_meta("format")?.as_deref() {
+            None => self.put_meta("format", &[STORAGE_FORMAT])?,
+            Some([STORAGE_FORMAT]) => {}
+            Some(other) => return Err(StorageError::UnknownFormat { found: other[0] }),
+        }
+        if let Some(bytes) = self.get_meta("epoch")? {
+            let bytes: [u8; 8] =
+                bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StorageError::Corrupt {
+                        what: "epoch",
+                        detail: format!("{} bytes, expected 8", bytes.len()),
+                    })?;
+            return Ok(u64::from_be_bytes(bytes));
+        }
+        let epoch = rand::random::<u64>().max(1);
+        self.put_meta("epoch", &epoch.to_be_bytes())?;
+        Ok(epoch)
+    }
+
+    /// The epoch of this data directory: random, chosen when it was created.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The actor id under which `node` writes to this data directory.
+    pub fn actor(&self, node: &NodeId) -> ActorId {
+        ActorId {
+            node: node.clone(),
+            epoch: self.epoch,
+        }
+    }
+
+    fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column families are created at open")
+    }
+
+    /// Writes a batch, and returns once it is as durable as the sync mode promises.
+    fn commit(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(self.syncer.sync_each_write());
+        self.db.write_opt(batch, &options)?;
+        self.syncer.wait(self.db.latest_sequence_number());
+        Ok(())
+    }
+
+    /// Reads a row's sibling set.
+    pub fn get(&self, key: &RowKey) -> Result<Option<StoredRow>, StorageError> {
+        match self.db.get_pinned_cf(self.cf(DATA), key.encode())? {
+            Some(bytes) => Ok(Some(decode_row(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Atomically replaces a row's sibling set with `change(current)`, where a
+    /// row never written is the empty set. Writers to the same row wait for
+    /// each other; the write is skipped when nothing changed. Returns the new set.
+    pub fn update(
+        &self,
+        key: &RowKey,
+        change: impl FnOnce(&StoredRow) -> StoredRow,
+    ) -> Result<StoredRow, StorageError> {
+        let encoded = key.encode();
+        let stripe = (key.token.offset() as usize) & (LOCK_STRIPES - 1);
+        let _guard = self.locks[stripe].lock().expect("row lock");
+        let current = match self.db.get_pinned_cf(self.cf(DATA), &encoded)? {
+            Some(bytes) => decode_row(&bytes)?,
+            None => StoredRow::new(),
+        };
+        let next = change(&current);
+        if next != current {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(self.cf(DATA), &encoded, encode_row(&next));
+            self.commit(batch)?;
+        }
+        Ok(next)
+    }
+
+    /// A write coordinated here: `version` supersedes what `context` has seen.
+    pub fn write(
+        &self,
+        key: &RowKey,
+        context: &VersionVector,
+        actor: &ActorId,
+        version: RowVersion,
+    ) -> Result<StoredRow, StorageError> {
+        self.update(key, |current| current.update(context, actor, version))
+    }
+
+    /// Merges a sibling set from another replica (replication, read repair,
+    /// anti-entropy).
+    pub fn merge(&self, key: &RowKey, incoming: &StoredRow) -> Result<StoredRow, StorageError> {
+        self.update(key, |current| current.sync(incoming))
+    }
+
+    /// The rows whose tokens lie in `range`, in key order.
+    pub fn scan(
+        &self,
+        range: TokenRange,
+    ) -> impl Iterator<Item = Result<(RowKey, StoredRow), StorageError>> + '_ {
+        range
+            .intervals()
+            .into_iter()
+            .flat_map(move |(first, last)| {
+                let mut options = ReadOptions::default();
+                if let Some(end) = exclusive_end(last) {
+                    options.set_iterate_upper_bound(end);
+                }
+                let start = first.to_ordered_bytes();
+                self.db
+                    .iterator_cf_opt(
+                        self.cf(DATA),
+                        options,
+                        IteratorMode::From(&start, Direction::Forward),
+                    )
+                    .map(|item| {
+                        let (key, value) = item?;
+                        Ok((RowKey::decode(&key)?, decode_row(&value)?))
+                    })
+            })
+    }
+
+    /// Deletes every row whose token lies in `range` (after streaming it away).
+    pub fn delete_range(&self, range: TokenRange) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        for (first, last) in range.intervals() {
+            let start = first.to_ordered_bytes().to_vec();
+            match exclusive_end(last) {
+                Some(end) => batch.delete_range_cf(self.cf(DATA), start, end),
+                None => {
+                    // No finite key bounds the keys of token MAX from above:
+                    // delete up to them by range, then them one by one.
+                    batch.delete_range_cf(
+                        self.cf(DATA),
+                        start,
+                        Token::MAX.to_ordered_bytes().to_vec(),
+                    );
+                    let mode =
+                        IteratorMode::From(&Token::MAX.to_ordered_bytes(), Direction::Forward);
+                    for item in self.db.iterator_cf(self.cf(DATA), mode) {
+                        batch.delete_cf(self.cf(DATA), item?.0);
+                    }
+                }
+            }
+        }
+        self.commit(batch)
+    }
+
+    /// The approximate bytes on disk of the rows in `range`. Counts data
+    /// flushed to SST files only, not the memtable.
+    pub fn approximate_size(&self, range: TokenRange) -> u64 {
+        let bounds: Vec<([u8; 8], Vec<u8>)> = range
+            .intervals()
+            .into_iter()
+            .map(|(first, last)| {
+                (
+                    first.to_ordered_bytes(),
+                    exclusive_end(last).unwrap_or_else(|| vec![0xff; 9]),
+                )
+            })
+            .collect();
+        let ranges: Vec<rocksdb::Range> = bounds
+            .iter()
+            .map(|(start, end)| rocksdb::Range::new(start, end))
+            .collect();
+        self.db
+            .get_approximate_sizes_cf(self.cf(DATA), &ranges)
+            .iter()
+            .sum()
+    }
+
+    /// Flushes the data memtable to an SST file (for size estimates and tests;
+    /// durability never needs it, the WAL has every write).
+    pub fn flush(&self) -> Result<(), StorageError> {
+        Ok(self.db.flush_cf(self.cf(DATA))?)
+    }
+
+    /// Stores a hint for `target`; returns its sequence number.
+    pub fn put_hint(&self, target: &NodeId, mutation: &[u8]) -> Result<u64, StorageError> {
+        let sequence = self.next_hint.fetch_add(1, Ordering::Relaxed);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(HINTS), hint_key(target, Some(sequence)), mutation);
+        self.commit(batch)?;
+        Ok(sequence)
+    }
+
+    /// The hints stored for `target`, oldest first.
+    pub fn hints(&self, target: &NodeId) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        let prefix = hint_key(target, None);
+        let mode = IteratorMode::From(&prefix, Direction::Forward);
+        let mut hints = Vec::new();
+        for item in self.db.iterator_cf(self.cf(HINTS), mode) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            hints.push((hint_sequence(&key)?, value.to_vec()));
+        }
+        Ok(hints)
+    }
+
+    /// Deletes a delivered hint.
+    pub fn delete_hint(&self, target: &NodeId, sequence: u64) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(HINTS), hint_key(target, Some(sequence)));
+        self.commit(batch)
+    }
+
+    fn last_hint_sequence(&self) -> Result<u64, StorageError> {
+        let mut last = 0;
+        for item in self.db.iterator_cf(self.cf(HINTS), IteratorMode::Start) {
+            last = last.max(hint_sequence(&item?.0)?);
+        }
+        Ok(last)
+    }
+
+    /// Reads a named metadata value.
+    pub fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db.get_cf(self.cf(META), name)?)
+    }
+
+    /// Writes a named metadata value, synced to disk whatever the sync mode.
+    pub fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StorageError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(META), name, value);
+        Ok(self.db.write_opt(batch, &options)?)
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        // Whatever the mode, a clean close leaves every write on disk.
+        if let Err(error) = self.db.flush_wal(true) {
+            tracing::error!(%error, "final WAL fsync failed");
+        }
+    }
+}
+
+/// The first key after every key of token `last`, if there is one.
+fn exclusive_end(last: Token) -> Option<Vec<u8>> {
+    (last != Token::MAX).then(|| Token(last.0 + 1).to_ordered_bytes().to_vec())
+}
+
+fn hint_key(target: &NodeId, sequence: Option<u64>) -> Vec<u8> {
+    let name = target.as_str().as_bytes();
+    let mut key = Vec::with_capacity(2 + name.len() + 8);
+    key.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    key.extend_from_slice(name);
+    if let Some(sequence) = sequence {
+        key.extend_from_slice(&sequence.to_be_bytes());
+    }
+    key
+}
+
+fn hint_sequence(key: &[u8]) -> Result<u64, StorageError> {
+    let tail: Option<[u8; 8]> = key
+        .len()
+        .checked_sub(8)
+        .and_then(|at| key[at..].try_into().ok());
+    tail.map(u64::from_be_bytes)
+        .ok_or_else(|| StorageError::Corrupt {
+            what: "hint key",
+            detail: format!("{} bytes", key.len()),
+        })
+}
+
+fn encode_row(row: &StoredRow) -> Vec<u8> {
+    let mut bytes = vec![ROW_FORMAT];
+    rmp_serde::encode::write_named(&mut bytes, row).expect("a stored row always encodes");
+    bytes
+}
+
+fn decode_row(bytes: &[u8]) -> Result<StoredRow, StorageError> {
+    let corrupt = |detail: String| StorageError::Corrupt {
+        what: "row",
+        detail,
+    };
+    match bytes.split_first() {
+        Some((&ROW_FORMAT, rest)) => {
+            let row: StoredRow = rmp_serde::from_slice(rest).map_err(|e| corrupt(e.to_string()))?;
+            row.check().map_err(|e| corrupt(e.to_string()))?;
+            Ok(row)
+        }
+        Some((format, _)) => Err(corrupt(format!("unknown row format {format}"))),
+        None => Err(corrupt("empty value".into())),
+    }
+}
