@@ -282,3 +282,16 @@ fn size_estimates_grow_with_flushed_data() {
         "half the ring: {half} of {whole}"
     );
 }
+
+#[test]
+fn a_zero_sync_period_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StorageConfig {
+        sync: SyncMode::Group { window_ms: 0 },
+    };
+    let error = Storage::open(dir.path(), &config).err().expect("refused");
+    assert_eq!(
+        error.to_string(),
+        "invalid storage config: sync window_ms and interval_ms must be at least 1"
+    );
+}

@@ -7,11 +7,11 @@
 //! datacenter has a replica. So replicas spread over as many racks as there are,
 //! and the list is still filled when racks are fewer than the factor.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ring::Ring;
+use crate::ring::{Ring, Topology};
 
 /// How many replicas a keyspace keeps, and how they are spread.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,13 +45,14 @@ impl Replication {
 
 /// One datacenter's (or the whole ring's) selection in progress.
 struct Group {
-    /// The datacenter this group draws from; `None` for every node.
-    datacenter: Option<String>,
+    /// The datacenter number this group draws from; `None` for every node.
+    datacenter: Option<u32>,
     wanted: usize,
     rack_aware: bool,
     /// The number of distinct racks among the group's nodes.
     racks_total: usize,
-    racks_used: BTreeSet<String>,
+    /// Rack numbers that hold a replica already.
+    racks_used: Vec<u32>,
     /// Nodes met whose rack was already used, in the order met.
     skipped: Vec<usize>,
     chosen: usize,
@@ -59,39 +60,29 @@ struct Group {
 
 /// A replica selection fed by a clockwise walk, one owner at a time.
 pub(crate) struct Selection<'r> {
-    ring: &'r Ring,
+    topology: &'r Topology,
     groups: Vec<Group>,
     replicas: Vec<usize>,
 }
 
 impl<'r> Selection<'r> {
     pub(crate) fn new(ring: &'r Ring, replication: &Replication) -> Selection<'r> {
-        let group = |datacenter: Option<String>, wanted: usize, rack_aware: bool| {
-            let racks: BTreeSet<&str> = ring
-                .members()
-                .values()
-                .filter(|m| {
-                    datacenter
-                        .as_ref()
-                        .is_none_or(|dc| &m.location.datacenter == dc)
-                })
-                .map(|m| m.location.rack.as_str())
-                .collect();
-            let eligible = ring
-                .members()
-                .values()
-                .filter(|m| {
-                    datacenter
-                        .as_ref()
-                        .is_none_or(|dc| &m.location.datacenter == dc)
-                })
-                .count();
+        let topology = ring.topology();
+        let group = |datacenter: Option<u32>, wanted: usize, rack_aware: bool| {
+            let (members, racks) = match datacenter {
+                None => (topology.positions.len(), topology.racks),
+                Some(d) => topology
+                    .datacenter_sizes
+                    .get(d as usize)
+                    .copied()
+                    .unwrap_or((0, 0)),
+            };
             Group {
                 datacenter,
-                wanted: wanted.min(eligible),
+                wanted: wanted.min(members),
                 rack_aware,
-                racks_total: racks.len(),
-                racks_used: BTreeSet::new(),
+                racks_total: racks,
+                racks_used: Vec::new(),
                 skipped: Vec::new(),
                 chosen: 0,
             }
@@ -101,13 +92,18 @@ impl<'r> Selection<'r> {
             Replication::RackAware { factor } => vec![group(None, *factor, true)],
             Replication::PerDatacenter { factors } => factors
                 .iter()
-                .map(|(dc, &factor)| group(Some(dc.clone()), factor, true))
+                .map(|(name, &factor)| {
+                    // A datacenter the ring does not have holds no replicas.
+                    let number = topology.datacenters.iter().position(|d| d == name);
+                    let number = number.map_or(u32::MAX, |n| n as u32);
+                    group(Some(number), factor, true)
+                })
                 .collect(),
         };
         Selection {
-            ring,
+            topology,
             groups,
-            replicas: Vec::new(),
+            replicas: Vec::with_capacity(replication.total_factor()),
         }
     }
 
@@ -115,20 +111,19 @@ impl<'r> Selection<'r> {
     /// met. Returns true once every group is complete.
     pub(crate) fn offer(&mut self, owner: usize) -> bool {
         if !self.replicas.contains(&owner) {
-            let id = &self.ring.ids()[owner];
-            let location = &self.ring.members()[id].location;
-            let group = self.groups.iter_mut().find(|g| {
-                g.datacenter
-                    .as_ref()
-                    .is_none_or(|dc| dc == &location.datacenter)
-            });
+            let (datacenter, rack) = self.topology.positions[owner];
+            let group = self
+                .groups
+                .iter_mut()
+                .find(|g| g.datacenter.is_none_or(|d| d == datacenter));
             if let Some(group) = group
                 && group.chosen < group.wanted
             {
                 let mut added = Vec::new();
                 if !group.rack_aware || group.racks_used.len() == group.racks_total {
                     added.push(owner);
-                } else if group.racks_used.insert(location.rack.clone()) {
+                } else if !group.racks_used.contains(&rack) {
+                    group.racks_used.push(rack);
                     added.push(owner);
                     if group.racks_used.len() == group.racks_total {
                         // Every rack is used: the skipped nodes come next, in order.

@@ -90,6 +90,23 @@ pub struct Ring {
     index: Vec<(Token, u32)>,
     /// The members' ids in order; `index` refers to them by position.
     ids: Vec<NodeId>,
+    /// Datacenters and racks as small integers, for placement.
+    topology: Topology,
+}
+
+/// The ring's datacenters and racks, numbered once per change so that
+/// placement compares integers instead of names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Topology {
+    /// Per member (by position in `ids`): its datacenter and rack numbers. A
+    /// rack number names a (datacenter, rack) pair.
+    pub(crate) positions: Vec<(u32, u32)>,
+    /// Datacenter names; a datacenter's number is its index.
+    pub(crate) datacenters: Vec<String>,
+    /// Per datacenter: (members, distinct racks).
+    pub(crate) datacenter_sizes: Vec<(usize, usize)>,
+    /// Distinct (datacenter, rack) pairs in the ring.
+    pub(crate) racks: usize,
 }
 
 impl Ring {
@@ -156,6 +173,41 @@ impl Ring {
             .flat_map(|(i, m)| m.tokens.iter().map(move |&t| (t, i as u32)))
             .collect();
         self.index.sort_unstable_by_key(|&(t, _)| t);
+
+        fn number<T: PartialEq>(list: &mut Vec<T>, item: T) -> u32 {
+            let at = list.iter().position(|x| *x == item).unwrap_or_else(|| {
+                list.push(item);
+                list.len() - 1
+            });
+            at as u32
+        }
+        let mut racks: Vec<(&str, &str)> = Vec::new();
+        let mut datacenters: Vec<&str> = Vec::new();
+        let positions: Vec<(u32, u32)> = self
+            .members
+            .values()
+            .map(|m| {
+                let (dc, rack) = (m.location.datacenter.as_str(), m.location.rack.as_str());
+                (number(&mut datacenters, dc), number(&mut racks, (dc, rack)))
+            })
+            .collect();
+        let datacenter_sizes = (0..datacenters.len() as u32)
+            .map(|d| {
+                let members = positions.iter().filter(|p| p.0 == d).count();
+                let dc = datacenters[d as usize];
+                (members, racks.iter().filter(|r| r.0 == dc).count())
+            })
+            .collect();
+        self.topology = Topology {
+            datacenters: datacenters.into_iter().map(String::from).collect(),
+            racks: racks.len(),
+            positions,
+            datacenter_sizes,
+        };
+    }
+
+    pub(crate) fn topology(&self) -> &Topology {
+        &self.topology
     }
 
     /// The members, by id.
