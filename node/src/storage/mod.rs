@@ -194,11 +194,18 @@ impl Storage {
 
     /// Writes a batch, and returns once it is as durable as the sync mode promises.
     fn commit(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let sequence = self.write_batch(batch)?;
+        self.syncer.wait(sequence);
+        Ok(())
+    }
+
+    /// Writes a batch to the WAL and memtable (synced in `always` mode);
+    /// returns a sequence number to wait on for the other modes.
+    fn write_batch(&self, batch: WriteBatch) -> Result<u64, StorageError> {
         let mut options = WriteOptions::default();
         options.set_sync(self.syncer.sync_each_write());
         self.db.write_opt(batch, &options)?;
-        self.syncer.wait(self.db.latest_sequence_number());
-        Ok(())
+        Ok(self.db.latest_sequence_number())
     }
 
     /// Reads a row's sibling set.
@@ -211,7 +218,9 @@ impl Storage {
 
     /// Atomically replaces a row's sibling set with `change(current)`, where a
     /// row never written is the empty set. Writers to the same row wait for
-    /// each other; the write is skipped when nothing changed. Returns the new set.
+    /// each other; the write is skipped when nothing changed. Returns the new
+    /// set once it is durable. The row lock is released before the wait for
+    /// a group fsync, so writers of one stripe share fsyncs too.
     pub fn update(
         &self,
         key: &RowKey,
@@ -219,17 +228,24 @@ impl Storage {
     ) -> Result<StoredRow, StorageError> {
         let encoded = key.encode();
         let stripe = (key.token.offset() as usize) & (LOCK_STRIPES - 1);
-        let _guard = self.locks[stripe].lock().expect("row lock");
-        let current = match self.db.get_pinned_cf(self.cf(DATA), &encoded)? {
-            Some(bytes) => decode_row(&bytes)?,
-            None => StoredRow::new(),
+        let (next, sequence) = {
+            let _guard = self.locks[stripe].lock().expect("row lock");
+            let current = match self.db.get_pinned_cf(self.cf(DATA), &encoded)? {
+                Some(bytes) => decode_row(&bytes)?,
+                None => StoredRow::new(),
+            };
+            let next = change(&current);
+            if next == current {
+                // Nothing to write, but what we read may be another writer's
+                // not yet durable write: wait for it like for our own.
+                (next, self.db.latest_sequence_number())
+            } else {
+                let mut batch = WriteBatch::default();
+                batch.put_cf(self.cf(DATA), &encoded, encode_row(&next));
+                (next, self.write_batch(batch)?)
+            }
         };
-        let next = change(&current);
-        if next != current {
-            let mut batch = WriteBatch::default();
-            batch.put_cf(self.cf(DATA), &encoded, encode_row(&next));
-            self.commit(batch)?;
-        }
+        self.syncer.wait(sequence);
         Ok(next)
     }
 
