@@ -1,9 +1,9 @@
 //! # ringdb-proto: the shared vocabulary
 //!
 //! The types every part of ringdb agrees on — keys, rows, consistency levels —
-//! with no I/O, no tokio and no RocksDB, so that a client can speak to a
-//! cluster without compiling the server. Messages and the frame codec join
-//! them with the transport.
+//! and the frame codec that carries messages on a stream, with no I/O, no
+//! tokio and no RocksDB, so that a client can speak to a cluster without
+//! compiling the server. The message enums join them with the transport.
 //!
 //! Everything here crosses the wire or the disk as MessagePack with named
 //! fields; keys and blobs go through `serde_bytes` (a MessagePack `bin`, not
@@ -18,10 +18,12 @@
 //! ```
 
 mod consistency;
+mod frame;
 mod keys;
 mod value;
 
 pub use consistency::{ConsistencyLevel, UnknownConsistencyLevel};
+pub use frame::{FrameError, MAX_FRAME_BYTES, PROTOCOL_VERSION, decode_frame, encode_frame};
 pub use keys::{
     ClusteringKey, KeyError, MAX_CLUSTERING_KEY_BYTES, MAX_PARTITION_KEY_BYTES, PartitionKey,
     TableId,
