@@ -1,6 +1,6 @@
 //! # ringdb-node: the server
 //!
-//! For now, the two foundations every later piece of the server stands on:
+//! For now, the foundations every later piece of the server stands on:
 //!
 //! - [`causality`]: dotted version vector sets, the per-row record of which
 //!   writes superseded which, so that concurrent writes are kept as siblings
@@ -9,6 +9,10 @@
 //! - [`storage`]: RocksDB holding each row's sibling set under a key ordered by
 //!   token (so a token range is one scan), hints for hinted handoff, and the
 //!   data directory's epoch, with the sync modes of DESIGN.md "Durability".
+//! - [`tls`]: mutual TLS between nodes: a cluster CA (rcgen), node
+//!   certificates whose DNS name is the node id, the QUIC server and client
+//!   configurations that require them, and the peer's id read from its
+//!   certificate. The transport that uses them comes next.
 //!
 //! The write path of a coordinator in one line: `storage.write(key, context,
 //! actor, version)` reads the row's sibling set, applies
@@ -33,3 +37,4 @@
 
 pub mod causality;
 pub mod storage;
+pub mod tls;
