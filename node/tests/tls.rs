@@ -23,21 +23,31 @@ fn client() -> quinn::Endpoint {
     quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap()
 }
 
-/// Sends one framed request on a new stream and reads the framed answer.
-async fn ask(connection: &quinn::Connection, question: &str) -> Result<String, String> {
-    let (mut send, mut receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
+/// Writes one framed message and finishes the stream.
+async fn send_message(send: &mut quinn::SendStream, message: &str) -> Result<(), String> {
     let mut frame = Vec::new();
-    encode_frame(&question, MAX_FRAME_BYTES, &mut frame).unwrap();
+    encode_frame(&message, MAX_FRAME_BYTES, &mut frame).map_err(|e| e.to_string())?;
     send.write_all(&frame).await.map_err(|e| e.to_string())?;
-    send.finish().map_err(|e| e.to_string())?;
+    send.finish().map_err(|e| e.to_string())
+}
+
+/// Reads one framed message up to the end of the stream.
+async fn receive_message(receive: &mut quinn::RecvStream) -> Result<String, String> {
     let bytes = receive
         .read_to_end(MAX_FRAME_BYTES)
         .await
         .map_err(|e| e.to_string())?;
-    let (answer, _) = decode_frame::<String>(&bytes, MAX_FRAME_BYTES)
+    let (message, _) = decode_frame::<String>(&bytes, MAX_FRAME_BYTES)
         .map_err(|e| e.to_string())?
-        .ok_or("incomplete answer")?;
-    Ok(answer)
+        .ok_or("incomplete message")?;
+    Ok(message)
+}
+
+/// Sends one framed request on a new stream and reads the framed answer.
+async fn ask(connection: &quinn::Connection, question: &str) -> Result<String, String> {
+    let (mut send, mut receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
+    send_message(&mut send, question).await?;
+    receive_message(&mut receive).await
 }
 
 /// Accepts one connection and answers one request with "<peer id> said <request>".
@@ -46,22 +56,8 @@ async fn answer_one(endpoint: &quinn::Endpoint) -> Result<NodeId, String> {
     let connection = incoming.await.map_err(|e| e.to_string())?;
     let peer = peer_node_id(&connection).map_err(|e| e.to_string())?;
     let (mut send, mut receive) = connection.accept_bi().await.map_err(|e| e.to_string())?;
-    let bytes = receive
-        .read_to_end(MAX_FRAME_BYTES)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (question, _) = decode_frame::<String>(&bytes, MAX_FRAME_BYTES)
-        .map_err(|e| e.to_string())?
-        .ok_or("incomplete request")?;
-    let mut frame = Vec::new();
-    encode_frame(
-        &format!("{peer} said {question}"),
-        MAX_FRAME_BYTES,
-        &mut frame,
-    )
-    .unwrap();
-    send.write_all(&frame).await.map_err(|e| e.to_string())?;
-    send.finish().map_err(|e| e.to_string())?;
+    let question = receive_message(&mut receive).await?;
+    send_message(&mut send, &format!("{peer} said {question}")).await?;
     // Wait for the client to read the answer and close.
     connection.closed().await;
     Ok(peer)
