@@ -141,39 +141,20 @@ impl<V: Clone> DvvSet<V> {
     /// event of `actor` known here or in the context, values the context has
     /// seen are superseded, and the rest stay as siblings.
     pub fn update(&self, context: &VersionVector, actor: &ActorId, value: V) -> DvvSet<V> {
-        let mut entries: Vec<Entry<V>> = Vec::with_capacity(self.entries.len() + 1);
-        let mut context_entries = context.entries.iter().peekable();
-        let mut own = self.entries.iter().peekable();
-        // Merge the two sorted lists: the context discards what it has seen.
-        loop {
-            let next = match (own.peek(), context_entries.peek()) {
-                (None, None) => break,
-                (Some(e), Some((a, _))) => e.actor.cmp(a),
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-            };
-            match next {
-                Ordering::Less => entries.push(own.next().expect("peeked").clone()),
-                Ordering::Greater => {
-                    let (actor, counter) = context_entries.next().expect("peeked");
-                    entries.push(Entry {
-                        actor: actor.clone(),
-                        counter: *counter,
-                        values: Vec::new(),
-                    });
-                }
-                Ordering::Equal => {
-                    let entry = own.next().expect("peeked");
-                    let (_, seen) = context_entries.next().expect("peeked");
-                    let alive = entry.counter.saturating_sub(*seen) as usize;
-                    entries.push(Entry {
-                        actor: entry.actor.clone(),
-                        counter: entry.counter.max(*seen),
-                        values: entry.values.iter().take(alive).cloned().collect(),
-                    });
-                }
-            }
-        }
+        // A context is a state with no values: syncing with it discards
+        // exactly the values it has seen and keeps the rest.
+        let seen = DvvSet {
+            entries: context
+                .entries
+                .iter()
+                .map(|(actor, counter)| Entry {
+                    actor: actor.clone(),
+                    counter: *counter,
+                    values: Vec::new(),
+                })
+                .collect(),
+        };
+        let mut entries = self.sync(&seen).entries;
         match entries.binary_search_by(|e| e.actor.cmp(actor)) {
             Ok(i) => {
                 entries[i].counter += 1;
