@@ -1,16 +1,23 @@
 //! The `ringdb` command line.
 
+mod cli;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use rand::{Rng, SeedableRng, rngs::StdRng};
+use ringdb::client::ConsistencyLevel;
 use ringdb::ring::{Location, NodeId, Replication, Ring, Token};
 
 /// ringdb: a leaderless, Dynamo/Cassandra-style, eventually consistent store.
 ///
-/// The cluster commands (dev, start, shell) arrive with the running cluster;
-/// for now ringdb answers placement questions.
+/// Start a local cluster with `ringdb dev`, then read and write with
+/// `ringdb put`, `get` and `delete`. Data commands exit with 0 on success,
+/// 2 for bad input, 3 when the row is not found, 4 when too few replicas are
+/// alive (nothing was written), 5 on a timeout (a write may have happened),
+/// 6 when the node is overloaded, 7 when no node can be reached, 1 otherwise.
 #[derive(Parser)]
 #[command(name = "ringdb", version, about, long_about)]
 struct Cli {
@@ -20,6 +27,101 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start a local cluster of real node processes (3 by default).
+    ///
+    /// The first run makes DIR: a cluster CA, a certificate and a node.toml
+    /// per node (on free ports the OS picks), and client.toml, which the data
+    /// commands read. Every node keeps its data under DIR. A later run on the
+    /// same DIR starts the same cluster again, with its data. Waits until
+    /// every node reaches every other, prints the contact points and PIDs,
+    /// and stops the nodes on Ctrl-C (or leaves them running with --detach).
+    Dev {
+        /// Number of nodes of a new cluster (replication factor min(3, N)).
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// The cluster's folder.
+        #[arg(long, default_value = "ringdb-dev")]
+        dir: PathBuf,
+        /// Start the nodes in the background and return.
+        #[arg(long, conflicts_with = "stop")]
+        detach: bool,
+        /// Stop the nodes of a cluster started with --detach.
+        #[arg(long)]
+        stop: bool,
+    },
+    /// Run one node in the foreground, configured by a TOML file.
+    ///
+    /// Ctrl-C or SIGTERM stops it cleanly. Every setting of the file is
+    /// documented in the ringdb-node crate (`config.rs`); `ringdb dev` writes
+    /// complete examples.
+    Start {
+        /// The node's configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Make a cluster CA (if DIR has none) and certificates for nodes.
+    ///
+    /// Writes DIR/ca.pem and DIR/ca.key (keep the key off the nodes), and
+    /// DIR/<node>.pem and DIR/<node>.key for each node id given. Clients
+    /// need only ca.pem.
+    Cert {
+        /// Folder of the CA and the certificates.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// The cluster's name, written into a new CA.
+        #[arg(long, default_value = "ringdb")]
+        cluster: String,
+        /// Node ids to issue certificates for.
+        nodes: Vec<String>,
+    },
+    /// Read a row: print its value (every sibling, if writes were
+    /// concurrent) and its context.
+    Get {
+        #[command(flatten)]
+        connection: cli::data::Connection,
+        /// Consistency level: ONE, TWO, THREE, QUORUM, ALL, …
+        #[arg(long, short = 'c', default_value = "QUORUM")]
+        consistency: ConsistencyLevel,
+        /// The table.
+        table: String,
+        /// The partition key (text).
+        key: String,
+    },
+    /// Write a row's value (text, in column `value`).
+    ///
+    /// Without --context the write supersedes what its coordinator holds;
+    /// with the context printed by a get, exactly the siblings that get saw.
+    Put {
+        #[command(flatten)]
+        connection: cli::data::Connection,
+        /// Consistency level: ONE, TWO, THREE, QUORUM, ALL, …
+        #[arg(long, short = 'c', default_value = "QUORUM")]
+        consistency: ConsistencyLevel,
+        /// The context printed by a previous get of the row (hex).
+        #[arg(long)]
+        context: Option<String>,
+        /// The table.
+        table: String,
+        /// The partition key (text).
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Delete a row (a tombstone superseding what the context saw).
+    Delete {
+        #[command(flatten)]
+        connection: cli::data::Connection,
+        /// Consistency level: ONE, TWO, THREE, QUORUM, ALL, …
+        #[arg(long, short = 'c', default_value = "QUORUM")]
+        consistency: ConsistencyLevel,
+        /// The context printed by a previous get of the row (hex).
+        #[arg(long)]
+        context: Option<String>,
+        /// The table.
+        table: String,
+        /// The partition key (text).
+        key: String,
+    },
     /// Print the token (Cassandra's Murmur3) of a partition key.
     ///
     /// The key is taken as UTF-8 text, or as hex with --hex; the token is the
@@ -58,8 +160,15 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(Cli::parse())) {
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -67,8 +176,62 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    use cli::data::Operation;
     match cli.command {
+        Command::Dev {
+            nodes,
+            dir,
+            detach,
+            stop,
+        } => {
+            if stop {
+                let dir = dir
+                    .canonicalize()
+                    .with_context(|| format!("no ringdb dev cluster in {}", dir.display()))?;
+                cli::dev::stop(&dir).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            return cli::dev::run(&dir.canonicalize()?, nodes, detach).await;
+        }
+        Command::Start { config } => cli::start::run(&config).await?,
+        Command::Cert {
+            dir,
+            cluster,
+            nodes,
+        } => cli::cert::run(&dir, &cluster, &nodes)?,
+        Command::Get {
+            connection,
+            consistency,
+            table,
+            key,
+        } => {
+            return cli::data::run(&connection, consistency, table, key, None, Operation::Get)
+                .await;
+        }
+        Command::Put {
+            connection,
+            consistency,
+            context,
+            table,
+            key,
+            value,
+        } => {
+            let operation = Operation::Put(value);
+            return cli::data::run(&connection, consistency, table, key, context, operation).await;
+        }
+        Command::Delete {
+            connection,
+            consistency,
+            context,
+            table,
+            key,
+        } => {
+            let operation = Operation::Delete;
+            return cli::data::run(&connection, consistency, table, key, context, operation).await;
+        }
         Command::Token { key, hex } => {
             let bytes = if hex {
                 hex::decode(&key).context("the key is not valid hex")?
@@ -91,7 +254,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print_ownership(&ring, replication_factor);
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn simulate(

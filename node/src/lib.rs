@@ -36,5 +36,13 @@
 //! ```
 
 pub mod causality;
+pub mod config;
+mod coordinator;
+mod node;
 pub mod storage;
 pub mod tls;
+pub mod transport;
+
+pub use config::Config;
+pub use coordinator::table_id;
+pub use node::{Node, NodeError, NodeHandle};

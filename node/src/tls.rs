@@ -155,6 +155,19 @@ impl NodeCertificate {
         Ok(quinn::ServerConfig::with_crypto(Arc::new(quic)))
     }
 
+    /// The QUIC server configuration of the client port: present this node's
+    /// certificate, ask clients for none.
+    pub fn client_server_config(&self) -> Result<quinn::ServerConfig, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut crypto = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_no_client_auth()
+            .with_single_cert(self.chain()?, self.key()?)?;
+        crypto.alpn_protocols = vec![ringdb_client::tls::ALPN_CLIENT.to_vec()];
+        let quic = QuicServerConfig::try_from(crypto).map_err(|e| TlsError::Quic(e.to_string()))?;
+        Ok(quinn::ServerConfig::with_crypto(Arc::new(quic)))
+    }
+
     /// The QUIC client configuration: trust only the CA, and present this
     /// node's certificate.
     pub fn client_config(&self) -> Result<quinn::ClientConfig, TlsError> {

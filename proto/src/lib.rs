@@ -3,7 +3,8 @@
 //! The types every part of ringdb agrees on — keys, rows, consistency levels —
 //! and the frame codec that carries messages on a stream, with no I/O, no
 //! tokio and no RocksDB, so that a client can speak to a cluster without
-//! compiling the server. The message enums join them with the transport.
+//! compiling the server, and the messages of the client and internode
+//! protocols with the typed errors that answer them.
 //!
 //! Everything here crosses the wire or the disk as MessagePack with named
 //! fields; keys and blobs go through `serde_bytes` (a MessagePack `bin`, not
@@ -20,6 +21,7 @@
 mod consistency;
 mod frame;
 mod keys;
+mod message;
 mod value;
 
 pub use consistency::{ConsistencyLevel, UnknownConsistencyLevel};
@@ -27,5 +29,9 @@ pub use frame::{FrameError, MAX_FRAME_BYTES, PROTOCOL_VERSION, decode_frame, enc
 pub use keys::{
     ClusteringKey, KeyError, MAX_CLUSTERING_KEY_BYTES, MAX_PARTITION_KEY_BYTES, PartitionKey,
     TableId,
+};
+pub use message::{
+    ClientReply, ClientRequest, Context, PeerReply, PeerRequest, Receipt, Request, RequestError,
+    Response, RowAddress, RowId, Sibling, TopologyNode, VersionedRow,
 };
 pub use value::{Row, Value};

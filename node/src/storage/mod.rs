@@ -439,24 +439,31 @@ fn hint_sequence(key: &[u8]) -> Result<u64, StorageError> {
         })
 }
 
-fn encode_row(row: &StoredRow) -> Vec<u8> {
+/// Encodes a sibling set: a format byte and named MessagePack. The same
+/// bytes are stored and sent to other replicas.
+pub fn encode_row(row: &StoredRow) -> Vec<u8> {
     let mut bytes = vec![ROW_FORMAT];
     rmp_serde::encode::write_named(&mut bytes, row).expect("a stored row always encodes");
     bytes
 }
 
-fn decode_row(bytes: &[u8]) -> Result<StoredRow, StorageError> {
-    let corrupt = |detail: String| StorageError::Corrupt {
-        what: "row",
-        detail,
-    };
+/// Decodes and checks a sibling set made by [`encode_row`] (read from disk or
+/// received from a peer); the error says what is wrong with it.
+pub fn decode_versions(bytes: &[u8]) -> Result<StoredRow, String> {
     match bytes.split_first() {
         Some((&ROW_FORMAT, rest)) => {
-            let row: StoredRow = rmp_serde::from_slice(rest).map_err(|e| corrupt(e.to_string()))?;
-            row.check().map_err(|e| corrupt(e.to_string()))?;
+            let row: StoredRow = rmp_serde::from_slice(rest).map_err(|e| e.to_string())?;
+            row.check().map_err(|e| e.to_string())?;
             Ok(row)
         }
-        Some((format, _)) => Err(corrupt(format!("unknown row format {format}"))),
-        None => Err(corrupt("empty value".into())),
+        Some((format, _)) => Err(format!("unknown row format {format}")),
+        None => Err("empty value".into()),
     }
+}
+
+fn decode_row(bytes: &[u8]) -> Result<StoredRow, StorageError> {
+    decode_versions(bytes).map_err(|detail| StorageError::Corrupt {
+        what: "row",
+        detail,
+    })
 }

@@ -1,0 +1,459 @@
+//! The client: connections, routing and retries.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use ringdb_proto::{
+    ClientReply, ClientRequest, ConsistencyLevel, Context, MAX_FRAME_BYTES, Receipt, RequestError,
+    Row, RowAddress, Sibling, TopologyNode,
+};
+use ringdb_ring::{NodeId, Replication, Ring, Token};
+
+use crate::transport::{CallError, Multiplexed};
+
+type Connection = Multiplexed<ClientRequest, ClientReply>;
+
+/// How many nodes one request may try before giving up.
+const MAX_ATTEMPTS: usize = 3;
+/// How long a node that could not be reached is tried last.
+const FAILED_NODE_BACKOFF: Duration = Duration::from_secs(2);
+/// How much longer than the request's budget the client waits, so that the
+/// coordinator's own timeout answer (which counts acknowledgements) arrives
+/// before the client gives up.
+const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+/// The server name the client presents; nodes are verified by CA, not name.
+const SERVER_NAME: &str = "ringdb-node";
+
+/// How to reach a cluster.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Client addresses of some nodes of the cluster (any one is enough).
+    pub contact_points: Vec<SocketAddr>,
+    /// The cluster CA's certificate (PEM) that node certificates must chain to.
+    pub ca_pem: String,
+    /// How long a node may take over a request (it is told this budget).
+    /// Default: 2 s, Cassandra's write timeout.
+    pub request_timeout: Duration,
+    /// How long to wait for a QUIC handshake. Default: 2 s.
+    pub connect_timeout: Duration,
+    /// Send each request to a replica of its row, once the ring is known.
+    /// Off, requests go to the contact points in order (the node forwards
+    /// writes to a replica). Default: on.
+    pub token_aware: bool,
+}
+
+impl ClientConfig {
+    /// Defaults for the given contact points and CA.
+    pub fn new(contact_points: Vec<SocketAddr>, ca_pem: String) -> ClientConfig {
+        ClientConfig {
+            contact_points,
+            ca_pem,
+            request_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(2),
+            token_aware: true,
+        }
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The coordinating node answered with an error.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// No node could be reached; nothing was sent.
+    #[error("no node reachable: {}", describe_failures(.tried))]
+    NoConnection {
+        /// Each address tried and why it failed.
+        tried: Vec<(SocketAddr, String)>,
+    },
+    /// No answer from the node in time; a write's outcome is unknown.
+    #[error("no answer from {node} within {after:?}{}", unknown_outcome(*.write))]
+    Timeout {
+        /// The node asked.
+        node: SocketAddr,
+        /// How long the client waited.
+        after: Duration,
+        /// Whether it was a write.
+        write: bool,
+    },
+    /// The connection broke after the request was sent; a write's outcome is unknown.
+    #[error("connection to {node} lost: {reason}{}", unknown_outcome(*.write))]
+    ConnectionLost {
+        /// The node asked.
+        node: SocketAddr,
+        /// Why the connection broke.
+        reason: String,
+        /// Whether it was a write.
+        write: bool,
+    },
+    /// The client's configuration is not usable (for example the CA file).
+    #[error("client configuration: {0}")]
+    Config(String),
+    /// The node answered with a reply of the wrong kind (a protocol bug).
+    #[error("unexpected reply from {0}")]
+    UnexpectedReply(SocketAddr),
+}
+
+fn describe_failures(tried: &[(SocketAddr, String)]) -> String {
+    if tried.is_empty() {
+        return "no contact points".into();
+    }
+    let parts: Vec<String> = tried.iter().map(|(a, why)| format!("{a}: {why}")).collect();
+    parts.join("; ")
+}
+
+fn unknown_outcome(write: bool) -> &'static str {
+    if write {
+        "; the write may still have been applied"
+    } else {
+        ""
+    }
+}
+
+/// A read's answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReadResult {
+    /// The live versions of the row: none if it does not exist (or was
+    /// deleted), several if writes were concurrent.
+    pub siblings: Vec<Sibling>,
+    /// Pass this back with the next write of the row.
+    pub context: Context,
+    /// Which replicas answered and which were repaired.
+    pub receipt: Receipt,
+}
+
+/// A write's answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WriteResult {
+    /// The row's context after the write; a following write with it replaces this one.
+    pub context: Context,
+    /// Which replicas acknowledged.
+    pub receipt: Receipt,
+}
+
+struct Routing {
+    ring: Ring,
+    replication: Replication,
+    addresses: HashMap<NodeId, SocketAddr>,
+}
+
+/// A connection to a ringdb cluster. Cheap to share: wrap it in an `Arc`.
+pub struct Client {
+    config: ClientConfig,
+    endpoint: quinn::Endpoint,
+    quic: quinn::ClientConfig,
+    routing: RwLock<Option<Routing>>,
+    connections: Mutex<HashMap<SocketAddr, Arc<Connection>>>,
+    failed: Mutex<HashMap<SocketAddr, Instant>>,
+}
+
+impl Client {
+    /// Connects to the cluster through its contact points and, when
+    /// token-aware, fetches the ring.
+    pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
+        let quic = crate::tls::client_config(&config.ca_pem).map_err(ClientError::Config)?;
+        let bind: SocketAddr = match config.contact_points.first() {
+            Some(SocketAddr::V6(_)) => "[::]:0".parse().expect("address"),
+            _ => "0.0.0.0:0".parse().expect("address"),
+        };
+        let endpoint = quinn::Endpoint::client(bind)
+            .map_err(|e| ClientError::Config(format!("cannot open a UDP socket: {e}")))?;
+        let client = Client {
+            config,
+            endpoint,
+            quic,
+            routing: RwLock::new(None),
+            connections: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
+        };
+        if client.config.token_aware {
+            client.refresh_topology().await?;
+        } else {
+            // Fail now, not at the first request, if no node answers.
+            client.connect_any(&client.config.contact_points).await?;
+        }
+        Ok(client)
+    }
+
+    /// Fetches the ring from a node again (after nodes joined or moved).
+    pub async fn refresh_topology(&self) -> Result<Vec<TopologyNode>, ClientError> {
+        let reply = self
+            .request(None, ClientRequest::Topology, RequestKind::Read)
+            .await?;
+        let ClientReply::Topology { nodes, replication } = reply.1 else {
+            return Err(ClientError::UnexpectedReply(reply.0));
+        };
+        let mut ring = Ring::new();
+        let mut addresses = HashMap::new();
+        for node in &nodes {
+            ring.add_node(node.id.clone(), node.location.clone(), node.tokens.clone())
+                .map_err(|e| ClientError::Config(format!("the node sent a bad ring: {e}")))?;
+            if let Ok(address) = node.client_address.parse() {
+                addresses.insert(node.id.clone(), address);
+            }
+        }
+        *self.routing.write().expect("routing") = Some(Routing {
+            ring,
+            replication,
+            addresses,
+        });
+        Ok(nodes)
+    }
+
+    /// Reads a row at `consistency`.
+    pub async fn get(
+        &self,
+        row: &RowAddress,
+        consistency: ConsistencyLevel,
+    ) -> Result<ReadResult, ClientError> {
+        let request = ClientRequest::Get {
+            row: row.clone(),
+            consistency,
+        };
+        match self
+            .request(Some(row.token()), request, RequestKind::Read)
+            .await?
+        {
+            (
+                _,
+                ClientReply::Read {
+                    siblings,
+                    context,
+                    receipt,
+                },
+            ) => Ok(ReadResult {
+                siblings,
+                context,
+                receipt,
+            }),
+            (node, _) => Err(ClientError::UnexpectedReply(node)),
+        }
+    }
+
+    /// Writes a row's columns at `consistency`, superseding what `context` saw.
+    pub async fn put(
+        &self,
+        row: &RowAddress,
+        columns: Row,
+        context: Context,
+        consistency: ConsistencyLevel,
+    ) -> Result<WriteResult, ClientError> {
+        let request = ClientRequest::Put {
+            row: row.clone(),
+            columns,
+            context,
+            consistency,
+        };
+        self.write(row, request).await
+    }
+
+    /// Deletes a row at `consistency`, superseding what `context` saw.
+    pub async fn delete(
+        &self,
+        row: &RowAddress,
+        context: Context,
+        consistency: ConsistencyLevel,
+    ) -> Result<WriteResult, ClientError> {
+        let request = ClientRequest::Delete {
+            row: row.clone(),
+            context,
+            consistency,
+        };
+        self.write(row, request).await
+    }
+
+    async fn write(
+        &self,
+        row: &RowAddress,
+        request: ClientRequest,
+    ) -> Result<WriteResult, ClientError> {
+        match self
+            .request(Some(row.token()), request, RequestKind::Write)
+            .await?
+        {
+            (_, ClientReply::Written { context, receipt }) => Ok(WriteResult { context, receipt }),
+            (node, _) => Err(ClientError::UnexpectedReply(node)),
+        }
+    }
+
+    /// The nodes to try for a row, best first: its replicas in ring order
+    /// when the ring is known, then the other nodes; nodes that recently
+    /// could not be reached go last.
+    fn candidates(&self, token: Option<Token>) -> Vec<SocketAddr> {
+        let mut candidates = Vec::new();
+        if let Some(routing) = self.routing.read().expect("routing").as_ref() {
+            if let Some(token) = token {
+                for replica in routing.ring.replicas(token, &routing.replication) {
+                    if let Some(&address) = routing.addresses.get(&replica) {
+                        candidates.push(address);
+                    }
+                }
+            }
+            let mut others: Vec<SocketAddr> = routing.addresses.values().copied().collect();
+            others.sort();
+            for address in others {
+                if !candidates.contains(&address) {
+                    candidates.push(address);
+                }
+            }
+        }
+        for &address in &self.config.contact_points {
+            if !candidates.contains(&address) {
+                candidates.push(address);
+            }
+        }
+        let failed = self.failed.lock().expect("failed nodes");
+        let recently_failed = |address: &SocketAddr| {
+            failed
+                .get(address)
+                .is_some_and(|at| at.elapsed() < FAILED_NODE_BACKOFF)
+        };
+        candidates.sort_by_key(recently_failed);
+        candidates
+    }
+
+    async fn request(
+        &self,
+        token: Option<Token>,
+        request: ClientRequest,
+        kind: RequestKind,
+    ) -> Result<(SocketAddr, ClientReply), ClientError> {
+        let token = token.filter(|_| self.config.token_aware);
+        let mut tried = Vec::new();
+        let mut last_error = None;
+        for address in self.candidates(token).into_iter().take(MAX_ATTEMPTS) {
+            let connection = match self.connection(address).await {
+                Ok(connection) => connection,
+                Err(reason) => {
+                    tried.push((address, reason));
+                    continue;
+                }
+            };
+            let budget = self.config.request_timeout;
+            let outcome = connection
+                .call_with_budget(request.clone(), budget, budget + ANSWER_MARGIN)
+                .await;
+            let error = match outcome {
+                Ok(reply) => return Ok((address, reply)),
+                Err(error) => error,
+            };
+            let write = kind == RequestKind::Write;
+            // Unavailable is the coordinator's verdict on the replicas, which
+            // another coordinator would share: answered, not retried.
+            let retry = match &error {
+                CallError::Remote(RequestError::Overloaded { .. }) => true,
+                CallError::Remote(RequestError::Timeout { .. })
+                | CallError::Timeout(_)
+                | CallError::ConnectionLost { .. } => !write,
+                _ => false,
+            };
+            let error = match error {
+                CallError::Remote(error) => ClientError::Request(error),
+                CallError::NotSent { reason } => {
+                    self.forget_connection(address);
+                    tried.push((address, reason));
+                    continue;
+                }
+                CallError::ConnectionLost { reason } => {
+                    self.forget_connection(address);
+                    ClientError::ConnectionLost {
+                        node: address,
+                        reason,
+                        write,
+                    }
+                }
+                CallError::Timeout(after) => ClientError::Timeout {
+                    node: address,
+                    after,
+                    write,
+                },
+            };
+            if !retry {
+                return Err(error);
+            }
+            last_error = Some(error);
+        }
+        Err(last_error.unwrap_or(ClientError::NoConnection { tried }))
+    }
+
+    /// Connects to any of `addresses`, in order.
+    async fn connect_any(&self, addresses: &[SocketAddr]) -> Result<(), ClientError> {
+        let mut tried = Vec::new();
+        for &address in addresses {
+            match self.connection(address).await {
+                Ok(_) => return Ok(()),
+                Err(reason) => tried.push((address, reason)),
+            }
+        }
+        Err(ClientError::NoConnection { tried })
+    }
+
+    async fn connection(&self, address: SocketAddr) -> Result<Arc<Connection>, String> {
+        if let Some(connection) = self
+            .connections
+            .lock()
+            .expect("connections")
+            .get(&address)
+            .filter(|connection| !connection.is_closed())
+        {
+            return Ok(connection.clone());
+        }
+        match self.open(address).await {
+            Ok(connection) => {
+                self.failed.lock().expect("failed nodes").remove(&address);
+                let mut connections = self.connections.lock().expect("connections");
+                let entry = connections
+                    .entry(address)
+                    .and_modify(|existing| {
+                        if existing.is_closed() {
+                            *existing = connection.clone();
+                        }
+                    })
+                    .or_insert(connection);
+                Ok(entry.clone())
+            }
+            Err(reason) => {
+                self.failed
+                    .lock()
+                    .expect("failed nodes")
+                    .insert(address, Instant::now());
+                Err(reason)
+            }
+        }
+    }
+
+    async fn open(&self, address: SocketAddr) -> Result<Arc<Connection>, String> {
+        let connecting = self
+            .endpoint
+            .connect_with(self.quic.clone(), address, SERVER_NAME)
+            .map_err(|e| e.to_string())?;
+        let connection = tokio::time::timeout(self.config.connect_timeout, connecting)
+            .await
+            .map_err(|_| format!("no handshake within {:?}", self.config.connect_timeout))?
+            .map_err(|e| e.to_string())?;
+        let multiplexed = Multiplexed::open(connection, MAX_FRAME_BYTES)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Arc::new(multiplexed))
+    }
+
+    fn forget_connection(&self, address: SocketAddr) {
+        self.connections
+            .lock()
+            .expect("connections")
+            .remove(&address);
+        self.failed
+            .lock()
+            .expect("failed nodes")
+            .insert(address, Instant::now());
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RequestKind {
+    Read,
+    Write,
+}

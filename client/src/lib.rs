@@ -1,0 +1,49 @@
+//! # ringdb-client: talk to a ringdb cluster
+//!
+//! An async client over QUIC. It connects to any node given as a contact
+//! point, fetches the ring (every node's tokens and client address, and the
+//! replication) and from then on sends each request to a replica of its row
+//! — *token-aware* routing, as Cassandra's drivers do — so the write
+//! coordinator is a replica and no forwarding hop is needed (DESIGN.md
+//! "Write path", step 1). Without a ring it uses the contact points, and the
+//! node forwards.
+//!
+//! Every request names its consistency level. Reads return every live
+//! sibling and an opaque [`Context`]; pass the context back with the next
+//! write of the row so that the write supersedes exactly what was read.
+//!
+//! ## Retries
+//!
+//! What is retried on another node is what is safe to retry:
+//! - anything that never reached a node (no connection) or that a node
+//!   refused before acting (`Unavailable`, `Overloaded`);
+//! - reads, which change nothing, after a timeout or a lost connection.
+//!
+//! A write that timed out or whose connection dropped after sending is **not**
+//! retried: it may have been applied, and writing it again would add a
+//! sibling. The error says so.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), ringdb_client::ClientError> {
+//! use ringdb_client::{Client, ClientConfig};
+//! use ringdb_proto::{ConsistencyLevel, Context, PartitionKey, Row, RowAddress, Value};
+//!
+//! let ca = std::fs::read_to_string("ringdb-dev/ca.pem").unwrap();
+//! let client = Client::connect(ClientConfig::new(vec!["127.0.0.1:9042".parse().unwrap()], ca)).await?;
+//! let row = RowAddress::new("users", PartitionKey::new(b"alice".to_vec()).unwrap());
+//! let columns = Row::from([("name".to_string(), Value::Text("Alice".into()))]);
+//! client.put(&row, columns, Context::empty(), ConsistencyLevel::Quorum).await?;
+//! let read = client.get(&row, ConsistencyLevel::Quorum).await?;
+//! assert_eq!(read.siblings.len(), 1);
+//! # Ok(()) }
+//! ```
+
+mod client;
+pub mod tls;
+pub mod transport;
+
+pub use client::{Client, ClientConfig, ClientError, ReadResult, WriteResult};
+pub use ringdb_proto::{
+    ClusteringKey, ConsistencyLevel, Context, PartitionKey, Receipt, RequestError, Row, RowAddress,
+    Sibling, Value,
+};

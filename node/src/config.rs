@@ -1,0 +1,265 @@
+//! A node's configuration: one TOML file (`ringdb start --config node.toml`).
+//!
+//! Relative paths in the file are relative to the file's folder, so a node's
+//! folder can be moved as a whole. Every field says its meaning, unit and
+//! default; [`Config::validate`] refuses settings that cannot work before
+//! anything starts.
+//!
+//! ```toml
+//! node_id = "node1"
+//! data_dir = "data"
+//! listen_internode = "127.0.0.1:7001"
+//! listen_client = "127.0.0.1:9001"
+//!
+//! [tls]
+//! ca_certificate = "../ca.pem"
+//! certificate = "node.pem"
+//! key = "node.key"
+//!
+//! [cluster]
+//! name = "dev"
+//! replication_factor = 3
+//!
+//! [[cluster.nodes]]
+//! id = "node1"
+//! internode_address = "127.0.0.1:7001"
+//! client_address = "127.0.0.1:9001"
+//! # … one entry per node, the same list on every node
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ringdb_ring::{Location, NodeId};
+use serde::{Deserialize, Serialize};
+
+use crate::storage::StorageConfig;
+
+/// Errors loading or checking a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for a config.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line.
+        source: Box<toml::de::Error>,
+    },
+    /// A setting cannot work.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// Everything a node needs to run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node's id: its name in the cluster, which must be the DNS name in
+    /// its certificate and appear in `cluster.nodes`. Letters, digits, `-`, `.`.
+    pub node_id: NodeId,
+    /// Where the node keeps its data (RocksDB). Created if missing.
+    pub data_dir: PathBuf,
+    /// UDP address for QUIC connections from other nodes (mutual TLS).
+    pub listen_internode: SocketAddr,
+    /// UDP address for QUIC connections from clients.
+    pub listen_client: SocketAddr,
+    /// Certificates (see `ringdb cert`).
+    pub tls: TlsFiles,
+    /// The cluster this node belongs to.
+    pub cluster: ClusterConfig,
+    /// Storage settings.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// Request handling limits and timeouts.
+    #[serde(default)]
+    pub requests: RequestConfig,
+}
+
+/// Paths of the PEM files a node presents and trusts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The cluster CA's certificate, which every peer's certificate must chain to.
+    pub ca_certificate: PathBuf,
+    /// This node's certificate, signed by the CA, naming `node_id`.
+    pub certificate: PathBuf,
+    /// This node's private key.
+    pub key: PathBuf,
+}
+
+/// The cluster: its members (static until gossip arrives) and replication.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The cluster's name, for display. Default: `ringdb`.
+    #[serde(default = "default_cluster_name")]
+    pub name: String,
+    /// Replicas of every row. Default: 3.
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: usize,
+    /// Vnode tokens per node. Default: 16. Every node must use the same value:
+    /// tokens are allocated from the member list in order, identically on
+    /// every node.
+    #[serde(default = "default_num_tokens")]
+    pub num_tokens: usize,
+    /// Every member of the cluster, in the same order on every node.
+    pub nodes: Vec<MemberConfig>,
+}
+
+/// One member of the cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    /// Its node id.
+    pub id: NodeId,
+    /// Where it listens for other nodes.
+    pub internode_address: SocketAddr,
+    /// Where it listens for clients.
+    pub client_address: SocketAddr,
+    /// Its datacenter. Default: `datacenter1`.
+    #[serde(default = "default_datacenter")]
+    pub datacenter: String,
+    /// Its rack. Default: `rack1`.
+    #[serde(default = "default_rack")]
+    pub rack: String,
+}
+
+impl MemberConfig {
+    /// Its datacenter and rack.
+    pub fn location(&self) -> Location {
+        Location {
+            datacenter: self.datacenter.clone(),
+            rack: self.rack.clone(),
+        }
+    }
+}
+
+/// Limits and timeouts of request handling.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestConfig {
+    /// The longest a coordinator works on a request, in milliseconds; a
+    /// client's shorter budget wins. Default: 2000 (Cassandra's write timeout).
+    pub timeout_ms: u64,
+    /// Requests one connection may have in progress; more are answered
+    /// `Overloaded` at once. Default: 1024.
+    pub max_in_flight_per_connection: usize,
+    /// The largest row (its columns, encoded), in bytes. Default: 1 MiB.
+    pub max_row_bytes: usize,
+}
+
+impl Default for RequestConfig {
+    fn default() -> RequestConfig {
+        RequestConfig {
+            timeout_ms: 2000,
+            max_in_flight_per_connection: 1024,
+            max_row_bytes: 1 << 20,
+        }
+    }
+}
+
+impl RequestConfig {
+    /// The coordinator's timeout.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+fn default_cluster_name() -> String {
+    "ringdb".into()
+}
+fn default_replication_factor() -> usize {
+    3
+}
+fn default_num_tokens() -> usize {
+    16
+}
+fn default_datacenter() -> String {
+    Location::default().datacenter
+}
+fn default_rack() -> String {
+    Location::default().rack
+}
+
+impl Config {
+    /// Reads a config file; relative paths become relative to its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for file in [
+            &mut config.data_dir,
+            &mut config.tls.ca_certificate,
+            &mut config.tls.certificate,
+            &mut config.tls.key,
+        ] {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The config as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a config always serializes")
+    }
+
+    /// Checks that the settings can work together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |detail: String| Err(ConfigError::Invalid(detail));
+        if !self.cluster.nodes.iter().any(|n| n.id == self.node_id) {
+            return invalid(format!(
+                "node_id {:?} is not listed in cluster.nodes",
+                self.node_id.as_str()
+            ));
+        }
+        for (i, node) in self.cluster.nodes.iter().enumerate() {
+            if self.cluster.nodes[..i].iter().any(|n| n.id == node.id) {
+                return invalid(format!("node {:?} is listed twice", node.id.as_str()));
+            }
+        }
+        if self.cluster.replication_factor == 0 {
+            return invalid("cluster.replication_factor must be at least 1".into());
+        }
+        if self.cluster.num_tokens == 0 {
+            return invalid("cluster.num_tokens must be at least 1".into());
+        }
+        if self.requests.timeout_ms == 0 || self.requests.max_in_flight_per_connection == 0 {
+            return invalid(
+                "requests.timeout_ms and requests.max_in_flight_per_connection must be at least 1"
+                    .into(),
+            );
+        }
+        self.storage
+            .validate()
+            .or_else(|e| invalid(e.to_string()))?;
+        Ok(())
+    }
+
+    /// This node's entry in the member list.
+    pub fn me(&self) -> &MemberConfig {
+        self.cluster
+            .nodes
+            .iter()
+            .find(|n| n.id == self.node_id)
+            .expect("validated: the node is a member")
+    }
+}

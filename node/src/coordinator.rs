@@ -1,0 +1,584 @@
+//! The coordinator and the replica: the write and read paths of DESIGN.md.
+//!
+//! **Writes.** The write coordinator is a replica of the row; a node that is
+//! not forwards the request to one that is (the first reachable in ring
+//! order). The coordinator decides `Unavailable` before doing anything when
+//! fewer replicas are reachable than the level needs; otherwise it applies
+//! the write to its own sibling set with a dot of its own actor
+//! ([`Storage::update`]), sends the resulting set to every other reachable
+//! replica, and answers once the level's count has acknowledged (itself
+//! included), or `Timeout` at the deadline with the count it reached. A
+//! replica it knows to be unreachable is not waited for; the messages already
+//! queued still reach the slower replicas after the answer.
+//!
+//! **Reads.** Any node coordinates a read. It asks as many reachable replicas
+//! as the level needs, itself first when it is one, and asks a spare replica
+//! when one fails. It merges the sibling sets ([`DvvSet::sync`]); a replica
+//! whose set does not already contain the merge is repaired before the
+//! answer (blocking read repair: once a read at QUORUM has returned a value,
+//! a quorum holds it, so a later QUORUM read cannot go backwards). The
+//! replicas not read are read and repaired in the background, best effort.
+//! Tombstones take part in the merge (they supersede what they deleted) but
+//! are not shown to the reader.
+//!
+//! [`DvvSet::sync`]: crate::causality::DvvSet::sync
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ringdb_client::transport::CallError;
+use ringdb_proto::{
+    ClientReply, ClientRequest, ConsistencyLevel, Context, PeerReply, PeerRequest, Receipt,
+    RequestError, Row, RowAddress, RowId, Sibling, TableId, TopologyNode, VersionedRow,
+};
+use ringdb_ring::{NodeId, Replication, Ring};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::causality::{ActorId, CausalContext};
+use crate::config::{MemberConfig, RequestConfig};
+use crate::storage::{
+    RowKey, RowVersion, Storage, StorageError, StoredRow, decode_versions, encode_row,
+};
+use crate::transport::Peers;
+
+/// How long past a request's deadline a forwarding node waits for the
+/// answer of the node it forwarded to (which answers `Timeout` at the deadline).
+const FORWARD_GRACE: Duration = Duration::from_millis(100);
+/// The longest table name (Cassandra's limit).
+const MAX_TABLE_NAME: usize = 48;
+
+/// Work done after the answer (background read repair).
+pub(crate) type BackgroundJob = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What the coordinator needs: storage, peers, the ring and the limits.
+pub(crate) struct Coordinator {
+    pub(crate) me: NodeId,
+    pub(crate) actor: ActorId,
+    pub(crate) storage: Arc<Storage>,
+    pub(crate) peers: Arc<Peers>,
+    pub(crate) ring: Ring,
+    pub(crate) replication: Replication,
+    pub(crate) members: Vec<MemberConfig>,
+    pub(crate) limits: RequestConfig,
+    pub(crate) background: mpsc::Sender<BackgroundJob>,
+}
+
+/// The table id of a table name. Until keyspaces declare tables (and give
+/// them ids), a table is named by its use and its id is the first eight
+/// bytes of the blake3 hash of the name.
+pub fn table_id(name: &str) -> Result<TableId, RequestError> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_TABLE_NAME
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(RequestError::invalid(format!(
+            "table name {name:?} must be 1 to {MAX_TABLE_NAME} letters, digits or underscores"
+        )));
+    }
+    let hash = blake3::hash(name.as_bytes());
+    let bytes: [u8; 8] = hash.as_bytes()[..8].try_into().expect("eight bytes");
+    Ok(TableId(u64::from_be_bytes(bytes)))
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+impl Coordinator {
+    /// Serves a client request (or one forwarded by a peer, which must not
+    /// be forwarded again).
+    pub(crate) async fn serve_client(
+        self: Arc<Self>,
+        request: ClientRequest,
+        deadline: Instant,
+        forwarded: bool,
+    ) -> Result<ClientReply, RequestError> {
+        let deadline = deadline.min(Instant::now() + self.limits.timeout());
+        match request {
+            ClientRequest::Get { row, consistency } => self.read(row, consistency, deadline).await,
+            ClientRequest::Put {
+                ref row,
+                ref columns,
+                ..
+            } => {
+                let size = rmp_serde::to_vec_named(columns).map_or(usize::MAX, |b| b.len());
+                if size > self.limits.max_row_bytes {
+                    return Err(RequestError::invalid(format!(
+                        "row of {size} bytes exceeds the limit of {} bytes",
+                        self.limits.max_row_bytes
+                    )));
+                }
+                let row = row.clone();
+                self.write(row, request, deadline, forwarded).await
+            }
+            ClientRequest::Delete { ref row, .. } => {
+                let row = row.clone();
+                self.write(row, request, deadline, forwarded).await
+            }
+            ClientRequest::Topology => Ok(self.topology()),
+        }
+    }
+
+    /// Serves a request from another node.
+    pub(crate) async fn serve_peer(
+        self: Arc<Self>,
+        request: PeerRequest,
+        deadline: Instant,
+    ) -> Result<PeerReply, RequestError> {
+        match request {
+            PeerRequest::Replicate { row, versions } => {
+                let incoming = decode_versions(&versions.0)
+                    .map_err(|e| RequestError::invalid(format!("malformed versioned row: {e}")))?;
+                let key = RowKey::new(row.table, row.partition, row.clustering);
+                self.blocking(move |storage| storage.merge(&key, &incoming))
+                    .await?;
+                Ok(PeerReply::Applied)
+            }
+            PeerRequest::Read { row } => {
+                let key = RowKey::new(row.table, row.partition, row.clustering);
+                let stored = self.blocking(move |storage| storage.get(&key)).await?;
+                Ok(PeerReply::Row(
+                    stored.map(|stored| VersionedRow(encode_row(&stored))),
+                ))
+            }
+            PeerRequest::Coordinate(request) => Ok(PeerReply::Coordinated(
+                self.serve_client(request, deadline, true).await?,
+            )),
+        }
+    }
+
+    /// Runs a storage call on the blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Storage) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, RequestError> {
+        let storage = self.storage.clone();
+        let outcome = tokio::task::spawn_blocking(move || work(&storage)).await;
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(RequestError::Server {
+                node: self.me.clone(),
+                reason: error.to_string(),
+            }),
+            Err(error) => Err(RequestError::Server {
+                node: self.me.clone(),
+                reason: format!("storage task failed: {error}"),
+            }),
+        }
+    }
+
+    /// The row's replicas and the acknowledgements `level` needs from them.
+    fn plan(
+        &self,
+        row: &RowAddress,
+        level: ConsistencyLevel,
+        write: bool,
+    ) -> Result<(RowId, Vec<NodeId>, usize), RequestError> {
+        let table = table_id(&row.table)?;
+        if level == ConsistencyLevel::Any {
+            return Err(RequestError::invalid(if write {
+                "consistency ANY needs hinted handoff, which this version does not have yet; use ONE"
+            } else {
+                "consistency ANY is for writes only"
+            }));
+        }
+        let replicas = self.ring.replicas(row.token(), &self.replication);
+        let required = level.required(self.replication.total_factor());
+        let id = RowId {
+            table,
+            partition: row.partition.clone(),
+            clustering: row.clustering.clone(),
+        };
+        Ok((id, replicas, required))
+    }
+
+    /// The replicas that are reachable: this node first when it is one.
+    fn alive(&self, replicas: &[NodeId]) -> Vec<NodeId> {
+        let mut alive: Vec<NodeId> = replicas
+            .iter()
+            .filter(|r| **r == self.me)
+            .cloned()
+            .collect();
+        alive.extend(
+            replicas
+                .iter()
+                .filter(|r| **r != self.me && self.peers.is_alive(r))
+                .cloned(),
+        );
+        alive
+    }
+
+    async fn write(
+        self: Arc<Self>,
+        row: RowAddress,
+        request: ClientRequest,
+        deadline: Instant,
+        forwarded: bool,
+    ) -> Result<ClientReply, RequestError> {
+        let (ClientRequest::Put {
+            consistency,
+            ref context,
+            ..
+        }
+        | ClientRequest::Delete {
+            consistency,
+            ref context,
+            ..
+        }) = request
+        else {
+            unreachable!("write is called for puts and deletes only");
+        };
+        let (id, replicas, required) = self.plan(&row, consistency, true)?;
+        if !replicas.contains(&self.me) {
+            if forwarded {
+                return Err(RequestError::invalid(
+                    "forwarded to a node that is not a replica: the nodes disagree about the ring",
+                ));
+            }
+            return self.forward(&replicas, required, request, deadline).await;
+        }
+        let alive = self.alive(&replicas);
+        if alive.len() < required {
+            return Err(RequestError::Unavailable {
+                required,
+                alive: alive.len(),
+            });
+        }
+        // Without a context, the write supersedes what this coordinator
+        // holds (read under the row lock): concurrent only with what it has
+        // not seen.
+        let context = if context.is_empty() {
+            None
+        } else {
+            Some(
+                CausalContext::decode(&context.0)
+                    .map_err(|e| RequestError::invalid(e.to_string()))?,
+            )
+        };
+        let columns = match request {
+            ClientRequest::Put { columns, .. } => Some(columns),
+            _ => None,
+        };
+        let version = RowVersion {
+            timestamp_micros: now_micros(),
+            row: columns,
+        };
+        let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone());
+        let actor = self.actor.clone();
+        let stored = self
+            .blocking(move |storage| {
+                storage.update(&key, |current| {
+                    let seen = context.unwrap_or_else(|| current.context());
+                    current.update(&seen, &actor, version)
+                })
+            })
+            .await?;
+        let versions = VersionedRow(encode_row(&stored));
+        let mut acks = JoinSet::new();
+        for peer in alive.iter().filter(|p| **p != self.me) {
+            let request = PeerRequest::Replicate {
+                row: id.clone(),
+                versions: versions.clone(),
+            };
+            match self.peers.send(peer, request, deadline) {
+                Ok(call) => {
+                    let peer = peer.clone();
+                    acks.spawn(async move { (peer, call.answer(deadline).await) });
+                }
+                Err(error) => debug!(peer = %peer, %error, "replica not sent the write"),
+            }
+        }
+        let mut acknowledged = vec![self.me.clone()];
+        while acknowledged.len() < required {
+            match tokio::time::timeout_at(deadline, acks.join_next()).await {
+                Ok(Some(Ok((peer, Ok(PeerReply::Applied))))) => acknowledged.push(peer),
+                Ok(Some(Ok((peer, outcome)))) => {
+                    debug!(peer = %peer, ?outcome, "replica did not acknowledge the write")
+                }
+                Ok(Some(Err(_))) => {}
+                Ok(None) | Err(_) => {
+                    return Err(RequestError::Timeout {
+                        required,
+                        acknowledged: acknowledged.len(),
+                        write: true,
+                    });
+                }
+            }
+        }
+        // The acknowledgements still to come are not waited for; the
+        // replicas apply the write all the same.
+        acks.detach_all();
+        Ok(ClientReply::Written {
+            context: Context(CausalContext::encode(&stored.context())),
+            receipt: Receipt {
+                coordinator: Some(self.me.clone()),
+                acknowledged,
+                repaired: Vec::new(),
+            },
+        })
+    }
+
+    /// Sends a write to the first reachable replica to coordinate it.
+    async fn forward(
+        &self,
+        replicas: &[NodeId],
+        required: usize,
+        request: ClientRequest,
+        deadline: Instant,
+    ) -> Result<ClientReply, RequestError> {
+        let Some(target) = replicas.iter().find(|r| self.peers.is_alive(r)) else {
+            return Err(RequestError::Unavailable { required, alive: 0 });
+        };
+        let timeout = RequestError::Timeout {
+            required,
+            acknowledged: 0,
+            write: true,
+        };
+        let call = self
+            .peers
+            .send(target, PeerRequest::Coordinate(request), deadline)
+            .map_err(|_| RequestError::Unavailable { required, alive: 0 })?;
+        match call.answer(deadline + FORWARD_GRACE).await {
+            Ok(PeerReply::Coordinated(reply)) => Ok(reply),
+            Ok(other) => Err(RequestError::Server {
+                node: target.clone(),
+                reason: format!("unexpected reply to a forwarded write: {other:?}"),
+            }),
+            Err(CallError::Remote(error)) => Err(error),
+            Err(_) => Err(timeout),
+        }
+    }
+
+    async fn read(
+        self: Arc<Self>,
+        row: RowAddress,
+        consistency: ConsistencyLevel,
+        deadline: Instant,
+    ) -> Result<ClientReply, RequestError> {
+        let (id, replicas, required) = self.plan(&row, consistency, false)?;
+        let alive = self.alive(&replicas);
+        if alive.len() < required {
+            return Err(RequestError::Unavailable {
+                required,
+                alive: alive.len(),
+            });
+        }
+        let mut spares = alive[required..].iter();
+        let mut reads = JoinSet::new();
+        for replica in &alive[..required] {
+            self.spawn_read(&mut reads, replica, &id, deadline);
+        }
+        let mut answers: Vec<(NodeId, StoredRow)> = Vec::new();
+        while answers.len() < required {
+            match tokio::time::timeout_at(deadline, reads.join_next()).await {
+                Ok(Some(Ok((replica, Ok(stored))))) => answers.push((replica, stored)),
+                Ok(Some(outcome)) => {
+                    debug!(?outcome, "replica read failed");
+                    if let Some(spare) = spares.next() {
+                        self.spawn_read(&mut reads, spare, &id, deadline);
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    return Err(RequestError::Timeout {
+                        required,
+                        acknowledged: answers.len(),
+                        write: false,
+                    });
+                }
+            }
+        }
+        let merged = answers
+            .iter()
+            .fold(StoredRow::new(), |merged, (_, stored)| merged.sync(stored));
+        let behind: Vec<NodeId> = answers
+            .iter()
+            .filter(|(_, stored)| !stored.descends(&merged))
+            .map(|(replica, _)| replica.clone())
+            .collect();
+        let repaired = self.repair(&id, &merged, &behind, deadline).await;
+        if repaired.len() < behind.len() {
+            return Err(RequestError::Timeout {
+                required,
+                acknowledged: answers.len() - (behind.len() - repaired.len()),
+                write: false,
+            });
+        }
+        let unread: Vec<NodeId> = alive
+            .iter()
+            .filter(|r| !answers.iter().any(|(a, _)| a == *r))
+            .cloned()
+            .collect();
+        if !unread.is_empty() {
+            self.repair_in_background(id, merged.clone(), unread);
+        }
+        Ok(ClientReply::Read {
+            siblings: siblings_of(&merged),
+            context: Context(CausalContext::encode(&merged.context())),
+            receipt: Receipt {
+                coordinator: Some(self.me.clone()),
+                acknowledged: answers.into_iter().map(|(replica, _)| replica).collect(),
+                repaired,
+            },
+        })
+    }
+
+    fn spawn_read(
+        self: &Arc<Self>,
+        reads: &mut JoinSet<(NodeId, Result<StoredRow, RequestError>)>,
+        replica: &NodeId,
+        id: &RowId,
+        deadline: Instant,
+    ) {
+        let replica = replica.clone();
+        if replica == self.me {
+            let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone());
+            let this = self.clone();
+            reads.spawn(async move {
+                let stored = this.blocking(move |storage| storage.get(&key)).await;
+                (replica, stored.map(Option::unwrap_or_default))
+            });
+            return;
+        }
+        let call = self
+            .peers
+            .send(&replica, PeerRequest::Read { row: id.clone() }, deadline);
+        reads.spawn(async move {
+            let answer = match call {
+                Ok(call) => call.answer(deadline).await,
+                Err(error) => Err(error),
+            };
+            (replica, read_answer(answer))
+        });
+    }
+
+    /// Merges `merged` into each of `replicas`; returns those that took it
+    /// before the deadline.
+    async fn repair(
+        &self,
+        id: &RowId,
+        merged: &StoredRow,
+        replicas: &[NodeId],
+        deadline: Instant,
+    ) -> Vec<NodeId> {
+        let mut repairs = JoinSet::new();
+        for replica in replicas {
+            let replica = replica.clone();
+            if replica == self.me {
+                let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone());
+                let storage = self.storage.clone();
+                let incoming = merged.clone();
+                repairs.spawn(async move {
+                    let outcome =
+                        tokio::task::spawn_blocking(move || storage.merge(&key, &incoming)).await;
+                    (replica, matches!(outcome, Ok(Ok(_))))
+                });
+                continue;
+            }
+            let request = PeerRequest::Replicate {
+                row: id.clone(),
+                versions: VersionedRow(encode_row(merged)),
+            };
+            let call = self.peers.send(&replica, request, deadline);
+            repairs.spawn(async move {
+                let applied = match call {
+                    Ok(call) => matches!(call.answer(deadline).await, Ok(PeerReply::Applied)),
+                    Err(_) => false,
+                };
+                (replica, applied)
+            });
+        }
+        let mut repaired = Vec::new();
+        while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, repairs.join_next()).await {
+            if let Ok((replica, true)) = joined {
+                repaired.push(replica);
+            }
+        }
+        repaired
+    }
+
+    /// Reads `replicas` after the answer and repairs those behind `merged`.
+    fn repair_in_background(self: &Arc<Self>, id: RowId, merged: StoredRow, replicas: Vec<NodeId>) {
+        let this = self.clone();
+        let job: BackgroundJob = Box::pin(async move {
+            let deadline = Instant::now() + this.limits.timeout();
+            let mut reads = JoinSet::new();
+            for replica in &replicas {
+                this.spawn_read(&mut reads, replica, &id, deadline);
+            }
+            let mut behind = Vec::new();
+            while let Some(joined) = reads.join_next().await {
+                if let Ok((replica, Ok(stored))) = joined
+                    && !stored.descends(&merged)
+                {
+                    behind.push(replica);
+                }
+            }
+            if !behind.is_empty() {
+                let repaired = this.repair(&id, &merged, &behind, deadline).await;
+                debug!(?repaired, "background read repair");
+            }
+        });
+        // A full queue sheds the repair: it is an optimisation, and
+        // anti-entropy catches what it misses.
+        if self.background.try_send(job).is_err() {
+            debug!("background read repair queue full; repair skipped");
+        }
+    }
+
+    fn topology(&self) -> ClientReply {
+        let nodes = self
+            .members
+            .iter()
+            .filter_map(|member| {
+                let tokens = self.ring.members().get(&member.id)?.tokens.clone();
+                Some(TopologyNode {
+                    id: member.id.clone(),
+                    client_address: member.client_address.to_string(),
+                    location: member.location(),
+                    tokens,
+                    reachable: member.id == self.me || self.peers.is_alive(&member.id),
+                })
+            })
+            .collect();
+        ClientReply::Topology {
+            nodes,
+            replication: self.replication.clone(),
+        }
+    }
+}
+
+fn read_answer(answer: Result<PeerReply, CallError>) -> Result<StoredRow, RequestError> {
+    match answer {
+        Ok(PeerReply::Row(None)) => Ok(StoredRow::new()),
+        Ok(PeerReply::Row(Some(versions))) => decode_versions(&versions.0)
+            .map_err(|e| RequestError::invalid(format!("malformed versioned row: {e}"))),
+        Ok(other) => Err(RequestError::invalid(format!(
+            "unexpected reply to a read: {other:?}"
+        ))),
+        Err(CallError::Remote(error)) => Err(error),
+        Err(error) => Err(RequestError::invalid(error.to_string())),
+    }
+}
+
+/// The live versions of a row, as a reader sees them.
+fn siblings_of(merged: &StoredRow) -> Vec<Sibling> {
+    merged
+        .siblings()
+        .filter_map(|(dot, version)| {
+            let columns: Row = version.row.clone()?;
+            Some(Sibling {
+                columns,
+                timestamp_micros: version.timestamp_micros,
+                writer: format!("{}:{}", dot.actor.node, dot.counter),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,403 @@
+//! The QUIC transport: serving requests on multiplexed streams, and one
+//! long-lived connection to each peer.
+//!
+//! A node listens on two UDP ports, as Cassandra does (storage port and
+//! native port): the **internode** endpoint requires a client certificate
+//! signed by the cluster CA (mutual TLS) and learns the peer's node id from
+//! it; the **client** endpoint presents the node's certificate and asks for
+//! none. Keeping them apart means a client can never speak the internode
+//! protocol, whatever it presents.
+//!
+//! Both serve the same way ([`serve_connection`]): each stream the peer opens
+//! carries a sequence of request frames; every request runs as its own task
+//! (so a slow one does not hold up the stream) and its answer is queued on
+//! the stream's writer, which batches. A connection may have at most
+//! `max_in_flight_per_connection` requests in progress; beyond that the
+//! answer is `Overloaded`, at once.
+//!
+//! Outgoing, [`Peers`] keeps one connection per peer, redialled by a task per
+//! peer whenever it drops (the peer restarted). Whether that connection is up
+//! is, until gossip's failure detector arrives, what "alive" means when a
+//! coordinator decides `Unavailable`. QUIC keep-alives every
+//! [`KEEP_ALIVE`] and an idle timeout of [`PEER_IDLE_TIMEOUT`] notice a peer
+//! that died without closing (kill -9, a cut cable).
+//!
+//! The [`Faults`] hook, off unless a test or the lab switches it on, drops or
+//! delays messages to chosen peers before they reach QUIC.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rand::Rng;
+use ringdb_client::transport::{
+    CallError, FrameReader, Multiplexed, PendingReply, STREAM_QUEUE_FRAMES, TaskGuard, write_frames,
+};
+use ringdb_proto::{
+    MAX_FRAME_BYTES, PeerReply, PeerRequest, Request, RequestError, Response, encode_frame,
+};
+use ringdb_ring::NodeId;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// Interval of QUIC keep-alive packets between nodes.
+pub const KEEP_ALIVE: Duration = Duration::from_millis(200);
+/// A peer silent this long is disconnected (and so, for now, down).
+pub const PEER_IDLE_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long past its deadline a request may run to send its own timeout answer.
+const ANSWER_GRACE: Duration = Duration::from_millis(100);
+/// How long a dial may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Redial backoff: from the first to the longest wait between attempts.
+const REDIAL_FIRST: Duration = Duration::from_millis(50);
+const REDIAL_LONGEST: Duration = Duration::from_millis(500);
+
+/// The QUIC transport parameters of internode connections.
+pub fn internode_transport() -> Arc<quinn::TransportConfig> {
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(KEEP_ALIVE));
+    transport.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(PEER_IDLE_TIMEOUT).expect("idle timeout fits"),
+    ));
+    Arc::new(transport)
+}
+
+/// What happens to messages sent to one peer while a fault is set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fault {
+    /// The chance, from 0 to 1, that a message is dropped (never sent; the
+    /// caller waits for its timeout, as for a message lost on the network).
+    pub drop_probability: f64,
+    /// How long every message that is not dropped waits before it is sent.
+    pub delay: Duration,
+}
+
+impl Fault {
+    /// Every message dropped: the peer is cut off in this direction.
+    pub fn cut() -> Fault {
+        Fault {
+            drop_probability: 1.0,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+/// The fault hook: per peer, the fault applied to messages sent to it.
+#[derive(Default)]
+pub struct Faults {
+    rules: RwLock<HashMap<NodeId, Fault>>,
+}
+
+impl Faults {
+    /// Applies `fault` to every message sent to `peer` from now on.
+    pub fn set(&self, peer: NodeId, fault: Fault) {
+        self.rules.write().expect("faults").insert(peer, fault);
+    }
+
+    /// Stops applying a fault to `peer`.
+    pub fn clear(&self, peer: &NodeId) {
+        self.rules.write().expect("faults").remove(peer);
+    }
+
+    /// Stops every fault.
+    pub fn clear_all(&self) {
+        self.rules.write().expect("faults").clear();
+    }
+
+    fn get(&self, peer: &NodeId) -> Option<Fault> {
+        self.rules.read().expect("faults").get(peer).copied()
+    }
+}
+
+type PeerConnection = Multiplexed<PeerRequest, PeerReply>;
+
+/// A request sent to a peer, waiting for its answer.
+pub enum PeerCall {
+    /// Sent; the answer will come on its connection.
+    Sent(PendingReply<PeerReply>),
+    /// Held by the fault hook's delay; sent when the delay ends.
+    Delayed(TaskGuard<Result<PendingReply<PeerReply>, CallError>>),
+    /// Dropped by the fault hook; no answer will come.
+    Dropped,
+}
+
+impl PeerCall {
+    /// Waits until `deadline` for the answer.
+    pub async fn answer(self, deadline: Instant) -> Result<PeerReply, CallError> {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match self {
+            PeerCall::Sent(pending) => pending.wait(wait).await,
+            PeerCall::Delayed(mut task) => {
+                match tokio::time::timeout_at(deadline, &mut task.0).await {
+                    Ok(Ok(Ok(pending))) => {
+                        let wait = deadline.saturating_duration_since(Instant::now());
+                        pending.wait(wait).await
+                    }
+                    Ok(Ok(Err(error))) => Err(error),
+                    Ok(Err(_)) => Err(CallError::NotSent {
+                        reason: "delayed send was cancelled".into(),
+                    }),
+                    Err(_) => Err(CallError::Timeout(wait)),
+                }
+            }
+            PeerCall::Dropped => {
+                tokio::time::sleep_until(deadline).await;
+                Err(CallError::Timeout(wait))
+            }
+        }
+    }
+}
+
+/// The outgoing connections to every peer, kept up by one task each.
+pub struct Peers {
+    connections: HashMap<NodeId, RwLock<Option<Arc<PeerConnection>>>>,
+    faults: Arc<Faults>,
+}
+
+impl Peers {
+    /// Peers at the given addresses; connections are made by [`Peers::run`].
+    pub fn new(peers: &[(NodeId, SocketAddr)], faults: Arc<Faults>) -> Peers {
+        Peers {
+            connections: peers
+                .iter()
+                .map(|(id, _)| (id.clone(), RwLock::new(None)))
+                .collect(),
+            faults,
+        }
+    }
+
+    /// Whether there is an open connection to `peer`.
+    pub fn is_alive(&self, peer: &NodeId) -> bool {
+        self.connection(peer).is_some()
+    }
+
+    fn connection(&self, peer: &NodeId) -> Option<Arc<PeerConnection>> {
+        let slot = self.connections.get(peer)?.read().expect("peer slot");
+        slot.as_ref().filter(|c| !c.is_closed()).cloned()
+    }
+
+    /// Sends `request` to `peer` with the time left until `deadline`,
+    /// through the fault hook.
+    pub fn send(
+        &self,
+        peer: &NodeId,
+        request: PeerRequest,
+        deadline: Instant,
+    ) -> Result<PeerCall, CallError> {
+        let connection = self.connection(peer).ok_or_else(|| CallError::NotSent {
+            reason: format!("no connection to {peer}"),
+        })?;
+        let budget = deadline.saturating_duration_since(Instant::now());
+        match self.faults.get(peer) {
+            None => Ok(PeerCall::Sent(connection.send(request, budget)?)),
+            Some(fault) => {
+                if fault.drop_probability > 0.0
+                    && rand::rng().random_bool(fault.drop_probability.min(1.0))
+                {
+                    return Ok(PeerCall::Dropped);
+                }
+                if fault.delay.is_zero() {
+                    return Ok(PeerCall::Sent(connection.send(request, budget)?));
+                }
+                let delay = fault.delay;
+                Ok(PeerCall::Delayed(TaskGuard(tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    connection.send(request, budget.saturating_sub(delay))
+                }))))
+            }
+        }
+    }
+
+    /// Keeps a connection to `peer` at `address` open until `cancel`.
+    pub async fn run(
+        self: Arc<Self>,
+        peer: NodeId,
+        address: SocketAddr,
+        endpoint: quinn::Endpoint,
+        config: quinn::ClientConfig,
+        cancel: CancellationToken,
+    ) {
+        let Some(slot) = self.connections.get(&peer) else {
+            return;
+        };
+        let mut backoff = REDIAL_FIRST;
+        let mut was_up = false;
+        while !cancel.is_cancelled() {
+            match dial(&endpoint, &config, address, &peer).await {
+                Ok(connection) => {
+                    info!(peer = %peer, %address, "connected to peer");
+                    backoff = REDIAL_FIRST;
+                    was_up = true;
+                    let quic = connection.connection().clone();
+                    *slot.write().expect("peer slot") = Some(Arc::new(connection));
+                    tokio::select! {
+                        reason = quic.closed() => info!(peer = %peer, %reason, "peer connection lost"),
+                        () = cancel.cancelled() => {}
+                    }
+                    *slot.write().expect("peer slot") = None;
+                }
+                Err(error) => {
+                    if was_up {
+                        debug!(peer = %peer, %error, "cannot reach peer");
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = cancel.cancelled() => {}
+                    }
+                    backoff = (backoff * 2).min(REDIAL_LONGEST);
+                }
+            }
+        }
+    }
+}
+
+async fn dial(
+    endpoint: &quinn::Endpoint,
+    config: &quinn::ClientConfig,
+    address: SocketAddr,
+    peer: &NodeId,
+) -> Result<PeerConnection, String> {
+    let connecting = endpoint
+        .connect_with(config.clone(), address, peer.as_str())
+        .map_err(|e| e.to_string())?;
+    let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| "handshake timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    Multiplexed::open(connection, MAX_FRAME_BYTES)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Serves the requests of one connection until it closes or `cancel`:
+/// every stream the peer opens is a sequence of requests answered by
+/// `handle(request, deadline)`.
+pub async fn serve_connection<Req, Resp, H, F>(
+    connection: quinn::Connection,
+    max_in_flight: usize,
+    handle: H,
+    cancel: CancellationToken,
+) where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    H: Fn(Req, Instant) -> F + Clone + Send + 'static,
+    F: Future<Output = Result<Resp, RequestError>> + Send + 'static,
+{
+    let in_flight = Arc::new(Semaphore::new(max_in_flight));
+    let mut streams = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = connection.accept_bi() => match accepted {
+                Ok((send, recv)) => {
+                    streams.spawn(serve_stream(send, recv, in_flight.clone(), handle.clone(), cancel.clone()));
+                }
+                Err(reason) => {
+                    debug!(remote = %connection.remote_address(), %reason, "connection closed");
+                    break;
+                }
+            },
+            Some(_) = streams.join_next(), if !streams.is_empty() => {}
+            () = cancel.cancelled() => {
+                connection.close(0u32.into(), b"node shutting down");
+                break;
+            }
+        }
+    }
+    streams.shutdown().await;
+}
+
+async fn serve_stream<Req, Resp, H, F>(
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    in_flight: Arc<Semaphore>,
+    handle: H,
+    cancel: CancellationToken,
+) where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    H: Fn(Req, Instant) -> F,
+    F: Future<Output = Result<Resp, RequestError>> + Send + 'static,
+{
+    let (queue, frames) = mpsc::channel(STREAM_QUEUE_FRAMES);
+    let writer = tokio::spawn(write_frames(send, frames));
+    let mut reader = FrameReader::new(recv, MAX_FRAME_BYTES);
+    let mut requests = JoinSet::new();
+    loop {
+        let next = tokio::select! {
+            next = reader.next::<Request<Req>>() => next,
+            Some(_) = requests.join_next(), if !requests.is_empty() => continue,
+            () = cancel.cancelled() => break,
+        };
+        let request = match next {
+            Ok(Some(request)) => request,
+            Ok(None) => break,
+            Err(error) => {
+                // The stream cannot be read further: say why, then close it.
+                warn!(%error, "unreadable request stream");
+                let answer = Response::<Resp> {
+                    id: 0,
+                    body: Err(RequestError::invalid(error.to_string())),
+                };
+                enqueue(&queue, response_frame(answer)).await;
+                break;
+            }
+        };
+        let id = request.id;
+        let deadline = Instant::now() + Duration::from_millis(u64::from(request.timeout_ms));
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            let answer = Response::<Resp> {
+                id,
+                body: Err(RequestError::overloaded(
+                    "too many requests in progress on this connection",
+                )),
+            };
+            enqueue(&queue, response_frame(answer)).await;
+            continue;
+        };
+        let work = handle(request.body, deadline);
+        let queue = queue.clone();
+        requests.spawn(async move {
+            // Past the deadline nobody waits for the answer: stop working.
+            // The handler answers `Timeout` itself at the deadline; the grace
+            // lets that answer out.
+            if let Ok(body) = tokio::time::timeout_at(deadline + ANSWER_GRACE, work).await {
+                let frame = response_frame(Response { id, body });
+                enqueue(&queue, frame).await;
+            }
+            drop(permit);
+        });
+    }
+    while requests.join_next().await.is_some() {}
+    drop(queue);
+    // The writer ends once every answer is written; a failed write only
+    // means the peer went away.
+    let _ = writer.await;
+}
+
+async fn enqueue(queue: &mpsc::Sender<Vec<u8>>, frame: Vec<u8>) {
+    // A closed queue means the stream is gone: nobody to answer.
+    let _ = queue.send(frame).await;
+}
+
+/// The frame of a response; a response too large to send becomes an error.
+fn response_frame<Resp: Serialize>(response: Response<Resp>) -> Vec<u8> {
+    let mut frame = Vec::new();
+    if let Err(error) = encode_frame(&response, MAX_FRAME_BYTES, &mut frame) {
+        let fallback = Response::<()> {
+            id: response.id,
+            body: Err(RequestError::invalid(format!(
+                "the answer is too large: {error}"
+            ))),
+        };
+        frame.clear();
+        encode_frame(&fallback, MAX_FRAME_BYTES, &mut frame).expect("an error always encodes");
+    }
+    frame
+}

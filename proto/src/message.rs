@@ -1,0 +1,489 @@
+//! Messages: what clients ask nodes, what nodes ask each other, and the
+//! typed errors both can answer.
+//!
+//! Every message travels in an envelope ([`Request`], [`Response`]) that
+//! carries the request id a multiplexed stream matches answers by. A request
+//! also carries its remaining time budget in milliseconds (relative, because
+//! clocks of different machines disagree): the receiver stops working on it
+//! when the budget is spent, since nobody waits for the answer any more.
+//!
+//! Two protocols share this vocabulary:
+//!
+//! - the **client protocol** ([`ClientRequest`] → [`ClientReply`]), spoken on a
+//!   node's client port: reads, writes and deletes at a consistency level,
+//!   and the topology a token-aware client routes by;
+//! - the **internode protocol** ([`PeerRequest`] → [`PeerReply`]), spoken on the
+//!   internode port under mutual TLS: a coordinator sends versioned rows to
+//!   replicas, reads their sibling sets, and forwards writes it cannot
+//!   coordinate (a write coordinator must be a replica).
+//!
+//! A versioned row (a sibling set with its causal history) is opaque here:
+//! [`VersionedRow`] holds the bytes the node's causality module encodes, so
+//! this crate does not depend on it and a client never decodes one.
+
+use std::fmt;
+
+use ringdb_ring::{Location, NodeId, Replication, Token};
+use serde::{Deserialize, Serialize};
+
+use crate::{ClusteringKey, ConsistencyLevel, PartitionKey, Row, TableId};
+
+/// A request in its envelope.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Request<T> {
+    /// Chosen by the sender, unique among its requests in flight on the
+    /// connection; the response carries it back.
+    pub id: u64,
+    /// How long the sender will wait for the answer, in milliseconds.
+    pub timeout_ms: u32,
+    /// The request itself.
+    pub body: T,
+}
+
+/// A response in its envelope.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Response<T> {
+    /// The id of the request this answers.
+    pub id: u64,
+    /// The answer, or why there is none.
+    pub body: Result<T, RequestError>,
+}
+
+/// Addresses a row by table name, as clients do (tables are named).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RowAddress {
+    /// The table's name.
+    pub table: String,
+    /// The serialized partition key.
+    pub partition: PartitionKey,
+    /// The clustering key; empty for a table without clustering columns.
+    pub clustering: ClusteringKey,
+}
+
+/// Addresses a row by table id, as nodes do among themselves.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RowId {
+    /// The table's id.
+    pub table: TableId,
+    /// The serialized partition key.
+    pub partition: PartitionKey,
+    /// The clustering key.
+    pub clustering: ClusteringKey,
+}
+
+impl RowAddress {
+    /// A row of a table without clustering columns.
+    pub fn new(table: impl Into<String>, partition: PartitionKey) -> RowAddress {
+        RowAddress {
+            table: table.into(),
+            partition,
+            clustering: ClusteringKey::empty(),
+        }
+    }
+
+    /// The row's partition token, which places it on the ring.
+    pub fn token(&self) -> Token {
+        Token::of(self.partition.as_bytes())
+    }
+}
+
+/// A sibling set with its causal history, encoded by the node (opaque here).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionedRow(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+impl fmt::Debug for VersionedRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VersionedRow({} bytes)", self.0.len())
+    }
+}
+
+/// An opaque causal context: what a read saw, handed back with the next write
+/// of the row so that the write supersedes exactly those siblings.
+#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Context(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+impl Context {
+    /// The empty context: a write with it supersedes only what its
+    /// coordinator holds.
+    pub fn empty() -> Context {
+        Context(Vec::new())
+    }
+
+    /// True for the empty context.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Context({} bytes)", self.0.len())
+    }
+}
+
+/// What a client asks a node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ClientRequest {
+    /// Read a row: its live siblings and the context to write back with.
+    Get {
+        /// Which row.
+        row: RowAddress,
+        /// How many replicas must answer.
+        consistency: ConsistencyLevel,
+    },
+    /// Write a row's columns. The new version supersedes the siblings the
+    /// context has seen; with an empty context, what the coordinator holds.
+    Put {
+        /// Which row.
+        row: RowAddress,
+        /// The columns.
+        columns: Row,
+        /// The context of the read this write follows, or empty.
+        context: Context,
+        /// How many replicas must acknowledge.
+        consistency: ConsistencyLevel,
+    },
+    /// Delete a row: a tombstone that supersedes what the context has seen.
+    Delete {
+        /// Which row.
+        row: RowAddress,
+        /// The context of the read this delete follows, or empty.
+        context: Context,
+        /// How many replicas must acknowledge.
+        consistency: ConsistencyLevel,
+    },
+    /// The cluster's nodes, their client addresses and tokens, and the
+    /// replication, so that a client can send each request to a replica.
+    Topology,
+}
+
+/// One version of a row as a reader sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sibling {
+    /// The columns.
+    pub columns: Row,
+    /// When its coordinator wrote it, in microseconds since the Unix epoch.
+    pub timestamp_micros: i64,
+    /// Which actor wrote it, for display (`node@epoch:counter`).
+    pub writer: String,
+}
+
+/// Which replicas took part in a request: the receipt every answer carries.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The node that coordinated the request.
+    pub coordinator: Option<NodeId>,
+    /// The replicas that acknowledged the write or answered the read, in the
+    /// order they did.
+    pub acknowledged: Vec<NodeId>,
+    /// The replicas a read found behind and repaired before answering.
+    pub repaired: Vec<NodeId>,
+}
+
+/// A node as the topology describes it to clients.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopologyNode {
+    /// The node's id.
+    pub id: NodeId,
+    /// Where it serves clients (`host:port`).
+    pub client_address: String,
+    /// Its datacenter and rack.
+    pub location: Location,
+    /// Its vnode tokens.
+    pub tokens: Vec<Token>,
+    /// Whether the answering node has a connection to it.
+    pub reachable: bool,
+}
+
+/// What a node answers a client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ClientReply {
+    /// The answer to [`ClientRequest::Get`]. No siblings means not found (or
+    /// deleted); the context is worth passing back even then, so that a
+    /// write after it supersedes the tombstone it saw.
+    Read {
+        /// The live versions; more than one when writes were concurrent.
+        siblings: Vec<Sibling>,
+        /// What the read saw.
+        context: Context,
+        /// Who answered.
+        receipt: Receipt,
+    },
+    /// The answer to [`ClientRequest::Put`] and [`ClientRequest::Delete`].
+    Written {
+        /// The context of the row after the write at its coordinator: a
+        /// following write with it supersedes this one.
+        context: Context,
+        /// Who acknowledged.
+        receipt: Receipt,
+    },
+    /// The answer to [`ClientRequest::Topology`].
+    Topology {
+        /// Every node of the ring.
+        nodes: Vec<TopologyNode>,
+        /// How data is replicated.
+        replication: Replication,
+    },
+}
+
+/// What a node asks another node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum PeerRequest {
+    /// Merge this sibling set into the row (replication of a write, read
+    /// repair). Answered with [`PeerReply::Applied`] once durable per the
+    /// replica's sync mode.
+    Replicate {
+        /// Which row.
+        row: RowId,
+        /// The sibling set to merge.
+        versions: VersionedRow,
+    },
+    /// Send the row's sibling set, for a read. Answered with [`PeerReply::Row`].
+    Read {
+        /// Which row.
+        row: RowId,
+    },
+    /// Coordinate this client request (sent by a node that is not a replica
+    /// of the row to one that is). Answered with [`PeerReply::Coordinated`].
+    Coordinate(ClientRequest),
+}
+
+/// What a node answers another node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum PeerReply {
+    /// The sibling set was merged and stored.
+    Applied,
+    /// The row's sibling set, or `None` if the replica has never seen it.
+    Row(Option<VersionedRow>),
+    /// The answer to a forwarded client request.
+    Coordinated(ClientReply),
+}
+
+/// Why a request has no answer. Crosses the wire with its fields, so that a
+/// client can act on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RequestError {
+    /// Too few replicas were reachable to meet the consistency level, known
+    /// before anything was sent: nothing was written.
+    #[error(
+        "unavailable: {required} replicas required but only {alive} alive; nothing was written"
+    )]
+    Unavailable {
+        /// Replicas the consistency level needs.
+        required: usize,
+        /// Replicas reachable when the request arrived.
+        alive: usize,
+    },
+    /// Not enough replicas answered in time. For a write, the write may
+    /// still have happened on some replicas (and may spread from them).
+    #[error(
+        "timeout: {acknowledged}/{required} replicas answered in time{}",
+        if *write { "; the write may still have been applied" } else { "" }
+    )]
+    Timeout {
+        /// Replicas the consistency level needs.
+        required: usize,
+        /// Replicas that answered before the deadline.
+        acknowledged: usize,
+        /// Whether the request was a write (whose outcome is then unknown).
+        write: bool,
+    },
+    /// The node (or the connection to it) has too many requests in flight;
+    /// retry later or elsewhere. Nothing was done.
+    #[error("overloaded: {reason}; nothing was done, retry later")]
+    Overloaded {
+        /// Which limit was reached.
+        reason: String,
+    },
+    /// The request cannot be served as asked (a key or value over a limit,
+    /// a consistency level that cannot be met, a malformed context).
+    #[error("invalid request: {reason}")]
+    InvalidRequest {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The node failed while serving the request (storage error); the
+    /// outcome of a write is unknown.
+    #[error("server error on {node}: {reason}")]
+    Server {
+        /// The node that failed.
+        node: NodeId,
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl RequestError {
+    /// An [`RequestError::Overloaded`] with its reason.
+    pub fn overloaded(reason: impl Into<String>) -> RequestError {
+        RequestError::Overloaded {
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`RequestError::InvalidRequest`] with its reason.
+    pub fn invalid(reason: impl Into<String>) -> RequestError {
+        RequestError::InvalidRequest {
+            reason: reason.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::{MAX_FRAME_BYTES, Value, decode_frame, encode_frame};
+
+    fn address() -> impl Strategy<Value = RowAddress> {
+        (
+            "[a-z_]{1,12}",
+            proptest::collection::vec(any::<u8>(), 0..40),
+            proptest::collection::vec(any::<u8>(), 0..8),
+        )
+            .prop_map(|(table, partition, clustering)| RowAddress {
+                table,
+                partition: PartitionKey::new(partition).unwrap(),
+                clustering: ClusteringKey::new(clustering).unwrap(),
+            })
+    }
+
+    fn columns() -> impl Strategy<Value = Row> {
+        proptest::collection::btree_map(
+            "[a-z]{1,6}",
+            prop_oneof![
+                any::<i64>().prop_map(Value::BigInt),
+                ".{0,12}".prop_map(Value::Text),
+                proptest::collection::vec(any::<u8>(), 0..16).prop_map(Value::Blob),
+            ],
+            0..4,
+        )
+    }
+
+    fn level() -> impl Strategy<Value = ConsistencyLevel> {
+        (0..ConsistencyLevel::ALL_LEVELS.len()).prop_map(|i| ConsistencyLevel::ALL_LEVELS[i])
+    }
+
+    fn client_request() -> impl Strategy<Value = ClientRequest> {
+        let context = proptest::collection::vec(any::<u8>(), 0..24).prop_map(Context);
+        prop_oneof![
+            (address(), level())
+                .prop_map(|(row, consistency)| ClientRequest::Get { row, consistency }),
+            (address(), columns(), context.clone(), level()).prop_map(
+                |(row, columns, context, consistency)| ClientRequest::Put {
+                    row,
+                    columns,
+                    context,
+                    consistency
+                }
+            ),
+            (address(), context, level()).prop_map(|(row, context, consistency)| {
+                ClientRequest::Delete {
+                    row,
+                    context,
+                    consistency,
+                }
+            }),
+            Just(ClientRequest::Topology),
+        ]
+    }
+
+    fn request_error() -> impl Strategy<Value = RequestError> {
+        prop_oneof![
+            (0..10usize, 0..10usize)
+                .prop_map(|(required, alive)| RequestError::Unavailable { required, alive }),
+            (0..10usize, 0..10usize, any::<bool>()).prop_map(|(required, acknowledged, write)| {
+                RequestError::Timeout {
+                    required,
+                    acknowledged,
+                    write,
+                }
+            }),
+            ".{0,20}".prop_map(RequestError::overloaded),
+            ".{0,20}".prop_map(RequestError::invalid),
+        ]
+    }
+
+    fn round_trip<T>(message: &T) -> T
+    where
+        T: Serialize + serde::de::DeserializeOwned,
+    {
+        let mut buffer = Vec::new();
+        encode_frame(message, MAX_FRAME_BYTES, &mut buffer).unwrap();
+        let (back, used) = decode_frame(&buffer, MAX_FRAME_BYTES).unwrap().unwrap();
+        assert_eq!(used, buffer.len());
+        back
+    }
+
+    proptest! {
+        #[test]
+        fn client_requests_round_trip(id in any::<u64>(), timeout_ms in any::<u32>(), body in client_request()) {
+            let request = Request { id, timeout_ms, body };
+            prop_assert_eq!(round_trip(&request), request);
+        }
+
+        #[test]
+        fn peer_messages_round_trip(body in client_request(), versions in proptest::collection::vec(any::<u8>(), 0..64), error in request_error()) {
+            let requests = [
+                PeerRequest::Coordinate(body),
+                PeerRequest::Read { row: RowId { table: TableId(7), partition: PartitionKey::new(versions.clone()).unwrap(), clustering: ClusteringKey::empty() } },
+                PeerRequest::Replicate { row: RowId { table: TableId(u64::MAX), partition: PartitionKey::default(), clustering: ClusteringKey::empty() }, versions: VersionedRow(versions.clone()) },
+            ];
+            for request in requests {
+                prop_assert_eq!(round_trip(&request), request);
+            }
+            let responses = [
+                Response { id: 1, body: Ok(PeerReply::Row(Some(VersionedRow(versions)))) },
+                Response { id: 2, body: Ok(PeerReply::Applied) },
+                Response { id: 3, body: Err(error) },
+            ];
+            for response in responses {
+                prop_assert_eq!(round_trip(&response), response);
+            }
+        }
+
+        #[test]
+        fn client_replies_round_trip(columns in columns(), error in request_error(), reachable in any::<bool>()) {
+            let receipt = Receipt { coordinator: Some(NodeId::new("n1")), acknowledged: vec![NodeId::new("n1"), NodeId::new("n2")], repaired: vec![] };
+            let replies = [
+                Ok(ClientReply::Read { siblings: vec![Sibling { columns, timestamp_micros: -5, writer: "n1@3:1".into() }], context: Context(vec![1, 2]), receipt: receipt.clone() }),
+                Ok(ClientReply::Written { context: Context::empty(), receipt }),
+                Ok(ClientReply::Topology { nodes: vec![TopologyNode { id: NodeId::new("n1"), client_address: "127.0.0.1:9042".into(), location: Location::default(), tokens: vec![Token(-3), Token(i64::MAX)], reachable }], replication: Replication::Simple { factor: 3 } }),
+                Err(error),
+            ];
+            for body in replies {
+                let response = Response { id: 9, body };
+                prop_assert_eq!(round_trip(&response), response);
+            }
+        }
+
+        #[test]
+        fn garbage_never_panics_a_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_frame::<Request<ClientRequest>>(&bytes, MAX_FRAME_BYTES);
+            let _ = decode_frame::<Request<PeerRequest>>(&bytes, MAX_FRAME_BYTES);
+            let _ = decode_frame::<Response<ClientReply>>(&bytes, MAX_FRAME_BYTES);
+        }
+    }
+
+    #[test]
+    fn errors_tell_the_user_what_happened() {
+        let timeout = RequestError::Timeout {
+            required: 2,
+            acknowledged: 1,
+            write: true,
+        };
+        assert_eq!(
+            timeout.to_string(),
+            "timeout: 1/2 replicas answered in time; the write may still have been applied"
+        );
+        let unavailable = RequestError::Unavailable {
+            required: 3,
+            alive: 2,
+        };
+        assert_eq!(
+            unavailable.to_string(),
+            "unavailable: 3 replicas required but only 2 alive; nothing was written"
+        );
+    }
+}

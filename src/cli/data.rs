@@ -1,0 +1,225 @@
+//! `ringdb get`, `put` and `delete`: one request from the command line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use ringdb::client::{
+    Client, ClientConfig, ClientError, ConsistencyLevel, Context, PartitionKey, Receipt,
+    RequestError, Row, RowAddress, Value,
+};
+use serde::{Deserialize, Serialize};
+
+/// The file `ringdb dev` writes for clients: where the cluster is.
+pub const CLIENT_FILE: &str = "client.toml";
+
+/// What `client.toml` holds.
+#[derive(Serialize, Deserialize)]
+pub struct ClientFile {
+    /// Client addresses of the nodes.
+    pub contact_points: Vec<SocketAddr>,
+    /// The CA certificate, relative to the file's folder.
+    pub ca_certificate: PathBuf,
+}
+
+/// How to reach the cluster, from the command line.
+#[derive(clap::Args)]
+pub struct Connection {
+    /// A node's client address (host:port); repeat for more. That node
+    /// coordinates the request (no token-aware routing). Without it, the
+    /// cluster of `ringdb dev` in --dev-dir is used.
+    #[arg(long = "host", value_name = "ADDRESS")]
+    hosts: Vec<SocketAddr>,
+    /// The cluster CA certificate (PEM) to verify nodes with. Needed with
+    /// --host; otherwise taken from --dev-dir.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// The folder of a `ringdb dev` cluster, used when --host is not given.
+    #[arg(long, value_name = "DIR", default_value = "ringdb-dev")]
+    dev_dir: PathBuf,
+    /// How long the coordinator may take, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    timeout_ms: u64,
+}
+
+impl Connection {
+    /// The client configuration these options describe.
+    pub fn config(&self) -> anyhow::Result<ClientConfig> {
+        let mut config = if self.hosts.is_empty() {
+            let file = self.dev_dir.join(CLIENT_FILE);
+            let text = std::fs::read_to_string(&file).with_context(|| {
+                format!(
+                    "no --host given and {} cannot be read; start a cluster with `ringdb dev` \
+                     or pass --host and --ca",
+                    file.display()
+                )
+            })?;
+            let client: ClientFile = toml::from_str(&text)
+                .with_context(|| format!("{} is not valid", file.display()))?;
+            let ca = self
+                .ca
+                .clone()
+                .unwrap_or_else(|| self.dev_dir.join(&client.ca_certificate));
+            ClientConfig::new(client.contact_points, read_ca(&ca)?)
+        } else {
+            let Some(ca) = &self.ca else {
+                bail!("--host needs --ca: the cluster CA certificate to verify the node with");
+            };
+            let mut config = ClientConfig::new(self.hosts.clone(), read_ca(ca)?);
+            config.token_aware = false;
+            config
+        };
+        config.request_timeout = std::time::Duration::from_millis(self.timeout_ms);
+        Ok(config)
+    }
+}
+
+fn read_ca(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Exit codes that tell scripts what happened.
+pub mod exit {
+    /// The row does not exist (or was deleted).
+    pub const NOT_FOUND: u8 = 3;
+    /// Too few replicas alive; nothing was done.
+    pub const UNAVAILABLE: u8 = 4;
+    /// Not enough replicas answered in time; a write may have happened.
+    pub const TIMEOUT: u8 = 5;
+    /// The node is overloaded; nothing was done.
+    pub const OVERLOADED: u8 = 6;
+    /// No node could be reached.
+    pub const NO_CONNECTION: u8 = 7;
+    /// The request was refused as invalid (bad table name, oversized value…).
+    pub const INVALID: u8 = 2;
+}
+
+/// The exit code for a client error.
+pub fn exit_code(error: &ClientError) -> ExitCode {
+    ExitCode::from(match error {
+        ClientError::Request(RequestError::Unavailable { .. }) => exit::UNAVAILABLE,
+        ClientError::Request(RequestError::Timeout { .. }) | ClientError::Timeout { .. } => {
+            exit::TIMEOUT
+        }
+        ClientError::Request(RequestError::Overloaded { .. }) => exit::OVERLOADED,
+        ClientError::Request(RequestError::InvalidRequest { .. }) => exit::INVALID,
+        ClientError::NoConnection { .. } => exit::NO_CONNECTION,
+        _ => 1,
+    })
+}
+
+/// What one data command asks.
+pub enum Operation {
+    /// Read.
+    Get,
+    /// Write `value` in column `value`.
+    Put(String),
+    /// Delete.
+    Delete,
+}
+
+/// Runs one request and prints its answer.
+pub async fn run(
+    connection: &Connection,
+    consistency: ConsistencyLevel,
+    table: String,
+    key: String,
+    context: Option<String>,
+    operation: Operation,
+) -> anyhow::Result<ExitCode> {
+    let partition = PartitionKey::new(key.into_bytes())?;
+    let row = RowAddress::new(table, partition);
+    let context = match context {
+        Some(hex) => Context(hex::decode(&hex).context("--context is not hex")?),
+        None => Context::empty(),
+    };
+    let client = match Client::connect(connection.config()?).await {
+        Ok(client) => client,
+        Err(error) => return Ok(report(&error)),
+    };
+    let outcome = match operation {
+        Operation::Get => client.get(&row, consistency).await.map(|read| {
+            if read.siblings.is_empty() {
+                eprintln!("not found");
+                print_context(&read.context, &read.receipt);
+                return ExitCode::from(exit::NOT_FOUND);
+            }
+            if read.siblings.len() > 1 {
+                println!("{} siblings (concurrent writes):", read.siblings.len());
+            }
+            for sibling in &read.siblings {
+                let shown = show_columns(&sibling.columns);
+                if read.siblings.len() > 1 {
+                    println!("  {shown}    (written by {})", sibling.writer);
+                } else {
+                    println!("{shown}");
+                }
+            }
+            print_context(&read.context, &read.receipt);
+            ExitCode::SUCCESS
+        }),
+        Operation::Put(value) => {
+            let columns = Row::from([("value".to_string(), Value::Text(value))]);
+            client
+                .put(&row, columns, context, consistency)
+                .await
+                .map(|written| {
+                    println!("ok");
+                    print_context(&written.context, &written.receipt);
+                    ExitCode::SUCCESS
+                })
+        }
+        Operation::Delete => client
+            .delete(&row, context, consistency)
+            .await
+            .map(|written| {
+                println!("deleted");
+                print_context(&written.context, &written.receipt);
+                ExitCode::SUCCESS
+            }),
+    };
+    Ok(outcome.unwrap_or_else(|error| report(&error)))
+}
+
+fn report(error: &ClientError) -> ExitCode {
+    eprintln!("error: {error}");
+    exit_code(error)
+}
+
+fn show_columns(columns: &Row) -> String {
+    if let (1, Some(Value::Text(text))) = (columns.len(), columns.get("value")) {
+        return text.clone();
+    }
+    let parts: Vec<String> = columns
+        .iter()
+        .map(|(name, value)| format!("{name}={}", show_value(value)))
+        .collect();
+    parts.join(" ")
+}
+
+fn show_value(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::BigInt(i) => i.to_string(),
+        Value::Double(d) => d.to_string(),
+        Value::Text(t) => format!("{t:?}"),
+        Value::Blob(b) => format!("0x{}", hex::encode(b)),
+    }
+}
+
+fn print_context(context: &Context, receipt: &Receipt) {
+    let nodes: Vec<&str> = receipt.acknowledged.iter().map(|n| n.as_str()).collect();
+    let coordinator = receipt.coordinator.as_ref().map_or("?", |c| c.as_str());
+    eprintln!(
+        "coordinator {coordinator}; answered by {}",
+        nodes.join(", ")
+    );
+    if !receipt.repaired.is_empty() {
+        let repaired: Vec<&str> = receipt.repaired.iter().map(|n| n.as_str()).collect();
+        eprintln!("read repair: {}", repaired.join(", "));
+    }
+    eprintln!("context: {}", hex::encode(&context.0));
+}

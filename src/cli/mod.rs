@@ -1,0 +1,6 @@
+//! The commands of the `ringdb` binary, one module each.
+
+pub mod cert;
+pub mod data;
+pub mod dev;
+pub mod start;
