@@ -156,6 +156,9 @@ pub struct RequestConfig {
     pub max_in_flight_per_connection: usize,
     /// The largest row (its columns, encoded), in bytes. Default: 1 MiB.
     pub max_row_bytes: usize,
+    /// How long a read waits for its replicas before also asking a spare
+    /// replica (speculative retry), in milliseconds. Default: 50.
+    pub speculative_retry_ms: u64,
 }
 
 impl Default for RequestConfig {
@@ -164,6 +167,7 @@ impl Default for RequestConfig {
             timeout_ms: 2000,
             max_in_flight_per_connection: 1024,
             max_row_bytes: 1 << 20,
+            speculative_retry_ms: 50,
         }
     }
 }

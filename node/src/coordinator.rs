@@ -13,7 +13,9 @@
 //!
 //! **Reads.** Any node coordinates a read. It asks as many reachable replicas
 //! as the level needs, itself first when it is one, and asks a spare replica
-//! when one fails. It merges the sibling sets ([`DvvSet::sync`]); a replica
+//! when one fails or has not answered within the speculative-retry delay
+//! (a fixed delay for now; Cassandra's default is the 99th percentile of
+//! recent reads). It merges the sibling sets ([`DvvSet::sync`]); a replica
 //! whose set does not already contain the merge is repaired before the
 //! answer (blocking read repair: once a read at QUORUM has returned a value,
 //! a quorum holds it, so a later QUORUM read cannot go backwards). The
@@ -58,6 +60,7 @@ pub(crate) type BackgroundJob = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// What the coordinator needs: storage, peers, the ring and the limits.
 pub(crate) struct Coordinator {
     pub(crate) me: NodeId,
+    pub(crate) generation: u64,
     pub(crate) actor: ActorId,
     pub(crate) storage: Arc<Storage>,
     pub(crate) peers: Arc<Peers>,
@@ -130,10 +133,17 @@ impl Coordinator {
     /// Serves a request from another node.
     pub(crate) async fn serve_peer(
         self: Arc<Self>,
+        from: NodeId,
         request: PeerRequest,
         deadline: Instant,
     ) -> Result<PeerReply, RequestError> {
         match request {
+            PeerRequest::Hello { generation } => {
+                self.peers.observe_generation(&from, generation);
+                Ok(PeerReply::Hello {
+                    generation: self.generation,
+                })
+            }
             PeerRequest::Replicate { row, versions } => {
                 let incoming = decode_versions(&versions.0)
                     .map_err(|e| RequestError::invalid(format!("malformed versioned row: {e}")))?;
@@ -377,14 +387,30 @@ impl Coordinator {
             self.spawn_read(&mut reads, replica, &id, deadline);
         }
         let mut answers: Vec<(NodeId, StoredRow)> = Vec::new();
+        let speculative = Duration::from_millis(self.limits.speculative_retry_ms);
+        let mut speculate_at = Instant::now() + speculative;
         while answers.len() < required {
-            match tokio::time::timeout_at(deadline, reads.join_next()).await {
+            let wait_until = if spares.len() > 0 {
+                speculate_at.min(deadline)
+            } else {
+                deadline
+            };
+            match tokio::time::timeout_at(wait_until, reads.join_next()).await {
                 Ok(Some(Ok((replica, Ok(stored))))) => answers.push((replica, stored)),
                 Ok(Some(outcome)) => {
                     debug!(?outcome, "replica read failed");
                     if let Some(spare) = spares.next() {
                         self.spawn_read(&mut reads, spare, &id, deadline);
                     }
+                }
+                // Speculative retry: a replica is slow (or silently gone):
+                // ask a spare rather than wait for the deadline.
+                Err(_) if Instant::now() < deadline && spares.len() > 0 => {
+                    if let Some(spare) = spares.next() {
+                        debug!(spare = %spare, "speculative read");
+                        self.spawn_read(&mut reads, spare, &id, deadline);
+                    }
+                    speculate_at = Instant::now() + speculative;
                 }
                 Ok(None) | Err(_) => {
                     return Err(RequestError::Timeout {

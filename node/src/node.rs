@@ -106,10 +106,24 @@ impl Node {
             .filter(|m| m.id != me)
             .map(|m| (m.id.clone(), m.internode_address))
             .collect();
-        let peers = Arc::new(Peers::new(&peer_list, faults.clone()));
+        // The generation of this life of the node, as in Cassandra's gossip:
+        // the start time, which grows from one restart to the next.
+        let generation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros() as u64);
+        let peers = Arc::new(Peers::new(&peer_list, generation, faults.clone()));
+        // Clients are told where this node really listens (its config may
+        // say port 0).
+        let mut members = config.cluster.nodes.clone();
+        if let (Some(member), Ok(address)) =
+            (members.iter_mut().find(|m| m.id == me), client.local_addr())
+        {
+            member.client_address = address;
+        }
         let (background, jobs) = mpsc::channel(BACKGROUND_QUEUE);
         let coordinator = Arc::new(Coordinator {
             me: me.clone(),
+            generation,
             actor: storage.actor(&me),
             storage: storage.clone(),
             peers: peers.clone(),
@@ -117,7 +131,7 @@ impl Node {
             replication: Replication::Simple {
                 factor: config.cluster.replication_factor,
             },
-            members: config.cluster.nodes.clone(),
+            members,
             limits: config.requests.clone(),
             background,
         });
@@ -288,7 +302,11 @@ async fn accept_internode(
             transport::serve_connection(
                 connection,
                 max_in_flight,
-                move |request, deadline| coordinator.clone().serve_peer(request, deadline),
+                move |request, deadline| {
+                    coordinator
+                        .clone()
+                        .serve_peer(peer.clone(), request, deadline)
+                },
                 cancel,
             )
             .await;

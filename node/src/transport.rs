@@ -155,16 +155,25 @@ impl PeerCall {
     }
 }
 
+/// An open connection to a peer and the peer's generation on it.
+struct Link {
+    connection: Arc<PeerConnection>,
+    generation: u64,
+}
+
 /// The outgoing connections to every peer, kept up by one task each.
 pub struct Peers {
-    connections: HashMap<NodeId, RwLock<Option<Arc<PeerConnection>>>>,
+    generation: u64,
+    connections: HashMap<NodeId, RwLock<Option<Link>>>,
     faults: Arc<Faults>,
 }
 
 impl Peers {
     /// Peers at the given addresses; connections are made by [`Peers::run`].
-    pub fn new(peers: &[(NodeId, SocketAddr)], faults: Arc<Faults>) -> Peers {
+    /// `generation` is this node's, told to every peer on connecting.
+    pub fn new(peers: &[(NodeId, SocketAddr)], generation: u64, faults: Arc<Faults>) -> Peers {
         Peers {
+            generation,
             connections: peers
                 .iter()
                 .map(|(id, _)| (id.clone(), RwLock::new(None)))
@@ -180,7 +189,28 @@ impl Peers {
 
     fn connection(&self, peer: &NodeId) -> Option<Arc<PeerConnection>> {
         let slot = self.connections.get(peer)?.read().expect("peer slot");
-        slot.as_ref().filter(|c| !c.is_closed()).cloned()
+        slot.as_ref()
+            .map(|link| &link.connection)
+            .filter(|c| !c.is_closed())
+            .cloned()
+    }
+
+    /// Records that `peer` said hello with `generation` on a connection of
+    /// its own: if ours to it was made to an earlier life of the peer, it is
+    /// dead (the peer restarted) and is closed, to be redialled at once.
+    pub fn observe_generation(&self, peer: &NodeId, generation: u64) {
+        let Some(slot) = self.connections.get(peer) else {
+            return;
+        };
+        let slot = slot.read().expect("peer slot");
+        if let Some(link) = slot.as_ref()
+            && link.generation != generation
+        {
+            info!(peer = %peer, "peer restarted; redialling");
+            link.connection
+                .connection()
+                .close(2u32.into(), b"peer restarted");
+        }
     }
 
     /// Sends `request` to `peer` with the time left until `deadline`,
@@ -230,13 +260,16 @@ impl Peers {
         let mut backoff = REDIAL_FIRST;
         let mut was_up = false;
         while !cancel.is_cancelled() {
-            match dial(&endpoint, &config, address, &peer).await {
-                Ok(connection) => {
+            match dial(&endpoint, &config, address, &peer, self.generation).await {
+                Ok((connection, generation)) => {
                     info!(peer = %peer, %address, "connected to peer");
                     backoff = REDIAL_FIRST;
                     was_up = true;
                     let quic = connection.connection().clone();
-                    *slot.write().expect("peer slot") = Some(Arc::new(connection));
+                    *slot.write().expect("peer slot") = Some(Link {
+                        connection: Arc::new(connection),
+                        generation,
+                    });
                     tokio::select! {
                         reason = quic.closed() => info!(peer = %peer, %reason, "peer connection lost"),
                         () = cancel.cancelled() => {}
@@ -263,7 +296,8 @@ async fn dial(
     config: &quinn::ClientConfig,
     address: SocketAddr,
     peer: &NodeId,
-) -> Result<PeerConnection, String> {
+    generation: u64,
+) -> Result<(PeerConnection, u64), String> {
     let connecting = endpoint
         .connect_with(config.clone(), address, peer.as_str())
         .map_err(|e| e.to_string())?;
@@ -271,9 +305,18 @@ async fn dial(
         .await
         .map_err(|_| "handshake timed out".to_string())?
         .map_err(|e| e.to_string())?;
-    Multiplexed::open(connection, MAX_FRAME_BYTES)
+    let connection = Multiplexed::open(connection, MAX_FRAME_BYTES)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    // The connection counts only once the peer has answered on it.
+    match connection
+        .call(PeerRequest::Hello { generation }, CONNECT_TIMEOUT)
+        .await
+    {
+        Ok(PeerReply::Hello { generation }) => Ok((connection, generation)),
+        Ok(other) => Err(format!("unexpected answer to hello: {other:?}")),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 /// Serves the requests of one connection until it closes or `cancel`:

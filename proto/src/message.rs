@@ -246,6 +246,14 @@ pub enum PeerRequest {
     /// Coordinate this client request (sent by a node that is not a replica
     /// of the row to one that is). Answered with [`PeerReply::Coordinated`].
     Coordinate(ClientRequest),
+    /// The first request on a new connection: the sender's generation (set
+    /// when its process started). A node that learns a newer generation of
+    /// a peer drops its own, older connection to it: the peer restarted.
+    /// Answered with [`PeerReply::Hello`].
+    Hello {
+        /// The sender's generation.
+        generation: u64,
+    },
 }
 
 /// What a node answers another node.
@@ -257,6 +265,11 @@ pub enum PeerReply {
     Row(Option<VersionedRow>),
     /// The answer to a forwarded client request.
     Coordinated(ClientReply),
+    /// The answer to [`PeerRequest::Hello`]: the receiver's generation.
+    Hello {
+        /// The receiver's generation.
+        generation: u64,
+    },
 }
 
 /// Why a request has no answer. Crosses the wire with its fields, so that a
@@ -427,6 +440,7 @@ mod tests {
         fn peer_messages_round_trip(body in client_request(), versions in proptest::collection::vec(any::<u8>(), 0..64), error in request_error()) {
             let requests = [
                 PeerRequest::Coordinate(body),
+                PeerRequest::Hello { generation: 7 },
                 PeerRequest::Read { row: RowId { table: TableId(7), partition: PartitionKey::new(versions.clone()).unwrap(), clustering: ClusteringKey::empty() } },
                 PeerRequest::Replicate { row: RowId { table: TableId(u64::MAX), partition: PartitionKey::default(), clustering: ClusteringKey::empty() }, versions: VersionedRow(versions.clone()) },
             ];

@@ -1,0 +1,233 @@
+//! A cluster of real `ringdb` processes for the integration tests: made by
+//! `ringdb dev --detach` in a temporary folder (ports chosen by the OS), with
+//! nodes killed with SIGKILL and restarted with `ringdb start`.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ringdb::client::{Client, ClientConfig};
+use ringdb::node::Config;
+use tokio::time::Instant;
+
+/// How long a condition may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Waits until `condition` holds, checking every 50 ms, or panics after `within`.
+pub async fn wait_until<F, Fut>(what: &str, within: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Three (or N) node processes in a temporary folder.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    configs: Vec<Config>,
+    restarted: Vec<Child>,
+}
+
+impl Cluster {
+    /// Starts a cluster of `nodes` with `ringdb dev --detach`.
+    pub fn start(nodes: usize) -> Cluster {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let output = Command::new(env!("CARGO_BIN_EXE_ringdb"))
+            .args(["dev", "--detach", "--nodes", &nodes.to_string(), "--dir"])
+            .arg(dir.path())
+            .output()
+            .expect("run ringdb dev");
+        assert!(
+            output.status.success(),
+            "ringdb dev failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let configs = (1..=nodes)
+            .map(|n| Config::load(&node_folder(dir.path(), n).join("node.toml")).expect("config"))
+            .collect();
+        Cluster {
+            dir,
+            configs,
+            restarted: Vec::new(),
+        }
+    }
+
+    /// The cluster's folder.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The config of node `n` (from 1).
+    pub fn config(&self, n: usize) -> &Config {
+        &self.configs[n - 1]
+    }
+
+    /// The client address of node `n`.
+    pub fn client_address(&self, n: usize) -> SocketAddr {
+        self.config(n).listen_client
+    }
+
+    fn pid(&self, n: usize) -> i32 {
+        let text = std::fs::read_to_string(node_folder(self.dir(), n).join("pid")).expect("pid");
+        text.trim().parse().expect("pid number")
+    }
+
+    /// Kills node `n` with SIGKILL and waits until the process is gone.
+    pub async fn kill(&self, n: usize) {
+        let pid = self.pid(n);
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        wait_until("the killed node is gone", DEADLINE, || async move {
+            !is_running(pid)
+        })
+        .await;
+    }
+
+    /// Starts node `n` again with `ringdb start` (without waiting).
+    pub fn restart(&mut self, n: usize) {
+        let folder = node_folder(self.dir(), n);
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(folder.join("node.log"))
+            .expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_ringdb"))
+            .arg("start")
+            .arg("--config")
+            .arg(folder.join("node.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start a node");
+        std::fs::write(folder.join("pid"), child.id().to_string()).expect("pid file");
+        self.restarted.push(child);
+    }
+
+    /// Waits until node `n` serves and is connected to each node in `peers`.
+    pub async fn wait_connected(&self, n: usize, peers: &[usize]) {
+        let address = self.client_address(n);
+        let ca = self.ca();
+        let names: Vec<String> = peers
+            .iter()
+            .map(|&p| self.config(p).node_id.to_string())
+            .collect();
+        wait_until(
+            &format!("node{n} reaches nodes {peers:?}"),
+            DEADLINE,
+            || {
+                let (ca, names) = (ca.clone(), names.clone());
+                async move {
+                    let mut config = ClientConfig::new(vec![address], ca);
+                    config.token_aware = false;
+                    config.connect_timeout = Duration::from_millis(300);
+                    let Ok(client) = Client::connect(config).await else {
+                        return false;
+                    };
+                    let Ok(nodes) = client.refresh_topology().await else {
+                        return false;
+                    };
+                    names.iter().all(|name| {
+                        nodes
+                            .iter()
+                            .any(|node| node.id.as_str() == name && node.reachable)
+                    })
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Waits until node `n` no longer counts node `peer` as reachable.
+    pub async fn wait_disconnected(&self, n: usize, peer: usize) {
+        let client = self.client(n).await;
+        let name = self.config(peer).node_id.to_string();
+        wait_until(
+            &format!("node{n} notices node{peer} is down"),
+            DEADLINE,
+            || {
+                let (client, name) = (&client, name.clone());
+                async move {
+                    match client.refresh_topology().await {
+                        Ok(nodes) => nodes.iter().any(|n| n.id.as_str() == name && !n.reachable),
+                        Err(_) => false,
+                    }
+                }
+            },
+        )
+        .await;
+    }
+
+    /// The cluster CA certificate.
+    pub fn ca(&self) -> String {
+        std::fs::read_to_string(self.dir().join("ca.pem")).expect("ca.pem")
+    }
+
+    /// A client whose requests node `n` coordinates.
+    pub async fn client(&self, n: usize) -> Client {
+        let mut config = ClientConfig::new(vec![self.client_address(n)], self.ca());
+        config.token_aware = false;
+        Client::connect(config).await.expect("connect to a node")
+    }
+
+    /// A token-aware client that knows every node.
+    pub async fn token_aware_client(&self) -> Client {
+        let contact_points = (1..=self.configs.len())
+            .map(|n| self.client_address(n))
+            .collect();
+        Client::connect(ClientConfig::new(contact_points, self.ca()))
+            .await
+            .expect("connect to the cluster")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Show what the nodes said, to explain the failure.
+            for n in 1..=self.configs.len() {
+                let log = node_folder(self.dir(), n).join("node.log");
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                eprintln!("--- node{n} log (last 40 lines) ---");
+                for line in &lines[lines.len().saturating_sub(40)..] {
+                    eprintln!("{line}");
+                }
+            }
+        }
+        for n in 1..=self.configs.len() {
+            if let Ok(text) = std::fs::read_to_string(node_folder(self.dir(), n).join("pid"))
+                && let Ok(pid) = text.trim().parse::<i32>()
+            {
+                // The node may be dead already.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::SIGKILL,
+                );
+            }
+        }
+        for child in &mut self.restarted {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn node_folder(dir: &Path, n: usize) -> PathBuf {
+    dir.join(format!("node{n}"))
+}
+
+fn is_running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.split_whitespace().nth(2) != Some("Z"),
+        Err(_) => false,
+    }
+}
