@@ -1,0 +1,151 @@
+//! Three nodes in one process over real QUIC on loopback, with the
+//! transport's fault hook cutting and delaying messages between them.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use ringdb_client::{Client, ClientConfig, ClientError};
+use ringdb_node::config::{ClusterConfig, MemberConfig, RequestConfig, TlsFiles};
+use ringdb_node::storage::StorageConfig;
+use ringdb_node::tls::ClusterCa;
+use ringdb_node::transport::Fault;
+use ringdb_node::{Config, Node, NodeHandle};
+use ringdb_proto::{ConsistencyLevel, Context, PartitionKey, RequestError, Row, RowAddress, Value};
+use ringdb_ring::NodeId;
+use tokio::time::Instant;
+
+async fn start_cluster(dir: &std::path::Path) -> (Vec<NodeHandle>, String) {
+    let ca = ClusterCa::generate("faults").unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.certificate_pem()).unwrap();
+    // Free ports from the OS, held until all are chosen.
+    let sockets: Vec<UdpSocket> = (0..6)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+    drop(sockets);
+    let members: Vec<MemberConfig> = (0..3)
+        .map(|i| MemberConfig {
+            id: NodeId::new(format!("node{}", i + 1)),
+            internode_address: ports[2 * i],
+            client_address: ports[2 * i + 1],
+            datacenter: "datacenter1".into(),
+            rack: "rack1".into(),
+        })
+        .collect();
+    let mut nodes = Vec::new();
+    for member in &members {
+        let issued = ca.issue(&member.id).unwrap();
+        let folder = dir.join(member.id.as_str());
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("node.pem"), &issued.certificate_pem).unwrap();
+        std::fs::write(folder.join("node.key"), &issued.key_pem).unwrap();
+        let config = Config {
+            node_id: member.id.clone(),
+            data_dir: folder.join("data"),
+            listen_internode: member.internode_address,
+            listen_client: member.client_address,
+            tls: TlsFiles {
+                ca_certificate: dir.join("ca.pem"),
+                certificate: folder.join("node.pem"),
+                key: folder.join("node.key"),
+            },
+            cluster: ClusterConfig {
+                name: "faults".into(),
+                replication_factor: 3,
+                num_tokens: 16,
+                nodes: members.clone(),
+            },
+            storage: StorageConfig::default(),
+            requests: RequestConfig {
+                timeout_ms: 300,
+                ..RequestConfig::default()
+            },
+        };
+        nodes.push(Node::start(config).await.unwrap());
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !nodes.iter().all(|node| {
+        members
+            .iter()
+            .all(|m| &m.id == node.id() || node.is_connected_to(&m.id))
+    }) {
+        assert!(Instant::now() < deadline, "nodes did not connect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (nodes, ca.certificate_pem().to_string())
+}
+
+fn write(text: &str) -> Row {
+    Row::from([("value".to_string(), Value::Text(text.into()))])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_and_delayed_links_time_out_writes_and_healed_links_serve_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, ca) = start_cluster(dir.path()).await;
+    let mut config = ClientConfig::new(vec![nodes[0].client_address()], ca);
+    config.token_aware = false;
+    let client = Client::connect(config).await.unwrap();
+    let row = RowAddress::new("kv", PartitionKey::new(b"k".to_vec()).unwrap());
+    let quorum = ConsistencyLevel::Quorum;
+
+    // node1 cut off from both peers: connections are up, so the write is
+    // sent, and it is a timeout (not Unavailable) with only node1's ack.
+    for peer in ["node2", "node3"] {
+        nodes[0].faults().set(NodeId::new(peer), Fault::cut());
+    }
+    let outcome = client
+        .put(&row, write("cut"), Context::empty(), quorum)
+        .await;
+    assert_eq!(
+        outcome.map(|_| ()),
+        Err(ClientError::Request(RequestError::Timeout {
+            required: 2,
+            acknowledged: 1,
+            write: true
+        }))
+    );
+    // ONE needs only the coordinator.
+    client
+        .put(&row, write("one"), Context::empty(), ConsistencyLevel::One)
+        .await
+        .unwrap();
+
+    // Delays longer than the 300 ms budget: also a timeout.
+    for peer in ["node2", "node3"] {
+        let delay = Fault {
+            drop_probability: 0.0,
+            delay: Duration::from_millis(600),
+        };
+        nodes[0].faults().set(NodeId::new(peer), delay);
+    }
+    let outcome = client
+        .put(&row, write("slow"), Context::empty(), quorum)
+        .await;
+    assert!(
+        matches!(
+            outcome,
+            Err(ClientError::Request(RequestError::Timeout {
+                acknowledged: 1,
+                ..
+            }))
+        ),
+        "{outcome:?}"
+    );
+
+    // Healed: QUORUM works again, and the last write wins over what node1
+    // wrote while cut off (the same coordinator saw them all).
+    nodes[0].faults().clear_all();
+    let written = client
+        .put(&row, write("healed"), Context::empty(), quorum)
+        .await
+        .unwrap();
+    assert!(written.receipt.acknowledged.len() >= 2);
+    let read = client.get(&row, ConsistencyLevel::All).await.unwrap();
+    assert_eq!(read.siblings.len(), 1, "{read:?}");
+    assert_eq!(read.siblings[0].columns, write("healed"));
+
+    for node in nodes {
+        node.shutdown().await.unwrap();
+    }
+}
