@@ -71,6 +71,39 @@ pub(crate) struct Coordinator {
     pub(crate) background: mpsc::Sender<BackgroundJob>,
 }
 
+/// A put (with columns) or a delete (without), as the write path sees it.
+struct Write {
+    row: RowAddress,
+    columns: Option<Row>,
+    context: Context,
+    consistency: ConsistencyLevel,
+}
+
+impl Write {
+    /// The client request this write came as, to forward it.
+    fn into_request(self) -> ClientRequest {
+        let Write {
+            row,
+            columns,
+            context,
+            consistency,
+        } = self;
+        match columns {
+            Some(columns) => ClientRequest::Put {
+                row,
+                columns,
+                context,
+                consistency,
+            },
+            None => ClientRequest::Delete {
+                row,
+                context,
+                consistency,
+            },
+        }
+    }
+}
+
 /// The table id of a table name. Until keyspaces declare tables (and give
 /// them ids), a table is named by its use and its id is the first eight
 /// bytes of the blake3 hash of the name.
@@ -108,23 +141,38 @@ impl Coordinator {
         match request {
             ClientRequest::Get { row, consistency } => self.read(row, consistency, deadline).await,
             ClientRequest::Put {
-                ref row,
-                ref columns,
-                ..
+                row,
+                columns,
+                context,
+                consistency,
             } => {
-                let size = rmp_serde::to_vec_named(columns).map_or(usize::MAX, |b| b.len());
+                let size = rmp_serde::to_vec_named(&columns).map_or(usize::MAX, |b| b.len());
                 if size > self.limits.max_row_bytes {
                     return Err(RequestError::invalid(format!(
                         "row of {size} bytes exceeds the limit of {} bytes",
                         self.limits.max_row_bytes
                     )));
                 }
-                let row = row.clone();
-                self.write(row, request, deadline, forwarded).await
+                let write = Write {
+                    row,
+                    columns: Some(columns),
+                    context,
+                    consistency,
+                };
+                self.write(write, deadline, forwarded).await
             }
-            ClientRequest::Delete { ref row, .. } => {
-                let row = row.clone();
-                self.write(row, request, deadline, forwarded).await
+            ClientRequest::Delete {
+                row,
+                context,
+                consistency,
+            } => {
+                let write = Write {
+                    row,
+                    columns: None,
+                    context,
+                    consistency,
+                };
+                self.write(write, deadline, forwarded).await
             }
             ClientRequest::Topology => Ok(self.topology()),
         }
@@ -228,31 +276,18 @@ impl Coordinator {
 
     async fn write(
         self: Arc<Self>,
-        row: RowAddress,
-        request: ClientRequest,
+        write: Write,
         deadline: Instant,
         forwarded: bool,
     ) -> Result<ClientReply, RequestError> {
-        let (ClientRequest::Put {
-            consistency,
-            ref context,
-            ..
-        }
-        | ClientRequest::Delete {
-            consistency,
-            ref context,
-            ..
-        }) = request
-        else {
-            unreachable!("write is called for puts and deletes only");
-        };
-        let (id, replicas, required) = self.plan(&row, consistency, true)?;
+        let (id, replicas, required) = self.plan(&write.row, write.consistency, true)?;
         if !replicas.contains(&self.me) {
             if forwarded {
                 return Err(RequestError::invalid(
                     "forwarded to a node that is not a replica: the nodes disagree about the ring",
                 ));
             }
+            let request = write.into_request();
             return self.forward(&replicas, required, request, deadline).await;
         }
         let alive = self.alive(&replicas);
@@ -265,18 +300,15 @@ impl Coordinator {
         // Without a context, the write supersedes what this coordinator
         // holds (read under the row lock): concurrent only with what it has
         // not seen.
-        let context = if context.is_empty() {
+        let context = if write.context.is_empty() {
             None
         } else {
             Some(
-                CausalContext::decode(&context.0)
+                CausalContext::decode(&write.context.0)
                     .map_err(|e| RequestError::invalid(e.to_string()))?,
             )
         };
-        let columns = match request {
-            ClientRequest::Put { columns, .. } => Some(columns),
-            _ => None,
-        };
+        let columns = write.columns;
         let version = RowVersion {
             timestamp_micros: now_micros(),
             row: columns,
@@ -494,6 +526,7 @@ impl Coordinator {
         replicas: &[NodeId],
         deadline: Instant,
     ) -> Vec<NodeId> {
+        let versions = VersionedRow(encode_row(merged));
         let mut repairs = JoinSet::new();
         for replica in replicas {
             let replica = replica.clone();
@@ -510,7 +543,7 @@ impl Coordinator {
             }
             let request = PeerRequest::Replicate {
                 row: id.clone(),
-                versions: VersionedRow(encode_row(merged)),
+                versions: versions.clone(),
             };
             let call = self.peers.send(&replica, request, deadline);
             repairs.spawn(async move {

@@ -111,7 +111,11 @@ impl Node {
         let generation = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_micros() as u64);
-        let peers = Arc::new(Peers::new(&peer_list, generation, faults.clone()));
+        let peers = Arc::new(Peers::new(
+            peer_list.iter().map(|(id, _)| id.clone()),
+            generation,
+            faults.clone(),
+        ));
         // Clients are told where this node really listens (its config may
         // say port 0).
         let mut members = config.cluster.nodes.clone();
@@ -271,27 +275,14 @@ async fn accept_internode(
     max_in_flight: usize,
     cancel: CancellationToken,
 ) {
-    let mut connections = JoinSet::new();
-    loop {
-        let incoming = tokio::select! {
-            incoming = endpoint.accept() => incoming,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            () = cancel.cancelled() => break,
-        };
-        let Some(incoming) = incoming else { break };
-        let coordinator = coordinator.clone();
-        let members = members.clone();
-        let cancel = cancel.clone();
-        connections.spawn(async move {
-            let connection = match incoming.await {
-                Ok(connection) => connection,
-                Err(error) => {
-                    warn!(%error, "internode handshake refused");
-                    return;
-                }
-            };
-            let peer = match tls::peer_node_id(&connection) {
-                Ok(peer) if members.contains(&peer) => peer,
+    let serve_cancel = cancel.clone();
+    let serve = move |connection: quinn::Connection| {
+        let (coordinator, cancel) = (coordinator.clone(), serve_cancel.clone());
+        let peer = tls::peer_node_id(&connection);
+        let is_member = matches!(&peer, Ok(peer) if members.contains(peer));
+        async move {
+            let peer = match peer {
+                Ok(peer) if is_member => peer,
                 outcome => {
                     warn!(?outcome, remote = %connection.remote_address(), "refusing a node that is not a member");
                     connection.close(1u32.into(), b"not a member of this cluster");
@@ -299,20 +290,15 @@ async fn accept_internode(
                 }
             };
             info!(peer = %peer, "peer connected");
-            transport::serve_connection(
-                connection,
-                max_in_flight,
-                move |request, deadline| {
-                    coordinator
-                        .clone()
-                        .serve_peer(peer.clone(), request, deadline)
-                },
-                cancel,
-            )
-            .await;
-        });
-    }
-    connections.shutdown().await;
+            let handle = move |request, deadline| {
+                coordinator
+                    .clone()
+                    .serve_peer(peer.clone(), request, deadline)
+            };
+            transport::serve_connection(connection, max_in_flight, handle, cancel).await;
+        }
+    };
+    transport::accept_connections(endpoint, "internode", serve, cancel).await;
 }
 
 async fn accept_clients(
@@ -321,36 +307,15 @@ async fn accept_clients(
     max_in_flight: usize,
     cancel: CancellationToken,
 ) {
-    let mut connections = JoinSet::new();
-    loop {
-        let incoming = tokio::select! {
-            incoming = endpoint.accept() => incoming,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            () = cancel.cancelled() => break,
-        };
-        let Some(incoming) = incoming else { break };
+    let serve_cancel = cancel.clone();
+    let serve = move |connection: quinn::Connection| {
         let coordinator = coordinator.clone();
-        let cancel = cancel.clone();
-        connections.spawn(async move {
-            let connection = match incoming.await {
-                Ok(connection) => connection,
-                Err(error) => {
-                    warn!(%error, "client handshake failed");
-                    return;
-                }
-            };
-            transport::serve_connection(
-                connection,
-                max_in_flight,
-                move |request: ClientRequest, deadline| {
-                    coordinator.clone().serve_client(request, deadline, false)
-                },
-                cancel,
-            )
-            .await;
-        });
-    }
-    connections.shutdown().await;
+        let handle = move |request: ClientRequest, deadline| {
+            coordinator.clone().serve_client(request, deadline, false)
+        };
+        transport::serve_connection(connection, max_in_flight, handle, serve_cancel.clone())
+    };
+    transport::accept_connections(endpoint, "client", serve, cancel).await;
 }
 
 /// Runs background jobs (read repairs), a bounded number at a time.

@@ -169,14 +169,18 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// Peers at the given addresses; connections are made by [`Peers::run`].
+    /// The given peers, none connected yet; [`Peers::run`] connects each.
     /// `generation` is this node's, told to every peer on connecting.
-    pub fn new(peers: &[(NodeId, SocketAddr)], generation: u64, faults: Arc<Faults>) -> Peers {
+    pub fn new(
+        peers: impl IntoIterator<Item = NodeId>,
+        generation: u64,
+        faults: Arc<Faults>,
+    ) -> Peers {
         Peers {
             generation,
             connections: peers
-                .iter()
-                .map(|(id, _)| (id.clone(), RwLock::new(None)))
+                .into_iter()
+                .map(|id| (id, RwLock::new(None)))
                 .collect(),
             faults,
         }
@@ -317,6 +321,37 @@ async fn dial(
         Ok(other) => Err(format!("unexpected answer to hello: {other:?}")),
         Err(error) => Err(error.to_string()),
     }
+}
+
+/// Accepts connections on `endpoint` until `cancel`: each handshake runs in
+/// the connection's own task (a slow one does not hold up the others), which
+/// then hands the connection to `serve`. `what` names the port in logs.
+pub async fn accept_connections<S, F>(
+    endpoint: quinn::Endpoint,
+    what: &'static str,
+    serve: S,
+    cancel: CancellationToken,
+) where
+    S: Fn(quinn::Connection) -> F + Clone + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let mut connections = JoinSet::new();
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => incoming,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            () = cancel.cancelled() => break,
+        };
+        let Some(incoming) = incoming else { break };
+        let serve = serve.clone();
+        connections.spawn(async move {
+            match incoming.await {
+                Ok(connection) => serve(connection).await,
+                Err(error) => warn!(%error, port = what, "handshake failed"),
+            }
+        });
+    }
+    connections.shutdown().await;
 }
 
 /// Serves the requests of one connection until it closes or `cancel`:

@@ -19,6 +19,7 @@ use ringdb::node::config::{ClusterConfig, MemberConfig, RequestConfig, TlsFiles}
 use ringdb::node::storage::StorageConfig;
 use ringdb::ring::NodeId;
 use tokio::process::{Child, Command};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::cert;
@@ -57,7 +58,7 @@ pub async fn run(dir: &Path, nodes: usize, detach: bool) -> anyhow::Result<ExitC
         }
     }
     let exe = std::env::current_exe().context("cannot find the ringdb executable")?;
-    let mut children = Vec::new();
+    let mut nodes = Processes::default();
     for path in &configs {
         let folder = path.parent().expect("a node config is in a folder");
         let log = std::fs::File::create(folder.join("node.log"))?;
@@ -77,23 +78,22 @@ pub async fn run(dir: &Path, nodes: usize, detach: bool) -> anyhow::Result<ExitC
             .with_context(|| format!("cannot start {}", exe.display()))?;
         let pid = child.id().expect("a running child has a pid");
         std::fs::write(folder.join("pid"), pid.to_string())?;
-        children.push((path.clone(), child));
+        nodes.add(path.clone(), child);
     }
     let loaded: Vec<Config> = configs
         .iter()
         .map(|p| Config::load(p))
         .collect::<Result<_, _>>()?;
-    if let Err(error) = wait_ready(dir, &loaded, &mut children).await {
-        stop_children(&mut children).await;
+    if let Err(error) = wait_ready(dir, &loaded, &mut nodes).await {
+        nodes.stop().await;
         return Err(error);
     }
     println!("ringdb dev cluster in {} is serving:", dir.display());
-    for ((config, (_, child)), path) in loaded.iter().zip(&children).zip(&configs) {
+    for (config, (path, pid)) in loaded.iter().zip(&nodes.pids) {
         println!(
-            "  {:<8} client {}  pid {}  log {}",
+            "  {:<8} client {}  pid {pid}  log {}",
             config.node_id.as_str(),
             config.listen_client,
-            child.id().unwrap_or(0),
             path.parent().unwrap().join("node.log").display()
         );
     }
@@ -110,7 +110,7 @@ pub async fn run(dir: &Path, nodes: usize, detach: bool) -> anyhow::Result<ExitC
     let exited = tokio::select! {
         _ = tokio::signal::ctrl_c() => None,
         _ = terminate.recv() => None,
-        exited = first_exit(&mut children) => Some(exited),
+        exited = nodes.next_exit() => exited,
     };
     if let Some((node, status)) = exited {
         eprintln!(
@@ -118,7 +118,7 @@ pub async fn run(dir: &Path, nodes: usize, detach: bool) -> anyhow::Result<ExitC
             node.display()
         );
     }
-    stop_children(&mut children).await;
+    nodes.stop().await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -222,33 +222,21 @@ fn create(dir: &Path, nodes: usize) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Waits until every node answers and reaches every other node.
-async fn wait_ready(
-    dir: &Path,
-    configs: &[Config],
-    children: &mut [(PathBuf, Child)],
-) -> anyhow::Result<()> {
+async fn wait_ready(dir: &Path, configs: &[Config], nodes: &mut Processes) -> anyhow::Result<()> {
     let ca = std::fs::read_to_string(dir.join("ca.pem"))?;
     let deadline = Instant::now() + READY_TIMEOUT;
     for config in configs {
         loop {
-            for (path, child) in children.iter_mut() {
-                if let Some(status) = child.try_wait()? {
-                    let log = path.parent().unwrap().join("node.log");
-                    let tail = std::fs::read_to_string(&log).unwrap_or_default();
-                    bail!(
-                        "node {} exited ({status}) while starting; its log {}:\n{}",
-                        config.node_id.as_str(),
-                        log.display(),
-                        tail.lines()
-                            .rev()
-                            .take(10)
-                            .collect::<Vec<_>>()
-                            .into_iter()
-                            .rev()
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    );
-                }
+            if let Some((path, status)) = nodes.try_exited() {
+                let log = path.parent().unwrap().join("node.log");
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                bail!(
+                    "the node of {} exited ({status}) while starting; its log {}:\n{}",
+                    path.display(),
+                    log.display(),
+                    lines[lines.len().saturating_sub(10)..].join("\n")
+                );
             }
             if node_sees_everyone(config.listen_client, &ca).await {
                 break;
@@ -278,54 +266,63 @@ async fn node_sees_everyone(address: SocketAddr, ca: &str) -> bool {
     }
 }
 
-async fn first_exit(children: &mut [(PathBuf, Child)]) -> (PathBuf, std::process::ExitStatus) {
-    let waits = children.iter_mut().map(|(path, child)| {
-        Box::pin(async move {
-            let status = child.wait().await.expect("wait for a node process");
-            (path.clone(), status)
-        })
-    });
-    let ((path, status), _, _) = futures_select_all(waits).await;
-    (path, status)
+/// The node processes this command started: their pids, and a task per
+/// process waiting for its exit.
+#[derive(Default)]
+struct Processes {
+    pids: Vec<(PathBuf, u32)>,
+    exits: JoinSet<(PathBuf, String)>,
 }
 
-/// Waits for the first of several futures (a tiny `select_all`).
-async fn futures_select_all<F: std::future::Future + Unpin>(
-    futures: impl IntoIterator<Item = F>,
-) -> (F::Output, usize, Vec<F>) {
-    let mut futures: Vec<F> = futures.into_iter().collect();
-    std::future::poll_fn(move |cx| {
-        for (i, future) in futures.iter_mut().enumerate() {
-            if let std::task::Poll::Ready(output) = std::pin::Pin::new(future).poll(cx) {
-                let rest = std::mem::take(&mut futures);
-                return std::task::Poll::Ready((output, i, rest));
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
-}
+impl Processes {
+    fn add(&mut self, config: PathBuf, mut child: Child) {
+        self.pids.push((
+            config.clone(),
+            child.id().expect("a running child has a pid"),
+        ));
+        self.exits.spawn(async move {
+            let status = match child.wait().await {
+                Ok(status) => status.to_string(),
+                Err(error) => format!("cannot wait for it: {error}"),
+            };
+            (config, status)
+        });
+    }
 
-async fn stop_children(children: &mut [(PathBuf, Child)]) {
-    for (_, child) in children.iter() {
-        if let Some(pid) = child.id() {
+    /// A node that has exited, if one has.
+    fn try_exited(&mut self) -> Option<(PathBuf, String)> {
+        self.exits.try_join_next()?.ok()
+    }
+
+    /// Waits for the first node to exit.
+    async fn next_exit(&mut self) -> Option<(PathBuf, String)> {
+        self.exits.join_next().await?.ok()
+    }
+
+    /// SIGTERM to every node, SIGKILL to those still running after
+    /// [`STOP_TIMEOUT`]; removes the pid files.
+    async fn stop(&mut self) {
+        for &(_, pid) in &self.pids {
             // It may have exited already: nothing to stop then.
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         }
-    }
-    for (path, child) in children.iter_mut() {
-        if tokio::time::timeout(STOP_TIMEOUT, child.wait())
-            .await
-            .is_err()
-        {
-            eprintln!(
-                "{} did not stop in {STOP_TIMEOUT:?}; killing it",
-                path.display()
-            );
-            // Killing a process that just exited fails harmlessly.
-            let _ = child.kill().await;
+        let drained = tokio::time::timeout(STOP_TIMEOUT, async {
+            while self.exits.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            for (path, pid) in self.pids.iter().filter(|(_, pid)| alive(*pid as i32)) {
+                eprintln!(
+                    "{} did not stop in {STOP_TIMEOUT:?}; killing it",
+                    path.display()
+                );
+                let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+            }
+            while self.exits.join_next().await.is_some() {}
         }
-        let _ = std::fs::remove_file(path.parent().unwrap().join("pid"));
+        for (path, _) in &self.pids {
+            let _ = std::fs::remove_file(path.parent().unwrap().join("pid"));
+        }
     }
 }
 
