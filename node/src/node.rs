@@ -9,7 +9,7 @@ use ringdb_ring::{NodeId, Replication, Ring};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::coordinator::{BackgroundJob, Coordinator};
@@ -19,6 +19,8 @@ use crate::transport::{self, Faults, Peers};
 
 /// How long [`NodeHandle::shutdown`] waits for tasks to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long shutdown lets closed connections drain.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
 /// Background jobs (read repairs) that may wait; more are shed.
 const BACKGROUND_QUEUE: usize = 1024;
 /// Background jobs that run at once.
@@ -256,8 +258,17 @@ impl NodeHandle {
             warn!(node = %self.id, "tasks still running after {SHUTDOWN_GRACE:?}; aborting them");
             self.tasks.shutdown().await;
         }
-        for endpoint in &self.endpoints {
-            endpoint.wait_idle().await;
+        // Closed connections drain so that peers learn of the close; a
+        // peer that went away without closing (a client killed mid-session)
+        // would hold this for the endpoint's idle timeout, so it is bounded.
+        let drained = tokio::time::timeout(DRAIN_GRACE, async {
+            for endpoint in &self.endpoints {
+                endpoint.wait_idle().await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            debug!(node = %self.id, "connections still draining after {DRAIN_GRACE:?}");
         }
         let storage = self.storage.clone();
         tokio::task::spawn_blocking(move || storage.flush())
