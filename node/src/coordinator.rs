@@ -219,7 +219,11 @@ impl Coordinator {
         work: impl FnOnce(&Storage) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, RequestError> {
         let storage = self.storage.clone();
-        let outcome = tokio::task::spawn_blocking(move || work(&storage)).await;
+        let outcome = if storage.writes_wait_for_disk() {
+            tokio::task::spawn_blocking(move || work(&storage)).await
+        } else {
+            Ok(work(&storage))
+        };
         match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(RequestError::Server {

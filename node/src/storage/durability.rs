@@ -87,6 +87,11 @@ impl Syncer {
     }
 
     /// Whether each write must be fsynced by RocksDB itself.
+    /// Whether a write waits for an fsync before it returns.
+    pub(crate) fn writes_wait_for_disk(&self) -> bool {
+        !matches!(self.mode, SyncMode::Periodic { .. })
+    }
+
     pub(crate) fn sync_each_write(&self) -> bool {
         self.mode == SyncMode::Always
     }

@@ -208,6 +208,12 @@ impl Storage {
         Ok(self.db.latest_sequence_number())
     }
 
+    /// Whether writes wait for an fsync (sync modes `always` and `group`):
+    /// callers on an async runtime must then call from a blocking thread.
+    pub fn writes_wait_for_disk(&self) -> bool {
+        self.syncer.writes_wait_for_disk()
+    }
+
     /// Reads a row's sibling set.
     pub fn get(&self, key: &RowKey) -> Result<Option<StoredRow>, StorageError> {
         match self.db.get_pinned_cf(self.cf(DATA), key.encode())? {
