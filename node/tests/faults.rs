@@ -14,7 +14,9 @@ use ringdb_proto::{ConsistencyLevel, Context, PartitionKey, RequestError, Row, R
 use ringdb_ring::NodeId;
 use tokio::time::Instant;
 
-async fn start_cluster(dir: &std::path::Path) -> (Vec<NodeHandle>, String) {
+/// Three nodes with a 300 ms request timeout and at most `max_in_flight`
+/// requests in progress per client connection.
+async fn start_cluster(dir: &std::path::Path, max_in_flight: usize) -> (Vec<NodeHandle>, String) {
     let ca = ClusterCa::generate("faults").unwrap();
     std::fs::write(dir.join("ca.pem"), ca.certificate_pem()).unwrap();
     // Free ports from the OS, held until all are chosen.
@@ -58,6 +60,7 @@ async fn start_cluster(dir: &std::path::Path) -> (Vec<NodeHandle>, String) {
             storage: StorageConfig::default(),
             requests: RequestConfig {
                 timeout_ms: 300,
+                max_in_flight_per_connection: max_in_flight,
                 ..RequestConfig::default()
             },
         };
@@ -82,7 +85,7 @@ fn write(text: &str) -> Row {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_and_delayed_links_time_out_writes_and_healed_links_serve_them() {
     let dir = tempfile::tempdir().unwrap();
-    let (nodes, ca) = start_cluster(dir.path()).await;
+    let (nodes, ca) = start_cluster(dir.path(), 1024).await;
     let mut config = ClientConfig::new(vec![nodes[0].client_address()], ca);
     config.token_aware = false;
     let client = Client::connect(config).await.unwrap();
@@ -145,6 +148,70 @@ async fn cut_and_delayed_links_time_out_writes_and_healed_links_serve_them() {
     assert_eq!(read.siblings.len(), 1, "{read:?}");
     assert_eq!(read.siblings[0].columns, write("healed"));
 
+    for node in nodes {
+        node.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_connection_answers_overloaded_at_once_and_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, ca) = start_cluster(dir.path(), 2).await;
+    let mut config = ClientConfig::new(vec![nodes[0].client_address()], ca);
+    config.token_aware = false;
+    let client = std::sync::Arc::new(Client::connect(config).await.unwrap());
+    // node1's replicas answer after 600 ms, past the 300 ms budget: each
+    // QUORUM write holds one of node1's two slots for 300 ms.
+    for peer in ["node2", "node3"] {
+        let delay = Fault {
+            drop_probability: 0.0,
+            delay: Duration::from_millis(600),
+        };
+        nodes[0].faults().set(NodeId::new(peer), delay);
+    }
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let client = client.clone();
+        writes.spawn(async move {
+            let row = RowAddress::new("kv", PartitionKey::new(format!("k{i}")).unwrap());
+            let started = Instant::now();
+            let outcome = client
+                .put(&row, write("v"), Context::empty(), ConsistencyLevel::Quorum)
+                .await;
+            (outcome, started.elapsed())
+        });
+    }
+    let (mut overloaded, mut timed_out) = (0, 0);
+    while let Some(joined) = writes.join_next().await {
+        match joined.unwrap() {
+            (Err(ClientError::Request(RequestError::Overloaded { reason })), took) => {
+                assert!(!reason.is_empty());
+                // Refused at once, not after waiting for a slot.
+                assert!(
+                    took < Duration::from_millis(250),
+                    "Overloaded after {took:?}"
+                );
+                overloaded += 1;
+            }
+            (Err(ClientError::Request(RequestError::Timeout { .. })), _) => timed_out += 1,
+            (other, _) => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(timed_out, 2, "two slots, two writes in progress");
+    assert_eq!(overloaded, 6);
+
+    // The slots free up and the node serves again.
+    nodes[0].faults().clear_all();
+    let row = RowAddress::new("kv", PartitionKey::new(b"after".to_vec()).unwrap());
+    client
+        .put(
+            &row,
+            write("ok"),
+            Context::empty(),
+            ConsistencyLevel::Quorum,
+        )
+        .await
+        .unwrap();
     for node in nodes {
         node.shutdown().await.unwrap();
     }
