@@ -2,6 +2,9 @@
 
 mod cli;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -122,6 +125,13 @@ enum Command {
         /// The partition key (text).
         key: String,
     },
+    /// Measure a cluster: a load of reads, writes or both for a while, with a
+    /// progress line per second and a summary of ops/s, latency percentiles
+    /// and errors by kind.
+    ///
+    /// Example: `ringdb bench write -c QUORUM --concurrency 64 --duration 30s`
+    /// then `ringdb bench read …` on the keys it wrote.
+    Bench(cli::bench::BenchArgs),
     /// Print the token (Cassandra's Murmur3) of a partition key.
     ///
     /// The key is taken as UTF-8 text, or as hex with --hex; the token is the
@@ -232,6 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let operation = Operation::Delete;
             return cli::data::run(&connection, consistency, table, key, context, operation).await;
         }
+        Command::Bench(args) => cli::bench::run(&args).await?,
         Command::Token { key, hex } => {
             let bytes = if hex {
                 hex::decode(&key).context("the key is not valid hex")?

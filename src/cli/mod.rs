@@ -1,5 +1,6 @@
 //! The commands of the `ringdb` binary, one module each.
 
+pub mod bench;
 pub mod cert;
 pub mod data;
 pub mod dev;
