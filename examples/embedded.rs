@@ -6,8 +6,7 @@
 use std::time::Duration;
 
 use ringdb::client::{ConsistencyLevel, Context, PartitionKey, Row, RowAddress, Value};
-use ringdb::node::config::{ClusterConfig, MemberConfig, RequestConfig, TlsFiles};
-use ringdb::node::storage::StorageConfig;
+use ringdb::node::config::TlsFiles;
 use ringdb::node::tls::ClusterCa;
 use ringdb::ring::NodeId;
 use ringdb::{Client, ClientConfig, Config, Node};
@@ -25,31 +24,15 @@ async fn main() -> anyhow::Result<()> {
 
     // Port 0: the OS picks free ports; the handle says which.
     let any_port = "127.0.0.1:0".parse()?;
-    let config = Config {
-        node_id: id.clone(),
-        data_dir: dir.path().join("data"),
-        listen_internode: any_port,
-        listen_client: any_port,
-        tls: TlsFiles {
-            ca_certificate: dir.path().join("ca.pem"),
-            certificate: dir.path().join("node.pem"),
-            key: dir.path().join("node.key"),
-        },
-        cluster: ClusterConfig {
-            name: "embedded".into(),
-            replication_factor: 1,
-            num_tokens: 16,
-            nodes: vec![MemberConfig {
-                id,
-                internode_address: any_port,
-                client_address: any_port,
-                datacenter: "datacenter1".into(),
-                rack: "rack1".into(),
-            }],
-        },
-        storage: StorageConfig::default(),
-        requests: RequestConfig::default(),
+    let tls = TlsFiles {
+        ca_certificate: dir.path().join("ca.pem"),
+        certificate: dir.path().join("node.pem"),
+        key: dir.path().join("node.key"),
     };
+    // No seeds: the node founds its own one-node cluster.
+    let mut config = Config::new(id, dir.path().join("data"), any_port, any_port, tls);
+    config.cluster.name = "embedded".into();
+    config.cluster.replication_factor = 1;
     let node = Node::start(config).await?;
     println!("embedded node serving on {}", node.client_address());
 

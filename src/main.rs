@@ -49,8 +49,12 @@ enum Command {
         #[arg(long, conflicts_with = "stop")]
         detach: bool,
         /// Stop the nodes of a cluster started with --detach.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "add")]
         stop: bool,
+        /// Add a node to the running cluster (started with --detach): it
+        /// joins by streaming its share of the data, then serves.
+        #[arg(long, conflicts_with = "detach")]
+        add: bool,
     },
     /// Run one node in the foreground, configured by a TOML file.
     ///
@@ -132,6 +136,55 @@ enum Command {
     /// Example: `ringdb bench write -c QUORUM --concurrency 64 --duration 30s`
     /// then `ringdb bench read …` on the keys it wrote.
     Bench(cli::bench::BenchArgs),
+    /// Show every node as one node sees it (nodetool status): Up/Down,
+    /// Normal/Joining/Leaving, address, load, tokens, ownership, host id,
+    /// rack, grouped by datacenter.
+    ///
+    /// The first contact point (or --host) answers; ask each node with
+    /// --host to compare their views.
+    Status {
+        #[command(flatten)]
+        connection: cli::data::Connection,
+    },
+    /// Show every vnode token in ring order with its node (nodetool ring).
+    Ring {
+        #[command(flatten)]
+        connection: cli::data::Connection,
+    },
+    /// Show what a node says about itself (nodetool info): state, uptime,
+    /// load, tokens, ownership, location, addresses.
+    Info {
+        #[command(flatten)]
+        connection: cli::data::Connection,
+    },
+    /// Print the replicas of a partition key (nodetool getendpoints), in
+    /// the order a coordinator asks them.
+    Getendpoints {
+        #[command(flatten)]
+        connection: cli::data::Connection,
+        /// The table.
+        table: String,
+        /// The partition key (text).
+        key: String,
+    },
+    /// Hand the node's ranges to their next owners and leave the ring
+    /// (nodetool decommission). Asks the node given by --host (or the first
+    /// node of a dev cluster); returns once the node has left, after which
+    /// it can be stopped. Refused while another node joins or leaves, or
+    /// when the ring would have fewer nodes than the replication factor.
+    Decommission {
+        #[command(flatten)]
+        connection: cli::data::Connection,
+    },
+    /// Remove a dead node from the ring and restore its ranges' replicas
+    /// from the surviving ones (nodetool removenode). The node must be down;
+    /// it can only come back as a new, empty member.
+    Removenode {
+        #[command(flatten)]
+        connection: cli::data::Connection,
+        /// The id of the dead node.
+        node: String,
+    },
     /// Print the token (Cassandra's Murmur3) of a partition key.
     ///
     /// The key is taken as UTF-8 text, or as hex with --hex; the token is the
@@ -169,6 +222,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -194,7 +248,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dir,
             detach,
             stop,
+            add,
         } => {
+            if add {
+                let dir = dir
+                    .canonicalize()
+                    .with_context(|| format!("no ringdb dev cluster in {}", dir.display()))?;
+                return cli::dev::add(&dir).await;
+            }
             if stop {
                 let dir = dir
                     .canonicalize()
@@ -243,6 +304,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return cli::data::run(&connection, consistency, table, key, context, operation).await;
         }
         Command::Bench(args) => cli::bench::run(&args).await?,
+        Command::Status { connection } => return cli::admin::status(&connection).await,
+        Command::Ring { connection } => return cli::admin::ring(&connection).await,
+        Command::Info { connection } => return cli::admin::info(&connection).await,
+        Command::Getendpoints {
+            connection,
+            table,
+            key,
+        } => return cli::admin::get_endpoints(&connection, &table, &key).await,
+        Command::Decommission { connection } => {
+            return cli::admin::decommission(&connection).await;
+        }
+        Command::Removenode { connection, node } => {
+            return cli::admin::remove_node(&connection, &node).await;
+        }
         Command::Token { key, hex } => {
             let bytes = if hex {
                 hex::decode(&key).context("the key is not valid hex")?

@@ -296,7 +296,7 @@ async fn a_node_without_a_certificate_from_the_cluster_ca_cannot_connect_or_send
             rogue_ca.issue(&NodeId::new("node2")).unwrap(),
         ),
         (
-            "a node of the cluster CA that is not a member",
+            "a node of the cluster CA that has not joined",
             real_ca.issue(&NodeId::new("node4")).unwrap(),
         ),
     ];

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use ringdb_proto::{
-    ClientReply, ClientRequest, ConsistencyLevel, Context, MAX_FRAME_BYTES, Receipt, RequestError,
-    Row, RowAddress, Sibling, TopologyNode,
+    ClientReply, ClientRequest, ConsistencyLevel, Context, MAX_FRAME_BYTES, NodeStatus, Receipt,
+    RequestError, Row, RowAddress, Sibling, TopologyNode,
 };
 use ringdb_ring::{NodeId, Replication, Ring, Token};
 
@@ -125,6 +125,17 @@ pub struct ReadResult {
     pub receipt: Receipt,
 }
 
+/// The cluster as one node sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterStatus {
+    /// The node that answered.
+    pub answered_by: NodeId,
+    /// Every node it knows of.
+    pub nodes: Vec<NodeStatus>,
+    /// How data is replicated.
+    pub replication: Replication,
+}
+
 /// A write's answer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WriteResult {
@@ -201,6 +212,108 @@ impl Client {
             addresses,
         });
         Ok(nodes)
+    }
+
+    /// Every node the answering node knows of, as it sees them (`ringdb
+    /// status`). The first reachable contact point answers.
+    pub async fn status(&self) -> Result<ClusterStatus, ClientError> {
+        let reply = self
+            .request(None, ClientRequest::Status, RequestKind::Read)
+            .await?;
+        match reply.1 {
+            ClientReply::Status {
+                answered_by,
+                nodes,
+                replication,
+            } => Ok(ClusterStatus {
+                answered_by,
+                nodes,
+                replication,
+            }),
+            _ => Err(ClientError::UnexpectedReply(reply.0)),
+        }
+    }
+
+    /// Reads a row as the first contact point alone stores it, whatever the
+    /// ring says (a diagnostic: which replica holds what).
+    pub async fn local_get(&self, row: &RowAddress) -> Result<ReadResult, ClientError> {
+        let request = ClientRequest::LocalGet { row: row.clone() };
+        match self.admin(request, self.config.request_timeout).await? {
+            (
+                _,
+                ClientReply::Read {
+                    siblings,
+                    context,
+                    receipt,
+                },
+            ) => Ok(ReadResult {
+                siblings,
+                context,
+                receipt,
+            }),
+            (node, _) => Err(ClientError::UnexpectedReply(node)),
+        }
+    }
+
+    /// Decommissions the first contact point: it streams its ranges to
+    /// their next owners and leaves the ring. Waits up to `within`.
+    pub async fn decommission(&self, within: Duration) -> Result<String, ClientError> {
+        match self.admin(ClientRequest::Decommission, within).await? {
+            (_, ClientReply::Done { summary }) => Ok(summary),
+            (node, _) => Err(ClientError::UnexpectedReply(node)),
+        }
+    }
+
+    /// Asks the first contact point to remove the dead node `node` and
+    /// restore its ranges' replicas. Waits up to `within`.
+    pub async fn remove_node(
+        &self,
+        node: &NodeId,
+        within: Duration,
+    ) -> Result<String, ClientError> {
+        let request = ClientRequest::RemoveNode { node: node.clone() };
+        match self.admin(request, within).await? {
+            (_, ClientReply::Done { summary }) => Ok(summary),
+            (node, _) => Err(ClientError::UnexpectedReply(node)),
+        }
+    }
+
+    /// Sends an admin request to the first contact point only (it is about
+    /// that node), never retried elsewhere.
+    async fn admin(
+        &self,
+        request: ClientRequest,
+        within: Duration,
+    ) -> Result<(SocketAddr, ClientReply), ClientError> {
+        let Some(&address) = self.config.contact_points.first() else {
+            return Err(ClientError::NoConnection { tried: Vec::new() });
+        };
+        let connection =
+            self.connection(address)
+                .await
+                .map_err(|reason| ClientError::NoConnection {
+                    tried: vec![(address, reason)],
+                })?;
+        match connection
+            .call_with_budget(request, within, within + ANSWER_MARGIN)
+            .await
+        {
+            Ok(reply) => Ok((address, reply)),
+            Err(CallError::Remote(error)) => Err(ClientError::Request(error)),
+            Err(CallError::Timeout(after)) => Err(ClientError::Timeout {
+                node: address,
+                after,
+                write: true,
+            }),
+            Err(CallError::ConnectionLost { reason }) => Err(ClientError::ConnectionLost {
+                node: address,
+                reason,
+                write: true,
+            }),
+            Err(CallError::NotSent { reason }) => Err(ClientError::NoConnection {
+                tried: vec![(address, reason)],
+            }),
+        }
     }
 
     /// Reads a row at `consistency`.

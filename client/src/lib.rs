@@ -42,8 +42,8 @@ mod client;
 pub mod tls;
 pub mod transport;
 
-pub use client::{Client, ClientConfig, ClientError, ReadResult, WriteResult};
+pub use client::{Client, ClientConfig, ClientError, ClusterStatus, ReadResult, WriteResult};
 pub use ringdb_proto::{
-    ClusteringKey, ConsistencyLevel, Context, PartitionKey, Receipt, RequestError, Row, RowAddress,
-    Sibling, Value,
+    ClusteringKey, ConsistencyLevel, Context, NodeStatus, PartitionKey, Receipt, RequestError, Row,
+    RowAddress, Sibling, Value,
 };

@@ -18,8 +18,11 @@ use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureSc
 /// The ALPN protocol name of ringdb's client protocol.
 pub const ALPN_CLIENT: &[u8] = b"ringdb-client/1";
 
-/// The QUIC configuration of a client that trusts the CA in `ca_pem`.
-pub fn client_config(ca_pem: &str) -> Result<quinn::ClientConfig, String> {
+/// A verifier that accepts a node certificate signed by the CA in `ca_pem`,
+/// whatever node id it names (see the module comment). Nodes use it too,
+/// to dial a seed they know only by address; they then read the node id
+/// from the certificate.
+pub fn cluster_ca_verifier(ca_pem: &str) -> Result<Arc<dyn ServerCertVerifier>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     for certificate in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
@@ -31,14 +34,20 @@ pub fn client_config(ca_pem: &str) -> Result<quinn::ClientConfig, String> {
     if roots.is_empty() {
         return Err("no certificate in the CA file".into());
     }
-    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
         .map_err(|e| format!("CA certificate: {e}"))?;
+    Ok(Arc::new(SignedByClusterCa { webpki }))
+}
+
+/// The QUIC configuration of a client that trusts the CA in `ca_pem`.
+pub fn client_config(ca_pem: &str) -> Result<quinn::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut crypto = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(SignedByClusterCa { webpki }))
+        .with_custom_certificate_verifier(cluster_ca_verifier(ca_pem)?)
         .with_no_client_auth();
     crypto.alpn_protocols = vec![ALPN_CLIENT.to_vec()];
     let quic = QuicClientConfig::try_from(crypto).map_err(|e| e.to_string())?;

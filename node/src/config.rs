@@ -19,18 +19,14 @@
 //! [cluster]
 //! name = "dev"
 //! replication_factor = 3
-//!
-//! [[cluster.nodes]]
-//! id = "node1"
-//! internode_address = "127.0.0.1:7001"
-//! client_address = "127.0.0.1:9001"
-//! # … one entry per node, the same list on every node
+//! seeds = ["127.0.0.1:7001"]   # internode addresses of one or more nodes
 //! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ringdb_gossip::DetectorConfig;
 use ringdb_ring::{Location, NodeId};
 use serde::{Deserialize, Serialize};
 
@@ -65,7 +61,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// This node's id: its name in the cluster, which must be the DNS name in
-    /// its certificate and appear in `cluster.nodes`. Letters, digits, `-`, `.`.
+    /// its certificate. Letters, digits, `-`, `.`.
     pub node_id: NodeId,
     /// Where the node keeps its data (RocksDB). Created if missing.
     pub data_dir: PathBuf,
@@ -73,6 +69,21 @@ pub struct Config {
     pub listen_internode: SocketAddr,
     /// UDP address for QUIC connections from clients.
     pub listen_client: SocketAddr,
+    /// The internode address other nodes are told to use (gossiped), when
+    /// it differs from `listen_internode` (a wildcard listen address, NAT).
+    /// Default: the address bound for `listen_internode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broadcast_internode: Option<SocketAddr>,
+    /// The client address clients are told to use, when it differs from
+    /// `listen_client`. Default: the address bound for `listen_client`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broadcast_client: Option<SocketAddr>,
+    /// This node's datacenter. Default: `datacenter1`.
+    #[serde(default = "default_datacenter")]
+    pub datacenter: String,
+    /// This node's rack within its datacenter. Default: `rack1`.
+    #[serde(default = "default_rack")]
+    pub rack: String,
     /// Certificates (see `ringdb cert`).
     pub tls: TlsFiles,
     /// The cluster this node belongs to.
@@ -97,49 +108,50 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// The cluster: its members (static until gossip arrives) and replication.
+/// The cluster: how to find it, and how data is placed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// The cluster's name, for display. Default: `ringdb`.
+    /// The cluster's name; nodes gossip only with nodes of the same name.
+    /// Default: `ringdb`.
     #[serde(default = "default_cluster_name")]
     pub name: String,
     /// Replicas of every row. Default: 3.
     #[serde(default = "default_replication_factor")]
     pub replication_factor: usize,
-    /// Vnode tokens per node. Default: 16. Every node must use the same value:
-    /// tokens are allocated from the member list in order, identically on
-    /// every node.
+    /// Vnode tokens a new node takes. Default: 16. Tokens are chosen once,
+    /// when the node first joins (to split the largest ranges of the ring it
+    /// finds), and kept in its data directory.
     #[serde(default = "default_num_tokens")]
     pub num_tokens: usize,
-    /// Every member of the cluster, in the same order on every node.
-    pub nodes: Vec<MemberConfig>,
+    /// Internode addresses of seed nodes: where a new node learns the ring,
+    /// and which every node gossips with now and then. A seed that finds no
+    /// other node when it first starts founds the cluster. Default: none (a
+    /// node alone founds its own cluster).
+    #[serde(default)]
+    pub seeds: Vec<SocketAddr>,
+    /// Whether a new node joining a cluster that already has members streams
+    /// the ranges it will own from their replicas before it serves them.
+    /// Only a brand-new, empty cluster may turn it off (Cassandra's
+    /// `auto_bootstrap`). Default: true.
+    #[serde(default = "default_true")]
+    pub auto_bootstrap: bool,
+    /// The phi-accrual failure detector.
+    #[serde(default)]
+    pub failure_detector: DetectorConfig,
 }
 
-/// One member of the cluster.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MemberConfig {
-    /// Its node id.
-    pub id: NodeId,
-    /// Where it listens for other nodes.
-    pub internode_address: SocketAddr,
-    /// Where it listens for clients.
-    pub client_address: SocketAddr,
-    /// Its datacenter. Default: `datacenter1`.
-    #[serde(default = "default_datacenter")]
-    pub datacenter: String,
-    /// Its rack. Default: `rack1`.
-    #[serde(default = "default_rack")]
-    pub rack: String,
-}
-
-impl MemberConfig {
-    /// Its datacenter and rack.
-    pub fn location(&self) -> Location {
-        Location {
-            datacenter: self.datacenter.clone(),
-            rack: self.rack.clone(),
+impl Default for ClusterConfig {
+    /// A cluster named `ringdb` of replication factor 3, 16 tokens per node,
+    /// no seeds (a node alone), with bootstrap on.
+    fn default() -> ClusterConfig {
+        ClusterConfig {
+            name: default_cluster_name(),
+            replication_factor: default_replication_factor(),
+            num_tokens: default_num_tokens(),
+            seeds: Vec::new(),
+            auto_bootstrap: true,
+            failure_detector: DetectorConfig::default(),
         }
     }
 }
@@ -188,6 +200,10 @@ fn default_replication_factor() -> usize {
 fn default_num_tokens() -> usize {
     16
 }
+fn default_true() -> bool {
+    true
+}
+
 fn default_datacenter() -> String {
     Location::default().datacenter
 }
@@ -196,6 +212,31 @@ fn default_rack() -> String {
 }
 
 impl Config {
+    /// A config with every optional setting at its default: a node alone in
+    /// its own cluster until `cluster.seeds` says otherwise.
+    pub fn new(
+        node_id: NodeId,
+        data_dir: PathBuf,
+        listen_internode: SocketAddr,
+        listen_client: SocketAddr,
+        tls: TlsFiles,
+    ) -> Config {
+        Config {
+            node_id,
+            data_dir,
+            listen_internode,
+            listen_client,
+            broadcast_internode: None,
+            broadcast_client: None,
+            datacenter: default_datacenter(),
+            rack: default_rack(),
+            tls,
+            cluster: ClusterConfig::default(),
+            storage: StorageConfig::default(),
+            requests: RequestConfig::default(),
+        }
+    }
+
     /// Reads a config file; relative paths become relative to its folder.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -229,16 +270,22 @@ impl Config {
     /// Checks that the settings can work together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |detail: String| Err(ConfigError::Invalid(detail));
-        if !self.cluster.nodes.iter().any(|n| n.id == self.node_id) {
-            return invalid(format!(
-                "node_id {:?} is not listed in cluster.nodes",
-                self.node_id.as_str()
-            ));
+        if let Err(detail) = self.cluster.failure_detector.validate() {
+            return invalid(format!("cluster.failure_detector: {detail}"));
         }
-        for (i, node) in self.cluster.nodes.iter().enumerate() {
-            if self.cluster.nodes[..i].iter().any(|n| n.id == node.id) {
-                return invalid(format!("node {:?} is listed twice", node.id.as_str()));
-            }
+        if self.listen_internode.ip().is_unspecified() && self.broadcast_internode.is_none() {
+            return invalid(
+                "listen_internode is a wildcard address: set broadcast_internode to the address \
+                 other nodes should use"
+                    .into(),
+            );
+        }
+        if self.listen_client.ip().is_unspecified() && self.broadcast_client.is_none() {
+            return invalid(
+                "listen_client is a wildcard address: set broadcast_client to the address \
+                 clients should use"
+                    .into(),
+            );
         }
         if self.cluster.replication_factor == 0 {
             return invalid("cluster.replication_factor must be at least 1".into());
@@ -258,12 +305,11 @@ impl Config {
         Ok(())
     }
 
-    /// This node's entry in the member list.
-    pub fn me(&self) -> &MemberConfig {
-        self.cluster
-            .nodes
-            .iter()
-            .find(|n| n.id == self.node_id)
-            .expect("validated: the node is a member")
+    /// This node's datacenter and rack.
+    pub fn location(&self) -> Location {
+        Location {
+            datacenter: self.datacenter.clone(),
+            rack: self.rack.clone(),
+        }
     }
 }

@@ -32,21 +32,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ringdb_client::transport::CallError;
 use ringdb_proto::{
-    ClientReply, ClientRequest, ConsistencyLevel, Context, PeerReply, PeerRequest, Receipt,
-    RequestError, Row, RowAddress, RowId, Sibling, TableId, TopologyNode, VersionedRow,
+    ClientReply, ClientRequest, ConsistencyLevel, Context, NodeStatus, PeerReply, PeerRequest,
+    Receipt, RequestError, Row, RowAddress, RowId, Sibling, TableId, TopologyNode, VersionedRow,
 };
-use ringdb_ring::{NodeId, Replication, Ring};
+use ringdb_ring::{NodeId, Replication};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::causality::{ActorId, CausalContext};
-use crate::config::{MemberConfig, RequestConfig};
+use crate::config::RequestConfig;
+use crate::membership::{GossipHandle, Membership};
 use crate::storage::{
     RowKey, RowVersion, Storage, StorageError, StoredRow, decode_versions, encode_row,
 };
 use crate::transport::Peers;
+use crate::{streaming, topology};
+use ringdb_gossip::Status;
 
 /// How long past a request's deadline a forwarding node waits for the
 /// answer of the node it forwarded to (which answers `Timeout` at the deadline).
@@ -64,9 +67,9 @@ pub(crate) struct Coordinator {
     pub(crate) actor: ActorId,
     pub(crate) storage: Arc<Storage>,
     pub(crate) peers: Arc<Peers>,
-    pub(crate) ring: Ring,
+    pub(crate) membership: Arc<Membership>,
+    pub(crate) gossip: GossipHandle,
     pub(crate) replication: Replication,
-    pub(crate) members: Vec<MemberConfig>,
     pub(crate) limits: RequestConfig,
     pub(crate) background: mpsc::Sender<BackgroundJob>,
 }
@@ -137,6 +140,9 @@ impl Coordinator {
         deadline: Instant,
         forwarded: bool,
     ) -> Result<ClientReply, RequestError> {
+        // Admin operations run as long as their caller waits; data
+        // requests no longer than the coordinator's timeout.
+        let original_deadline = deadline;
         let deadline = deadline.min(Instant::now() + self.limits.timeout());
         match request {
             ClientRequest::Get { row, consistency } => self.read(row, consistency, deadline).await,
@@ -175,6 +181,34 @@ impl Coordinator {
                 self.write(write, deadline, forwarded).await
             }
             ClientRequest::Topology => Ok(self.topology()),
+            ClientRequest::Status => Ok(self.status()),
+            ClientRequest::LocalGet { row } => {
+                let id = RowId {
+                    table: table_id(&row.table)?,
+                    partition: row.partition,
+                    clustering: row.clustering,
+                };
+                let key = RowKey::new(id.table, id.partition, id.clustering);
+                let stored = self.blocking(move |storage| storage.get(&key)).await?;
+                let stored = stored.unwrap_or_else(StoredRow::new);
+                Ok(ClientReply::Read {
+                    siblings: siblings_of(&stored),
+                    context: Context(CausalContext::encode(&stored.context())),
+                    receipt: Receipt {
+                        coordinator: Some(self.me.clone()),
+                        acknowledged: vec![self.me.clone()],
+                        repaired: Vec::new(),
+                    },
+                })
+            }
+            ClientRequest::Decommission => {
+                let summary = topology::decommission(&self, original_deadline).await?;
+                Ok(ClientReply::Done { summary })
+            }
+            ClientRequest::RemoveNode { node } => {
+                let summary = topology::remove_node(&self, node, original_deadline).await?;
+                Ok(ClientReply::Done { summary })
+            }
         }
     }
 
@@ -185,6 +219,22 @@ impl Coordinator {
         request: PeerRequest,
         deadline: Instant,
     ) -> Result<PeerReply, RequestError> {
+        // Any node the cluster CA signed may say hello and gossip (that is
+        // how a new node joins); only nodes known to the cluster may read,
+        // write or coordinate: members, and nodes that left (they forward
+        // what clients still send them), not removed ones.
+        if !matches!(request, PeerRequest::Hello { .. } | PeerRequest::Gossip(_)) {
+            let member = self
+                .membership
+                .view()
+                .status(&from)
+                .is_some_and(|status| status != Status::Removed);
+            if !member {
+                return Err(RequestError::invalid(format!(
+                    "{from} is not a member of this cluster (it has not joined, or was removed)"
+                )));
+            }
+        }
         match request {
             PeerRequest::Hello { generation } => {
                 self.peers.observe_generation(&from, generation);
@@ -210,6 +260,49 @@ impl Coordinator {
             PeerRequest::Coordinate(request) => Ok(PeerReply::Coordinated(
                 self.serve_client(request, deadline, true).await?,
             )),
+            PeerRequest::StreamRange {
+                range,
+                after,
+                max_rows,
+            } => {
+                let max_rows = max_rows.clamp(1, 4 * streaming::PAGE_ROWS);
+                let storage = self.storage.clone();
+                let (rows, more) = tokio::task::spawn_blocking(move || {
+                    streaming::page(&storage, range, after, max_rows)
+                })
+                .await
+                .map_err(|e| self.server_error(e.to_string()))?
+                .map_err(|e| self.server_error(e.to_string()))?;
+                Ok(PeerReply::Rows { rows, more })
+            }
+            PeerRequest::StoreRows { rows } => {
+                let storage = self.storage.clone();
+                tokio::task::spawn_blocking(move || streaming::store(&storage, &rows))
+                    .await
+                    .map_err(|e| self.server_error(e.to_string()))??;
+                Ok(PeerReply::Applied)
+            }
+            PeerRequest::FetchRange { range, source } => {
+                let streamed =
+                    streaming::fetch(&self.peers, &self.storage, &source, range, None, |_| Ok(()))
+                        .await
+                        .map_err(|e| self.server_error(e))?;
+                info!(%range, %source, rows = streamed.rows, "fetched a range");
+                Ok(PeerReply::Applied)
+            }
+            PeerRequest::Gossip(bytes) => {
+                let message = rmp_serde::from_slice(&bytes)
+                    .map_err(|e| RequestError::invalid(format!("malformed gossip: {e}")))?;
+                let reply = self.gossip.incoming(from, message).await;
+                let reply = reply
+                    .map(|reply| rmp_serde::to_vec_named(&reply).map(serde_bytes::ByteBuf::from))
+                    .transpose()
+                    .map_err(|e| RequestError::Server {
+                        node: self.me.clone(),
+                        reason: format!("cannot encode gossip: {e}"),
+                    })?;
+                Ok(PeerReply::Gossip(reply))
+            }
         }
     }
 
@@ -252,8 +345,21 @@ impl Coordinator {
                 "consistency ANY is for writes only"
             }));
         }
-        let replicas = self.ring.replicas(row.token(), &self.replication);
-        let required = level.required(self.replication.total_factor());
+        let view = self.membership.view();
+        let mut replicas = view.ring.replicas(row.token(), &self.replication);
+        let mut required = level.required(self.replication.total_factor());
+        // While a node joins or leaves, writes also go to the replicas the
+        // new ring adds, and wait for them too (Cassandra's pending ranges):
+        // a write acknowledged during the change is on enough replicas of
+        // the ring after it.
+        if write && let Some(future) = &view.future {
+            for pending in future.replicas(row.token(), &self.replication) {
+                if !replicas.contains(&pending) {
+                    replicas.push(pending);
+                    required += 1;
+                }
+            }
+        }
         let id = RowId {
             table,
             partition: row.partition.clone(),
@@ -272,7 +378,7 @@ impl Coordinator {
         alive.extend(
             replicas
                 .iter()
-                .filter(|r| **r != self.me && self.peers.is_alive(r))
+                .filter(|r| **r != self.me && self.is_up(r))
                 .cloned(),
         );
         alive
@@ -380,7 +486,7 @@ impl Coordinator {
         request: ClientRequest,
         deadline: Instant,
     ) -> Result<ClientReply, RequestError> {
-        let Some(target) = replicas.iter().find(|r| self.peers.is_alive(r)) else {
+        let Some(target) = replicas.iter().find(|r| self.is_up(r)) else {
             return Err(RequestError::Unavailable { required, alive: 0 });
         };
         let timeout = RequestError::Timeout {
@@ -596,22 +702,63 @@ impl Coordinator {
         }
     }
 
+    pub(crate) fn server_error(&self, reason: impl Into<String>) -> RequestError {
+        RequestError::Server {
+            node: self.me.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether `node` counts as alive: the failure detector says so and a
+    /// connection to it is up.
+    pub(crate) fn is_up(&self, node: &NodeId) -> bool {
+        self.membership.view().is_up(node) && self.peers.is_alive(node)
+    }
+
     fn topology(&self) -> ClientReply {
-        let nodes = self
-            .members
+        let view = self.membership.view();
+        let nodes = view
+            .ring
+            .members()
             .iter()
-            .filter_map(|member| {
-                let tokens = self.ring.members().get(&member.id)?.tokens.clone();
+            .filter_map(|(id, member)| {
+                let state = &view.nodes.get(id)?.state;
                 Some(TopologyNode {
-                    id: member.id.clone(),
-                    client_address: member.client_address.to_string(),
-                    location: member.location(),
-                    tokens,
-                    reachable: member.id == self.me || self.peers.is_alive(&member.id),
+                    id: id.clone(),
+                    client_address: state.client_address()?.to_string(),
+                    location: member.location.clone(),
+                    tokens: member.tokens.clone(),
+                    reachable: *id == self.me || self.is_up(id),
                 })
             })
             .collect();
         ClientReply::Topology {
+            nodes,
+            replication: self.replication.clone(),
+        }
+    }
+
+    fn status(&self) -> ClientReply {
+        let view = self.membership.view();
+        let owns = view.ring.ownership(&self.replication);
+        let nodes = view
+            .nodes
+            .iter()
+            .map(|(id, node)| NodeStatus {
+                id: id.clone(),
+                up: node.up,
+                status: node.state.status().to_string(),
+                internode_address: node.state.internode_address().map(|a| a.to_string()),
+                client_address: node.state.client_address().map(|a| a.to_string()),
+                load_bytes: node.state.load(),
+                tokens: node.state.tokens().to_vec(),
+                owns: owns.get(id).copied().unwrap_or(0.0),
+                location: node.state.location(),
+                generation: node.state.generation,
+            })
+            .collect();
+        ClientReply::Status {
+            answered_by: self.me.clone(),
             nodes,
             replication: self.replication.clone(),
         }

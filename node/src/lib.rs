@@ -1,6 +1,7 @@
 //! # ringdb-node: the server
 //!
-//! For now, the foundations every later piece of the server stands on:
+//! A node: [`Node::start`] opens its storage, binds its two QUIC ports, joins
+//! the cluster by gossip and serves until [`NodeHandle::shutdown`]. Its parts:
 //!
 //! - [`causality`]: dotted version vector sets, the per-row record of which
 //!   writes superseded which, so that concurrent writes are kept as siblings
@@ -8,12 +9,30 @@
 //!   Riak's `dvvset`).
 //! - [`storage`]: RocksDB holding each row's sibling set under a key ordered by
 //!   token (so a token range is one scan), hints for hinted handoff, and the
-//!   data directory's epoch, with the sync modes of DESIGN.md "Durability".
+//!   data directory's epoch and the node's tokens, with the sync modes of
+//!   DESIGN.md "Durability".
 //! - [`tls`]: mutual TLS between nodes: a cluster CA (rcgen), node
-//!   certificates whose DNS name is the node id, the QUIC server and client
-//!   configurations that require them, and the peer's id read from its
-//!   certificate. The transport that uses them comes next.
+//!   certificates whose DNS name is the node id, and the peer's id read from
+//!   its certificate.
+//! - [`transport`]: QUIC (quinn) with multiplexed long-lived streams, one
+//!   connection per peer, deadlines, `Overloaded` when full, and the fault
+//!   hook the tests and the lab use.
+//! - [`membership`]: the gossip task that drives `ringdb-gossip` over the
+//!   transport and publishes the [`View`](membership::View) the coordinator
+//!   reads: the ring of normal members and who is up. A replica counts as
+//!   alive when the phi-accrual detector says so and its connection is up.
+//! - the coordinator (private): the write and read paths of DESIGN.md.
 //!
+//! **Joining.** A node's tokens are chosen once, at its first start, and
+//! kept in its data directory. At that first start it gossips with the seeds
+//! until it knows the ring, lets it settle for two rounds, takes tokens that
+//! split the largest ranges (`Ring::join`), announces them and becomes
+//! normal. A seed that is the only seed, or finds nobody, founds the
+//! cluster. Streaming a new node's ranges to it before it serves them
+//! (bootstrap) is not built yet: a node joining a cluster that has members
+//! refuses to start unless `cluster.auto_bootstrap = false`, which is right
+//! only while the cluster is new and empty (what `ringdb dev` does).
+
 //! The write path of a coordinator in one line: `storage.write(key, context,
 //! actor, version)` reads the row's sibling set, applies
 //! [`DvvSet::update`](causality::DvvSet::update) under a striped row lock, and
@@ -38,9 +57,12 @@
 pub mod causality;
 pub mod config;
 mod coordinator;
+pub mod membership;
 mod node;
 pub mod storage;
+mod streaming;
 pub mod tls;
+mod topology;
 pub mod transport;
 
 pub use config::Config;

@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ringdb_gossip::{GossipConfig, Gossiper, StateValue, Status};
 use ringdb_proto::ClientRequest;
-use ringdb_ring::{NodeId, Replication, Ring};
+use ringdb_ring::{NodeId, Replication, Token};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -13,8 +14,10 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::coordinator::{BackgroundJob, Coordinator};
+use crate::membership::{GossipTask, Membership, View};
 use crate::storage::{Storage, StorageError};
 use crate::tls::{self, NodeCertificate, TlsError};
+use crate::topology;
 use crate::transport::{self, Faults, Peers};
 
 /// How long [`NodeHandle::shutdown`] waits for tasks to finish.
@@ -46,9 +49,12 @@ pub enum NodeError {
     /// The storage cannot be opened.
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
-    /// The ring cannot be built from the member list.
+    /// Tokens cannot be allocated in the ring.
     #[error("ring: {0}")]
     Ring(#[from] ringdb_ring::RingError),
+    /// The node cannot join the cluster.
+    #[error("cannot join the cluster: {0}")]
+    Join(String),
     /// A listening address cannot be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -73,15 +79,6 @@ impl Node {
             key_pem: read(&config.tls.key)?,
         };
         let storage = Arc::new(Storage::open(&config.data_dir, &config.storage)?);
-        let mut ring = Ring::new();
-        for member in &config.cluster.nodes {
-            ring.join(
-                member.id.clone(),
-                member.location(),
-                config.cluster.num_tokens,
-                config.cluster.replication_factor,
-            )?;
-        }
 
         let mut internode_server = certificate.server_config()?;
         internode_server.transport_config(transport::internode_transport());
@@ -98,34 +95,68 @@ impl Node {
                 })?;
         let mut dial = certificate.client_config()?;
         dial.transport_config(transport::internode_transport());
+        let internode_address = internode.local_addr().map_err(|source| NodeError::Bind {
+            address: config.listen_internode,
+            source,
+        })?;
+        let client_address = client.local_addr().map_err(|source| NodeError::Bind {
+            address: config.listen_client,
+            source,
+        })?;
 
         let me = config.node_id.clone();
         let faults = Arc::new(Faults::default());
-        let peer_list: Vec<(NodeId, SocketAddr)> = config
-            .cluster
-            .nodes
-            .iter()
-            .filter(|m| m.id != me)
-            .map(|m| (m.id.clone(), m.internode_address))
-            .collect();
         // The generation of this life of the node, as in Cassandra's gossip:
         // the start time, which grows from one restart to the next.
         let generation = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_micros() as u64);
         let peers = Arc::new(Peers::new(
-            peer_list.iter().map(|(id, _)| id.clone()),
             generation,
             faults.clone(),
+            internode.clone(),
+            dial,
         ));
-        // Clients are told where this node really listens (its config may
-        // say port 0).
-        let mut members = config.cluster.nodes.clone();
-        if let (Some(member), Ok(address)) =
-            (members.iter_mut().find(|m| m.id == me), client.local_addr())
-        {
-            member.client_address = address;
-        }
+        let replication = Replication::Simple {
+            factor: config.cluster.replication_factor,
+        };
+        let membership = Arc::new(Membership::new(replication.clone()));
+
+        // What this node tells the cluster about itself. Tokens are chosen
+        // once, at the first start, and kept in the data directory.
+        let tokens = load_tokens(&storage)?;
+        let mut unfinished = topology::load_bootstrap(&storage)?;
+        unfinished.retain(|range| !range.done);
+        let status = if tokens.is_some() && unfinished.is_empty() {
+            Status::Normal
+        } else {
+            Status::Joining
+        };
+        let broadcast_internode = config.broadcast_internode.unwrap_or(internode_address);
+        let broadcast_client = config.broadcast_client.unwrap_or(client_address);
+        let states = [
+            StateValue::Status(status),
+            StateValue::Tokens(tokens.clone().unwrap_or_default()),
+            StateValue::InternodeAddress(broadcast_internode),
+            StateValue::ClientAddress(broadcast_client),
+            StateValue::Location(config.location()),
+            StateValue::ActorEpoch(storage.epoch()),
+        ];
+        let gossip_config = GossipConfig {
+            cluster: config.cluster.name.clone(),
+            seeds: config.cluster.seeds.clone(),
+            detector: config.cluster.failure_detector.clone(),
+        };
+        let gossiper = Gossiper::new(me.clone(), generation, states, gossip_config, generation);
+
+        let cancel = CancellationToken::new();
+        let (gossip_task, gossip) = GossipTask::new(
+            gossiper,
+            membership.clone(),
+            peers.clone(),
+            storage.clone(),
+            cancel.clone(),
+        );
         let (background, jobs) = mpsc::channel(BACKGROUND_QUEUE);
         let coordinator = Arc::new(Coordinator {
             me: me.clone(),
@@ -133,32 +164,20 @@ impl Node {
             actor: storage.actor(&me),
             storage: storage.clone(),
             peers: peers.clone(),
-            ring,
-            replication: Replication::Simple {
-                factor: config.cluster.replication_factor,
-            },
-            members,
+            membership: membership.clone(),
+            gossip: gossip.clone(),
+            replication,
             limits: config.requests.clone(),
             background,
         });
 
-        let cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        for (peer, address) in peer_list {
-            tasks.spawn(peers.clone().run(
-                peer,
-                address,
-                internode.clone(),
-                dial.clone(),
-                cancel.clone(),
-            ));
-        }
-        let members: Vec<NodeId> = config.cluster.nodes.iter().map(|m| m.id.clone()).collect();
+        tasks.spawn(gossip_task.run());
         let limit = config.requests.max_in_flight_per_connection;
         tasks.spawn(accept_internode(
             internode.clone(),
             coordinator.clone(),
-            members,
+            membership.clone(),
             limit,
             cancel.clone(),
         ));
@@ -171,24 +190,161 @@ impl Node {
         tasks.spawn(run_background(jobs, cancel.clone()));
         let handle = NodeHandle {
             id: me,
-            internode_address: internode.local_addr().map_err(|source| NodeError::Bind {
-                address: config.listen_internode,
-                source,
-            })?,
-            client_address: client.local_addr().map_err(|source| NodeError::Bind {
-                address: config.listen_client,
-                source,
-            })?,
+            internode_address,
+            client_address,
             endpoints: vec![internode, client],
             cancel,
             tasks,
             storage,
             faults,
             peers,
+            membership,
         };
+        let joined = if tokens.is_none() {
+            join(&config, &handle, &coordinator, broadcast_internode).await
+        } else if !unfinished.is_empty() {
+            info!(node = %handle.id, ranges = unfinished.len(), "resuming an interrupted bootstrap");
+            tokio::time::sleep(topology::RING_SETTLE).await;
+            finish_bootstrap(&handle, &coordinator).await
+        } else {
+            Ok(())
+        };
+        if let Err(error) = joined {
+            // Best effort: the node failed to start anyway.
+            let _ = handle.shutdown().await;
+            return Err(error);
+        }
         info!(node = %handle.id, client = %handle.client_address, internode = %handle.internode_address, "node serving");
         Ok(handle)
     }
+}
+
+/// The key of this node's tokens in the storage's metadata.
+const TOKENS_KEY: &str = "tokens";
+/// How long a seed starting for the first time listens for an existing
+/// cluster before it founds one.
+const FOUNDING_WAIT: Duration = Duration::from_secs(3);
+/// How long a new node waits for a seed to answer.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(30);
+use topology::RING_SETTLE;
+
+fn load_tokens(storage: &Storage) -> Result<Option<Vec<Token>>, NodeError> {
+    match storage.get_meta(TOKENS_KEY)? {
+        None => Ok(None),
+        Some(bytes) => rmp_serde::from_slice(&bytes).map(Some).map_err(|e| {
+            NodeError::Storage(StorageError::Corrupt {
+                what: "tokens",
+                detail: e.to_string(),
+            })
+        }),
+    }
+}
+
+/// The first start of a node: learn the ring from the seeds, choose tokens
+/// that split its largest ranges, keep them, stream its ranges if the
+/// cluster has data (bootstrap), and become normal.
+async fn join(
+    config: &Config,
+    node: &NodeHandle,
+    coordinator: &Coordinator,
+    my_address: SocketAddr,
+) -> Result<(), NodeError> {
+    let gossip = &coordinator.gossip;
+    let seeds: Vec<SocketAddr> = config.cluster.seeds.clone();
+    let is_seed = seeds.is_empty() || seeds.contains(&my_address);
+    // The only seed has nobody to ask: it founds the cluster at once.
+    let only_seed = seeds.iter().all(|seed| *seed == my_address);
+    let others = |view: &View| {
+        view.nodes
+            .iter()
+            .any(|(id, n)| id != &node.id && n.state.status() == Status::Normal)
+    };
+    let wait = if only_seed {
+        Duration::ZERO
+    } else if is_seed {
+        FOUNDING_WAIT
+    } else {
+        DISCOVERY_TIMEOUT
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut found = false;
+    while tokio::time::Instant::now() < deadline {
+        if others(&node.membership.view()) {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if found {
+        tokio::time::sleep(RING_SETTLE).await;
+    } else if !is_seed {
+        return Err(NodeError::Join(format!(
+            "no seed answered within {DISCOVERY_TIMEOUT:?} (seeds: {seeds:?})"
+        )));
+    } else {
+        info!(node = %node.id, "no cluster found: founding one");
+    }
+    let view = node.membership.view();
+    if let Some((other, status)) = view.change_in_progress(&node.id) {
+        return Err(NodeError::Join(format!(
+            "another topology change is in progress: {other} is {status}; start this node \
+             once it has finished (one change at a time)"
+        )));
+    }
+    let ring = view.ring.clone();
+    let mut future = ring.clone();
+    let tokens = future.join(
+        node.id.clone(),
+        config.location(),
+        config.cluster.num_tokens,
+        config.cluster.replication_factor,
+    )?;
+    let bootstrap = found && config.cluster.auto_bootstrap;
+    if bootstrap {
+        let plan = topology::bootstrap_plan(coordinator, &ring, &future);
+        topology::save_bootstrap(&node.storage, &plan)?;
+    }
+    let bytes = rmp_serde::to_vec(&tokens).expect("tokens encode");
+    node.storage.put_meta(TOKENS_KEY, &bytes)?;
+    gossip.set_state(StateValue::Tokens(tokens)).await;
+    if bootstrap {
+        // Joining with tokens: the others send this node the writes of its
+        // future ranges from now on; wait until they know, then stream.
+        info!(node = %node.id, "joining: announced tokens; streaming ranges after the ring settles");
+        tokio::time::sleep(RING_SETTLE).await;
+        return finish_bootstrap(node, coordinator).await;
+    }
+    become_normal(node, coordinator).await
+}
+
+/// Streams the ranges a bootstrap has not finished, then becomes normal.
+async fn finish_bootstrap(node: &NodeHandle, coordinator: &Coordinator) -> Result<(), NodeError> {
+    let mut progress = topology::load_bootstrap(&node.storage)?;
+    let streamed = topology::run_bootstrap(coordinator, &mut progress)
+        .await
+        .map_err(|e| NodeError::Join(format!("bootstrap streaming failed: {e}")))?;
+    info!(node = %node.id, rows = streamed.rows, bytes = streamed.bytes, "bootstrap streaming complete");
+    topology::save_bootstrap(&node.storage, &[])?;
+    become_normal(node, coordinator).await
+}
+
+async fn become_normal(node: &NodeHandle, coordinator: &Coordinator) -> Result<(), NodeError> {
+    coordinator
+        .gossip
+        .set_state(StateValue::Status(Status::Normal))
+        .await;
+    // Serve once this node's own view has it in the ring.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !node.membership.view().ring.members().contains_key(&node.id) {
+        if tokio::time::Instant::now() > deadline {
+            return Err(NodeError::Join(
+                "the node's tokens did not reach its ring".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    info!(node = %node.id, "joined the ring");
+    Ok(())
 }
 
 fn read(path: &std::path::Path) -> Result<String, NodeError> {
@@ -209,6 +365,7 @@ pub struct NodeHandle {
     storage: Arc<Storage>,
     faults: Arc<Faults>,
     peers: Arc<Peers>,
+    membership: Arc<Membership>,
 }
 
 impl NodeHandle {
@@ -235,6 +392,11 @@ impl NodeHandle {
     /// Whether it has a connection to `peer`.
     pub fn is_connected_to(&self, peer: &NodeId) -> bool {
         self.peers.is_alive(peer)
+    }
+
+    /// Its view of the cluster: the ring and who is up.
+    pub fn view(&self) -> Arc<View> {
+        self.membership.view()
     }
 
     /// Waits until a task of the node stops by itself (which it should not
@@ -282,7 +444,7 @@ impl NodeHandle {
 async fn accept_internode(
     endpoint: quinn::Endpoint,
     coordinator: Arc<Coordinator>,
-    members: Vec<NodeId>,
+    membership: Arc<Membership>,
     max_in_flight: usize,
     cancel: CancellationToken,
 ) {
@@ -290,17 +452,22 @@ async fn accept_internode(
     let serve = move |connection: quinn::Connection| {
         let (coordinator, cancel) = (coordinator.clone(), serve_cancel.clone());
         let peer = tls::peer_node_id(&connection);
-        let is_member = matches!(&peer, Ok(peer) if members.contains(peer));
+        // Any node the cluster CA signed may gossip its way in, except one
+        // that was removed: it must come back as a new member.
+        let refused = match &peer {
+            Ok(peer) => membership.view().status(peer) == Some(Status::Removed),
+            Err(_) => true,
+        };
         async move {
             let peer = match peer {
-                Ok(peer) if is_member => peer,
+                Ok(peer) if !refused => peer,
                 outcome => {
-                    warn!(?outcome, remote = %connection.remote_address(), "refusing a node that is not a member");
-                    connection.close(1u32.into(), b"not a member of this cluster");
+                    warn!(?outcome, remote = %connection.remote_address(), "refusing a removed node");
+                    connection.close(1u32.into(), b"removed from this cluster");
                     return;
                 }
             };
-            info!(peer = %peer, "peer connected");
+            debug!(peer = %peer, "peer connected");
             let handle = move |request, deadline| {
                 coordinator
                     .clone()

@@ -15,10 +15,10 @@
 //! `max_in_flight_per_connection` requests in progress; beyond that the
 //! answer is `Overloaded`, at once.
 //!
-//! Outgoing, [`Peers`] keeps one connection per peer, redialled by a task per
-//! peer whenever it drops (the peer restarted). Whether that connection is up
-//! is, until gossip's failure detector arrives, what "alive" means when a
-//! coordinator decides `Unavailable`. QUIC keep-alives every
+//! Outgoing, [`Peers`] keeps one connection per peer the membership knows,
+//! redialled by a task per peer whenever it drops (the peer restarted). A
+//! coordinator counts a replica alive when gossip's failure detector says so
+//! *and* this connection is up. QUIC keep-alives every
 //! [`KEEP_ALIVE`] and an idle timeout of [`PEER_IDLE_TIMEOUT`] notice a peer
 //! that died without closing (kill -9, a cut cable).
 //!
@@ -33,7 +33,8 @@ use std::time::Duration;
 
 use rand::Rng;
 use ringdb_client::transport::{
-    CallError, FrameReader, Multiplexed, PendingReply, STREAM_QUEUE_FRAMES, TaskGuard, write_frames,
+    CallError, FrameReader, Multiplexed, PendingReply, ReadFrameError, STREAM_QUEUE_FRAMES,
+    TaskGuard, write_frames,
 };
 use ringdb_proto::{
     MAX_FRAME_BYTES, PeerReply, PeerRequest, Request, RequestError, Response, encode_frame,
@@ -116,7 +117,8 @@ impl Faults {
     }
 }
 
-type PeerConnection = Multiplexed<PeerRequest, PeerReply>;
+/// A multiplexed connection to a peer.
+pub type PeerConnection = Multiplexed<PeerRequest, PeerReply>;
 
 /// A request sent to a peer, waiting for its answer.
 pub enum PeerCall {
@@ -161,28 +163,40 @@ struct Link {
     generation: u64,
 }
 
-/// The outgoing connections to every peer, kept up by one task each.
+/// One peer: where it is, and the connection to it (when up).
+struct Slot {
+    address: SocketAddr,
+    link: RwLock<Option<Link>>,
+    /// Stops this peer's redial task (the peer left, or moved).
+    cancel: CancellationToken,
+}
+
+/// The outgoing connections to every known peer, kept up by one task each.
+/// Peers come and go with the membership ([`Peers::ensure`],
+/// [`Peers::forget`]).
 pub struct Peers {
     generation: u64,
-    connections: HashMap<NodeId, RwLock<Option<Link>>>,
+    slots: RwLock<HashMap<NodeId, Arc<Slot>>>,
     faults: Arc<Faults>,
+    endpoint: quinn::Endpoint,
+    dial: quinn::ClientConfig,
 }
 
 impl Peers {
-    /// The given peers, none connected yet; [`Peers::run`] connects each.
-    /// `generation` is this node's, told to every peer on connecting.
+    /// No peers yet. `generation` is this node's, told to every peer on
+    /// connecting; connections are dialled from `endpoint` with `dial`.
     pub fn new(
-        peers: impl IntoIterator<Item = NodeId>,
         generation: u64,
         faults: Arc<Faults>,
+        endpoint: quinn::Endpoint,
+        dial: quinn::ClientConfig,
     ) -> Peers {
         Peers {
             generation,
-            connections: peers
-                .into_iter()
-                .map(|id| (id, RwLock::new(None)))
-                .collect(),
+            slots: RwLock::new(HashMap::new()),
             faults,
+            endpoint,
+            dial,
         }
     }
 
@@ -191,23 +205,61 @@ impl Peers {
         self.connection(peer).is_some()
     }
 
+    fn slot(&self, peer: &NodeId) -> Option<Arc<Slot>> {
+        self.slots.read().expect("peer slots").get(peer).cloned()
+    }
+
     fn connection(&self, peer: &NodeId) -> Option<Arc<PeerConnection>> {
-        let slot = self.connections.get(peer)?.read().expect("peer slot");
-        slot.as_ref()
+        let slot = self.slot(peer)?;
+        let link = slot.link.read().expect("peer link");
+        link.as_ref()
             .map(|link| &link.connection)
             .filter(|c| !c.is_closed())
             .cloned()
+    }
+
+    /// Makes sure `peer` at `address` has a connection task: returns the
+    /// task to run when there was none (a new peer, or one that moved), to
+    /// be stopped by `cancel` or [`Peers::forget`].
+    pub fn ensure(
+        self: &Arc<Self>,
+        peer: &NodeId,
+        address: SocketAddr,
+        cancel: &CancellationToken,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let mut slots = self.slots.write().expect("peer slots");
+        if let Some(slot) = slots.get(peer) {
+            if slot.address == address {
+                return None;
+            }
+            info!(peer = %peer, old = %slot.address, new = %address, "peer moved");
+            slot.cancel.cancel();
+        }
+        let slot = Arc::new(Slot {
+            address,
+            link: RwLock::new(None),
+            cancel: cancel.child_token(),
+        });
+        slots.insert(peer.clone(), slot.clone());
+        Some(self.clone().run(peer.clone(), slot))
+    }
+
+    /// Stops connecting to `peer` (it left or was removed).
+    pub fn forget(&self, peer: &NodeId) {
+        if let Some(slot) = self.slots.write().expect("peer slots").remove(peer) {
+            slot.cancel.cancel();
+        }
     }
 
     /// Records that `peer` said hello with `generation` on a connection of
     /// its own: if ours to it was made to an earlier life of the peer, it is
     /// dead (the peer restarted) and is closed, to be redialled at once.
     pub fn observe_generation(&self, peer: &NodeId, generation: u64) {
-        let Some(slot) = self.connections.get(peer) else {
+        let Some(slot) = self.slot(peer) else {
             return;
         };
-        let slot = slot.read().expect("peer slot");
-        if let Some(link) = slot.as_ref()
+        let link = slot.link.read().expect("peer link");
+        if let Some(link) = link.as_ref()
             && link.generation != generation
         {
             info!(peer = %peer, "peer restarted; redialling");
@@ -249,28 +301,42 @@ impl Peers {
         }
     }
 
-    /// Keeps a connection to `peer` at `address` open until `cancel`.
-    pub async fn run(
-        self: Arc<Self>,
-        peer: NodeId,
+    /// Dials `address` once, for a node known only by address (a seed):
+    /// returns the node id its certificate names and the connection, which
+    /// closes when dropped.
+    pub async fn dial_address(
+        &self,
         address: SocketAddr,
-        endpoint: quinn::Endpoint,
-        config: quinn::ClientConfig,
-        cancel: CancellationToken,
-    ) {
-        let Some(slot) = self.connections.get(&peer) else {
-            return;
-        };
+    ) -> Result<(NodeId, Arc<PeerConnection>), String> {
+        let (connection, _, peer) =
+            dial(&self.endpoint, &self.dial, address, None, self.generation).await?;
+        Ok((peer, Arc::new(connection)))
+    }
+
+    /// Keeps a connection to `peer` open until its slot is cancelled.
+    async fn run(self: Arc<Self>, peer: NodeId, slot: Arc<Slot>) {
         let mut backoff = REDIAL_FIRST;
         let mut was_up = false;
+        let cancel = slot.cancel.clone();
         while !cancel.is_cancelled() {
-            match dial(&endpoint, &config, address, &peer, self.generation).await {
-                Ok((connection, generation)) => {
-                    info!(peer = %peer, %address, "connected to peer");
+            let dialled = dial(
+                &self.endpoint,
+                &self.dial,
+                slot.address,
+                Some(&peer),
+                self.generation,
+            );
+            let outcome = tokio::select! {
+                outcome = dialled => outcome,
+                () = cancel.cancelled() => break,
+            };
+            match outcome {
+                Ok((connection, generation, _)) => {
+                    info!(peer = %peer, address = %slot.address, "connected to peer");
                     backoff = REDIAL_FIRST;
                     was_up = true;
                     let quic = connection.connection().clone();
-                    *slot.write().expect("peer slot") = Some(Link {
+                    *slot.link.write().expect("peer link") = Some(Link {
                         connection: Arc::new(connection),
                         generation,
                     });
@@ -278,7 +344,7 @@ impl Peers {
                         reason = quic.closed() => info!(peer = %peer, %reason, "peer connection lost"),
                         () = cancel.cancelled() => {}
                     }
-                    *slot.write().expect("peer slot") = None;
+                    *slot.link.write().expect("peer link") = None;
                 }
                 Err(error) => {
                     if was_up {
@@ -295,20 +361,30 @@ impl Peers {
     }
 }
 
+/// Dials `address`, checks that the certificate names `expected` (when
+/// given), and says hello. Returns the connection, the peer's generation
+/// and its node id.
 async fn dial(
     endpoint: &quinn::Endpoint,
     config: &quinn::ClientConfig,
     address: SocketAddr,
-    peer: &NodeId,
+    expected: Option<&NodeId>,
     generation: u64,
-) -> Result<(PeerConnection, u64), String> {
+) -> Result<(PeerConnection, u64, NodeId), String> {
     let connecting = endpoint
-        .connect_with(config.clone(), address, peer.as_str())
+        .connect_with(config.clone(), address, "ringdb-node")
         .map_err(|e| e.to_string())?;
     let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
         .await
         .map_err(|_| "handshake timed out".to_string())?
         .map_err(|e| e.to_string())?;
+    let peer = crate::tls::peer_node_id(&connection).map_err(|e| e.to_string())?;
+    if let Some(expected) = expected
+        && &peer != expected
+    {
+        connection.close(1u32.into(), b"unexpected node");
+        return Err(format!("{address} is {peer}, not {expected}"));
+    }
     let connection = Multiplexed::open(connection, MAX_FRAME_BYTES)
         .await
         .map_err(|e| e.to_string())?;
@@ -317,7 +393,7 @@ async fn dial(
         .call(PeerRequest::Hello { generation }, CONNECT_TIMEOUT)
         .await
     {
-        Ok(PeerReply::Hello { generation }) => Ok((connection, generation)),
+        Ok(PeerReply::Hello { generation }) => Ok((connection, generation, peer)),
         Ok(other) => Err(format!("unexpected answer to hello: {other:?}")),
         Err(error) => Err(error.to_string()),
     }
@@ -416,6 +492,12 @@ async fn serve_stream<Req, Resp, H, F>(
         let request = match next {
             Ok(Some(request)) => request,
             Ok(None) => break,
+            Err(ReadFrameError::Read(error)) => {
+                // The peer went away (closed, reset, timed out): nobody to
+                // answer.
+                debug!(%error, "request stream ended");
+                break;
+            }
             Err(error) => {
                 // The stream cannot be read further: say why, then close it.
                 warn!(%error, "unreadable request stream");

@@ -5,8 +5,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use ringdb_client::{Client, ClientConfig, ClientError};
-use ringdb_node::config::{ClusterConfig, MemberConfig, RequestConfig, TlsFiles};
-use ringdb_node::storage::StorageConfig;
+use ringdb_node::config::{RequestConfig, TlsFiles};
 use ringdb_node::tls::ClusterCa;
 use ringdb_node::transport::Fault;
 use ringdb_node::{Config, Node, NodeHandle};
@@ -25,52 +24,44 @@ async fn start_cluster(dir: &std::path::Path, max_in_flight: usize) -> (Vec<Node
         .collect();
     let ports: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
     drop(sockets);
-    let members: Vec<MemberConfig> = (0..3)
-        .map(|i| MemberConfig {
-            id: NodeId::new(format!("node{}", i + 1)),
-            internode_address: ports[2 * i],
-            client_address: ports[2 * i + 1],
-            datacenter: "datacenter1".into(),
-            rack: "rack1".into(),
-        })
-        .collect();
+    let ids: Vec<NodeId> = (1..=3).map(|i| NodeId::new(format!("node{i}"))).collect();
     let mut nodes = Vec::new();
-    for member in &members {
-        let issued = ca.issue(&member.id).unwrap();
-        let folder = dir.join(member.id.as_str());
+    // One at a time: each new node learns the ring from node1 (the seed)
+    // and takes tokens that split its largest ranges.
+    for (i, id) in ids.iter().enumerate() {
+        let issued = ca.issue(id).unwrap();
+        let folder = dir.join(id.as_str());
         std::fs::create_dir_all(&folder).unwrap();
         std::fs::write(folder.join("node.pem"), &issued.certificate_pem).unwrap();
         std::fs::write(folder.join("node.key"), &issued.key_pem).unwrap();
-        let config = Config {
-            node_id: member.id.clone(),
-            data_dir: folder.join("data"),
-            listen_internode: member.internode_address,
-            listen_client: member.client_address,
-            tls: TlsFiles {
-                ca_certificate: dir.join("ca.pem"),
-                certificate: folder.join("node.pem"),
-                key: folder.join("node.key"),
-            },
-            cluster: ClusterConfig {
-                name: "faults".into(),
-                replication_factor: 3,
-                num_tokens: 16,
-                nodes: members.clone(),
-            },
-            storage: StorageConfig::default(),
-            requests: RequestConfig {
-                timeout_ms: 300,
-                max_in_flight_per_connection: max_in_flight,
-                ..RequestConfig::default()
-            },
+        let tls = TlsFiles {
+            ca_certificate: dir.join("ca.pem"),
+            certificate: folder.join("node.pem"),
+            key: folder.join("node.key"),
+        };
+        let mut config = Config::new(
+            id.clone(),
+            folder.join("data"),
+            ports[2 * i],
+            ports[2 * i + 1],
+            tls,
+        );
+        config.cluster.name = "faults".into();
+        config.cluster.seeds = vec![ports[0]];
+        config.cluster.auto_bootstrap = false;
+        config.requests = RequestConfig {
+            timeout_ms: 300,
+            max_in_flight_per_connection: max_in_flight,
+            ..RequestConfig::default()
         };
         nodes.push(Node::start(config).await.unwrap());
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     while !nodes.iter().all(|node| {
-        members
-            .iter()
-            .all(|m| &m.id == node.id() || node.is_connected_to(&m.id))
+        let view = node.view();
+        ids.iter()
+            .all(|id| id == node.id() || (node.is_connected_to(id) && view.is_up(id)))
+            && view.ring.len() == 3
     }) {
         assert!(Instant::now() < deadline, "nodes did not connect");
         tokio::time::sleep(Duration::from_millis(20)).await;

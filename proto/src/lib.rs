@@ -31,7 +31,7 @@ pub use keys::{
     TableId,
 };
 pub use message::{
-    ClientReply, ClientRequest, Context, PeerReply, PeerRequest, Receipt, Request, RequestError,
-    Response, RowAddress, RowId, Sibling, TopologyNode, VersionedRow,
+    ClientReply, ClientRequest, Context, NodeStatus, PeerReply, PeerRequest, Receipt, Request,
+    RequestError, Response, RowAddress, RowId, Sibling, StreamedRow, TopologyNode, VersionedRow,
 };
 pub use value::{Row, Value};

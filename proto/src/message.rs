@@ -23,7 +23,7 @@
 
 use std::fmt;
 
-use ringdb_ring::{Location, NodeId, Replication, Token};
+use ringdb_ring::{Location, NodeId, Replication, Token, TokenRange};
 use serde::{Deserialize, Serialize};
 
 use crate::{ClusteringKey, ConsistencyLevel, PartitionKey, Row, TableId};
@@ -155,6 +155,26 @@ pub enum ClientRequest {
     /// The cluster's nodes, their client addresses and tokens, and the
     /// replication, so that a client can send each request to a replica.
     Topology,
+    /// Every node the answering node knows of, as it sees them: up or down,
+    /// status, addresses, load, tokens, ownership (`ringdb status`).
+    Status,
+    /// The row as the answering node alone stores it, whatever the ring says
+    /// (a diagnostic: `ringdb getlocal`). Answered with [`ClientReply::Read`].
+    LocalGet {
+        /// Which row.
+        row: RowAddress,
+    },
+    /// Stream the answering node's ranges to their next owners, then leave
+    /// the ring (`ringdb decommission`). Answered with
+    /// [`ClientReply::Done`] once the node has left.
+    Decommission,
+    /// Remove a dead node from the ring and restore the replicas of its
+    /// ranges from the survivors (`ringdb removenode`). Answered with
+    /// [`ClientReply::Done`] once the data is back at its replication.
+    RemoveNode {
+        /// The dead node.
+        node: NodeId,
+    },
 }
 
 /// One version of a row as a reader sees it.
@@ -195,6 +215,31 @@ pub struct TopologyNode {
     pub reachable: bool,
 }
 
+/// One node as another sees it, for `ringdb status` (nodetool's columns).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The node's id (its host id: the name in its certificate).
+    pub id: NodeId,
+    /// Whether the answering node believes it alive (failure detector).
+    pub up: bool,
+    /// `Joining`, `Normal`, `Leaving`, `Left` or `Removed`.
+    pub status: String,
+    /// Where it serves other nodes.
+    pub internode_address: Option<String>,
+    /// Where it serves clients.
+    pub client_address: Option<String>,
+    /// Bytes of data it reports storing (estimated), if it said.
+    pub load_bytes: Option<u64>,
+    /// Its vnode tokens.
+    pub tokens: Vec<Token>,
+    /// The share of the data it replicates, from 0 to 1 (with replication).
+    pub owns: f64,
+    /// Its datacenter and rack.
+    pub location: Location,
+    /// Its generation (process start, microseconds since the epoch).
+    pub generation: u64,
+}
+
 /// What a node answers a client.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ClientReply {
@@ -221,6 +266,20 @@ pub enum ClientReply {
     Topology {
         /// Every node of the ring.
         nodes: Vec<TopologyNode>,
+        /// How data is replicated.
+        replication: Replication,
+    },
+    /// The answer to an admin request that completed.
+    Done {
+        /// What was done, for the operator.
+        summary: String,
+    },
+    /// The answer to [`ClientRequest::Status`].
+    Status {
+        /// The node that answered.
+        answered_by: NodeId,
+        /// Every node it knows of.
+        nodes: Vec<NodeStatus>,
         /// How data is replicated.
         replication: Replication,
     },
@@ -254,6 +313,47 @@ pub enum PeerRequest {
         /// The sender's generation.
         generation: u64,
     },
+    /// A gossip message (`ringdb-gossip`'s `GossipMessage`, encoded: the
+    /// gossip crate sits above this one). Answered with
+    /// [`PeerReply::Gossip`].
+    Gossip(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Send a page of the rows stored in `range` (streaming, for a joining
+    /// node or a new replica), in key order after `after`. Answered with
+    /// [`PeerReply::Rows`].
+    StreamRange {
+        /// The token range.
+        range: TokenRange,
+        /// The storage key of the last row received, or `None` to start.
+        #[serde(with = "serde_bytes")]
+        after: Option<Vec<u8>>,
+        /// Most rows in one page.
+        max_rows: u32,
+    },
+    /// Fetch every row of `range` from `source` and store it (a new
+    /// replica of a removed node's range). Answered with
+    /// [`PeerReply::Applied`] once done.
+    FetchRange {
+        /// The token range.
+        range: TokenRange,
+        /// The replica to stream it from.
+        source: NodeId,
+    },
+    /// Store these rows, merging them with what is stored (a leaving node
+    /// hands its ranges over). Answered with [`PeerReply::Applied`].
+    StoreRows {
+        /// The rows.
+        rows: Vec<StreamedRow>,
+    },
+}
+
+/// One row in a stream between nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamedRow {
+    /// The row's storage key (token, table, partition, clustering).
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    /// Its sibling set.
+    pub versions: VersionedRow,
 }
 
 /// What a node answers another node.
@@ -269,6 +369,15 @@ pub enum PeerReply {
     Hello {
         /// The receiver's generation.
         generation: u64,
+    },
+    /// The answer to [`PeerRequest::Gossip`]: the gossip reply, if any.
+    Gossip(Option<serde_bytes::ByteBuf>),
+    /// A page of a stream: rows in key order, and whether more follow.
+    Rows {
+        /// The rows.
+        rows: Vec<StreamedRow>,
+        /// Whether the range has more rows after these.
+        more: bool,
     },
 }
 
@@ -399,6 +508,12 @@ mod tests {
                 }
             }),
             Just(ClientRequest::Topology),
+            Just(ClientRequest::Status),
+            Just(ClientRequest::Decommission),
+            address().prop_map(|row| ClientRequest::LocalGet { row }),
+            "[a-z0-9]{1,8}".prop_map(|n| ClientRequest::RemoveNode {
+                node: NodeId::new(n)
+            }),
         ]
     }
 
@@ -441,6 +556,11 @@ mod tests {
             let requests = [
                 PeerRequest::Coordinate(body),
                 PeerRequest::Hello { generation: 7 },
+                PeerRequest::Gossip(versions.clone()),
+                PeerRequest::StreamRange { range: TokenRange::new(Token(-5), Token(9)), after: Some(versions.clone()), max_rows: 100 },
+                PeerRequest::StreamRange { range: TokenRange::full(), after: None, max_rows: 1 },
+                PeerRequest::FetchRange { range: TokenRange::new(Token(3), Token(-3)), source: NodeId::new("n2") },
+                PeerRequest::StoreRows { rows: vec![StreamedRow { key: versions.clone(), versions: VersionedRow(versions.clone()) }] },
                 PeerRequest::Read { row: RowId { table: TableId(7), partition: PartitionKey::new(versions.clone()).unwrap(), clustering: ClusteringKey::empty() } },
                 PeerRequest::Replicate { row: RowId { table: TableId(u64::MAX), partition: PartitionKey::default(), clustering: ClusteringKey::empty() }, versions: VersionedRow(versions.clone()) },
             ];
@@ -448,8 +568,11 @@ mod tests {
                 prop_assert_eq!(round_trip(&request), request);
             }
             let responses = [
-                Response { id: 1, body: Ok(PeerReply::Row(Some(VersionedRow(versions)))) },
+                Response { id: 1, body: Ok(PeerReply::Row(Some(VersionedRow(versions.clone())))) },
                 Response { id: 2, body: Ok(PeerReply::Applied) },
+                Response { id: 4, body: Ok(PeerReply::Gossip(Some(serde_bytes::ByteBuf::from(versions.clone())))) },
+                Response { id: 5, body: Ok(PeerReply::Gossip(None)) },
+                Response { id: 6, body: Ok(PeerReply::Rows { rows: vec![StreamedRow { key: versions.clone(), versions: VersionedRow(versions.clone()) }], more: true }) },
                 Response { id: 3, body: Err(error) },
             ];
             for response in responses {
@@ -464,6 +587,8 @@ mod tests {
                 Ok(ClientReply::Read { siblings: vec![Sibling { columns, timestamp_micros: -5, writer: "n1@3:1".into() }], context: Context(vec![1, 2]), receipt: receipt.clone() }),
                 Ok(ClientReply::Written { context: Context::empty(), receipt }),
                 Ok(ClientReply::Topology { nodes: vec![TopologyNode { id: NodeId::new("n1"), client_address: "127.0.0.1:9042".into(), location: Location::default(), tokens: vec![Token(-3), Token(i64::MAX)], reachable }], replication: Replication::Simple { factor: 3 } }),
+                Ok(ClientReply::Status { answered_by: NodeId::new("n2"), nodes: vec![NodeStatus { id: NodeId::new("n1"), up: reachable, status: "Normal".into(), internode_address: Some("127.0.0.1:7000".into()), client_address: None, load_bytes: Some(12345), tokens: vec![Token(1)], owns: 0.5, location: Location::default(), generation: 17 }], replication: Replication::Simple { factor: 3 } }),
+                Ok(ClientReply::Done { summary: "left the ring".into() }),
                 Err(error),
             ];
             for body in replies {

@@ -15,8 +15,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use ringdb::client::{Client, ClientConfig};
 use ringdb::node::Config;
-use ringdb::node::config::{ClusterConfig, MemberConfig, RequestConfig, TlsFiles};
-use ringdb::node::storage::StorageConfig;
+use ringdb::node::config::TlsFiles;
 use ringdb::ring::NodeId;
 use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
@@ -27,6 +26,8 @@ use super::data::{CLIENT_FILE, ClientFile};
 
 /// How long the nodes have to start serving.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a node added with `--add` has to join (it streams its data).
+const JOIN_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long a node has to stop after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -35,7 +36,7 @@ pub async fn run(dir: &Path, nodes: usize, detach: bool) -> anyhow::Result<ExitC
     if nodes == 0 {
         bail!("--nodes must be at least 1");
     }
-    let configs = match existing_configs(dir)? {
+    let (configs, fresh) = match existing_configs(dir)? {
         Some(configs) => {
             if configs.len() != nodes {
                 eprintln!(
@@ -44,9 +45,9 @@ pub async fn run(dir: &Path, nodes: usize, detach: bool) -> anyhow::Result<ExitC
                     configs.len()
                 );
             }
-            configs
+            (configs, false)
         }
-        None => create(dir, nodes)?,
+        None => (create(dir, nodes)?, true),
     };
     for path in &configs {
         if let Some(pid) = running_pid(path) {
@@ -58,33 +59,42 @@ pub async fn run(dir: &Path, nodes: usize, detach: bool) -> anyhow::Result<ExitC
         }
     }
     let exe = std::env::current_exe().context("cannot find the ringdb executable")?;
-    let mut nodes = Processes::default();
-    for path in &configs {
-        let folder = path.parent().expect("a node config is in a folder");
-        let log = std::fs::File::create(folder.join("node.log"))?;
-        let child = Command::new(&exe)
-            .arg("start")
-            .arg("--config")
-            .arg(path)
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("cannot start {}", exe.display()))?;
-        let pid = child.id().expect("a running child has a pid");
-        std::fs::write(folder.join("pid"), pid.to_string())?;
-        nodes.add(path.clone(), child);
-    }
     let loaded: Vec<Config> = configs
         .iter()
         .map(|p| Config::load(p))
         .collect::<Result<_, _>>()?;
-    if let Err(error) = wait_ready(dir, &loaded, &mut nodes).await {
+    let mut nodes = Processes::default();
+    // A new cluster forms one node at a time: each learns the ring from the
+    // seed (node1) and takes tokens that split its largest ranges, which
+    // two nodes choosing at once could not do. A cluster that exists has
+    // its tokens and starts all at once.
+    let started = if fresh {
+        let mut started = Ok(());
+        for i in 0..configs.len() {
+            started = async {
+                nodes.spawn(&exe, &configs[i])?;
+                wait_ready(dir, &loaded[..=i], &mut nodes).await
+            }
+            .await;
+            if started.is_err() {
+                break;
+            }
+        }
+        started
+    } else {
+        let mut started = Ok(());
+        for path in &configs {
+            started = nodes.spawn(&exe, path);
+            if started.is_err() {
+                break;
+            }
+        }
+        match started {
+            Ok(()) => wait_ready(dir, &loaded, &mut nodes).await,
+            error => error,
+        }
+    };
+    if let Err(error) = started {
         nodes.stop().await;
         return Err(error);
     }
@@ -119,6 +129,71 @@ pub async fn run(dir: &Path, nodes: usize, detach: bool) -> anyhow::Result<ExitC
         );
     }
     nodes.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Adds a node to the running cluster in `dir`: it joins by bootstrap
+/// (streaming its ranges) and keeps running in the background.
+pub async fn add(dir: &Path) -> anyhow::Result<ExitCode> {
+    let Some(configs) = existing_configs(dir)? else {
+        bail!("no ringdb dev cluster in {}", dir.display());
+    };
+    if !configs.iter().any(|path| running_pid(path).is_some()) {
+        bail!(
+            "the cluster in {} is not running; start it with `ringdb dev --detach --dir {}`",
+            dir.display(),
+            dir.display()
+        );
+    }
+    let first = Config::load(&configs[0])?;
+    let n = configs.len() + 1;
+    let id = NodeId::new(format!("node{n}"));
+    let ca = cert::load_or_create_ca(dir, "dev")?;
+    let folder = dir.join(id.as_str());
+    std::fs::create_dir_all(&folder)?;
+    cert::issue(&ca, &folder, &id)?;
+    let sockets: Vec<UdpSocket> = (0..2)
+        .map(|_| UdpSocket::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    let ports: Vec<SocketAddr> = sockets
+        .iter()
+        .map(|s| s.local_addr())
+        .collect::<Result<_, _>>()?;
+    drop(sockets);
+    let tls = TlsFiles {
+        ca_certificate: "../ca.pem".into(),
+        certificate: format!("{id}.pem").into(),
+        key: format!("{id}.key").into(),
+    };
+    let mut config = Config::new(id.clone(), "data".into(), ports[0], ports[1], tls);
+    config.cluster.name = first.cluster.name.clone();
+    config.cluster.replication_factor = first.cluster.replication_factor;
+    config.cluster.seeds = first.cluster.seeds.clone();
+    // The cluster has data: the new node streams its ranges before serving.
+    config.cluster.auto_bootstrap = true;
+    let path = folder.join("node.toml");
+    std::fs::write(&path, config.to_toml())?;
+
+    let exe = std::env::current_exe().context("cannot find the ringdb executable")?;
+    let mut nodes = Processes::default();
+    nodes.spawn(&exe, &path)?;
+    let added = Config::load(&path)?;
+    // Bootstrap streams the node's share of the data: give it time. Ready
+    // when the new node and the seed see each other in the ring (nodes
+    // that left are no longer in it).
+    let pair = [first.clone(), added.clone()];
+    wait_ready_within(dir, &pair, &mut nodes, JOIN_TIMEOUT).await?;
+
+    let file = dir.join(CLIENT_FILE);
+    let mut client: ClientFile = toml::from_str(&std::fs::read_to_string(&file)?)?;
+    client.contact_points.push(added.listen_client);
+    std::fs::write(&file, toml::to_string_pretty(&client)?)?;
+    let (_, pid) = &nodes.pids[0];
+    println!(
+        "{id} joined: client {}  pid {pid}  log {}",
+        added.listen_client,
+        folder.join("node.log").display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -173,45 +248,37 @@ fn create(dir: &Path, nodes: usize) -> anyhow::Result<Vec<PathBuf>> {
         .map(|s| s.local_addr())
         .collect::<Result<_, _>>()?;
     drop(sockets);
-    let members: Vec<MemberConfig> = (0..nodes)
-        .map(|i| MemberConfig {
-            id: NodeId::new(format!("node{}", i + 1)),
-            internode_address: ports[2 * i],
-            client_address: ports[2 * i + 1],
-            datacenter: "datacenter1".into(),
-            rack: "rack1".into(),
-        })
+    let ids: Vec<NodeId> = (1..=nodes)
+        .map(|i| NodeId::new(format!("node{i}")))
         .collect();
     let mut paths = Vec::new();
-    for member in &members {
-        let folder = dir.join(member.id.as_str());
+    for (i, id) in ids.iter().enumerate() {
+        let folder = dir.join(id.as_str());
         std::fs::create_dir_all(&folder)?;
-        cert::issue(&ca, &folder, &member.id)?;
-        let config = Config {
-            node_id: member.id.clone(),
-            data_dir: "data".into(),
-            listen_internode: member.internode_address,
-            listen_client: member.client_address,
-            tls: TlsFiles {
-                ca_certificate: "../ca.pem".into(),
-                certificate: format!("{}.pem", member.id).into(),
-                key: format!("{}.key", member.id).into(),
-            },
-            cluster: ClusterConfig {
-                name: "dev".into(),
-                replication_factor: 3.min(nodes),
-                num_tokens: 16,
-                nodes: members.clone(),
-            },
-            storage: StorageConfig::default(),
-            requests: RequestConfig::default(),
+        cert::issue(&ca, &folder, id)?;
+        let tls = TlsFiles {
+            ca_certificate: "../ca.pem".into(),
+            certificate: format!("{id}.pem").into(),
+            key: format!("{id}.key").into(),
         };
+        let mut config = Config::new(
+            id.clone(),
+            "data".into(),
+            ports[2 * i],
+            ports[2 * i + 1],
+            tls,
+        );
+        config.cluster.name = "dev".into();
+        config.cluster.replication_factor = 3.min(nodes);
+        config.cluster.seeds = vec![ports[0]];
+        // A brand-new cluster: there is no data to stream to its first nodes.
+        config.cluster.auto_bootstrap = false;
         let path = folder.join("node.toml");
         std::fs::write(&path, config.to_toml())?;
         paths.push(path);
     }
     let client = ClientFile {
-        contact_points: members.iter().map(|m| m.client_address).collect(),
+        contact_points: (0..nodes).map(|i| ports[2 * i + 1]).collect(),
         ca_certificate: "ca.pem".into(),
     };
     std::fs::write(
@@ -223,8 +290,18 @@ fn create(dir: &Path, nodes: usize) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Waits until every node answers and reaches every other node.
 async fn wait_ready(dir: &Path, configs: &[Config], nodes: &mut Processes) -> anyhow::Result<()> {
+    wait_ready_within(dir, configs, nodes, READY_TIMEOUT).await
+}
+
+async fn wait_ready_within(
+    dir: &Path,
+    configs: &[Config],
+    nodes: &mut Processes,
+    within: Duration,
+) -> anyhow::Result<()> {
     let ca = std::fs::read_to_string(dir.join("ca.pem"))?;
-    let deadline = Instant::now() + READY_TIMEOUT;
+    let ids: Vec<NodeId> = configs.iter().map(|c| c.node_id.clone()).collect();
+    let deadline = Instant::now() + within;
     for config in configs {
         loop {
             if let Some((path, status)) = nodes.try_exited() {
@@ -238,12 +315,12 @@ async fn wait_ready(dir: &Path, configs: &[Config], nodes: &mut Processes) -> an
                     lines[lines.len().saturating_sub(10)..].join("\n")
                 );
             }
-            if node_sees_everyone(config.listen_client, &ca).await {
+            if node_sees(config.listen_client, &ca, &ids).await {
                 break;
             }
             if Instant::now() > deadline {
                 bail!(
-                    "node {} did not reach every other node within {READY_TIMEOUT:?}",
+                    "node {} did not reach every other node within {within:?}",
                     config.node_id.as_str()
                 );
             }
@@ -253,7 +330,8 @@ async fn wait_ready(dir: &Path, configs: &[Config], nodes: &mut Processes) -> an
     Ok(())
 }
 
-async fn node_sees_everyone(address: SocketAddr, ca: &str) -> bool {
+/// Whether the node at `address` has every node of `ids` in its ring, up.
+async fn node_sees(address: SocketAddr, ca: &str, ids: &[NodeId]) -> bool {
     let mut config = ClientConfig::new(vec![address], ca.to_string());
     config.token_aware = false;
     config.connect_timeout = Duration::from_millis(500);
@@ -261,7 +339,9 @@ async fn node_sees_everyone(address: SocketAddr, ca: &str) -> bool {
         return false;
     };
     match client.refresh_topology().await {
-        Ok(nodes) => nodes.iter().all(|n| n.reachable),
+        Ok(nodes) => ids
+            .iter()
+            .all(|id| nodes.iter().any(|n| &n.id == id && n.reachable)),
         Err(_) => false,
     }
 }
@@ -275,6 +355,31 @@ struct Processes {
 }
 
 impl Processes {
+    /// Starts `ringdb start --config CONFIG` in the background, logging to
+    /// node.log beside the config, and records its pid.
+    fn spawn(&mut self, exe: &Path, config: &Path) -> anyhow::Result<()> {
+        let folder = config.parent().expect("a node config is in a folder");
+        let log = std::fs::File::create(folder.join("node.log"))?;
+        let child = Command::new(exe)
+            .arg("start")
+            .arg("--config")
+            .arg(config)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("cannot start {}", exe.display()))?;
+        let pid = child.id().expect("a running child has a pid");
+        std::fs::write(folder.join("pid"), pid.to_string())?;
+        self.add(config.to_path_buf(), child);
+        Ok(())
+    }
+
     fn add(&mut self, config: PathBuf, mut child: Child) {
         self.pids.push((
             config.clone(),

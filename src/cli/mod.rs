@@ -1,5 +1,6 @@
 //! The commands of the `ringdb` binary, one module each.
 
+pub mod admin;
 pub mod bench;
 pub mod cert;
 pub mod data;

@@ -61,6 +61,37 @@ impl Cluster {
         }
     }
 
+    /// Adds a node with `ringdb dev --add` (it bootstraps: streams its
+    /// ranges, then serves); returns its number.
+    pub fn add_node(&mut self) -> usize {
+        let output = Command::new(env!("CARGO_BIN_EXE_ringdb"))
+            .args(["dev", "--add", "--dir"])
+            .arg(self.dir.path())
+            .output()
+            .expect("run ringdb dev --add");
+        assert!(
+            output.status.success(),
+            "ringdb dev --add failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        self.adopt_added_node()
+    }
+
+    /// Records the node that a `ringdb dev --add` run outside this struct
+    /// added; returns its number.
+    pub fn adopt_added_node(&mut self) -> usize {
+        let n = self.configs.len() + 1;
+        let config =
+            Config::load(&node_folder(self.dir.path(), n).join("node.toml")).expect("config");
+        self.configs.push(config);
+        n
+    }
+
+    /// How many nodes were started (or added).
+    pub fn len(&self) -> usize {
+        self.configs.len()
+    }
+
     /// The cluster's folder.
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -299,6 +299,45 @@ impl Storage {
             })
     }
 
+    /// The rows in `range` whose storage key comes after `after` (all of
+    /// them without it), in key order, with their storage keys: one page
+    /// of a stream at a time, resumable from the last key received.
+    pub fn scan_after(
+        &self,
+        range: TokenRange,
+        after: Option<Vec<u8>>,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, StoredRow), StorageError>> + '_ {
+        // The intervals of a range come in token order, so keys do too.
+        range
+            .intervals()
+            .into_iter()
+            .flat_map(move |(first, last)| {
+                let mut options = ReadOptions::default();
+                if let Some(end) = exclusive_end(last) {
+                    options.set_iterate_upper_bound(end);
+                }
+                let first = first.to_ordered_bytes().to_vec();
+                let start = match &after {
+                    Some(after) if *after > first => after.clone(),
+                    _ => first,
+                };
+                let after = after.clone();
+                self.db
+                    .iterator_cf_opt(
+                        self.cf(DATA),
+                        options,
+                        IteratorMode::From(&start, Direction::Forward),
+                    )
+                    .filter(move |item| {
+                        !matches!((item, &after), (Ok((key, _)), Some(after)) if **key == **after)
+                    })
+                    .map(|item| {
+                        let (key, value) = item?;
+                        Ok((key.to_vec(), decode_row(&value)?))
+                    })
+            })
+    }
+
     /// Deletes every row whose token lies in `range` (after streaming it away).
     pub fn delete_range(&self, range: TokenRange) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();

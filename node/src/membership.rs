@@ -1,0 +1,467 @@
+//! Membership: the gossip task that drives `ringdb-gossip`'s state machine
+//! over the internode transport, and the view of the cluster it publishes
+//! for the coordinator (the ring, who is up).
+//!
+//! One task owns the [`Gossiper`]. Every [`GOSSIP_INTERVAL`] it ticks and
+//! starts the rounds the gossiper asks for, each in its own task: `Syn`
+//! as a [`PeerRequest::Gossip`] request, the `Ack` as its answer, which
+//! comes back to the gossip task, and the `Ack2` as a second request on the
+//! same connection. Gossip from peers arrives through the same inbox, with
+//! the sender's id taken from its certificate by the transport.
+//!
+//! After every change of the view (a node's status, tokens or addresses, or
+//! the failure detector's verdict), the task rebuilds a [`View`] — the ring
+//! of normal and leaving members, and every node's state and liveness —
+//! and swaps it in; the coordinator reads it once per request. It also
+//! keeps [`Peers`] in step: a connection task for every member with an
+//! address, none for nodes that left or were removed.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ringdb_gossip::{
+    EndpointState, Event, GOSSIP_INTERVAL, GossipMessage, Gossiper, Peer, StateValue, Status,
+};
+use ringdb_proto::{PeerReply, PeerRequest};
+use ringdb_ring::{NodeId, Replication, Ring, TokenRange};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::storage::Storage;
+use crate::transport::{PeerConnection, Peers};
+
+/// How long one gossip exchange may take.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a node re-announces its load.
+const LOAD_INTERVAL: Duration = Duration::from_secs(10);
+/// Inputs the gossip task may have queued.
+const INBOX: usize = 256;
+
+/// One node as this node sees it.
+#[derive(Clone, Debug)]
+pub struct NodeView {
+    /// Its gossiped state.
+    pub state: EndpointState,
+    /// Whether the failure detector believes it alive (always true for this
+    /// node).
+    pub up: bool,
+}
+
+/// The cluster as this node sees it at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    /// The ring: members that are normal or leaving, with their tokens.
+    pub ring: Ring,
+    /// The ring once the topology change in progress completes (joining
+    /// nodes in, leaving nodes out), if one is: writes also go to the
+    /// replicas it adds (pending ranges).
+    pub future: Option<Ring>,
+    /// Every node known, this one included.
+    pub nodes: BTreeMap<NodeId, NodeView>,
+}
+
+impl View {
+    /// Whether `node` is believed alive.
+    pub fn is_up(&self, node: &NodeId) -> bool {
+        self.nodes.get(node).is_some_and(|n| n.up)
+    }
+
+    /// The gossiped status of `node`, if known.
+    pub fn status(&self, node: &NodeId) -> Option<Status> {
+        self.nodes.get(node).map(|n| n.state.status())
+    }
+
+    /// A node other than `me` that is joining or leaving, if any: the
+    /// topology change in progress.
+    pub fn change_in_progress(&self, me: &NodeId) -> Option<(NodeId, Status)> {
+        self.nodes.iter().find_map(|(id, node)| {
+            let status = node.state.status();
+            let changing = status == Status::Leaving
+                || (status == Status::Joining && !node.state.tokens().is_empty());
+            (id != me && changing && node.up).then(|| (id.clone(), status))
+        })
+    }
+}
+
+/// The published view, shared with the coordinator.
+pub struct Membership {
+    view: RwLock<Arc<View>>,
+    replication: Replication,
+}
+
+impl Membership {
+    pub(crate) fn new(replication: Replication) -> Membership {
+        Membership {
+            view: RwLock::new(Arc::new(View::default())),
+            replication,
+        }
+    }
+
+    /// The current view.
+    pub fn view(&self) -> Arc<View> {
+        self.view.read().expect("view").clone()
+    }
+
+    /// How data is replicated.
+    pub fn replication(&self) -> &Replication {
+        &self.replication
+    }
+
+    fn publish(&self, view: View) {
+        *self.view.write().expect("view") = Arc::new(view);
+    }
+}
+
+/// What the gossip task is asked to do.
+pub(crate) enum GossipInput {
+    /// A gossip message from a peer; the reply goes back on `reply`.
+    Incoming {
+        from: NodeId,
+        message: GossipMessage,
+        reply: oneshot::Sender<Option<GossipMessage>>,
+    },
+    /// The answer to a `Syn` this node sent; the `Ack2` (if any) goes back
+    /// on `reply`, to be sent on the same connection.
+    Answer {
+        from: NodeId,
+        message: GossipMessage,
+        reply: oneshot::Sender<Option<GossipMessage>>,
+    },
+    /// Set one of this node's application states.
+    SetState(StateValue),
+    /// Mark a dead node removed (`removenode`).
+    Remove {
+        node: NodeId,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// A handle to the gossip task.
+#[derive(Clone)]
+pub(crate) struct GossipHandle {
+    inbox: mpsc::Sender<GossipInput>,
+}
+
+impl GossipHandle {
+    /// Passes a gossip message from `from` to the task; returns its reply.
+    pub(crate) async fn incoming(
+        &self,
+        from: NodeId,
+        message: GossipMessage,
+    ) -> Option<GossipMessage> {
+        let (reply, answer) = oneshot::channel();
+        let input = GossipInput::Incoming {
+            from,
+            message,
+            reply,
+        };
+        self.inbox.send(input).await.ok()?;
+        answer.await.ok().flatten()
+    }
+
+    /// Marks a dead node removed.
+    pub(crate) async fn remove(&self, node: NodeId) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        let input = GossipInput::Remove { node, reply };
+        self.inbox
+            .send(input)
+            .await
+            .map_err(|_| "the node is shutting down".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the node is shutting down".to_string())?
+    }
+
+    /// Sets one of this node's application states.
+    pub(crate) async fn set_state(&self, value: StateValue) {
+        // Only fails when the node is shutting down: nothing to announce then.
+        let _ = self.inbox.send(GossipInput::SetState(value)).await;
+    }
+}
+
+/// The gossip task's state.
+pub(crate) struct GossipTask {
+    gossiper: Gossiper,
+    membership: Arc<Membership>,
+    peers: Arc<Peers>,
+    storage: Arc<Storage>,
+    inbox: mpsc::Receiver<GossipInput>,
+    sender: mpsc::Sender<GossipInput>,
+    cancel: CancellationToken,
+}
+
+impl GossipTask {
+    pub(crate) fn new(
+        gossiper: Gossiper,
+        membership: Arc<Membership>,
+        peers: Arc<Peers>,
+        storage: Arc<Storage>,
+        cancel: CancellationToken,
+    ) -> (GossipTask, GossipHandle) {
+        let (sender, inbox) = mpsc::channel(INBOX);
+        let handle = GossipHandle {
+            inbox: sender.clone(),
+        };
+        let mut task = GossipTask {
+            gossiper,
+            membership,
+            peers,
+            storage,
+            inbox,
+            sender,
+            cancel,
+        };
+        task.publish();
+        (task, handle)
+    }
+
+    /// Runs until cancelled.
+    pub(crate) async fn run(mut self) {
+        let mut tasks = JoinSet::new();
+        // Connections to the peers already known (none on a first start).
+        self.sync_peers(&mut tasks);
+        let mut ticker = tokio::time::interval(GOSSIP_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut load_at = Instant::now();
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let now = Instant::now();
+                    if now >= load_at {
+                        load_at = now + LOAD_INTERVAL;
+                        self.announce_load();
+                    }
+                    for outbound in self.gossiper.tick(now.into_std()) {
+                        let exchange = exchange(
+                            outbound.to,
+                            outbound.message,
+                            self.peers.clone(),
+                            self.membership.clone(),
+                            self.sender.clone(),
+                        );
+                        tasks.spawn(exchange);
+                    }
+                }
+                input = self.inbox.recv() => {
+                    let Some(input) = input else { break };
+                    self.handle(input);
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                () = self.cancel.cancelled() => break,
+            }
+            let events = self.gossiper.take_events();
+            if !events.is_empty() {
+                for event in &events {
+                    match event {
+                        Event::Up(node) => info!(peer = %node, "node is up"),
+                        Event::Down(node) => info!(peer = %node, "node is down"),
+                        Event::Changed(node) => debug!(peer = %node, "node state changed"),
+                    }
+                }
+                self.publish();
+                self.sync_peers(&mut tasks);
+            }
+        }
+        tasks.shutdown().await;
+    }
+
+    fn handle(&mut self, input: GossipInput) {
+        let now = Instant::now().into_std();
+        match input {
+            GossipInput::Incoming {
+                from,
+                message,
+                reply,
+            }
+            | GossipInput::Answer {
+                from,
+                message,
+                reply,
+            } => {
+                let answer = self.gossiper.handle(&from, message, now);
+                // The exchange may have given up waiting: nothing to do.
+                let _ = reply.send(answer);
+            }
+            GossipInput::SetState(value) => self.gossiper.set_state(value),
+            GossipInput::Remove { node, reply } => {
+                let outcome = self.gossiper.remove(&node).map_err(|e| e.to_string());
+                // The caller may have given up: nothing to do.
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    fn announce_load(&mut self) {
+        let load = self.storage.approximate_size(TokenRange::full());
+        let me = self.gossiper.me().clone();
+        let current = self.gossiper.state(&me).and_then(|s| s.load());
+        if current != Some(load) {
+            self.gossiper.set_state(StateValue::Load(load));
+        }
+    }
+
+    /// Rebuilds the view from the gossiper's states and publishes it.
+    fn publish(&mut self) {
+        let mut ring = Ring::new();
+        let mut nodes = BTreeMap::new();
+        let mut joining = Vec::new();
+        let mut leaving = Vec::new();
+        for (node, state) in self.gossiper.states() {
+            match state.status() {
+                Status::Joining if !state.tokens().is_empty() => joining.push(node.clone()),
+                Status::Leaving => leaving.push(node.clone()),
+                _ => {}
+            }
+            let status = state.status();
+            if matches!(status, Status::Normal | Status::Leaving)
+                && !state.tokens().is_empty()
+                && let Err(error) =
+                    ring.add_node(node.clone(), state.location(), state.tokens().to_vec())
+            {
+                warn!(peer = %node, %error, "cannot place the node's tokens in the ring");
+            }
+            let view = NodeView {
+                state: state.clone(),
+                up: self.gossiper.is_alive(node),
+            };
+            nodes.insert(node.clone(), view);
+        }
+        let future = (!joining.is_empty() || !leaving.is_empty()).then(|| {
+            let mut future = ring.clone();
+            for node in &leaving {
+                future.remove_node(node);
+            }
+            for node in &joining {
+                let state = &self.gossiper.states()[node];
+                if let Err(error) =
+                    future.add_node(node.clone(), state.location(), state.tokens().to_vec())
+                {
+                    warn!(peer = %node, %error, "cannot place a joining node's tokens");
+                }
+            }
+            future
+        });
+        self.membership.publish(View {
+            ring,
+            future,
+            nodes,
+        });
+    }
+
+    /// A connection task for every member with an address; none for nodes
+    /// that left or were removed.
+    fn sync_peers(&self, tasks: &mut JoinSet<()>) {
+        for (node, state) in self.gossiper.states() {
+            if node == self.gossiper.me() {
+                continue;
+            }
+            match (state.status().is_member(), state.internode_address()) {
+                (true, Some(address)) => {
+                    if let Some(run) = self.peers.ensure(node, address, &self.cancel) {
+                        tasks.spawn(run);
+                    }
+                }
+                _ => self.peers.forget(node),
+            }
+        }
+    }
+}
+
+/// The connection a gossip exchange runs on.
+enum Channel {
+    /// The long-lived connection to a known peer (through the fault hook).
+    Peer(NodeId),
+    /// A connection dialled for this exchange, to a seed known by address.
+    Once(NodeId, Arc<PeerConnection>),
+}
+
+impl Channel {
+    fn peer(&self) -> &NodeId {
+        match self {
+            Channel::Peer(node) | Channel::Once(node, _) => node,
+        }
+    }
+
+    async fn call(&self, peers: &Peers, message: &GossipMessage) -> Result<PeerReply, String> {
+        let bytes = rmp_serde::to_vec_named(message).map_err(|e| e.to_string())?;
+        let request = PeerRequest::Gossip(bytes);
+        match self {
+            Channel::Peer(node) => {
+                let deadline = Instant::now() + EXCHANGE_TIMEOUT;
+                let call = peers
+                    .send(node, request, deadline)
+                    .map_err(|e| e.to_string())?;
+                call.answer(deadline).await.map_err(|e| e.to_string())
+            }
+            Channel::Once(_, connection) => connection
+                .call(request, EXCHANGE_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// One gossip round with one peer: Syn → Ack → Ack2.
+async fn exchange(
+    to: Peer,
+    syn: GossipMessage,
+    peers: Arc<Peers>,
+    membership: Arc<Membership>,
+    gossip: mpsc::Sender<GossipInput>,
+) {
+    let channel = match to {
+        Peer::Node(node) => Channel::Peer(node),
+        Peer::Seed(address) => match known_at(&membership, &peers, address) {
+            Some(node) => Channel::Peer(node),
+            None => match peers.dial_address(address).await {
+                Ok((node, connection)) => Channel::Once(node, connection),
+                Err(error) => {
+                    debug!(seed = %address, %error, "cannot reach seed");
+                    return;
+                }
+            },
+        },
+    };
+    let ack = match channel.call(&peers, &syn).await {
+        Ok(PeerReply::Gossip(Some(bytes))) => match rmp_serde::from_slice(&bytes) {
+            Ok(ack) => ack,
+            Err(error) => {
+                warn!(peer = %channel.peer(), %error, "malformed gossip answer");
+                return;
+            }
+        },
+        Ok(_) => return,
+        Err(error) => {
+            debug!(peer = %channel.peer(), %error, "gossip round failed");
+            return;
+        }
+    };
+    let (reply, ack2) = oneshot::channel();
+    let input = GossipInput::Answer {
+        from: channel.peer().clone(),
+        message: ack,
+        reply,
+    };
+    if gossip.send(input).await.is_err() {
+        return;
+    }
+    if let Ok(Some(ack2)) = ack2.await
+        && let Err(error) = channel.call(&peers, &ack2).await
+    {
+        debug!(peer = %channel.peer(), %error, "gossip Ack2 not delivered");
+    }
+}
+
+/// The member already connected at `address`, if any.
+fn known_at(membership: &Membership, peers: &Peers, address: SocketAddr) -> Option<NodeId> {
+    let view = membership.view();
+    view.nodes
+        .iter()
+        .find(|(node, n)| n.state.internode_address() == Some(address) && peers.is_alive(node))
+        .map(|(node, _)| node.clone())
+}

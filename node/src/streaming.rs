@@ -1,0 +1,180 @@
+//! Streaming token ranges between nodes: for a joining node (bootstrap), a
+//! leaving one (decommission) and the new replicas of a removed one.
+//!
+//! A stream is a sequence of pages: the receiver asks for the rows of a
+//! range after the last key it stored ([`PeerRequest::StreamRange`]), so a
+//! stream interrupted by a restart of either side resumes where it stopped.
+//! Rows are merged with what the receiver holds ([`Storage::merge`]), so a
+//! row streamed twice, or written meanwhile, is never lost or duplicated.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringdb_proto::{PeerReply, PeerRequest, RequestError, StreamedRow, VersionedRow};
+use ringdb_ring::{NodeId, TokenRange};
+use tokio::time::Instant;
+use tracing::info;
+
+use crate::storage::{RowKey, Storage, StorageError, decode_versions, encode_row};
+use crate::transport::Peers;
+
+/// Rows in one page of a stream.
+pub const PAGE_ROWS: u32 = 512;
+/// How long one page may take.
+const PAGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a stream moved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Streamed {
+    /// Rows.
+    pub rows: u64,
+    /// Bytes of encoded rows.
+    pub bytes: u64,
+}
+
+impl Streamed {
+    /// Adds another stream's figures.
+    pub fn add(&mut self, other: Streamed) {
+        self.rows += other.rows;
+        self.bytes += other.bytes;
+    }
+}
+
+/// One page of `range` after `after`, from local storage.
+pub(crate) fn page(
+    storage: &Storage,
+    range: TokenRange,
+    after: Option<Vec<u8>>,
+    max_rows: u32,
+) -> Result<(Vec<StreamedRow>, bool), StorageError> {
+    let mut rows = Vec::new();
+    let mut scan = storage.scan_after(range, after);
+    for item in scan.by_ref() {
+        let (key, row) = item?;
+        rows.push(StreamedRow {
+            key,
+            versions: VersionedRow(encode_row(&row)),
+        });
+        if rows.len() >= max_rows as usize {
+            break;
+        }
+    }
+    let more = rows.len() >= max_rows as usize && scan.next().is_some();
+    Ok((rows, more))
+}
+
+/// Merges streamed rows into local storage; returns what was stored.
+pub(crate) fn store(storage: &Storage, rows: &[StreamedRow]) -> Result<Streamed, RequestError> {
+    let mut streamed = Streamed::default();
+    for row in rows {
+        let key = RowKey::decode(&row.key)
+            .map_err(|e| RequestError::invalid(format!("malformed streamed key: {e}")))?;
+        let versions = decode_versions(&row.versions.0)
+            .map_err(|e| RequestError::invalid(format!("malformed streamed row: {e}")))?;
+        storage
+            .merge(&key, &versions)
+            .map_err(|e| RequestError::Server {
+                node: NodeId::new("local"),
+                reason: e.to_string(),
+            })?;
+        streamed.rows += 1;
+        streamed.bytes += (row.key.len() + row.versions.0.len()) as u64;
+    }
+    Ok(streamed)
+}
+
+/// Pulls every row of `range` from `source` into local storage, starting
+/// after `after`; `checkpoint` is told the last key stored after each page
+/// (to resume from after a restart).
+pub(crate) async fn fetch(
+    peers: &Peers,
+    storage: &Arc<Storage>,
+    source: &NodeId,
+    range: TokenRange,
+    mut after: Option<Vec<u8>>,
+    mut checkpoint: impl FnMut(&[u8]) -> Result<(), StorageError>,
+) -> Result<Streamed, String> {
+    let mut streamed = Streamed::default();
+    loop {
+        let request = PeerRequest::StreamRange {
+            range,
+            after: after.clone(),
+            max_rows: PAGE_ROWS,
+        };
+        let deadline = Instant::now() + PAGE_TIMEOUT;
+        let call = peers
+            .send(source, request, deadline)
+            .map_err(|e| format!("{source}: {e}"))?;
+        let (rows, more) = match call.answer(deadline).await {
+            Ok(PeerReply::Rows { rows, more }) => (rows, more),
+            Ok(other) => return Err(format!("{source}: unexpected answer {other:?}")),
+            Err(error) => return Err(format!("{source}: {error}")),
+        };
+        let local = storage.clone();
+        let page_rows = rows.clone();
+        let stored = tokio::task::spawn_blocking(move || store(&local, &page_rows))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        streamed.add(stored);
+        if let Some(last) = rows.last() {
+            checkpoint(&last.key).map_err(|e| e.to_string())?;
+            after = Some(last.key.clone());
+        }
+        if !more {
+            return Ok(streamed);
+        }
+    }
+}
+
+/// Pushes every row of `range` in local storage to `target`.
+pub(crate) async fn push(
+    peers: &Peers,
+    storage: &Arc<Storage>,
+    target: &NodeId,
+    range: TokenRange,
+) -> Result<Streamed, String> {
+    let mut streamed = Streamed::default();
+    let mut after = None;
+    loop {
+        let local = storage.clone();
+        let from = after.clone();
+        let (rows, more) =
+            tokio::task::spawn_blocking(move || page(&local, range, from, PAGE_ROWS))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        after = rows.last().map(|row| row.key.clone());
+        for row in &rows {
+            streamed.rows += 1;
+            streamed.bytes += (row.key.len() + row.versions.0.len()) as u64;
+        }
+        if !rows.is_empty() {
+            let deadline = Instant::now() + PAGE_TIMEOUT;
+            let call = peers
+                .send(target, PeerRequest::StoreRows { rows }, deadline)
+                .map_err(|e| format!("{target}: {e}"))?;
+            match call.answer(deadline).await {
+                Ok(PeerReply::Applied) => {}
+                Ok(other) => return Err(format!("{target}: unexpected answer {other:?}")),
+                Err(error) => return Err(format!("{target}: {error}")),
+            }
+        }
+        if !more {
+            return Ok(streamed);
+        }
+    }
+}
+
+/// Logs a stream's progress in a form an operator can follow.
+pub(crate) fn report(what: &str, done: usize, total: usize, streamed: Streamed, since: Instant) {
+    let secs = since.elapsed().as_secs_f64().max(1e-3);
+    info!(
+        ranges = format!("{done}/{total}"),
+        rows = streamed.rows,
+        mib = format!("{:.2}", streamed.bytes as f64 / (1 << 20) as f64),
+        rows_per_sec = format!("{:.0}", streamed.rows as f64 / secs),
+        mib_per_sec = format!("{:.2}", streamed.bytes as f64 / (1 << 20) as f64 / secs),
+        "{what}"
+    );
+}

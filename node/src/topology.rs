@@ -1,0 +1,319 @@
+//! Topology changes: a new node's bootstrap, decommission and removenode.
+//!
+//! One change at a time: each refuses to start while another node is
+//! joining or leaving. During a change the membership view carries the ring
+//! as it will be ([`View::future`](crate::membership::View::future)), and
+//! writes also go to the replicas that ring adds, so nothing acknowledged
+//! during the change is missing from the new owners when it completes.
+//!
+//! - **Bootstrap**: the new node announces its tokens as joining, waits two
+//!   gossip rounds so that writes reach it, then pulls every range it will
+//!   replicate from a current replica, page by page, recording its progress
+//!   in its data directory (a restart resumes where it stopped), and becomes
+//!   normal.
+//! - **Decommission**: the node announces leaving, pushes each of its ranges
+//!   to the node that the ring without it adds as a replica, then announces
+//!   left: it is out of the ring and can be stopped.
+//! - **Removenode**: a dead node is marked removed (in a generation above its
+//!   own, see `ringdb-gossip`); each range it replicated gets its new
+//!   replica, which pulls the range from a surviving replica.
+
+use std::time::Duration;
+
+use ringdb_gossip::{StateValue, Status};
+use ringdb_proto::{PeerReply, PeerRequest, RequestError};
+use ringdb_ring::{NodeId, Ring, TokenRange};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::coordinator::Coordinator;
+use crate::membership::View;
+use crate::storage::{Storage, StorageError};
+use crate::streaming::{self, Streamed};
+
+/// How long a node waits after announcing a change, so that gossip has
+/// carried it to the others (two rounds) before data moves.
+pub(crate) const RING_SETTLE: Duration = Duration::from_secs(2);
+/// The key of a bootstrap's progress in the storage's metadata.
+const BOOTSTRAP_KEY: &str = "bootstrap";
+
+/// One range a joining node pulls, and how far it got.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RangeProgress {
+    /// The range.
+    pub range: TokenRange,
+    /// Its replicas before the join, any of which can send it.
+    pub sources: Vec<NodeId>,
+    /// The storage key of the last row stored.
+    #[serde(with = "serde_bytes")]
+    pub after: Option<Vec<u8>>,
+    /// Whether the range is complete.
+    pub done: bool,
+}
+
+/// The bootstrap still to do, from the data directory (empty when none).
+pub(crate) fn load_bootstrap(storage: &Storage) -> Result<Vec<RangeProgress>, StorageError> {
+    match storage.get_meta(BOOTSTRAP_KEY)? {
+        None => Ok(Vec::new()),
+        Some(bytes) => rmp_serde::from_slice(&bytes).map_err(|e| StorageError::Corrupt {
+            what: "bootstrap progress",
+            detail: e.to_string(),
+        }),
+    }
+}
+
+pub(crate) fn save_bootstrap(
+    storage: &Storage,
+    progress: &[RangeProgress],
+) -> Result<(), StorageError> {
+    let bytes = rmp_serde::to_vec_named(progress).expect("progress encodes");
+    storage.put_meta(BOOTSTRAP_KEY, &bytes)
+}
+
+/// The ranges `me` replicates in `future` and where to fetch each.
+pub(crate) fn bootstrap_plan(c: &Coordinator, ring: &Ring, future: &Ring) -> Vec<RangeProgress> {
+    future
+        .ranges_of(&c.me, &c.replication)
+        .into_iter()
+        .map(|range| RangeProgress {
+            range,
+            sources: ring.replicas(range.end, &c.replication),
+            after: None,
+            done: false,
+        })
+        .collect()
+}
+
+/// Refuses a change while another is in progress.
+fn one_change_at_a_time(c: &Coordinator, view: &View) -> Result<(), RequestError> {
+    match view.change_in_progress(&c.me) {
+        Some((node, status)) => Err(RequestError::invalid(format!(
+            "another topology change is in progress: {node} is {status}; \
+             wait for it to finish (one change at a time)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Pulls every range of `progress` not yet done, saving progress after each
+/// page.
+pub(crate) async fn run_bootstrap(
+    c: &Coordinator,
+    progress: &mut [RangeProgress],
+) -> Result<Streamed, String> {
+    let started = Instant::now();
+    let total = progress.len();
+    let mut streamed = Streamed::default();
+    for i in 0..total {
+        if progress[i].done {
+            continue;
+        }
+        let mut last_error = String::from("no live replica to stream from");
+        let mut fetched = None;
+        for source in progress[i].sources.clone() {
+            if source == c.me || !c.is_up(&source) {
+                continue;
+            }
+            let range = progress[i].range;
+            let after = progress[i].after.clone();
+            let snapshot: Vec<RangeProgress> = progress.to_vec();
+            let storage = c.storage.clone();
+            let checkpoint = |key: &[u8]| {
+                let mut saved = snapshot.clone();
+                saved[i].after = Some(key.to_vec());
+                save_bootstrap(&storage, &saved)
+            };
+            match streaming::fetch(&c.peers, &c.storage, &source, range, after, checkpoint).await {
+                Ok(moved) => {
+                    fetched = Some(moved);
+                    break;
+                }
+                Err(error) => {
+                    warn!(%range, %source, %error, "streaming from this replica failed; trying another");
+                    last_error = error;
+                }
+            }
+        }
+        let Some(moved) = fetched else {
+            return Err(format!(
+                "range {} could not be streamed: {last_error}",
+                progress[i].range
+            ));
+        };
+        streamed.add(moved);
+        progress[i].done = true;
+        progress[i].after = None;
+        save_bootstrap(&c.storage, progress).map_err(|e| e.to_string())?;
+        streaming::report("bootstrap streaming", i + 1, total, streamed, started);
+    }
+    Ok(streamed)
+}
+
+/// Announces leaving, hands every range over, announces left.
+pub(crate) async fn decommission(
+    c: &Coordinator,
+    _deadline: Instant,
+) -> Result<String, RequestError> {
+    let view = c.membership.view();
+    one_change_at_a_time(c, &view)?;
+    if view.status(&c.me) != Some(Status::Normal) {
+        return Err(RequestError::invalid(format!(
+            "{} is {}, not normal: only a normal node can be decommissioned",
+            c.me,
+            view.status(&c.me)
+                .map_or("unknown".into(), |s| s.to_string())
+        )));
+    }
+    let factor = c.replication.total_factor();
+    if view.ring.len() <= factor {
+        return Err(RequestError::invalid(format!(
+            "the ring has {} nodes for replication factor {factor}: without this node some \
+             rows would have fewer replicas; add a node first",
+            view.ring.len()
+        )));
+    }
+    let ring = view.ring.clone();
+    let mut future = ring.clone();
+    future.remove_node(&c.me);
+    info!(node = %c.me, "decommissioning: leaving the ring");
+    c.gossip
+        .set_state(StateValue::Status(Status::Leaving))
+        .await;
+    tokio::time::sleep(RING_SETTLE).await;
+    let handovers: Vec<(TokenRange, Vec<NodeId>)> = ring
+        .replicated_ranges(&c.replication)
+        .into_iter()
+        .filter(|(_, replicas)| replicas.contains(&c.me))
+        .map(|(range, replicas)| {
+            let new: Vec<NodeId> = future
+                .replicas(range.end, &c.replication)
+                .into_iter()
+                .filter(|n| !replicas.contains(n))
+                .collect();
+            (range, new)
+        })
+        .collect();
+    let started = Instant::now();
+    let mut streamed = Streamed::default();
+    for (i, (range, targets)) in handovers.iter().enumerate() {
+        for target in targets {
+            match streaming::push(&c.peers, &c.storage, target, *range).await {
+                Ok(moved) => streamed.add(moved),
+                Err(error) => {
+                    // Back to normal: the ring is as it was.
+                    c.gossip.set_state(StateValue::Status(Status::Normal)).await;
+                    return Err(c.server_error(format!(
+                        "decommission stopped: range {range} to {target}: {error}; \
+                         the node is normal again"
+                    )));
+                }
+            }
+        }
+        streaming::report(
+            "decommission streaming",
+            i + 1,
+            handovers.len(),
+            streamed,
+            started,
+        );
+    }
+    c.gossip.set_state(StateValue::Status(Status::Left)).await;
+    tokio::time::sleep(RING_SETTLE).await;
+    info!(node = %c.me, "decommissioned: left the ring");
+    Ok(format!(
+        "{} left the ring after handing over {} ranges ({} rows, {:.2} MiB) in {:.1} s; \
+         it can be stopped",
+        c.me,
+        handovers.len(),
+        streamed.rows,
+        streamed.bytes as f64 / (1 << 20) as f64,
+        started.elapsed().as_secs_f64()
+    ))
+}
+
+/// Removes a dead node and restores its ranges' replicas from survivors.
+pub(crate) async fn remove_node(
+    c: &Coordinator,
+    node: NodeId,
+    deadline: Instant,
+) -> Result<String, RequestError> {
+    let view = c.membership.view();
+    if node == c.me {
+        return Err(RequestError::invalid(
+            "a node cannot remove itself; decommission it",
+        ));
+    }
+    if !view.nodes.contains_key(&node) {
+        return Err(RequestError::invalid(format!("no node {node} is known")));
+    }
+    if view.is_up(&node) {
+        return Err(RequestError::invalid(format!(
+            "{node} is up: decommission it instead, or stop it first"
+        )));
+    }
+    one_change_at_a_time(c, &view)?;
+    let before = view.ring.clone();
+    if !before.members().contains_key(&node) {
+        return Err(RequestError::invalid(format!(
+            "{node} is not in the ring (already removed or left)"
+        )));
+    }
+    let mut after = before.clone();
+    after.remove_node(&node);
+    c.gossip
+        .remove(node.clone())
+        .await
+        .map_err(RequestError::invalid)?;
+    info!(removed = %node, "removed a dead node; restoring its replicas");
+    let started = Instant::now();
+    let mut ranges = 0;
+    for (range, replicas) in before.replicated_ranges(&c.replication) {
+        if !replicas.contains(&node) {
+            continue;
+        }
+        ranges += 1;
+        let survivors: Vec<&NodeId> = replicas
+            .iter()
+            .filter(|r| **r != node && (**r == c.me || c.is_up(r)))
+            .collect();
+        let new = after
+            .replicas(range.end, &c.replication)
+            .into_iter()
+            .filter(|n| !replicas.contains(n));
+        for target in new {
+            let Some(source) = survivors.first() else {
+                return Err(c.server_error(format!(
+                    "range {range} has no live replica left to copy from"
+                )));
+            };
+            let outcome = if target == c.me {
+                streaming::fetch(&c.peers, &c.storage, source, range, None, |_| Ok(()))
+                    .await
+                    .map(|_| ())
+            } else {
+                let request = PeerRequest::FetchRange {
+                    range,
+                    source: (*source).clone(),
+                };
+                match c.peers.send(&target, request, deadline) {
+                    Ok(call) => match call.answer(deadline).await {
+                        Ok(PeerReply::Applied) => Ok(()),
+                        Ok(other) => Err(format!("unexpected answer {other:?}")),
+                        Err(error) => Err(error.to_string()),
+                    },
+                    Err(error) => Err(error.to_string()),
+                }
+            };
+            outcome.map_err(|error| {
+                c.server_error(format!(
+                    "restoring range {range} on {target} from {source}: {error}"
+                ))
+            })?;
+        }
+    }
+    Ok(format!(
+        "{node} removed; {ranges} of its ranges restored to full replication in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ))
+}

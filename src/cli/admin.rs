@@ -1,0 +1,253 @@
+//! Admin commands (nodetool's): `ringdb status`.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use ringdb::client::{Client, NodeStatus};
+
+use super::data::{Connection, exit_code};
+
+/// Prints the cluster as one node sees it, grouped by datacenter, in
+/// `nodetool status` form.
+pub async fn status(connection: &Connection) -> anyhow::Result<ExitCode> {
+    let client = match Client::connect(connection.config()?).await {
+        Ok(client) => client,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(exit_code(&error));
+        }
+    };
+    let status = match client.status().await {
+        Ok(status) => status,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(exit_code(&error));
+        }
+    };
+    let mut by_datacenter: BTreeMap<&str, Vec<&NodeStatus>> = BTreeMap::new();
+    for node in &status.nodes {
+        by_datacenter
+            .entry(node.location.datacenter.as_str())
+            .or_default()
+            .push(node);
+    }
+    for (datacenter, nodes) in by_datacenter {
+        let title = format!("Datacenter: {datacenter}");
+        println!("{title}\n{}", "=".repeat(title.len()));
+        println!("Status=Up/Down");
+        println!("|/ State=Normal/Leaving/Joining/Left/Removed");
+        println!(
+            "{:<3} {:<12} {:<22} {:>10} {:>6} {:>8}  {:<24} Rack",
+            "--", "Node", "Address", "Load", "Tokens", "Owns", "Host ID (generation)"
+        );
+        for node in nodes {
+            let state = node.status.chars().next().unwrap_or('?');
+            println!(
+                "{:<3} {:<12} {:<22} {:>10} {:>6} {:>7.1}%  {:<24} {}",
+                format!("{}{state}", if node.up { 'U' } else { 'D' }),
+                node.id.as_str(),
+                node.internode_address.as_deref().unwrap_or("?"),
+                node.load_bytes.map_or("?".into(), human_bytes),
+                node.tokens.len(),
+                node.owns * 100.0,
+                format!("{} ({})", node.id, node.generation),
+                node.location.rack
+            );
+        }
+        println!();
+    }
+    println!(
+        "as seen by {}; replication {:?}",
+        status.answered_by, status.replication
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// How long `decommission` and `removenode` wait for the data to move.
+const TOPOLOGY_CHANGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+async fn connect(connection: &Connection) -> Result<Client, ExitCode> {
+    let config = connection.config().map_err(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::from(super::data::exit::INVALID)
+    })?;
+    Client::connect(config).await.map_err(|error| {
+        eprintln!("error: {error}");
+        exit_code(&error)
+    })
+}
+
+/// `ringdb decommission`: the node (--host) hands its ranges over and leaves.
+pub async fn decommission(connection: &Connection) -> anyhow::Result<ExitCode> {
+    let client = match connect(connection).await {
+        Ok(client) => client,
+        Err(code) => return Ok(code),
+    };
+    eprintln!("decommissioning; this streams the node's data to the next owners…");
+    match client.decommission(TOPOLOGY_CHANGE_TIMEOUT).await {
+        Ok(summary) => {
+            println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            Ok(exit_code(&error))
+        }
+    }
+}
+
+/// `ringdb removenode ID`: removes a dead node, restoring its replicas.
+pub async fn remove_node(connection: &Connection, node: &str) -> anyhow::Result<ExitCode> {
+    let client = match connect(connection).await {
+        Ok(client) => client,
+        Err(code) => return Ok(code),
+    };
+    let node = ringdb::ring::NodeId::new(node);
+    match client.remove_node(&node, TOPOLOGY_CHANGE_TIMEOUT).await {
+        Ok(summary) => {
+            println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            Ok(exit_code(&error))
+        }
+    }
+}
+
+/// `ringdb ring`: every token in order with its node (nodetool ring).
+pub async fn ring(connection: &Connection) -> anyhow::Result<ExitCode> {
+    let client = match connect(connection).await {
+        Ok(client) => client,
+        Err(code) => return Ok(code),
+    };
+    let status = match client.status().await {
+        Ok(status) => status,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(exit_code(&error));
+        }
+    };
+    let mut tokens: Vec<(ringdb::ring::Token, &NodeStatus)> = status
+        .nodes
+        .iter()
+        .flat_map(|node| node.tokens.iter().map(move |t| (*t, node)))
+        .collect();
+    tokens.sort_by_key(|(token, _)| *token);
+    println!(
+        "{:<12} {:<22} {:<6} {:<8} {:>21}",
+        "Node", "Address", "Status", "State", "Token"
+    );
+    for (token, node) in tokens {
+        println!(
+            "{:<12} {:<22} {:<6} {:<8} {:>21}",
+            node.id.as_str(),
+            node.internode_address.as_deref().unwrap_or("?"),
+            if node.up { "Up" } else { "Down" },
+            node.status,
+            token.0
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ringdb info`: the answering node about itself (nodetool info).
+pub async fn info(connection: &Connection) -> anyhow::Result<ExitCode> {
+    let client = match connect(connection).await {
+        Ok(client) => client,
+        Err(code) => return Ok(code),
+    };
+    let status = match client.status().await {
+        Ok(status) => status,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(exit_code(&error));
+        }
+    };
+    let Some(me) = status.nodes.iter().find(|n| n.id == status.answered_by) else {
+        eprintln!("error: the node did not describe itself");
+        return Ok(ExitCode::FAILURE);
+    };
+    let started = std::time::UNIX_EPOCH + std::time::Duration::from_micros(me.generation);
+    let uptime = std::time::SystemTime::now()
+        .duration_since(started)
+        .unwrap_or_default();
+    println!("{:<18}: {}", "ID", me.id);
+    println!("{:<18}: {}", "State", me.status);
+    println!("{:<18}: {}", "Generation", me.generation);
+    println!("{:<18}: {} s", "Uptime", uptime.as_secs());
+    println!(
+        "{:<18}: {}",
+        "Load",
+        me.load_bytes.map_or("?".into(), human_bytes)
+    );
+    println!("{:<18}: {}", "Tokens", me.tokens.len());
+    println!("{:<18}: {:.1}%", "Owns (effective)", me.owns * 100.0);
+    println!("{:<18}: {}", "Data center", me.location.datacenter);
+    println!("{:<18}: {}", "Rack", me.location.rack);
+    println!(
+        "{:<18}: {}",
+        "Internode address",
+        me.internode_address.as_deref().unwrap_or("?")
+    );
+    println!(
+        "{:<18}: {}",
+        "Client address",
+        me.client_address.as_deref().unwrap_or("?")
+    );
+    let up = status.nodes.iter().filter(|n| n.up).count();
+    println!("{:<18}: {up} of {} up", "Nodes seen", status.nodes.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ringdb getendpoints TABLE KEY`: the replicas of a partition key.
+pub async fn get_endpoints(
+    connection: &Connection,
+    table: &str,
+    key: &str,
+) -> anyhow::Result<ExitCode> {
+    let client = match connect(connection).await {
+        Ok(client) => client,
+        Err(code) => return Ok(code),
+    };
+    let status = match client.status().await {
+        Ok(status) => status,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(exit_code(&error));
+        }
+    };
+    let mut ring = ringdb::ring::Ring::new();
+    for node in &status.nodes {
+        if matches!(node.status.as_str(), "Normal" | "Leaving") && !node.tokens.is_empty() {
+            ring.add_node(node.id.clone(), node.location.clone(), node.tokens.clone())?;
+        }
+    }
+    let _ = table; // Tables share one ring until keyspaces have their own replication.
+    let token = ringdb::ring::Token::of(key.as_bytes());
+    for replica in ring.replicas(token, &status.replication) {
+        let address = status
+            .nodes
+            .iter()
+            .find(|n| n.id == replica)
+            .and_then(|n| n.client_address.clone())
+            .unwrap_or_default();
+        println!("{replica}\t{address}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,418 @@
+//! Membership by gossip over real processes: nodes that know only a seed
+//! form one ring, agree on `ringdb status`, and see a killed node go down
+//! and come back.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Cluster, DEADLINE, wait_until};
+use ringdb::client::{
+    ConsistencyLevel, Context, NodeStatus, PartitionKey, ReadResult, Row, RowAddress, Value,
+};
+use ringdb::ring::{NodeId, Replication, Ring, Token};
+use tokio::time::Instant;
+
+use ConsistencyLevel::Quorum;
+
+/// What every node must agree on about each node: status and tokens.
+fn agreed(nodes: &[NodeStatus]) -> BTreeMap<String, (String, Vec<Token>, Option<String>)> {
+    nodes
+        .iter()
+        .map(|n| {
+            let what = (
+                n.status.clone(),
+                n.tokens.clone(),
+                n.internode_address.clone(),
+            );
+            (n.id.to_string(), what)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_that_know_only_a_seed_form_one_ring_and_agree_on_status() {
+    let cluster = Cluster::start(3);
+    // Only a seed list: no node's config names the others.
+    for n in 1..=3 {
+        let config = cluster.config(n);
+        assert_eq!(
+            config.cluster.seeds,
+            vec![cluster.config(1).listen_internode]
+        );
+    }
+    let mut views = Vec::new();
+    for n in 1..=3 {
+        let status = cluster.client(n).await.status().await.unwrap();
+        assert_eq!(status.answered_by.to_string(), format!("node{n}"));
+        assert_eq!(status.nodes.len(), 3, "{status:?}");
+        for node in &status.nodes {
+            assert!(node.up, "node{n} sees {} down", node.id);
+            assert_eq!(node.status, "Normal");
+            assert_eq!(node.tokens.len(), 16);
+            // Three nodes, replication factor 3: each holds everything.
+            assert!((node.owns - 1.0).abs() < 1e-9, "{node:?}");
+        }
+        views.push(agreed(&status.nodes));
+    }
+    assert_eq!(views[0], views[1]);
+    assert_eq!(views[1], views[2]);
+    // Tokens are distinct: the joining nodes split the ring they found.
+    let mut all: Vec<Token> = views[0].values().flat_map(|v| v.1.clone()).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 48);
+
+    // The command a user runs says the same, through each node.
+    for n in 1..=3 {
+        let output = Command::new(env!("CARGO_BIN_EXE_ringdb"))
+            .args(["status", "--host"])
+            .arg(cluster.client_address(n).to_string())
+            .arg("--ca")
+            .arg(cluster.dir().join("ca.pem"))
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        let text = String::from_utf8(output.stdout).unwrap();
+        for peer in 1..=3 {
+            let line = text
+                .lines()
+                .find(|l| l.split_whitespace().nth(1) == Some(&format!("node{peer}")))
+                .unwrap_or_else(|| panic!("no line for node{peer} in:\n{text}"));
+            assert!(line.starts_with("UN "), "{line}");
+            assert!(line.contains(&cluster.config(peer).listen_internode.to_string()));
+        }
+        assert!(text.contains(&format!("as seen by node{n}")), "{text}");
+    }
+}
+
+/// Whether node `n` sees node `peer` up, by its status.
+async fn sees_up(cluster: &Cluster, n: usize, peer: usize) -> Option<bool> {
+    let status = cluster.client(n).await.status().await.ok()?;
+    let name = format!("node{peer}");
+    status
+        .nodes
+        .iter()
+        .find(|node| node.id.as_str() == name)
+        .map(|node| node.up)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_is_down_everywhere_within_10_s_and_up_within_10_s_of_restart() {
+    let mut cluster = Cluster::start(3);
+    cluster.kill(3).await;
+    let killed = Instant::now();
+    wait_until("node1 and node2 see node3 down", DEADLINE, || async {
+        sees_up(&cluster, 1, 3).await == Some(false) && sees_up(&cluster, 2, 3).await == Some(false)
+    })
+    .await;
+    let down_after = killed.elapsed();
+    assert!(
+        down_after < Duration::from_secs(10),
+        "down after {down_after:?}"
+    );
+
+    cluster.restart(3);
+    let restarted = Instant::now();
+    wait_until("every node sees node3 up", DEADLINE, || async {
+        sees_up(&cluster, 1, 3).await == Some(true)
+            && sees_up(&cluster, 2, 3).await == Some(true)
+            && sees_up(&cluster, 3, 1).await == Some(true)
+            && sees_up(&cluster, 3, 2).await == Some(true)
+    })
+    .await;
+    let up_after = restarted.elapsed();
+    assert!(up_after < Duration::from_secs(10), "up after {up_after:?}");
+    println!("node3 seen down {down_after:?} after SIGKILL, up {up_after:?} after its restart");
+}
+
+/// QUORUM writes of fresh keys (and reads) from `writers` tasks until
+/// stopped; every acknowledged write is recorded with its value.
+struct Load {
+    stop: Arc<AtomicBool>,
+    acknowledged: Arc<Mutex<BTreeMap<String, String>>>,
+    tasks: tokio::task::JoinSet<(u64, u64)>,
+}
+
+impl Load {
+    async fn start(cluster: &Cluster, writers: usize) -> Load {
+        let client = Arc::new(cluster.token_aware_client().await);
+        let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged = Arc::new(Mutex::new(BTreeMap::new()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..writers {
+            let (client, stop, acknowledged) = (client.clone(), stop.clone(), acknowledged.clone());
+            tasks.spawn(async move {
+                let (mut ok, mut failed) = (0, 0);
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("load-{w}-{i}");
+                    let value = format!("v{i}");
+                    i += 1;
+                    match client
+                        .put(&row(&key), columns(&value), Context::empty(), Quorum)
+                        .await
+                    {
+                        Ok(_) => {
+                            ok += 1;
+                            acknowledged.lock().unwrap().insert(key.clone(), value);
+                        }
+                        Err(_) => failed += 1,
+                    }
+                    // A read of something written earlier, so reads run too.
+                    let _ = client
+                        .get(&row(&format!("load-{w}-{}", i / 2)), Quorum)
+                        .await;
+                }
+                (ok, failed)
+            });
+        }
+        Load {
+            stop,
+            acknowledged,
+            tasks,
+        }
+    }
+
+    async fn finish(mut self) -> (BTreeMap<String, String>, u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (mut ok, mut failed) = (0, 0);
+        while let Some(joined) = self.tasks.join_next().await {
+            let (o, f) = joined.unwrap();
+            ok += o;
+            failed += f;
+        }
+        let acknowledged = self.acknowledged.lock().unwrap().clone();
+        (acknowledged, ok, failed)
+    }
+}
+
+fn row(key: &str) -> RowAddress {
+    RowAddress::new("kv", PartitionKey::new(key.as_bytes().to_vec()).unwrap())
+}
+
+fn columns(text: &str) -> Row {
+    Row::from([("value".to_string(), Value::Text(text.to_string()))])
+}
+
+fn text_of(read: &ReadResult) -> Vec<String> {
+    read.siblings
+        .iter()
+        .filter_map(|s| match s.columns.get("value") {
+            Some(Value::Text(t)) => Some(t.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The ring as node `n` sees it.
+async fn ring_of(cluster: &Cluster, n: usize) -> (Ring, Replication) {
+    let status = cluster.client(n).await.status().await.unwrap();
+    let mut ring = Ring::new();
+    for node in &status.nodes {
+        if node.status == "Normal" {
+            ring.add_node(node.id.clone(), node.location.clone(), node.tokens.clone())
+                .unwrap();
+        }
+    }
+    (ring, status.replication)
+}
+
+/// Every key readable at QUORUM with its value, and held by each of its
+/// replicas (read from each replica alone).
+async fn check_every_key(cluster: &Cluster, via: usize, written: &BTreeMap<String, String>) {
+    let (ring, replication) = ring_of(cluster, via).await;
+    let client = cluster.token_aware_client().await;
+    let mut pinned = BTreeMap::new();
+    for n in 1..=cluster.len() {
+        if ring
+            .members()
+            .contains_key(&NodeId::new(format!("node{n}")))
+        {
+            pinned.insert(format!("node{n}"), cluster.client(n).await);
+        }
+    }
+    for (key, value) in written {
+        let read = client.get(&row(key), Quorum).await.unwrap();
+        assert_eq!(text_of(&read), vec![value.clone()], "{key} at QUORUM");
+        let replicas = ring.replicas(row(key).token(), &replication);
+        assert_eq!(replicas.len(), replication.total_factor());
+        for replica in replicas {
+            let local = pinned[replica.as_str()].local_get(&row(key)).await.unwrap();
+            assert_eq!(
+                text_of(&local),
+                vec![value.clone()],
+                "{key} on its replica {replica}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_decommissions_and_removals_under_load_lose_no_acknowledged_write() {
+    let mut cluster = Cluster::start(3);
+    // Data before any change, written at ALL.
+    let client = cluster.token_aware_client().await;
+    let mut written = BTreeMap::new();
+    for i in 0..600 {
+        let (key, value) = (format!("before-{i}"), format!("b{i}"));
+        client
+            .put(
+                &row(&key),
+                columns(&value),
+                Context::empty(),
+                ConsistencyLevel::All,
+            )
+            .await
+            .unwrap();
+        written.insert(key, value);
+    }
+
+    // A fourth node joins while a QUORUM load runs.
+    let load = Load::start(&cluster, 6).await;
+    let started = Instant::now();
+    let node4 = cluster.add_node();
+    let join_took = started.elapsed();
+    let (acknowledged, ok, failed) = load.finish().await;
+    println!(
+        "join of node4 took {join_took:?}; load during it: {ok} acknowledged, {failed} failed"
+    );
+    assert!(ok > 0);
+    written.extend(acknowledged);
+    // node4 alone holds every key it replicates.
+    let (ring, replication) = ring_of(&cluster, 1).await;
+    assert!(ring.members().contains_key(&NodeId::new("node4")));
+    let alone = cluster.client(node4).await;
+    let mut held = 0;
+    for (key, value) in &written {
+        if ring
+            .replicas(row(key).token(), &replication)
+            .contains(&NodeId::new("node4"))
+        {
+            let read = alone.local_get(&row(key)).await.unwrap();
+            assert_eq!(text_of(&read), vec![value.clone()], "{key} on node4");
+            held += 1;
+        }
+    }
+    assert!(
+        held > written.len() / 2,
+        "node4 replicates {held} of {}",
+        written.len()
+    );
+
+    // node2 leaves while the load runs: every key keeps its RF copies.
+    let load = Load::start(&cluster, 6).await;
+    let summary = cluster
+        .client(2)
+        .await
+        .decommission(Duration::from_secs(120))
+        .await
+        .unwrap();
+    let (acknowledged, ok, failed) = load.finish().await;
+    println!("{summary}; load during it: {ok} acknowledged, {failed} failed");
+    written.extend(acknowledged);
+    wait_until("node1 sees node2 left", DEADLINE, || async {
+        ring_of(&cluster, 1).await.0.len() == 3
+    })
+    .await;
+    check_every_key(&cluster, 1, &written).await;
+
+    // A fifth node joins, then dies, and is removed: its ranges are back at
+    // RF copies on the survivors.
+    cluster.add_node();
+    cluster.kill(5).await;
+    wait_until("node1 sees node5 down", DEADLINE, || async {
+        sees_up(&cluster, 1, 5).await == Some(false)
+    })
+    .await;
+    let summary = cluster
+        .client(1)
+        .await
+        .remove_node(&NodeId::new("node5"), Duration::from_secs(120))
+        .await
+        .unwrap();
+    println!("{summary}");
+    for n in [1, 3, 4] {
+        wait_until("the removal reached every node", DEADLINE, || async {
+            ring_of(&cluster, n).await.0.len() == 3
+        })
+        .await;
+    }
+    check_every_key(&cluster, 1, &written).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topology_changes_are_refused_when_unsafe_or_while_another_is_in_progress() {
+    let mut cluster = Cluster::start(3);
+    let error = cluster
+        .client(1)
+        .await
+        .remove_node(&NodeId::new("node2"), Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("is up"), "{error}");
+    // Three nodes for replication factor 3: nobody can leave.
+    let error = cluster
+        .client(3)
+        .await
+        .decommission(Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("add a node first"), "{error}");
+
+    // While node5 joins, node3 (dead) cannot be removed.
+    cluster.add_node();
+    cluster.kill(3).await;
+    wait_until("node1 sees node3 down", DEADLINE, || async {
+        sees_up(&cluster, 1, 3).await == Some(false)
+    })
+    .await;
+    let dir = cluster.dir().to_path_buf();
+    let adding = std::thread::spawn(move || {
+        Command::new(env!("CARGO_BIN_EXE_ringdb"))
+            .args(["dev", "--add", "--dir"])
+            .arg(dir)
+            .output()
+            .unwrap()
+    });
+    wait_until("node1 sees node5 joining", DEADLINE, || async {
+        let Ok(status) = cluster.client(1).await.status().await else {
+            return false;
+        };
+        status
+            .nodes
+            .iter()
+            .any(|n| n.id.as_str() == "node5" && n.status == "Joining" && !n.tokens.is_empty())
+    })
+    .await;
+    let error = cluster
+        .client(1)
+        .await
+        .remove_node(&NodeId::new("node3"), Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("another topology change is in progress: node5 is Joining"),
+        "{error}"
+    );
+    let output = adding.join().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    cluster.adopt_added_node();
+    // Once node5 is normal, the removal goes ahead.
+    cluster
+        .client(1)
+        .await
+        .remove_node(&NodeId::new("node3"), Duration::from_secs(60))
+        .await
+        .unwrap();
+}
