@@ -94,6 +94,37 @@ pub struct Config {
     /// Request handling limits and timeouts.
     #[serde(default)]
     pub requests: RequestConfig,
+    /// Streaming of ranges between nodes (bootstrap, decommission,
+    /// removenode).
+    #[serde(default)]
+    pub streaming: StreamingConfig,
+}
+
+/// Streaming of ranges between nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamingConfig {
+    /// The most a stream this node drives (the ranges it pulls when
+    /// joining, pushes when leaving, or fetches for a removed node) moves,
+    /// in MiB per second, so that streaming leaves room for requests.
+    /// 0 means no limit. Default: 24 (Cassandra's
+    /// `stream_throughput_outbound`).
+    pub max_mib_per_sec: f64,
+}
+
+impl Default for StreamingConfig {
+    fn default() -> StreamingConfig {
+        StreamingConfig {
+            max_mib_per_sec: 24.0,
+        }
+    }
+}
+
+impl StreamingConfig {
+    /// The limit in bytes per second, if any.
+    pub fn bytes_per_sec(&self) -> Option<f64> {
+        (self.max_mib_per_sec > 0.0).then(|| self.max_mib_per_sec * (1 << 20) as f64)
+    }
 }
 
 /// Paths of the PEM files a node presents and trusts.
@@ -234,6 +265,7 @@ impl Config {
             cluster: ClusterConfig::default(),
             storage: StorageConfig::default(),
             requests: RequestConfig::default(),
+            streaming: StreamingConfig::default(),
         }
     }
 
@@ -298,6 +330,9 @@ impl Config {
                 "requests.timeout_ms and requests.max_in_flight_per_connection must be at least 1"
                     .into(),
             );
+        }
+        if !(self.streaming.max_mib_per_sec >= 0.0 && self.streaming.max_mib_per_sec.is_finite()) {
+            return invalid("streaming.max_mib_per_sec must be 0 (no limit) or more".into());
         }
         self.storage
             .validate()

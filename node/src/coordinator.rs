@@ -42,7 +42,7 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use crate::causality::{ActorId, CausalContext};
-use crate::config::RequestConfig;
+use crate::config::{RequestConfig, StreamingConfig};
 use crate::membership::{GossipHandle, Membership};
 use crate::storage::{
     RowKey, RowVersion, Storage, StorageError, StoredRow, decode_versions, encode_row,
@@ -71,6 +71,7 @@ pub(crate) struct Coordinator {
     pub(crate) gossip: GossipHandle,
     pub(crate) replication: Replication,
     pub(crate) limits: RequestConfig,
+    pub(crate) streaming: StreamingConfig,
     pub(crate) background: mpsc::Sender<BackgroundJob>,
 }
 
@@ -283,10 +284,18 @@ impl Coordinator {
                 Ok(PeerReply::Applied)
             }
             PeerRequest::FetchRange { range, source } => {
-                let streamed =
-                    streaming::fetch(&self.peers, &self.storage, &source, range, None, |_| Ok(()))
-                        .await
-                        .map_err(|e| self.server_error(e))?;
+                let mut throttle = streaming::Throttle::new(self.streaming.bytes_per_sec());
+                let streamed = streaming::fetch(
+                    &self.peers,
+                    &self.storage,
+                    &source,
+                    range,
+                    None,
+                    &mut throttle,
+                    |_| Ok(()),
+                )
+                .await
+                .map_err(|e| self.server_error(e))?;
                 info!(%range, %source, rows = streamed.rows, "fetched a range");
                 Ok(PeerReply::Applied)
             }

@@ -168,6 +168,7 @@ impl Node {
             gossip: gossip.clone(),
             replication,
             limits: config.requests.clone(),
+            streaming: config.streaming.clone(),
             background,
         });
 

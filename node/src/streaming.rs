@@ -92,6 +92,7 @@ pub(crate) async fn fetch(
     source: &NodeId,
     range: TokenRange,
     mut after: Option<Vec<u8>>,
+    throttle: &mut Throttle,
     mut checkpoint: impl FnMut(&[u8]) -> Result<(), StorageError>,
 ) -> Result<Streamed, String> {
     let mut streamed = Streamed::default();
@@ -117,6 +118,7 @@ pub(crate) async fn fetch(
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         streamed.add(stored);
+        throttle.moved(stored.bytes).await;
         if let Some(last) = rows.last() {
             checkpoint(&last.key).map_err(|e| e.to_string())?;
             after = Some(last.key.clone());
@@ -133,6 +135,7 @@ pub(crate) async fn push(
     storage: &Arc<Storage>,
     target: &NodeId,
     range: TokenRange,
+    throttle: &mut Throttle,
 ) -> Result<Streamed, String> {
     let mut streamed = Streamed::default();
     let mut after = None;
@@ -145,10 +148,12 @@ pub(crate) async fn push(
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
         after = rows.last().map(|row| row.key.clone());
+        let mut page_bytes = 0;
         for row in &rows {
             streamed.rows += 1;
-            streamed.bytes += (row.key.len() + row.versions.0.len()) as u64;
+            page_bytes += (row.key.len() + row.versions.0.len()) as u64;
         }
+        streamed.bytes += page_bytes;
         if !rows.is_empty() {
             let deadline = Instant::now() + PAGE_TIMEOUT;
             let call = peers
@@ -160,8 +165,35 @@ pub(crate) async fn push(
                 Err(error) => return Err(format!("{target}: {error}")),
             }
         }
+        throttle.moved(page_bytes).await;
         if !more {
             return Ok(streamed);
+        }
+    }
+}
+
+/// Keeps a stream under a rate: after each page, waits until the bytes so
+/// far could have moved at `bytes_per_sec`.
+pub(crate) struct Throttle {
+    bytes_per_sec: Option<f64>,
+    started: Instant,
+    bytes: u64,
+}
+
+impl Throttle {
+    pub(crate) fn new(bytes_per_sec: Option<f64>) -> Throttle {
+        Throttle {
+            bytes_per_sec,
+            started: Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    async fn moved(&mut self, bytes: u64) {
+        self.bytes += bytes;
+        if let Some(rate) = self.bytes_per_sec {
+            let due = self.started + Duration::from_secs_f64(self.bytes as f64 / rate);
+            tokio::time::sleep_until(due).await;
         }
     }
 }

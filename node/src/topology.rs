@@ -105,6 +105,7 @@ pub(crate) async fn run_bootstrap(
     let started = Instant::now();
     let total = progress.len();
     let mut streamed = Streamed::default();
+    let mut throttle = streaming::Throttle::new(c.streaming.bytes_per_sec());
     for i in 0..total {
         if progress[i].done {
             continue;
@@ -124,7 +125,16 @@ pub(crate) async fn run_bootstrap(
                 saved[i].after = Some(key.to_vec());
                 save_bootstrap(&storage, &saved)
             };
-            match streaming::fetch(&c.peers, &c.storage, &source, range, after, checkpoint).await {
+            let fetched_range = streaming::fetch(
+                &c.peers,
+                &c.storage,
+                &source,
+                range,
+                after,
+                &mut throttle,
+                checkpoint,
+            );
+            match fetched_range.await {
                 Ok(moved) => {
                     fetched = Some(moved);
                     break;
@@ -196,9 +206,10 @@ pub(crate) async fn decommission(
         .collect();
     let started = Instant::now();
     let mut streamed = Streamed::default();
+    let mut throttle = streaming::Throttle::new(c.streaming.bytes_per_sec());
     for (i, (range, targets)) in handovers.iter().enumerate() {
         for target in targets {
-            match streaming::push(&c.peers, &c.storage, target, *range).await {
+            match streaming::push(&c.peers, &c.storage, target, *range, &mut throttle).await {
                 Ok(moved) => streamed.add(moved),
                 Err(error) => {
                     // Back to normal: the ring is as it was.
@@ -288,9 +299,18 @@ pub(crate) async fn remove_node(
                 )));
             };
             let outcome = if target == c.me {
-                streaming::fetch(&c.peers, &c.storage, source, range, None, |_| Ok(()))
-                    .await
-                    .map(|_| ())
+                let mut throttle = streaming::Throttle::new(c.streaming.bytes_per_sec());
+                streaming::fetch(
+                    &c.peers,
+                    &c.storage,
+                    source,
+                    range,
+                    None,
+                    &mut throttle,
+                    |_| Ok(()),
+                )
+                .await
+                .map(|_| ())
             } else {
                 let request = PeerRequest::FetchRange {
                     range,
