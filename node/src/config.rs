@@ -123,7 +123,7 @@ impl Default for StreamingConfig {
 impl StreamingConfig {
     /// The limit in bytes per second, if any.
     pub fn bytes_per_sec(&self) -> Option<f64> {
-        (self.max_mib_per_sec > 0.0).then(|| self.max_mib_per_sec * (1 << 20) as f64)
+        (self.max_mib_per_sec > 0.0).then_some(self.max_mib_per_sec * (1 << 20) as f64)
     }
 }
 
