@@ -320,6 +320,31 @@ async fn joins_decommissions_and_removals_under_load_lose_no_acknowledged_write(
     })
     .await;
     check_every_key(&cluster, 1, &written).await;
+    // Stopped and started again, node2 refuses to rejoin with stale data.
+    cluster.kill(2).await;
+    let mut again = Command::new(env!("CARGO_BIN_EXE_ringdb"))
+        .arg("start")
+        .arg("--config")
+        .arg(cluster.dir().join("node2/node.toml"))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = again.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            again.kill().unwrap();
+            panic!("a decommissioned node started again");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut again.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("was decommissioned"), "{stderr}");
 
     // A fifth node joins, then dies, and is removed: its ranges are back at
     // RF copies on the survivors.

@@ -52,6 +52,12 @@ pub enum NodeError {
     /// Tokens cannot be allocated in the ring.
     #[error("ring: {0}")]
     Ring(#[from] ringdb_ring::RingError),
+    /// The data directory is that of a decommissioned node.
+    #[error(
+        "this node was decommissioned: its data in {0} is stale and it will not rejoin; \
+         to join again, start it with an empty data directory"
+    )]
+    Decommissioned(std::path::PathBuf),
     /// The node cannot join the cluster.
     #[error("cannot join the cluster: {0}")]
     Join(String),
@@ -79,6 +85,9 @@ impl Node {
             key_pem: read(&config.tls.key)?,
         };
         let storage = Arc::new(Storage::open(&config.data_dir, &config.storage)?);
+        if topology::was_decommissioned(&storage)? {
+            return Err(NodeError::Decommissioned(config.data_dir.clone()));
+        }
 
         let mut internode_server = certificate.server_config()?;
         internode_server.transport_config(transport::internode_transport());

@@ -71,6 +71,29 @@ pub(crate) fn save_bootstrap(
     storage.put_meta(BOOTSTRAP_KEY, &bytes)
 }
 
+/// The key, in the storage's metadata, saying the node was decommissioned.
+const DECOMMISSIONED_KEY: &str = "decommissioned";
+/// The file in the data directory that says so too, for operators and
+/// tools (`ringdb dev` skips such nodes).
+pub const DECOMMISSIONED_FILE: &str = "DECOMMISSIONED";
+
+fn mark_decommissioned(storage: &Storage) -> Result<(), StorageError> {
+    storage.put_meta(DECOMMISSIONED_KEY, b"1")?;
+    let note = "This node was decommissioned: it left the ring and its data is stale.\n\
+                To join again, start it with an empty data directory.\n";
+    std::fs::write(storage.path().join(DECOMMISSIONED_FILE), note).map_err(|e| {
+        StorageError::Corrupt {
+            what: "decommission marker",
+            detail: e.to_string(),
+        }
+    })
+}
+
+/// Whether this data directory belongs to a node that was decommissioned.
+pub(crate) fn was_decommissioned(storage: &Storage) -> Result<bool, StorageError> {
+    Ok(storage.get_meta(DECOMMISSIONED_KEY)?.is_some())
+}
+
 /// The ranges `me` replicates in `future` and where to fetch each.
 pub(crate) fn bootstrap_plan(c: &Coordinator, ring: &Ring, future: &Ring) -> Vec<RangeProgress> {
     future
@@ -229,6 +252,8 @@ pub(crate) async fn decommission(
             started,
         );
     }
+    // Never back with this data: a restart would bring stale ranges back.
+    mark_decommissioned(&c.storage).map_err(|e| c.server_error(e.to_string()))?;
     c.gossip.set_state(StateValue::Status(Status::Left)).await;
     tokio::time::sleep(RING_SETTLE).await;
     info!(node = %c.me, "decommissioned: left the ring");

@@ -15,6 +15,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use ringdb::client::{Client, ClientConfig};
 use ringdb::node::Config;
+use ringdb::node::DECOMMISSIONED_FILE;
 use ringdb::node::config::TlsFiles;
 use ringdb::ring::NodeId;
 use tokio::process::{Child, Command};
@@ -59,10 +60,23 @@ pub async fn run(dir: &Path, nodes: usize, detach: bool) -> anyhow::Result<ExitC
         }
     }
     let exe = std::env::current_exe().context("cannot find the ringdb executable")?;
-    let loaded: Vec<Config> = configs
+    let mut loaded: Vec<Config> = configs
         .iter()
         .map(|p| Config::load(p))
         .collect::<Result<_, _>>()?;
+    // Decommissioned nodes left the ring for good: not started again.
+    let mut configs = configs;
+    let left: Vec<bool> = loaded
+        .iter()
+        .map(|c| c.data_dir.join(DECOMMISSIONED_FILE).exists())
+        .collect();
+    for (config, _) in loaded.iter().zip(&left).filter(|(_, left)| **left) {
+        eprintln!("{} was decommissioned; not starting it", config.node_id);
+    }
+    let mut keep = left.iter().map(|left| !left);
+    configs.retain(|_| keep.next().unwrap_or(true));
+    let mut keep = left.iter().map(|left| !left);
+    loaded.retain(|_| keep.next().unwrap_or(true));
     let mut nodes = Processes::default();
     // A new cluster forms one node at a time: each learns the ring from the
     // seed (node1) and takes tokens that split its largest ranges, which

@@ -20,7 +20,7 @@
 mod durability;
 mod keys;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -121,6 +121,7 @@ pub struct Storage {
     locks: Box<[Mutex<()>]>,
     epoch: u64,
     next_hint: AtomicU64,
+    path: PathBuf,
 }
 
 impl Storage {
@@ -144,6 +145,7 @@ impl Storage {
             locks,
             epoch: 0,
             next_hint: AtomicU64::new(0),
+            path: path.to_path_buf(),
         };
         storage.epoch = storage.open_metadata()?;
         storage.next_hint = AtomicU64::new(storage.last_hint_sequence()? + 1);
@@ -206,6 +208,11 @@ impl Storage {
         options.set_sync(self.syncer.sync_each_write());
         self.db.write_opt(batch, &options)?;
         Ok(self.db.latest_sequence_number())
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Whether writes wait for an fsync (sync modes `always` and `group`):
