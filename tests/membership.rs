@@ -130,6 +130,37 @@ async fn a_killed_node_is_down_everywhere_within_10_s_and_up_within_10_s_of_rest
     println!("node3 seen down {down_after:?} after SIGKILL, up {up_after:?} after its restart");
 }
 
+/// Runs `ringdb start` for node `n` and waits (with a deadline) for it to
+/// exit by itself; returns its status and what it printed on stderr.
+async fn run_node_until_exit(cluster: &Cluster, n: usize) -> (std::process::ExitStatus, String) {
+    let mut node = Command::new(env!("CARGO_BIN_EXE_ringdb"))
+        .arg("start")
+        .arg("--config")
+        .arg(cluster.dir().join(format!("node{n}/node.toml")))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = node.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+        text
+    });
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = node.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            node.kill().unwrap();
+            panic!("node{n} kept running");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    (status, reader.join().unwrap())
+}
+
 /// QUORUM writes of fresh keys (and reads) from `writers` tasks until
 /// stopped; every acknowledged write is recorded with its value.
 struct Load {
@@ -322,27 +353,7 @@ async fn joins_decommissions_and_removals_under_load_lose_no_acknowledged_write(
     check_every_key(&cluster, 1, &written).await;
     // Stopped and started again, node2 refuses to rejoin with stale data.
     cluster.kill(2).await;
-    let mut again = Command::new(env!("CARGO_BIN_EXE_ringdb"))
-        .arg("start")
-        .arg("--config")
-        .arg(cluster.dir().join("node2/node.toml"))
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(status) = again.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            again.kill().unwrap();
-            panic!("a decommissioned node started again");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut again.stderr.take().unwrap(), &mut stderr).unwrap();
+    let (status, stderr) = run_node_until_exit(&cluster, 2).await;
     assert!(!status.success());
     assert!(stderr.contains("was decommissioned"), "{stderr}");
 
@@ -368,6 +379,18 @@ async fn joins_decommissions_and_removals_under_load_lose_no_acknowledged_write(
         .await;
     }
     check_every_key(&cluster, 1, &written).await;
+    // Started again with its old data, node5 hears it was removed and
+    // stops; after that it refuses to start.
+    let (status, stderr) = run_node_until_exit(&cluster, 5).await;
+    assert!(!status.success());
+    let log = std::fs::read_to_string(cluster.dir().join("node5/node.log")).unwrap_or_default();
+    assert!(
+        stderr.contains("removed from the cluster") || log.contains("removed from the cluster"),
+        "{stderr}"
+    );
+    let (status, stderr) = run_node_until_exit(&cluster, 5).await;
+    assert!(!status.success());
+    assert!(stderr.contains("this node was removed"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

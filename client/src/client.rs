@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,8 @@ const FAILED_NODE_BACKOFF: Duration = Duration::from_secs(2);
 /// coordinator's own timeout answer (which counts acknowledgements) arrives
 /// before the client gives up.
 const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+/// How old the ring may get before a request fetches it again.
+const TOPOLOGY_REFRESH: Duration = Duration::from_secs(10);
 /// The server name the client presents; nodes are verified by CA, not name.
 const SERVER_NAME: &str = "ringdb-node";
 
@@ -149,6 +152,7 @@ struct Routing {
     ring: Ring,
     replication: Replication,
     addresses: HashMap<NodeId, SocketAddr>,
+    fetched: Instant,
 }
 
 /// A connection to a ringdb cluster. Cheap to share: wrap it in an `Arc`.
@@ -159,6 +163,8 @@ pub struct Client {
     routing: RwLock<Option<Routing>>,
     connections: Mutex<HashMap<SocketAddr, Arc<Connection>>>,
     failed: Mutex<HashMap<SocketAddr, Instant>>,
+    /// Whether a request is refreshing the topology.
+    refreshing: AtomicBool,
 }
 
 impl Client {
@@ -179,6 +185,7 @@ impl Client {
             routing: RwLock::new(None),
             connections: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
+            refreshing: AtomicBool::new(false),
         };
         if client.config.token_aware {
             client.refresh_topology().await?;
@@ -191,9 +198,7 @@ impl Client {
 
     /// Fetches the ring from a node again (after nodes joined or moved).
     pub async fn refresh_topology(&self) -> Result<Vec<TopologyNode>, ClientError> {
-        let reply = self
-            .request(None, ClientRequest::Topology, RequestKind::Read)
-            .await?;
+        let reply = self.fetch_topology().await?;
         let ClientReply::Topology { nodes, replication } = reply.1 else {
             return Err(ClientError::UnexpectedReply(reply.0));
         };
@@ -210,6 +215,7 @@ impl Client {
             ring,
             replication,
             addresses,
+            fetched: Instant::now(),
         });
         Ok(nodes)
     }
@@ -428,6 +434,49 @@ impl Client {
         candidates
     }
 
+    /// Asks the first node that answers for the topology. (Not through
+    /// [`Client::request`], which may itself refresh the topology.)
+    async fn fetch_topology(&self) -> Result<(SocketAddr, ClientReply), ClientError> {
+        let mut tried = Vec::new();
+        for address in self.candidates(None).into_iter().take(MAX_ATTEMPTS) {
+            let connection = match self.connection(address).await {
+                Ok(connection) => connection,
+                Err(reason) => {
+                    tried.push((address, reason));
+                    continue;
+                }
+            };
+            let budget = self.config.request_timeout;
+            match connection
+                .call_with_budget(ClientRequest::Topology, budget, budget + ANSWER_MARGIN)
+                .await
+            {
+                Ok(reply) => return Ok((address, reply)),
+                Err(error) => tried.push((address, error.to_string())),
+            }
+        }
+        Err(ClientError::NoConnection { tried })
+    }
+
+    /// Fetches the ring again when it is older than [`TOPOLOGY_REFRESH`]
+    /// (nodes join, leave and move), one request at a time; the others
+    /// route by the ring they have meanwhile.
+    async fn refresh_if_stale(&self) {
+        let stale = self
+            .routing
+            .read()
+            .expect("routing")
+            .as_ref()
+            .is_none_or(|routing| routing.fetched.elapsed() > TOPOLOGY_REFRESH);
+        if stale && !self.refreshing.swap(true, Ordering::AcqRel) {
+            if let Err(error) = self.refresh_topology().await {
+                // Routing by the old ring still works (non-replicas forward).
+                tracing::debug!(%error, "cannot refresh the topology");
+            }
+            self.refreshing.store(false, Ordering::Release);
+        }
+    }
+
     async fn request(
         &self,
         token: Option<Token>,
@@ -435,6 +484,9 @@ impl Client {
         kind: RequestKind,
     ) -> Result<(SocketAddr, ClientReply), ClientError> {
         let token = token.filter(|_| self.config.token_aware);
+        if token.is_some() {
+            self.refresh_if_stale().await;
+        }
         let mut tried = Vec::new();
         let mut last_error = None;
         for address in self.candidates(token).into_iter().take(MAX_ATTEMPTS) {

@@ -96,6 +96,9 @@ pub enum Event {
     /// The node's application states changed (status, tokens, addresses…),
     /// or it restarted with a new generation.
     Changed(NodeId),
+    /// Another node says this one was removed (`removenode`): it must stop
+    /// serving, and may come back only as a new member with empty data.
+    RemovedSelf,
 }
 
 /// Why a state change was refused.
@@ -364,7 +367,7 @@ impl Gossiper {
                 if cluster != self.config.cluster {
                     return None;
                 }
-                Some(self.answer_syn(&digests))
+                Some(self.answer_syn(from, &digests))
             }
             GossipMessage::Ack { deltas, requests } => {
                 self.apply(from, deltas, now);
@@ -390,9 +393,17 @@ impl Gossiper {
             .collect()
     }
 
-    fn answer_syn(&self, digests: &[Digest]) -> GossipMessage {
+    fn answer_syn(&self, from: &NodeId, digests: &[Digest]) -> GossipMessage {
         let mut deltas = Vec::new();
         let mut requests = Vec::new();
+        // A removed node that comes back (a new process with its old data)
+        // is told so, whatever its generation: it is the one state about a
+        // node that others assert.
+        if let Some(state) = self.states.get(from)
+            && state.status() == Status::Removed
+        {
+            deltas.push(state.delta_after(from, 0));
+        }
         let mentioned: BTreeSet<&NodeId> = digests.iter().map(|d| &d.node).collect();
         for digest in digests {
             match self.states.get(&digest.node) {
@@ -467,7 +478,15 @@ impl Gossiper {
         for delta in deltas {
             let node = delta.node.clone();
             if node == self.me {
-                // Only this node speaks for itself.
+                // Only this node speaks for itself, except to say that an
+                // operator removed it.
+                let removed = delta
+                    .states
+                    .iter()
+                    .any(|v| v.value == StateValue::Status(Status::Removed));
+                if removed && !self.events.contains(&Event::RemovedSelf) {
+                    self.events.push(Event::RemovedSelf);
+                }
                 continue;
             }
             let first_hand = &node == from;

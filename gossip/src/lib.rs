@@ -49,7 +49,9 @@
 //! a dead node's state as `Removed` in a generation above its own, as
 //! Cassandra does. Stale gossip of the old process then loses everywhere,
 //! and the node can only come back as a new member (a new generation that
-//! announces itself joining).
+//! announces itself joining). A removed node that comes back anyway is sent
+//! its removed state whatever its generation, and hears it as
+//! [`Event::RemovedSelf`]: the node then stops.
 //!
 //! ## Where we differ from Cassandra
 //!

@@ -377,6 +377,9 @@ fn a_removed_node_does_not_come_back_through_stale_gossip() {
         sim.nodes[&id(1)].state(&id(5)).unwrap().status(),
         Status::Removed
     );
+    // ...and is told it was removed, so it can stop.
+    let events = sim.nodes.get_mut(&id(5)).unwrap().take_events();
+    assert!(events.contains(&Event::RemovedSelf), "{events:?}");
     sim.start(5, 4, Status::Joining);
     sim.rounds_until(20, |sim| {
         [1, 2, 3, 4]

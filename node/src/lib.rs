@@ -68,4 +68,4 @@ pub mod transport;
 pub use config::Config;
 pub use coordinator::table_id;
 pub use node::{Node, NodeError, NodeHandle};
-pub use topology::DECOMMISSIONED_FILE;
+pub use topology::RETIRED_FILE;

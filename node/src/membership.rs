@@ -30,9 +30,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::storage::Storage;
+use crate::topology;
 use crate::transport::{PeerConnection, Peers};
 
 /// How long one gossip exchange may take.
@@ -261,6 +262,13 @@ impl GossipTask {
                         Event::Up(node) => info!(peer = %node, "node is up"),
                         Event::Down(node) => info!(peer = %node, "node is down"),
                         Event::Changed(node) => debug!(peer = %node, "node state changed"),
+                        Event::RemovedSelf => {
+                            error!("this node was removed from the cluster (removenode); stopping");
+                            if let Err(error) = topology::mark_retired(&self.storage, "removed") {
+                                error!(%error, "cannot record the removal");
+                            }
+                            self.cancel.cancel();
+                        }
                     }
                 }
                 self.publish();

@@ -52,12 +52,18 @@ pub enum NodeError {
     /// Tokens cannot be allocated in the ring.
     #[error("ring: {0}")]
     Ring(#[from] ringdb_ring::RingError),
-    /// The data directory is that of a decommissioned node.
+    /// The data directory is that of a node that left the cluster for good.
     #[error(
-        "this node was decommissioned: its data in {0} is stale and it will not rejoin; \
-         to join again, start it with an empty data directory"
+        "this node was {why}: its data in {} is stale and it will not rejoin; \
+         to join again, start it with an empty data directory",
+        data_dir.display()
     )]
-    Decommissioned(std::path::PathBuf),
+    Retired {
+        /// `decommissioned` or `removed`.
+        why: String,
+        /// The data directory.
+        data_dir: std::path::PathBuf,
+    },
     /// The node cannot join the cluster.
     #[error("cannot join the cluster: {0}")]
     Join(String),
@@ -85,8 +91,11 @@ impl Node {
             key_pem: read(&config.tls.key)?,
         };
         let storage = Arc::new(Storage::open(&config.data_dir, &config.storage)?);
-        if topology::was_decommissioned(&storage)? {
-            return Err(NodeError::Decommissioned(config.data_dir.clone()));
+        if let Some(why) = topology::retired(&storage)? {
+            return Err(NodeError::Retired {
+                why,
+                data_dir: config.data_dir.clone(),
+            });
         }
 
         let mut internode_server = certificate.server_config()?;
@@ -187,7 +196,6 @@ impl Node {
         tasks.spawn(accept_internode(
             internode.clone(),
             coordinator.clone(),
-            membership.clone(),
             limit,
             cancel.clone(),
         ));
@@ -454,7 +462,6 @@ impl NodeHandle {
 async fn accept_internode(
     endpoint: quinn::Endpoint,
     coordinator: Arc<Coordinator>,
-    membership: Arc<Membership>,
     max_in_flight: usize,
     cancel: CancellationToken,
 ) {
@@ -462,18 +469,15 @@ async fn accept_internode(
     let serve = move |connection: quinn::Connection| {
         let (coordinator, cancel) = (coordinator.clone(), serve_cancel.clone());
         let peer = tls::peer_node_id(&connection);
-        // Any node the cluster CA signed may gossip its way in, except one
-        // that was removed: it must come back as a new member.
-        let refused = match &peer {
-            Ok(peer) => membership.view().status(peer) == Some(Status::Removed),
-            Err(_) => true,
-        };
         async move {
+            // Any node the cluster CA signed may connect: a new node joins
+            // this way, and a removed one comes to hear it was removed. What
+            // each may ask is the coordinator's decision.
             let peer = match peer {
-                Ok(peer) if !refused => peer,
-                outcome => {
-                    warn!(?outcome, remote = %connection.remote_address(), "refusing a removed node");
-                    connection.close(1u32.into(), b"removed from this cluster");
+                Ok(peer) => peer,
+                Err(error) => {
+                    warn!(%error, remote = %connection.remote_address(), "refusing a peer without a node id");
+                    connection.close(1u32.into(), b"no node id in the certificate");
                     return;
                 }
             };

@@ -71,27 +71,32 @@ pub(crate) fn save_bootstrap(
     storage.put_meta(BOOTSTRAP_KEY, &bytes)
 }
 
-/// The key, in the storage's metadata, saying the node was decommissioned.
-const DECOMMISSIONED_KEY: &str = "decommissioned";
+/// The key, in the storage's metadata, saying why the node left the
+/// cluster for good (`decommissioned` or `removed`).
+const RETIRED_KEY: &str = "retired";
 /// The file in the data directory that says so too, for operators and
 /// tools (`ringdb dev` skips such nodes).
-pub const DECOMMISSIONED_FILE: &str = "DECOMMISSIONED";
+pub const RETIRED_FILE: &str = "RETIRED";
 
-fn mark_decommissioned(storage: &Storage) -> Result<(), StorageError> {
-    storage.put_meta(DECOMMISSIONED_KEY, b"1")?;
-    let note = "This node was decommissioned: it left the ring and its data is stale.\n\
-                To join again, start it with an empty data directory.\n";
-    std::fs::write(storage.path().join(DECOMMISSIONED_FILE), note).map_err(|e| {
-        StorageError::Corrupt {
-            what: "decommission marker",
-            detail: e.to_string(),
-        }
+/// Records that this data directory's node left the cluster for good
+/// (`why`: "decommissioned" or "removed"): it must not serve this data again.
+pub(crate) fn mark_retired(storage: &Storage, why: &str) -> Result<(), StorageError> {
+    storage.put_meta(RETIRED_KEY, why.as_bytes())?;
+    let note = format!(
+        "This node was {why}: it left the ring and its data is stale.\n\
+         To join again, start it with an empty data directory.\n"
+    );
+    std::fs::write(storage.path().join(RETIRED_FILE), note).map_err(|e| StorageError::Corrupt {
+        what: "retirement marker",
+        detail: e.to_string(),
     })
 }
 
-/// Whether this data directory belongs to a node that was decommissioned.
-pub(crate) fn was_decommissioned(storage: &Storage) -> Result<bool, StorageError> {
-    Ok(storage.get_meta(DECOMMISSIONED_KEY)?.is_some())
+/// Why this data directory's node left the cluster for good, if it did.
+pub(crate) fn retired(storage: &Storage) -> Result<Option<String>, StorageError> {
+    Ok(storage
+        .get_meta(RETIRED_KEY)?
+        .map(|why| String::from_utf8_lossy(&why).into_owned()))
 }
 
 /// The ranges `me` replicates in `future` and where to fetch each.
@@ -253,7 +258,7 @@ pub(crate) async fn decommission(
         );
     }
     // Never back with this data: a restart would bring stale ranges back.
-    mark_decommissioned(&c.storage).map_err(|e| c.server_error(e.to_string()))?;
+    mark_retired(&c.storage, "decommissioned").map_err(|e| c.server_error(e.to_string()))?;
     c.gossip.set_state(StateValue::Status(Status::Left)).await;
     tokio::time::sleep(RING_SETTLE).await;
     info!(node = %c.me, "decommissioned: left the ring");

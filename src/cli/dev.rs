@@ -15,7 +15,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use ringdb::client::{Client, ClientConfig};
 use ringdb::node::Config;
-use ringdb::node::DECOMMISSIONED_FILE;
+use ringdb::node::RETIRED_FILE;
 use ringdb::node::config::TlsFiles;
 use ringdb::ring::NodeId;
 use tokio::process::{Child, Command};
@@ -64,14 +64,18 @@ pub async fn run(dir: &Path, nodes: usize, detach: bool) -> anyhow::Result<ExitC
         .iter()
         .map(|p| Config::load(p))
         .collect::<Result<_, _>>()?;
-    // Decommissioned nodes left the ring for good: not started again.
+    // Decommissioned and removed nodes left the ring for good: not started
+    // again.
     let mut configs = configs;
     let left: Vec<bool> = loaded
         .iter()
-        .map(|c| c.data_dir.join(DECOMMISSIONED_FILE).exists())
+        .map(|c| c.data_dir.join(RETIRED_FILE).exists())
         .collect();
     for (config, _) in loaded.iter().zip(&left).filter(|(_, left)| **left) {
-        eprintln!("{} was decommissioned; not starting it", config.node_id);
+        eprintln!(
+            "{} left the cluster for good; not starting it",
+            config.node_id
+        );
     }
     let mut keep = left.iter().map(|left| !left);
     configs.retain(|_| keep.next().unwrap_or(true));

@@ -17,11 +17,16 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         node.internode_address()
     );
     let mut terminate = signal(SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-        () = node.stopped() => eprintln!("a node task stopped unexpectedly; shutting down"),
-    }
+    let stopped_by_itself = tokio::select! {
+        _ = tokio::signal::ctrl_c() => false,
+        _ = terminate.recv() => false,
+        () = node.stopped() => true,
+    };
     node.shutdown().await?;
+    if stopped_by_itself {
+        anyhow::bail!(
+            "the node stopped by itself (removed from the cluster, or a task failed); see its log"
+        );
+    }
     Ok(())
 }
