@@ -12,10 +12,10 @@
 //! ~18 s to convict at φ = 8 with one-second gossip), two settings keep it
 //! from being too eager:
 //!
-//! - the standard deviation is at least [`DetectorConfig::min_std_deviation`],
+//! - the standard deviation is at least [`DetectorConfig::min_std_deviation_ms`],
 //!   so a node that gossiped like clockwork is not convicted after a
 //!   few milliseconds of jitter;
-//! - [`DetectorConfig::acceptable_pause`] is added to the mean, the pause
+//! - [`DetectorConfig::acceptable_pause_ms`] is added to the mean, the pause
 //!   (a GC, a busy machine, a lost gossip round) that is not yet suspicious.
 //!
 //! Intervals longer than [`DetectorConfig::max_interval_ms`] are not learned

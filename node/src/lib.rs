@@ -26,13 +26,21 @@
 //! **Joining.** A node's tokens are chosen once, at its first start, and
 //! kept in its data directory. At that first start it gossips with the seeds
 //! until it knows the ring, lets it settle for two rounds, takes tokens that
-//! split the largest ranges (`Ring::join`), announces them and becomes
-//! normal. A seed that is the only seed, or finds nobody, founds the
-//! cluster. Streaming a new node's ranges to it before it serves them
-//! (bootstrap) is not built yet: a node joining a cluster that has members
-//! refuses to start unless `cluster.auto_bootstrap = false`, which is right
-//! only while the cluster is new and empty (what `ringdb dev` does).
-
+//! split the largest ranges (`Ring::join`), and announces them. A seed that
+//! is the only seed, or finds nobody, founds the cluster. A node joining a
+//! cluster that has members (and `cluster.auto_bootstrap`, the default)
+//! announces itself *joining* and streams every range it will replicate
+//! from a current replica before it becomes normal; its progress is kept
+//! page by page, so a restart resumes it. Meanwhile the others send it the
+//! writes of those ranges (pending ranges: the coordinator also waits for
+//! them).
+//!
+//! **Leaving.** `decommission` streams a node's ranges to the nodes that the
+//! ring without it adds, then the node announces it has left; `removenode`
+//! marks a dead node removed and has each new replica of its ranges fetch
+//! them from a survivor. One topology change at a time. A node that left or
+//! was removed marks its data directory and never serves it again.
+//!
 //! The write path of a coordinator in one line: `storage.write(key, context,
 //! actor, version)` reads the row's sibling set, applies
 //! [`DvvSet::update`](causality::DvvSet::update) under a striped row lock, and

@@ -238,7 +238,12 @@ pub async fn get_endpoints(
             ring.add_node(node.id.clone(), node.location.clone(), node.tokens.clone())?;
         }
     }
-    let _ = table; // Tables share one ring until keyspaces have their own replication.
+    // Every table shares the one ring until keyspaces have their own
+    // replication; the name is still checked.
+    if let Err(error) = ringdb::node::table_id(table) {
+        eprintln!("error: {error}");
+        return Ok(ExitCode::from(super::data::exit::INVALID));
+    }
     let token = ringdb::ring::Token::of(key.as_bytes());
     for replica in ring.replicas(token, &status.replication) {
         let address = status
