@@ -133,32 +133,48 @@ async fn a_killed_node_is_down_everywhere_within_10_s_and_up_within_10_s_of_rest
 /// Runs `ringdb start` for node `n` and waits (with a deadline) for it to
 /// exit by itself; returns its status and what it printed on stderr.
 async fn run_node_until_exit(cluster: &Cluster, n: usize) -> (std::process::ExitStatus, String) {
-    let mut node = Command::new(env!("CARGO_BIN_EXE_ringdb"))
+    let node = tokio::process::Command::new(env!("CARGO_BIN_EXE_ringdb"))
         .arg("start")
         .arg("--config")
         .arg(cluster.dir().join(format!("node{n}/node.toml")))
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut stderr = node.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
-        text
-    });
-    let deadline = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(status) = node.try_wait().unwrap() {
-            break status;
+    let output = tokio::time::timeout(DEADLINE, node.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("node{n} kept running"))
+        .unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Checks that `node`, read alone, holds every key of `written` it
+/// replicates in the ring as node1 sees it; returns how many it holds.
+async fn holds_what_it_replicates(
+    cluster: &Cluster,
+    node: usize,
+    written: &BTreeMap<String, String>,
+) -> usize {
+    let (ring, replication) = ring_of(cluster, 1).await;
+    let id = NodeId::new(format!("node{node}"));
+    assert!(
+        ring.members().contains_key(&id),
+        "node{node} is not in the ring"
+    );
+    let alone = cluster.client(node).await;
+    let mut held = 0;
+    for (key, value) in written {
+        if ring.replicas(row(key).token(), &replication).contains(&id) {
+            let read = alone.local_get(&row(key)).await.unwrap();
+            assert_eq!(text_of(&read), vec![value.clone()], "{key} on {id}");
+            held += 1;
         }
-        if Instant::now() > deadline {
-            node.kill().unwrap();
-            panic!("node{n} kept running");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    (status, reader.join().unwrap())
+    }
+    held
 }
 
 /// QUORUM writes of fresh keys (and reads) from `writers` tasks until
@@ -315,20 +331,7 @@ async fn joins_decommissions_and_removals_under_load_lose_no_acknowledged_write(
     assert!(ok > 0);
     written.extend(acknowledged);
     // node4 alone holds every key it replicates.
-    let (ring, replication) = ring_of(&cluster, 1).await;
-    assert!(ring.members().contains_key(&NodeId::new("node4")));
-    let alone = cluster.client(node4).await;
-    let mut held = 0;
-    for (key, value) in &written {
-        if ring
-            .replicas(row(key).token(), &replication)
-            .contains(&NodeId::new("node4"))
-        {
-            let read = alone.local_get(&row(key)).await.unwrap();
-            assert_eq!(text_of(&read), vec![value.clone()], "{key} on node4");
-            held += 1;
-        }
-    }
+    let held = holds_what_it_replicates(&cluster, node4, &written).await;
     assert!(
         held > written.len() / 2,
         "node4 replicates {held} of {}",
@@ -546,7 +549,7 @@ async fn a_bootstrap_killed_midway_resumes_where_it_stopped() {
     .await;
     let text = read_log();
     assert!(text.contains("resuming an interrupted bootstrap"), "{text}");
-    let resumed_rows: u64 = text
+    let resumed_rows: usize = text
         .lines()
         .find(|l| l.contains("bootstrap streaming complete"))
         .and_then(|l| l.split("rows=").nth(1))
@@ -556,19 +559,7 @@ async fn a_bootstrap_killed_midway_resumes_where_it_stopped() {
 
     // node4 alone holds every key it replicates, though the second run
     // streamed only what the first had not.
-    let (ring, replication) = ring_of(&cluster, 1).await;
-    let alone = cluster.client(node4).await;
-    let mut held = 0;
-    for (key, value) in &written {
-        if ring
-            .replicas(row(key).token(), &replication)
-            .contains(&NodeId::new("node4"))
-        {
-            let read = alone.local_get(&row(key)).await.unwrap();
-            assert_eq!(text_of(&read), vec![value.clone()], "{key} on node4");
-            held += 1;
-        }
-    }
+    let held = holds_what_it_replicates(&cluster, node4, &written).await;
     println!("node4 holds {held} rows; the resumed bootstrap streamed {resumed_rows}");
     assert!(resumed_rows < held, "the resumed bootstrap started over");
 }

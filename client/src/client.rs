@@ -100,6 +100,23 @@ pub enum ClientError {
     UnexpectedReply(SocketAddr),
 }
 
+/// What a failed call to `node` means for the caller; `write` says whether
+/// its outcome is unknown.
+fn client_error(node: SocketAddr, error: CallError, write: bool) -> ClientError {
+    match error {
+        CallError::Remote(error) => ClientError::Request(error),
+        CallError::NotSent { reason } => ClientError::NoConnection {
+            tried: vec![(node, reason)],
+        },
+        CallError::ConnectionLost { reason } => ClientError::ConnectionLost {
+            node,
+            reason,
+            write,
+        },
+        CallError::Timeout(after) => ClientError::Timeout { node, after, write },
+    }
+}
+
 fn describe_failures(tried: &[(SocketAddr, String)]) -> String {
     if tried.is_empty() {
         return "no contact points".into();
@@ -300,26 +317,11 @@ impl Client {
                 .map_err(|reason| ClientError::NoConnection {
                     tried: vec![(address, reason)],
                 })?;
-        match connection
+        connection
             .call_with_budget(request, within, within + ANSWER_MARGIN)
             .await
-        {
-            Ok(reply) => Ok((address, reply)),
-            Err(CallError::Remote(error)) => Err(ClientError::Request(error)),
-            Err(CallError::Timeout(after)) => Err(ClientError::Timeout {
-                node: address,
-                after,
-                write: true,
-            }),
-            Err(CallError::ConnectionLost { reason }) => Err(ClientError::ConnectionLost {
-                node: address,
-                reason,
-                write: true,
-            }),
-            Err(CallError::NotSent { reason }) => Err(ClientError::NoConnection {
-                tried: vec![(address, reason)],
-            }),
-        }
+            .map(|reply| (address, reply))
+            .map_err(|error| client_error(address, error, true))
     }
 
     /// Reads a row at `consistency`.
@@ -515,26 +517,18 @@ impl Client {
                 | CallError::ConnectionLost { .. } => !write,
                 _ => false,
             };
+            if matches!(
+                error,
+                CallError::NotSent { .. } | CallError::ConnectionLost { .. }
+            ) {
+                self.forget_connection(address);
+            }
             let error = match error {
-                CallError::Remote(error) => ClientError::Request(error),
                 CallError::NotSent { reason } => {
-                    self.forget_connection(address);
                     tried.push((address, reason));
                     continue;
                 }
-                CallError::ConnectionLost { reason } => {
-                    self.forget_connection(address);
-                    ClientError::ConnectionLost {
-                        node: address,
-                        reason,
-                        write,
-                    }
-                }
-                CallError::Timeout(after) => ClientError::Timeout {
-                    node: address,
-                    after,
-                    write,
-                },
+                error => client_error(address, error, write),
             };
             if !retry {
                 return Err(error);

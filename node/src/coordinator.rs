@@ -32,8 +32,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ringdb_client::transport::CallError;
 use ringdb_proto::{
-    ClientReply, ClientRequest, ConsistencyLevel, Context, NodeStatus, PeerReply, PeerRequest,
-    Receipt, RequestError, Row, RowAddress, RowId, Sibling, TableId, TopologyNode, VersionedRow,
+    ClientReply, ClientRequest, ConsistencyLevel, Context, PeerReply, PeerRequest, Receipt,
+    RequestError, Row, RowAddress, RowId, Sibling, TableId, VersionedRow,
 };
 use ringdb_ring::{NodeId, Replication};
 use tokio::sync::mpsc;
@@ -726,49 +726,16 @@ impl Coordinator {
 
     fn topology(&self) -> ClientReply {
         let view = self.membership.view();
-        let nodes = view
-            .ring
-            .members()
-            .iter()
-            .filter_map(|(id, member)| {
-                let state = &view.nodes.get(id)?.state;
-                Some(TopologyNode {
-                    id: id.clone(),
-                    client_address: state.client_address()?.to_string(),
-                    location: member.location.clone(),
-                    tokens: member.tokens.clone(),
-                    reachable: *id == self.me || self.is_up(id),
-                })
-            })
-            .collect();
         ClientReply::Topology {
-            nodes,
+            nodes: view.topology(|id| *id == self.me || self.is_up(id)),
             replication: self.replication.clone(),
         }
     }
 
     fn status(&self) -> ClientReply {
-        let view = self.membership.view();
-        let owns = view.ring.ownership(&self.replication);
-        let nodes = view
-            .nodes
-            .iter()
-            .map(|(id, node)| NodeStatus {
-                id: id.clone(),
-                up: node.up,
-                status: node.state.status().to_string(),
-                internode_address: node.state.internode_address().map(|a| a.to_string()),
-                client_address: node.state.client_address().map(|a| a.to_string()),
-                load_bytes: node.state.load(),
-                tokens: node.state.tokens().to_vec(),
-                owns: owns.get(id).copied().unwrap_or(0.0),
-                location: node.state.location(),
-                generation: node.state.generation,
-            })
-            .collect();
         ClientReply::Status {
             answered_by: self.me.clone(),
-            nodes,
+            nodes: self.membership.view().statuses(&self.replication),
             replication: self.replication.clone(),
         }
     }

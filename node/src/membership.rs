@@ -18,15 +18,15 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ringdb_gossip::{
     EndpointState, Event, GOSSIP_INTERVAL, GossipMessage, Gossiper, Peer, StateValue, Status,
 };
-use ringdb_proto::{PeerReply, PeerRequest};
+use ringdb_proto::{NodeStatus, PeerReply, PeerRequest, TopologyNode};
 use ringdb_ring::{NodeId, Replication, Ring, TokenRange};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -77,6 +77,45 @@ impl View {
         self.nodes.get(node).map(|n| n.state.status())
     }
 
+    /// The ring's members as clients route by them; `reachable` says
+    /// whether the answering node counts one alive.
+    pub fn topology(&self, reachable: impl Fn(&NodeId) -> bool) -> Vec<TopologyNode> {
+        self.ring
+            .members()
+            .iter()
+            .filter_map(|(id, member)| {
+                let state = &self.nodes.get(id)?.state;
+                Some(TopologyNode {
+                    id: id.clone(),
+                    client_address: state.client_address()?.to_string(),
+                    location: member.location.clone(),
+                    tokens: member.tokens.clone(),
+                    reachable: reachable(id),
+                })
+            })
+            .collect()
+    }
+
+    /// Every node known, as `ringdb status` shows it.
+    pub fn statuses(&self, replication: &Replication) -> Vec<NodeStatus> {
+        let owns = self.ring.ownership(replication);
+        self.nodes
+            .iter()
+            .map(|(id, node)| NodeStatus {
+                id: id.clone(),
+                up: node.up,
+                status: node.state.status().to_string(),
+                internode_address: node.state.internode_address().map(|a| a.to_string()),
+                client_address: node.state.client_address().map(|a| a.to_string()),
+                load_bytes: node.state.load(),
+                tokens: node.state.tokens().to_vec(),
+                owns: owns.get(id).copied().unwrap_or(0.0),
+                location: node.state.location(),
+                generation: node.state.generation,
+            })
+            .collect()
+    }
+
     /// A node other than `me` that is joining or leaving, if any: the
     /// topology change in progress.
     pub fn change_in_progress(&self, me: &NodeId) -> Option<(NodeId, Status)> {
@@ -91,21 +130,35 @@ impl View {
 
 /// The published view, shared with the coordinator.
 pub struct Membership {
-    view: RwLock<Arc<View>>,
+    view: watch::Sender<Arc<View>>,
     replication: Replication,
 }
 
 impl Membership {
     pub(crate) fn new(replication: Replication) -> Membership {
         Membership {
-            view: RwLock::new(Arc::new(View::default())),
+            view: watch::Sender::new(Arc::new(View::default())),
             replication,
         }
     }
 
     /// The current view.
     pub fn view(&self) -> Arc<View> {
-        self.view.read().expect("view").clone()
+        self.view.borrow().clone()
+    }
+
+    /// Waits until a published view satisfies `condition`, at most
+    /// `within`; returns whether one did.
+    pub async fn wait_for(
+        &self,
+        within: Duration,
+        condition: impl FnMut(&Arc<View>) -> bool,
+    ) -> bool {
+        let mut views = self.view.subscribe();
+        matches!(
+            tokio::time::timeout(within, views.wait_for(condition)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// How data is replicated.
@@ -114,7 +167,7 @@ impl Membership {
     }
 
     fn publish(&self, view: View) {
-        *self.view.write().expect("view") = Arc::new(view);
+        self.view.send_replace(Arc::new(view));
     }
 }
 

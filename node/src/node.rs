@@ -284,15 +284,7 @@ async fn join(
     } else {
         DISCOVERY_TIMEOUT
     };
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut found = false;
-    while tokio::time::Instant::now() < deadline {
-        if others(&node.membership.view()) {
-            found = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let found = node.membership.wait_for(wait, |view| others(view)).await;
     if found {
         tokio::time::sleep(RING_SETTLE).await;
     } else if !is_seed {
@@ -352,14 +344,15 @@ async fn become_normal(node: &NodeHandle, coordinator: &Coordinator) -> Result<(
         .set_state(StateValue::Status(Status::Normal))
         .await;
     // Serve once this node's own view has it in the ring.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !node.membership.view().ring.members().contains_key(&node.id) {
-        if tokio::time::Instant::now() > deadline {
-            return Err(NodeError::Join(
-                "the node's tokens did not reach its ring".into(),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let in_ring = |view: &Arc<View>| view.ring.members().contains_key(&node.id);
+    if !node
+        .membership
+        .wait_for(Duration::from_secs(5), in_ring)
+        .await
+    {
+        return Err(NodeError::Join(
+            "the node's tokens did not reach its ring".into(),
+        ));
     }
     info!(node = %node.id, "joined the ring");
     Ok(())

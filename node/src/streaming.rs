@@ -15,7 +15,7 @@ use ringdb_ring::{NodeId, TokenRange};
 use tokio::time::Instant;
 use tracing::info;
 
-use crate::storage::{RowKey, Storage, StorageError, decode_versions, encode_row};
+use crate::storage::{RowKey, Storage, StorageError, decode_versions};
 use crate::transport::Peers;
 
 /// Rows in one page of a stream.
@@ -48,12 +48,13 @@ pub(crate) fn page(
     max_rows: u32,
 ) -> Result<(Vec<StreamedRow>, bool), StorageError> {
     let mut rows = Vec::new();
-    let mut scan = storage.scan_after(range, after);
+    let mut scan = storage.scan_encoded(range, after);
     for item in scan.by_ref() {
-        let (key, row) = item?;
+        // Stored bytes are already the wire's versioned row: shipped as is.
+        let (key, versions) = item?;
         rows.push(StreamedRow {
             key,
-            versions: VersionedRow(encode_row(&row)),
+            versions: VersionedRow(versions),
         });
         if rows.len() >= max_rows as usize {
             break;

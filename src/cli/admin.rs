@@ -1,9 +1,10 @@
-//! Admin commands (nodetool's): `ringdb status`.
+//! Admin commands (nodetool's): `status`, `ring`, `info`, `getendpoints`,
+//! `decommission`, `removenode`.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use ringdb::client::{Client, NodeStatus};
+use ringdb::client::{Client, ClientError, ClusterStatus, NodeStatus};
 
 use super::data::{Connection, exit_code};
 
@@ -12,17 +13,11 @@ use super::data::{Connection, exit_code};
 pub async fn status(connection: &Connection) -> anyhow::Result<ExitCode> {
     let client = match Client::connect(connection.config()?).await {
         Ok(client) => client,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return Ok(exit_code(&error));
-        }
+        Err(error) => return Ok(report(&error)),
     };
-    let status = match client.status().await {
+    let status = match status_of(&client).await {
         Ok(status) => status,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return Ok(exit_code(&error));
-        }
+        Err(code) => return Ok(code),
     };
     let mut by_datacenter: BTreeMap<&str, Vec<&NodeStatus>> = BTreeMap::new();
     for node in &status.nodes {
@@ -86,10 +81,30 @@ async fn connect(connection: &Connection) -> Result<Client, ExitCode> {
         eprintln!("error: {error:#}");
         ExitCode::from(super::data::exit::INVALID)
     })?;
-    Client::connect(config).await.map_err(|error| {
-        eprintln!("error: {error}");
-        exit_code(&error)
-    })
+    Client::connect(config)
+        .await
+        .map_err(|error| report(&error))
+}
+
+/// The cluster as the connected node sees it, or the exit code of why not.
+async fn status_of(client: &Client) -> Result<ClusterStatus, ExitCode> {
+    client.status().await.map_err(|error| report(&error))
+}
+
+/// Prints an admin operation's summary, or its error.
+fn summary(outcome: Result<String, ClientError>) -> ExitCode {
+    match outcome {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => report(&error),
+    }
+}
+
+fn report(error: &ClientError) -> ExitCode {
+    eprintln!("error: {error}");
+    exit_code(error)
 }
 
 /// `ringdb decommission`: the node (--host) hands its ranges over and leaves.
@@ -99,16 +114,7 @@ pub async fn decommission(connection: &Connection) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     eprintln!("decommissioning; this streams the node's data to the next owners…");
-    match client.decommission(TOPOLOGY_CHANGE_TIMEOUT).await {
-        Ok(summary) => {
-            println!("{summary}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            Ok(exit_code(&error))
-        }
-    }
+    Ok(summary(client.decommission(TOPOLOGY_CHANGE_TIMEOUT).await))
 }
 
 /// `ringdb removenode ID`: removes a dead node, restoring its replicas.
@@ -118,16 +124,9 @@ pub async fn remove_node(connection: &Connection, node: &str) -> anyhow::Result<
         Err(code) => return Ok(code),
     };
     let node = ringdb::ring::NodeId::new(node);
-    match client.remove_node(&node, TOPOLOGY_CHANGE_TIMEOUT).await {
-        Ok(summary) => {
-            println!("{summary}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            Ok(exit_code(&error))
-        }
-    }
+    Ok(summary(
+        client.remove_node(&node, TOPOLOGY_CHANGE_TIMEOUT).await,
+    ))
 }
 
 /// `ringdb ring`: every token in order with its node (nodetool ring).
@@ -136,12 +135,9 @@ pub async fn ring(connection: &Connection) -> anyhow::Result<ExitCode> {
         Ok(client) => client,
         Err(code) => return Ok(code),
     };
-    let status = match client.status().await {
+    let status = match status_of(&client).await {
         Ok(status) => status,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return Ok(exit_code(&error));
-        }
+        Err(code) => return Ok(code),
     };
     let mut tokens: Vec<(ringdb::ring::Token, &NodeStatus)> = status
         .nodes
@@ -172,12 +168,9 @@ pub async fn info(connection: &Connection) -> anyhow::Result<ExitCode> {
         Ok(client) => client,
         Err(code) => return Ok(code),
     };
-    let status = match client.status().await {
+    let status = match status_of(&client).await {
         Ok(status) => status,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return Ok(exit_code(&error));
-        }
+        Err(code) => return Ok(code),
     };
     let Some(me) = status.nodes.iter().find(|n| n.id == status.answered_by) else {
         eprintln!("error: the node did not describe itself");
@@ -225,12 +218,9 @@ pub async fn get_endpoints(
         Ok(client) => client,
         Err(code) => return Ok(code),
     };
-    let status = match client.status().await {
+    let status = match status_of(&client).await {
         Ok(status) => status,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return Ok(exit_code(&error));
-        }
+        Err(code) => return Ok(code),
     };
     let mut ring = ringdb::ring::Ring::new();
     for node in &status.nodes {

@@ -16,7 +16,8 @@ use nix::unistd::Pid;
 use ringdb::client::{Client, ClientConfig};
 use ringdb::node::Config;
 use ringdb::node::RETIRED_FILE;
-use ringdb::node::config::TlsFiles;
+use ringdb::node::config::{ClusterConfig, TlsFiles};
+use ringdb::node::tls::ClusterCa;
 use ringdb::ring::NodeId;
 use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
@@ -167,30 +168,12 @@ pub async fn add(dir: &Path) -> anyhow::Result<ExitCode> {
     let n = configs.len() + 1;
     let id = NodeId::new(format!("node{n}"));
     let ca = cert::load_or_create_ca(dir, "dev")?;
-    let folder = dir.join(id.as_str());
-    std::fs::create_dir_all(&folder)?;
-    cert::issue(&ca, &folder, &id)?;
-    let sockets: Vec<UdpSocket> = (0..2)
-        .map(|_| UdpSocket::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()?;
-    let ports: Vec<SocketAddr> = sockets
-        .iter()
-        .map(|s| s.local_addr())
-        .collect::<Result<_, _>>()?;
-    drop(sockets);
-    let tls = TlsFiles {
-        ca_certificate: "../ca.pem".into(),
-        certificate: format!("{id}.pem").into(),
-        key: format!("{id}.key").into(),
-    };
-    let mut config = Config::new(id.clone(), "data".into(), ports[0], ports[1], tls);
-    config.cluster.name = first.cluster.name.clone();
-    config.cluster.replication_factor = first.cluster.replication_factor;
-    config.cluster.seeds = first.cluster.seeds.clone();
+    let ports = free_ports(2)?;
     // The cluster has data: the new node streams its ranges before serving.
-    config.cluster.auto_bootstrap = true;
-    let path = folder.join("node.toml");
-    std::fs::write(&path, config.to_toml())?;
+    let mut cluster = first.cluster.clone();
+    cluster.auto_bootstrap = true;
+    let path = write_node(dir, &ca, &id, (ports[0], ports[1]), cluster)?;
+    let folder = dir.join(id.as_str());
 
     let exe = std::env::current_exe().context("cannot find the ringdb executable")?;
     let mut nodes = Processes::default();
@@ -252,48 +235,61 @@ fn existing_configs(dir: &Path) -> anyhow::Result<Option<Vec<PathBuf>>> {
     Ok(Some(configs))
 }
 
+/// Free local UDP ports chosen by the OS. Every socket is held until all
+/// are chosen, so no two ports repeat.
+fn free_ports(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
+    let sockets: Vec<UdpSocket> = (0..count)
+        .map(|_| UdpSocket::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    Ok(sockets
+        .iter()
+        .map(|s| s.local_addr())
+        .collect::<Result<_, _>>()?)
+}
+
+/// Makes node `id`'s folder in `dir`: its certificate and a node.toml
+/// listening on `(internode, client)` in `cluster`; returns the config's path.
+fn write_node(
+    dir: &Path,
+    ca: &ClusterCa,
+    id: &NodeId,
+    (internode, client): (SocketAddr, SocketAddr),
+    cluster: ClusterConfig,
+) -> anyhow::Result<PathBuf> {
+    let folder = dir.join(id.as_str());
+    std::fs::create_dir_all(&folder)?;
+    cert::issue(ca, &folder, id)?;
+    let tls = TlsFiles {
+        ca_certificate: "../ca.pem".into(),
+        certificate: format!("{id}.pem").into(),
+        key: format!("{id}.key").into(),
+    };
+    let mut config = Config::new(id.clone(), "data".into(), internode, client, tls);
+    config.cluster = cluster;
+    let path = folder.join("node.toml");
+    std::fs::write(&path, config.to_toml())?;
+    Ok(path)
+}
+
 /// Makes the folder of a new cluster: certificates, node configs, client file.
 fn create(dir: &Path, nodes: usize) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let dir = dir.canonicalize()?;
     let ca = cert::load_or_create_ca(&dir, "dev")?;
-    // Hold every socket until all are chosen, so no two ports repeat.
-    let sockets: Vec<UdpSocket> = (0..nodes * 2)
-        .map(|_| UdpSocket::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()?;
-    let ports: Vec<SocketAddr> = sockets
-        .iter()
-        .map(|s| s.local_addr())
-        .collect::<Result<_, _>>()?;
-    drop(sockets);
-    let ids: Vec<NodeId> = (1..=nodes)
-        .map(|i| NodeId::new(format!("node{i}")))
-        .collect();
-    let mut paths = Vec::new();
-    for (i, id) in ids.iter().enumerate() {
-        let folder = dir.join(id.as_str());
-        std::fs::create_dir_all(&folder)?;
-        cert::issue(&ca, &folder, id)?;
-        let tls = TlsFiles {
-            ca_certificate: "../ca.pem".into(),
-            certificate: format!("{id}.pem").into(),
-            key: format!("{id}.key").into(),
-        };
-        let mut config = Config::new(
-            id.clone(),
-            "data".into(),
-            ports[2 * i],
-            ports[2 * i + 1],
-            tls,
-        );
-        config.cluster.name = "dev".into();
-        config.cluster.replication_factor = 3.min(nodes);
-        config.cluster.seeds = vec![ports[0]];
+    let ports = free_ports(nodes * 2)?;
+    let cluster = ClusterConfig {
+        name: "dev".into(),
+        replication_factor: 3.min(nodes),
+        seeds: vec![ports[0]],
         // A brand-new cluster: there is no data to stream to its first nodes.
-        config.cluster.auto_bootstrap = false;
-        let path = folder.join("node.toml");
-        std::fs::write(&path, config.to_toml())?;
-        paths.push(path);
+        auto_bootstrap: false,
+        ..ClusterConfig::default()
+    };
+    let mut paths = Vec::new();
+    for i in 0..nodes {
+        let id = NodeId::new(format!("node{}", i + 1));
+        let addresses = (ports[2 * i], ports[2 * i + 1]);
+        paths.push(write_node(&dir, &ca, &id, addresses, cluster.clone())?);
     }
     let client = ClientFile {
         contact_points: (0..nodes).map(|i| ports[2 * i + 1]).collect(),

@@ -284,36 +284,22 @@ impl Storage {
         &self,
         range: TokenRange,
     ) -> impl Iterator<Item = Result<(RowKey, StoredRow), StorageError>> + '_ {
-        range
-            .intervals()
-            .into_iter()
-            .flat_map(move |(first, last)| {
-                let mut options = ReadOptions::default();
-                if let Some(end) = exclusive_end(last) {
-                    options.set_iterate_upper_bound(end);
-                }
-                let start = first.to_ordered_bytes();
-                self.db
-                    .iterator_cf_opt(
-                        self.cf(DATA),
-                        options,
-                        IteratorMode::From(&start, Direction::Forward),
-                    )
-                    .map(|item| {
-                        let (key, value) = item?;
-                        Ok((RowKey::decode(&key)?, decode_row(&value)?))
-                    })
-            })
+        self.scan_encoded(range, None).map(|item| {
+            let (key, value) = item?;
+            Ok((RowKey::decode(&key)?, decode_row(&value)?))
+        })
     }
 
     /// The rows in `range` whose storage key comes after `after` (all of
-    /// them without it), in key order, with their storage keys: one page
-    /// of a stream at a time, resumable from the last key received.
-    pub fn scan_after(
+    /// them without it), in key order, as stored: the storage key and the
+    /// encoded sibling set ([`encode_row`]'s bytes, what a stream ships
+    /// without decoding). One page of a stream at a time, resumable from
+    /// the last key received.
+    pub fn scan_encoded(
         &self,
         range: TokenRange,
         after: Option<Vec<u8>>,
-    ) -> impl Iterator<Item = Result<(Vec<u8>, StoredRow), StorageError>> + '_ {
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StorageError>> + '_ {
         // The intervals of a range come in token order, so keys do too.
         range
             .intervals()
@@ -340,7 +326,7 @@ impl Storage {
                     })
                     .map(|item| {
                         let (key, value) = item?;
-                        Ok((key.to_vec(), decode_row(&value)?))
+                        Ok((key.to_vec(), value.to_vec()))
                     })
             })
     }
