@@ -55,6 +55,12 @@ enum Command {
         /// joins by streaming its share of the data, then serves.
         #[arg(long, conflicts_with = "detach")]
         add: bool,
+        /// A node setting for a new cluster's node.toml files (and a node
+        /// added with --add), as `section.key=value` in TOML, e.g.
+        /// `--set hints.enabled=false --set antientropy.interval_secs=30`.
+        /// Repeat for more.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        settings: Vec<String>,
     },
     /// Run one node in the foreground, configured by a TOML file.
     ///
@@ -107,6 +113,10 @@ enum Command {
         /// The context printed by a previous get of the row (hex).
         #[arg(long)]
         context: Option<String>,
+        /// Sloppy quorum: a down replica's write is kept as a hint by the
+        /// first live node past the replicas, whose acknowledgement counts.
+        #[arg(long)]
+        sloppy: bool,
         /// The table.
         table: String,
         /// The partition key (text).
@@ -124,6 +134,9 @@ enum Command {
         /// The context printed by a previous get of the row (hex).
         #[arg(long)]
         context: Option<String>,
+        /// Sloppy quorum (see `put --sloppy`).
+        #[arg(long)]
+        sloppy: bool,
         /// The table.
         table: String,
         /// The partition key (text).
@@ -176,6 +189,17 @@ enum Command {
         #[command(flatten)]
         connection: cli::data::Connection,
     },
+    /// Compare a node's Merkle trees with the other replicas of every range
+    /// it replicates and repair what differs (nodetool repair).
+    ///
+    /// Asks the node given by --host (or the first node of a dev cluster).
+    /// Replicas compare tree roots, descend only into differing subtrees
+    /// and exchange only the rows that differ, merged with causality. Shows
+    /// a progress bar, then a summary: ranges compared, ranges differing
+    /// (with which replica), keys repaired, bytes sent, tombstones purged.
+    /// Run it on each node to repair a whole cluster. Exits 1 when some
+    /// range could not be compared (a replica down).
+    Repair(cli::repair::RepairArgs),
     /// Remove a dead node from the ring and restore its ranges' replicas
     /// from the surviving ones (nodetool removenode). The node must be down;
     /// it can only come back as a new, empty member.
@@ -258,12 +282,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             detach,
             stop,
             add,
+            settings,
         } => {
             if add {
                 let dir = dir
                     .canonicalize()
                     .with_context(|| format!("no ringdb dev cluster in {}", dir.display()))?;
-                return cli::dev::add(&dir).await;
+                return cli::dev::add(&dir, &settings).await;
             }
             if stop {
                 let dir = dir
@@ -274,7 +299,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            return cli::dev::run(&dir.canonicalize()?, nodes, detach).await;
+            return cli::dev::run(&dir.canonicalize()?, nodes, detach, &settings).await;
         }
         Command::Start { config } => cli::start::run(&config).await?,
         Command::Cert {
@@ -295,21 +320,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             connection,
             consistency,
             context,
+            sloppy,
             table,
             key,
             value,
         } => {
-            let operation = Operation::Put(value);
+            let operation = Operation::Put { value, sloppy };
             return cli::data::run(&connection, consistency, table, key, context, operation).await;
         }
         Command::Delete {
             connection,
             consistency,
             context,
+            sloppy,
             table,
             key,
         } => {
-            let operation = Operation::Delete;
+            let operation = Operation::Delete { sloppy };
             return cli::data::run(&connection, consistency, table, key, context, operation).await;
         }
         Command::Bench(args) => cli::bench::run(&args).await?,
@@ -327,6 +354,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Removenode { connection, node } => {
             return cli::admin::remove_node(&connection, &node).await;
         }
+        Command::Repair(args) => return cli::repair::run(&args).await,
         Command::Token { key, hex } => {
             let bytes = if hex {
                 hex::decode(&key).context("the key is not valid hex")?

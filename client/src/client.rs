@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use ringdb_proto::{
     ClientReply, ClientRequest, ConsistencyLevel, Context, MAX_FRAME_BYTES, NodeStatus, Receipt,
-    RequestError, Row, RowAddress, Sibling, TopologyNode,
+    RepairStats, RepairSummary, RequestError, Row, RowAddress, Sibling, TopologyNode,
 };
-use ringdb_ring::{NodeId, Replication, Ring, Token};
+use ringdb_ring::{NodeId, Replication, Ring, Token, TokenRange};
 
 use crate::transport::{CallError, Multiplexed};
 
@@ -156,6 +156,27 @@ pub struct ClusterStatus {
     pub replication: Replication,
 }
 
+/// How a write is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// How many acknowledgements the write needs.
+    pub consistency: ConsistencyLevel,
+    /// Sloppy quorum: a down replica's write is kept as a hint by the first
+    /// live node past the replicas, and that node's acknowledgement counts
+    /// (the receipt lists it under `fallbacks`). Off by default: only real
+    /// replicas count (strict quorum).
+    pub sloppy: bool,
+}
+
+impl From<ConsistencyLevel> for WriteOptions {
+    fn from(consistency: ConsistencyLevel) -> WriteOptions {
+        WriteOptions {
+            consistency,
+            sloppy: false,
+        }
+    }
+}
+
 /// A write's answer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WriteResult {
@@ -238,11 +259,10 @@ impl Client {
     }
 
     /// Every node the answering node knows of, as it sees them (`ringdb
-    /// status`). The first reachable contact point answers.
+    /// status`). The first contact point answers (never another node).
     pub async fn status(&self) -> Result<ClusterStatus, ClientError> {
-        let reply = self
-            .request(None, ClientRequest::Status, RequestKind::Read)
-            .await?;
+        let within = self.config.request_timeout;
+        let reply = self.admin(ClientRequest::Status, within).await?;
         match reply.1 {
             ClientReply::Status {
                 answered_by,
@@ -354,36 +374,70 @@ impl Client {
         }
     }
 
-    /// Writes a row's columns at `consistency`, superseding what `context` saw.
+    /// Writes a row's columns, superseding what `context` saw, at a
+    /// consistency level (or with [`WriteOptions`]).
     pub async fn put(
         &self,
         row: &RowAddress,
         columns: Row,
         context: Context,
-        consistency: ConsistencyLevel,
+        options: impl Into<WriteOptions>,
     ) -> Result<WriteResult, ClientError> {
+        let options = options.into();
         let request = ClientRequest::Put {
             row: row.clone(),
             columns,
             context,
-            consistency,
+            consistency: options.consistency,
+            sloppy: options.sloppy,
         };
         self.write(row, request).await
     }
 
-    /// Deletes a row at `consistency`, superseding what `context` saw.
+    /// Deletes a row, superseding what `context` saw, at a consistency
+    /// level (or with [`WriteOptions`]).
     pub async fn delete(
         &self,
         row: &RowAddress,
         context: Context,
-        consistency: ConsistencyLevel,
+        options: impl Into<WriteOptions>,
     ) -> Result<WriteResult, ClientError> {
+        let options = options.into();
         let request = ClientRequest::Delete {
             row: row.clone(),
             context,
-            consistency,
+            consistency: options.consistency,
+            sloppy: options.sloppy,
         };
         self.write(row, request).await
+    }
+
+    /// Asks the first contact point to compare its Merkle trees with the
+    /// other replicas of `ranges` (all it replicates when empty) and repair
+    /// what differs; only `table`'s rows when given. Waits up to `within`.
+    pub async fn repair(
+        &self,
+        table: Option<&str>,
+        ranges: Vec<TokenRange>,
+        within: Duration,
+    ) -> Result<RepairSummary, ClientError> {
+        let request = ClientRequest::Repair {
+            table: table.map(str::to_owned),
+            ranges,
+        };
+        match self.admin(request, within).await? {
+            (_, ClientReply::Repaired(summary)) => Ok(summary),
+            (node, _) => Err(ClientError::UnexpectedReply(node)),
+        }
+    }
+
+    /// The first contact point's hint and anti-entropy figures.
+    pub async fn repair_stats(&self) -> Result<RepairStats, ClientError> {
+        let within = self.config.request_timeout;
+        match self.admin(ClientRequest::RepairStats, within).await? {
+            (_, ClientReply::RepairStats(stats)) => Ok(stats),
+            (node, _) => Err(ClientError::UnexpectedReply(node)),
+        }
     }
 
     async fn write(

@@ -42,8 +42,10 @@ mod client;
 pub mod tls;
 pub mod transport;
 
-pub use client::{Client, ClientConfig, ClientError, ClusterStatus, ReadResult, WriteResult};
+pub use client::{
+    Client, ClientConfig, ClientError, ClusterStatus, ReadResult, WriteOptions, WriteResult,
+};
 pub use ringdb_proto::{
-    ClusteringKey, ConsistencyLevel, Context, NodeStatus, PartitionKey, Receipt, RequestError, Row,
-    RowAddress, Sibling, Value,
+    ClusteringKey, ConsistencyLevel, Context, HintCounters, NodeStatus, PartitionKey, Receipt,
+    RepairStats, RepairSummary, RequestError, Row, RowAddress, Sibling, Value,
 };

@@ -98,6 +98,87 @@ pub struct Config {
     /// removenode).
     #[serde(default)]
     pub streaming: StreamingConfig,
+    /// Hinted handoff.
+    #[serde(default)]
+    pub hints: HintsConfig,
+    /// Merkle-tree anti-entropy and tombstone purging.
+    #[serde(default)]
+    pub antientropy: AntiEntropyConfig,
+}
+
+/// Hinted handoff: writes kept for replicas that missed them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HintsConfig {
+    /// Whether this node writes hints for down or silent replicas and
+    /// replays the ones it holds. Default: true.
+    pub enabled: bool,
+    /// The hint window, in seconds: no hints are written for a replica down
+    /// longer than this, and hints older than this are dropped, not replayed
+    /// (repair takes over). Default: 10800 (3 h, Cassandra's `max_hint_window`).
+    pub window_secs: u64,
+    /// The most hints kept per target, in MiB; writes past it are not
+    /// hinted (counted). Default: 1024.
+    pub max_mib_per_target: u64,
+    /// The replay rate, in KiB per second per target. Default: 1024
+    /// (Cassandra's `hinted_handoff_throttle`). 0 means no limit.
+    pub replay_kib_per_sec: u64,
+}
+
+impl Default for HintsConfig {
+    fn default() -> HintsConfig {
+        HintsConfig {
+            enabled: true,
+            window_secs: 3 * 3600,
+            max_mib_per_target: 1024,
+            replay_kib_per_sec: 1024,
+        }
+    }
+}
+
+impl HintsConfig {
+    /// The hint window.
+    pub fn window(&self) -> Duration {
+        Duration::from_secs(self.window_secs)
+    }
+}
+
+/// Merkle-tree anti-entropy and tombstone purging.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AntiEntropyConfig {
+    /// Whether the node compares its trees with the other replicas in the
+    /// background. `ringdb repair` works either way. Default: true.
+    pub enabled: bool,
+    /// Seconds between background rounds; a round compares every range
+    /// this node replicates with each other replica. Default: 600.
+    pub interval_secs: u64,
+    /// The most bytes of rows a round ships, in MiB per second. 0 means no
+    /// limit. Default: 16.
+    pub max_mib_per_sec: f64,
+    /// How long a tombstone is kept at least, in seconds, before it may be
+    /// purged (once every replica holds it). Must be at least the hint
+    /// window, so that no hint older than a purged tombstone is replayed.
+    /// Default: 864000 (10 days, Cassandra's `gc_grace_seconds`).
+    pub tombstone_grace_secs: u64,
+}
+
+impl Default for AntiEntropyConfig {
+    fn default() -> AntiEntropyConfig {
+        AntiEntropyConfig {
+            enabled: true,
+            interval_secs: 600,
+            max_mib_per_sec: 16.0,
+            tombstone_grace_secs: 10 * 24 * 3600,
+        }
+    }
+}
+
+impl AntiEntropyConfig {
+    /// The limit in bytes per second, if any.
+    pub fn bytes_per_sec(&self) -> Option<f64> {
+        (self.max_mib_per_sec > 0.0).then_some(self.max_mib_per_sec * (1 << 20) as f64)
+    }
 }
 
 /// Streaming of ranges between nodes.
@@ -266,6 +347,8 @@ impl Config {
             storage: StorageConfig::default(),
             requests: RequestConfig::default(),
             streaming: StreamingConfig::default(),
+            hints: HintsConfig::default(),
+            antientropy: AntiEntropyConfig::default(),
         }
     }
 
@@ -333,6 +416,21 @@ impl Config {
         }
         if !(self.streaming.max_mib_per_sec >= 0.0 && self.streaming.max_mib_per_sec.is_finite()) {
             return invalid("streaming.max_mib_per_sec must be 0 (no limit) or more".into());
+        }
+        if !(self.antientropy.max_mib_per_sec >= 0.0
+            && self.antientropy.max_mib_per_sec.is_finite())
+        {
+            return invalid("antientropy.max_mib_per_sec must be 0 (no limit) or more".into());
+        }
+        if self.antientropy.interval_secs == 0 {
+            return invalid("antientropy.interval_secs must be at least 1".into());
+        }
+        if self.antientropy.tombstone_grace_secs < self.hints.window_secs {
+            return invalid(format!(
+                "antientropy.tombstone_grace_secs ({}) must be at least hints.window_secs ({}): \
+                 a hint replayed after its tombstone was purged would bring the data back",
+                self.antientropy.tombstone_grace_secs, self.hints.window_secs
+            ));
         }
         self.storage
             .validate()

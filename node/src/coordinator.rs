@@ -27,28 +27,30 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ringdb_client::transport::CallError;
 use ringdb_proto::{
     ClientReply, ClientRequest, ConsistencyLevel, Context, PeerReply, PeerRequest, Receipt,
-    RequestError, Row, RowAddress, RowId, Sibling, TableId, VersionedRow,
+    RepairStats, RepairSummary, RequestError, Row, RowAddress, RowId, Sibling, TableId,
+    VersionedRow,
 };
 use ringdb_ring::{NodeId, Replication};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
-use crate::causality::{ActorId, CausalContext};
-use crate::config::{RequestConfig, StreamingConfig};
+use crate::causality::{ActorId, CausalContext, VersionVector};
+use crate::config::{AntiEntropyConfig, RequestConfig, StreamingConfig};
+use crate::hints::Hints;
 use crate::membership::{GossipHandle, Membership};
 use crate::storage::{
     RowKey, RowVersion, Storage, StorageError, StoredRow, decode_versions, encode_row,
 };
 use crate::transport::Peers;
-use crate::{streaming, topology};
+use crate::{repair, streaming, topology};
 use ringdb_gossip::Status;
 
 /// How long past a request's deadline a forwarding node waits for the
@@ -56,6 +58,24 @@ use ringdb_gossip::Status;
 const FORWARD_GRACE: Duration = Duration::from_millis(100);
 /// The longest table name (Cassandra's limit).
 const MAX_TABLE_NAME: usize = 48;
+
+/// Acknowledgements of a write in flight: (node, the replica it stands in
+/// for when it is a fallback, its answer).
+type Acks = JoinSet<(NodeId, Option<NodeId>, Result<PeerReply, CallError>)>;
+
+/// The nodes whose acknowledgements are still due, once the deadline passed.
+async fn acks_pending(acks: &mut Acks) -> Vec<NodeId> {
+    // Each task ends at the deadline with an error; collect them.
+    let mut pending = Vec::new();
+    while let Some(joined) = acks.join_next().await {
+        if let Ok((peer, replica, outcome)) = joined
+            && !matches!(outcome, Ok(PeerReply::Applied))
+        {
+            pending.push(replica.unwrap_or(peer));
+        }
+    }
+    pending
+}
 
 /// Work done after the answer (background read repair).
 pub(crate) type BackgroundJob = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -72,6 +92,10 @@ pub(crate) struct Coordinator {
     pub(crate) replication: Replication,
     pub(crate) limits: RequestConfig,
     pub(crate) streaming: StreamingConfig,
+    pub(crate) antientropy: AntiEntropyConfig,
+    pub(crate) hints: Arc<Hints>,
+    /// What anti-entropy did since the node started.
+    pub(crate) repairs: Mutex<RepairSummary>,
     pub(crate) background: mpsc::Sender<BackgroundJob>,
 }
 
@@ -81,6 +105,7 @@ struct Write {
     columns: Option<Row>,
     context: Context,
     consistency: ConsistencyLevel,
+    sloppy: bool,
 }
 
 impl Write {
@@ -91,6 +116,7 @@ impl Write {
             columns,
             context,
             consistency,
+            sloppy,
         } = self;
         match columns {
             Some(columns) => ClientRequest::Put {
@@ -98,11 +124,13 @@ impl Write {
                 columns,
                 context,
                 consistency,
+                sloppy,
             },
             None => ClientRequest::Delete {
                 row,
                 context,
                 consistency,
+                sloppy,
             },
         }
     }
@@ -125,7 +153,8 @@ pub fn table_id(name: &str) -> Result<TableId, RequestError> {
     Ok(TableId(u64::from_be_bytes(bytes)))
 }
 
-fn now_micros() -> i64 {
+/// Now, in microseconds since the Unix epoch.
+pub(crate) fn now_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
@@ -152,6 +181,7 @@ impl Coordinator {
                 columns,
                 context,
                 consistency,
+                sloppy,
             } => {
                 let size = rmp_serde::to_vec_named(&columns).map_or(usize::MAX, |b| b.len());
                 if size > self.limits.max_row_bytes {
@@ -165,6 +195,7 @@ impl Coordinator {
                     columns: Some(columns),
                     context,
                     consistency,
+                    sloppy,
                 };
                 self.write(write, deadline, forwarded).await
             }
@@ -172,12 +203,14 @@ impl Coordinator {
                 row,
                 context,
                 consistency,
+                sloppy,
             } => {
                 let write = Write {
                     row,
                     columns: None,
                     context,
                     consistency,
+                    sloppy,
                 };
                 self.write(write, deadline, forwarded).await
             }
@@ -198,7 +231,7 @@ impl Coordinator {
                     receipt: Receipt {
                         coordinator: Some(self.me.clone()),
                         acknowledged: vec![self.me.clone()],
-                        repaired: Vec::new(),
+                        ..Receipt::default()
                     },
                 })
             }
@@ -210,6 +243,12 @@ impl Coordinator {
                 let summary = topology::remove_node(&self, node, original_deadline).await?;
                 Ok(ClientReply::Done { summary })
             }
+            ClientRequest::Repair { table, ranges } => {
+                let table = table.as_deref().map(table_id).transpose()?;
+                let summary = repair::repair(&self, table, ranges, None, original_deadline).await?;
+                Ok(ClientReply::Repaired(summary))
+            }
+            ClientRequest::RepairStats => Ok(ClientReply::RepairStats(self.repair_stats())),
         }
     }
 
@@ -278,10 +317,67 @@ impl Coordinator {
             }
             PeerRequest::StoreRows { rows } => {
                 let storage = self.storage.clone();
-                tokio::task::spawn_blocking(move || streaming::store(&storage, &rows))
-                    .await
-                    .map_err(|e| self.server_error(e.to_string()))??;
+                let purged_before = repair::purge_cutoff(&self.antientropy);
+                tokio::task::spawn_blocking(move || {
+                    streaming::store(&storage, &rows, Some(purged_before))
+                })
+                .await
+                .map_err(|e| self.server_error(e.to_string()))??;
                 Ok(PeerReply::Applied)
+            }
+            PeerRequest::StoreHint {
+                target,
+                row,
+                versions,
+            } => {
+                decode_versions(&versions.0)
+                    .map_err(|e| RequestError::invalid(format!("malformed versioned row: {e}")))?;
+                if !self.hints.enabled() {
+                    return Err(RequestError::invalid(format!(
+                        "{} does not store hints (hints.enabled is false)",
+                        self.me
+                    )));
+                }
+                let hinted = self.hint(&row, &versions, vec![target.clone()]).await;
+                if hinted.is_empty() {
+                    return Err(RequestError::overloaded(format!(
+                        "no hint stored for {target}: over the hint window or size cap"
+                    )));
+                }
+                Ok(PeerReply::Applied)
+            }
+            PeerRequest::TreeHashes {
+                range,
+                level,
+                nodes,
+            } => {
+                let trees = self.storage.trees();
+                let tree = repair::local_tree(&self.me, &trees, range)?;
+                let hashes = tree.hashes(level, &nodes).ok_or_else(|| {
+                    RequestError::invalid(format!("no node {nodes:?} at level {level}"))
+                })?;
+                Ok(PeerReply::Hashes(hashes.concat()))
+            }
+            PeerRequest::LeafItems {
+                range,
+                leaves,
+                table,
+            } => {
+                let storage = self.storage.clone();
+                let items =
+                    tokio::task::spawn_blocking(move || storage.leaf_items(range, &leaves, table))
+                        .await
+                        .map_err(|e| self.server_error(e.to_string()))?
+                        .map_err(|e| self.server_error(e.to_string()))?;
+                Ok(PeerReply::Items(items))
+            }
+            PeerRequest::ReadRows { keys } => {
+                let storage = self.storage.clone();
+                let rows = tokio::task::spawn_blocking(move || repair::read_rows(&storage, keys))
+                    .await
+                    .map_err(|e| self.server_error(e.to_string()))?
+                    .map_err(|e| self.server_error(e.to_string()))?;
+                Ok(PeerReply::Rows { rows, more: false })
             }
             PeerRequest::FetchRange { range, source } => {
                 let mut throttle = streaming::Throttle::new(self.streaming.bytes_per_sec());
@@ -347,12 +443,15 @@ impl Coordinator {
         write: bool,
     ) -> Result<(RowId, Vec<NodeId>, usize), RequestError> {
         let table = table_id(&row.table)?;
-        if level == ConsistencyLevel::Any {
-            return Err(RequestError::invalid(if write {
-                "consistency ANY needs hinted handoff, which this version does not have yet; use ONE"
-            } else {
-                "consistency ANY is for writes only"
-            }));
+        if level == ConsistencyLevel::Any && !write {
+            return Err(RequestError::invalid(
+                "consistency ANY is for writes only; read at ONE",
+            ));
+        }
+        if level == ConsistencyLevel::Any && !self.hints.enabled() {
+            return Err(RequestError::invalid(
+                "consistency ANY needs hinted handoff, which is disabled on this node (hints.enabled)",
+            ));
         }
         let view = self.membership.view();
         let mut replicas = view.ring.replicas(row.token(), &self.replication);
@@ -406,14 +505,30 @@ impl Coordinator {
                     "forwarded to a node that is not a replica: the nodes disagree about the ring",
                 ));
             }
+            if write.consistency == ConsistencyLevel::Any && !replicas.iter().any(|r| self.is_up(r))
+            {
+                return self.write_hints_only(write, id, replicas).await;
+            }
             let request = write.into_request();
             return self.forward(&replicas, required, request, deadline).await;
         }
         let alive = self.alive(&replicas);
-        if alive.len() < required {
+        let down: Vec<NodeId> = replicas
+            .iter()
+            .filter(|r| !alive.contains(r))
+            .cloned()
+            .collect();
+        // Sloppy quorum: each down replica's write goes to the first live
+        // node past the replicas (its fallback), whose hint counts.
+        let fallbacks = if write.sloppy && self.hints.enabled() {
+            self.fallbacks(&write.row, &replicas, &down)
+        } else {
+            Vec::new()
+        };
+        if alive.len() + fallbacks.len() < required {
             return Err(RequestError::Unavailable {
                 required,
-                alive: alive.len(),
+                alive: alive.len() + fallbacks.len(),
             });
         }
         // Without a context, the write supersedes what this coordinator
@@ -449,42 +564,261 @@ impl Coordinator {
                 row: id.clone(),
                 versions: versions.clone(),
             };
-            match self.peers.send(peer, request, deadline) {
-                Ok(call) => {
-                    let peer = peer.clone();
-                    acks.spawn(async move { (peer, call.answer(deadline).await) });
-                }
-                Err(error) => debug!(peer = %peer, %error, "replica not sent the write"),
-            }
+            self.spawn_ack(&mut acks, peer, None, request, deadline);
         }
-        let mut acknowledged = vec![self.me.clone()];
-        while acknowledged.len() < required {
+        for (fallback, replica) in &fallbacks {
+            let request = PeerRequest::StoreHint {
+                target: replica.clone(),
+                row: id.clone(),
+                versions: versions.clone(),
+            };
+            self.spawn_ack(
+                &mut acks,
+                fallback,
+                Some(replica.clone()),
+                request,
+                deadline,
+            );
+        }
+        // Down replicas without a fallback get a hint here.
+        let mut receipt = Receipt {
+            coordinator: Some(self.me.clone()),
+            acknowledged: vec![self.me.clone()],
+            ..Receipt::default()
+        };
+        let unhinted: Vec<NodeId> = down
+            .iter()
+            .filter(|r| !fallbacks.iter().any(|(_, replica)| replica == *r))
+            .cloned()
+            .collect();
+        receipt.hinted = self.hint(&id, &versions, unhinted).await;
+        let mut failed = Vec::new();
+        let mut acknowledged = 1;
+        while acknowledged < required {
             match tokio::time::timeout_at(deadline, acks.join_next()).await {
-                Ok(Some(Ok((peer, Ok(PeerReply::Applied))))) => acknowledged.push(peer),
-                Ok(Some(Ok((peer, outcome)))) => {
-                    debug!(peer = %peer, ?outcome, "replica did not acknowledge the write")
+                Ok(Some(Ok((peer, None, Ok(PeerReply::Applied))))) => {
+                    receipt.acknowledged.push(peer);
+                    acknowledged += 1;
+                }
+                Ok(Some(Ok((fallback, Some(replica), Ok(PeerReply::Applied))))) => {
+                    receipt.fallbacks.push((fallback, replica));
+                    acknowledged += 1;
+                }
+                Ok(Some(Ok((peer, replica, outcome)))) => {
+                    debug!(peer = %peer, ?outcome, "replica did not acknowledge the write");
+                    failed.push(replica.unwrap_or(peer));
                 }
                 Ok(Some(Err(_))) => {}
                 Ok(None) | Err(_) => {
+                    receipt
+                        .hinted
+                        .extend(self.hint(&id, &versions, failed).await);
+                    self.hint_stragglers(acks, id, versions, deadline);
                     return Err(RequestError::Timeout {
                         required,
-                        acknowledged: acknowledged.len(),
+                        acknowledged,
                         write: true,
                     });
                 }
             }
         }
-        // The acknowledgements still to come are not waited for; the
-        // replicas apply the write all the same.
-        acks.detach_all();
+        receipt
+            .hinted
+            .extend(self.hint(&id, &versions, failed).await);
+        // The acknowledgements still to come are not waited for; those that
+        // fail or miss the deadline get a hint.
+        self.hint_stragglers(acks, id, versions, deadline);
+        Ok(ClientReply::Written {
+            context: Context(CausalContext::encode(&stored.context())),
+            receipt,
+        })
+    }
+
+    /// Sends `request` to `peer` and adds the answer to `acks`, tagged with
+    /// the replica a fallback stands in for.
+    fn spawn_ack(
+        &self,
+        acks: &mut Acks,
+        peer: &NodeId,
+        stands_in_for: Option<NodeId>,
+        request: PeerRequest,
+        deadline: Instant,
+    ) {
+        let peer = peer.clone();
+        match self.peers.send(&peer, request, deadline) {
+            Ok(call) => {
+                acks.spawn(async move { (peer, stands_in_for, call.answer(deadline).await) });
+            }
+            Err(error) => {
+                debug!(peer = %peer, %error, "replica not sent the write");
+                acks.spawn(async move { (peer, stands_in_for, Err(error)) });
+            }
+        }
+    }
+
+    /// The first live fallback of each down replica, in ring order.
+    fn fallbacks(
+        &self,
+        row: &RowAddress,
+        replicas: &[NodeId],
+        down: &[NodeId],
+    ) -> Vec<(NodeId, NodeId)> {
+        let view = self.membership.view();
+        let mut candidates = view
+            .ring
+            .fallbacks(row.token(), &self.replication)
+            .into_iter()
+            .filter(|n| !replicas.contains(n) && *n != self.me && self.is_up(n));
+        down.iter()
+            .map_while(|replica| Some((candidates.next()?, replica.clone())))
+            .collect()
+    }
+
+    /// Stores hints for `targets` here; returns those hinted.
+    async fn hint(&self, id: &RowId, versions: &VersionedRow, targets: Vec<NodeId>) -> Vec<NodeId> {
+        if targets.is_empty() || !self.hints.enabled() {
+            return Vec::new();
+        }
+        let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone()).encode();
+        let hints = self.hints.clone();
+        let bytes = versions.0.clone();
+        let outcome = self
+            .blocking(move |_| {
+                let mut hinted = Vec::new();
+                for target in targets {
+                    if hints.store(&target, key.clone(), bytes.clone())? {
+                        hinted.push(target);
+                    }
+                }
+                Ok(hinted)
+            })
+            .await;
+        outcome.unwrap_or_else(|error| {
+            warn!(%error, "cannot store hints");
+            Vec::new()
+        })
+    }
+
+    /// Waits, after the answer, for the acknowledgements still due, and
+    /// hints the replicas that fail or miss the deadline.
+    fn hint_stragglers(
+        self: &Arc<Self>,
+        mut acks: Acks,
+        id: RowId,
+        versions: VersionedRow,
+        deadline: Instant,
+    ) {
+        if acks.is_empty() {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut failed = Vec::new();
+            loop {
+                match tokio::time::timeout_at(deadline, acks.join_next()).await {
+                    Ok(Some(Ok((_, _, Ok(PeerReply::Applied))))) => {}
+                    Ok(Some(Ok((peer, replica, _)))) => failed.push(replica.unwrap_or(peer)),
+                    Ok(Some(Err(_))) => {}
+                    Ok(None) => break,
+                    Err(_) => {
+                        // The deadline passed: whoever has not answered is
+                        // silent; the answers may still come, but unknown.
+                        failed.extend(acks_pending(&mut acks).await);
+                        break;
+                    }
+                }
+            }
+            let hinted = this.hint(&id, &versions, failed).await;
+            if !hinted.is_empty() {
+                debug!(?hinted, "hinted replicas that did not acknowledge in time");
+            }
+        });
+    }
+
+    /// A write at ANY while every replica is down, received by a node that
+    /// is not a replica: it keeps the write as hints for every replica. The
+    /// version gets a one-time actor (this node with a fresh random epoch),
+    /// since this node holds no copy of the row to count its dots from.
+    async fn write_hints_only(
+        &self,
+        write: Write,
+        id: RowId,
+        replicas: Vec<NodeId>,
+    ) -> Result<ClientReply, RequestError> {
+        let context = if write.context.is_empty() {
+            VersionVector::new()
+        } else {
+            CausalContext::decode(&write.context.0)
+                .map_err(|e| RequestError::invalid(e.to_string()))?
+        };
+        let actor = ActorId {
+            node: self.me.clone(),
+            epoch: rand::random::<u64>().max(1),
+        };
+        let version = RowVersion {
+            timestamp_micros: now_micros(),
+            row: write.columns,
+        };
+        let stored = StoredRow::new().update(&context, &actor, version);
+        let versions = VersionedRow(encode_row(&stored));
+        let hinted = self.hint(&id, &versions, replicas.clone()).await;
+        if hinted.is_empty() {
+            return Err(RequestError::Unavailable {
+                required: 1,
+                alive: 0,
+            });
+        }
         Ok(ClientReply::Written {
             context: Context(CausalContext::encode(&stored.context())),
             receipt: Receipt {
                 coordinator: Some(self.me.clone()),
-                acknowledged,
-                repaired: Vec::new(),
+                hinted,
+                ..Receipt::default()
             },
         })
+    }
+
+    /// Delivers a sibling set to every replica of its row now: merged here
+    /// when this node is one, sent to the live ones, hinted for the others.
+    /// Returns whether every replica took it or got a hint.
+    pub(crate) async fn deliver_everywhere(&self, row: &RowId, versions: &[u8]) -> bool {
+        let token = ringdb_ring::Token::of(row.partition.as_bytes());
+        let replicas = self
+            .membership
+            .view()
+            .ring
+            .replicas(token, &self.replication);
+        let versions = VersionedRow(versions.to_vec());
+        let deadline = Instant::now() + self.limits.timeout();
+        let mut missed = Vec::new();
+        for replica in &replicas {
+            let done = if *replica == self.me {
+                let key = RowKey::new(row.table, row.partition.clone(), row.clustering.clone());
+                match decode_versions(&versions.0) {
+                    Ok(incoming) => self
+                        .blocking(move |storage| storage.merge(&key, &incoming))
+                        .await
+                        .is_ok(),
+                    Err(_) => false,
+                }
+            } else if self.is_up(replica) {
+                let request = PeerRequest::Replicate {
+                    row: row.clone(),
+                    versions: versions.clone(),
+                };
+                match self.peers.send(replica, request, deadline) {
+                    Ok(call) => matches!(call.answer(deadline).await, Ok(PeerReply::Applied)),
+                    Err(_) => false,
+                }
+            } else {
+                false
+            };
+            if !done {
+                missed.push(replica.clone());
+            }
+        }
+        let wanted = missed.len();
+        !replicas.is_empty() && self.hint(row, &versions, missed).await.len() == wanted
     }
 
     /// Sends a write to the first reachable replica to coordinate it.
@@ -603,6 +937,7 @@ impl Coordinator {
                 coordinator: Some(self.me.clone()),
                 acknowledged: answers.into_iter().map(|(replica, _)| replica).collect(),
                 repaired,
+                ..Receipt::default()
             },
         })
     }
@@ -729,6 +1064,18 @@ impl Coordinator {
         ClientReply::Topology {
             nodes: view.topology(|id| *id == self.me || self.is_up(id)),
             replication: self.replication.clone(),
+        }
+    }
+
+    fn repair_stats(&self) -> RepairStats {
+        let (hints_pending, hints) = self.hints.stats();
+        let trees = self.storage.trees();
+        RepairStats {
+            hints_pending,
+            hints,
+            trees_ready: trees.is_ready(),
+            tree_ranges: trees.ranges().count() as u64,
+            antientropy: self.repairs.lock().expect("repairs").clone(),
         }
     }
 

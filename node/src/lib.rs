@@ -65,8 +65,10 @@
 pub mod causality;
 pub mod config;
 mod coordinator;
+mod hints;
 pub mod membership;
 mod node;
+mod repair;
 pub mod storage;
 mod streaming;
 pub mod tls;

@@ -166,6 +166,11 @@ impl Membership {
         &self.replication
     }
 
+    /// A receiver that sees each new view.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<View>> {
+        self.view.subscribe()
+    }
+
     fn publish(&self, view: View) {
         self.view.send_replace(Arc::new(view));
     }

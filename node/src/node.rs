@@ -1,11 +1,11 @@
 //! A running node: its tasks, started together and stopped together.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ringdb_gossip::{GossipConfig, Gossiper, StateValue, Status};
-use ringdb_proto::ClientRequest;
+use ringdb_proto::{ClientRequest, RepairSummary};
 use ringdb_ring::{NodeId, Replication, Token};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -14,11 +14,12 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::coordinator::{BackgroundJob, Coordinator};
+use crate::hints::{self, Hints};
 use crate::membership::{GossipTask, Membership, View};
 use crate::storage::{Storage, StorageError};
 use crate::tls::{self, NodeCertificate, TlsError};
-use crate::topology;
 use crate::transport::{self, Faults, Peers};
+use crate::{repair, topology};
 
 /// How long [`NodeHandle::shutdown`] waits for tasks to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -175,6 +176,7 @@ impl Node {
             storage.clone(),
             cancel.clone(),
         );
+        let hints = Arc::new(Hints::open(storage.clone(), config.hints.clone())?);
         let (background, jobs) = mpsc::channel(BACKGROUND_QUEUE);
         let coordinator = Arc::new(Coordinator {
             me: me.clone(),
@@ -187,6 +189,9 @@ impl Node {
             replication,
             limits: config.requests.clone(),
             streaming: config.streaming.clone(),
+            antientropy: config.antientropy.clone(),
+            hints,
+            repairs: Mutex::new(RepairSummary::default()),
             background,
         });
 
@@ -206,6 +211,9 @@ impl Node {
             cancel.clone(),
         ));
         tasks.spawn(run_background(jobs, cancel.clone()));
+        tasks.spawn(hints::run_replay(coordinator.clone(), cancel.clone()));
+        tasks.spawn(repair::maintain_trees(coordinator.clone(), cancel.clone()));
+        tasks.spawn(repair::run_background(coordinator.clone(), cancel.clone()));
         let handle = NodeHandle {
             id: me,
             internode_address,

@@ -64,8 +64,16 @@ pub(crate) fn page(
     Ok((rows, more))
 }
 
-/// Merges streamed rows into local storage; returns what was stored.
-pub(crate) fn store(storage: &Storage, rows: &[StreamedRow]) -> Result<Streamed, RequestError> {
+/// Merges streamed rows into local storage; returns what was stored. With
+/// `purged_before`, a row that is only tombstones older than that (micros)
+/// is not stored where the row is absent: it was purged here (see
+/// `repair::purge_tombstones`), and storing it again would only make it
+/// bounce between replicas.
+pub(crate) fn store(
+    storage: &Storage,
+    rows: &[StreamedRow],
+    purged_before: Option<i64>,
+) -> Result<Streamed, RequestError> {
     let mut streamed = Streamed::default();
     for row in rows {
         let key = RowKey::decode(&row.key)
@@ -73,7 +81,16 @@ pub(crate) fn store(storage: &Storage, rows: &[StreamedRow]) -> Result<Streamed,
         let versions = decode_versions(&row.versions.0)
             .map_err(|e| RequestError::invalid(format!("malformed streamed row: {e}")))?;
         storage
-            .merge(&key, &versions)
+            .update(&key, |current| {
+                let purged = purged_before.is_some_and(|before| {
+                    current.is_empty() && crate::repair::purgeable(&versions, before)
+                });
+                if purged {
+                    current.clone()
+                } else {
+                    current.sync(&versions)
+                }
+            })
             .map_err(|e| RequestError::Server {
                 node: NodeId::new("local"),
                 reason: e.to_string(),
@@ -114,7 +131,7 @@ pub(crate) async fn fetch(
         };
         let local = storage.clone();
         let page_rows = rows.clone();
-        let stored = tokio::task::spawn_blocking(move || store(&local, &page_rows))
+        let stored = tokio::task::spawn_blocking(move || store(&local, &page_rows, None))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
@@ -190,7 +207,7 @@ impl Throttle {
         }
     }
 
-    async fn moved(&mut self, bytes: u64) {
+    pub(crate) async fn moved(&mut self, bytes: u64) {
         self.bytes += bytes;
         if let Some(rate) = self.bytes_per_sec {
             let due = self.started + Duration::from_secs_f64(self.bytes as f64 / rate);

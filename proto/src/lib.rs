@@ -22,6 +22,7 @@ mod consistency;
 mod frame;
 mod keys;
 mod message;
+mod repair;
 mod value;
 
 pub use consistency::{ConsistencyLevel, UnknownConsistencyLevel};
@@ -34,4 +35,5 @@ pub use message::{
     ClientReply, ClientRequest, Context, NodeStatus, PeerReply, PeerRequest, Receipt, Request,
     RequestError, Response, RowAddress, RowId, Sibling, StreamedRow, TopologyNode, VersionedRow,
 };
+pub use repair::{HintCounters, RepairStats, RepairSummary, TreeItem};
 pub use value::{Row, Value};

@@ -26,7 +26,10 @@ use std::fmt;
 use ringdb_ring::{Location, NodeId, Replication, Token, TokenRange};
 use serde::{Deserialize, Serialize};
 
-use crate::{ClusteringKey, ConsistencyLevel, PartitionKey, Row, TableId};
+use crate::{
+    ClusteringKey, ConsistencyLevel, PartitionKey, RepairStats, RepairSummary, Row, TableId,
+    TreeItem,
+};
 
 /// A request in its envelope.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -142,6 +145,10 @@ pub enum ClientRequest {
         context: Context,
         /// How many replicas must acknowledge.
         consistency: ConsistencyLevel,
+        /// Sloppy quorum: a down replica's write goes to a fallback node as
+        /// a hint, and the fallback's acknowledgement counts.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        sloppy: bool,
     },
     /// Delete a row: a tombstone that supersedes what the context has seen.
     Delete {
@@ -151,6 +158,9 @@ pub enum ClientRequest {
         context: Context,
         /// How many replicas must acknowledge.
         consistency: ConsistencyLevel,
+        /// Sloppy quorum, as for [`ClientRequest::Put`].
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        sloppy: bool,
     },
     /// The cluster's nodes, their client addresses and tokens, and the
     /// replication, so that a client can send each request to a replica.
@@ -175,6 +185,18 @@ pub enum ClientRequest {
         /// The dead node.
         node: NodeId,
     },
+    /// Compare the answering node's Merkle trees with the other replicas'
+    /// and exchange the rows that differ (`ringdb repair`). Answered with
+    /// [`ClientReply::Repaired`].
+    Repair {
+        /// Only this table's rows (all tables without it).
+        table: Option<String>,
+        /// These of the node's ranges; every range it replicates when empty.
+        ranges: Vec<TokenRange>,
+    },
+    /// The answering node's hint and anti-entropy figures. Answered with
+    /// [`ClientReply::RepairStats`].
+    RepairStats,
 }
 
 /// One version of a row as a reader sees it.
@@ -198,6 +220,14 @@ pub struct Receipt {
     pub acknowledged: Vec<NodeId>,
     /// The replicas a read found behind and repaired before answering.
     pub repaired: Vec<NodeId>,
+    /// The replicas a write stored a hint for (down, or silent until the
+    /// deadline), to be replayed when they are back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hinted: Vec<NodeId>,
+    /// Acknowledgements from fallback nodes that stored a hint for a down
+    /// replica (sloppy quorum): `(fallback, replica)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<(NodeId, NodeId)>,
 }
 
 /// A node as the topology describes it to clients.
@@ -274,6 +304,10 @@ pub enum ClientReply {
         /// What was done, for the operator.
         summary: String,
     },
+    /// The answer to [`ClientRequest::Repair`].
+    Repaired(RepairSummary),
+    /// The answer to [`ClientRequest::RepairStats`].
+    RepairStats(RepairStats),
     /// The answer to [`ClientRequest::Status`].
     Status {
         /// The node that answered.
@@ -344,6 +378,43 @@ pub enum PeerRequest {
         /// The rows.
         rows: Vec<StreamedRow>,
     },
+    /// Keep this sibling set as a hint for `target`, which is down (a
+    /// fallback in a sloppy quorum). Answered with [`PeerReply::Applied`]
+    /// once the hint is durable.
+    StoreHint {
+        /// The replica the write was for.
+        target: NodeId,
+        /// Which row.
+        row: RowId,
+        /// The sibling set.
+        versions: VersionedRow,
+    },
+    /// The hashes of `nodes` at `level` of the Merkle tree of `range`
+    /// (anti-entropy). Answered with [`PeerReply::Hashes`].
+    TreeHashes {
+        /// The range; it must be one the receiver keeps a tree for.
+        range: TokenRange,
+        /// 0 is the root.
+        level: u8,
+        /// Node indexes at that level.
+        nodes: Vec<u32>,
+    },
+    /// The items (key, version digest) of these leaves of `range`'s tree.
+    /// Answered with [`PeerReply::Items`].
+    LeafItems {
+        /// The range.
+        range: TokenRange,
+        /// Leaf indexes.
+        leaves: Vec<u32>,
+        /// Only this table's rows.
+        table: Option<TableId>,
+    },
+    /// The stored sibling sets of these rows, by storage key. Answered with
+    /// [`PeerReply::Rows`] (rows not stored are left out).
+    ReadRows {
+        /// Storage keys.
+        keys: Vec<serde_bytes::ByteBuf>,
+    },
 }
 
 /// One row in a stream between nodes.
@@ -372,6 +443,10 @@ pub enum PeerReply {
     },
     /// The answer to [`PeerRequest::Gossip`]: the gossip reply, if any.
     Gossip(Option<serde_bytes::ByteBuf>),
+    /// Merkle tree hashes, 32 bytes each, in the order asked.
+    Hashes(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The items of Merkle leaves, sorted by key.
+    Items(Vec<TreeItem>),
     /// A page of a stream: rows in key order, and whether more follow.
     Rows {
         /// The rows.
@@ -497,7 +572,8 @@ mod tests {
                     row,
                     columns,
                     context,
-                    consistency
+                    consistency,
+                    sloppy: consistency == ConsistencyLevel::Two,
                 }
             ),
             (address(), context, level()).prop_map(|(row, context, consistency)| {
@@ -505,8 +581,14 @@ mod tests {
                     row,
                     context,
                     consistency,
+                    sloppy: consistency == ConsistencyLevel::One,
                 }
             }),
+            proptest::option::of("[a-z_]{1,8}").prop_map(|table| ClientRequest::Repair {
+                table,
+                ranges: vec![TokenRange::new(Token(-4), Token(8)), TokenRange::full()]
+            }),
+            Just(ClientRequest::RepairStats),
             Just(ClientRequest::Topology),
             Just(ClientRequest::Status),
             Just(ClientRequest::Decommission),
@@ -563,6 +645,10 @@ mod tests {
                 PeerRequest::StoreRows { rows: vec![StreamedRow { key: versions.clone(), versions: VersionedRow(versions.clone()) }] },
                 PeerRequest::Read { row: RowId { table: TableId(7), partition: PartitionKey::new(versions.clone()).unwrap(), clustering: ClusteringKey::empty() } },
                 PeerRequest::Replicate { row: RowId { table: TableId(u64::MAX), partition: PartitionKey::default(), clustering: ClusteringKey::empty() }, versions: VersionedRow(versions.clone()) },
+                PeerRequest::StoreHint { target: NodeId::new("n3"), row: RowId { table: TableId(1), partition: PartitionKey::default(), clustering: ClusteringKey::empty() }, versions: VersionedRow(versions.clone()) },
+                PeerRequest::TreeHashes { range: TokenRange::full(), level: 2, nodes: vec![0, 31, 1023] },
+                PeerRequest::LeafItems { range: TokenRange::new(Token(1), Token(2)), leaves: vec![5], table: Some(TableId(3)) },
+                PeerRequest::ReadRows { keys: vec![serde_bytes::ByteBuf::from(versions.clone())] },
             ];
             for request in requests {
                 prop_assert_eq!(round_trip(&request), request);
@@ -573,6 +659,8 @@ mod tests {
                 Response { id: 4, body: Ok(PeerReply::Gossip(Some(serde_bytes::ByteBuf::from(versions.clone())))) },
                 Response { id: 5, body: Ok(PeerReply::Gossip(None)) },
                 Response { id: 6, body: Ok(PeerReply::Rows { rows: vec![StreamedRow { key: versions.clone(), versions: VersionedRow(versions.clone()) }], more: true }) },
+                Response { id: 7, body: Ok(PeerReply::Hashes(versions.clone())) },
+                Response { id: 8, body: Ok(PeerReply::Items(vec![TreeItem { key: versions.clone(), digest: vec![1; 32] }])) },
                 Response { id: 3, body: Err(error) },
             ];
             for response in responses {
@@ -582,13 +670,15 @@ mod tests {
 
         #[test]
         fn client_replies_round_trip(columns in columns(), error in request_error(), reachable in any::<bool>()) {
-            let receipt = Receipt { coordinator: Some(NodeId::new("n1")), acknowledged: vec![NodeId::new("n1"), NodeId::new("n2")], repaired: vec![] };
+            let receipt = Receipt { coordinator: Some(NodeId::new("n1")), acknowledged: vec![NodeId::new("n1"), NodeId::new("n4")], repaired: vec![], hinted: vec![NodeId::new("n2")], fallbacks: vec![(NodeId::new("n4"), NodeId::new("n2"))] };
             let replies = [
                 Ok(ClientReply::Read { siblings: vec![Sibling { columns, timestamp_micros: -5, writer: "n1@3:1".into() }], context: Context(vec![1, 2]), receipt: receipt.clone() }),
                 Ok(ClientReply::Written { context: Context::empty(), receipt }),
                 Ok(ClientReply::Topology { nodes: vec![TopologyNode { id: NodeId::new("n1"), client_address: "127.0.0.1:9042".into(), location: Location::default(), tokens: vec![Token(-3), Token(i64::MAX)], reachable }], replication: Replication::Simple { factor: 3 } }),
                 Ok(ClientReply::Status { answered_by: NodeId::new("n2"), nodes: vec![NodeStatus { id: NodeId::new("n1"), up: reachable, status: "Normal".into(), internode_address: Some("127.0.0.1:7000".into()), client_address: None, load_bytes: Some(12345), tokens: vec![Token(1)], owns: 0.5, location: Location::default(), generation: 17 }], replication: Replication::Simple { factor: 3 } }),
                 Ok(ClientReply::Done { summary: "left the ring".into() }),
+                Ok(ClientReply::Repaired(RepairSummary { ranges_compared: 4, ranges_differing: vec![(TokenRange::full(), NodeId::new("n3"))], ranges_failed: vec![], keys_repaired: 1, bytes_sent: 4096, tombstones_purged: 0 })),
+                Ok(ClientReply::RepairStats(RepairStats { hints_pending: vec![(NodeId::new("n3"), 100)], trees_ready: reachable, ..RepairStats::default() })),
                 Err(error),
             ];
             for body in replies {

@@ -58,7 +58,7 @@ pub async fn status(connection: &Connection) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -76,7 +76,7 @@ fn human_bytes(bytes: u64) -> String {
 /// How long `decommission` and `removenode` wait for the data to move.
 const TOPOLOGY_CHANGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
-async fn connect(connection: &Connection) -> Result<Client, ExitCode> {
+pub(crate) async fn connect(connection: &Connection) -> Result<Client, ExitCode> {
     let config = connection.config().map_err(|error| {
         eprintln!("error: {error:#}");
         ExitCode::from(super::data::exit::INVALID)
@@ -87,7 +87,7 @@ async fn connect(connection: &Connection) -> Result<Client, ExitCode> {
 }
 
 /// The cluster as the connected node sees it, or the exit code of why not.
-async fn status_of(client: &Client) -> Result<ClusterStatus, ExitCode> {
+pub(crate) async fn status_of(client: &Client) -> Result<ClusterStatus, ExitCode> {
     client.status().await.map_err(|error| report(&error))
 }
 
@@ -102,7 +102,7 @@ fn summary(outcome: Result<String, ClientError>) -> ExitCode {
     }
 }
 
-fn report(error: &ClientError) -> ExitCode {
+pub(crate) fn report(error: &ClientError) -> ExitCode {
     eprintln!("error: {error}");
     exit_code(error)
 }
@@ -162,7 +162,8 @@ pub async fn ring(connection: &Connection) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `ringdb info`: the answering node about itself (nodetool info).
+/// `ringdb info`: the answering node about itself (nodetool info), with its
+/// hints and anti-entropy figures.
 pub async fn info(connection: &Connection) -> anyhow::Result<ExitCode> {
     let client = match connect(connection).await {
         Ok(client) => client,
@@ -205,6 +206,60 @@ pub async fn info(connection: &Connection) -> anyhow::Result<ExitCode> {
     );
     let up = status.nodes.iter().filter(|n| n.up).count();
     println!("{:<18}: {up} of {} up", "Nodes seen", status.nodes.len());
+    let stats = match client.repair_stats().await {
+        Ok(stats) => stats,
+        Err(error) => return Ok(report(&error)),
+    };
+    let pending: u64 = stats.hints_pending.iter().map(|(_, bytes)| bytes).sum();
+    let targets: Vec<String> = stats
+        .hints_pending
+        .iter()
+        .map(|(node, bytes)| format!("{node} {}", human_bytes(*bytes)))
+        .collect();
+    println!(
+        "{:<18}: {} pending{}",
+        "Hints",
+        human_bytes(pending),
+        if targets.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", targets.join(", "))
+        }
+    );
+    let h = stats.hints;
+    println!(
+        "{:<18}: {} written, {} delivered, {} redirected, {} expired, {} dropped (window {}, \
+         cap {}, other {})",
+        "Hints since start",
+        h.written,
+        h.delivered,
+        h.redirected,
+        h.expired,
+        h.dropped_window + h.dropped_cap + h.dropped_other,
+        h.dropped_window,
+        h.dropped_cap,
+        h.dropped_other
+    );
+    println!(
+        "{:<18}: {} ranges, {}",
+        "Merkle trees",
+        stats.tree_ranges,
+        if stats.trees_ready {
+            "ready"
+        } else {
+            "building"
+        }
+    );
+    let a = &stats.antientropy;
+    println!(
+        "{:<18}: {} ranges compared, {} differing, {} keys repaired, {} sent, {} tombstones purged",
+        "Anti-entropy",
+        a.ranges_compared,
+        a.ranges_differing.len(),
+        a.keys_repaired,
+        human_bytes(a.bytes_sent),
+        a.tombstones_purged
+    );
     Ok(ExitCode::SUCCESS)
 }
 

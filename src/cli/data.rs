@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use ringdb::client::{
     Client, ClientConfig, ClientError, ConsistencyLevel, Context, PartitionKey, Receipt,
-    RequestError, Row, RowAddress, Value,
+    RequestError, Row, RowAddress, Value, WriteOptions,
 };
 use serde::{Deserialize, Serialize};
 
@@ -114,9 +114,17 @@ pub enum Operation {
     /// Read.
     Get,
     /// Write `value` in column `value`.
-    Put(String),
+    Put {
+        /// The value.
+        value: String,
+        /// Sloppy quorum.
+        sloppy: bool,
+    },
     /// Delete.
-    Delete,
+    Delete {
+        /// Sloppy quorum.
+        sloppy: bool,
+    },
 }
 
 /// Runs one request and prints its answer.
@@ -159,10 +167,14 @@ pub async fn run(
             print_context(&read.context, &read.receipt);
             ExitCode::SUCCESS
         }),
-        Operation::Put(value) => {
+        Operation::Put { value, sloppy } => {
             let columns = Row::from([("value".to_string(), Value::Text(value))]);
+            let options = WriteOptions {
+                consistency,
+                sloppy,
+            };
             client
-                .put(&row, columns, context, consistency)
+                .put(&row, columns, context, options)
                 .await
                 .map(|written| {
                     println!("ok");
@@ -170,8 +182,15 @@ pub async fn run(
                     ExitCode::SUCCESS
                 })
         }
-        Operation::Delete => client
-            .delete(&row, context, consistency)
+        Operation::Delete { sloppy } => client
+            .delete(
+                &row,
+                context,
+                WriteOptions {
+                    consistency,
+                    sloppy,
+                },
+            )
             .await
             .map(|written| {
                 println!("deleted");
@@ -220,6 +239,18 @@ fn print_context(context: &Context, receipt: &Receipt) {
     if !receipt.repaired.is_empty() {
         let repaired: Vec<&str> = receipt.repaired.iter().map(|n| n.as_str()).collect();
         eprintln!("read repair: {}", repaired.join(", "));
+    }
+    if !receipt.fallbacks.is_empty() {
+        let fallbacks: Vec<String> = receipt
+            .fallbacks
+            .iter()
+            .map(|(fallback, replica)| format!("{fallback} for {replica}"))
+            .collect();
+        eprintln!("fallbacks (sloppy quorum): {}", fallbacks.join(", "));
+    }
+    if !receipt.hinted.is_empty() {
+        let hinted: Vec<&str> = receipt.hinted.iter().map(|n| n.as_str()).collect();
+        eprintln!("hints stored for: {}", hinted.join(", "));
     }
     eprintln!("context: {}", hex::encode(&context.0));
 }

@@ -34,7 +34,12 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(600);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Starts (making it first if needed) the cluster in `dir`.
-pub async fn run(dir: &Path, nodes: usize, detach: bool) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    dir: &Path,
+    nodes: usize,
+    detach: bool,
+    settings: &[String],
+) -> anyhow::Result<ExitCode> {
     if nodes == 0 {
         bail!("--nodes must be at least 1");
     }
@@ -47,9 +52,15 @@ pub async fn run(dir: &Path, nodes: usize, detach: bool) -> anyhow::Result<ExitC
                     configs.len()
                 );
             }
+            if !settings.is_empty() {
+                eprintln!(
+                    "--set applies to a new cluster; edit the node.toml files of {} instead",
+                    dir.display()
+                );
+            }
             (configs, false)
         }
-        None => (create(dir, nodes)?, true),
+        None => (create(dir, nodes, settings)?, true),
     };
     for path in &configs {
         if let Some(pid) = running_pid(path) {
@@ -153,7 +164,7 @@ pub async fn run(dir: &Path, nodes: usize, detach: bool) -> anyhow::Result<ExitC
 
 /// Adds a node to the running cluster in `dir`: it joins by bootstrap
 /// (streaming its ranges) and keeps running in the background.
-pub async fn add(dir: &Path) -> anyhow::Result<ExitCode> {
+pub async fn add(dir: &Path, settings: &[String]) -> anyhow::Result<ExitCode> {
     let Some(configs) = existing_configs(dir)? else {
         bail!("no ringdb dev cluster in {}", dir.display());
     };
@@ -172,7 +183,7 @@ pub async fn add(dir: &Path) -> anyhow::Result<ExitCode> {
     // The cluster has data: the new node streams its ranges before serving.
     let mut cluster = first.cluster.clone();
     cluster.auto_bootstrap = true;
-    let path = write_node(dir, &ca, &id, (ports[0], ports[1]), cluster)?;
+    let path = write_node(dir, &ca, &id, (ports[0], ports[1]), cluster, settings)?;
     let folder = dir.join(id.as_str());
 
     let exe = std::env::current_exe().context("cannot find the ringdb executable")?;
@@ -255,6 +266,7 @@ fn write_node(
     id: &NodeId,
     (internode, client): (SocketAddr, SocketAddr),
     cluster: ClusterConfig,
+    settings: &[String],
 ) -> anyhow::Result<PathBuf> {
     let folder = dir.join(id.as_str());
     std::fs::create_dir_all(&folder)?;
@@ -266,13 +278,47 @@ fn write_node(
     };
     let mut config = Config::new(id.clone(), "data".into(), internode, client, tls);
     config.cluster = cluster;
+    let config = apply_settings(config, settings)?;
     let path = folder.join("node.toml");
     std::fs::write(&path, config.to_toml())?;
     Ok(path)
 }
 
+/// Applies `--set section.key=value` settings to a config (the value is
+/// TOML: `3`, `false`, `"text"`; anything else is taken as text).
+fn apply_settings(config: Config, settings: &[String]) -> anyhow::Result<Config> {
+    if settings.is_empty() {
+        return Ok(config);
+    }
+    let mut table: toml::Table = toml::from_str(&config.to_toml())?;
+    for setting in settings {
+        let Some((path, value)) = setting.split_once('=') else {
+            bail!("--set {setting:?}: expected KEY=VALUE, e.g. hints.enabled=false");
+        };
+        let value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
+            Ok(mut parsed) => parsed.remove("v").expect("the key just parsed"),
+            Err(_) => toml::Value::String(value.to_owned()),
+        };
+        let keys: Vec<&str> = path.trim().split('.').collect();
+        let (last, sections) = keys.split_last().expect("split yields one part");
+        let mut at = &mut table;
+        for section in sections {
+            at = at
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .with_context(|| format!("--set {setting:?}: {section} is not a section"))?;
+        }
+        at.insert(last.to_string(), value);
+    }
+    let config: Config = toml::from_str(&table.to_string())
+        .map_err(|e| anyhow::anyhow!("--set: the settings do not fit a node config: {e}"))?;
+    config.validate()?;
+    Ok(config)
+}
+
 /// Makes the folder of a new cluster: certificates, node configs, client file.
-fn create(dir: &Path, nodes: usize) -> anyhow::Result<Vec<PathBuf>> {
+fn create(dir: &Path, nodes: usize, settings: &[String]) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let dir = dir.canonicalize()?;
     let ca = cert::load_or_create_ca(&dir, "dev")?;
@@ -289,7 +335,14 @@ fn create(dir: &Path, nodes: usize) -> anyhow::Result<Vec<PathBuf>> {
     for i in 0..nodes {
         let id = NodeId::new(format!("node{}", i + 1));
         let addresses = (ports[2 * i], ports[2 * i + 1]);
-        paths.push(write_node(&dir, &ca, &id, addresses, cluster.clone())?);
+        paths.push(write_node(
+            &dir,
+            &ca,
+            &id,
+            addresses,
+            cluster.clone(),
+            settings,
+        )?);
     }
     let client = ClientFile {
         contact_points: (0..nodes).map(|i| ports[2 * i + 1]).collect(),

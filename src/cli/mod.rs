@@ -5,4 +5,5 @@ pub mod bench;
 pub mod cert;
 pub mod data;
 pub mod dev;
+pub mod repair;
 pub mod start;

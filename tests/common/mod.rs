@@ -40,10 +40,17 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a cluster of `nodes` with `ringdb dev --detach`.
     pub fn start(nodes: usize) -> Cluster {
+        Cluster::start_with(nodes, &[])
+    }
+
+    /// Starts a cluster of `nodes` whose node configs have `settings`
+    /// (`ringdb dev --set section.key=value`).
+    pub fn start_with(nodes: usize, settings: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temporary folder");
         let output = Command::new(env!("CARGO_BIN_EXE_ringdb"))
             .args(["dev", "--detach", "--nodes", &nodes.to_string(), "--dir"])
             .arg(dir.path())
+            .args(settings.iter().flat_map(|s| ["--set", s]))
             .output()
             .expect("run ringdb dev");
         assert!(
@@ -252,7 +259,8 @@ impl Drop for Cluster {
     }
 }
 
-fn node_folder(dir: &Path, n: usize) -> PathBuf {
+/// The folder of node `n` in a cluster folder.
+pub fn node_folder(dir: &Path, n: usize) -> PathBuf {
     dir.join(format!("node{n}"))
 }
 

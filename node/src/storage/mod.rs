@@ -22,7 +22,11 @@ mod keys;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+
+use ringdb_antientropy::hints::HintStore;
+use ringdb_antientropy::tree::{Trees, item_hash, leaf_range, version_digest};
+use ringdb_proto::{TableId, TreeItem};
 
 use ringdb_proto::Row;
 use ringdb_ring::{NodeId, Token, TokenRange};
@@ -122,6 +126,11 @@ pub struct Storage {
     epoch: u64,
     next_hint: AtomicU64,
     path: PathBuf,
+    /// The Merkle trees of the ranges this node replicates. Writers hold
+    /// the read lock from their RocksDB write to their tree update, so a
+    /// rebuild's snapshot (taken under the write lock) sees every write
+    /// whose update went to the trees it replaces, and none of the others.
+    trees: RwLock<Arc<Trees>>,
 }
 
 impl Storage {
@@ -146,6 +155,7 @@ impl Storage {
             epoch: 0,
             next_hint: AtomicU64::new(0),
             path: path.to_path_buf(),
+            trees: RwLock::new(Arc::new(Trees::new([]))),
         };
         storage.epoch = storage.open_metadata()?;
         storage.next_hint = AtomicU64::new(storage.last_hint_sequence()? + 1);
@@ -243,9 +253,10 @@ impl Storage {
         let stripe = (key.token.offset() as usize) & (LOCK_STRIPES - 1);
         let (next, sequence) = {
             let _guard = self.locks[stripe].lock().expect("row lock");
-            let current = match self.db.get_pinned_cf(self.cf(DATA), &encoded)? {
-                Some(bytes) => decode_row(&bytes)?,
-                None => StoredRow::new(),
+            let trees = self.trees.read().expect("trees lock");
+            let (current, old_digest) = match self.db.get_pinned_cf(self.cf(DATA), &encoded)? {
+                Some(bytes) => (decode_row(&bytes)?, Some(version_digest(&bytes))),
+                None => (StoredRow::new(), None),
             };
             let next = change(&current);
             if next == current {
@@ -253,9 +264,22 @@ impl Storage {
                 // not yet durable write: wait for it like for our own.
                 (next, self.db.latest_sequence_number())
             } else {
+                let bytes = encode_row(&next);
+                let new_item = item_hash(&encoded, &version_digest(&bytes));
                 let mut batch = WriteBatch::default();
-                batch.put_cf(self.cf(DATA), &encoded, encode_row(&next));
-                (next, self.write_batch(batch)?)
+                if next.is_empty() {
+                    batch.delete_cf(self.cf(DATA), &encoded);
+                } else {
+                    batch.put_cf(self.cf(DATA), &encoded, bytes);
+                }
+                let sequence = self.write_batch(batch)?;
+                if let Some(old) = old_digest {
+                    trees.toggle(key.token, &item_hash(&encoded, &old));
+                }
+                if !next.is_empty() {
+                    trees.toggle(key.token, &new_item);
+                }
+                (next, sequence)
             }
         };
         self.syncer.wait(sequence);
@@ -300,12 +324,25 @@ impl Storage {
         range: TokenRange,
         after: Option<Vec<u8>>,
     ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StorageError>> + '_ {
+        self.scan_at(range, after, None)
+    }
+
+    /// [`Storage::scan_encoded`], as of `snapshot` when given.
+    fn scan_at<'a>(
+        &'a self,
+        range: TokenRange,
+        after: Option<Vec<u8>>,
+        snapshot: Option<&'a rocksdb::Snapshot<'a>>,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StorageError>> + 'a {
         // The intervals of a range come in token order, so keys do too.
         range
             .intervals()
             .into_iter()
             .flat_map(move |(first, last)| {
                 let mut options = ReadOptions::default();
+                if let Some(snapshot) = snapshot {
+                    options.set_snapshot(snapshot);
+                }
                 if let Some(end) = exclusive_end(last) {
                     options.set_iterate_upper_bound(end);
                 }
@@ -386,6 +423,65 @@ impl Storage {
         Ok(self.db.flush_cf(self.cf(DATA))?)
     }
 
+    /// Replaces the Merkle trees with trees over `ranges`, built from the
+    /// stored rows (a scan of each range). Writes made meanwhile update
+    /// the new trees already; the trees are ready once the scan is done.
+    pub fn rebuild_trees(&self, ranges: Vec<TokenRange>) -> Result<Arc<Trees>, StorageError> {
+        let fresh = Arc::new(Trees::new(ranges.iter().copied()));
+        let snapshot = {
+            let mut trees = self.trees.write().expect("trees lock");
+            *trees = fresh.clone();
+            self.db.snapshot()
+        };
+        for range in ranges {
+            for item in self.scan_at(range, None, Some(&snapshot)) {
+                let (key, value) = item?;
+                let token = RowKey::decode(&key)?.token;
+                fresh.toggle(token, &item_hash(&key, &version_digest(&value)));
+            }
+        }
+        fresh.set_ready();
+        Ok(fresh)
+    }
+
+    /// The current Merkle trees.
+    pub fn trees(&self) -> Arc<Trees> {
+        self.trees.read().expect("trees lock").clone()
+    }
+
+    /// The items (storage key, version digest) of `leaves` of `range`'s
+    /// tree, sorted by key; only `table`'s when given.
+    pub fn leaf_items(
+        &self,
+        range: TokenRange,
+        leaves: &[u32],
+        table: Option<TableId>,
+    ) -> Result<Vec<TreeItem>, StorageError> {
+        let mut items = Vec::new();
+        for &leaf in leaves {
+            let Some(tokens) = leaf_range(range, leaf as usize) else {
+                continue;
+            };
+            for item in self.scan_encoded(tokens, None) {
+                let (key, value) = item?;
+                if table.is_some_and(|t| key.get(8..16) != Some(&t.0.to_be_bytes()[..])) {
+                    continue;
+                }
+                items.push(TreeItem {
+                    key,
+                    digest: version_digest(&value).to_vec(),
+                });
+            }
+        }
+        items.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(items)
+    }
+
+    /// The stored bytes of a row, by storage key.
+    pub fn get_encoded(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db.get_cf(self.cf(DATA), key)?)
+    }
+
     /// Stores a hint for `target`; returns its sequence number.
     pub fn put_hint(&self, target: &NodeId, mutation: &[u8]) -> Result<u64, StorageError> {
         let sequence = self.next_hint.fetch_add(1, Ordering::Relaxed);
@@ -415,6 +511,44 @@ impl Storage {
         let mut batch = WriteBatch::default();
         batch.delete_cf(self.cf(HINTS), hint_key(target, Some(sequence)));
         self.commit(batch)
+    }
+
+    /// Up to `limit` hints for `target` after sequence `after`, oldest first.
+    pub fn hints_after(
+        &self,
+        target: &NodeId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        let prefix = hint_key(target, None);
+        let start = match after {
+            Some(after) => hint_key(target, Some(after.saturating_add(1))),
+            None => prefix.clone(),
+        };
+        let mut hints = Vec::new();
+        let mode = IteratorMode::From(&start, Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(HINTS), mode) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) || hints.len() >= limit {
+                break;
+            }
+            hints.push((hint_sequence(&key)?, value.to_vec()));
+        }
+        Ok(hints)
+    }
+
+    /// Every target with hints and the bytes of its hints.
+    pub fn hint_targets(&self) -> Result<Vec<(NodeId, u64)>, StorageError> {
+        let mut targets: Vec<(NodeId, u64)> = Vec::new();
+        for item in self.db.iterator_cf(self.cf(HINTS), IteratorMode::Start) {
+            let (key, value) = item?;
+            let target = hint_target(&key)?;
+            match targets.last_mut() {
+                Some((last, bytes)) if *last == target => *bytes += value.len() as u64,
+                _ => targets.push((target, value.len() as u64)),
+            }
+        }
+        Ok(targets)
     }
 
     fn last_hint_sequence(&self) -> Result<u64, StorageError> {
@@ -449,6 +583,36 @@ impl Drop for Storage {
     }
 }
 
+/// Hints in RocksDB, for the hint queue.
+impl HintStore for Storage {
+    type Error = StorageError;
+
+    fn append(&self, target: &str, hint: &[u8]) -> Result<u64, StorageError> {
+        self.put_hint(&NodeId::new(target), hint)
+    }
+
+    fn read(
+        &self,
+        target: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        self.hints_after(&NodeId::new(target), after, limit)
+    }
+
+    fn remove(&self, target: &str, sequence: u64) -> Result<(), StorageError> {
+        self.delete_hint(&NodeId::new(target), sequence)
+    }
+
+    fn targets(&self) -> Result<Vec<(String, u64)>, StorageError> {
+        Ok(self
+            .hint_targets()?
+            .into_iter()
+            .map(|(target, bytes)| (target.as_str().to_owned(), bytes))
+            .collect())
+    }
+}
+
 /// The first key after every key of token `last`, if there is one.
 fn exclusive_end(last: Token) -> Option<Vec<u8>> {
     (last != Token::MAX).then(|| Token(last.0 + 1).to_ordered_bytes().to_vec())
@@ -463,6 +627,16 @@ fn hint_key(target: &NodeId, sequence: Option<u64>) -> Vec<u8> {
         key.extend_from_slice(&sequence.to_be_bytes());
     }
     key
+}
+
+fn hint_target(key: &[u8]) -> Result<NodeId, StorageError> {
+    let corrupt = || StorageError::Corrupt {
+        what: "hint key",
+        detail: format!("{} bytes", key.len()),
+    };
+    let length = u16::from_be_bytes(key.get(..2).ok_or_else(corrupt)?.try_into().expect("two"));
+    let name = key.get(2..2 + length as usize).ok_or_else(corrupt)?;
+    Ok(NodeId::new(String::from_utf8_lossy(name)))
 }
 
 fn hint_sequence(key: &[u8]) -> Result<u64, StorageError> {

@@ -1,0 +1,305 @@
+//! Hinted handoff: writes kept for replicas that missed them, replayed when
+//! they are back (DESIGN.md "Write path" step 4).
+//!
+//! The coordinator stores a hint for every replica that is down when a
+//! write arrives, or that has not acknowledged by the write's deadline; a
+//! fallback node stores one when a sloppy-quorum write asks it to. A hint is
+//! the row's sibling set as the coordinator sent it, so replaying it is an
+//! ordinary causal merge and never revives a delete. The rules (window,
+//! size cap, counters) are `ringdb_antientropy::hints`; this module keeps
+//! the queue in RocksDB and runs the replay:
+//!
+//! - a task looks every second, and whenever the membership view changes,
+//!   for targets with hints that are up (failure detector and connection);
+//!   it replays their hints oldest first at `hints.replay_kib_per_sec`,
+//!   deleting each once the target acknowledged it;
+//! - hints of a target that left the ring (decommissioned or removed) go to
+//!   the row's replicas now (redirected), stored as new hints for those of
+//!   them that are down;
+//! - hints older than the window are dropped when met, and a minute sweep
+//!   drops them for targets that stay down.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ringdb_antientropy::hints::{Due, HintCounters, HintLimits, HintQueue, HintRecord, NotStored};
+use ringdb_gossip::Status;
+use ringdb_proto::{PeerReply, PeerRequest, RowId, VersionedRow};
+use ringdb_ring::NodeId;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::HintsConfig;
+use crate::coordinator::{Coordinator, now_micros};
+use crate::membership::View;
+use crate::storage::{RowKey, Storage, StorageError, decode_versions};
+use crate::streaming::Throttle;
+
+/// Hints read from storage at a time during replay.
+const REPLAY_BATCH: usize = 64;
+/// How long one replayed hint may take.
+const REPLAY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often targets that stay down are swept for expired hints.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The node's hints.
+pub(crate) struct Hints {
+    config: HintsConfig,
+    queue: Mutex<HintQueue<Arc<Storage>>>,
+    /// When each node was first seen down (since this process started).
+    down_since: Mutex<HashMap<NodeId, Instant>>,
+}
+
+impl Hints {
+    /// Opens the queue over the hints stored in `storage`.
+    pub(crate) fn open(storage: Arc<Storage>, config: HintsConfig) -> Result<Hints, StorageError> {
+        let limits = HintLimits {
+            window: config.window(),
+            max_bytes_per_target: config.max_mib_per_target.saturating_mul(1 << 20),
+        };
+        Ok(Hints {
+            config,
+            queue: Mutex::new(HintQueue::open(storage, limits)?),
+            down_since: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Whether hints are written and replayed.
+    pub(crate) fn enabled(&self) -> bool {
+        self.config.enabled
+    }
+
+    /// Stores a hint of `versions` (an encoded sibling set) for the row at
+    /// storage key `key`, for `target`. Blocks on storage: call it from a
+    /// blocking thread when writes wait for the disk. Returns whether the
+    /// hint was stored (not over the window or the cap).
+    pub(crate) fn store(
+        &self,
+        target: &NodeId,
+        key: Vec<u8>,
+        versions: Vec<u8>,
+    ) -> Result<bool, StorageError> {
+        let down_for = self
+            .down_since
+            .lock()
+            .expect("down_since")
+            .get(target)
+            .map_or(Duration::ZERO, |since| since.elapsed());
+        let record = HintRecord {
+            key,
+            versions,
+            created_micros: now_micros(),
+        };
+        let stored =
+            self.queue
+                .lock()
+                .expect("hint queue")
+                .store(target.as_str(), &record, down_for)?;
+        match stored {
+            Ok(()) => Ok(true),
+            Err(NotStored::DownTooLong) => {
+                debug!(%target, "not hinted: down longer than the hint window");
+                Ok(false)
+            }
+            Err(NotStored::OverCap) => {
+                debug!(%target, "not hinted: the target's hints are at the size cap");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Hints pending per target (bytes), and the counters.
+    pub(crate) fn stats(&self) -> (Vec<(NodeId, u64)>, HintCounters) {
+        let queue = self.queue.lock().expect("hint queue");
+        let pending = queue
+            .pending()
+            .iter()
+            .map(|(target, bytes)| (NodeId::new(target), *bytes))
+            .collect();
+        (pending, queue.counters())
+    }
+
+    /// Notes who is down, for the hint window.
+    fn observe(&self, view: &View, me: &NodeId) {
+        let mut down_since = self.down_since.lock().expect("down_since");
+        for (node, state) in &view.nodes {
+            if state.up || node == me {
+                down_since.remove(node);
+            } else {
+                down_since.entry(node.clone()).or_insert_with(Instant::now);
+            }
+        }
+    }
+
+    fn targets(&self) -> Vec<NodeId> {
+        let queue = self.queue.lock().expect("hint queue");
+        queue.pending().keys().map(NodeId::new).collect()
+    }
+}
+
+/// Replays hints while the node runs.
+pub(crate) async fn run_replay(coordinator: Arc<Coordinator>, cancel: CancellationToken) {
+    let hints = coordinator.hints.clone();
+    let mut views = coordinator.membership.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_sweep = Instant::now();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            changed = views.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {}
+        }
+        let view = coordinator.membership.view();
+        hints.observe(&view, &coordinator.me);
+        if !hints.enabled() {
+            continue;
+        }
+        let sweep = last_sweep.elapsed() >= SWEEP_INTERVAL;
+        if sweep {
+            last_sweep = Instant::now();
+        }
+        for target in hints.targets() {
+            let outcome = match view.status(&target) {
+                Some(Status::Left | Status::Removed) => redirect(&coordinator, &target).await,
+                _ if coordinator.is_up(&target) => replay(&coordinator, &target, &cancel).await,
+                _ if sweep => expire(&coordinator, &target).await,
+                _ => Ok(()),
+            };
+            if let Err(error) = outcome {
+                debug!(%target, %error, "hint replay stopped; will retry");
+            }
+        }
+    }
+}
+
+/// Runs a queue operation on a blocking thread.
+async fn with_queue<T: Send + 'static>(
+    coordinator: &Arc<Coordinator>,
+    work: impl FnOnce(&mut HintQueue<Arc<Storage>>) -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, String> {
+    let hints = coordinator.hints.clone();
+    tokio::task::spawn_blocking(move || work(&mut hints.queue.lock().expect("hint queue")))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// Delivers `target`'s hints, oldest first, until none are left or one fails.
+async fn replay(
+    coordinator: &Arc<Coordinator>,
+    target: &NodeId,
+    cancel: &CancellationToken,
+) -> Result<(), String> {
+    let rate = coordinator.hints.config.replay_kib_per_sec;
+    let mut throttle = Throttle::new((rate > 0).then_some(rate as f64 * 1024.0));
+    let (mut delivered, started) = (0u64, Instant::now());
+    let mut after = None;
+    loop {
+        let name = target.as_str().to_owned();
+        let batch = with_queue(coordinator, move |queue| {
+            queue.due(&name, after, REPLAY_BATCH, now_micros())
+        })
+        .await?;
+        let Some(last) = batch.last() else { break };
+        after = Some(last.sequence);
+        for hint in batch {
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            let row = row_id(&hint)?;
+            let request = PeerRequest::Replicate {
+                row,
+                versions: VersionedRow(hint.record.versions.clone()),
+            };
+            let deadline = Instant::now() + REPLAY_TIMEOUT;
+            let call = coordinator
+                .peers
+                .send(target, request, deadline)
+                .map_err(|e| e.to_string())?;
+            match call.answer(deadline).await {
+                Ok(PeerReply::Applied) => {}
+                Ok(other) => return Err(format!("unexpected answer {other:?}")),
+                Err(error) => return Err(error.to_string()),
+            }
+            let name = target.as_str().to_owned();
+            let bytes = hint.bytes;
+            with_queue(coordinator, move |queue| queue.delivered(&name, &hint)).await?;
+            delivered += 1;
+            throttle.moved(bytes).await;
+        }
+    }
+    if delivered > 0 {
+        info!(%target, hints = delivered, secs = format!("{:.1}", started.elapsed().as_secs_f64()), "hints delivered");
+    }
+    Ok(())
+}
+
+/// Sends the hints of a target that left the ring to the rows' replicas now.
+async fn redirect(coordinator: &Arc<Coordinator>, target: &NodeId) -> Result<(), String> {
+    let mut moved = 0u64;
+    loop {
+        let name = target.as_str().to_owned();
+        let batch = with_queue(coordinator, move |queue| {
+            queue.due(&name, None, REPLAY_BATCH, now_micros())
+        })
+        .await?;
+        if batch.is_empty() {
+            break;
+        }
+        for hint in batch {
+            let row = row_id(&hint);
+            let delivered = match &row {
+                Ok(row) => {
+                    coordinator
+                        .deliver_everywhere(row, &hint.record.versions)
+                        .await
+                }
+                Err(_) => false,
+            };
+            let name = target.as_str().to_owned();
+            with_queue(coordinator, move |queue| {
+                queue.retired(&name, &hint, delivered)
+            })
+            .await?;
+            moved += 1;
+        }
+    }
+    if moved > 0 {
+        info!(%target, hints = moved, "hints of a node that left the ring sent to the rows' replicas");
+    }
+    Ok(())
+}
+
+/// Drops `target`'s hints that are older than the window.
+async fn expire(coordinator: &Arc<Coordinator>, target: &NodeId) -> Result<(), String> {
+    let name = target.as_str().to_owned();
+    let expired = with_queue(coordinator, move |queue| {
+        let before = queue.counters().expired;
+        // Hints are in write order: the expired ones come first. Each
+        // empty batch deleted what it read; stop at the first live hint.
+        for _ in 0..10_000 {
+            let live = queue.due(&name, None, REPLAY_BATCH, now_micros())?;
+            if !live.is_empty() || !queue.pending().contains_key(&name) {
+                break;
+            }
+        }
+        Ok(queue.counters().expired - before)
+    })
+    .await?;
+    if expired > 0 {
+        warn!(%target, hints = expired, "hints expired: the node was down longer than the hint window; run `ringdb repair`");
+    }
+    Ok(())
+}
+
+fn row_id(hint: &Due) -> Result<RowId, String> {
+    let key = RowKey::decode(&hint.record.key).map_err(|e| e.to_string())?;
+    decode_versions(&hint.record.versions)?;
+    Ok(RowId {
+        table: key.table,
+        partition: key.partition,
+        clustering: key.clustering,
+    })
+}

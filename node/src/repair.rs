@@ -1,0 +1,451 @@
+//! Anti-entropy wiring: the Merkle trees kept in step with the ring, the
+//! exchange of a range's tree with another replica over the transport, the
+//! background rounds, `ringdb repair`, and tombstone purging.
+//!
+//! **Trees.** Storage keeps one tree per vnode range this node replicates
+//! (`ringdb_antientropy::tree` has the shape and why), updated by every
+//! write under the row lock. A task rebuilds them from a snapshot scan at
+//! start and whenever the ranges this node replicates change (a node
+//! joined or left); exchanges wait until they are ready.
+//!
+//! **An exchange** of range R with replica P: ask P's root, descend into
+//! the differing subtrees (`Exchange`), fetch P's items of the differing
+//! leaves and compare them with ours (`diff_items`), then fetch the rows P
+//! has in another version and send ours, both merged with causality
+//! (`DvvSet::sync`). Rows move at `antientropy.max_mib_per_sec`.
+//!
+//! **Tombstones** are purged at the end of a range's round in which every
+//! other replica was compared with and repaired: each then holds the
+//! tombstone or something that supersedes it. Only rows that are nothing
+//! but tombstones older than `antientropy.tombstone_grace_secs` go, and a
+//! replica that receives such a row where it has nothing does not store it
+//! again. The grace is at least the hint window, so no hint older than the
+//! tombstone can still be replayed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringdb_antientropy::exchange::{Exchange, Step, diff_items};
+use ringdb_antientropy::tree::{Hash, Tree, Trees};
+use ringdb_proto::{
+    PeerReply, PeerRequest, RepairSummary, RequestError, StreamedRow, TableId, VersionedRow,
+};
+use ringdb_ring::{NodeId, TokenRange};
+use serde::Serialize;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::AntiEntropyConfig;
+use crate::coordinator::{Coordinator, now_micros};
+use crate::storage::{Storage, StorageError, StoredRow};
+use crate::streaming::{self, Throttle};
+
+/// How long the ring must stay still before the trees follow it.
+const TREE_SETTLE: Duration = Duration::from_secs(2);
+/// How long one exchange message may take.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Rows fetched or sent per message.
+const ROWS_PER_MESSAGE: usize = 256;
+/// How long an exchange waits for a replica to build its trees.
+const TREES_WAIT: Duration = Duration::from_secs(60);
+/// What a replica answers while it builds its trees.
+const STILL_BUILDING: &str = "is still building its Merkle trees";
+/// The most entries a node keeps in its running totals' lists.
+const KEPT_ENTRIES: usize = 1000;
+
+/// Tombstones older than this (microseconds since the epoch) may be purged.
+pub(crate) fn purge_cutoff(config: &AntiEntropyConfig) -> i64 {
+    let grace =
+        i64::try_from(config.tombstone_grace_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+    now_micros().saturating_sub(grace)
+}
+
+/// Whether a row is nothing but tombstones written before `before`.
+pub(crate) fn purgeable(row: &StoredRow, before: i64) -> bool {
+    !row.is_empty()
+        && row
+            .values()
+            .all(|version| version.row.is_none() && version.timestamp_micros < before)
+}
+
+/// This node's tree of exactly `range`, or why there is none.
+pub(crate) fn local_tree<'a>(
+    me: &NodeId,
+    trees: &'a Trees,
+    range: TokenRange,
+) -> Result<&'a Tree, RequestError> {
+    if !trees.is_ready() {
+        return Err(RequestError::overloaded(format!("{me} {STILL_BUILDING}")));
+    }
+    trees.tree(range).ok_or_else(|| {
+        RequestError::invalid(format!(
+            "{me} keeps no tree for {range}: it does not replicate it, or the nodes disagree \
+             about the ring"
+        ))
+    })
+}
+
+/// The stored rows among `keys` (storage keys), as they are stored.
+pub(crate) fn read_rows(
+    storage: &Storage,
+    keys: Vec<serde_bytes::ByteBuf>,
+) -> Result<Vec<StreamedRow>, StorageError> {
+    let mut rows = Vec::new();
+    for key in keys {
+        let key = key.into_vec();
+        if let Some(bytes) = storage.get_encoded(&key)? {
+            rows.push(StreamedRow {
+                key,
+                versions: VersionedRow(bytes),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn encoded_len(message: &impl Serialize) -> u64 {
+    rmp_serde::to_vec_named(message).map_or(0, |bytes| bytes.len() as u64)
+}
+
+/// Compares `ranges` (every range with a tree when empty) with each other
+/// replica and repairs what differs; only `table`'s rows when given.
+pub(crate) async fn repair(
+    coordinator: &Arc<Coordinator>,
+    table: Option<TableId>,
+    ranges: Vec<TokenRange>,
+    bytes_per_sec: Option<f64>,
+    deadline: Instant,
+) -> Result<RepairSummary, RequestError> {
+    let mut trees = coordinator.storage.trees();
+    let give_up = Instant::now() + TREES_WAIT;
+    while !trees.is_ready() {
+        if Instant::now() >= give_up.min(deadline) {
+            return Err(RequestError::overloaded(format!(
+                "{} {STILL_BUILDING}; retry in a moment",
+                coordinator.me
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        trees = coordinator.storage.trees();
+    }
+    let ranges = if ranges.is_empty() {
+        trees.ranges().collect()
+    } else {
+        ranges
+    };
+    let view = coordinator.membership.view();
+    let mut throttle = Throttle::new(bytes_per_sec);
+    let mut summary = RepairSummary::default();
+    for range in ranges {
+        let replicas = view.ring.replicas(range.end, &coordinator.replication);
+        if trees.tree(range).is_none() || !replicas.contains(&coordinator.me) {
+            summary.ranges_failed.push((
+                range,
+                coordinator.me.clone(),
+                "this node keeps no tree for the range (not a replica of it)".into(),
+            ));
+            continue;
+        }
+        let mut complete = true;
+        for peer in replicas.iter().filter(|r| **r != coordinator.me) {
+            if Instant::now() >= deadline {
+                summary.ranges_failed.push((
+                    range,
+                    peer.clone(),
+                    "the repair ran out of time".into(),
+                ));
+                complete = false;
+                continue;
+            }
+            summary.ranges_compared += 1;
+            let mut outcome = Err("down".to_string());
+            // A replica that has just started builds its trees first (a
+            // scan of its data): wait for it rather than give up.
+            let give_up = Instant::now() + TREES_WAIT;
+            while coordinator.is_up(peer) {
+                outcome = exchange(
+                    coordinator,
+                    &trees,
+                    range,
+                    peer,
+                    table,
+                    &mut throttle,
+                    &mut summary,
+                )
+                .await;
+                let building = matches!(&outcome, Err(e) if e.contains(STILL_BUILDING));
+                if !building || Instant::now() >= give_up.min(deadline) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            if let Err(error) = outcome {
+                debug!(%range, %peer, %error, "range exchange failed");
+                summary.ranges_failed.push((range, peer.clone(), error));
+                complete = false;
+            }
+        }
+        if complete {
+            let storage = coordinator.storage.clone();
+            let before = purge_cutoff(&coordinator.antientropy);
+            let purged =
+                tokio::task::spawn_blocking(move || purge_tombstones(&storage, range, before))
+                    .await
+                    .map_err(|e| coordinator.server_error(e.to_string()))?
+                    .map_err(|e| coordinator.server_error(e.to_string()))?;
+            summary.tombstones_purged += purged;
+        }
+    }
+    let mut totals = coordinator.repairs.lock().expect("repairs");
+    totals.add(summary.clone());
+    let excess = totals.ranges_differing.len().saturating_sub(KEPT_ENTRIES);
+    totals.ranges_differing.drain(..excess);
+    let excess = totals.ranges_failed.len().saturating_sub(KEPT_ENTRIES);
+    totals.ranges_failed.drain(..excess);
+    Ok(summary)
+}
+
+/// Sends one exchange message and counts its bytes both ways.
+async fn ask(
+    coordinator: &Coordinator,
+    peer: &NodeId,
+    request: PeerRequest,
+    summary: &mut RepairSummary,
+) -> Result<PeerReply, String> {
+    summary.bytes_sent += encoded_len(&request);
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let call = coordinator
+        .peers
+        .send(peer, request, deadline)
+        .map_err(|e| e.to_string())?;
+    let reply = call.answer(deadline).await.map_err(|e| e.to_string())?;
+    summary.bytes_sent += encoded_len(&reply);
+    Ok(reply)
+}
+
+/// One range's exchange with one replica.
+async fn exchange(
+    coordinator: &Arc<Coordinator>,
+    trees: &Trees,
+    range: TokenRange,
+    peer: &NodeId,
+    table: Option<TableId>,
+    throttle: &mut Throttle,
+    summary: &mut RepairSummary,
+) -> Result<(), String> {
+    let tree = local_tree(&coordinator.me, trees, range).map_err(|e| e.to_string())?;
+    let (mut exchange, mut step) = Exchange::start();
+    let leaves = loop {
+        match step {
+            Step::Same => return Ok(()),
+            Step::Items { leaves } => break leaves,
+            Step::Hashes { level, nodes } => {
+                let request = PeerRequest::TreeHashes {
+                    range,
+                    level,
+                    nodes,
+                };
+                let hashes = match ask(coordinator, peer, request, summary).await? {
+                    PeerReply::Hashes(bytes) if bytes.len() % 32 == 0 => bytes
+                        .chunks_exact(32)
+                        .map(|chunk| Hash::try_from(chunk).expect("32 bytes"))
+                        .collect::<Vec<Hash>>(),
+                    other => return Err(format!("unexpected answer {other:?}")),
+                };
+                step = exchange
+                    .on_hashes(tree, &hashes)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    };
+    summary.ranges_differing.push((range, peer.clone()));
+    let request = PeerRequest::LeafItems {
+        range,
+        leaves: leaves.clone(),
+        table,
+    };
+    let theirs = match ask(coordinator, peer, request, summary).await? {
+        PeerReply::Items(items) => items,
+        other => return Err(format!("unexpected answer {other:?}")),
+    };
+    let storage = coordinator.storage.clone();
+    let mine = tokio::task::spawn_blocking(move || storage.leaf_items(range, &leaves, table))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let diff = diff_items(&mine, &theirs);
+    let before = purge_cutoff(&coordinator.antientropy);
+    for keys in diff.fetch.chunks(ROWS_PER_MESSAGE) {
+        let keys = keys
+            .iter()
+            .cloned()
+            .map(serde_bytes::ByteBuf::from)
+            .collect();
+        let rows = match ask(coordinator, peer, PeerRequest::ReadRows { keys }, summary).await? {
+            PeerReply::Rows { rows, .. } => rows,
+            other => return Err(format!("unexpected answer {other:?}")),
+        };
+        let storage = coordinator.storage.clone();
+        let stored =
+            tokio::task::spawn_blocking(move || streaming::store(&storage, &rows, Some(before)))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        throttle.moved(stored.bytes).await;
+    }
+    for keys in diff.send.chunks(ROWS_PER_MESSAGE) {
+        let storage = coordinator.storage.clone();
+        let keys: Vec<serde_bytes::ByteBuf> = keys
+            .iter()
+            .cloned()
+            .map(serde_bytes::ByteBuf::from)
+            .collect();
+        let rows = tokio::task::spawn_blocking(move || read_rows(&storage, keys))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if rows.is_empty() {
+            continue;
+        }
+        let bytes: u64 = rows
+            .iter()
+            .map(|row| (row.key.len() + row.versions.0.len()) as u64)
+            .sum();
+        match ask(coordinator, peer, PeerRequest::StoreRows { rows }, summary).await? {
+            PeerReply::Applied => {}
+            other => return Err(format!("unexpected answer {other:?}")),
+        }
+        throttle.moved(bytes).await;
+    }
+    summary.keys_repaired += diff.keys() as u64;
+    Ok(())
+}
+
+/// Purges the rows of `range` that are nothing but tombstones older than
+/// `before`; returns how many.
+fn purge_tombstones(
+    storage: &Storage,
+    range: TokenRange,
+    before: i64,
+) -> Result<u64, StorageError> {
+    let candidates: Vec<_> = storage
+        .scan(range)
+        .filter_map(|item| match item {
+            Ok((key, row)) if purgeable(&row, before) => Some(Ok(key)),
+            Ok(_) => None,
+            Err(error) => Some(Err(error)),
+        })
+        .collect::<Result<_, _>>()?;
+    let mut purged = 0;
+    for key in candidates {
+        // Checked again under the row lock: a write may have come since.
+        let row = storage.update(&key, |current| {
+            if purgeable(current, before) {
+                StoredRow::new()
+            } else {
+                current.clone()
+            }
+        })?;
+        if row.is_empty() {
+            purged += 1;
+        }
+    }
+    Ok(purged)
+}
+
+/// Keeps the Merkle trees over the ranges this node replicates: builds
+/// them at start and again when the ring has changed and stayed still.
+pub(crate) async fn maintain_trees(coordinator: Arc<Coordinator>, cancel: CancellationToken) {
+    let mut views = coordinator.membership.subscribe();
+    loop {
+        // Wait for the ring to stay still for a moment.
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                changed = tokio::time::timeout(TREE_SETTLE, views.changed()) => match changed {
+                    Err(_) => break,
+                    Ok(Err(_)) => return,
+                    Ok(Ok(())) => {}
+                },
+            }
+        }
+        let view = coordinator.membership.view();
+        let mut wanted = if view.ring.members().contains_key(&coordinator.me) {
+            view.ring
+                .ranges_of(&coordinator.me, &coordinator.replication)
+        } else {
+            Vec::new()
+        };
+        wanted.sort_by_key(|range| range.end);
+        let current = coordinator.storage.trees();
+        let have: Vec<TokenRange> = current.ranges().collect();
+        if have != wanted || (!current.is_ready() && !wanted.is_empty()) {
+            let storage = coordinator.storage.clone();
+            let started = Instant::now();
+            let count = wanted.len();
+            match tokio::task::spawn_blocking(move || storage.rebuild_trees(wanted)).await {
+                Ok(Ok(_)) => info!(
+                    ranges = count,
+                    ms = started.elapsed().as_millis() as u64,
+                    "Merkle trees built"
+                ),
+                Ok(Err(error)) => warn!(%error, "cannot build the Merkle trees"),
+                Err(error) => warn!(%error, "the Merkle tree build failed"),
+            }
+        }
+        // Sleep until the next change.
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            changed = views.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Background anti-entropy: a round over every range each interval.
+pub(crate) async fn run_background(coordinator: Arc<Coordinator>, cancel: CancellationToken) {
+    let config = coordinator.antientropy.clone();
+    if !config.enabled {
+        // A task that ends stops the node: wait for the end instead.
+        return cancel.cancelled().await;
+    }
+    let interval = Duration::from_secs(config.interval_secs);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        if !coordinator.storage.trees().is_ready() {
+            continue;
+        }
+        let started = Instant::now();
+        let deadline = started + interval;
+        match repair(
+            &coordinator,
+            None,
+            Vec::new(),
+            config.bytes_per_sec(),
+            deadline,
+        )
+        .await
+        {
+            Ok(summary) if !summary.ranges_differing.is_empty() => info!(
+                compared = summary.ranges_compared,
+                differing = summary.ranges_differing.len(),
+                failed = summary.ranges_failed.len(),
+                keys = summary.keys_repaired,
+                bytes = summary.bytes_sent,
+                purged = summary.tombstones_purged,
+                ms = started.elapsed().as_millis() as u64,
+                "anti-entropy round repaired differences"
+            ),
+            Ok(summary) => debug!(
+                compared = summary.ranges_compared,
+                failed = summary.ranges_failed.len(),
+                purged = summary.tombstones_purged,
+                "anti-entropy round: replicas agree"
+            ),
+            Err(error) => debug!(%error, "anti-entropy round skipped"),
+        }
+    }
+}
