@@ -74,6 +74,11 @@ pub struct BenchArgs {
     /// it, as fast as the cluster answers.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Take the keys in order, bench0 to bench(N-1), once each, and stop
+    /// when they are done (or at --duration): fills a key space, as
+    /// cassandra-stress's `-pop seq=1..N`.
+    #[arg(long)]
+    pub sequential: bool,
     /// The table written and read.
     #[arg(long, default_value = "bench")]
     pub table: String,
@@ -241,6 +246,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
 
     let interval = Arc::new(Mutex::new(Interval::new()));
     let next_op = Arc::new(AtomicU64::new(0));
+    let next_key = args.sequential.then(|| Arc::new(AtomicU64::new(0)));
     let start = Instant::now();
     let end = start + args.duration;
     let mut workers = tokio::task::JoinSet::new();
@@ -249,6 +255,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
             client: client.clone(),
             interval: interval.clone(),
             next_op: next_op.clone(),
+            next_key: next_key.clone(),
             rng: SmallRng::seed_from_u64(rand::rng().random::<u64>() ^ worker as u64),
             table: args.table.clone(),
             keys: args.keys,
@@ -308,6 +315,8 @@ struct Worker {
     client: Arc<Client>,
     interval: Arc<Mutex<Interval>>,
     next_op: Arc<AtomicU64>,
+    /// With --sequential: the next key to take.
+    next_key: Option<Arc<AtomicU64>>,
     rng: SmallRng,
     table: String,
     keys: u64,
@@ -343,7 +352,17 @@ impl Worker {
                     now
                 }
             };
-            let key = format!("bench{}", self.rng.random_range(0..self.keys));
+            let index = match &self.next_key {
+                Some(next) => {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    if index >= self.keys {
+                        return;
+                    }
+                    index
+                }
+                None => self.rng.random_range(0..self.keys),
+            };
+            let key = format!("bench{index}");
             let row = RowAddress::new(
                 self.table.clone(),
                 PartitionKey::new(key.into_bytes()).expect("a short key"),
