@@ -36,6 +36,9 @@ fn texts(read: &ringdb::client::ReadResult) -> Vec<String> {
 
 use ConsistencyLevel::{All, One, Quorum};
 
+/// Node settings that leave a replica behind until a read repairs it.
+const WITHOUT_REPAIR: &[&str] = &["hints.enabled=false", "antientropy.enabled=false"];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quorum_write_through_one_node_is_read_at_quorum_through_another() {
     let cluster = Cluster::start(3);
@@ -110,7 +113,8 @@ async fn with_one_node_killed_quorum_works_and_all_is_unavailable_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_is_repaired_by_an_all_read_and_then_serves_alone() {
-    let mut cluster = Cluster::start(3);
+    // Read repair alone: no hints, no anti-entropy (tests/repair.rs has those).
+    let mut cluster = Cluster::start_with(3, WITHOUT_REPAIR);
     let node1 = cluster.client(1).await;
     cluster.kill(3).await;
     node1
@@ -140,7 +144,8 @@ async fn a_restarted_node_is_repaired_by_an_all_read_and_then_serves_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_through_two_coordinators_are_siblings_until_a_write_with_context() {
-    let mut cluster = Cluster::start(3);
+    // Read repair alone: no hints, no anti-entropy (tests/repair.rs has those).
+    let mut cluster = Cluster::start_with(3, WITHOUT_REPAIR);
     let node1 = cluster.client(1).await;
     // node2 is down while node1 coordinates the first write, so the second
     // write's coordinator, node2, has not seen it: the writes are concurrent.
@@ -180,7 +185,8 @@ async fn concurrent_writes_through_two_coordinators_are_siblings_until_a_write_w
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_is_not_undone_by_a_replica_that_missed_it() {
-    let mut cluster = Cluster::start(3);
+    // Read repair alone: no hints, no anti-entropy (tests/repair.rs has those).
+    let mut cluster = Cluster::start_with(3, WITHOUT_REPAIR);
     let node1 = cluster.client(1).await;
     node1
         .put(&row("k"), value("doomed"), Context::empty(), All)

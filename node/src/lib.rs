@@ -23,6 +23,22 @@
 //!   alive when the phi-accrual detector says so and its connection is up.
 //! - the coordinator (private): the write and read paths of DESIGN.md.
 //!
+//! **Repair.** A write whose replica is down, or has not acknowledged by
+//! the deadline, leaves a hint on its coordinator (or, in a sloppy quorum,
+//! on a live fallback node past the replicas, whose acknowledgement then
+//! counts); `ANY` is met by a hint. A task replays a target's hints, oldest
+//! first and throttled, once the view shows it up, and sends the hints of a
+//! node that left the ring to the rows' replicas now (`hints.rs`, with the
+//! queue's rules in `ringdb-antientropy`). Storage keeps a Merkle tree per
+//! range this node replicates, changed by every write under the row lock
+//! (XOR out the old item, XOR in the new), rebuilt from a snapshot scan at
+//! start and when the ring changes; background rounds and `ringdb repair`
+//! compare trees with the other replicas and exchange only the rows of
+//! differing leaves; a range whose every replica was reconciled purges its
+//! tombstones older than the grace (`repair.rs`). Hints and repaired rows
+//! are merged with [`DvvSet::sync`](causality::DvvSet::sync), so neither can
+//! bring back what a delete superseded.
+//!
 //! **Joining.** A node's tokens are chosen once, at its first start, and
 //! kept in its data directory. At that first start it gossips with the seeds
 //! until it knows the ring, lets it settle for two rounds, takes tokens that
