@@ -59,22 +59,14 @@ const FORWARD_GRACE: Duration = Duration::from_millis(100);
 /// The longest table name (Cassandra's limit).
 const MAX_TABLE_NAME: usize = 48;
 
-/// Acknowledgements of a write in flight: (node, the replica it stands in
-/// for when it is a fallback, its answer).
-type Acks = JoinSet<(NodeId, Option<NodeId>, Result<PeerReply, CallError>)>;
-
-/// The nodes whose acknowledgements are still due, once the deadline passed.
-async fn acks_pending(acks: &mut Acks) -> Vec<NodeId> {
-    // Each task ends at the deadline with an error; collect them.
-    let mut pending = Vec::new();
-    while let Some(joined) = acks.join_next().await {
-        if let Ok((peer, replica, outcome)) = joined
-            && !matches!(outcome, Ok(PeerReply::Applied))
-        {
-            pending.push(replica.unwrap_or(peer));
-        }
-    }
-    pending
+/// The answer of one replica (or fallback) to a write.
+struct Ack {
+    node: NodeId,
+    /// The replica a fallback stands in for (sloppy quorum).
+    stands_in_for: Option<NodeId>,
+    applied: bool,
+    /// Not applied, and a hint was stored for the replica instead.
+    hinted: bool,
 }
 
 /// Work done after the answer (background read repair).
@@ -558,26 +550,29 @@ impl Coordinator {
             })
             .await?;
         let versions = VersionedRow(encode_row(&stored));
+        let write = Arc::new((id, versions));
         let mut acks = JoinSet::new();
         for peer in alive.iter().filter(|p| **p != self.me) {
             let request = PeerRequest::Replicate {
-                row: id.clone(),
-                versions: versions.clone(),
+                row: write.0.clone(),
+                versions: write.1.clone(),
             };
-            self.spawn_ack(&mut acks, peer, None, request, deadline);
+            self.spawn_ack(&mut acks, peer, None, request, deadline, &write);
         }
         for (fallback, replica) in &fallbacks {
             let request = PeerRequest::StoreHint {
                 target: replica.clone(),
-                row: id.clone(),
-                versions: versions.clone(),
+                row: write.0.clone(),
+                versions: write.1.clone(),
             };
+            let stands_in_for = Some(replica.clone());
             self.spawn_ack(
                 &mut acks,
                 fallback,
-                Some(replica.clone()),
+                stands_in_for,
                 request,
                 deadline,
+                &write,
             );
         }
         // Down replicas without a fallback get a hint here.
@@ -591,29 +586,26 @@ impl Coordinator {
             .filter(|r| !fallbacks.iter().any(|(_, replica)| replica == *r))
             .cloned()
             .collect();
-        receipt.hinted = self.hint(&id, &versions, unhinted).await;
-        let mut failed = Vec::new();
+        receipt.hinted = self.hint(&write.0, &write.1, unhinted).await;
         let mut acknowledged = 1;
         while acknowledged < required {
             match tokio::time::timeout_at(deadline, acks.join_next()).await {
-                Ok(Some(Ok((peer, None, Ok(PeerReply::Applied))))) => {
-                    receipt.acknowledged.push(peer);
+                Ok(Some(Ok(ack))) if ack.applied => {
+                    match ack.stands_in_for {
+                        Some(replica) => receipt.fallbacks.push((ack.node, replica)),
+                        None => receipt.acknowledged.push(ack.node),
+                    }
                     acknowledged += 1;
                 }
-                Ok(Some(Ok((fallback, Some(replica), Ok(PeerReply::Applied))))) => {
-                    receipt.fallbacks.push((fallback, replica));
-                    acknowledged += 1;
-                }
-                Ok(Some(Ok((peer, replica, outcome)))) => {
-                    debug!(peer = %peer, ?outcome, "replica did not acknowledge the write");
-                    failed.push(replica.unwrap_or(peer));
+                Ok(Some(Ok(ack))) => {
+                    if ack.hinted {
+                        receipt.hinted.push(ack.stands_in_for.unwrap_or(ack.node));
+                    }
                 }
                 Ok(Some(Err(_))) => {}
                 Ok(None) | Err(_) => {
-                    receipt
-                        .hinted
-                        .extend(self.hint(&id, &versions, failed).await);
-                    self.hint_stragglers(acks, id, versions, deadline);
+                    // The replicas still due hint themselves at the deadline.
+                    acks.detach_all();
                     return Err(RequestError::Timeout {
                         required,
                         acknowledged,
@@ -622,38 +614,49 @@ impl Coordinator {
                 }
             }
         }
-        receipt
-            .hinted
-            .extend(self.hint(&id, &versions, failed).await);
-        // The acknowledgements still to come are not waited for; those that
-        // fail or miss the deadline get a hint.
-        self.hint_stragglers(acks, id, versions, deadline);
+        // The acknowledgements still to come are not waited for: each ack
+        // task stores a hint if its replica fails or misses the deadline.
+        acks.detach_all();
         Ok(ClientReply::Written {
             context: Context(CausalContext::encode(&stored.context())),
             receipt,
         })
     }
 
-    /// Sends `request` to `peer` and adds the answer to `acks`, tagged with
-    /// the replica a fallback stands in for.
+    /// Sends `request` to `peer` and adds its answer to `acks`; when the
+    /// peer does not apply it by the deadline, the task stores a hint for
+    /// the replica (`stands_in_for` when the peer is a fallback).
     fn spawn_ack(
-        &self,
-        acks: &mut Acks,
+        self: &Arc<Self>,
+        acks: &mut JoinSet<Ack>,
         peer: &NodeId,
         stands_in_for: Option<NodeId>,
         request: PeerRequest,
         deadline: Instant,
+        write: &Arc<(RowId, VersionedRow)>,
     ) {
-        let peer = peer.clone();
-        match self.peers.send(&peer, request, deadline) {
-            Ok(call) => {
-                acks.spawn(async move { (peer, stands_in_for, call.answer(deadline).await) });
+        let node = peer.clone();
+        let call = self.peers.send(peer, request, deadline);
+        let (this, write) = (self.clone(), write.clone());
+        acks.spawn(async move {
+            let answer = match call {
+                Ok(call) => call.answer(deadline).await,
+                Err(error) => Err(error),
+            };
+            let applied = matches!(answer, Ok(PeerReply::Applied));
+            let mut hinted = false;
+            if !applied {
+                debug!(peer = %node, ?answer, "replica did not acknowledge the write");
+                let target = stands_in_for.clone().unwrap_or_else(|| node.clone());
+                hinted = !this.hint(&write.0, &write.1, vec![target]).await.is_empty();
             }
-            Err(error) => {
-                debug!(peer = %peer, %error, "replica not sent the write");
-                acks.spawn(async move { (peer, stands_in_for, Err(error)) });
+            Ack {
+                node,
+                stands_in_for,
+                applied,
+                hinted,
             }
-        }
+        });
     }
 
     /// The first live fallback of each down replica, in ring order.
@@ -697,42 +700,6 @@ impl Coordinator {
             warn!(%error, "cannot store hints");
             Vec::new()
         })
-    }
-
-    /// Waits, after the answer, for the acknowledgements still due, and
-    /// hints the replicas that fail or miss the deadline.
-    fn hint_stragglers(
-        self: &Arc<Self>,
-        mut acks: Acks,
-        id: RowId,
-        versions: VersionedRow,
-        deadline: Instant,
-    ) {
-        if acks.is_empty() {
-            return;
-        }
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut failed = Vec::new();
-            loop {
-                match tokio::time::timeout_at(deadline, acks.join_next()).await {
-                    Ok(Some(Ok((_, _, Ok(PeerReply::Applied))))) => {}
-                    Ok(Some(Ok((peer, replica, _)))) => failed.push(replica.unwrap_or(peer)),
-                    Ok(Some(Err(_))) => {}
-                    Ok(None) => break,
-                    Err(_) => {
-                        // The deadline passed: whoever has not answered is
-                        // silent; the answers may still come, but unknown.
-                        failed.extend(acks_pending(&mut acks).await);
-                        break;
-                    }
-                }
-            }
-            let hinted = this.hint(&id, &versions, failed).await;
-            if !hinted.is_empty() {
-                debug!(?hinted, "hinted replicas that did not acknowledge in time");
-            }
-        });
     }
 
     /// A write at ANY while every replica is down, received by a node that
