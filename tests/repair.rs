@@ -498,3 +498,49 @@ async fn any_succeeds_with_every_replica_down_and_sloppy_quorum_counts_a_fallbac
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hints_for_a_removed_node_go_to_the_new_replicas() {
+    let cluster = Cluster::start_with(4, &["antientropy.enabled=false"]);
+    cluster.kill(4).await;
+    for n in 1..=3 {
+        cluster.wait_disconnected(n, 4).await;
+    }
+    let client = cluster.token_aware_client().await;
+    let written = keys("r", 200);
+    write_all(&client, &written, One).await;
+    let clients = [
+        cluster.client(1).await,
+        cluster.client(2).await,
+        cluster.client(3).await,
+    ];
+    let mut hinted = 0;
+    for node in &clients {
+        hinted += node.repair_stats().await.unwrap().hints.written;
+    }
+    assert!(hinted > 0, "some of the keys have node4 as a replica");
+    clients[0]
+        .remove_node(&NodeId::new("node4"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    // node4 never comes back: its hints go to each row's replicas now.
+    wait_until("node4's hints are redirected", DEADLINE, || {
+        let clients = &clients;
+        async move {
+            let mut redirected = 0;
+            for node in clients {
+                let stats = node.repair_stats().await.unwrap();
+                if !stats.hints_pending.is_empty() {
+                    return false;
+                }
+                redirected += stats.hints.redirected;
+            }
+            redirected == hinted
+        }
+    })
+    .await;
+    for key in &written {
+        let read = client.get(&row(key), All).await.unwrap();
+        assert_eq!(read.siblings.len(), 1, "{key}");
+    }
+}
