@@ -10,11 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Cluster, DEADLINE, wait_until};
-use ringdb::client::{
-    ConsistencyLevel, Context, NodeStatus, PartitionKey, ReadResult, Row, RowAddress, Value,
-};
-use ringdb::ring::{NodeId, Replication, Ring, Token};
+use common::{Cluster, DEADLINE, columns, ring_of, row, text_of, wait_until};
+use ringdb::client::{ConsistencyLevel, Context, NodeStatus};
+use ringdb::ring::{NodeId, Token};
 use tokio::time::Instant;
 
 use ConsistencyLevel::Quorum;
@@ -236,37 +234,6 @@ impl Load {
         let acknowledged = self.acknowledged.lock().unwrap().clone();
         (acknowledged, ok, failed)
     }
-}
-
-fn row(key: &str) -> RowAddress {
-    RowAddress::new("kv", PartitionKey::new(key.as_bytes().to_vec()).unwrap())
-}
-
-fn columns(text: &str) -> Row {
-    Row::from([("value".to_string(), Value::Text(text.to_string()))])
-}
-
-fn text_of(read: &ReadResult) -> Vec<String> {
-    read.siblings
-        .iter()
-        .filter_map(|s| match s.columns.get("value") {
-            Some(Value::Text(t)) => Some(t.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The ring as node `n` sees it.
-async fn ring_of(cluster: &Cluster, n: usize) -> (Ring, Replication) {
-    let status = cluster.client(n).await.status().await.unwrap();
-    let mut ring = Ring::new();
-    for node in &status.nodes {
-        if node.status == "Normal" {
-            ring.add_node(node.id.clone(), node.location.clone(), node.tokens.clone())
-                .unwrap();
-        }
-    }
-    (ring, status.replication)
 }
 
 /// Every key readable at QUORUM with its value, and held by each of its

@@ -8,47 +8,18 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Cluster, DEADLINE, node_folder, wait_until};
+use common::{Cluster, DEADLINE, columns, node_folder, ring_of, row, text_of, wait_until};
 use ringdb::client::{
-    Client, ClientError, ConsistencyLevel, Context, PartitionKey, RequestError, Row, RowAddress,
-    Value, WriteOptions,
+    Client, ClientError, ConsistencyLevel, Context, RequestError, Value, WriteOptions,
 };
 use ringdb::node::storage::{Storage, StorageConfig};
-use ringdb::ring::{NodeId, Ring, Token, TokenRange};
+use ringdb::ring::{NodeId, Token, TokenRange};
 
 use ConsistencyLevel::{All, Any, One, Quorum, Two};
 
-fn row(key: &str) -> RowAddress {
-    RowAddress::new("kv", PartitionKey::new(key.as_bytes().to_vec()).unwrap())
-}
-
-fn columns(text: &str) -> Row {
-    Row::from([("value".to_string(), Value::Text(text.to_string()))])
-}
-
 /// The values of `key` that node `n`'s client reads from that node alone.
 async fn local_values(client: &Client, key: &str) -> Vec<String> {
-    let read = client.local_get(&row(key)).await.expect("local read");
-    read.siblings
-        .iter()
-        .filter_map(|s| match s.columns.get("value") {
-            Some(Value::Text(t)) => Some(t.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The ring as node `n` sees it.
-async fn ring_of(cluster: &Cluster, n: usize) -> Ring {
-    let status = cluster.client(n).await.status().await.unwrap();
-    let mut ring = Ring::new();
-    for node in &status.nodes {
-        if node.status == "Normal" {
-            ring.add_node(node.id.clone(), node.location.clone(), node.tokens.clone())
-                .unwrap();
-        }
-    }
-    ring
+    text_of(&client.local_get(&row(key)).await.expect("local read"))
 }
 
 /// Waits until node `n` holds `value` for each key, reading only its own
@@ -338,7 +309,7 @@ async fn anti_entropy_alone_restores_a_range_wiped_from_one_replica() {
     let client = cluster.token_aware_client().await;
     let written = keys("w", 600);
     write_all(&client, &written, All).await;
-    let ring = ring_of(&cluster, 1).await;
+    let (ring, _) = ring_of(&cluster, 1).await;
     cluster.kill(3).await;
     // Wipe node3's copy of the range that holds the first key.
     let range = ring
@@ -377,8 +348,7 @@ async fn anti_entropy_alone_restores_a_range_wiped_from_one_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_succeeds_with_every_replica_down_and_sloppy_quorum_counts_a_fallback() {
     let mut cluster = Cluster::start(4);
-    let ring = ring_of(&cluster, 4).await;
-    let replication = cluster.client(4).await.status().await.unwrap().replication;
+    let (ring, replication) = ring_of(&cluster, 4).await;
     // Two keys whose replicas are the same three nodes, not node4.
     let node4 = NodeId::new("node4");
     let mut chosen: Vec<(String, Vec<NodeId>)> = Vec::new();

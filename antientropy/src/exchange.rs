@@ -47,8 +47,6 @@ pub struct ShapeMismatch {
 pub struct Exchange {
     level: u8,
     asked: Vec<u32>,
-    /// Inner and leaf nodes found to differ, per level (for reports).
-    differing: Vec<usize>,
 }
 
 impl Exchange {
@@ -57,7 +55,6 @@ impl Exchange {
         let exchange = Exchange {
             level: 0,
             asked: vec![0],
-            differing: vec![0; usize::from(DEPTH) + 1],
         };
         let step = Step::Hashes {
             level: 0,
@@ -82,7 +79,6 @@ impl Exchange {
             .filter(|(node, hash)| local.hash(self.level, **node as usize) != **hash)
             .map(|(node, _)| *node)
             .collect();
-        self.differing[usize::from(self.level)] += differing.len();
         if differing.is_empty() {
             return Ok(Step::Same);
         }
@@ -103,11 +99,6 @@ impl Exchange {
             level: self.level,
             nodes: self.asked.clone(),
         })
-    }
-
-    /// The differing leaves found.
-    pub fn differing_leaves(&self) -> usize {
-        self.differing[usize::from(DEPTH)]
     }
 }
 
@@ -202,10 +193,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn equal_trees_cost_one_hash() {
+    /// A range and 499 items spread over it.
+    fn fixture() -> (TokenRange, Vec<(Token, Hash)>) {
         let range = TokenRange::new(Token::from_offset(0), Token::from_offset(1 << 50));
-        let items: Vec<(Token, Hash)> = (1..500u64)
+        let items = (1..500u64)
             .map(|i| {
                 (
                     Token::from_offset(i << 40),
@@ -213,21 +204,19 @@ mod tests {
                 )
             })
             .collect();
+        (range, items)
+    }
+
+    #[test]
+    fn equal_trees_cost_one_hash() {
+        let (range, items) = fixture();
         let (a, b) = (tree_with(range, &items), tree_with(range, &items));
         assert_eq!(run(&a, &b), (Vec::new(), 1));
     }
 
     #[test]
     fn one_differing_item_is_found_in_its_leaf_only() {
-        let range = TokenRange::new(Token::from_offset(0), Token::from_offset(1 << 50));
-        let items: Vec<(Token, Hash)> = (1..500u64)
-            .map(|i| {
-                (
-                    Token::from_offset(i << 40),
-                    item_hash(&i.to_be_bytes(), &version_digest(b"v")),
-                )
-            })
-            .collect();
+        let (range, items) = fixture();
         let a = tree_with(range, &items);
         let b = tree_with(range, &items[..items.len() - 1]);
         let (leaves, hashes) = run(&a, &b);

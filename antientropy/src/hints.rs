@@ -247,11 +247,6 @@ impl<S: HintStore> HintQueue<S> {
     pub fn counters(&self) -> HintCounters {
         self.counters
     }
-
-    /// The store.
-    pub fn store_ref(&self) -> &S {
-        &self.store
-    }
 }
 
 #[cfg(test)]

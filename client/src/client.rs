@@ -177,6 +177,22 @@ impl From<ConsistencyLevel> for WriteOptions {
     }
 }
 
+/// A read's answer out of the reply to `Get` or `LocalGet`.
+fn read_result((node, reply): (SocketAddr, ClientReply)) -> Result<ReadResult, ClientError> {
+    match reply {
+        ClientReply::Read {
+            siblings,
+            context,
+            receipt,
+        } => Ok(ReadResult {
+            siblings,
+            context,
+            receipt,
+        }),
+        _ => Err(ClientError::UnexpectedReply(node)),
+    }
+}
+
 /// A write's answer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WriteResult {
@@ -281,21 +297,7 @@ impl Client {
     /// ring says (a diagnostic: which replica holds what).
     pub async fn local_get(&self, row: &RowAddress) -> Result<ReadResult, ClientError> {
         let request = ClientRequest::LocalGet { row: row.clone() };
-        match self.admin(request, self.config.request_timeout).await? {
-            (
-                _,
-                ClientReply::Read {
-                    siblings,
-                    context,
-                    receipt,
-                },
-            ) => Ok(ReadResult {
-                siblings,
-                context,
-                receipt,
-            }),
-            (node, _) => Err(ClientError::UnexpectedReply(node)),
-        }
+        read_result(self.admin(request, self.config.request_timeout).await?)
     }
 
     /// Decommissions the first contact point: it streams its ranges to
@@ -354,24 +356,10 @@ impl Client {
             row: row.clone(),
             consistency,
         };
-        match self
-            .request(Some(row.token()), request, RequestKind::Read)
-            .await?
-        {
-            (
-                _,
-                ClientReply::Read {
-                    siblings,
-                    context,
-                    receipt,
-                },
-            ) => Ok(ReadResult {
-                siblings,
-                context,
-                receipt,
-            }),
-            (node, _) => Err(ClientError::UnexpectedReply(node)),
-        }
+        read_result(
+            self.request(Some(row.token()), request, RequestKind::Read)
+                .await?,
+        )
     }
 
     /// Writes a row's columns, superseding what `context` saw, at a

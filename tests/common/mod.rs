@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use ringdb::client::{Client, ClientConfig};
+use ringdb::client::{Client, ClientConfig, PartitionKey, ReadResult, Row, RowAddress, Value};
 use ringdb::node::Config;
+use ringdb::ring::{Replication, Ring};
 use tokio::time::Instant;
 
 /// How long a condition may take before the test fails.
@@ -269,4 +270,38 @@ fn is_running(pid: i32) -> bool {
         Ok(stat) => stat.split_whitespace().nth(2) != Some("Z"),
         Err(_) => false,
     }
+}
+
+/// A row of the `kv` table.
+pub fn row(key: &str) -> RowAddress {
+    RowAddress::new("kv", PartitionKey::new(key.as_bytes().to_vec()).unwrap())
+}
+
+/// One text column, `value`.
+pub fn columns(text: &str) -> Row {
+    Row::from([("value".to_string(), Value::Text(text.to_string()))])
+}
+
+/// The texts of a read's siblings.
+pub fn text_of(read: &ReadResult) -> Vec<String> {
+    read.siblings
+        .iter()
+        .filter_map(|s| match s.columns.get("value") {
+            Some(Value::Text(t)) => Some(t.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The ring as node `n` sees it.
+pub async fn ring_of(cluster: &Cluster, n: usize) -> (Ring, Replication) {
+    let status = cluster.client(n).await.status().await.unwrap();
+    let mut ring = Ring::new();
+    for node in &status.nodes {
+        if node.status == "Normal" {
+            ring.add_node(node.id.clone(), node.location.clone(), node.tokens.clone())
+                .unwrap();
+        }
+    }
+    (ring, status.replication)
 }

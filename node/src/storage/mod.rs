@@ -254,8 +254,10 @@ impl Storage {
         let (next, sequence) = {
             let _guard = self.locks[stripe].lock().expect("row lock");
             let trees = self.trees.read().expect("trees lock");
+            // Only a row of a range this node keeps a tree for is hashed.
+            let tree = trees.tree_of(key.token);
             let (current, old_digest) = match self.db.get_pinned_cf(self.cf(DATA), &encoded)? {
-                Some(bytes) => (decode_row(&bytes)?, Some(version_digest(&bytes))),
+                Some(bytes) => (decode_row(&bytes)?, tree.map(|_| version_digest(&bytes))),
                 None => (StoredRow::new(), None),
             };
             let next = change(&current);
@@ -265,7 +267,9 @@ impl Storage {
                 (next, self.db.latest_sequence_number())
             } else {
                 let bytes = encode_row(&next);
-                let new_item = item_hash(&encoded, &version_digest(&bytes));
+                let new_item = tree
+                    .filter(|_| !next.is_empty())
+                    .map(|_| item_hash(&encoded, &version_digest(&bytes)));
                 let mut batch = WriteBatch::default();
                 if next.is_empty() {
                     batch.delete_cf(self.cf(DATA), &encoded);
@@ -273,11 +277,13 @@ impl Storage {
                     batch.put_cf(self.cf(DATA), &encoded, bytes);
                 }
                 let sequence = self.write_batch(batch)?;
-                if let Some(old) = old_digest {
-                    trees.toggle(key.token, &item_hash(&encoded, &old));
-                }
-                if !next.is_empty() {
-                    trees.toggle(key.token, &new_item);
+                if let Some(tree) = tree {
+                    if let Some(old) = old_digest {
+                        tree.toggle(key.token, &item_hash(&encoded, &old));
+                    }
+                    if let Some(new) = new_item {
+                        tree.toggle(key.token, &new);
+                    }
                 }
                 (next, sequence)
             }
@@ -493,17 +499,7 @@ impl Storage {
 
     /// The hints stored for `target`, oldest first.
     pub fn hints(&self, target: &NodeId) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
-        let prefix = hint_key(target, None);
-        let mode = IteratorMode::From(&prefix, Direction::Forward);
-        let mut hints = Vec::new();
-        for item in self.db.iterator_cf(self.cf(HINTS), mode) {
-            let (key, value) = item?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            hints.push((hint_sequence(&key)?, value.to_vec()));
-        }
-        Ok(hints)
+        self.hints_after(target, None, usize::MAX)
     }
 
     /// Deletes a delivered hint.

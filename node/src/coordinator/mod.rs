@@ -1,0 +1,481 @@
+//! The coordinator and the replica: the write and read paths of DESIGN.md.
+//!
+//! **Writes.** The write coordinator is a replica of the row; a node that is
+//! not forwards the request to one that is (the first reachable in ring
+//! order). The coordinator decides `Unavailable` before doing anything when
+//! fewer replicas are reachable than the level needs; otherwise it applies
+//! the write to its own sibling set with a dot of its own actor
+//! ([`Storage::update`]), sends the resulting set to every other reachable
+//! replica, and answers once the level's count has acknowledged (itself
+//! included), or `Timeout` at the deadline with the count it reached. A
+//! replica it knows to be unreachable is not waited for; the messages already
+//! queued still reach the slower replicas after the answer.
+//!
+//! **Reads.** Any node coordinates a read. It asks as many reachable replicas
+//! as the level needs, itself first when it is one, and asks a spare replica
+//! when one fails or has not answered within the speculative-retry delay
+//! (a fixed delay for now; Cassandra's default is the 99th percentile of
+//! recent reads). It merges the sibling sets ([`DvvSet::sync`]); a replica
+//! whose set does not already contain the merge is repaired before the
+//! answer (blocking read repair: once a read at QUORUM has returned a value,
+//! a quorum holds it, so a later QUORUM read cannot go backwards). The
+//! replicas not read are read and repaired in the background, best effort.
+//! Tombstones take part in the merge (they supersede what they deleted) but
+//! are not shown to the reader.
+//!
+//! [`DvvSet::sync`]: crate::causality::DvvSet::sync
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ringdb_proto::{
+    ClientReply, ClientRequest, ConsistencyLevel, Context, PeerReply, PeerRequest, Receipt,
+    RepairStats, RepairSummary, RequestError, RowAddress, RowId, TableId, VersionedRow,
+};
+use ringdb_ring::{NodeId, Replication};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::info;
+
+use crate::causality::{ActorId, CausalContext};
+use crate::config::{AntiEntropyConfig, RequestConfig, StreamingConfig};
+use crate::hints::Hints;
+use crate::membership::{GossipHandle, Membership};
+use crate::storage::{RowKey, Storage, StorageError, StoredRow, decode_versions, encode_row};
+use crate::transport::Peers;
+use crate::{repair, streaming, topology};
+
+mod read;
+mod write;
+
+use read::siblings_of;
+use ringdb_gossip::Status;
+use write::Write;
+
+/// How long past a request's deadline a forwarding node waits for the
+/// answer of the node it forwarded to (which answers `Timeout` at the deadline).
+const FORWARD_GRACE: Duration = Duration::from_millis(100);
+/// The longest table name (Cassandra's limit).
+const MAX_TABLE_NAME: usize = 48;
+
+/// Work done after the answer (background read repair).
+pub(crate) type BackgroundJob = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What the coordinator needs: storage, peers, the ring and the limits.
+pub(crate) struct Coordinator {
+    pub(crate) me: NodeId,
+    pub(crate) generation: u64,
+    pub(crate) actor: ActorId,
+    pub(crate) storage: Arc<Storage>,
+    pub(crate) peers: Arc<Peers>,
+    pub(crate) membership: Arc<Membership>,
+    pub(crate) gossip: GossipHandle,
+    pub(crate) replication: Replication,
+    pub(crate) limits: RequestConfig,
+    pub(crate) streaming: StreamingConfig,
+    pub(crate) antientropy: AntiEntropyConfig,
+    pub(crate) hints: Arc<Hints>,
+    /// What anti-entropy did since the node started.
+    pub(crate) repairs: Mutex<RepairSummary>,
+    pub(crate) background: mpsc::Sender<BackgroundJob>,
+}
+
+/// The table id of a table name. Until keyspaces declare tables (and give
+/// them ids), a table is named by its use and its id is the first eight
+/// bytes of the blake3 hash of the name.
+pub fn table_id(name: &str) -> Result<TableId, RequestError> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_TABLE_NAME
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(RequestError::invalid(format!(
+            "table name {name:?} must be 1 to {MAX_TABLE_NAME} letters, digits or underscores"
+        )));
+    }
+    let hash = blake3::hash(name.as_bytes());
+    let bytes: [u8; 8] = hash.as_bytes()[..8].try_into().expect("eight bytes");
+    Ok(TableId(u64::from_be_bytes(bytes)))
+}
+
+/// Now, in microseconds since the Unix epoch.
+pub(crate) fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+impl Coordinator {
+    /// Serves a client request (or one forwarded by a peer, which must not
+    /// be forwarded again).
+    pub(crate) async fn serve_client(
+        self: Arc<Self>,
+        request: ClientRequest,
+        deadline: Instant,
+        forwarded: bool,
+    ) -> Result<ClientReply, RequestError> {
+        // Admin operations run as long as their caller waits; data
+        // requests no longer than the coordinator's timeout.
+        let original_deadline = deadline;
+        let deadline = deadline.min(Instant::now() + self.limits.timeout());
+        match request {
+            ClientRequest::Get { row, consistency } => self.read(row, consistency, deadline).await,
+            ClientRequest::Put {
+                row,
+                columns,
+                context,
+                consistency,
+                sloppy,
+            } => {
+                let size = rmp_serde::to_vec_named(&columns).map_or(usize::MAX, |b| b.len());
+                if size > self.limits.max_row_bytes {
+                    return Err(RequestError::invalid(format!(
+                        "row of {size} bytes exceeds the limit of {} bytes",
+                        self.limits.max_row_bytes
+                    )));
+                }
+                let write = Write {
+                    row,
+                    columns: Some(columns),
+                    context,
+                    consistency,
+                    sloppy,
+                };
+                self.write(write, deadline, forwarded).await
+            }
+            ClientRequest::Delete {
+                row,
+                context,
+                consistency,
+                sloppy,
+            } => {
+                let write = Write {
+                    row,
+                    columns: None,
+                    context,
+                    consistency,
+                    sloppy,
+                };
+                self.write(write, deadline, forwarded).await
+            }
+            ClientRequest::Topology => Ok(self.topology()),
+            ClientRequest::Status => Ok(self.status()),
+            ClientRequest::LocalGet { row } => {
+                let id = RowId {
+                    table: table_id(&row.table)?,
+                    partition: row.partition,
+                    clustering: row.clustering,
+                };
+                let key = RowKey::new(id.table, id.partition, id.clustering);
+                let stored = self.blocking(move |storage| storage.get(&key)).await?;
+                let stored = stored.unwrap_or_else(StoredRow::new);
+                Ok(ClientReply::Read {
+                    siblings: siblings_of(&stored),
+                    context: Context(CausalContext::encode(&stored.context())),
+                    receipt: Receipt {
+                        coordinator: Some(self.me.clone()),
+                        acknowledged: vec![self.me.clone()],
+                        ..Receipt::default()
+                    },
+                })
+            }
+            ClientRequest::Decommission => {
+                let summary = topology::decommission(&self, original_deadline).await?;
+                Ok(ClientReply::Done { summary })
+            }
+            ClientRequest::RemoveNode { node } => {
+                let summary = topology::remove_node(&self, node, original_deadline).await?;
+                Ok(ClientReply::Done { summary })
+            }
+            ClientRequest::Repair { table, ranges } => {
+                let table = table.as_deref().map(table_id).transpose()?;
+                let summary = repair::repair(&self, table, ranges, None, original_deadline).await?;
+                Ok(ClientReply::Repaired(summary))
+            }
+            ClientRequest::RepairStats => Ok(ClientReply::RepairStats(self.repair_stats())),
+        }
+    }
+
+    /// Serves a request from another node.
+    pub(crate) async fn serve_peer(
+        self: Arc<Self>,
+        from: NodeId,
+        request: PeerRequest,
+        deadline: Instant,
+    ) -> Result<PeerReply, RequestError> {
+        // Any node the cluster CA signed may say hello and gossip (that is
+        // how a new node joins); only nodes known to the cluster may read,
+        // write or coordinate: members, and nodes that left (they forward
+        // what clients still send them), not removed ones.
+        if !matches!(request, PeerRequest::Hello { .. } | PeerRequest::Gossip(_)) {
+            let member = self
+                .membership
+                .view()
+                .status(&from)
+                .is_some_and(|status| status != Status::Removed);
+            if !member {
+                return Err(RequestError::invalid(format!(
+                    "{from} is not a member of this cluster (it has not joined, or was removed)"
+                )));
+            }
+        }
+        match request {
+            PeerRequest::Hello { generation } => {
+                self.peers.observe_generation(&from, generation);
+                Ok(PeerReply::Hello {
+                    generation: self.generation,
+                })
+            }
+            PeerRequest::Replicate { row, versions } => {
+                let incoming = decode_versions(&versions.0)
+                    .map_err(|e| RequestError::invalid(format!("malformed versioned row: {e}")))?;
+                let key = RowKey::new(row.table, row.partition, row.clustering);
+                self.blocking(move |storage| storage.merge(&key, &incoming))
+                    .await?;
+                Ok(PeerReply::Applied)
+            }
+            PeerRequest::Read { row } => {
+                let key = RowKey::new(row.table, row.partition, row.clustering);
+                let stored = self.blocking(move |storage| storage.get(&key)).await?;
+                Ok(PeerReply::Row(
+                    stored.map(|stored| VersionedRow(encode_row(&stored))),
+                ))
+            }
+            PeerRequest::Coordinate(request) => Ok(PeerReply::Coordinated(
+                self.serve_client(request, deadline, true).await?,
+            )),
+            PeerRequest::StreamRange {
+                range,
+                after,
+                max_rows,
+            } => {
+                let max_rows = max_rows.clamp(1, 4 * streaming::PAGE_ROWS);
+                let storage = self.storage.clone();
+                let (rows, more) = tokio::task::spawn_blocking(move || {
+                    streaming::page(&storage, range, after, max_rows)
+                })
+                .await
+                .map_err(|e| self.server_error(e.to_string()))?
+                .map_err(|e| self.server_error(e.to_string()))?;
+                Ok(PeerReply::Rows { rows, more })
+            }
+            PeerRequest::StoreRows { rows } => {
+                let storage = self.storage.clone();
+                let purged_before = repair::purge_cutoff(&self.antientropy);
+                tokio::task::spawn_blocking(move || {
+                    streaming::store(&storage, &rows, Some(purged_before))
+                })
+                .await
+                .map_err(|e| self.server_error(e.to_string()))??;
+                Ok(PeerReply::Applied)
+            }
+            PeerRequest::StoreHint {
+                target,
+                row,
+                versions,
+            } => {
+                decode_versions(&versions.0)
+                    .map_err(|e| RequestError::invalid(format!("malformed versioned row: {e}")))?;
+                if !self.hints.enabled() {
+                    return Err(RequestError::invalid(format!(
+                        "{} does not store hints (hints.enabled is false)",
+                        self.me
+                    )));
+                }
+                let hinted = self.hint(&row, &versions, vec![target.clone()]).await;
+                if hinted.is_empty() {
+                    return Err(RequestError::overloaded(format!(
+                        "no hint stored for {target}: over the hint window or size cap"
+                    )));
+                }
+                Ok(PeerReply::Applied)
+            }
+            PeerRequest::TreeHashes {
+                range,
+                level,
+                nodes,
+            } => {
+                let trees = self.storage.trees();
+                let tree = repair::local_tree(&self.me, &trees, range)?;
+                let hashes = tree.hashes(level, &nodes).ok_or_else(|| {
+                    RequestError::invalid(format!("no node {nodes:?} at level {level}"))
+                })?;
+                Ok(PeerReply::Hashes(hashes.concat()))
+            }
+            PeerRequest::LeafItems {
+                range,
+                leaves,
+                table,
+            } => {
+                let storage = self.storage.clone();
+                let items =
+                    tokio::task::spawn_blocking(move || storage.leaf_items(range, &leaves, table))
+                        .await
+                        .map_err(|e| self.server_error(e.to_string()))?
+                        .map_err(|e| self.server_error(e.to_string()))?;
+                Ok(PeerReply::Items(items))
+            }
+            PeerRequest::ReadRows { keys } => {
+                let storage = self.storage.clone();
+                let rows = tokio::task::spawn_blocking(move || repair::read_rows(&storage, keys))
+                    .await
+                    .map_err(|e| self.server_error(e.to_string()))?
+                    .map_err(|e| self.server_error(e.to_string()))?;
+                Ok(PeerReply::Rows { rows, more: false })
+            }
+            PeerRequest::FetchRange { range, source } => {
+                let mut throttle = streaming::Throttle::new(self.streaming.bytes_per_sec());
+                let streamed = streaming::fetch(
+                    &self.peers,
+                    &self.storage,
+                    &source,
+                    range,
+                    None,
+                    &mut throttle,
+                    |_| Ok(()),
+                )
+                .await
+                .map_err(|e| self.server_error(e))?;
+                info!(%range, %source, rows = streamed.rows, "fetched a range");
+                Ok(PeerReply::Applied)
+            }
+            PeerRequest::Gossip(bytes) => {
+                let message = rmp_serde::from_slice(&bytes)
+                    .map_err(|e| RequestError::invalid(format!("malformed gossip: {e}")))?;
+                let reply = self.gossip.incoming(from, message).await;
+                let reply = reply
+                    .map(|reply| rmp_serde::to_vec_named(&reply).map(serde_bytes::ByteBuf::from))
+                    .transpose()
+                    .map_err(|e| RequestError::Server {
+                        node: self.me.clone(),
+                        reason: format!("cannot encode gossip: {e}"),
+                    })?;
+                Ok(PeerReply::Gossip(reply))
+            }
+        }
+    }
+
+    /// Runs a storage call on the blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Storage) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, RequestError> {
+        let storage = self.storage.clone();
+        let outcome = if storage.writes_wait_for_disk() {
+            tokio::task::spawn_blocking(move || work(&storage)).await
+        } else {
+            Ok(work(&storage))
+        };
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(RequestError::Server {
+                node: self.me.clone(),
+                reason: error.to_string(),
+            }),
+            Err(error) => Err(RequestError::Server {
+                node: self.me.clone(),
+                reason: format!("storage task failed: {error}"),
+            }),
+        }
+    }
+
+    /// The row's replicas and the acknowledgements `level` needs from them.
+    fn plan(
+        &self,
+        row: &RowAddress,
+        level: ConsistencyLevel,
+        write: bool,
+    ) -> Result<(RowId, Vec<NodeId>, usize), RequestError> {
+        let table = table_id(&row.table)?;
+        if level == ConsistencyLevel::Any && !write {
+            return Err(RequestError::invalid(
+                "consistency ANY is for writes only; read at ONE",
+            ));
+        }
+        if level == ConsistencyLevel::Any && !self.hints.enabled() {
+            return Err(RequestError::invalid(
+                "consistency ANY needs hinted handoff, which is disabled on this node (hints.enabled)",
+            ));
+        }
+        let view = self.membership.view();
+        let mut replicas = view.ring.replicas(row.token(), &self.replication);
+        let mut required = level.required(self.replication.total_factor());
+        // While a node joins or leaves, writes also go to the replicas the
+        // new ring adds, and wait for them too (Cassandra's pending ranges):
+        // a write acknowledged during the change is on enough replicas of
+        // the ring after it.
+        if write && let Some(future) = &view.future {
+            for pending in future.replicas(row.token(), &self.replication) {
+                if !replicas.contains(&pending) {
+                    replicas.push(pending);
+                    required += 1;
+                }
+            }
+        }
+        let id = RowId {
+            table,
+            partition: row.partition.clone(),
+            clustering: row.clustering.clone(),
+        };
+        Ok((id, replicas, required))
+    }
+
+    /// The replicas that are reachable: this node first when it is one.
+    fn alive(&self, replicas: &[NodeId]) -> Vec<NodeId> {
+        let mut alive: Vec<NodeId> = replicas
+            .iter()
+            .filter(|r| **r == self.me)
+            .cloned()
+            .collect();
+        alive.extend(
+            replicas
+                .iter()
+                .filter(|r| **r != self.me && self.is_up(r))
+                .cloned(),
+        );
+        alive
+    }
+
+    pub(crate) fn server_error(&self, reason: impl Into<String>) -> RequestError {
+        RequestError::Server {
+            node: self.me.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether `node` counts as alive: the failure detector says so and a
+    /// connection to it is up.
+    pub(crate) fn is_up(&self, node: &NodeId) -> bool {
+        self.membership.view().is_up(node) && self.peers.is_alive(node)
+    }
+
+    fn topology(&self) -> ClientReply {
+        let view = self.membership.view();
+        ClientReply::Topology {
+            nodes: view.topology(|id| *id == self.me || self.is_up(id)),
+            replication: self.replication.clone(),
+        }
+    }
+
+    fn repair_stats(&self) -> RepairStats {
+        let (hints_pending, hints) = self.hints.stats();
+        let trees = self.storage.trees();
+        RepairStats {
+            hints_pending,
+            hints,
+            trees_ready: trees.is_ready(),
+            tree_ranges: trees.ranges().count() as u64,
+            antientropy: self.repairs.lock().expect("repairs").clone(),
+        }
+    }
+
+    fn status(&self) -> ClientReply {
+        ClientReply::Status {
+            answered_by: self.me.clone(),
+            nodes: self.membership.view().statuses(&self.replication),
+            replication: self.replication.clone(),
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The read path: reads from enough replicas with speculative retry, the
+//! merge of their sibling sets, and read repair (blocking for the replicas
+//! read, in the background for the rest).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringdb_client::transport::CallError;
+use ringdb_proto::{
+    ClientReply, ConsistencyLevel, Context, PeerReply, PeerRequest, Receipt, RequestError, Row,
+    RowAddress, RowId, Sibling, VersionedRow,
+};
+use ringdb_ring::NodeId;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::{BackgroundJob, Coordinator};
+use crate::causality::CausalContext;
+use crate::storage::{RowKey, StoredRow, decode_versions, encode_row};
+
+impl Coordinator {
+    pub(super) async fn read(
+        self: Arc<Self>,
+        row: RowAddress,
+        consistency: ConsistencyLevel,
+        deadline: Instant,
+    ) -> Result<ClientReply, RequestError> {
+        let (id, replicas, required) = self.plan(&row, consistency, false)?;
+        let alive = self.alive(&replicas);
+        if alive.len() < required {
+            return Err(RequestError::Unavailable {
+                required,
+                alive: alive.len(),
+            });
+        }
+        let mut spares = alive[required..].iter();
+        let mut reads = JoinSet::new();
+        for replica in &alive[..required] {
+            self.spawn_read(&mut reads, replica, &id, deadline);
+        }
+        let mut answers: Vec<(NodeId, StoredRow)> = Vec::new();
+        let speculative = Duration::from_millis(self.limits.speculative_retry_ms);
+        let mut speculate_at = Instant::now() + speculative;
+        while answers.len() < required {
+            let wait_until = if spares.len() > 0 {
+                speculate_at.min(deadline)
+            } else {
+                deadline
+            };
+            match tokio::time::timeout_at(wait_until, reads.join_next()).await {
+                Ok(Some(Ok((replica, Ok(stored))))) => answers.push((replica, stored)),
+                Ok(Some(outcome)) => {
+                    debug!(?outcome, "replica read failed");
+                    if let Some(spare) = spares.next() {
+                        self.spawn_read(&mut reads, spare, &id, deadline);
+                    }
+                }
+                // Speculative retry: a replica is slow (or silently gone):
+                // ask a spare rather than wait for the deadline.
+                Err(_) if Instant::now() < deadline && spares.len() > 0 => {
+                    if let Some(spare) = spares.next() {
+                        debug!(spare = %spare, "speculative read");
+                        self.spawn_read(&mut reads, spare, &id, deadline);
+                    }
+                    speculate_at = Instant::now() + speculative;
+                }
+                Ok(None) | Err(_) => {
+                    return Err(RequestError::Timeout {
+                        required,
+                        acknowledged: answers.len(),
+                        write: false,
+                    });
+                }
+            }
+        }
+        let merged = answers
+            .iter()
+            .fold(StoredRow::new(), |merged, (_, stored)| merged.sync(stored));
+        let behind: Vec<NodeId> = answers
+            .iter()
+            .filter(|(_, stored)| !stored.descends(&merged))
+            .map(|(replica, _)| replica.clone())
+            .collect();
+        let repaired = self.repair(&id, &merged, &behind, deadline).await;
+        if repaired.len() < behind.len() {
+            return Err(RequestError::Timeout {
+                required,
+                acknowledged: answers.len() - (behind.len() - repaired.len()),
+                write: false,
+            });
+        }
+        let unread: Vec<NodeId> = alive
+            .iter()
+            .filter(|r| !answers.iter().any(|(a, _)| a == *r))
+            .cloned()
+            .collect();
+        if !unread.is_empty() {
+            self.repair_in_background(id, merged.clone(), unread);
+        }
+        Ok(ClientReply::Read {
+            siblings: siblings_of(&merged),
+            context: Context(CausalContext::encode(&merged.context())),
+            receipt: Receipt {
+                coordinator: Some(self.me.clone()),
+                acknowledged: answers.into_iter().map(|(replica, _)| replica).collect(),
+                repaired,
+                ..Receipt::default()
+            },
+        })
+    }
+
+    fn spawn_read(
+        self: &Arc<Self>,
+        reads: &mut JoinSet<(NodeId, Result<StoredRow, RequestError>)>,
+        replica: &NodeId,
+        id: &RowId,
+        deadline: Instant,
+    ) {
+        let replica = replica.clone();
+        if replica == self.me {
+            let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone());
+            let this = self.clone();
+            reads.spawn(async move {
+                let stored = this.blocking(move |storage| storage.get(&key)).await;
+                (replica, stored.map(Option::unwrap_or_default))
+            });
+            return;
+        }
+        let call = self
+            .peers
+            .send(&replica, PeerRequest::Read { row: id.clone() }, deadline);
+        reads.spawn(async move {
+            let answer = match call {
+                Ok(call) => call.answer(deadline).await,
+                Err(error) => Err(error),
+            };
+            (replica, read_answer(answer))
+        });
+    }
+
+    /// Merges `merged` into each of `replicas`; returns those that took it
+    /// before the deadline.
+    async fn repair(
+        &self,
+        id: &RowId,
+        merged: &StoredRow,
+        replicas: &[NodeId],
+        deadline: Instant,
+    ) -> Vec<NodeId> {
+        let versions = VersionedRow(encode_row(merged));
+        let mut repairs = JoinSet::new();
+        for replica in replicas {
+            let replica = replica.clone();
+            if replica == self.me {
+                let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone());
+                let storage = self.storage.clone();
+                let incoming = merged.clone();
+                repairs.spawn(async move {
+                    let outcome =
+                        tokio::task::spawn_blocking(move || storage.merge(&key, &incoming)).await;
+                    (replica, matches!(outcome, Ok(Ok(_))))
+                });
+                continue;
+            }
+            let request = PeerRequest::Replicate {
+                row: id.clone(),
+                versions: versions.clone(),
+            };
+            let call = self.peers.send(&replica, request, deadline);
+            repairs.spawn(async move {
+                let applied = match call {
+                    Ok(call) => matches!(call.answer(deadline).await, Ok(PeerReply::Applied)),
+                    Err(_) => false,
+                };
+                (replica, applied)
+            });
+        }
+        let mut repaired = Vec::new();
+        while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, repairs.join_next()).await {
+            if let Ok((replica, true)) = joined {
+                repaired.push(replica);
+            }
+        }
+        repaired
+    }
+
+    /// Reads `replicas` after the answer and repairs those behind `merged`.
+    fn repair_in_background(self: &Arc<Self>, id: RowId, merged: StoredRow, replicas: Vec<NodeId>) {
+        let this = self.clone();
+        let job: BackgroundJob = Box::pin(async move {
+            let deadline = Instant::now() + this.limits.timeout();
+            let mut reads = JoinSet::new();
+            for replica in &replicas {
+                this.spawn_read(&mut reads, replica, &id, deadline);
+            }
+            let mut behind = Vec::new();
+            while let Some(joined) = reads.join_next().await {
+                if let Ok((replica, Ok(stored))) = joined
+                    && !stored.descends(&merged)
+                {
+                    behind.push(replica);
+                }
+            }
+            if !behind.is_empty() {
+                let repaired = this.repair(&id, &merged, &behind, deadline).await;
+                debug!(?repaired, "background read repair");
+            }
+        });
+        // A full queue sheds the repair: it is an optimisation, and
+        // anti-entropy catches what it misses.
+        if self.background.try_send(job).is_err() {
+            debug!("background read repair queue full; repair skipped");
+        }
+    }
+}
+
+fn read_answer(answer: Result<PeerReply, CallError>) -> Result<StoredRow, RequestError> {
+    match answer {
+        Ok(PeerReply::Row(None)) => Ok(StoredRow::new()),
+        Ok(PeerReply::Row(Some(versions))) => decode_versions(&versions.0)
+            .map_err(|e| RequestError::invalid(format!("malformed versioned row: {e}"))),
+        Ok(other) => Err(RequestError::invalid(format!(
+            "unexpected reply to a read: {other:?}"
+        ))),
+        Err(CallError::Remote(error)) => Err(error),
+        Err(error) => Err(RequestError::invalid(error.to_string())),
+    }
+}
+
+/// The live versions of a row, as a reader sees them.
+pub(super) fn siblings_of(merged: &StoredRow) -> Vec<Sibling> {
+    merged
+        .siblings()
+        .filter_map(|(dot, version)| {
+            let columns: Row = version.row.clone()?;
+            Some(Sibling {
+                columns,
+                timestamp_micros: version.timestamp_micros,
+                writer: format!("{}:{}", dot.actor.node, dot.counter),
+            })
+        })
+        .collect()
+}

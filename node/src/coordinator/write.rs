@@ -1,0 +1,408 @@
+//! The write path: the coordinator's own write, replication to the live
+//! replicas, hints for the others (or fallbacks in a sloppy quorum),
+//! writes at ANY with every replica down, and forwarding by non-replicas.
+
+use std::sync::Arc;
+
+use ringdb_client::transport::CallError;
+use ringdb_proto::{
+    ClientReply, ClientRequest, ConsistencyLevel, Context, PeerReply, PeerRequest, Receipt,
+    RequestError, Row, RowAddress, RowId, VersionedRow,
+};
+use ringdb_ring::NodeId;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::{Coordinator, FORWARD_GRACE, now_micros};
+use crate::causality::{ActorId, CausalContext, VersionVector};
+use crate::storage::{RowKey, RowVersion, StoredRow, decode_versions, encode_row};
+
+/// The answer of one replica (or fallback) to a write.
+struct Ack {
+    node: NodeId,
+    /// The replica a fallback stands in for (sloppy quorum).
+    stands_in_for: Option<NodeId>,
+    applied: bool,
+    /// Not applied, and a hint was stored for the replica instead.
+    hinted: bool,
+}
+
+/// A put (with columns) or a delete (without), as the write path sees it.
+pub(super) struct Write {
+    pub(super) row: RowAddress,
+    pub(super) columns: Option<Row>,
+    pub(super) context: Context,
+    pub(super) consistency: ConsistencyLevel,
+    pub(super) sloppy: bool,
+}
+
+impl Write {
+    /// The client request this write came as, to forward it.
+    fn into_request(self) -> ClientRequest {
+        let Write {
+            row,
+            columns,
+            context,
+            consistency,
+            sloppy,
+        } = self;
+        match columns {
+            Some(columns) => ClientRequest::Put {
+                row,
+                columns,
+                context,
+                consistency,
+                sloppy,
+            },
+            None => ClientRequest::Delete {
+                row,
+                context,
+                consistency,
+                sloppy,
+            },
+        }
+    }
+}
+
+impl Coordinator {
+    pub(super) async fn write(
+        self: Arc<Self>,
+        write: Write,
+        deadline: Instant,
+        forwarded: bool,
+    ) -> Result<ClientReply, RequestError> {
+        let (id, replicas, required) = self.plan(&write.row, write.consistency, true)?;
+        if !replicas.contains(&self.me) {
+            if forwarded {
+                return Err(RequestError::invalid(
+                    "forwarded to a node that is not a replica: the nodes disagree about the ring",
+                ));
+            }
+            if write.consistency == ConsistencyLevel::Any && !replicas.iter().any(|r| self.is_up(r))
+            {
+                return self.write_hints_only(write, id, replicas).await;
+            }
+            let request = write.into_request();
+            return self.forward(&replicas, required, request, deadline).await;
+        }
+        let alive = self.alive(&replicas);
+        let down: Vec<NodeId> = replicas
+            .iter()
+            .filter(|r| !alive.contains(r))
+            .cloned()
+            .collect();
+        // Sloppy quorum: each down replica's write goes to the first live
+        // node past the replicas (its fallback), whose hint counts.
+        let fallbacks = if write.sloppy && self.hints.enabled() {
+            self.fallbacks(&write.row, &replicas, &down)
+        } else {
+            Vec::new()
+        };
+        if alive.len() + fallbacks.len() < required {
+            return Err(RequestError::Unavailable {
+                required,
+                alive: alive.len() + fallbacks.len(),
+            });
+        }
+        // Without a context, the write supersedes what this coordinator
+        // holds (read under the row lock): concurrent only with what it has
+        // not seen.
+        let context = if write.context.is_empty() {
+            None
+        } else {
+            Some(
+                CausalContext::decode(&write.context.0)
+                    .map_err(|e| RequestError::invalid(e.to_string()))?,
+            )
+        };
+        let columns = write.columns;
+        let version = RowVersion {
+            timestamp_micros: now_micros(),
+            row: columns,
+        };
+        let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone());
+        let actor = self.actor.clone();
+        let stored = self
+            .blocking(move |storage| {
+                storage.update(&key, |current| {
+                    let seen = context.unwrap_or_else(|| current.context());
+                    current.update(&seen, &actor, version)
+                })
+            })
+            .await?;
+        let versions = VersionedRow(encode_row(&stored));
+        let write = Arc::new((id, versions));
+        let mut acks = JoinSet::new();
+        for peer in alive.iter().filter(|p| **p != self.me) {
+            let request = PeerRequest::Replicate {
+                row: write.0.clone(),
+                versions: write.1.clone(),
+            };
+            self.spawn_ack(&mut acks, peer, None, request, deadline, &write);
+        }
+        for (fallback, replica) in &fallbacks {
+            let request = PeerRequest::StoreHint {
+                target: replica.clone(),
+                row: write.0.clone(),
+                versions: write.1.clone(),
+            };
+            let stands_in_for = Some(replica.clone());
+            self.spawn_ack(
+                &mut acks,
+                fallback,
+                stands_in_for,
+                request,
+                deadline,
+                &write,
+            );
+        }
+        // Down replicas without a fallback get a hint here.
+        let mut receipt = Receipt {
+            coordinator: Some(self.me.clone()),
+            acknowledged: vec![self.me.clone()],
+            ..Receipt::default()
+        };
+        let unhinted: Vec<NodeId> = down
+            .iter()
+            .filter(|r| !fallbacks.iter().any(|(_, replica)| replica == *r))
+            .cloned()
+            .collect();
+        receipt.hinted = self.hint(&write.0, &write.1, unhinted).await;
+        let mut acknowledged = 1;
+        while acknowledged < required {
+            match tokio::time::timeout_at(deadline, acks.join_next()).await {
+                Ok(Some(Ok(ack))) if ack.applied => {
+                    match ack.stands_in_for {
+                        Some(replica) => receipt.fallbacks.push((ack.node, replica)),
+                        None => receipt.acknowledged.push(ack.node),
+                    }
+                    acknowledged += 1;
+                }
+                Ok(Some(Ok(ack))) => {
+                    if ack.hinted {
+                        receipt.hinted.push(ack.stands_in_for.unwrap_or(ack.node));
+                    }
+                }
+                Ok(Some(Err(_))) => {}
+                Ok(None) | Err(_) => {
+                    // The replicas still due hint themselves at the deadline.
+                    acks.detach_all();
+                    return Err(RequestError::Timeout {
+                        required,
+                        acknowledged,
+                        write: true,
+                    });
+                }
+            }
+        }
+        // The acknowledgements still to come are not waited for: each ack
+        // task stores a hint if its replica fails or misses the deadline.
+        acks.detach_all();
+        Ok(ClientReply::Written {
+            context: Context(CausalContext::encode(&stored.context())),
+            receipt,
+        })
+    }
+
+    /// Sends `request` to `peer` and adds its answer to `acks`; when the
+    /// peer does not apply it by the deadline, the task stores a hint for
+    /// the replica (`stands_in_for` when the peer is a fallback).
+    fn spawn_ack(
+        self: &Arc<Self>,
+        acks: &mut JoinSet<Ack>,
+        peer: &NodeId,
+        stands_in_for: Option<NodeId>,
+        request: PeerRequest,
+        deadline: Instant,
+        write: &Arc<(RowId, VersionedRow)>,
+    ) {
+        let node = peer.clone();
+        let call = self.peers.send(peer, request, deadline);
+        let (this, write) = (self.clone(), write.clone());
+        acks.spawn(async move {
+            let answer = match call {
+                Ok(call) => call.answer(deadline).await,
+                Err(error) => Err(error),
+            };
+            let applied = matches!(answer, Ok(PeerReply::Applied));
+            let mut hinted = false;
+            if !applied {
+                debug!(peer = %node, ?answer, "replica did not acknowledge the write");
+                let target = stands_in_for.clone().unwrap_or_else(|| node.clone());
+                hinted = !this.hint(&write.0, &write.1, vec![target]).await.is_empty();
+            }
+            Ack {
+                node,
+                stands_in_for,
+                applied,
+                hinted,
+            }
+        });
+    }
+
+    /// The first live fallback of each down replica, in ring order.
+    fn fallbacks(
+        &self,
+        row: &RowAddress,
+        replicas: &[NodeId],
+        down: &[NodeId],
+    ) -> Vec<(NodeId, NodeId)> {
+        let view = self.membership.view();
+        let mut candidates = view
+            .ring
+            .fallbacks(row.token(), &self.replication)
+            .into_iter()
+            .filter(|n| !replicas.contains(n) && *n != self.me && self.is_up(n));
+        down.iter()
+            .map_while(|replica| Some((candidates.next()?, replica.clone())))
+            .collect()
+    }
+
+    /// Stores hints for `targets` here; returns those hinted.
+    pub(super) async fn hint(
+        &self,
+        id: &RowId,
+        versions: &VersionedRow,
+        targets: Vec<NodeId>,
+    ) -> Vec<NodeId> {
+        if targets.is_empty() || !self.hints.enabled() {
+            return Vec::new();
+        }
+        let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone()).encode();
+        let hints = self.hints.clone();
+        let bytes = versions.0.clone();
+        let outcome = self
+            .blocking(move |_| {
+                let mut hinted = Vec::new();
+                for target in targets {
+                    if hints.store(&target, key.clone(), bytes.clone())? {
+                        hinted.push(target);
+                    }
+                }
+                Ok(hinted)
+            })
+            .await;
+        outcome.unwrap_or_else(|error| {
+            warn!(%error, "cannot store hints");
+            Vec::new()
+        })
+    }
+
+    /// A write at ANY while every replica is down, received by a node that
+    /// is not a replica: it keeps the write as hints for every replica. The
+    /// version gets a one-time actor (this node with a fresh random epoch),
+    /// since this node holds no copy of the row to count its dots from.
+    async fn write_hints_only(
+        &self,
+        write: Write,
+        id: RowId,
+        replicas: Vec<NodeId>,
+    ) -> Result<ClientReply, RequestError> {
+        let context = if write.context.is_empty() {
+            VersionVector::new()
+        } else {
+            CausalContext::decode(&write.context.0)
+                .map_err(|e| RequestError::invalid(e.to_string()))?
+        };
+        let actor = ActorId {
+            node: self.me.clone(),
+            epoch: rand::random::<u64>().max(1),
+        };
+        let version = RowVersion {
+            timestamp_micros: now_micros(),
+            row: write.columns,
+        };
+        let stored = StoredRow::new().update(&context, &actor, version);
+        let versions = VersionedRow(encode_row(&stored));
+        let hinted = self.hint(&id, &versions, replicas.clone()).await;
+        if hinted.is_empty() {
+            return Err(RequestError::Unavailable {
+                required: 1,
+                alive: 0,
+            });
+        }
+        Ok(ClientReply::Written {
+            context: Context(CausalContext::encode(&stored.context())),
+            receipt: Receipt {
+                coordinator: Some(self.me.clone()),
+                hinted,
+                ..Receipt::default()
+            },
+        })
+    }
+
+    /// Delivers a sibling set to every replica of its row now: merged here
+    /// when this node is one, sent to the live ones, hinted for the others.
+    /// Returns whether every replica took it or got a hint.
+    pub(crate) async fn deliver_everywhere(&self, row: &RowId, versions: &[u8]) -> bool {
+        let token = ringdb_ring::Token::of(row.partition.as_bytes());
+        let replicas = self
+            .membership
+            .view()
+            .ring
+            .replicas(token, &self.replication);
+        let versions = VersionedRow(versions.to_vec());
+        let deadline = Instant::now() + self.limits.timeout();
+        let mut missed = Vec::new();
+        for replica in &replicas {
+            let done = if *replica == self.me {
+                let key = RowKey::new(row.table, row.partition.clone(), row.clustering.clone());
+                match decode_versions(&versions.0) {
+                    Ok(incoming) => self
+                        .blocking(move |storage| storage.merge(&key, &incoming))
+                        .await
+                        .is_ok(),
+                    Err(_) => false,
+                }
+            } else if self.is_up(replica) {
+                let request = PeerRequest::Replicate {
+                    row: row.clone(),
+                    versions: versions.clone(),
+                };
+                match self.peers.send(replica, request, deadline) {
+                    Ok(call) => matches!(call.answer(deadline).await, Ok(PeerReply::Applied)),
+                    Err(_) => false,
+                }
+            } else {
+                false
+            };
+            if !done {
+                missed.push(replica.clone());
+            }
+        }
+        let wanted = missed.len();
+        !replicas.is_empty() && self.hint(row, &versions, missed).await.len() == wanted
+    }
+
+    /// Sends a write to the first reachable replica to coordinate it.
+    async fn forward(
+        &self,
+        replicas: &[NodeId],
+        required: usize,
+        request: ClientRequest,
+        deadline: Instant,
+    ) -> Result<ClientReply, RequestError> {
+        let Some(target) = replicas.iter().find(|r| self.is_up(r)) else {
+            return Err(RequestError::Unavailable { required, alive: 0 });
+        };
+        let timeout = RequestError::Timeout {
+            required,
+            acknowledged: 0,
+            write: true,
+        };
+        let call = self
+            .peers
+            .send(target, PeerRequest::Coordinate(request), deadline)
+            .map_err(|_| RequestError::Unavailable { required, alive: 0 })?;
+        match call.answer(deadline + FORWARD_GRACE).await {
+            Ok(PeerReply::Coordinated(reply)) => Ok(reply),
+            Ok(other) => Err(RequestError::Server {
+                node: target.clone(),
+                reason: format!("unexpected reply to a forwarded write: {other:?}"),
+            }),
+            Err(CallError::Remote(error)) => Err(error),
+            Err(_) => Err(timeout),
+        }
+    }
+}
