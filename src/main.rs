@@ -200,6 +200,18 @@ enum Command {
     /// Run it on each node to repair a whole cluster. Exits 1 when some
     /// range could not be compared (a replica down).
     Repair(cli::repair::RepairArgs),
+    /// Delete the rows of every range the node no longer replicates
+    /// (nodetool cleanup).
+    ///
+    /// A node that gives ranges up to a joining node cleans them up by
+    /// itself once the join is complete; this does it on demand (after a
+    /// restart, say, which forgets what moved before it). Asks the node
+    /// given by --host (or the first node of a dev cluster). Refused while a
+    /// node joins or leaves.
+    Cleanup {
+        #[command(flatten)]
+        connection: cli::data::Connection,
+    },
     /// Remove a dead node from the ring and restore its ranges' replicas
     /// from the surviving ones (nodetool removenode). The node must be down;
     /// it can only come back as a new, empty member.
@@ -351,6 +363,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Decommission { connection } => {
             return cli::admin::decommission(&connection).await;
         }
+        Command::Cleanup { connection } => return cli::admin::cleanup(&connection).await,
         Command::Removenode { connection, node } => {
             return cli::admin::remove_node(&connection, &node).await;
         }

@@ -469,34 +469,83 @@ async fn any_succeeds_with_every_replica_down_and_sloppy_quorum_counts_a_fallbac
     .await;
 }
 
+/// A hint whose target is removed is the only copy of its write here: the
+/// other replicas were down longer than the hint window when it was made
+/// (so none was hinted for them), and the removal streams the new replica
+/// from a survivor that never saw it. Only redirection brings it to the
+/// row's replicas, and each must hold it on its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hints_for_a_removed_node_go_to_the_new_replicas() {
-    let cluster = Cluster::start_with(4, &["antientropy.enabled=false"]);
+    let mut cluster = Cluster::start_with(
+        4,
+        &[
+            "antientropy.enabled=false",
+            "hints.window_secs=15",
+            "antientropy.tombstone_grace_secs=15",
+        ],
+    );
+    let (ring, replication) = ring_of(&cluster, 3).await;
+    let replicas = [1, 2, 4].map(|n| NodeId::new(format!("node{n}")));
+    let mut written: Vec<String> = keys("r", 3000)
+        .into_iter()
+        .filter(|key| {
+            let mut found = ring.replicas(Token::of(key.as_bytes()), &replication);
+            found.sort();
+            found == replicas
+        })
+        .take(31)
+        .collect();
+    assert_eq!(written.len(), 31);
+    let probe = written.pop().unwrap();
+    for n in [1, 2] {
+        cluster.kill(n).await;
+        cluster.wait_disconnected(3, n).await;
+    }
+    // Past the window (counted from when node3 saw them down), node3 stores
+    // no more hints for node1 and node2.
+    let node3 = cluster.client(3).await;
+    wait_until(
+        "node3 no longer hints for node1 and node2",
+        DEADLINE,
+        || {
+            let (node3, probe) = (&node3, &probe);
+            async move {
+                let written = node3
+                    .put(&row(probe), columns(probe), Context::empty(), One)
+                    .await
+                    .unwrap();
+                written.receipt.hinted.is_empty()
+            }
+        },
+    )
+    .await;
     cluster.kill(4).await;
-    for n in 1..=3 {
-        cluster.wait_disconnected(n, 4).await;
+    cluster.wait_disconnected(3, 4).await;
+    for key in &written {
+        let any = node3
+            .put(
+                &row(key),
+                columns(&format!("v-{key}")),
+                Context::empty(),
+                Any,
+            )
+            .await
+            .unwrap();
+        assert_eq!(any.receipt.hinted, [NodeId::new("node4")], "{key}");
     }
-    let client = cluster.token_aware_client().await;
-    let written = keys("r", 200);
-    write_all(&client, &written, One).await;
-    let clients = [
-        cluster.client(1).await,
-        cluster.client(2).await,
-        cluster.client(3).await,
-    ];
-    let mut hinted = 0;
-    for node in &clients {
-        hinted += node.repair_stats().await.unwrap().hints.written;
+    for n in [1, 2] {
+        cluster.restart(n);
     }
-    assert!(hinted > 0, "some of the keys have node4 as a replica");
-    // A relayed heartbeat can make node1 count node4 up again for a moment
-    // after its death (see the issue notes); removal waits until node1
-    // agrees it is down.
-    wait_until("node1 removes node4", DEADLINE, || {
-        let node1 = &clients[0];
+    cluster.wait_connected(3, &[1, 2]).await;
+    // A relayed heartbeat can make node3 count node4 up again for a moment
+    // after its death; removal waits until node3 agrees it is down.
+    wait_until("node3 removes node4", DEADLINE, || {
+        let node3 = &node3;
         async move {
-            let node4 = NodeId::new("node4");
-            match node1.remove_node(&node4, Duration::from_secs(60)).await {
+            match node3
+                .remove_node(&NodeId::new("node4"), Duration::from_secs(60))
+                .await
+            {
                 Ok(_) => true,
                 Err(error) => {
                     assert!(error.to_string().contains("is up"), "{error}");
@@ -506,24 +555,83 @@ async fn hints_for_a_removed_node_go_to_the_new_replicas() {
         }
     })
     .await;
-    // node4 never comes back: its hints go to each row's replicas now.
-    wait_until("node4's hints are redirected", DEADLINE, || {
-        let clients = &clients;
-        async move {
-            let mut redirected = 0;
-            for node in clients {
-                let stats = node.repair_stats().await.unwrap();
-                if !stats.hints_pending.is_empty() {
-                    return false;
-                }
-                redirected += stats.hints.redirected;
-            }
-            redirected == hinted
-        }
-    })
-    .await;
-    for key in &written {
-        let read = client.get(&row(key), All).await.unwrap();
-        assert_eq!(read.siblings.len(), 1, "{key}");
+    // Each new replica holds every write, read from it alone.
+    for n in 1..=3 {
+        wait_holds(
+            &cluster,
+            n,
+            &written,
+            DEADLINE,
+            &format!("node{n} holds the writes"),
+        )
+        .await;
+    }
+    let stats = node3.repair_stats().await.unwrap();
+    assert_eq!(stats.hints.redirected, written.len() as u64, "{stats:?}");
+    assert!(stats.hints_pending.is_empty(), "{stats:?}");
+}
+
+/// A tombstone is purged only once every replica holds it: while node3,
+/// which missed the delete, is down, repair purges nothing; once node3 is
+/// back, repair brings it the tombstone and then purges; and a write after
+/// the purge is read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tombstone_is_purged_only_once_every_replica_holds_it() {
+    let mut cluster = Cluster::start_with(
+        3,
+        &[
+            "hints.enabled=false",
+            "antientropy.enabled=false",
+            "hints.window_secs=5",
+            "antientropy.tombstone_grace_secs=5",
+        ],
+    );
+    let node1 = cluster.client(1).await;
+    node1
+        .put(&row("t"), columns("v-t"), Context::empty(), All)
+        .await
+        .unwrap();
+    let none = node1.local_get(&row("never")).await.unwrap().context;
+    cluster.kill(3).await;
+    cluster.wait_disconnected(1, 3).await;
+    node1
+        .delete(&row("t"), Context::empty(), Quorum)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5_500)).await;
+    let summary = node1.repair(None, Vec::new(), DEADLINE).await.unwrap();
+    assert!(
+        !summary.ranges_failed.is_empty(),
+        "node3 is down: {summary:?}"
+    );
+    assert_eq!(summary.tombstones_purged, 0, "{summary:?}");
+    let kept = node1.local_get(&row("t")).await.unwrap();
+    assert!(
+        kept.siblings.is_empty() && kept.context != none,
+        "the tombstone stays"
+    );
+
+    cluster.restart(3);
+    cluster.wait_connected(1, &[3]).await;
+    let summary = node1.repair(None, Vec::new(), DEADLINE).await.unwrap();
+    assert!(summary.ranges_failed.is_empty(), "{summary:?}");
+    assert!(summary.tombstones_purged >= 1, "{summary:?}");
+    let node3 = cluster.client(3).await;
+    let held = node3.local_get(&row("t")).await.unwrap();
+    assert!(
+        held.siblings.is_empty() && held.context != none,
+        "node3 got the tombstone"
+    );
+    assert!(node1.get(&row("t"), All).await.unwrap().siblings.is_empty());
+    // Written again after the purge: read back everywhere.
+    node1
+        .put(&row("t"), columns("again"), Context::empty(), All)
+        .await
+        .unwrap();
+    for client in [&node1, &node3] {
+        assert_eq!(
+            text_of(&client.get(&row("t"), All).await.unwrap()),
+            ["again"]
+        );
     }
 }

@@ -215,6 +215,14 @@ impl<S: HintStore> HintQueue<S> {
         Ok(())
     }
 
+    /// A hint was handed over to another node (this one is leaving the
+    /// ring), which keeps it for the target: delete it here.
+    pub fn handed_over(&mut self, target: &str, hint: &Due) -> Result<(), S::Error> {
+        self.forget(target, hint.sequence, hint.bytes)?;
+        self.counters.handed_over += 1;
+        Ok(())
+    }
+
     /// A hint of a target that left the ring was sent to the row's
     /// replicas now (`redirected`), or could not be: delete it.
     pub fn retired(&mut self, target: &str, hint: &Due, redirected: bool) -> Result<(), S::Error> {

@@ -309,6 +309,15 @@ impl Client {
         }
     }
 
+    /// Asks the first contact point to delete the rows of every range it no
+    /// longer replicates (cleanup). Waits up to `within`.
+    pub async fn cleanup(&self, within: Duration) -> Result<String, ClientError> {
+        match self.admin(ClientRequest::Cleanup, within).await? {
+            (_, ClientReply::Done { summary }) => Ok(summary),
+            (node, _) => Err(ClientError::UnexpectedReply(node)),
+        }
+    }
+
     /// Asks the first contact point to remove the dead node `node` and
     /// restore its ranges' replicas. Waits up to `within`.
     pub async fn remove_node(

@@ -46,6 +46,6 @@ pub use client::{
     Client, ClientConfig, ClientError, ClusterStatus, ReadResult, WriteOptions, WriteResult,
 };
 pub use ringdb_proto::{
-    ClusteringKey, ConsistencyLevel, Context, HintCounters, NodeStatus, PartitionKey, Receipt,
-    RepairStats, RepairSummary, RequestError, Row, RowAddress, Sibling, Value,
+    ClusteringKey, ConsistencyLevel, Context, HintCounters, NodeStatus, PartitionKey, ReadFirst,
+    Receipt, RepairStats, RepairSummary, RequestError, Row, RowAddress, Sibling, Value,
 };

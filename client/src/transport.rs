@@ -25,7 +25,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ringdb_proto::{FrameError, Request, RequestError, Response, decode_frame, encode_frame};
+use ringdb_proto::{
+    FrameError, Request, RequestError, Response, encode_frame, envelope_id, split_frame,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
@@ -310,6 +312,18 @@ async fn read_responses<Resp: DeserializeOwned>(
                 }
             }
             Ok(None) => break "the peer closed the stream".to_string(),
+            Err(ReadFrameError::Message {
+                id: Some(id),
+                error,
+            }) => {
+                // One answer does not decode (a newer peer?): fail that call
+                // alone; the stream goes on.
+                let slot = pending.slots.lock().expect("pending slots").remove(&id);
+                if let Some(slot) = slot {
+                    let reason = format!("the answer does not decode: {error}");
+                    let _ = slot.send(Err(RequestError::invalid(reason)));
+                }
+            }
             Err(error) => break error.to_string(),
         }
     };
@@ -352,6 +366,15 @@ pub enum ReadFrameError {
     /// The stream ended in the middle of a frame.
     #[error("stream ended inside a frame")]
     Truncated,
+    /// A whole frame arrived but its message does not decode. The stream
+    /// is still usable: the reader has moved past the frame.
+    #[error("{error}")]
+    Message {
+        /// The request id of the envelope, if that much decoded.
+        id: Option<u64>,
+        /// What does not decode.
+        error: FrameError,
+    },
 }
 
 /// Decodes frames from a receiving stream, reading as much as arrives.
@@ -377,10 +400,15 @@ impl FrameReader {
     pub async fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ReadFrameError> {
         loop {
             if let Some((message, used)) =
-                decode_frame::<T>(&self.buffer[self.start..], self.max_frame_bytes)?
+                split_frame(&self.buffer[self.start..], self.max_frame_bytes)?
             {
+                let decoded =
+                    rmp_serde::from_slice::<T>(message).map_err(|error| ReadFrameError::Message {
+                        id: envelope_id(message),
+                        error: error.into(),
+                    });
                 self.start += used;
-                return Ok(Some(message));
+                return decoded.map(Some);
             }
             // Keep only the unread tail before reading more.
             if self.start > 0 {

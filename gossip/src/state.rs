@@ -85,7 +85,8 @@ pub enum StateValue {
     SchemaVersion(String),
     /// Bytes of data it stores, for `ringdb status`.
     Load(u64),
-    /// The epoch of its data directory: its dots are unique per epoch.
+    /// The epoch of its current life (drawn at each start): the actor id of
+    /// the writes it coordinates, whose dots are unique per epoch.
     ActorEpoch(u64),
 }
 

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use ringdb_node::causality::{ActorId, VersionVector};
-use ringdb_node::storage::{RowKey, RowVersion, Storage, StorageConfig, SyncMode};
+use ringdb_node::storage::{RowKey, RowLimits, RowVersion, Storage, StorageConfig, SyncMode};
 use ringdb_proto::{ClusteringKey, PartitionKey, Row, TableId, Value};
 use ringdb_ring::NodeId;
 use rocksdb::{DB, OptimisticTransactionDB, Options};
@@ -106,14 +105,11 @@ fn main() {
     let sample = {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(dir.path(), &config).unwrap();
-        let actor = ActorId {
-            node: NodeId::new("bench"),
-            epoch: 1,
-        };
-        let row = storage
-            .write(&key(0), &VersionVector::new(), &actor, version(0))
+        let node = NodeId::new("bench");
+        let written = storage
+            .write(&key(0), None, &node, version(0), RowLimits::NONE)
             .unwrap();
-        rmp_serde::to_vec_named(&row).unwrap().len() + 1
+        written.encoded.len()
     };
     let raw_value = vec![7u8; sample];
     let mut outcomes = Vec::new();
@@ -140,14 +136,14 @@ fn main() {
 
         let dir = tempfile::tempdir().unwrap();
         let storage = Arc::new(Storage::open(dir.path(), &config).unwrap());
-        let actor = storage.actor(&NodeId::new("bench"));
+        let node = NodeId::new("bench");
         outcomes.push(measure(
             &format!("ringdb write (read-modify-write), {threads} thread(s)"),
             threads,
             rows,
             |_, i| {
                 storage
-                    .write(&key(i), &VersionVector::new(), &actor, version(i))
+                    .write(&key(i), None, &node, version(i), RowLimits::NONE)
                     .unwrap();
             },
         ));
@@ -169,7 +165,7 @@ fn main() {
             |_, i| {
                 let k = key(i % hot);
                 storage
-                    .update(&k, |c| c.update(&c.context(), &actor, version(i)))
+                    .write(&k, None, &node, version(i), RowLimits::NONE)
                     .unwrap();
             },
         ));

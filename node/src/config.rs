@@ -191,12 +191,23 @@ pub struct StreamingConfig {
     /// 0 means no limit. Default: 24 (Cassandra's
     /// `stream_throughput_outbound`).
     pub max_mib_per_sec: f64,
+    /// Whether a joining node streams each range from the replica that
+    /// gives it up (and fails if that replica is down), rather than from
+    /// any live replica. With it, the new node holds what the replica it
+    /// replaces held, so a write acknowledged by W replicas before the join
+    /// is on W replicas after it; from another replica, a write that
+    /// replica missed may end up on one fewer (Cassandra's
+    /// `consistent.rangemovement`). A range nobody gives up (fewer nodes
+    /// than the replication factor) is streamed from every replica.
+    /// Default: true.
+    pub consistent_range_movement: bool,
 }
 
 impl Default for StreamingConfig {
     fn default() -> StreamingConfig {
         StreamingConfig {
             max_mib_per_sec: 24.0,
+            consistent_range_movement: true,
         }
     }
 }
@@ -278,8 +289,19 @@ pub struct RequestConfig {
     /// Requests one connection may have in progress; more are answered
     /// `Overloaded` at once. Default: 1024.
     pub max_in_flight_per_connection: usize,
-    /// The largest row (its columns, encoded), in bytes. Default: 1 MiB.
+    /// The largest row a client may write (its columns, encoded), in bytes.
+    /// Default: 1 MiB.
     pub max_row_bytes: usize,
+    /// The most siblings (concurrent versions, tombstones included) a write
+    /// may leave in a row; a write past it is refused, and the client must
+    /// read the row and write with the read's context to resolve them.
+    /// Default: 100 (Riak's `max_siblings`).
+    pub max_siblings: usize,
+    /// The most bytes a write may leave a row at, encoded with its siblings
+    /// and history; a write past it is refused. At most half the 16 MiB
+    /// message limit, so that a row always fits in a message to its
+    /// replicas. Default: 8 MiB.
+    pub max_stored_row_bytes: usize,
     /// How long a read waits for its replicas before also asking a spare
     /// replica (speculative retry), in milliseconds. Default: 50.
     pub speculative_retry_ms: u64,
@@ -291,6 +313,8 @@ impl Default for RequestConfig {
             timeout_ms: 2000,
             max_in_flight_per_connection: 1024,
             max_row_bytes: 1 << 20,
+            max_siblings: 100,
+            max_stored_row_bytes: 8 << 20,
             speculative_retry_ms: 50,
         }
     }
@@ -413,6 +437,17 @@ impl Config {
                 "requests.timeout_ms and requests.max_in_flight_per_connection must be at least 1"
                     .into(),
             );
+        }
+        let frame = ringdb_proto::MAX_FRAME_BYTES;
+        if self.requests.max_siblings == 0
+            || self.requests.max_stored_row_bytes > frame / 2
+            || self.requests.max_stored_row_bytes < self.requests.max_row_bytes
+        {
+            return invalid(format!(
+                "requests.max_siblings must be at least 1, and requests.max_stored_row_bytes \
+                 at least requests.max_row_bytes and at most {} (half the message limit)",
+                frame / 2
+            ));
         }
         if !(self.streaming.max_mib_per_sec >= 0.0 && self.streaming.max_mib_per_sec.is_finite()) {
             return invalid("streaming.max_mib_per_sec must be 0 (no limit) or more".into());

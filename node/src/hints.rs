@@ -26,7 +26,7 @@ use std::time::Duration;
 use ringdb_antientropy::hints::{Due, HintCounters, HintLimits, HintQueue, HintRecord, NotStored};
 use ringdb_gossip::Status;
 use ringdb_proto::{PeerReply, PeerRequest, RowId, VersionedRow};
-use ringdb_ring::NodeId;
+use ringdb_ring::{NodeId, Ring};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -75,11 +75,14 @@ impl Hints {
     /// storage key `key`, for `target`. Blocks on storage: call it from a
     /// blocking thread when writes wait for the disk. Returns whether the
     /// hint was stored (not over the window or the cap).
+    /// `created_micros` is when the hint was first written (a hint handed
+    /// over by a leaving node keeps its age); `None`: now.
     pub(crate) fn store(
         &self,
         target: &NodeId,
         key: Vec<u8>,
         versions: Vec<u8>,
+        created_micros: Option<i64>,
     ) -> Result<bool, StorageError> {
         let down_for = self
             .down_since
@@ -90,7 +93,7 @@ impl Hints {
         let record = HintRecord {
             key,
             versions,
-            created_micros: now_micros(),
+            created_micros: created_micros.unwrap_or_else(now_micros),
         };
         let stored =
             self.queue
@@ -302,4 +305,100 @@ fn row_id(hint: &Due) -> Result<RowId, String> {
         partition: key.partition,
         clustering: key.clustering,
     })
+}
+
+/// Hands this node's hints over before it leaves the ring (decommission):
+/// each is delivered to its target when the target is up, sent to the
+/// row's replicas when the target left too, and otherwise kept by another
+/// node for the target (`StoreHint`, with the hint's age), preferring the
+/// row's replicas in the ring without this node. Hints can be the only copy
+/// of a write (ANY, a sloppy quorum's fallback), so a hint no node takes
+/// stops the decommission. Returns how many were handed over.
+pub(crate) async fn hand_over(
+    coordinator: &Arc<Coordinator>,
+    future: &Ring,
+) -> Result<u64, String> {
+    let mut handed = 0u64;
+    for target in coordinator.hints.targets() {
+        loop {
+            let name = target.as_str().to_owned();
+            let batch = with_queue(coordinator, move |queue| {
+                queue.due(&name, None, REPLAY_BATCH, now_micros())
+            })
+            .await?;
+            if batch.is_empty() {
+                break;
+            }
+            for hint in batch {
+                hand_over_one(coordinator, future, &target, &hint).await?;
+                let name = target.as_str().to_owned();
+                with_queue(coordinator, move |queue| queue.handed_over(&name, &hint)).await?;
+                handed += 1;
+            }
+        }
+    }
+    if handed > 0 {
+        info!(hints = handed, "hints handed over before leaving the ring");
+    }
+    Ok(handed)
+}
+
+/// Delivers one hint, or has another node keep it.
+async fn hand_over_one(
+    coordinator: &Arc<Coordinator>,
+    future: &Ring,
+    target: &NodeId,
+    hint: &Due,
+) -> Result<(), String> {
+    let row = row_id(hint)?;
+    let view = coordinator.membership.view();
+    let versions = VersionedRow(hint.record.versions.clone());
+    let deadline = Instant::now() + REPLAY_TIMEOUT;
+    let answered = |answer: Result<PeerReply, _>| matches!(answer, Ok(PeerReply::Applied));
+    if matches!(view.status(target), Some(Status::Left | Status::Removed)) {
+        if coordinator
+            .deliver_everywhere(&row, &hint.record.versions)
+            .await
+        {
+            return Ok(());
+        }
+    } else if coordinator.is_up(target) {
+        let request = PeerRequest::Replicate {
+            row: row.clone(),
+            versions: versions.clone(),
+        };
+        if let Ok(call) = coordinator.peers.send(target, request, deadline)
+            && answered(call.answer(deadline).await)
+        {
+            return Ok(());
+        }
+    }
+    let token = ringdb_ring::Token::of(row.partition.as_bytes());
+    let mut keepers: Vec<NodeId> = future.replicas(token, &coordinator.replication);
+    keepers.extend(future.members().keys().cloned());
+    let mut tried: Vec<NodeId> = Vec::new();
+    for keeper in keepers {
+        if keeper == coordinator.me
+            || keeper == *target
+            || tried.contains(&keeper)
+            || !coordinator.is_up(&keeper)
+        {
+            continue;
+        }
+        tried.push(keeper.clone());
+        let request = PeerRequest::StoreHint {
+            target: target.clone(),
+            row: row.clone(),
+            versions: versions.clone(),
+            created_micros: Some(hint.record.created_micros),
+        };
+        if let Ok(call) = coordinator.peers.send(&keeper, request, deadline)
+            && answered(call.answer(deadline).await)
+        {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "no node took a hint for {target}: it is down and no other node stores hints for it"
+    ))
 }

@@ -34,10 +34,13 @@
 //! (XOR out the old item, XOR in the new), rebuilt from a snapshot scan at
 //! start and when the ring changes; background rounds and `ringdb repair`
 //! compare trees with the other replicas and exchange only the rows of
-//! differing leaves; a range whose every replica was reconciled purges its
-//! tombstones older than the grace (`repair.rs`). Hints and repaired rows
-//! are merged with [`DvvSet::sync`](causality::DvvSet::sync), so neither can
-//! bring back what a delete superseded.
+//! differing leaves; a range whose every replica was reconciled purges the
+//! repaired table's tombstones older than the grace (`repair.rs`; a purged
+//! row's issued dots are remembered, see [`causality`]). Hints and repaired
+//! rows are merged with [`DvvSet::sync`](causality::DvvSet::sync), so
+//! neither can bring back what a delete superseded. Rows are exchanged in
+//! pages, so a range of large rows repairs and streams within the frame
+//! limit.
 //!
 //! **Joining.** A node's tokens are chosen once, at its first start, and
 //! kept in its data directory. At that first start it gossips with the seeds
@@ -46,21 +49,32 @@
 //! is the only seed, or finds nobody, founds the cluster. A node joining a
 //! cluster that has members (and `cluster.auto_bootstrap`, the default)
 //! announces itself *joining* and streams every range it will replicate
-//! from a current replica before it becomes normal; its progress is kept
+//! from the replica that gives the range up (Cassandra's consistent range
+//! movement: the one replica sure to hold every write acknowledged by a
+//! quorum that the new ring's quorums need), or, with
+//! `streaming.consistent_range_movement = false` and that replica down,
+//! from any current replica, before it becomes normal; its progress is kept
 //! page by page, so a restart resumes it. Meanwhile the others send it the
 //! writes of those ranges (pending ranges: the coordinator also waits for
 //! them).
 //!
 //! **Leaving.** `decommission` streams a node's ranges to the nodes that the
-//! ring without it adds, then the node announces it has left; `removenode`
+//! ring without it adds and hands the hints it holds over to their targets'
+//! replicas, then the node announces it has left; `removenode`
 //! marks a dead node removed and has each new replica of its ranges fetch
 //! them from a survivor. One topology change at a time. A node that left or
 //! was removed marks its data directory and never serves it again.
 //!
+//! **Cleanup.** Once a change that took ranges away from a node has
+//! completed, the node deletes its rows of those ranges (`cleanup.rs`;
+//! `ringdb cleanup` on demand), so a stale copy cannot come back if a range
+//! returns to it.
+//!
 //! The write path of a coordinator in one line: `storage.write(key, context,
-//! actor, version)` reads the row's sibling set, applies
-//! [`DvvSet::update`](causality::DvvSet::update) under a striped row lock, and
-//! stores the result before returning it for replication; a replica applies
+//! node, version, limits)` reads the row's sibling set, issues the next dot of this node's
+//! actor for the row (never one it issued before, in this life or any other),
+//! applies [`DvvSet::write`](causality::DvvSet::write) under a striped row
+//! lock, and stores the result before returning it for replication; a replica applies
 //! what it receives with `storage.merge` ([`DvvSet::sync`](causality::DvvSet::sync)).
 //!
 //! ```
@@ -79,6 +93,7 @@
 //! ```
 
 pub mod causality;
+mod cleanup;
 pub mod config;
 mod coordinator;
 mod hints;

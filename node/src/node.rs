@@ -181,7 +181,6 @@ impl Node {
         let coordinator = Arc::new(Coordinator {
             me: me.clone(),
             generation,
-            actor: storage.actor(&me),
             storage: storage.clone(),
             peers: peers.clone(),
             membership: membership.clone(),
@@ -192,6 +191,7 @@ impl Node {
             antientropy: config.antientropy.clone(),
             hints,
             repairs: Mutex::new(RepairSummary::default()),
+            cleaned: Default::default(),
             background,
         });
 
@@ -320,6 +320,9 @@ async fn join(
     let bootstrap = found && config.cluster.auto_bootstrap;
     if bootstrap {
         let plan = topology::bootstrap_plan(coordinator, &ring, &future);
+        if let Some(why) = topology::unavailable_source(coordinator, &plan) {
+            return Err(NodeError::Join(why));
+        }
         topology::save_bootstrap(&node.storage, &plan)?;
     }
     let bytes = rmp_serde::to_vec(&tokens).expect("tokens encode");

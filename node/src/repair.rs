@@ -16,7 +16,9 @@
 //!
 //! **Tombstones** are purged at the end of a range's round in which every
 //! other replica was compared with and repaired: each then holds the
-//! tombstone or something that supersedes it. Only rows that are nothing
+//! tombstone or something that supersedes it. A repair of one table
+//! reconciles only that table's rows, so it purges only that table's
+//! tombstones. Only rows that are nothing
 //! but tombstones older than `antientropy.tombstone_grace_secs` go, and a
 //! replica that receives such a row where it has nothing does not store it
 //! again. The grace is at least the hint window, so no hint older than the
@@ -27,6 +29,7 @@ use std::time::Duration;
 
 use ringdb_antientropy::exchange::{Exchange, Step, diff_items};
 use ringdb_antientropy::tree::{Hash, Tree, Trees};
+use ringdb_gossip::Status;
 use ringdb_proto::{
     PeerReply, PeerRequest, RepairSummary, RequestError, StreamedRow, TableId, VersionedRow,
 };
@@ -36,6 +39,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::cleanup;
 use crate::config::AntiEntropyConfig;
 use crate::coordinator::{Coordinator, now_micros};
 use crate::storage::{Storage, StorageError, StoredRow};
@@ -45,8 +49,10 @@ use crate::streaming::{self, Throttle};
 const TREE_SETTLE: Duration = Duration::from_secs(2);
 /// How long one exchange message may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
-/// Rows fetched or sent per message.
+/// Most rows fetched per message (a page also ends at `PAGE_BYTES`).
 const ROWS_PER_MESSAGE: usize = 256;
+/// Most bytes of keys asked for in one message.
+const KEY_BYTES_PER_MESSAGE: usize = 1 << 20;
 /// How long an exchange waits for a replica to build its trees.
 const TREES_WAIT: Duration = Duration::from_secs(60);
 /// What a replica answers while it builds its trees.
@@ -69,39 +75,92 @@ pub(crate) fn purgeable(row: &StoredRow, before: i64) -> bool {
             .all(|version| version.row.is_none() && version.timestamp_micros < before)
 }
 
-/// This node's tree of exactly `range`, or why there is none.
+/// This node's tree of exactly `range`, or why there is none. A range
+/// this node replicates in its current ring but has no tree for yet means
+/// its trees are being rebuilt after a ring change: retryable, like a
+/// first build.
 pub(crate) fn local_tree<'a>(
-    me: &NodeId,
+    coordinator: &Coordinator,
     trees: &'a Trees,
     range: TokenRange,
 ) -> Result<&'a Tree, RequestError> {
+    let me = &coordinator.me;
     if !trees.is_ready() {
         return Err(RequestError::overloaded(format!("{me} {STILL_BUILDING}")));
     }
     trees.tree(range).ok_or_else(|| {
-        RequestError::invalid(format!(
-            "{me} keeps no tree for {range}: it does not replicate it, or the nodes disagree \
-             about the ring"
-        ))
+        if wanted_ranges(coordinator).contains(&range) {
+            RequestError::overloaded(format!("{me} {STILL_BUILDING} for its new ranges"))
+        } else {
+            RequestError::invalid(format!(
+                "{me} keeps no tree for {range}: it does not replicate it, or the nodes \
+                 disagree about the ring"
+            ))
+        }
     })
 }
 
-/// The stored rows among `keys` (storage keys), as they are stored.
+/// The ranges this node should keep trees for in its current ring, in
+/// token order.
+fn wanted_ranges(coordinator: &Coordinator) -> Vec<TokenRange> {
+    let view = coordinator.membership.view();
+    let mut wanted = if view.ring.members().contains_key(&coordinator.me) {
+        view.ring
+            .ranges_of(&coordinator.me, &coordinator.replication)
+    } else {
+        Vec::new()
+    };
+    wanted.sort_by_key(|range| range.end);
+    wanted
+}
+
+/// The stored rows among `keys` (storage keys), as they are stored, in
+/// the order of `keys`, up to about `max_bytes` (at least one row); and
+/// whether keys were left unread for that.
 pub(crate) fn read_rows(
     storage: &Storage,
     keys: Vec<serde_bytes::ByteBuf>,
-) -> Result<Vec<StreamedRow>, StorageError> {
+    max_bytes: usize,
+) -> Result<(Vec<StreamedRow>, bool), StorageError> {
     let mut rows = Vec::new();
-    for key in keys {
+    let mut bytes = 0;
+    let count = keys.len();
+    for (i, key) in keys.into_iter().enumerate() {
+        if bytes >= max_bytes {
+            return Ok((rows, i < count));
+        }
         let key = key.into_vec();
-        if let Some(bytes) = storage.get_encoded(&key)? {
+        if let Some(versions) = storage.get_encoded(&key)? {
+            bytes += key.len() + versions.len();
             rows.push(StreamedRow {
                 key,
-                versions: VersionedRow(bytes),
+                versions: VersionedRow(versions),
             });
         }
     }
-    Ok(rows)
+    Ok((rows, false))
+}
+
+/// `keys` in groups for one message each: at most [`ROWS_PER_MESSAGE`]
+/// keys and about [`KEY_BYTES_PER_MESSAGE`] bytes of them.
+fn key_groups(keys: &[Vec<u8>]) -> Vec<Vec<serde_bytes::ByteBuf>> {
+    let mut groups: Vec<Vec<serde_bytes::ByteBuf>> = Vec::new();
+    let mut bytes = 0;
+    for key in keys {
+        match groups.last_mut() {
+            Some(group)
+                if group.len() < ROWS_PER_MESSAGE && bytes + key.len() <= KEY_BYTES_PER_MESSAGE =>
+            {
+                group.push(serde_bytes::ByteBuf::from(key.clone()));
+                bytes += key.len();
+            }
+            _ => {
+                groups.push(vec![serde_bytes::ByteBuf::from(key.clone())]);
+                bytes = key.len();
+            }
+        }
+    }
+    groups
 }
 
 fn encoded_len(message: &impl Serialize) -> u64 {
@@ -119,7 +178,7 @@ pub(crate) async fn repair(
 ) -> Result<RepairSummary, RequestError> {
     let mut trees = coordinator.storage.trees();
     let give_up = Instant::now() + TREES_WAIT;
-    while !trees.is_ready() {
+    while !trees.is_ready() || !trees.ranges().eq(wanted_ranges(coordinator)) {
         if Instant::now() >= give_up.min(deadline) {
             return Err(RequestError::overloaded(format!(
                 "{} {STILL_BUILDING}; retry in a moment",
@@ -189,11 +248,12 @@ pub(crate) async fn repair(
         if complete {
             let storage = coordinator.storage.clone();
             let before = purge_cutoff(&coordinator.antientropy);
-            let purged =
-                tokio::task::spawn_blocking(move || purge_tombstones(&storage, range, before))
-                    .await
-                    .map_err(|e| coordinator.server_error(e.to_string()))?
-                    .map_err(|e| coordinator.server_error(e.to_string()))?;
+            let purged = tokio::task::spawn_blocking(move || {
+                purge_tombstones(&storage, range, table, before)
+            })
+            .await
+            .map_err(|e| coordinator.server_error(e.to_string()))?
+            .map_err(|e| coordinator.server_error(e.to_string()))?;
             summary.tombstones_purged += purged;
         }
     }
@@ -234,7 +294,7 @@ async fn exchange(
     throttle: &mut Throttle,
     summary: &mut RepairSummary,
 ) -> Result<(), String> {
-    let tree = local_tree(&coordinator.me, trees, range).map_err(|e| e.to_string())?;
+    let tree = local_tree(coordinator, trees, range).map_err(|e| e.to_string())?;
     let (mut exchange, mut step) = Exchange::start();
     let leaves = loop {
         match step {
@@ -260,79 +320,120 @@ async fn exchange(
         }
     };
     summary.ranges_differing.push((range, peer.clone()));
-    let request = PeerRequest::LeafItems {
-        range,
-        leaves: leaves.clone(),
-        table,
-    };
-    let theirs = match ask(coordinator, peer, request, summary).await? {
-        PeerReply::Items(items) => items,
-        other => return Err(format!("unexpected answer {other:?}")),
-    };
+    // Their items, a page at a time.
+    let mut theirs = Vec::new();
+    let (mut remaining, mut after) = (leaves.clone(), None);
+    loop {
+        let request = PeerRequest::LeafItems {
+            range,
+            leaves: remaining.clone(),
+            table,
+            after: after.take(),
+        };
+        match ask(coordinator, peer, request, summary).await? {
+            PeerReply::Items { items, resume } => {
+                theirs.extend(items);
+                let Some((leaf, key)) = resume else { break };
+                let Some(at) = remaining.iter().position(|l| *l == leaf) else {
+                    return Err(format!(
+                        "{peer} resumed at leaf {leaf}, which was not asked"
+                    ));
+                };
+                remaining.drain(..at);
+                after = Some(key);
+            }
+            other => return Err(format!("unexpected answer {other:?}")),
+        }
+    }
+    theirs.sort_by(|a, b| a.key.cmp(&b.key));
     let storage = coordinator.storage.clone();
-    let mine = tokio::task::spawn_blocking(move || storage.leaf_items(range, &leaves, table))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    let mine = tokio::task::spawn_blocking(move || {
+        storage.leaf_items(range, &leaves, table, None, usize::MAX)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?
+    .0;
     let diff = diff_items(&mine, &theirs);
     let before = purge_cutoff(&coordinator.antientropy);
-    for keys in diff.fetch.chunks(ROWS_PER_MESSAGE) {
-        let keys = keys
-            .iter()
-            .cloned()
-            .map(serde_bytes::ByteBuf::from)
-            .collect();
-        let rows = match ask(coordinator, peer, PeerRequest::ReadRows { keys }, summary).await? {
-            PeerReply::Rows { rows, .. } => rows,
-            other => return Err(format!("unexpected answer {other:?}")),
-        };
-        let storage = coordinator.storage.clone();
-        let stored =
-            tokio::task::spawn_blocking(move || streaming::store(&storage, &rows, Some(before)))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-        throttle.moved(stored.bytes).await;
-    }
-    for keys in diff.send.chunks(ROWS_PER_MESSAGE) {
-        let storage = coordinator.storage.clone();
-        let keys: Vec<serde_bytes::ByteBuf> = keys
-            .iter()
-            .cloned()
-            .map(serde_bytes::ByteBuf::from)
-            .collect();
-        let rows = tokio::task::spawn_blocking(move || read_rows(&storage, keys))
+    for group in key_groups(&diff.fetch) {
+        let mut keys = group;
+        while !keys.is_empty() {
+            let request = PeerRequest::ReadRows { keys: keys.clone() };
+            let (rows, more) = match ask(coordinator, peer, request, summary).await? {
+                PeerReply::Rows { rows, more } => (rows, more),
+                other => return Err(format!("unexpected answer {other:?}")),
+            };
+            // What is left: the keys after the last row sent.
+            keys = match (more, rows.last()) {
+                (true, Some(last)) => {
+                    let at = keys
+                        .iter()
+                        .position(|k| **k == *last.key)
+                        .map_or(keys.len(), |i| i + 1);
+                    keys.split_off(at)
+                }
+                (true, None) => return Err(format!("{peer} sent an empty page with more to come")),
+                (false, _) => Vec::new(),
+            };
+            let storage = coordinator.storage.clone();
+            let stored = tokio::task::spawn_blocking(move || {
+                streaming::store(&storage, &rows, Some(before))
+            })
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        if rows.is_empty() {
-            continue;
+            throttle.moved(stored.bytes).await;
         }
-        let bytes: u64 = rows
-            .iter()
-            .map(|row| (row.key.len() + row.versions.0.len()) as u64)
-            .sum();
-        match ask(coordinator, peer, PeerRequest::StoreRows { rows }, summary).await? {
-            PeerReply::Applied => {}
-            other => return Err(format!("unexpected answer {other:?}")),
+    }
+    for group in key_groups(&diff.send) {
+        let storage = coordinator.storage.clone();
+        let rows = tokio::task::spawn_blocking(move || read_rows(&storage, group, usize::MAX))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?
+            .0;
+        for batch in streaming::batches(rows) {
+            let bytes: u64 = batch
+                .iter()
+                .map(|row| (row.key.len() + row.versions.0.len()) as u64)
+                .sum();
+            match ask(
+                coordinator,
+                peer,
+                PeerRequest::StoreRows { rows: batch },
+                summary,
+            )
+            .await?
+            {
+                PeerReply::Applied => {}
+                other => return Err(format!("unexpected answer {other:?}")),
+            }
+            throttle.moved(bytes).await;
         }
-        throttle.moved(bytes).await;
     }
     summary.keys_repaired += diff.keys() as u64;
     Ok(())
 }
 
-/// Purges the rows of `range` that are nothing but tombstones older than
-/// `before`; returns how many.
+/// Purges the rows of `range` (only `table`'s when given: only they were
+/// reconciled) that are nothing but tombstones older than `before`; returns
+/// how many. Storage remembers the dots this node issued for each, so that
+/// a later write of the row never issues one of them again.
 fn purge_tombstones(
     storage: &Storage,
     range: TokenRange,
+    table: Option<TableId>,
     before: i64,
 ) -> Result<u64, StorageError> {
     let candidates: Vec<_> = storage
         .scan(range)
         .filter_map(|item| match item {
-            Ok((key, row)) if purgeable(&row, before) => Some(Ok(key)),
+            Ok((key, row))
+                if table.is_none_or(|table| key.table == table) && purgeable(&row, before) =>
+            {
+                Some(Ok(key))
+            }
             Ok(_) => None,
             Err(error) => Some(Err(error)),
         })
@@ -355,9 +456,24 @@ fn purge_tombstones(
 }
 
 /// Keeps the Merkle trees over the ranges this node replicates: builds
-/// them at start and again when the ring has changed and stayed still.
+/// them at start and again when the ring has changed and stayed still; and
+/// once a change took ranges from this node, cleans them up (`cleanup.rs`).
 pub(crate) async fn maintain_trees(coordinator: Arc<Coordinator>, cancel: CancellationToken) {
     let mut views = coordinator.membership.subscribe();
+    // Every range this node has replicated, in any ring this process has
+    // seen it a member of, since its last cleanup: a range among them it
+    // no longer replicates once the ring settles is to be cleaned up.
+    // Every view is looked at, not only settled ones, so that a change
+    // that follows another before the ring settles is not missed.
+    let mut held: Vec<TokenRange> = Vec::new();
+    let note = |held: &mut Vec<TokenRange>| {
+        for range in wanted_ranges(&coordinator) {
+            if !held.contains(&range) {
+                held.push(range);
+            }
+        }
+    };
+    note(&mut held);
     loop {
         // Wait for the ring to stay still for a moment.
         loop {
@@ -366,25 +482,20 @@ pub(crate) async fn maintain_trees(coordinator: Arc<Coordinator>, cancel: Cancel
                 changed = tokio::time::timeout(TREE_SETTLE, views.changed()) => match changed {
                     Err(_) => break,
                     Ok(Err(_)) => return,
-                    Ok(Ok(())) => {}
+                    Ok(Ok(())) => note(&mut held),
                 },
             }
         }
         let view = coordinator.membership.view();
-        let mut wanted = if view.ring.members().contains_key(&coordinator.me) {
-            view.ring
-                .ranges_of(&coordinator.me, &coordinator.replication)
-        } else {
-            Vec::new()
-        };
-        wanted.sort_by_key(|range| range.end);
+        let member = view.ring.members().contains_key(&coordinator.me);
+        let wanted = wanted_ranges(&coordinator);
         let current = coordinator.storage.trees();
         let have: Vec<TokenRange> = current.ranges().collect();
         if have != wanted || (!current.is_ready() && !wanted.is_empty()) {
             let storage = coordinator.storage.clone();
             let started = Instant::now();
             let count = wanted.len();
-            match tokio::task::spawn_blocking(move || storage.rebuild_trees(wanted)).await {
+            match tokio::task::spawn_blocking(move || storage.rebuild_trees(wanted.clone())).await {
                 Ok(Ok(_)) => info!(
                     ranges = count,
                     ms = started.elapsed().as_millis() as u64,
@@ -394,10 +505,44 @@ pub(crate) async fn maintain_trees(coordinator: Arc<Coordinator>, cancel: Cancel
                 Err(error) => warn!(%error, "the Merkle tree build failed"),
             }
         }
+        let stable = member
+            && view.future.is_none()
+            && view.change_in_progress(&coordinator.me).is_none()
+            && view.status(&coordinator.me) == Some(Status::Normal);
+        if stable {
+            let now = view
+                .ring
+                .ranges_of(&coordinator.me, &coordinator.replication);
+            let lost = cleanup::needs_cleanup(&held, &now, &cleanup::all_ranges(&view));
+            let cleaned = if lost {
+                match cleanup::cleanup(&coordinator).await {
+                    Ok(cleaned) => {
+                        info!(
+                            rows = cleaned.rows,
+                            "a topology change took ranges from this node: cleaned them up"
+                        );
+                        true
+                    }
+                    Err(error) => {
+                        // Kept for the next settled ring to try again.
+                        warn!(%error, "cleanup after a topology change did not finish");
+                        false
+                    }
+                }
+            } else {
+                true
+            };
+            if cleaned {
+                held = now;
+            }
+        }
         // Sleep until the next change.
         tokio::select! {
             () = cancel.cancelled() => return,
-            changed = views.changed() => if changed.is_err() { return },
+            changed = views.changed() => match changed {
+                Ok(()) => note(&mut held),
+                Err(_) => return,
+            },
         }
     }
 }

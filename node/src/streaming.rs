@@ -18,8 +18,13 @@ use tracing::info;
 use crate::storage::{RowKey, Storage, StorageError, decode_versions};
 use crate::transport::Peers;
 
-/// Rows in one page of a stream.
+/// Most rows in one page of a stream.
 pub const PAGE_ROWS: u32 = 512;
+/// A page (of a stream, of rows a repair moves, of Merkle items) ends once
+/// it holds this many bytes, whatever its row count, so that every message
+/// stays well inside the 16 MiB frame: one row alone is at most
+/// `requests.max_stored_row_bytes` (8 MiB by default) and its key 128 KiB.
+pub const PAGE_BYTES: usize = 4 << 20;
 /// How long one page may take.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -40,7 +45,9 @@ impl Streamed {
     }
 }
 
-/// One page of `range` after `after`, from local storage.
+/// One page of `range` after `after`, from local storage: up to
+/// `max_rows` rows, ending early once it holds [`PAGE_BYTES`] (always at
+/// least one row).
 pub(crate) fn page(
     storage: &Storage,
     range: TokenRange,
@@ -48,20 +55,42 @@ pub(crate) fn page(
     max_rows: u32,
 ) -> Result<(Vec<StreamedRow>, bool), StorageError> {
     let mut rows = Vec::new();
+    let mut bytes = 0;
     let mut scan = storage.scan_encoded(range, after);
     for item in scan.by_ref() {
         // Stored bytes are already the wire's versioned row: shipped as is.
         let (key, versions) = item?;
+        bytes += key.len() + versions.len();
         rows.push(StreamedRow {
             key,
             versions: VersionedRow(versions),
         });
-        if rows.len() >= max_rows as usize {
+        if rows.len() >= max_rows as usize || bytes >= PAGE_BYTES {
             break;
         }
     }
-    let more = rows.len() >= max_rows as usize && scan.next().is_some();
+    let full = rows.len() >= max_rows as usize || bytes >= PAGE_BYTES;
+    let more = full && scan.next().is_some();
     Ok((rows, more))
+}
+
+/// Splits `rows` into batches of at most [`PAGE_BYTES`] each (a row larger
+/// than that alone in its batch), in order.
+pub(crate) fn batches(rows: Vec<StreamedRow>) -> Vec<Vec<StreamedRow>> {
+    let mut batches: Vec<Vec<StreamedRow>> = Vec::new();
+    let mut bytes = 0;
+    for row in rows {
+        let size = row.key.len() + row.versions.0.len();
+        match batches.last_mut() {
+            Some(batch) if bytes + size <= PAGE_BYTES => batch.push(row),
+            _ => {
+                batches.push(vec![row]);
+                bytes = 0;
+            }
+        }
+        bytes += size;
+    }
+    batches
 }
 
 /// Merges streamed rows into local storage; returns what was stored. With

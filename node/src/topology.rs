@@ -18,6 +18,7 @@
 //!   own, see `ringdb-gossip`); each range it replicated gets its new
 //!   replica, which pulls the range from a surviving replica.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ringdb_gossip::{StateValue, Status};
@@ -28,6 +29,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::coordinator::Coordinator;
+use crate::hints;
 use crate::membership::View;
 use crate::storage::{Storage, StorageError};
 use crate::streaming::{self, Streamed};
@@ -43,9 +45,17 @@ const BOOTSTRAP_KEY: &str = "bootstrap";
 pub(crate) struct RangeProgress {
     /// The range.
     pub range: TokenRange,
-    /// Its replicas before the join, any of which can send it.
+    /// Where to stream it from, in order of preference: the replica that
+    /// gives it up first (alone, with consistent range movement).
     pub sources: Vec<NodeId>,
-    /// The storage key of the last row stored.
+    /// Stream it from every source, not the first that works (a range
+    /// nobody gives up: the union of its replicas).
+    #[serde(default)]
+    pub every: bool,
+    /// With `every`, the sources already streamed in full.
+    #[serde(default)]
+    pub sources_done: usize,
+    /// The storage key of the last row stored from the source in progress.
     #[serde(with = "serde_bytes")]
     pub after: Option<Vec<u8>>,
     /// Whether the range is complete.
@@ -99,16 +109,31 @@ pub(crate) fn retired(storage: &Storage) -> Result<Option<String>, StorageError>
         .map(|why| String::from_utf8_lossy(&why).into_owned()))
 }
 
-/// The ranges `me` replicates in `future` and where to fetch each.
+/// The ranges `me` replicates in `future` and where to fetch each: from
+/// the replica that gives the range up (Cassandra's consistent range
+/// movement; others after it only when `streaming.consistent_range_movement`
+/// is off), or from every replica when nobody gives it up.
 pub(crate) fn bootstrap_plan(c: &Coordinator, ring: &Ring, future: &Ring) -> Vec<RangeProgress> {
     future
         .ranges_of(&c.me, &c.replication)
         .into_iter()
-        .map(|range| RangeProgress {
-            range,
-            sources: ring.replicas(range.end, &c.replication),
-            after: None,
-            done: false,
+        .map(|range| {
+            let old = ring.replicas(range.end, &c.replication);
+            let new = future.replicas(range.end, &c.replication);
+            let (mut sources, others): (Vec<NodeId>, Vec<NodeId>) =
+                old.into_iter().partition(|node| !new.contains(node));
+            let every = sources.is_empty();
+            if every || !c.streaming.consistent_range_movement {
+                sources.extend(others);
+            }
+            RangeProgress {
+                range,
+                sources,
+                every,
+                sources_done: 0,
+                after: None,
+                done: false,
+            }
         })
         .collect()
 }
@@ -138,46 +163,10 @@ pub(crate) async fn run_bootstrap(
         if progress[i].done {
             continue;
         }
-        let mut last_error = String::from("no live replica to stream from");
-        let mut fetched = None;
-        for source in progress[i].sources.clone() {
-            if source == c.me || !c.is_up(&source) {
-                continue;
-            }
-            let range = progress[i].range;
-            let after = progress[i].after.clone();
-            let snapshot: Vec<RangeProgress> = progress.to_vec();
-            let storage = c.storage.clone();
-            let checkpoint = |key: &[u8]| {
-                let mut saved = snapshot.clone();
-                saved[i].after = Some(key.to_vec());
-                save_bootstrap(&storage, &saved)
-            };
-            let fetched_range = streaming::fetch(
-                &c.peers,
-                &c.storage,
-                &source,
-                range,
-                after,
-                &mut throttle,
-                checkpoint,
-            );
-            match fetched_range.await {
-                Ok(moved) => {
-                    fetched = Some(moved);
-                    break;
-                }
-                Err(error) => {
-                    warn!(%range, %source, %error, "streaming from this replica failed; trying another");
-                    last_error = error;
-                }
-            }
-        }
-        let Some(moved) = fetched else {
-            return Err(format!(
-                "range {} could not be streamed: {last_error}",
-                progress[i].range
-            ));
+        let moved = if progress[i].every {
+            stream_from_every_source(c, progress, i, &mut throttle).await?
+        } else {
+            stream_from_first_source(c, progress, i, &mut throttle).await?
         };
         streamed.add(moved);
         progress[i].done = true;
@@ -188,9 +177,129 @@ pub(crate) async fn run_bootstrap(
     Ok(streamed)
 }
 
+/// Streams range `i` from `source`, resuming after its saved key and
+/// saving progress after each page.
+async fn stream_range(
+    c: &Coordinator,
+    progress: &[RangeProgress],
+    i: usize,
+    source: &NodeId,
+    throttle: &mut streaming::Throttle,
+) -> Result<Streamed, String> {
+    let range = progress[i].range;
+    let after = progress[i].after.clone();
+    let snapshot: Vec<RangeProgress> = progress.to_vec();
+    let storage = c.storage.clone();
+    let checkpoint = |key: &[u8]| {
+        let mut saved = snapshot.clone();
+        saved[i].after = Some(key.to_vec());
+        save_bootstrap(&storage, &saved)
+    };
+    streaming::fetch(
+        &c.peers, &c.storage, source, range, after, throttle, checkpoint,
+    )
+    .await
+}
+
+/// Streams range `i` from the first of its sources that is up and answers.
+async fn stream_from_first_source(
+    c: &Coordinator,
+    progress: &mut [RangeProgress],
+    i: usize,
+    throttle: &mut streaming::Throttle,
+) -> Result<Streamed, String> {
+    let range = progress[i].range;
+    let mut last_error = String::from("no live replica to stream from");
+    for source in progress[i].sources.clone() {
+        if source == c.me || !c.is_up(&source) {
+            last_error = format!("{source} is down");
+            continue;
+        }
+        match stream_range(c, progress, i, &source, throttle).await {
+            Ok(moved) => return Ok(moved),
+            Err(error) => {
+                warn!(%range, %source, %error, "streaming from this replica failed");
+                last_error = error;
+            }
+        }
+    }
+    Err(no_source(c, &progress[i], &last_error))
+}
+
+/// Why no source of `range` could be streamed from.
+fn no_source(c: &Coordinator, range: &RangeProgress, why: &str) -> String {
+    let strict = c.streaming.consistent_range_movement && range.sources.len() == 1;
+    if strict {
+        format!(
+            "range {} must be streamed from {}, the replica that gives it up, and that \
+             failed: {why}; start it, or set streaming.consistent_range_movement = false \
+             on this node to stream from another replica (which may have missed writes that it \
+             acknowledged)",
+            range.range, range.sources[0]
+        )
+    } else {
+        format!("range {} could not be streamed: {why}", range.range)
+    }
+}
+
+/// Why `plan` cannot be streamed now, if it cannot: checked before a
+/// joining node announces its tokens, so that a join that would fail for a
+/// down source fails before the others count this node as joining. (A
+/// source can still go down afterwards; streaming then fails with the
+/// same words, and a restart resumes it.)
+pub(crate) fn unavailable_source(c: &Coordinator, plan: &[RangeProgress]) -> Option<String> {
+    let up = |node: &NodeId| *node == c.me || c.is_up(node);
+    for range in plan {
+        if range.every {
+            if let Some(down) = range.sources.iter().find(|node| !up(node)) {
+                return Some(format!(
+                    "range {} has no replica giving it up, so it is streamed from every \
+                     replica, and {down} is down; start it, then start this node",
+                    range.range
+                ));
+            }
+        } else if !range.sources.iter().any(up) {
+            let down = range
+                .sources
+                .first()
+                .map(NodeId::as_str)
+                .unwrap_or("every replica");
+            return Some(no_source(c, range, &format!("{down} is down")));
+        }
+    }
+    None
+}
+
+/// Streams range `i` from each of its sources in turn (every one must be
+/// up), recording which are done.
+async fn stream_from_every_source(
+    c: &Coordinator,
+    progress: &mut [RangeProgress],
+    i: usize,
+    throttle: &mut streaming::Throttle,
+) -> Result<Streamed, String> {
+    let range = progress[i].range;
+    let mut moved = Streamed::default();
+    while let Some(source) = progress[i].sources.get(progress[i].sources_done).cloned() {
+        if source != c.me {
+            if !c.is_up(&source) {
+                return Err(format!(
+                    "range {range} has no replica giving it up, so it is streamed from every \
+                     replica, and {source} is down; start it and the join resumes"
+                ));
+            }
+            moved.add(stream_range(c, progress, i, &source, throttle).await?);
+        }
+        progress[i].sources_done += 1;
+        progress[i].after = None;
+        save_bootstrap(&c.storage, progress).map_err(|e| e.to_string())?;
+    }
+    Ok(moved)
+}
+
 /// Announces leaving, hands every range over, announces left.
 pub(crate) async fn decommission(
-    c: &Coordinator,
+    c: &Arc<Coordinator>,
     _deadline: Instant,
 ) -> Result<String, RequestError> {
     let view = c.membership.view();
@@ -257,14 +366,33 @@ pub(crate) async fn decommission(
             started,
         );
     }
+    // Hints can be the only copy of a write: hand them over before leaving.
+    let hints = match hints::hand_over(c, &future).await {
+        Ok(hints) => hints,
+        Err(error) => {
+            c.gossip.set_state(StateValue::Status(Status::Normal)).await;
+            return Err(c.server_error(format!(
+                "decommission stopped: {error}; the node is normal again"
+            )));
+        }
+    };
     // Never back with this data: a restart would bring stale ranges back.
     mark_retired(&c.storage, "decommissioned").map_err(|e| c.server_error(e.to_string()))?;
     c.gossip.set_state(StateValue::Status(Status::Left)).await;
     tokio::time::sleep(RING_SETTLE).await;
+    // Writes coordinated here until the others saw it leave may have left
+    // hints: hand those over too.
+    let hints = match hints::hand_over(c, &future).await {
+        Ok(late) => hints + late,
+        Err(error) => {
+            warn!(%error, "hints written while leaving could not all be handed over");
+            hints
+        }
+    };
     info!(node = %c.me, "decommissioned: left the ring");
     Ok(format!(
-        "{} left the ring after handing over {} ranges ({} rows, {:.2} MiB) in {:.1} s; \
-         it can be stopped",
+        "{} left the ring after handing over {} ranges ({} rows, {:.2} MiB) and {hints} hints \
+         in {:.1} s; it can be stopped",
         c.me,
         handovers.len(),
         streamed.rows,

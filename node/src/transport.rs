@@ -498,6 +498,21 @@ async fn serve_stream<Req, Resp, H, F>(
                 debug!(%error, "request stream ended");
                 break;
             }
+            Err(ReadFrameError::Message {
+                id: Some(id),
+                error,
+            }) => {
+                // A well-framed request whose body does not decode (a key
+                // over its limit, an unknown variant): refuse that request
+                // alone, with what is wrong; the stream goes on.
+                debug!(%error, "undecodable request");
+                let answer = Response::<Resp> {
+                    id,
+                    body: Err(RequestError::invalid(error.to_string())),
+                };
+                enqueue(&queue, response_frame(answer)).await;
+                continue;
+            }
             Err(error) => {
                 // The stream cannot be read further: say why, then close it.
                 warn!(%error, "unreadable request stream");

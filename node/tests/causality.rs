@@ -31,7 +31,14 @@ struct Model {
 }
 
 impl Model {
-    fn write(&mut self, replica: usize, context: &BTreeSet<(usize, u64)>) -> (usize, u64) {
+    /// A write at `replica`, which once issued dots up to `floor` for the
+    /// row and may have forgotten them since.
+    fn write(
+        &mut self,
+        replica: usize,
+        context: &BTreeSet<(usize, u64)>,
+        floor: u64,
+    ) -> (usize, u64) {
         let counter = self
             .seen
             .iter()
@@ -40,6 +47,7 @@ impl Model {
             .map(|(_, c)| *c)
             .max()
             .unwrap_or(0)
+            .max(floor)
             + 1;
         self.alive.retain(|dot| !context.contains(dot));
         self.seen.extend(context.iter().copied());
@@ -72,6 +80,9 @@ enum Op {
     Write { replica: usize, read: Option<usize> },
     /// Replica `to` merges replica `from`'s state.
     Sync { from: usize, to: usize },
+    /// A replica deletes its state of the row (a purge, a cleanup),
+    /// remembering only the highest dot it issued.
+    Forget(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -80,6 +91,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0..REPLICAS, proptest::option::of(0usize..100))
             .prop_map(|(replica, read)| Op::Write { replica, read }),
         (0..REPLICAS, 0..REPLICAS).prop_map(|(from, to)| Op::Sync { from, to }),
+        (0..REPLICAS).prop_map(Op::Forget),
     ]
 }
 
@@ -116,6 +128,9 @@ fn run(ops: &[Op]) -> Result<Vec<DvvSet<(usize, u64)>>, TestCaseError> {
     let mut models = vec![Model::default(); REPLICAS];
     let mut reads: Vec<Read> = Vec::new();
     let mut states = Vec::new();
+    // Per replica, the highest counter it issued; and every dot issued.
+    let mut floors = [0u64; REPLICAS];
+    let mut issued = BTreeSet::new();
     for op in ops {
         match *op {
             Op::Read(r) => {
@@ -139,8 +154,14 @@ fn run(ops: &[Op]) -> Result<Vec<DvvSet<(usize, u64)>>, TestCaseError> {
                     values: read_values,
                 } = read.unwrap_or(&empty);
                 let before = models[replica].alive.clone();
-                let dot = models[replica].write(replica, seen);
-                sets[replica] = sets[replica].update(context, &actor(replica), dot);
+                let dot = models[replica].write(replica, seen, floors[replica]);
+                let (set, issued_dot) = sets[replica]
+                    .write(context, &actor(replica), floors[replica], dot)
+                    .unwrap();
+                sets[replica] = set;
+                prop_assert_eq!(issued_dot.counter, dot.1);
+                prop_assert!(issued.insert(dot), "{:?} issued twice", dot);
+                floors[replica] = dot.1;
                 // The write supersedes every sibling it read, and keeps every
                 // sibling present at the replica that its read had not seen.
                 let after = alive(&sets[replica]);
@@ -156,6 +177,10 @@ fn run(ops: &[Op]) -> Result<Vec<DvvSet<(usize, u64)>>, TestCaseError> {
             Op::Sync { from, to } => {
                 models[to] = models[to].sync(&models[from]);
                 sets[to] = sets[to].sync(&sets[from]);
+            }
+            Op::Forget(replica) => {
+                models[replica] = Model::default();
+                sets[replica] = DvvSet::new();
             }
         }
         for r in 0..REPLICAS {
@@ -290,6 +315,148 @@ fn unknown_context_formats_are_refused() {
     let err = CausalContext::decode(&[9, 0x90]).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "causal context has format 9; this node reads format 1"
+        "causal context has format 9; this node reads formats 1 and 2"
     );
+}
+
+/// A set of dots over three actors and counters up to 12, as a vector built
+/// one dot at a time (so its clouds and counters are the normaliser's).
+fn dots() -> impl Strategy<Value = (BTreeSet<(usize, u64)>, VersionVector)> {
+    proptest::collection::btree_set((0..REPLICAS, 1u64..12), 0..20).prop_map(|set| {
+        let vector = set.iter().fold(VersionVector::new(), |v, &(r, c)| {
+            v.with(Dot {
+                actor: actor(r),
+                counter: c,
+            })
+        });
+        (set, vector)
+    })
+}
+
+fn has(vector: &VersionVector, (r, c): (usize, u64)) -> bool {
+    vector.contains(&Dot {
+        actor: actor(r),
+        counter: c,
+    })
+}
+
+proptest! {
+    /// A vector holds exactly the dots it was built from; union and
+    /// intersection hold exactly the dots of either and of both; and the
+    /// encoding a client gets back round-trips.
+    #[test]
+    fn version_vectors_are_exact_sets_of_dots((a_set, a) in dots(), (b_set, b) in dots()) {
+        let (union, both) = (a.merge(&b), a.intersection(&b));
+        for r in 0..REPLICAS {
+            for c in 1..14 {
+                let dot = (r, c);
+                prop_assert_eq!(has(&a, dot), a_set.contains(&dot));
+                prop_assert_eq!(has(&union, dot), a_set.contains(&dot) || b_set.contains(&dot));
+                prop_assert_eq!(has(&both, dot), a_set.contains(&dot) && b_set.contains(&dot));
+            }
+        }
+        prop_assert_eq!(a.dominates(&b), b_set.is_subset(&a_set));
+        prop_assert_eq!(CausalContext::decode(&CausalContext::encode(&a)).unwrap(), a);
+    }
+}
+
+/// A context claiming dots the row never had is clamped to the row's
+/// history: a write with it supersedes what the client really read, keeps
+/// the rest, and its history names no invented actor.
+#[test]
+fn a_clamped_hostile_context_supersedes_only_real_dots() {
+    let empty = VersionVector::new();
+    let row = DvvSet::new()
+        .update(&empty, &actor(0), "read")
+        .sync(&DvvSet::new().update(&empty, &actor(1), "unseen"));
+    let read = DvvSet::new().update(&empty, &actor(0), "read").context();
+    let invented = ActorId {
+        node: NodeId::new("nobody"),
+        epoch: 1,
+    };
+    let hostile = read
+        .with(Dot {
+            actor: invented.clone(),
+            counter: u64::MAX,
+        })
+        .with(Dot {
+            actor: actor(0),
+            counter: u64::MAX,
+        });
+    let clamped = hostile.intersection(&row.context());
+    assert_eq!(clamped, read);
+    let (written, dot) = row.write(&clamped, &actor(0), 0, "new").unwrap();
+    assert_eq!(dot.counter, 2);
+    let mut values: Vec<_> = written.values().copied().collect();
+    values.sort();
+    assert_eq!(values, ["new", "unseen"]);
+    assert_eq!(written.context().max_counter(&invented), 0);
+}
+
+#[test]
+fn a_counter_at_its_limit_is_an_error_not_a_wrap() {
+    let top = DvvSet::new()
+        .update(&VersionVector::new(), &actor(0), "v")
+        .sync(&DvvSet::new());
+    let context = VersionVector::new().with(Dot {
+        actor: actor(0),
+        counter: u64::MAX,
+    });
+    assert!(top.write(&context, &actor(0), 0, "next").is_err());
+    assert!(
+        top.write(&VersionVector::new(), &actor(0), u64::MAX, "next")
+            .is_err()
+    );
+}
+
+#[test]
+fn contexts_over_the_limits_are_refused_before_use() {
+    let many = (0..=ringdb_node::causality::MAX_CONTEXT_ACTORS as u64).fold(
+        VersionVector::new(),
+        |v, i| {
+            v.with(Dot {
+                actor: ActorId {
+                    node: NodeId::new(format!("a{i}")),
+                    epoch: i,
+                },
+                counter: 1,
+            })
+        },
+    );
+    let err = CausalContext::decode(&CausalContext::encode(&many)).unwrap_err();
+    assert!(err.to_string().contains("1025 actors"), "{err}");
+    let huge = vec![2u8; ringdb_node::causality::MAX_CONTEXT_BYTES + 1];
+    assert!(CausalContext::decode(&huge).is_err());
+}
+
+/// Rows stored in the first format (dots implied by position) still read.
+#[test]
+fn the_first_row_format_is_upgraded_on_read() {
+    #[derive(serde::Serialize)]
+    struct EntryV1 {
+        actor: ActorId,
+        counter: u64,
+        values: Vec<&'static str>,
+    }
+    #[derive(serde::Serialize)]
+    struct SetV1 {
+        entries: Vec<EntryV1>,
+    }
+    let old = SetV1 {
+        entries: vec![EntryV1 {
+            actor: actor(0),
+            counter: 5,
+            values: vec!["five", "four"],
+        }],
+    };
+    let bytes = rmp_serde::to_vec_named(&old).unwrap();
+    let v1: ringdb_node::causality::format1::DvvSetV1<String> =
+        rmp_serde::from_slice(&bytes).unwrap();
+    let set = v1.upgrade().unwrap();
+    let siblings: Vec<(u64, String)> = set
+        .siblings()
+        .map(|(d, v)| (d.counter, v.clone()))
+        .collect();
+    assert_eq!(siblings, [(5, "five".to_string()), (4, "four".to_string())]);
+    assert!(set.check().is_ok());
 }

@@ -15,8 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use ringdb_node::causality::ActorId;
-use ringdb_node::storage::{RowKey, RowVersion, Storage, StorageConfig, SyncMode};
+use ringdb_node::storage::{RowKey, RowLimits, RowVersion, Storage, StorageConfig, SyncMode};
 use ringdb_proto::{ClusteringKey, PartitionKey, Row, TableId, Value};
 use ringdb_ring::NodeId;
 
@@ -46,14 +45,11 @@ fn mode_config(name: &str) -> StorageConfig {
 /// `thread value` after each acknowledged write.
 fn child(dir: &Path, mode: &str, round: u64) {
     let storage = Storage::open(dir, &mode_config(mode)).unwrap();
-    let actor = ActorId {
-        node: NodeId::new("crash"),
-        epoch: storage.epoch(),
-    };
+    let node = NodeId::new("crash");
     let stdout = std::sync::Mutex::new(std::io::stdout());
     std::thread::scope(|scope| {
         for thread in 0..THREADS {
-            let (storage, actor, stdout) = (&storage, &actor, &stdout);
+            let (storage, node, stdout) = (&storage, &node, &stdout);
             scope.spawn(move || {
                 for i in 0..200_000u64 {
                     let row = Row::from([("v".to_string(), Value::BigInt(i as i64))]);
@@ -62,9 +58,13 @@ fn child(dir: &Path, mode: &str, round: u64) {
                         row: Some(row),
                     };
                     storage
-                        .update(&key(round, thread, i % ROWS), |current| {
-                            current.update(&current.context(), actor, version)
-                        })
+                        .write(
+                            &key(round, thread, i % ROWS),
+                            None,
+                            node,
+                            version,
+                            RowLimits::NONE,
+                        )
                         .unwrap();
                     let mut out = stdout.lock().unwrap();
                     writeln!(out, "{thread} {i}").unwrap();

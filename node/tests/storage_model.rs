@@ -1,13 +1,16 @@
 //! Storage against a model, in sled's style: random writes, deletes, merges,
-//! reads, range scans and range deletes, checked against an in-memory
+//! purges, reads, range scans and range deletes, checked against an in-memory
 //! `BTreeMap` of sibling sets, with the database closed and reopened at random
-//! points (in every sync mode).
+//! points (in every sync mode); dots never issued twice; Merkle trees
+//! maintained on every change equal to trees rebuilt from the data.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use ringdb_node::causality::{ActorId, VersionVector};
-use ringdb_node::storage::{RowKey, RowVersion, Storage, StorageConfig, StoredRow, SyncMode};
+use ringdb_node::causality::{ActorId, Dot, VersionVector};
+use ringdb_node::storage::{
+    RowKey, RowLimits, RowVersion, Storage, StorageConfig, StoredRow, SyncMode,
+};
 use ringdb_proto::{ClusteringKey, PartitionKey, Row, TableId, Value};
 use ringdb_ring::{NodeId, Token, TokenRange};
 
@@ -39,17 +42,17 @@ fn keys() -> Vec<RowKey> {
 
 #[derive(Clone, Debug)]
 enum Op {
-    /// A coordinated write at a replica, with or without the current context.
+    /// A write coordinated here: without a context (supersede what is
+    /// held), with the row's context, or with a context naming dots that
+    /// were never issued (clamped away).
     Write {
         key: usize,
-        replica: u8,
-        with_context: bool,
+        context: Context,
         value: i64,
     },
     /// A delete: a tombstone with the current context.
     Delete {
         key: usize,
-        replica: u8,
     },
     /// A sibling set from another replica (one fresh write there).
     Merge {
@@ -57,16 +60,28 @@ enum Op {
         replica: u8,
         value: i64,
     },
+    /// The row deleted here (a purged tombstone).
+    Forget {
+        key: usize,
+    },
     Get {
         key: usize,
     },
     Scan {
         range: TokenRange,
     },
+    /// Rows deleted by range (a cleanup).
     DeleteRange {
         range: TokenRange,
     },
     Reopen,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Context {
+    None,
+    Row,
+    Forged,
 }
 
 fn token() -> impl Strategy<Value = Token> {
@@ -82,11 +97,17 @@ fn token() -> impl Strategy<Value = Token> {
 
 fn op() -> impl Strategy<Value = Op> {
     let key = 0..keys().len();
+    let context = prop_oneof![
+        Just(Context::None),
+        Just(Context::Row),
+        Just(Context::Forged)
+    ];
     prop_oneof![
-        6 => (key.clone(), 0u8..3, any::<bool>(), any::<i64>())
-            .prop_map(|(key, replica, with_context, value)| Op::Write { key, replica, with_context, value }),
-        2 => (key.clone(), 0u8..3).prop_map(|(key, replica)| Op::Delete { key, replica }),
+        6 => (key.clone(), context, any::<i64>())
+            .prop_map(|(key, context, value)| Op::Write { key, context, value }),
+        2 => key.clone().prop_map(|key| Op::Delete { key }),
         2 => (key.clone(), 3u8..5, any::<i64>()).prop_map(|(key, replica, value)| Op::Merge { key, replica, value }),
+        2 => key.clone().prop_map(|key| Op::Forget { key }),
         3 => key.prop_map(|key| Op::Get { key }),
         2 => (token(), token()).prop_map(|(start, end)| Op::Scan { range: TokenRange::new(start, end) }),
         1 => (token(), token()).prop_map(|(start, end)| Op::DeleteRange { range: TokenRange::new(start, end) }),
@@ -117,9 +138,58 @@ fn version(value: Option<i64>) -> RowVersion {
     }
 }
 
+/// The ranges the Merkle trees cover in the model test.
+fn tree_ranges() -> Vec<TokenRange> {
+    vec![
+        TokenRange::new(Token::MIN, Token(0)),
+        TokenRange::new(Token(0), Token::MIN),
+    ]
+}
+
+/// The roots of the trees as maintained, then as rebuilt from the data.
+fn tree_roots(storage: &Storage) -> (Vec<[u8; 32]>, Vec<[u8; 32]>) {
+    let roots = |trees: &ringdb_antientropy::tree::Trees| {
+        tree_ranges()
+            .into_iter()
+            .map(|range| trees.tree(range).unwrap().hash(0, 0))
+            .collect::<Vec<_>>()
+    };
+    let maintained = roots(&storage.trees());
+    let rebuilt = roots(&storage.rebuild_trees(tree_ranges()).unwrap());
+    (maintained, rebuilt)
+}
+
+/// The model's side of the storage: rows, and per row the highest counter
+/// this life issued for it before deleting it.
+#[derive(Default)]
+struct Model {
+    rows: BTreeMap<Vec<u8>, (RowKey, StoredRow)>,
+    floors: BTreeMap<Vec<u8>, u64>,
+}
+
+impl Model {
+    fn current(&self, key: &RowKey) -> StoredRow {
+        self.rows
+            .get(&key.encode())
+            .map(|(_, row)| row.clone())
+            .unwrap_or_default()
+    }
+
+    fn forget(&mut self, key: &RowKey, epoch: u64) {
+        if let Some((_, row)) = self.rows.remove(&key.encode()) {
+            let floor = self.floors.entry(key.encode()).or_default();
+            *floor = (*floor).max(row.max_counter_of_epoch(epoch));
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
+    /// Storage agrees with a model of sibling sets; no write coordinated
+    /// here ever gets a dot issued before, whatever was deleted or reopened
+    /// in between; and the Merkle trees maintained on every change equal
+    /// trees rebuilt from the data.
     #[test]
     fn storage_matches_a_model_across_reopens(
         ops in proptest::collection::vec(op(), 1..80),
@@ -128,48 +198,65 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let config = StorageConfig { sync: mode };
         let mut storage = Storage::open(dir.path(), &config).unwrap();
-        let epoch = storage.epoch();
+        storage.rebuild_trees(tree_ranges()).unwrap();
+        let mut epoch = storage.epoch();
+        let me = NodeId::new("n0");
         let keys = keys();
-        let mut model: BTreeMap<Vec<u8>, (RowKey, StoredRow)> = BTreeMap::new();
-        let current = |model: &BTreeMap<Vec<u8>, (RowKey, StoredRow)>, key: &RowKey| {
-            model.get(&key.encode()).map(|(_, row)| row.clone()).unwrap_or_default()
-        };
+        let mut model = Model::default();
+        let mut issued: BTreeSet<(Vec<u8>, Dot)> = BTreeSet::new();
 
         for op in ops {
             match op {
-                Op::Write { key, replica, with_context, value } => {
+                Op::Write { key, context, value } => {
                     let key = &keys[key];
-                    let before = current(&model, key);
-                    let context = if with_context { before.context() } else { VersionVector::new() };
-                    let expected = before.update(&context, &actor(replica, epoch), version(Some(value)));
-                    let stored = storage.write(key, &context, &actor(replica, epoch), version(Some(value))).unwrap();
-                    prop_assert_eq!(&stored, &expected);
-                    model.insert(key.encode(), (key.clone(), expected));
+                    let before = model.current(key);
+                    let floor = model.floors.get(&key.encode()).copied().unwrap_or(0);
+                    let given = match context {
+                        Context::None => None,
+                        Context::Row => Some(before.context()),
+                        Context::Forged => Some(before.context().with(Dot { actor: actor(7, 1), counter: 5 })),
+                    };
+                    let seen = given.clone().map_or_else(|| before.context(), |c| c.intersection(&before.context()));
+                    let (expected, dot) = before.write(&seen, &actor(0, epoch), floor, version(Some(value))).unwrap();
+                    let written = storage.write(key, given.as_ref(), &me, version(Some(value)), RowLimits::NONE).unwrap();
+                    prop_assert_eq!(&written.row, &expected);
+                    prop_assert_eq!(&written.dot, &dot);
+                    prop_assert_eq!(&written.context, &seen.with(dot.clone()));
+                    prop_assert!(issued.insert((key.encode(), dot.clone())), "dot {:?} issued twice", dot);
+                    model.rows.insert(key.encode(), (key.clone(), expected));
                 }
-                Op::Delete { key, replica } => {
+                Op::Delete { key } => {
                     let key = &keys[key];
-                    let before = current(&model, key);
-                    let expected = before.update(&before.context(), &actor(replica, epoch), version(None));
-                    let stored = storage.write(key, &before.context(), &actor(replica, epoch), version(None)).unwrap();
-                    prop_assert_eq!(&stored, &expected);
-                    model.insert(key.encode(), (key.clone(), expected));
+                    let before = model.current(key);
+                    let floor = model.floors.get(&key.encode()).copied().unwrap_or(0);
+                    let (expected, dot) = before.write(&before.context(), &actor(0, epoch), floor, version(None)).unwrap();
+                    let written = storage.write(key, Some(&before.context()), &me, version(None), RowLimits::NONE).unwrap();
+                    prop_assert_eq!(&written.row, &expected);
+                    prop_assert!(issued.insert((key.encode(), dot.clone())), "dot {:?} issued twice", dot);
+                    model.rows.insert(key.encode(), (key.clone(), expected));
                 }
                 Op::Merge { key, replica, value } => {
                     let key = &keys[key];
                     let incoming = StoredRow::new().update(&VersionVector::new(), &actor(replica, 99), version(Some(value)));
-                    let expected = current(&model, key).sync(&incoming);
+                    let expected = model.current(key).sync(&incoming);
                     prop_assert_eq!(storage.merge(key, &incoming).unwrap(), expected.clone());
-                    model.insert(key.encode(), (key.clone(), expected));
+                    model.rows.insert(key.encode(), (key.clone(), expected));
+                }
+                Op::Forget { key } => {
+                    let key = &keys[key];
+                    storage.update(key, |_| StoredRow::new()).unwrap();
+                    model.forget(key, epoch);
                 }
                 Op::Get { key } => {
                     let key = &keys[key];
                     let stored = storage.get(key).unwrap();
-                    prop_assert_eq!(stored, model.get(&key.encode()).map(|(_, row)| row.clone()));
+                    prop_assert_eq!(stored, model.rows.get(&key.encode()).map(|(_, row)| row.clone()));
                 }
                 Op::Scan { range } => {
                     let scanned: Vec<(RowKey, StoredRow)> =
                         storage.scan(range).collect::<Result<_, _>>().unwrap();
                     let mut expected: Vec<(RowKey, StoredRow)> = model
+                        .rows
                         .values()
                         .filter(|(key, _)| range.contains(key.token))
                         .cloned()
@@ -179,32 +266,90 @@ proptest! {
                     prop_assert_eq!(scanned, expected);
                 }
                 Op::DeleteRange { range } => {
-                    storage.delete_range(range).unwrap();
-                    model.retain(|_, (key, _)| !range.contains(key.token));
+                    let deleted = storage.delete_range(range).unwrap();
+                    let doomed: Vec<RowKey> = model
+                        .rows
+                        .values()
+                        .filter(|(key, _)| range.contains(key.token))
+                        .map(|(key, _)| key.clone())
+                        .collect();
+                    prop_assert_eq!(deleted, doomed.len() as u64);
+                    for key in doomed {
+                        model.forget(&key, epoch);
+                    }
                 }
                 Op::Reopen => {
                     drop(storage);
                     storage = Storage::open(dir.path(), &config).unwrap();
-                    prop_assert_eq!(storage.epoch(), epoch, "the epoch survives a reopen");
+                    storage.rebuild_trees(tree_ranges()).unwrap();
+                    prop_assert_ne!(storage.epoch(), epoch, "every open is a new life");
+                    epoch = storage.epoch();
+                    model.floors.clear();
                 }
             }
+            let (maintained, rebuilt) = tree_roots(&storage);
+            prop_assert_eq!(maintained, rebuilt, "after {:?}", op);
         }
         // Finally, everything through one full scan after one more reopen.
         drop(storage);
         let storage = Storage::open(dir.path(), &config).unwrap();
         let all: Vec<(RowKey, StoredRow)> = storage.scan(TokenRange::full()).collect::<Result<_, _>>().unwrap();
-        prop_assert_eq!(all, model.into_values().collect::<Vec<_>>());
+        prop_assert_eq!(all, model.rows.into_values().collect::<Vec<_>>());
     }
 }
 
 #[test]
-fn a_new_data_directory_gets_a_new_epoch() {
+fn every_open_draws_a_new_epoch() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let config = StorageConfig::default();
     let first = Storage::open(a.path(), &config).unwrap().epoch();
     let second = Storage::open(b.path(), &config).unwrap().epoch();
     assert_ne!(first, second);
-    assert_eq!(Storage::open(a.path(), &config).unwrap().epoch(), first);
+    assert_ne!(Storage::open(a.path(), &config).unwrap().epoch(), first);
+}
+
+/// A data directory restored from a backup (or one whose WAL tail was lost)
+/// rolls a row's history back; the node's next write of the row must still
+/// get a dot it never issued.
+#[test]
+fn a_restored_backup_never_reissues_a_dot() {
+    let (live, backup) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = StorageConfig::default();
+    let me = NodeId::new("n0");
+    let key = &keys()[0];
+    let write = |storage: &Storage, value: i64| {
+        storage
+            .write(key, None, &me, version(Some(value)), RowLimits::NONE)
+            .unwrap()
+            .dot
+    };
+    let mut issued = BTreeSet::new();
+    {
+        let storage = Storage::open(live.path(), &config).unwrap();
+        issued.insert(write(&storage, 1));
+    }
+    copy_dir(live.path(), backup.path());
+    {
+        let storage = Storage::open(live.path(), &config).unwrap();
+        for value in 2..5 {
+            issued.insert(write(&storage, value));
+        }
+    }
+    // Restore the backup: the row is back at its first version.
+    let storage = Storage::open(backup.path(), &config).unwrap();
+    assert_eq!(storage.get(key).unwrap().unwrap().len(), 1);
+    let dot = write(&storage, 5);
+    assert!(
+        !issued.contains(&dot),
+        "{dot:?} was issued before the backup was restored"
+    );
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
 }
 
 #[test]
@@ -245,7 +390,7 @@ fn hints_are_kept_per_target_in_order_across_reopens() {
 fn size_estimates_grow_with_flushed_data() {
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::open(dir.path(), &StorageConfig::default()).unwrap();
-    let actor = actor(0, storage.epoch());
+    let me = NodeId::new("n0");
     for i in 0..2000 {
         let key = RowKey::new(
             TableId(1),
@@ -258,12 +403,13 @@ fn size_estimates_grow_with_flushed_data() {
         storage
             .write(
                 &key,
-                &VersionVector::new(),
-                &actor,
+                None,
+                &me,
                 RowVersion {
                     timestamp_micros: 0,
                     row: Some(row),
                 },
+                RowLimits::NONE,
             )
             .unwrap();
     }

@@ -85,6 +85,22 @@ pub fn decode_frame<T: DeserializeOwned>(
     buffer: &[u8],
     max_frame_bytes: usize,
 ) -> Result<Option<(T, usize)>, FrameError> {
+    match split_frame(buffer, max_frame_bytes)? {
+        None => Ok(None),
+        Some((message, used)) => Ok(Some((rmp_serde::from_slice(message)?, used))),
+    }
+}
+
+/// Finds the next frame at the front of `buffer` without decoding its
+/// message: returns `Ok(None)` while it is incomplete, or the message's
+/// MessagePack and the number of bytes the frame took. An error means the
+/// stream is unusable (the length prefix said too much, or the version is
+/// not this one); a message that then does not decode leaves the stream
+/// usable, since the next frame's start is known.
+pub fn split_frame(
+    buffer: &[u8],
+    max_frame_bytes: usize,
+) -> Result<Option<(&[u8], usize)>, FrameError> {
     let Some(prefix) = buffer.get(..LENGTH_BYTES) else {
         return Ok(None);
     };
@@ -100,11 +116,21 @@ pub fn decode_frame<T: DeserializeOwned>(
     };
     match payload.split_first() {
         None => Err(FrameError::Empty),
-        Some((&PROTOCOL_VERSION, message)) => {
-            Ok(Some((rmp_serde::from_slice(message)?, LENGTH_BYTES + len)))
-        }
+        Some((&PROTOCOL_VERSION, message)) => Ok(Some((message, LENGTH_BYTES + len))),
         Some((&found, _)) => Err(FrameError::UnsupportedVersion { found }),
     }
+}
+
+/// The request id of an envelope whose body does not decode, so that the
+/// request can be answered with what is wrong with it.
+pub fn envelope_id(message: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        id: u64,
+    }
+    rmp_serde::from_slice::<Envelope>(message)
+        .ok()
+        .map(|e| e.id)
 }
 
 #[cfg(test)]

@@ -12,13 +12,32 @@ pub const MAX_CLUSTERING_KEY_BYTES: usize = u16::MAX as usize;
 pub struct TableId(pub u64);
 
 /// A serialized partition key: the bytes whose Murmur3 token places the partition.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// At most [`MAX_PARTITION_KEY_BYTES`], whether made with
+/// [`PartitionKey::new`] or decoded from the wire or the disk: decoding
+/// checks the limit too.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct PartitionKey(#[serde(with = "serde_bytes")] Vec<u8>);
 
 /// A serialized clustering key, encoded so that byte order is clustering order.
-/// Empty for tables without clustering columns.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Empty for tables without clustering columns. At most
+/// [`MAX_CLUSTERING_KEY_BYTES`], checked when decoded too.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct ClusteringKey(#[serde(with = "serde_bytes")] Vec<u8>);
+
+impl<'de> Deserialize<'de> for PartitionKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes = serde_bytes::ByteBuf::deserialize(deserializer)?;
+        PartitionKey::new(bytes.into_vec()).map_err(serde::de::Error::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClusteringKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes = serde_bytes::ByteBuf::deserialize(deserializer)?;
+        ClusteringKey::new(bytes.into_vec()).map_err(serde::de::Error::custom)
+    }
+}
 
 /// A key that breaks a limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,5 +116,25 @@ mod tests {
         );
         assert!(PartitionKey::new(vec![0; MAX_PARTITION_KEY_BYTES]).is_ok());
         assert!(ClusteringKey::new(vec![0; MAX_CLUSTERING_KEY_BYTES + 1]).is_err());
+    }
+
+    #[test]
+    fn decoding_checks_the_limits_too() {
+        // What a client that skips the constructor sends: raw bytes.
+        let long = serde_bytes::ByteBuf::from(vec![7; MAX_PARTITION_KEY_BYTES + 1]);
+        let bytes = rmp_serde::to_vec(&long).unwrap();
+        let err = rmp_serde::from_slice::<PartitionKey>(&bytes).unwrap_err();
+        assert!(
+            err.to_string().contains("partition key is 65536 bytes"),
+            "{err}"
+        );
+        let err = rmp_serde::from_slice::<ClusteringKey>(&bytes).unwrap_err();
+        assert!(
+            err.to_string().contains("clustering key is 65536 bytes"),
+            "{err}"
+        );
+        let fine = PartitionKey::new(vec![7; MAX_PARTITION_KEY_BYTES]).unwrap();
+        let bytes = rmp_serde::to_vec(&fine).unwrap();
+        assert_eq!(rmp_serde::from_slice::<PartitionKey>(&bytes).unwrap(), fine);
     }
 }

@@ -26,14 +26,18 @@ mod repair;
 mod value;
 
 pub use consistency::{ConsistencyLevel, UnknownConsistencyLevel};
-pub use frame::{FrameError, MAX_FRAME_BYTES, PROTOCOL_VERSION, decode_frame, encode_frame};
+pub use frame::{
+    FrameError, MAX_FRAME_BYTES, PROTOCOL_VERSION, decode_frame, encode_frame, envelope_id,
+    split_frame,
+};
 pub use keys::{
     ClusteringKey, KeyError, MAX_CLUSTERING_KEY_BYTES, MAX_PARTITION_KEY_BYTES, PartitionKey,
     TableId,
 };
 pub use message::{
-    ClientReply, ClientRequest, Context, NodeStatus, PeerReply, PeerRequest, Receipt, Request,
-    RequestError, Response, RowAddress, RowId, Sibling, StreamedRow, TopologyNode, VersionedRow,
+    ClientReply, ClientRequest, Context, NodeStatus, PeerReply, PeerRequest, ReadFirst, Receipt,
+    Request, RequestError, Response, RowAddress, RowId, Sibling, StreamedRow, TopologyNode,
+    VersionedRow,
 };
 pub use repair::{HintCounters, RepairStats, RepairSummary, TreeItem};
 pub use value::{Row, Value};

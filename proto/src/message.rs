@@ -197,6 +197,11 @@ pub enum ClientRequest {
     /// The answering node's hint and anti-entropy figures. Answered with
     /// [`ClientReply::RepairStats`].
     RepairStats,
+    /// Delete the rows of every range the answering node no longer
+    /// replicates (`ringdb cleanup`; nodes also do it by themselves after a
+    /// change takes ranges from them). Refused while a topology change is
+    /// in progress. Answered with [`ClientReply::Done`].
+    Cleanup,
 }
 
 /// One version of a row as a reader sees it.
@@ -228,6 +233,21 @@ pub struct Receipt {
     /// replica (sloppy quorum): `(fallback, replica)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<(NodeId, NodeId)>,
+    /// A delete without a context first reads the row at its consistency
+    /// level, and deletes what that read returned: what it read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_first: Option<ReadFirst>,
+}
+
+/// The read a delete without a context made first, to know what to delete.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadFirst {
+    /// The replicas that answered it.
+    pub replicas: Vec<NodeId>,
+    /// The live versions it found, which the delete superseded.
+    pub siblings: usize,
+    /// The context the delete used: what the read saw.
+    pub context: Context,
 }
 
 /// A node as the topology describes it to clients.
@@ -379,8 +399,9 @@ pub enum PeerRequest {
         rows: Vec<StreamedRow>,
     },
     /// Keep this sibling set as a hint for `target`, which is down (a
-    /// fallback in a sloppy quorum). Answered with [`PeerReply::Applied`]
-    /// once the hint is durable.
+    /// fallback in a sloppy quorum, or a node handing its hints over before
+    /// it leaves). Answered with [`PeerReply::Applied`] once the hint is
+    /// durable.
     StoreHint {
         /// The replica the write was for.
         target: NodeId,
@@ -388,6 +409,11 @@ pub enum PeerRequest {
         row: RowId,
         /// The sibling set.
         versions: VersionedRow,
+        /// When the hint was first written (microseconds since the Unix
+        /// epoch), for a hint handed over: it expires when it would have.
+        /// `None`: now.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        created_micros: Option<i64>,
     },
     /// The hashes of `nodes` at `level` of the Merkle tree of `range`
     /// (anti-entropy). Answered with [`PeerReply::Hashes`].
@@ -399,8 +425,9 @@ pub enum PeerRequest {
         /// Node indexes at that level.
         nodes: Vec<u32>,
     },
-    /// The items (key, version digest) of these leaves of `range`'s tree.
-    /// Answered with [`PeerReply::Items`].
+    /// The items (key, version digest) of these leaves of `range`'s tree,
+    /// in leaf order. Answered with [`PeerReply::Items`], a page at a time:
+    /// a page ends after a few MiB, and says where the next one starts.
     LeafItems {
         /// The range.
         range: TokenRange,
@@ -408,9 +435,13 @@ pub enum PeerRequest {
         leaves: Vec<u32>,
         /// Only this table's rows.
         table: Option<TableId>,
+        /// Resume the first leaf after this storage key (a page left off there).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<serde_bytes::ByteBuf>,
     },
     /// The stored sibling sets of these rows, by storage key. Answered with
-    /// [`PeerReply::Rows`] (rows not stored are left out).
+    /// [`PeerReply::Rows`] (rows not stored are left out), in key order; a
+    /// page ends after a few MiB, with `more` set if keys were left.
     ReadRows {
         /// Storage keys.
         keys: Vec<serde_bytes::ByteBuf>,
@@ -445,8 +476,15 @@ pub enum PeerReply {
     Gossip(Option<serde_bytes::ByteBuf>),
     /// Merkle tree hashes, 32 bytes each, in the order asked.
     Hashes(#[serde(with = "serde_bytes")] Vec<u8>),
-    /// The items of Merkle leaves, sorted by key.
-    Items(Vec<TreeItem>),
+    /// A page of the items of Merkle leaves.
+    Items {
+        /// Items, leaf by leaf.
+        items: Vec<TreeItem>,
+        /// Where the next page starts (the leaf, and the last key sent of
+        /// it), if the leaves asked have more items.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<(u32, serde_bytes::ByteBuf)>,
+    },
     /// A page of a stream: rows in key order, and whether more follow.
     Rows {
         /// The rows.
@@ -589,6 +627,7 @@ mod tests {
                 ranges: vec![TokenRange::new(Token(-4), Token(8)), TokenRange::full()]
             }),
             Just(ClientRequest::RepairStats),
+            Just(ClientRequest::Cleanup),
             Just(ClientRequest::Topology),
             Just(ClientRequest::Status),
             Just(ClientRequest::Decommission),
@@ -645,9 +684,9 @@ mod tests {
                 PeerRequest::StoreRows { rows: vec![StreamedRow { key: versions.clone(), versions: VersionedRow(versions.clone()) }] },
                 PeerRequest::Read { row: RowId { table: TableId(7), partition: PartitionKey::new(versions.clone()).unwrap(), clustering: ClusteringKey::empty() } },
                 PeerRequest::Replicate { row: RowId { table: TableId(u64::MAX), partition: PartitionKey::default(), clustering: ClusteringKey::empty() }, versions: VersionedRow(versions.clone()) },
-                PeerRequest::StoreHint { target: NodeId::new("n3"), row: RowId { table: TableId(1), partition: PartitionKey::default(), clustering: ClusteringKey::empty() }, versions: VersionedRow(versions.clone()) },
+                PeerRequest::StoreHint { target: NodeId::new("n3"), row: RowId { table: TableId(1), partition: PartitionKey::default(), clustering: ClusteringKey::empty() }, versions: VersionedRow(versions.clone()), created_micros: Some(-7) },
                 PeerRequest::TreeHashes { range: TokenRange::full(), level: 2, nodes: vec![0, 31, 1023] },
-                PeerRequest::LeafItems { range: TokenRange::new(Token(1), Token(2)), leaves: vec![5], table: Some(TableId(3)) },
+                PeerRequest::LeafItems { range: TokenRange::new(Token(1), Token(2)), leaves: vec![5], table: Some(TableId(3)), after: Some(serde_bytes::ByteBuf::from(versions.clone())) },
                 PeerRequest::ReadRows { keys: vec![serde_bytes::ByteBuf::from(versions.clone())] },
             ];
             for request in requests {
@@ -660,7 +699,7 @@ mod tests {
                 Response { id: 5, body: Ok(PeerReply::Gossip(None)) },
                 Response { id: 6, body: Ok(PeerReply::Rows { rows: vec![StreamedRow { key: versions.clone(), versions: VersionedRow(versions.clone()) }], more: true }) },
                 Response { id: 7, body: Ok(PeerReply::Hashes(versions.clone())) },
-                Response { id: 8, body: Ok(PeerReply::Items(vec![TreeItem { key: versions.clone(), digest: vec![1; 32] }])) },
+                Response { id: 8, body: Ok(PeerReply::Items { items: vec![TreeItem { key: versions.clone(), digest: vec![1; 32] }], resume: Some((3, serde_bytes::ByteBuf::from(versions.clone()))) }) },
                 Response { id: 3, body: Err(error) },
             ];
             for response in responses {
@@ -670,7 +709,7 @@ mod tests {
 
         #[test]
         fn client_replies_round_trip(columns in columns(), error in request_error(), reachable in any::<bool>()) {
-            let receipt = Receipt { coordinator: Some(NodeId::new("n1")), acknowledged: vec![NodeId::new("n1"), NodeId::new("n4")], repaired: vec![], hinted: vec![NodeId::new("n2")], fallbacks: vec![(NodeId::new("n4"), NodeId::new("n2"))] };
+            let receipt = Receipt { coordinator: Some(NodeId::new("n1")), acknowledged: vec![NodeId::new("n1"), NodeId::new("n4")], repaired: vec![], hinted: vec![NodeId::new("n2")], fallbacks: vec![(NodeId::new("n4"), NodeId::new("n2"))], read_first: Some(ReadFirst { replicas: vec![NodeId::new("n2")], siblings: 2, context: Context(vec![2, 3]) }) };
             let replies = [
                 Ok(ClientReply::Read { siblings: vec![Sibling { columns, timestamp_micros: -5, writer: "n1@3:1".into() }], context: Context(vec![1, 2]), receipt: receipt.clone() }),
                 Ok(ClientReply::Written { context: Context::empty(), receipt }),

@@ -21,6 +21,10 @@ pub struct HintCounters {
     /// Hints dropped because their target left the ring and they could not
     /// be redirected, or because they did not decode.
     pub dropped_other: u64,
+    /// Hints handed over to another node (delivered to their target, or
+    /// kept there for it) because this node was leaving the ring.
+    #[serde(default)]
+    pub handed_over: u64,
 }
 
 /// One item of a Merkle leaf: a row's storage key and the blake3 digest of
@@ -77,4 +81,8 @@ pub struct RepairStats {
     pub tree_ranges: u64,
     /// What anti-entropy did since the node started (background and on demand).
     pub antientropy: RepairSummary,
+    /// Rows of ranges the node no longer replicates that it deleted since
+    /// it started (cleanup).
+    #[serde(default)]
+    pub rows_cleaned: u64,
 }

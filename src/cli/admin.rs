@@ -117,6 +117,15 @@ pub async fn decommission(connection: &Connection) -> anyhow::Result<ExitCode> {
     Ok(summary(client.decommission(TOPOLOGY_CHANGE_TIMEOUT).await))
 }
 
+/// `ringdb cleanup`: deletes the rows of ranges the node no longer replicates.
+pub async fn cleanup(connection: &Connection) -> anyhow::Result<ExitCode> {
+    let client = match connect(connection).await {
+        Ok(client) => client,
+        Err(code) => return Ok(code),
+    };
+    Ok(summary(client.cleanup(TOPOLOGY_CHANGE_TIMEOUT).await))
+}
+
 /// `ringdb removenode ID`: removes a dead node, restoring its replicas.
 pub async fn remove_node(connection: &Connection, node: &str) -> anyhow::Result<ExitCode> {
     let client = match connect(connection).await {
@@ -228,12 +237,13 @@ pub async fn info(connection: &Connection) -> anyhow::Result<ExitCode> {
     );
     let h = stats.hints;
     println!(
-        "{:<18}: {} written, {} delivered, {} redirected, {} expired, {} dropped (window {}, \
-         cap {}, other {})",
+        "{:<18}: {} written, {} delivered, {} redirected, {} handed over, {} expired, {} dropped \
+         (window {}, cap {}, other {})",
         "Hints since start",
         h.written,
         h.delivered,
         h.redirected,
+        h.handed_over,
         h.expired,
         h.dropped_window + h.dropped_cap + h.dropped_other,
         h.dropped_window,
@@ -259,6 +269,10 @@ pub async fn info(connection: &Connection) -> anyhow::Result<ExitCode> {
         a.keys_repaired,
         human_bytes(a.bytes_sent),
         a.tombstones_purged
+    );
+    println!(
+        "{:<18}: {} rows of ranges it no longer replicates",
+        "Cleaned up", stats.rows_cleaned
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -252,5 +252,15 @@ fn print_context(context: &Context, receipt: &Receipt) {
         let hinted: Vec<&str> = receipt.hinted.iter().map(|n| n.as_str()).collect();
         eprintln!("hints stored for: {}", hinted.join(", "));
     }
+    if let Some(read) = &receipt.read_first {
+        let replicas: Vec<&str> = read.replicas.iter().map(|n| n.as_str()).collect();
+        eprintln!(
+            "deleted what a read found on {}: {} version{} (context {})",
+            replicas.join(", "),
+            read.siblings,
+            if read.siblings == 1 { "" } else { "s" },
+            hex::encode(&read.context.0)
+        );
+    }
     eprintln!("context: {}", hex::encode(&context.0));
 }

@@ -120,9 +120,24 @@ impl Cluster {
         text.trim().parse().expect("pid number")
     }
 
+    /// The process id of node `n`.
+    pub fn pid_of(&self, n: usize) -> i32 {
+        self.pid(n)
+    }
+
+    /// Whether node `n`'s process is running.
+    pub fn is_alive(&self, n: usize) -> bool {
+        is_running(self.pid(n))
+    }
+
     /// Kills node `n` with SIGKILL and waits until the process is gone.
     pub async fn kill(&self, n: usize) {
-        let pid = self.pid(n);
+        Cluster::kill_pid(self.pid(n)).await;
+    }
+
+    /// Kills the process `pid` with SIGKILL and waits until it is gone.
+    pub async fn kill_pid(pid: i32) {
+        // It may be dead already.
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
         wait_until("the killed node is gone", DEADLINE, || async move {
             !is_running(pid)

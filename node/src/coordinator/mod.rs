@@ -5,11 +5,21 @@
 //! order). The coordinator decides `Unavailable` before doing anything when
 //! fewer replicas are reachable than the level needs; otherwise it applies
 //! the write to its own sibling set with a dot of its own actor
-//! ([`Storage::update`]), sends the resulting set to every other reachable
-//! replica, and answers once the level's count has acknowledged (itself
-//! included), or `Timeout` at the deadline with the count it reached. A
-//! replica it knows to be unreachable is not waited for; the messages already
-//! queued still reach the slower replicas after the answer.
+//! ([`Storage::write`], which issues the dot under the row lock and refuses
+//! a row past `requests.max_siblings` or `requests.max_stored_row_bytes`),
+//! sends the resulting set to every other reachable replica, and answers
+//! once the level's count has acknowledged (itself included), or `Timeout`
+//! at the deadline with the count it reached. A replica it knows to be
+//! unreachable is not waited for; the messages already queued still reach
+//! the slower replicas after the answer.
+//!
+//! What a write supersedes is what its context says its client saw, and no
+//! more. The context is clamped to the row's history as this coordinator
+//! knows it (a forged or stale context cannot name writes nobody read). A
+//! write without a context supersedes what this coordinator holds, as
+//! Cassandra's last write would; a *delete* without a context first reads
+//! the row at its own level, so that it removes what a read at that level
+//! returns ([`ReadFirst`]), as a user deleting a row expects.
 //!
 //! **Reads.** Any node coordinates a read. It asks as many reachable replicas
 //! as the level needs, itself first when it is one, and asks a spare replica
@@ -24,9 +34,12 @@
 //! are not shown to the reader.
 //!
 //! [`DvvSet::sync`]: crate::causality::DvvSet::sync
+//! [`Storage::write`]: crate::storage::Storage::write
+//! [`ReadFirst`]: ringdb_proto::ReadFirst
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -39,13 +52,15 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::info;
 
-use crate::causality::{ActorId, CausalContext};
+use crate::causality::CausalContext;
 use crate::config::{AntiEntropyConfig, RequestConfig, StreamingConfig};
 use crate::hints::Hints;
 use crate::membership::{GossipHandle, Membership};
-use crate::storage::{RowKey, Storage, StorageError, StoredRow, decode_versions, encode_row};
+use crate::storage::{
+    RowKey, RowLimits, Storage, StorageError, StoredRow, decode_versions, encode_row,
+};
 use crate::transport::Peers;
-use crate::{repair, streaming, topology};
+use crate::{cleanup, repair, streaming, topology};
 
 mod read;
 mod write;
@@ -67,7 +82,6 @@ pub(crate) type BackgroundJob = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub(crate) struct Coordinator {
     pub(crate) me: NodeId,
     pub(crate) generation: u64,
-    pub(crate) actor: ActorId,
     pub(crate) storage: Arc<Storage>,
     pub(crate) peers: Arc<Peers>,
     pub(crate) membership: Arc<Membership>,
@@ -79,6 +93,8 @@ pub(crate) struct Coordinator {
     pub(crate) hints: Arc<Hints>,
     /// What anti-entropy did since the node started.
     pub(crate) repairs: Mutex<RepairSummary>,
+    /// Rows cleanup deleted since the node started.
+    pub(crate) cleaned: AtomicU64,
     pub(crate) background: mpsc::Sender<BackgroundJob>,
 }
 
@@ -195,6 +211,15 @@ impl Coordinator {
                 Ok(ClientReply::Repaired(summary))
             }
             ClientRequest::RepairStats => Ok(ClientReply::RepairStats(self.repair_stats())),
+            ClientRequest::Cleanup => {
+                let cleaned = cleanup::cleanup(&self).await?;
+                Ok(ClientReply::Done {
+                    summary: format!(
+                        "{} deleted {} rows of the {} ranges it does not replicate",
+                        self.me, cleaned.rows, cleaned.ranges
+                    ),
+                })
+            }
         }
     }
 
@@ -275,6 +300,7 @@ impl Coordinator {
                 target,
                 row,
                 versions,
+                created_micros,
             } => {
                 decode_versions(&versions.0)
                     .map_err(|e| RequestError::invalid(format!("malformed versioned row: {e}")))?;
@@ -284,7 +310,9 @@ impl Coordinator {
                         self.me
                     )));
                 }
-                let hinted = self.hint(&row, &versions, vec![target.clone()]).await;
+                let hinted = self
+                    .hint_created(&row, &versions, vec![target.clone()], created_micros)
+                    .await;
                 if hinted.is_empty() {
                     return Err(RequestError::overloaded(format!(
                         "no hint stored for {target}: over the hint window or size cap"
@@ -298,7 +326,7 @@ impl Coordinator {
                 nodes,
             } => {
                 let trees = self.storage.trees();
-                let tree = repair::local_tree(&self.me, &trees, range)?;
+                let tree = repair::local_tree(&self, &trees, range)?;
                 let hashes = tree.hashes(level, &nodes).ok_or_else(|| {
                     RequestError::invalid(format!("no node {nodes:?} at level {level}"))
                 })?;
@@ -308,22 +336,34 @@ impl Coordinator {
                 range,
                 leaves,
                 table,
+                after,
             } => {
                 let storage = self.storage.clone();
-                let items =
-                    tokio::task::spawn_blocking(move || storage.leaf_items(range, &leaves, table))
-                        .await
-                        .map_err(|e| self.server_error(e.to_string()))?
-                        .map_err(|e| self.server_error(e.to_string()))?;
-                Ok(PeerReply::Items(items))
+                let (items, resume) = tokio::task::spawn_blocking(move || {
+                    let after = after.map(serde_bytes::ByteBuf::into_vec);
+                    storage.leaf_items(
+                        range,
+                        &leaves,
+                        table,
+                        after.as_deref(),
+                        streaming::PAGE_BYTES,
+                    )
+                })
+                .await
+                .map_err(|e| self.server_error(e.to_string()))?
+                .map_err(|e| self.server_error(e.to_string()))?;
+                let resume = resume.map(|(leaf, key)| (leaf, serde_bytes::ByteBuf::from(key)));
+                Ok(PeerReply::Items { items, resume })
             }
             PeerRequest::ReadRows { keys } => {
                 let storage = self.storage.clone();
-                let rows = tokio::task::spawn_blocking(move || repair::read_rows(&storage, keys))
-                    .await
-                    .map_err(|e| self.server_error(e.to_string()))?
-                    .map_err(|e| self.server_error(e.to_string()))?;
-                Ok(PeerReply::Rows { rows, more: false })
+                let (rows, more) = tokio::task::spawn_blocking(move || {
+                    repair::read_rows(&storage, keys, streaming::PAGE_BYTES)
+                })
+                .await
+                .map_err(|e| self.server_error(e.to_string()))?
+                .map_err(|e| self.server_error(e.to_string()))?;
+                Ok(PeerReply::Rows { rows, more })
             }
             PeerRequest::FetchRange { range, source } => {
                 let mut throttle = streaming::Throttle::new(self.streaming.bytes_per_sec());
@@ -370,6 +410,10 @@ impl Coordinator {
         };
         match outcome {
             Ok(Ok(value)) => Ok(value),
+            // A write over the row's limits: nothing was stored.
+            Ok(Err(
+                error @ (StorageError::TooManySiblings { .. } | StorageError::RowTooLarge { .. }),
+            )) => Err(RequestError::invalid(error.to_string())),
             Ok(Err(error)) => Err(RequestError::Server {
                 node: self.me.clone(),
                 reason: error.to_string(),
@@ -378,6 +422,14 @@ impl Coordinator {
                 node: self.me.clone(),
                 reason: format!("storage task failed: {error}"),
             }),
+        }
+    }
+
+    /// The limits a write coordinated here keeps a row within.
+    fn row_limits(&self) -> RowLimits {
+        RowLimits {
+            max_siblings: self.limits.max_siblings,
+            max_bytes: self.limits.max_stored_row_bytes,
         }
     }
 
@@ -468,6 +520,7 @@ impl Coordinator {
             trees_ready: trees.is_ready(),
             tree_ranges: trees.ranges().count() as u64,
             antientropy: self.repairs.lock().expect("repairs").clone(),
+            rows_cleaned: self.cleaned.load(Ordering::Relaxed),
         }
     }
 

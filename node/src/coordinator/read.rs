@@ -26,7 +26,23 @@ impl Coordinator {
         consistency: ConsistencyLevel,
         deadline: Instant,
     ) -> Result<ClientReply, RequestError> {
-        let (id, replicas, required) = self.plan(&row, consistency, false)?;
+        let (merged, receipt) = self.read_merged(&row, consistency, deadline).await?;
+        Ok(ClientReply::Read {
+            siblings: siblings_of(&merged),
+            context: Context(CausalContext::encode(&merged.context())),
+            receipt,
+        })
+    }
+
+    /// A read at `consistency`: the merged sibling set of the replicas
+    /// read (repaired on those behind before it returns), and its receipt.
+    pub(super) async fn read_merged(
+        self: Arc<Self>,
+        row: &RowAddress,
+        consistency: ConsistencyLevel,
+        deadline: Instant,
+    ) -> Result<(StoredRow, Receipt), RequestError> {
+        let (id, replicas, required) = self.plan(row, consistency, false)?;
         let alive = self.alive(&replicas);
         if alive.len() < required {
             return Err(RequestError::Unavailable {
@@ -98,16 +114,13 @@ impl Coordinator {
         if !unread.is_empty() {
             self.repair_in_background(id, merged.clone(), unread);
         }
-        Ok(ClientReply::Read {
-            siblings: siblings_of(&merged),
-            context: Context(CausalContext::encode(&merged.context())),
-            receipt: Receipt {
-                coordinator: Some(self.me.clone()),
-                acknowledged: answers.into_iter().map(|(replica, _)| replica).collect(),
-                repaired,
-                ..Receipt::default()
-            },
-        })
+        let receipt = Receipt {
+            coordinator: Some(self.me.clone()),
+            acknowledged: answers.into_iter().map(|(replica, _)| replica).collect(),
+            repaired,
+            ..Receipt::default()
+        };
+        Ok((merged, receipt))
     }
 
     fn spawn_read(

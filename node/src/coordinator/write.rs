@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use ringdb_client::transport::CallError;
 use ringdb_proto::{
-    ClientReply, ClientRequest, ConsistencyLevel, Context, PeerReply, PeerRequest, Receipt,
-    RequestError, Row, RowAddress, RowId, VersionedRow,
+    ClientReply, ClientRequest, ConsistencyLevel, Context, PeerReply, PeerRequest, ReadFirst,
+    Receipt, RequestError, Row, RowAddress, RowId, VersionedRow,
 };
 use ringdb_ring::NodeId;
 use tokio::task::JoinSet;
@@ -15,8 +15,8 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::{Coordinator, FORWARD_GRACE, now_micros};
-use crate::causality::{ActorId, CausalContext, VersionVector};
-use crate::storage::{RowKey, RowVersion, StoredRow, decode_versions, encode_row};
+use crate::causality::{CausalContext, VersionVector};
+use crate::storage::{RowKey, RowVersion, StoredRow, decode_versions};
 
 /// The answer of one replica (or fallback) to a write.
 struct Ack {
@@ -105,33 +105,38 @@ impl Coordinator {
                 alive: alive.len() + fallbacks.len(),
             });
         }
+        let columns = write.columns;
+        let mut context = decode_context(&write.context)?;
+        let mut receipt = Receipt {
+            coordinator: Some(self.me.clone()),
+            acknowledged: vec![self.me.clone()],
+            ..Receipt::default()
+        };
+        if columns.is_none() && context.is_none() {
+            // A delete without a context deletes what a read at its level
+            // returns, not only what this replica holds.
+            let (merged, read) = self
+                .read_first(&write.row, write.consistency, deadline)
+                .await?;
+            context = Some(merged.context());
+            receipt.read_first = Some(read);
+        }
+        let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone());
+        if let Some(context) = &context {
+            self.learn(&id, context, &alive, deadline).await;
+        }
         // Without a context, the write supersedes what this coordinator
         // holds (read under the row lock): concurrent only with what it has
-        // not seen.
-        let context = if write.context.is_empty() {
-            None
-        } else {
-            Some(
-                CausalContext::decode(&write.context.0)
-                    .map_err(|e| RequestError::invalid(e.to_string()))?,
-            )
-        };
-        let columns = write.columns;
+        // not seen. A context is clamped to the row's history here.
         let version = RowVersion {
             timestamp_micros: now_micros(),
             row: columns,
         };
-        let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone());
-        let actor = self.actor.clone();
-        let stored = self
-            .blocking(move |storage| {
-                storage.update(&key, |current| {
-                    let seen = context.unwrap_or_else(|| current.context());
-                    current.update(&seen, &actor, version)
-                })
-            })
+        let (me, limits) = (self.me.clone(), self.row_limits());
+        let written = self
+            .blocking(move |storage| storage.write(&key, context.as_ref(), &me, version, limits))
             .await?;
-        let versions = VersionedRow(encode_row(&stored));
+        let versions = VersionedRow(written.encoded);
         let write = Arc::new((id, versions));
         let mut acks = JoinSet::new();
         for peer in alive.iter().filter(|p| **p != self.me) {
@@ -146,6 +151,7 @@ impl Coordinator {
                 target: replica.clone(),
                 row: write.0.clone(),
                 versions: write.1.clone(),
+                created_micros: None,
             };
             let stands_in_for = Some(replica.clone());
             self.spawn_ack(
@@ -158,11 +164,6 @@ impl Coordinator {
             );
         }
         // Down replicas without a fallback get a hint here.
-        let mut receipt = Receipt {
-            coordinator: Some(self.me.clone()),
-            acknowledged: vec![self.me.clone()],
-            ..Receipt::default()
-        };
         let unhinted: Vec<NodeId> = down
             .iter()
             .filter(|r| !fallbacks.iter().any(|(_, replica)| replica == *r))
@@ -200,9 +201,83 @@ impl Coordinator {
         // task stores a hint if its replica fails or misses the deadline.
         acks.detach_all();
         Ok(ClientReply::Written {
-            context: Context(CausalContext::encode(&stored.context())),
+            context: Context(CausalContext::encode(&written.context)),
             receipt,
         })
+    }
+
+    /// The read a delete without a context makes first, at its level (ONE
+    /// for ANY): the merged state of the replicas read, repaired on them.
+    async fn read_first(
+        self: &Arc<Self>,
+        row: &RowAddress,
+        level: ConsistencyLevel,
+        deadline: Instant,
+    ) -> Result<(StoredRow, ReadFirst), RequestError> {
+        let level = match level {
+            ConsistencyLevel::Any => ConsistencyLevel::One,
+            level => level,
+        };
+        let (merged, receipt) = self.clone().read_merged(row, level, deadline).await?;
+        let read = ReadFirst {
+            replicas: receipt.acknowledged,
+            siblings: merged.values().filter(|v| v.row.is_some()).count(),
+            context: Context(CausalContext::encode(&merged.context())),
+        };
+        Ok((merged, read))
+    }
+
+    /// Makes sure this replica holds the history `context` names before a
+    /// write clamps the context to it: a client may have read replicas
+    /// that are ahead of this one. When the local row does not cover the
+    /// context, the other live replicas are read and merged here (a read
+    /// repair of this replica) until it does, or until half the time left
+    /// is spent; what is still unknown then is not superseded.
+    async fn learn(
+        self: &Arc<Self>,
+        id: &RowId,
+        context: &VersionVector,
+        alive: &[NodeId],
+        deadline: Instant,
+    ) {
+        let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone());
+        let local = {
+            let key = key.clone();
+            self.blocking(move |storage| storage.get(&key)).await
+        };
+        let Ok(local) = local else { return };
+        if local.is_some_and(|row| row.context().dominates(context)) {
+            return;
+        }
+        let budget = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2;
+        let mut reads = JoinSet::new();
+        for peer in alive.iter().filter(|p| **p != self.me) {
+            let call = self
+                .peers
+                .send(peer, PeerRequest::Read { row: id.clone() }, budget);
+            reads.spawn(async move {
+                match call {
+                    Ok(call) => call.answer(budget).await,
+                    Err(error) => Err(error),
+                }
+            });
+        }
+        while let Ok(Some(joined)) = tokio::time::timeout_at(budget, reads.join_next()).await {
+            let Ok(Ok(PeerReply::Row(Some(versions)))) = joined else {
+                continue;
+            };
+            let Ok(incoming) = decode_versions(&versions.0) else {
+                continue;
+            };
+            let key = key.clone();
+            let merged = self
+                .blocking(move |storage| storage.merge(&key, &incoming))
+                .await;
+            if merged.is_ok_and(|row| row.context().dominates(context)) {
+                return;
+            }
+        }
+        debug!(row = ?id, "a write's context names versions no live replica holds; they are not superseded");
     }
 
     /// Sends `request` to `peer` and adds its answer to `acks`; when the
@@ -266,6 +341,18 @@ impl Coordinator {
         versions: &VersionedRow,
         targets: Vec<NodeId>,
     ) -> Vec<NodeId> {
+        self.hint_created(id, versions, targets, None).await
+    }
+
+    /// [`Coordinator::hint`], for a hint first written at `created_micros`
+    /// (one handed over by a leaving node keeps its age).
+    pub(super) async fn hint_created(
+        &self,
+        id: &RowId,
+        versions: &VersionedRow,
+        targets: Vec<NodeId>,
+        created_micros: Option<i64>,
+    ) -> Vec<NodeId> {
         if targets.is_empty() || !self.hints.enabled() {
             return Vec::new();
         }
@@ -276,7 +363,7 @@ impl Coordinator {
             .blocking(move |_| {
                 let mut hinted = Vec::new();
                 for target in targets {
-                    if hints.store(&target, key.clone(), bytes.clone())? {
+                    if hints.store(&target, key.clone(), bytes.clone(), created_micros)? {
                         hinted.push(target);
                     }
                 }
@@ -290,31 +377,35 @@ impl Coordinator {
     }
 
     /// A write at ANY while every replica is down, received by a node that
-    /// is not a replica: it keeps the write as hints for every replica. The
-    /// version gets a one-time actor (this node with a fresh random epoch),
-    /// since this node holds no copy of the row to count its dots from.
+    /// is not a replica: it keeps the write as hints for every replica. Its
+    /// storage issues the dot (and remembers it) without storing the row.
+    /// The context is clamped to what this node holds of the row (usually
+    /// nothing: the write then supersedes nothing, and stays a sibling of
+    /// what it does not know). A delete without a context cannot read what
+    /// to delete, so it is unavailable.
     async fn write_hints_only(
         &self,
         write: Write,
         id: RowId,
         replicas: Vec<NodeId>,
     ) -> Result<ClientReply, RequestError> {
-        let context = if write.context.is_empty() {
-            VersionVector::new()
-        } else {
-            CausalContext::decode(&write.context.0)
-                .map_err(|e| RequestError::invalid(e.to_string()))?
-        };
-        let actor = ActorId {
-            node: self.me.clone(),
-            epoch: rand::random::<u64>().max(1),
-        };
+        let context = decode_context(&write.context)?;
+        if write.columns.is_none() && context.is_none() {
+            return Err(RequestError::Unavailable {
+                required: 1,
+                alive: 0,
+            });
+        }
         let version = RowVersion {
             timestamp_micros: now_micros(),
             row: write.columns,
         };
-        let stored = StoredRow::new().update(&context, &actor, version);
-        let versions = VersionedRow(encode_row(&stored));
+        let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone());
+        let me = self.me.clone();
+        let written = self
+            .blocking(move |storage| storage.write_elsewhere(&key, context.as_ref(), &me, version))
+            .await?;
+        let versions = VersionedRow(written.encoded);
         let hinted = self.hint(&id, &versions, replicas.clone()).await;
         if hinted.is_empty() {
             return Err(RequestError::Unavailable {
@@ -323,7 +414,7 @@ impl Coordinator {
             });
         }
         Ok(ClientReply::Written {
-            context: Context(CausalContext::encode(&stored.context())),
+            context: Context(CausalContext::encode(&written.context)),
             receipt: Receipt {
                 coordinator: Some(self.me.clone()),
                 hinted,
@@ -405,4 +496,14 @@ impl Coordinator {
             Err(_) => Err(timeout),
         }
     }
+}
+
+/// The context a client sent, checked; `None` for none.
+fn decode_context(context: &Context) -> Result<Option<VersionVector>, RequestError> {
+    if context.is_empty() {
+        return Ok(None);
+    }
+    CausalContext::decode(&context.0)
+        .map(Some)
+        .map_err(|e| RequestError::invalid(e.to_string()))
 }

@@ -48,8 +48,10 @@ impl RowKey {
             Vec::with_capacity(FIXED_BYTES + pk.len() + self.clustering.as_bytes().len());
         bytes.extend_from_slice(&self.token.to_ordered_bytes());
         bytes.extend_from_slice(&self.table.0.to_be_bytes());
-        // PartitionKey guarantees the length fits in two bytes.
-        bytes.extend_from_slice(&(pk.len() as u16).to_be_bytes());
+        // PartitionKey guarantees the length fits in two bytes, however it
+        // was made (decoding checks it too); never store a truncated length.
+        let length = u16::try_from(pk.len()).expect("a partition key is at most 65535 bytes");
+        bytes.extend_from_slice(&length.to_be_bytes());
         bytes.extend_from_slice(pk);
         bytes.extend_from_slice(self.clustering.as_bytes());
         bytes

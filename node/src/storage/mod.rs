@@ -1,11 +1,16 @@
 //! Storage on RocksDB: rows as sibling sets, hints, and node metadata.
 //!
-//! Three column families:
+//! Four column families:
 //!
 //! - `data`: row key ([`RowKey`], ordered by token) → a versioned
 //!   MessagePack [`StoredRow`] (a [`DvvSet`] of [`RowVersion`]s).
 //! - `hints`: target node ‖ sequence → a hinted mutation, for hinted handoff.
-//! - `meta`: small named values: the storage format, the data directory's epoch.
+//! - `meta`: small named values: the storage format, the node's tokens, the
+//!   epoch of the current life.
+//! - `dots`: row key → the highest counter this life issued for a row it has
+//!   since deleted (a purged tombstone, a range cleaned up), so that the
+//!   next write of the row never issues one of those dots again. Emptied at
+//!   every open: a new life has a new epoch (see [`crate::causality`]).
 //!
 //! A row is changed by read-modify-write ([`Storage::update`]): read the sibling
 //! set, compute the new one, write it. Concurrent writers to one row are
@@ -16,40 +21,48 @@
 //! runs, 1024 hot rows, one and two threads) the two were within noise of each
 //! other (striped/transaction throughput 0.85–1.10). Striping keeps the plain
 //! `DB` type, and a conflict is a short wait rather than a retried transaction.
+//!
+//! Writes coordinated here go through [`Storage::write`], which issues the
+//! new version's dot under the row lock (storage is the one place that knows
+//! every dot this life issued) and refuses a row over its [`RowLimits`].
 
 mod durability;
+mod hint_store;
 mod keys;
+mod rows;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 
-use ringdb_antientropy::hints::HintStore;
-use ringdb_antientropy::tree::{Trees, item_hash, leaf_range, version_digest};
-use ringdb_proto::{TableId, TreeItem};
-
+use ringdb_antientropy::tree::Trees;
 use ringdb_proto::Row;
-use ringdb_ring::{NodeId, Token, TokenRange};
+use ringdb_ring::{NodeId, Token};
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions,
-    WriteBatch, WriteOptions,
+    ColumnFamily, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions,
 };
 use serde::{Deserialize, Serialize};
 
 pub use durability::SyncMode;
 pub use keys::RowKey;
+pub use rows::{RowLimits, Written};
 
-use crate::causality::{ActorId, DvvSet, VersionVector};
+use crate::causality::format1::DvvSetV1;
+use crate::causality::{ActorId, DvvSet};
 use durability::Syncer;
 
 const DATA: &str = "data";
 const HINTS: &str = "hints";
 const META: &str = "meta";
+const DOTS: &str = "dots";
 
 /// The on-disk format this version writes and reads.
 const STORAGE_FORMAT: u8 = 1;
-/// The format marker in front of every stored row.
-const ROW_FORMAT: u8 = 1;
+/// The format marker this version writes in front of every stored row:
+/// values carry their dots (the second format of [`DvvSet`]).
+const ROW_FORMAT: u8 = 2;
+/// The first row format, still read: values' dots implied by position.
+const ROW_FORMAT_1: u8 = 1;
 /// Stripes of the row lock; a power of two.
 const LOCK_STRIPES: usize = 1024;
 
@@ -107,6 +120,31 @@ pub enum StorageError {
         /// Why it does not decode.
         detail: String,
     },
+    /// A write would make a row hold more siblings than the limit.
+    #[error(
+        "the row would hold {siblings} siblings; the limit is {max}: read it and write with \
+         the read's context to resolve them"
+    )]
+    TooManySiblings {
+        /// Siblings the row would hold.
+        siblings: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A write would make a row (with its siblings and history) larger than the limit.
+    #[error(
+        "the row would be {bytes} bytes with its siblings; the limit is {max} bytes: read it \
+         and write with the read's context to resolve them, or write smaller values"
+    )]
+    RowTooLarge {
+        /// Encoded bytes the row would take.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An actor's event counter is exhausted (never in practice).
+    #[error(transparent)]
+    Exhausted(#[from] crate::causality::CounterExhausted),
     /// The data directory was written by a version that uses another format.
     #[error(
         "data directory has storage format {found}; this version reads format {STORAGE_FORMAT}"
@@ -123,7 +161,11 @@ pub struct Storage {
     syncer: Syncer,
     db: Arc<DB>,
     locks: Box<[Mutex<()>]>,
+    /// The epoch of this life: the actor id of writes coordinated here.
     epoch: u64,
+    /// Whether this life deleted a row whose history held its dots (and
+    /// so `dots` may hold a floor for some row).
+    forgotten: AtomicBool,
     next_hint: AtomicU64,
     path: PathBuf,
     /// The Merkle trees of the ranges this node replicates. Writers hold
@@ -134,15 +176,17 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Opens (or creates) the storage in `path`. A new data directory gets a
-    /// new random epoch, so its actor ids are new (see [`ActorId`]).
+    /// Opens (or creates) the storage in `path`, and starts a new life: a
+    /// new random epoch, so that the dots of writes coordinated from now on
+    /// are new, whatever the directory lost or rolled back to (see
+    /// [`crate::causality`]).
     pub fn open(path: &Path, config: &StorageConfig) -> Result<Storage, StorageError> {
         config.validate()?;
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        let families = [DATA, HINTS, META]
+        let families = [DATA, HINTS, META, DOTS]
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, options.clone()));
         let db = Arc::new(DB::open_cf_descriptors(&options, path, families)?);
@@ -153,6 +197,7 @@ impl Storage {
             db,
             locks,
             epoch: 0,
+            forgotten: AtomicBool::new(false),
             next_hint: AtomicU64::new(0),
             path: path.to_path_buf(),
             trees: RwLock::new(Arc::new(Trees::new([]))),
@@ -162,35 +207,37 @@ impl Storage {
         Ok(storage)
     }
 
-    /// Checks the format and reads (or creates) the epoch.
+    /// Checks the format, draws this life's epoch and forgets the floors
+    /// of the previous life.
     fn open_metadata(&self) -> Result<u64, StorageError> {
         match self.get_meta("format")?.as_deref() {
             None => self.put_meta("format", &[STORAGE_FORMAT])?,
             Some([STORAGE_FORMAT]) => {}
             Some(other) => return Err(StorageError::UnknownFormat { found: other[0] }),
         }
-        if let Some(bytes) = self.get_meta("epoch")? {
-            let bytes: [u8; 8] =
-                bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| StorageError::Corrupt {
-                        what: "epoch",
-                        detail: format!("{} bytes, expected 8", bytes.len()),
-                    })?;
-            return Ok(u64::from_be_bytes(bytes));
+        let previous = self.get_meta("epoch")?;
+        let epoch = loop {
+            let epoch = rand::random::<u64>().max(1);
+            if previous.as_deref() != Some(&epoch.to_be_bytes()[..]) {
+                break epoch;
+            }
+        };
+        let mut stale = WriteBatch::default();
+        for item in self.db.iterator_cf(self.cf(DOTS), IteratorMode::Start) {
+            stale.delete_cf(self.cf(DOTS), item?.0);
         }
-        let epoch = rand::random::<u64>().max(1);
+        self.db.write(stale)?;
+        // For operators and tools; nothing reads it back.
         self.put_meta("epoch", &epoch.to_be_bytes())?;
         Ok(epoch)
     }
 
-    /// The epoch of this data directory: random, chosen when it was created.
+    /// The epoch of this life of the storage: random, drawn at each open.
     pub fn epoch(&self) -> u64 {
         self.epoch
     }
 
-    /// The actor id under which `node` writes to this data directory.
+    /// The actor id under which `node` writes in this life.
     pub fn actor(&self, node: &NodeId) -> ActorId {
         ActorId {
             node: node.clone(),
@@ -231,330 +278,6 @@ impl Storage {
         self.syncer.writes_wait_for_disk()
     }
 
-    /// Reads a row's sibling set.
-    pub fn get(&self, key: &RowKey) -> Result<Option<StoredRow>, StorageError> {
-        match self.db.get_pinned_cf(self.cf(DATA), key.encode())? {
-            Some(bytes) => Ok(Some(decode_row(&bytes)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Atomically replaces a row's sibling set with `change(current)`, where a
-    /// row never written is the empty set. Writers to the same row wait for
-    /// each other; the write is skipped when nothing changed. Returns the new
-    /// set once it is durable. The row lock is released before the wait for
-    /// a group fsync, so writers of one stripe share fsyncs too.
-    pub fn update(
-        &self,
-        key: &RowKey,
-        change: impl FnOnce(&StoredRow) -> StoredRow,
-    ) -> Result<StoredRow, StorageError> {
-        let encoded = key.encode();
-        let stripe = (key.token.offset() as usize) & (LOCK_STRIPES - 1);
-        let (next, sequence) = {
-            let _guard = self.locks[stripe].lock().expect("row lock");
-            let trees = self.trees.read().expect("trees lock");
-            // Only a row of a range this node keeps a tree for is hashed.
-            let tree = trees.tree_of(key.token);
-            let (current, old_digest) = match self.db.get_pinned_cf(self.cf(DATA), &encoded)? {
-                Some(bytes) => (decode_row(&bytes)?, tree.map(|_| version_digest(&bytes))),
-                None => (StoredRow::new(), None),
-            };
-            let next = change(&current);
-            if next == current {
-                // Nothing to write, but what we read may be another writer's
-                // not yet durable write: wait for it like for our own.
-                (next, self.db.latest_sequence_number())
-            } else {
-                let bytes = encode_row(&next);
-                let new_item = tree
-                    .filter(|_| !next.is_empty())
-                    .map(|_| item_hash(&encoded, &version_digest(&bytes)));
-                let mut batch = WriteBatch::default();
-                if next.is_empty() {
-                    batch.delete_cf(self.cf(DATA), &encoded);
-                } else {
-                    batch.put_cf(self.cf(DATA), &encoded, bytes);
-                }
-                let sequence = self.write_batch(batch)?;
-                if let Some(tree) = tree {
-                    if let Some(old) = old_digest {
-                        tree.toggle(key.token, &item_hash(&encoded, &old));
-                    }
-                    if let Some(new) = new_item {
-                        tree.toggle(key.token, &new);
-                    }
-                }
-                (next, sequence)
-            }
-        };
-        self.syncer.wait(sequence);
-        Ok(next)
-    }
-
-    /// A write coordinated here: `version` supersedes what `context` has seen.
-    pub fn write(
-        &self,
-        key: &RowKey,
-        context: &VersionVector,
-        actor: &ActorId,
-        version: RowVersion,
-    ) -> Result<StoredRow, StorageError> {
-        self.update(key, |current| current.update(context, actor, version))
-    }
-
-    /// Merges a sibling set from another replica (replication, read repair,
-    /// anti-entropy).
-    pub fn merge(&self, key: &RowKey, incoming: &StoredRow) -> Result<StoredRow, StorageError> {
-        self.update(key, |current| current.sync(incoming))
-    }
-
-    /// The rows whose tokens lie in `range`, in key order.
-    pub fn scan(
-        &self,
-        range: TokenRange,
-    ) -> impl Iterator<Item = Result<(RowKey, StoredRow), StorageError>> + '_ {
-        self.scan_encoded(range, None).map(|item| {
-            let (key, value) = item?;
-            Ok((RowKey::decode(&key)?, decode_row(&value)?))
-        })
-    }
-
-    /// The rows in `range` whose storage key comes after `after` (all of
-    /// them without it), in key order, as stored: the storage key and the
-    /// encoded sibling set ([`encode_row`]'s bytes, what a stream ships
-    /// without decoding). One page of a stream at a time, resumable from
-    /// the last key received.
-    pub fn scan_encoded(
-        &self,
-        range: TokenRange,
-        after: Option<Vec<u8>>,
-    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StorageError>> + '_ {
-        self.scan_at(range, after, None)
-    }
-
-    /// [`Storage::scan_encoded`], as of `snapshot` when given.
-    fn scan_at<'a>(
-        &'a self,
-        range: TokenRange,
-        after: Option<Vec<u8>>,
-        snapshot: Option<&'a rocksdb::Snapshot<'a>>,
-    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StorageError>> + 'a {
-        // The intervals of a range come in token order, so keys do too.
-        range
-            .intervals()
-            .into_iter()
-            .flat_map(move |(first, last)| {
-                let mut options = ReadOptions::default();
-                if let Some(snapshot) = snapshot {
-                    options.set_snapshot(snapshot);
-                }
-                if let Some(end) = exclusive_end(last) {
-                    options.set_iterate_upper_bound(end);
-                }
-                let first = first.to_ordered_bytes().to_vec();
-                let start = match &after {
-                    Some(after) if *after > first => after.clone(),
-                    _ => first,
-                };
-                let after = after.clone();
-                self.db
-                    .iterator_cf_opt(
-                        self.cf(DATA),
-                        options,
-                        IteratorMode::From(&start, Direction::Forward),
-                    )
-                    .filter(move |item| {
-                        !matches!((item, &after), (Ok((key, _)), Some(after)) if **key == **after)
-                    })
-                    .map(|item| {
-                        let (key, value) = item?;
-                        Ok((key.to_vec(), value.to_vec()))
-                    })
-            })
-    }
-
-    /// Deletes every row whose token lies in `range` (after streaming it away).
-    pub fn delete_range(&self, range: TokenRange) -> Result<(), StorageError> {
-        let mut batch = WriteBatch::default();
-        for (first, last) in range.intervals() {
-            let start = first.to_ordered_bytes().to_vec();
-            match exclusive_end(last) {
-                Some(end) => batch.delete_range_cf(self.cf(DATA), start, end),
-                None => {
-                    // No finite key bounds the keys of token MAX from above:
-                    // delete up to them by range, then them one by one.
-                    batch.delete_range_cf(
-                        self.cf(DATA),
-                        start,
-                        Token::MAX.to_ordered_bytes().to_vec(),
-                    );
-                    let mode =
-                        IteratorMode::From(&Token::MAX.to_ordered_bytes(), Direction::Forward);
-                    for item in self.db.iterator_cf(self.cf(DATA), mode) {
-                        batch.delete_cf(self.cf(DATA), item?.0);
-                    }
-                }
-            }
-        }
-        self.commit(batch)
-    }
-
-    /// The approximate bytes on disk of the rows in `range`. Counts data
-    /// flushed to SST files only, not the memtable.
-    pub fn approximate_size(&self, range: TokenRange) -> u64 {
-        let bounds: Vec<([u8; 8], Vec<u8>)> = range
-            .intervals()
-            .into_iter()
-            .map(|(first, last)| {
-                (
-                    first.to_ordered_bytes(),
-                    exclusive_end(last).unwrap_or_else(|| vec![0xff; 9]),
-                )
-            })
-            .collect();
-        let ranges: Vec<rocksdb::Range> = bounds
-            .iter()
-            .map(|(start, end)| rocksdb::Range::new(start, end))
-            .collect();
-        self.db
-            .get_approximate_sizes_cf(self.cf(DATA), &ranges)
-            .iter()
-            .sum()
-    }
-
-    /// Flushes the data memtable to an SST file (for size estimates and tests;
-    /// durability never needs it, the WAL has every write).
-    pub fn flush(&self) -> Result<(), StorageError> {
-        Ok(self.db.flush_cf(self.cf(DATA))?)
-    }
-
-    /// Replaces the Merkle trees with trees over `ranges`, built from the
-    /// stored rows (a scan of each range). Writes made meanwhile update
-    /// the new trees already; the trees are ready once the scan is done.
-    pub fn rebuild_trees(&self, ranges: Vec<TokenRange>) -> Result<Arc<Trees>, StorageError> {
-        let fresh = Arc::new(Trees::new(ranges.iter().copied()));
-        let snapshot = {
-            let mut trees = self.trees.write().expect("trees lock");
-            *trees = fresh.clone();
-            self.db.snapshot()
-        };
-        for range in ranges {
-            for item in self.scan_at(range, None, Some(&snapshot)) {
-                let (key, value) = item?;
-                let token = RowKey::decode(&key)?.token;
-                fresh.toggle(token, &item_hash(&key, &version_digest(&value)));
-            }
-        }
-        fresh.set_ready();
-        Ok(fresh)
-    }
-
-    /// The current Merkle trees.
-    pub fn trees(&self) -> Arc<Trees> {
-        self.trees.read().expect("trees lock").clone()
-    }
-
-    /// The items (storage key, version digest) of `leaves` of `range`'s
-    /// tree, sorted by key; only `table`'s when given.
-    pub fn leaf_items(
-        &self,
-        range: TokenRange,
-        leaves: &[u32],
-        table: Option<TableId>,
-    ) -> Result<Vec<TreeItem>, StorageError> {
-        let mut items = Vec::new();
-        for &leaf in leaves {
-            let Some(tokens) = leaf_range(range, leaf as usize) else {
-                continue;
-            };
-            for item in self.scan_encoded(tokens, None) {
-                let (key, value) = item?;
-                if table.is_some_and(|t| key.get(8..16) != Some(&t.0.to_be_bytes()[..])) {
-                    continue;
-                }
-                items.push(TreeItem {
-                    key,
-                    digest: version_digest(&value).to_vec(),
-                });
-            }
-        }
-        items.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(items)
-    }
-
-    /// The stored bytes of a row, by storage key.
-    pub fn get_encoded(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.db.get_cf(self.cf(DATA), key)?)
-    }
-
-    /// Stores a hint for `target`; returns its sequence number.
-    pub fn put_hint(&self, target: &NodeId, mutation: &[u8]) -> Result<u64, StorageError> {
-        let sequence = self.next_hint.fetch_add(1, Ordering::Relaxed);
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(HINTS), hint_key(target, Some(sequence)), mutation);
-        self.commit(batch)?;
-        Ok(sequence)
-    }
-
-    /// The hints stored for `target`, oldest first.
-    pub fn hints(&self, target: &NodeId) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
-        self.hints_after(target, None, usize::MAX)
-    }
-
-    /// Deletes a delivered hint.
-    pub fn delete_hint(&self, target: &NodeId, sequence: u64) -> Result<(), StorageError> {
-        let mut batch = WriteBatch::default();
-        batch.delete_cf(self.cf(HINTS), hint_key(target, Some(sequence)));
-        self.commit(batch)
-    }
-
-    /// Up to `limit` hints for `target` after sequence `after`, oldest first.
-    pub fn hints_after(
-        &self,
-        target: &NodeId,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
-        let prefix = hint_key(target, None);
-        let start = match after {
-            Some(after) => hint_key(target, Some(after.saturating_add(1))),
-            None => prefix.clone(),
-        };
-        let mut hints = Vec::new();
-        let mode = IteratorMode::From(&start, Direction::Forward);
-        for item in self.db.iterator_cf(self.cf(HINTS), mode) {
-            let (key, value) = item?;
-            if !key.starts_with(&prefix) || hints.len() >= limit {
-                break;
-            }
-            hints.push((hint_sequence(&key)?, value.to_vec()));
-        }
-        Ok(hints)
-    }
-
-    /// Every target with hints and the bytes of its hints.
-    pub fn hint_targets(&self) -> Result<Vec<(NodeId, u64)>, StorageError> {
-        let mut targets: Vec<(NodeId, u64)> = Vec::new();
-        for item in self.db.iterator_cf(self.cf(HINTS), IteratorMode::Start) {
-            let (key, value) = item?;
-            let target = hint_target(&key)?;
-            match targets.last_mut() {
-                Some((last, bytes)) if *last == target => *bytes += value.len() as u64,
-                _ => targets.push((target, value.len() as u64)),
-            }
-        }
-        Ok(targets)
-    }
-
-    fn last_hint_sequence(&self) -> Result<u64, StorageError> {
-        let mut last = 0;
-        for item in self.db.iterator_cf(self.cf(HINTS), IteratorMode::Start) {
-            last = last.max(hint_sequence(&item?.0)?);
-        }
-        Ok(last)
-    }
-
     /// Reads a named metadata value.
     pub fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.db.get_cf(self.cf(META), name)?)
@@ -579,72 +302,9 @@ impl Drop for Storage {
     }
 }
 
-/// Hints in RocksDB, for the hint queue.
-impl HintStore for Storage {
-    type Error = StorageError;
-
-    fn append(&self, target: &str, hint: &[u8]) -> Result<u64, StorageError> {
-        self.put_hint(&NodeId::new(target), hint)
-    }
-
-    fn read(
-        &self,
-        target: &str,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
-        self.hints_after(&NodeId::new(target), after, limit)
-    }
-
-    fn remove(&self, target: &str, sequence: u64) -> Result<(), StorageError> {
-        self.delete_hint(&NodeId::new(target), sequence)
-    }
-
-    fn targets(&self) -> Result<Vec<(String, u64)>, StorageError> {
-        Ok(self
-            .hint_targets()?
-            .into_iter()
-            .map(|(target, bytes)| (target.as_str().to_owned(), bytes))
-            .collect())
-    }
-}
-
 /// The first key after every key of token `last`, if there is one.
 fn exclusive_end(last: Token) -> Option<Vec<u8>> {
     (last != Token::MAX).then(|| Token(last.0 + 1).to_ordered_bytes().to_vec())
-}
-
-fn hint_key(target: &NodeId, sequence: Option<u64>) -> Vec<u8> {
-    let name = target.as_str().as_bytes();
-    let mut key = Vec::with_capacity(2 + name.len() + 8);
-    key.extend_from_slice(&(name.len() as u16).to_be_bytes());
-    key.extend_from_slice(name);
-    if let Some(sequence) = sequence {
-        key.extend_from_slice(&sequence.to_be_bytes());
-    }
-    key
-}
-
-fn hint_target(key: &[u8]) -> Result<NodeId, StorageError> {
-    let corrupt = || StorageError::Corrupt {
-        what: "hint key",
-        detail: format!("{} bytes", key.len()),
-    };
-    let length = u16::from_be_bytes(key.get(..2).ok_or_else(corrupt)?.try_into().expect("two"));
-    let name = key.get(2..2 + length as usize).ok_or_else(corrupt)?;
-    Ok(NodeId::new(String::from_utf8_lossy(name)))
-}
-
-fn hint_sequence(key: &[u8]) -> Result<u64, StorageError> {
-    let tail: Option<[u8; 8]> = key
-        .len()
-        .checked_sub(8)
-        .and_then(|at| key[at..].try_into().ok());
-    tail.map(u64::from_be_bytes)
-        .ok_or_else(|| StorageError::Corrupt {
-            what: "hint key",
-            detail: format!("{} bytes", key.len()),
-        })
 }
 
 /// Encodes a sibling set: a format byte and named MessagePack. The same
@@ -656,17 +316,22 @@ pub fn encode_row(row: &StoredRow) -> Vec<u8> {
 }
 
 /// Decodes and checks a sibling set made by [`encode_row`] (read from disk or
-/// received from a peer); the error says what is wrong with it.
+/// received from a peer), in this format or the first; the error says what
+/// is wrong with it.
 pub fn decode_versions(bytes: &[u8]) -> Result<StoredRow, String> {
-    match bytes.split_first() {
+    let row = match bytes.split_first() {
         Some((&ROW_FORMAT, rest)) => {
-            let row: StoredRow = rmp_serde::from_slice(rest).map_err(|e| e.to_string())?;
-            row.check().map_err(|e| e.to_string())?;
-            Ok(row)
+            rmp_serde::from_slice::<StoredRow>(rest).map_err(|e| e.to_string())?
         }
-        Some((format, _)) => Err(format!("unknown row format {format}")),
-        None => Err("empty value".into()),
-    }
+        Some((&ROW_FORMAT_1, rest)) => rmp_serde::from_slice::<DvvSetV1<RowVersion>>(rest)
+            .map_err(|e| e.to_string())?
+            .upgrade()
+            .map_err(|e| e.to_string())?,
+        Some((format, _)) => return Err(format!("unknown row format {format}")),
+        None => return Err("empty value".into()),
+    };
+    row.check().map_err(|e| e.to_string())?;
+    Ok(row)
 }
 
 fn decode_row(bytes: &[u8]) -> Result<StoredRow, StorageError> {

@@ -1,0 +1,139 @@
+//! Cleanup: deleting the rows of ranges this node no longer replicates
+//! (Cassandra's `nodetool cleanup`).
+//!
+//! When a node joins, the replicas that give ranges up to it keep their
+//! copies. Left there, they are worse than wasted space: the rest of the
+//! cluster moves on (overwrites, deletes, tombstones purged after the
+//! grace), and when the range returns to such a node (the new node
+//! decommissioned or removed) its stale copy comes back through its Merkle
+//! trees and reads, deleted rows included.
+//!
+//! So a node cleans up by itself, once a change it saw take ranges away from
+//! it has completed: [`needs_cleanup`] compares the ranges it replicates in
+//! the settled ring with every range it replicated in the rings this process
+//! has seen since its last cleanup (after a restart, what moved while it was
+//! down is seen only if its first ring is the old one; `ringdb cleanup`
+//! cleans whatever is left). `ringdb cleanup` runs the same thing on demand.
+//!
+//! Cleanup never runs while a topology change is in progress: a range this
+//! node is about to gain (a node leaving streams it here) is not its own in
+//! the current ring, and its rows must not be deleted as they arrive. The
+//! view is checked again between batches of rows, and cleanup stops if a
+//! change has begun (a leaving node waits two gossip rounds after it
+//! announces itself before it streams, which covers that check).
+//!
+//! Rows are deleted one at a time under their row lock ([`Storage::delete_range`]),
+//! which keeps the Merkle trees exact and remembers the dots this node
+//! issued for each deleted row, so that a later write of the row, if the
+//! range comes back, never issues one of them again.
+//!
+//! [`Storage::delete_range`]: crate::storage::Storage::delete_range
+
+use std::sync::Arc;
+
+use ringdb_gossip::Status;
+use ringdb_proto::RequestError;
+use ringdb_ring::{NodeId, Replication, TokenRange};
+use tracing::info;
+
+use crate::coordinator::Coordinator;
+use crate::membership::View;
+
+/// What a cleanup did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Cleaned {
+    /// Ranges whose rows were deleted.
+    pub ranges: u64,
+    /// Rows deleted.
+    pub rows: u64,
+}
+
+/// Why this node cannot clean up now, if it cannot.
+fn refusal(me: &NodeId, view: &View) -> Option<String> {
+    if let Some((node, status)) = view.change_in_progress(me) {
+        return Some(format!(
+            "a topology change is in progress ({node} is {status}); clean up once it is done"
+        ));
+    }
+    if view.future.is_some() {
+        return Some("a topology change is in progress; clean up once it is done".into());
+    }
+    if view.status(me) != Some(Status::Normal) || !view.ring.members().contains_key(me) {
+        return Some(format!(
+            "{me} is not a normal member of the ring: it has nothing to clean up"
+        ));
+    }
+    None
+}
+
+/// The ranges of the ring whose rows `me` does not replicate.
+fn foreign_ranges(me: &NodeId, view: &View, replication: &Replication) -> Vec<TokenRange> {
+    view.ring
+        .vnode_ranges()
+        .map(|(range, _)| range)
+        .filter(|range| !view.ring.replicas(range.end, replication).contains(me))
+        .collect()
+}
+
+/// Whether `now` (the ranges this node replicates) has lost any token of
+/// `before`: two arcs of the ring overlap exactly when one holds the
+/// other's end.
+pub(crate) fn needs_cleanup(before: &[TokenRange], now: &[TokenRange], all: &[TokenRange]) -> bool {
+    all.iter().filter(|range| !now.contains(range)).any(|lost| {
+        before
+            .iter()
+            .any(|kept| kept.contains(lost.end) || lost.contains(kept.end))
+    })
+}
+
+/// The ranges of the ring as `view` has it, for [`needs_cleanup`].
+pub(crate) fn all_ranges(view: &View) -> Vec<TokenRange> {
+    view.ring.vnode_ranges().map(|(range, _)| range).collect()
+}
+
+/// Deletes every row of the ranges this node does not replicate; refused
+/// while a topology change is in progress.
+pub(crate) async fn cleanup(c: &Arc<Coordinator>) -> Result<Cleaned, RequestError> {
+    let view = c.membership.view();
+    if let Some(reason) = refusal(&c.me, &view) {
+        return Err(RequestError::invalid(reason));
+    }
+    let ranges = foreign_ranges(&c.me, &view, &c.replication);
+    let (storage, membership, me) = (c.storage.clone(), c.membership.clone(), c.me.clone());
+    let ring = view.ring.clone();
+    let cleaned = tokio::task::spawn_blocking(move || {
+        let mut cleaned = Cleaned::default();
+        // Stop as soon as the ring changes or a change begins.
+        let unchanged = || {
+            let now = membership.view();
+            now.ring == ring && refusal(&me, &now).is_none()
+        };
+        for range in ranges {
+            let (rows, complete) = storage.delete_range_while(range, unchanged)?;
+            cleaned.rows += rows;
+            if !complete {
+                return Ok::<_, crate::storage::StorageError>((cleaned, false));
+            }
+            cleaned.ranges += 1;
+        }
+        Ok((cleaned, true))
+    })
+    .await
+    .map_err(|e| c.server_error(e.to_string()))?
+    .map_err(|e| c.server_error(e.to_string()))?;
+    let (cleaned, complete) = cleaned;
+    c.cleaned
+        .fetch_add(cleaned.rows, std::sync::atomic::Ordering::Relaxed);
+    if !complete {
+        return Err(RequestError::invalid(format!(
+            "cleanup stopped after {} rows: the ring changed; run it again once the change is done",
+            cleaned.rows
+        )));
+    }
+    info!(
+        ranges = cleaned.ranges,
+        rows = cleaned.rows,
+        "cleaned up the ranges this node no longer replicates"
+    );
+    Ok(cleaned)
+}

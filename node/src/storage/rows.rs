@@ -1,0 +1,524 @@
+//! Rows: read, write under the row lock, merge, scan, delete, and the
+//! Merkle trees kept in step with every change.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use ringdb_antientropy::tree::{Trees, item_hash, leaf_range, version_digest};
+use ringdb_proto::{TableId, TreeItem};
+use ringdb_ring::{NodeId, TokenRange};
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+
+use super::{
+    DATA, DOTS, LOCK_STRIPES, ROW_FORMAT, RowKey, RowVersion, Storage, StorageError, StoredRow,
+    decode_row, encode_row, exclusive_end,
+};
+use crate::causality::{Dot, VersionVector};
+
+/// Limits a write coordinated here must keep the row within (Riak's
+/// `verify_object_limits`): concurrent writes pile up as siblings, and a row
+/// must still fit in a message to its replicas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowLimits {
+    /// The most siblings (tombstones included) a row may hold.
+    pub max_siblings: usize,
+    /// The most bytes a row may take, encoded with its siblings and history.
+    pub max_bytes: usize,
+}
+
+impl RowLimits {
+    /// No limits (merges from other replicas are never refused).
+    pub const NONE: RowLimits = RowLimits {
+        max_siblings: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+
+    fn check(&self, row: &StoredRow, bytes: usize) -> Result<(), StorageError> {
+        if row.len() > self.max_siblings {
+            return Err(StorageError::TooManySiblings {
+                siblings: row.len(),
+                max: self.max_siblings,
+            });
+        }
+        if bytes > self.max_bytes {
+            return Err(StorageError::RowTooLarge {
+                bytes,
+                max: self.max_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What a write coordinated here did.
+#[derive(Clone, Debug)]
+pub struct Written {
+    /// The row after the write.
+    pub row: StoredRow,
+    /// The row's encoded bytes, as stored (what replicas are sent).
+    pub encoded: Vec<u8>,
+    /// The new version's dot.
+    pub dot: Dot,
+    /// What the write superseded (the writer's context, clamped to the
+    /// row's history; without one, the row's history here) and its own dot:
+    /// a following write with it supersedes exactly these.
+    pub context: VersionVector,
+}
+
+/// A change of one row, computed under its lock.
+struct Change<T> {
+    next: StoredRow,
+    /// Refuse the change if the row would break these.
+    limits: RowLimits,
+    /// A dot to remember issuing without storing the row (a write kept only
+    /// as hints).
+    issued: Option<u64>,
+    out: T,
+}
+
+impl Storage {
+    /// Reads a row's sibling set.
+    pub fn get(&self, key: &RowKey) -> Result<Option<StoredRow>, StorageError> {
+        match self.db.get_pinned_cf(self.cf(DATA), key.encode())? {
+            Some(bytes) => Ok(Some(decode_row(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The highest counter this life issued for a row it has deleted since
+    /// (0 when it deleted none).
+    fn floor(&self, encoded: &[u8]) -> Result<u64, StorageError> {
+        if !self.forgotten.load(Ordering::Acquire) {
+            return Ok(0);
+        }
+        Ok(match self.db.get_pinned_cf(self.cf(DOTS), encoded)? {
+            Some(bytes) => parse_floor(&bytes, self.epoch),
+            None => 0,
+        })
+    }
+
+    /// Atomically replaces a row's sibling set with `change(current)`, where a
+    /// row never written is the empty set. Writers to the same row wait for
+    /// each other; the write is skipped when nothing changed. Returns the new
+    /// set once it is durable. The row lock is released before the wait for
+    /// a group fsync, so writers of one stripe share fsyncs too.
+    pub fn update(
+        &self,
+        key: &RowKey,
+        change: impl FnOnce(&StoredRow) -> StoredRow,
+    ) -> Result<StoredRow, StorageError> {
+        let (next, _, ()) = self.modify(key, true, |current, _| {
+            Ok(Change {
+                next: change(current),
+                limits: RowLimits::NONE,
+                issued: None,
+                out: (),
+            })
+        })?;
+        Ok(next)
+    }
+
+    /// A write coordinated here, by `node`: `version` supersedes what
+    /// `context` has seen (clamped to the row's history here: a context is a
+    /// client's word), or without a context what this replica holds. The
+    /// new dot comes after every dot of this life's actor that the row, the
+    /// context or a deleted copy of the row ever held. Refused, with nothing
+    /// stored, if the row would break `limits`.
+    pub fn write(
+        &self,
+        key: &RowKey,
+        context: Option<&VersionVector>,
+        node: &NodeId,
+        version: RowVersion,
+        limits: RowLimits,
+    ) -> Result<Written, StorageError> {
+        let actor = self.actor(node);
+        let (row, encoded, (dot, context)) = self.modify(key, true, |current, floor| {
+            let history = current.context();
+            let seen = match context {
+                Some(context) => context.intersection(&history),
+                None => history,
+            };
+            let (next, dot) = current.write(&seen, &actor, floor, version)?;
+            Ok(Change {
+                next,
+                limits,
+                issued: None,
+                out: (dot.clone(), seen.with(dot)),
+            })
+        })?;
+        Ok(Written {
+            row,
+            encoded,
+            dot,
+            context,
+        })
+    }
+
+    /// A write coordinated here by `node` for a row this node does not
+    /// replicate (consistency ANY with every replica down): the new version
+    /// is made and its dot remembered, but the row is not stored here; the
+    /// caller keeps it as hints. `context` is clamped to what this node
+    /// holds of the row, usually nothing.
+    pub fn write_elsewhere(
+        &self,
+        key: &RowKey,
+        context: Option<&VersionVector>,
+        node: &NodeId,
+        version: RowVersion,
+    ) -> Result<Written, StorageError> {
+        let actor = self.actor(node);
+        let (_, _, written) = self.modify(key, false, |current, floor| {
+            let history = current.context();
+            let seen = match context {
+                Some(context) => context.intersection(&history),
+                None => history,
+            };
+            // Start from nothing: what this node holds is not the row's
+            // state, only a floor for the dot.
+            let floor = floor.max(current.max_counter_of_epoch(actor.epoch));
+            let (row, dot) = StoredRow::new().write(&seen, &actor, floor, version)?;
+            let encoded = encode_row(&row);
+            Ok(Change {
+                next: current.clone(),
+                limits: RowLimits::NONE,
+                issued: Some(dot.counter),
+                out: Written {
+                    row,
+                    encoded,
+                    context: seen.with(dot.clone()),
+                    dot,
+                },
+            })
+        })?;
+        Ok(written)
+    }
+
+    /// The read-modify-write under the row lock behind every change of a
+    /// row: reads the row and the floor of this life's dots for it, applies
+    /// `change`, checks the limits, and writes the row (deleted when empty,
+    /// remembering the dots this life issued for it), its tree item, and
+    /// any dot issued without storing the row. With `wait`, returns once the
+    /// change is as durable as the sync mode promises.
+    fn modify<T>(
+        &self,
+        key: &RowKey,
+        wait: bool,
+        change: impl FnOnce(&StoredRow, u64) -> Result<Change<T>, StorageError>,
+    ) -> Result<(StoredRow, Vec<u8>, T), StorageError> {
+        let encoded = key.encode();
+        let stripe = (key.token.offset() as usize) & (LOCK_STRIPES - 1);
+        let (next, bytes, out, sequence) = {
+            let _guard = self.locks[stripe].lock().expect("row lock");
+            let trees = self.trees.read().expect("trees lock");
+            // Only a row of a range this node keeps a tree for is hashed.
+            let tree = trees.tree_of(key.token);
+            let stored = self.db.get_pinned_cf(self.cf(DATA), &encoded)?;
+            let (current, old_digest) = match &stored {
+                Some(bytes) => (decode_row(bytes)?, tree.map(|_| version_digest(bytes))),
+                None => (StoredRow::new(), None),
+            };
+            let floor = self.floor(&encoded)?;
+            let Change {
+                next,
+                limits,
+                issued,
+                out,
+            } = change(&current, floor)?;
+            let mut batch = WriteBatch::default();
+            let forget = if next.is_empty() {
+                current.max_counter_of_epoch(self.epoch)
+            } else {
+                0
+            };
+            let remember = issued.unwrap_or(0).max(forget);
+            if remember > floor {
+                batch.put_cf(self.cf(DOTS), &encoded, floor_bytes(self.epoch, remember));
+            }
+            // A row stored in an older format is rewritten when touched, so
+            // that replicas agree on its bytes (and Merkle digests).
+            let outdated = stored
+                .as_ref()
+                .is_some_and(|b| b.first() != Some(&ROW_FORMAT));
+            let changed = next != current || (outdated && !next.is_empty());
+            let bytes = if changed {
+                let bytes = encode_row(&next);
+                limits.check(&next, bytes.len())?;
+                if next.is_empty() {
+                    batch.delete_cf(self.cf(DATA), &encoded);
+                } else {
+                    batch.put_cf(self.cf(DATA), &encoded, &bytes);
+                }
+                bytes
+            } else {
+                stored.map(|b| b.to_vec()).unwrap_or_default()
+            };
+            let sequence = if batch.is_empty() {
+                // Nothing to write, but what we read may be another writer's
+                // not yet durable write: wait for it like for our own.
+                self.db.latest_sequence_number()
+            } else {
+                let sequence = self.write_batch(batch)?;
+                if remember > floor {
+                    self.forgotten.store(true, Ordering::Release);
+                }
+                if let (Some(tree), true) = (tree, changed) {
+                    if let Some(old) = old_digest {
+                        tree.toggle(key.token, &item_hash(&encoded, &old));
+                    }
+                    if !next.is_empty() {
+                        let new = item_hash(&encoded, &version_digest(&bytes));
+                        tree.toggle(key.token, &new);
+                    }
+                }
+                sequence
+            };
+            (next, bytes, out, sequence)
+        };
+        if wait {
+            self.syncer.wait(sequence);
+        }
+        Ok((next, bytes, out))
+    }
+
+    /// Merges a sibling set from another replica (replication, read repair,
+    /// anti-entropy).
+    pub fn merge(&self, key: &RowKey, incoming: &StoredRow) -> Result<StoredRow, StorageError> {
+        self.update(key, |current| current.sync(incoming))
+    }
+
+    /// The rows whose tokens lie in `range`, in key order.
+    pub fn scan(
+        &self,
+        range: TokenRange,
+    ) -> impl Iterator<Item = Result<(RowKey, StoredRow), StorageError>> + '_ {
+        self.scan_encoded(range, None).map(|item| {
+            let (key, value) = item?;
+            Ok((RowKey::decode(&key)?, decode_row(&value)?))
+        })
+    }
+
+    /// The rows in `range` whose storage key comes after `after` (all of
+    /// them without it), in key order, as stored: the storage key and the
+    /// encoded sibling set ([`encode_row`]'s bytes, what a stream ships
+    /// without decoding). One page of a stream at a time, resumable from
+    /// the last key received.
+    pub fn scan_encoded(
+        &self,
+        range: TokenRange,
+        after: Option<Vec<u8>>,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StorageError>> + '_ {
+        self.scan_at(range, after, None)
+    }
+
+    /// [`Storage::scan_encoded`], as of `snapshot` when given.
+    fn scan_at<'a>(
+        &'a self,
+        range: TokenRange,
+        after: Option<Vec<u8>>,
+        snapshot: Option<&'a rocksdb::Snapshot<'a>>,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StorageError>> + 'a {
+        // The intervals of a range come in token order, so keys do too.
+        range
+            .intervals()
+            .into_iter()
+            .flat_map(move |(first, last)| {
+                let mut options = ReadOptions::default();
+                if let Some(snapshot) = snapshot {
+                    options.set_snapshot(snapshot);
+                }
+                if let Some(end) = exclusive_end(last) {
+                    options.set_iterate_upper_bound(end);
+                }
+                let first = first.to_ordered_bytes().to_vec();
+                let start = match &after {
+                    Some(after) if *after > first => after.clone(),
+                    _ => first,
+                };
+                let after = after.clone();
+                self.db
+                    .iterator_cf_opt(
+                        self.cf(DATA),
+                        options,
+                        IteratorMode::From(&start, Direction::Forward),
+                    )
+                    .filter(move |item| {
+                        !matches!((item, &after), (Ok((key, _)), Some(after)) if **key == **after)
+                    })
+                    .map(|item| {
+                        let (key, value) = item?;
+                        Ok((key.to_vec(), value.to_vec()))
+                    })
+            })
+    }
+
+    /// Deletes every row whose token lies in `range` (a range this node no
+    /// longer replicates), one row at a time under its lock, so that the
+    /// trees and the floors of this life's dots stay exact; returns how many
+    /// rows it deleted. Not synced: a delete lost to a machine crash only
+    /// leaves a row to clean up again.
+    pub fn delete_range(&self, range: TokenRange) -> Result<u64, StorageError> {
+        Ok(self.delete_range_while(range, || true)?.0)
+    }
+
+    /// [`Storage::delete_range`], asking `keep_going` before each batch of
+    /// rows; returns the rows deleted and whether the range is done.
+    pub fn delete_range_while(
+        &self,
+        range: TokenRange,
+        mut keep_going: impl FnMut() -> bool,
+    ) -> Result<(u64, bool), StorageError> {
+        let mut deleted = 0;
+        let mut after = None;
+        loop {
+            let keys: Vec<Vec<u8>> = self
+                .scan_encoded(range, after.take())
+                .take(1024)
+                .map(|item| item.map(|(key, _)| key))
+                .collect::<Result<_, _>>()?;
+            let Some(last) = keys.last().cloned() else {
+                return Ok((deleted, true));
+            };
+            if !keep_going() {
+                return Ok((deleted, false));
+            }
+            for key in keys {
+                let key = RowKey::decode(&key)?;
+                let (_, _, ()) = self.modify(&key, false, |current, _| {
+                    deleted += u64::from(!current.is_empty());
+                    Ok(Change {
+                        next: StoredRow::new(),
+                        limits: RowLimits::NONE,
+                        issued: None,
+                        out: (),
+                    })
+                })?;
+            }
+            after = Some(last);
+        }
+    }
+
+    /// The approximate bytes on disk of the rows in `range`. Counts data
+    /// flushed to SST files only, not the memtable.
+    pub fn approximate_size(&self, range: TokenRange) -> u64 {
+        let bounds: Vec<([u8; 8], Vec<u8>)> = range
+            .intervals()
+            .into_iter()
+            .map(|(first, last)| {
+                (
+                    first.to_ordered_bytes(),
+                    exclusive_end(last).unwrap_or_else(|| vec![0xff; 9]),
+                )
+            })
+            .collect();
+        let ranges: Vec<rocksdb::Range> = bounds
+            .iter()
+            .map(|(start, end)| rocksdb::Range::new(start, end))
+            .collect();
+        self.db
+            .get_approximate_sizes_cf(self.cf(DATA), &ranges)
+            .iter()
+            .sum()
+    }
+
+    /// Flushes the data memtable to an SST file (for size estimates and tests;
+    /// durability never needs it, the WAL has every write).
+    pub fn flush(&self) -> Result<(), StorageError> {
+        Ok(self.db.flush_cf(self.cf(DATA))?)
+    }
+
+    /// Replaces the Merkle trees with trees over `ranges`, built from the
+    /// stored rows (a scan of each range). Writes made meanwhile update
+    /// the new trees already; the trees are ready once the scan is done.
+    pub fn rebuild_trees(&self, ranges: Vec<TokenRange>) -> Result<Arc<Trees>, StorageError> {
+        let fresh = Arc::new(Trees::new(ranges.iter().copied()));
+        let snapshot = {
+            let mut trees = self.trees.write().expect("trees lock");
+            *trees = fresh.clone();
+            self.db.snapshot()
+        };
+        for range in ranges {
+            for item in self.scan_at(range, None, Some(&snapshot)) {
+                let (key, value) = item?;
+                let token = RowKey::decode(&key)?.token;
+                fresh.toggle(token, &item_hash(&key, &version_digest(&value)));
+            }
+        }
+        fresh.set_ready();
+        Ok(fresh)
+    }
+
+    /// The current Merkle trees.
+    pub fn trees(&self) -> Arc<Trees> {
+        self.trees.read().expect("trees lock").clone()
+    }
+
+    /// The items (storage key, version digest) of `leaves` of `range`'s
+    /// tree, leaf by leaf; only `table`'s when given; in the first leaf only
+    /// those after the key `after`. Stops once the items hold `max_bytes`
+    /// (at least one item), and then says where to resume: the leaf, and the
+    /// last key returned of it.
+    #[allow(clippy::type_complexity)]
+    pub fn leaf_items(
+        &self,
+        range: TokenRange,
+        leaves: &[u32],
+        table: Option<TableId>,
+        after: Option<&[u8]>,
+        max_bytes: usize,
+    ) -> Result<(Vec<TreeItem>, Option<(u32, Vec<u8>)>), StorageError> {
+        let mut items = Vec::new();
+        let mut bytes = 0;
+        for (i, &leaf) in leaves.iter().enumerate() {
+            let Some(tokens) = leaf_range(range, leaf as usize) else {
+                continue;
+            };
+            let start = if i == 0 {
+                after.map(<[u8]>::to_vec)
+            } else {
+                None
+            };
+            // The last key returned of this leaf (empty: none yet).
+            let mut last = start.clone().unwrap_or_default();
+            for item in self.scan_encoded(tokens, start) {
+                let (key, value) = item?;
+                if table.is_some_and(|t| key.get(8..16) != Some(&t.0.to_be_bytes()[..])) {
+                    continue;
+                }
+                if bytes >= max_bytes {
+                    return Ok((items, Some((leaf, last))));
+                }
+                bytes += key.len() + 32;
+                last.clone_from(&key);
+                items.push(TreeItem {
+                    key,
+                    digest: version_digest(&value).to_vec(),
+                });
+            }
+        }
+        Ok((items, None))
+    }
+
+    /// The stored bytes of a row, by storage key.
+    pub fn get_encoded(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db.get_cf(self.cf(DATA), key)?)
+    }
+}
+
+/// The stored floor: the epoch it belongs to, and the counter.
+fn floor_bytes(epoch: u64, counter: u64) -> [u8; 16] {
+    let mut bytes = [0; 16];
+    bytes[..8].copy_from_slice(&epoch.to_be_bytes());
+    bytes[8..].copy_from_slice(&counter.to_be_bytes());
+    bytes
+}
+
+/// The counter of a stored floor if it belongs to `epoch` (0 otherwise).
+fn parse_floor(bytes: &[u8], epoch: u64) -> u64 {
+    match (bytes.get(..8), bytes.get(8..16)) {
+        (Some(e), Some(c)) if e == epoch.to_be_bytes() => {
+            u64::from_be_bytes(c.try_into().expect("eight bytes"))
+        }
+        _ => 0,
+    }
+}
