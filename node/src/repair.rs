@@ -441,14 +441,7 @@ fn purge_tombstones(
     let mut purged = 0;
     for key in candidates {
         // Checked again under the row lock: a write may have come since.
-        let row = storage.update(&key, |current| {
-            if purgeable(current, before) {
-                StoredRow::new()
-            } else {
-                current.clone()
-            }
-        })?;
-        if row.is_empty() {
+        if storage.purge(&key, |current| purgeable(current, before))? {
             purged += 1;
         }
     }

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
-use ringdb_node::causality::{ActorId, CausalContext, Dot, DvvSet, VersionVector};
+use ringdb_node::causality::{ActorId, CausalContext, Dot, DvvSet, Floor, VersionVector};
 use ringdb_ring::NodeId;
 
 const REPLICAS: usize = 3;
@@ -156,7 +156,15 @@ fn run(ops: &[Op]) -> Result<Vec<DvvSet<(usize, u64)>>, TestCaseError> {
                 let before = models[replica].alive.clone();
                 let dot = models[replica].write(replica, seen, floors[replica]);
                 let (set, issued_dot) = sets[replica]
-                    .write(context, &actor(replica), floors[replica], dot)
+                    .write(
+                        context,
+                        &actor(replica),
+                        Floor {
+                            issued: floors[replica],
+                            superseded: 0,
+                        },
+                        dot,
+                    )
                     .unwrap();
                 sets[replica] = set;
                 prop_assert_eq!(issued_dot.counter, dot.1);
@@ -385,7 +393,9 @@ fn a_clamped_hostile_context_supersedes_only_real_dots() {
         });
     let clamped = hostile.intersection(&row.context());
     assert_eq!(clamped, read);
-    let (written, dot) = row.write(&clamped, &actor(0), 0, "new").unwrap();
+    let (written, dot) = row
+        .write(&clamped, &actor(0), Floor::default(), "new")
+        .unwrap();
     assert_eq!(dot.counter, 2);
     let mut values: Vec<_> = written.values().copied().collect();
     values.sort();
@@ -402,10 +412,21 @@ fn a_counter_at_its_limit_is_an_error_not_a_wrap() {
         actor: actor(0),
         counter: u64::MAX,
     });
-    assert!(top.write(&context, &actor(0), 0, "next").is_err());
     assert!(
-        top.write(&VersionVector::new(), &actor(0), u64::MAX, "next")
+        top.write(&context, &actor(0), Floor::default(), "next")
             .is_err()
+    );
+    assert!(
+        top.write(
+            &VersionVector::new(),
+            &actor(0),
+            Floor {
+                issued: u64::MAX,
+                superseded: u64::MAX,
+            },
+            "next"
+        )
+        .is_err()
     );
 }
 

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use ringdb_node::causality::{ActorId, Dot, VersionVector};
+use ringdb_node::causality::{ActorId, Dot, Floor, VersionVector};
 use ringdb_node::storage::{
     RowKey, RowLimits, RowVersion, Storage, StorageConfig, StoredRow, SyncMode,
 };
@@ -159,12 +159,12 @@ fn tree_roots(storage: &Storage) -> (Vec<[u8; 32]>, Vec<[u8; 32]>) {
     (maintained, rebuilt)
 }
 
-/// The model's side of the storage: rows, and per row the highest counter
-/// this life issued for it before deleting it.
+/// The model's side of the storage: rows, and per row what this life
+/// issued for it before deleting it (and, for a purge, knew superseded).
 #[derive(Default)]
 struct Model {
     rows: BTreeMap<Vec<u8>, (RowKey, StoredRow)>,
-    floors: BTreeMap<Vec<u8>, u64>,
+    floors: BTreeMap<Vec<u8>, Floor>,
 }
 
 impl Model {
@@ -175,10 +175,13 @@ impl Model {
             .unwrap_or_default()
     }
 
-    fn forget(&mut self, key: &RowKey, epoch: u64) {
+    fn forget(&mut self, key: &RowKey, epoch: u64, purged: bool) {
         if let Some((_, row)) = self.rows.remove(&key.encode()) {
             let floor = self.floors.entry(key.encode()).or_default();
-            *floor = (*floor).max(row.max_counter_of_epoch(epoch));
+            floor.issued = floor.issued.max(row.max_counter_of_epoch(epoch));
+            if purged {
+                floor.superseded = floor.superseded.max(row.contiguous_counter_of_epoch(epoch));
+            }
         }
     }
 }
@@ -210,7 +213,7 @@ proptest! {
                 Op::Write { key, context, value } => {
                     let key = &keys[key];
                     let before = model.current(key);
-                    let floor = model.floors.get(&key.encode()).copied().unwrap_or(0);
+                    let floor = model.floors.get(&key.encode()).copied().unwrap_or_default();
                     let given = match context {
                         Context::None => None,
                         Context::Row => Some(before.context()),
@@ -228,7 +231,7 @@ proptest! {
                 Op::Delete { key } => {
                     let key = &keys[key];
                     let before = model.current(key);
-                    let floor = model.floors.get(&key.encode()).copied().unwrap_or(0);
+                    let floor = model.floors.get(&key.encode()).copied().unwrap_or_default();
                     let (expected, dot) = before.write(&before.context(), &actor(0, epoch), floor, version(None)).unwrap();
                     let written = storage.write(key, Some(&before.context()), &me, version(None), RowLimits::NONE).unwrap();
                     prop_assert_eq!(&written.row, &expected);
@@ -244,8 +247,9 @@ proptest! {
                 }
                 Op::Forget { key } => {
                     let key = &keys[key];
-                    storage.update(key, |_| StoredRow::new()).unwrap();
-                    model.forget(key, epoch);
+                    let purged = storage.purge(key, |_| true).unwrap();
+                    prop_assert_eq!(purged, model.rows.contains_key(&key.encode()));
+                    model.forget(key, epoch, true);
                 }
                 Op::Get { key } => {
                     let key = &keys[key];
@@ -275,7 +279,7 @@ proptest! {
                         .collect();
                     prop_assert_eq!(deleted, doomed.len() as u64);
                     for key in doomed {
-                        model.forget(&key, epoch);
+                        model.forget(&key, epoch, false);
                     }
                 }
                 Op::Reopen => {
@@ -439,5 +443,47 @@ fn a_zero_sync_period_is_refused() {
     assert_eq!(
         error.to_string(),
         "invalid storage config: sync window_ms and interval_ms must be at least 1"
+    );
+}
+
+/// A row whose tombstone was purged (every replica held it) and that is
+/// then written again and again through this node keeps a history of one
+/// counter per actor: its new dots follow the purged ones without a gap, so
+/// they do not pile up as loose dots until contexts and the row outgrow
+/// their limits.
+#[test]
+fn a_row_written_again_after_its_purge_keeps_a_bounded_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path(), &StorageConfig::default()).unwrap();
+    let me = NodeId::new("n0");
+    let key = &keys()[0];
+    let write = |value: Option<i64>| {
+        let context = storage.get(key).unwrap().unwrap_or_default().context();
+        storage
+            .write(key, Some(&context), &me, version(value), RowLimits::NONE)
+            .unwrap()
+    };
+    for value in 0..5 {
+        write(Some(value));
+    }
+    write(None);
+    assert!(storage.purge(key, |_| true).unwrap());
+    let mut dots = BTreeSet::new();
+    let mut last = None;
+    for value in 0..500 {
+        let written = write(Some(value));
+        assert!(
+            dots.insert(written.dot.clone()),
+            "{:?} issued twice",
+            written.dot
+        );
+        last = Some(written);
+    }
+    let last = last.unwrap();
+    assert_eq!(last.row.len(), 1);
+    assert!(
+        last.encoded.len() < 200,
+        "after 500 writes the row is {} bytes: its history grows with every write",
+        last.encoded.len()
     );
 }

@@ -37,10 +37,15 @@
 //! - **Within a life**, a node forgets a row's history only when it deletes
 //!   the row: a purged tombstone, a range cleaned up after it moved away.
 //!   Storage then keeps the highest counter this life issued for the row,
-//!   and the next dot comes after it ([`DvvSet::write`]'s `floor`). That dot
-//!   may sit above a gap in the row's history as this node now knows it: it
-//!   goes into the history's cloud, not its counter, so the gap's dots (which
-//!   another replica may still hold alive) are not claimed as seen.
+//!   and the next dot comes after it ([`DvvSet::write`]'s [`Floor`]). After
+//!   a cleanup, that dot may sit above a gap in the row's history as this
+//!   node now knows it: it goes into the history's cloud, not its counter,
+//!   so the gap's dots (which another replica still holds, maybe alive) are
+//!   not claimed as seen; the gap fills when this node next merges the row
+//!   from one of them. After a purge, nobody holds the gap's dots any more,
+//!   so it would never fill and every later dot would join the cloud; but a
+//!   purge happens only once every replica holds the row superseded, so the
+//!   next write counts the purged dots as seen and follows them.
 //!
 //! The counter grows only with the writes of one row by one life of one
 //! node, so it cannot overflow in practice; [`DvvSet::write`] still says so
@@ -127,6 +132,21 @@ impl<V> Default for DvvSet<V> {
     }
 }
 
+/// What one actor issued for a row that a replica has since deleted (a
+/// purged tombstone, a range cleaned up): kept so that the actor never
+/// issues those dots again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Floor {
+    /// The highest counter issued: the next dot comes after it.
+    pub issued: u64,
+    /// Up to here, every dot of the actor is known superseded on every
+    /// replica (the row's tombstone was purged once every replica held it),
+    /// so the next write may count them as seen and its dot follows them
+    /// without a gap. At most `issued`; 0 after a cleanup, whose deleted
+    /// copy other replicas may still hold alive.
+    pub superseded: u64,
+}
+
 /// An actor's counter would pass `u64::MAX`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the event counter of {actor:?} is exhausted")]
@@ -145,13 +165,14 @@ impl<V: Clone> DvvSet<V> {
     /// that had read `context`: values the context has seen are superseded,
     /// the rest stay as siblings, and the new value gets the dot after every
     /// event of `actor` known here, in the context, or up to `floor` (what
-    /// the actor issued for this row and may have forgotten since). Returns
+    /// the actor issued for this row and may have forgotten since; the
+    /// dots it knows superseded everywhere are counted as seen). Returns
     /// the new state and the new value's dot.
     pub fn write(
         &self,
         context: &VersionVector,
         actor: &ActorId,
-        floor: u64,
+        floor: Floor,
         value: V,
     ) -> Result<(DvvSet<V>, Dot), CounterExhausted> {
         let mut entries = self.supersede(context).entries;
@@ -171,14 +192,14 @@ impl<V: Clone> DvvSet<V> {
             }
         };
         let entry = &mut entries[at];
-        let counter =
-            entry
-                .max_seen()
-                .max(floor)
-                .checked_add(1)
-                .ok_or_else(|| CounterExhausted {
-                    actor: actor.clone(),
-                })?;
+        entry.see(floor.superseded.min(floor.issued), []);
+        let counter = entry
+            .max_seen()
+            .max(floor.issued)
+            .checked_add(1)
+            .ok_or_else(|| CounterExhausted {
+                actor: actor.clone(),
+            })?;
         entry.see(0, [counter]);
         entry.values.insert(0, (counter, value));
         let dot = Dot {
@@ -195,7 +216,7 @@ impl<V: Clone> DvvSet<V> {
     /// If `actor` has issued `u64::MAX` events for the row (584 years at a
     /// billion writes a second); the node calls [`DvvSet::write`].
     pub fn update(&self, context: &VersionVector, actor: &ActorId, value: V) -> DvvSet<V> {
-        self.write(context, actor, 0, value)
+        self.write(context, actor, Floor::default(), value)
             .expect("an event counter below u64::MAX")
             .0
     }
@@ -345,6 +366,17 @@ impl<V: Clone> DvvSet<V> {
         V: PartialEq,
     {
         &self.sync(other) == self
+    }
+
+    /// The highest counter up to which every event of an actor of `epoch`
+    /// is in the history, without a gap (0 if none).
+    pub fn contiguous_counter_of_epoch(&self, epoch: u64) -> u64 {
+        self.entries
+            .iter()
+            .filter(|e| e.actor.epoch == epoch)
+            .map(|e| e.counter)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The highest counter issued by each actor whose epoch is `epoch`, as

@@ -13,7 +13,7 @@ use super::{
     DATA, DOTS, LOCK_STRIPES, ROW_FORMAT, RowKey, RowVersion, Storage, StorageError, StoredRow,
     decode_row, encode_row, exclusive_end,
 };
-use crate::causality::{Dot, VersionVector};
+use crate::causality::{Dot, Floor, VersionVector};
 
 /// Limits a write coordinated here must keep the row within (Riak's
 /// `verify_object_limits`): concurrent writes pile up as siblings, and a row
@@ -73,6 +73,9 @@ struct Change<T> {
     /// A dot to remember issuing without storing the row (a write kept only
     /// as hints).
     issued: Option<u64>,
+    /// The row is deleted because every replica holds it superseded (a
+    /// purged tombstone): its dots may be counted as seen by the next write.
+    purged: bool,
     out: T,
 }
 
@@ -85,15 +88,15 @@ impl Storage {
         }
     }
 
-    /// The highest counter this life issued for a row it has deleted since
-    /// (0 when it deleted none).
-    fn floor(&self, encoded: &[u8]) -> Result<u64, StorageError> {
+    /// What this life issued for a row it has deleted since (nothing when
+    /// it deleted none).
+    fn floor(&self, encoded: &[u8]) -> Result<Floor, StorageError> {
         if !self.forgotten.load(Ordering::Acquire) {
-            return Ok(0);
+            return Ok(Floor::default());
         }
         Ok(match self.db.get_pinned_cf(self.cf(DOTS), encoded)? {
             Some(bytes) => parse_floor(&bytes, self.epoch),
-            None => 0,
+            None => Floor::default(),
         })
     }
 
@@ -112,10 +115,38 @@ impl Storage {
                 next: change(current),
                 limits: RowLimits::NONE,
                 issued: None,
+                purged: false,
                 out: (),
             })
         })?;
         Ok(next)
+    }
+
+    /// Deletes a row whose every replica holds it superseded (tombstones
+    /// past the grace, after a repair that reconciled every replica), if
+    /// `purgeable` still says so under the row lock; returns whether it
+    /// did. Unlike other deletes, the next write of the row by this node
+    /// counts the purged dots as seen ([`Floor::superseded`]).
+    pub fn purge(
+        &self,
+        key: &RowKey,
+        purgeable: impl FnOnce(&StoredRow) -> bool,
+    ) -> Result<bool, StorageError> {
+        let (_, _, purged) = self.modify(key, false, |current, _| {
+            let purged = !current.is_empty() && purgeable(current);
+            Ok(Change {
+                next: if purged {
+                    StoredRow::new()
+                } else {
+                    current.clone()
+                },
+                limits: RowLimits::NONE,
+                issued: None,
+                purged,
+                out: purged,
+            })
+        })?;
+        Ok(purged)
     }
 
     /// A write coordinated here, by `node`: `version` supersedes what
@@ -144,6 +175,7 @@ impl Storage {
                 next,
                 limits,
                 issued: None,
+                purged: false,
                 out: (dot.clone(), seen.with(dot)),
             })
         })?;
@@ -176,13 +208,17 @@ impl Storage {
             };
             // Start from nothing: what this node holds is not the row's
             // state, only a floor for the dot.
-            let floor = floor.max(current.max_counter_of_epoch(actor.epoch));
+            let floor = Floor {
+                issued: floor.issued.max(current.max_counter_of_epoch(actor.epoch)),
+                ..floor
+            };
             let (row, dot) = StoredRow::new().write(&seen, &actor, floor, version)?;
             let encoded = encode_row(&row);
             Ok(Change {
                 next: current.clone(),
                 limits: RowLimits::NONE,
                 issued: Some(dot.counter),
+                purged: false,
                 out: Written {
                     row,
                     encoded,
@@ -204,7 +240,7 @@ impl Storage {
         &self,
         key: &RowKey,
         wait: bool,
-        change: impl FnOnce(&StoredRow, u64) -> Result<Change<T>, StorageError>,
+        change: impl FnOnce(&StoredRow, Floor) -> Result<Change<T>, StorageError>,
     ) -> Result<(StoredRow, Vec<u8>, T), StorageError> {
         let encoded = key.encode();
         let stripe = (key.token.offset() as usize) & (LOCK_STRIPES - 1);
@@ -223,16 +259,24 @@ impl Storage {
                 next,
                 limits,
                 issued,
+                purged,
                 out,
             } = change(&current, floor)?;
             let mut batch = WriteBatch::default();
-            let forget = if next.is_empty() {
-                current.max_counter_of_epoch(self.epoch)
-            } else {
-                0
+            let mut remember = Floor {
+                issued: floor.issued.max(issued.unwrap_or(0)),
+                ..floor
             };
-            let remember = issued.unwrap_or(0).max(forget);
-            if remember > floor {
+            if next.is_empty() {
+                remember.issued = remember
+                    .issued
+                    .max(current.max_counter_of_epoch(self.epoch));
+                if purged {
+                    let superseded = current.contiguous_counter_of_epoch(self.epoch);
+                    remember.superseded = remember.superseded.max(superseded);
+                }
+            }
+            if remember != floor {
                 batch.put_cf(self.cf(DOTS), &encoded, floor_bytes(self.epoch, remember));
             }
             // A row stored in an older format is rewritten when touched, so
@@ -259,7 +303,7 @@ impl Storage {
                 self.db.latest_sequence_number()
             } else {
                 let sequence = self.write_batch(batch)?;
-                if remember > floor {
+                if remember != floor {
                     self.forgotten.store(true, Ordering::Release);
                 }
                 if let (Some(tree), true) = (tree, changed) {
@@ -390,6 +434,7 @@ impl Storage {
                         next: StoredRow::new(),
                         limits: RowLimits::NONE,
                         issued: None,
+                        purged: false,
                         out: (),
                     })
                 })?;
@@ -505,20 +550,28 @@ impl Storage {
     }
 }
 
-/// The stored floor: the epoch it belongs to, and the counter.
-fn floor_bytes(epoch: u64, counter: u64) -> [u8; 16] {
-    let mut bytes = [0; 16];
+/// The stored floor: the epoch it belongs to, the counter issued and the
+/// counter known superseded.
+fn floor_bytes(epoch: u64, floor: Floor) -> [u8; 24] {
+    let mut bytes = [0; 24];
     bytes[..8].copy_from_slice(&epoch.to_be_bytes());
-    bytes[8..].copy_from_slice(&counter.to_be_bytes());
+    bytes[8..16].copy_from_slice(&floor.issued.to_be_bytes());
+    bytes[16..].copy_from_slice(&floor.superseded.to_be_bytes());
     bytes
 }
 
-/// The counter of a stored floor if it belongs to `epoch` (0 otherwise).
-fn parse_floor(bytes: &[u8], epoch: u64) -> u64 {
-    match (bytes.get(..8), bytes.get(8..16)) {
-        (Some(e), Some(c)) if e == epoch.to_be_bytes() => {
-            u64::from_be_bytes(c.try_into().expect("eight bytes"))
-        }
-        _ => 0,
+/// A stored floor if it belongs to `epoch` (nothing otherwise).
+fn parse_floor(bytes: &[u8], epoch: u64) -> Floor {
+    let word = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .map(|b| u64::from_be_bytes(b.try_into().expect("eight bytes")))
+    };
+    match (word(0), word(8), word(16)) {
+        (Some(e), Some(issued), Some(superseded)) if e == epoch => Floor {
+            issued,
+            superseded: superseded.min(issued),
+        },
+        _ => Floor::default(),
     }
 }
