@@ -73,8 +73,9 @@ pub trait HintStore {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, Self::Error>;
-    /// Deletes a hint.
-    fn remove(&self, target: &str, sequence: u64) -> Result<(), Self::Error>;
+    /// Deletes a hint; returns whether it was there (two tasks may both
+    /// have read it: only the first to delete it counts it).
+    fn remove(&self, target: &str, sequence: u64) -> Result<bool, Self::Error>;
     /// Every target with hints, and their total size in bytes (at start).
     fn targets(&self) -> Result<Vec<(String, u64)>, Self::Error>;
 }
@@ -92,7 +93,7 @@ impl<S: HintStore + ?Sized> HintStore for std::sync::Arc<S> {
     ) -> Result<Vec<(u64, Vec<u8>)>, S::Error> {
         (**self).read(target, after, limit)
     }
-    fn remove(&self, target: &str, sequence: u64) -> Result<(), S::Error> {
+    fn remove(&self, target: &str, sequence: u64) -> Result<bool, S::Error> {
         (**self).remove(target, sequence)
     }
     fn targets(&self) -> Result<Vec<(String, u64)>, S::Error> {
@@ -174,8 +175,9 @@ impl<S: HintStore> HintQueue<S> {
     }
 
     /// Up to `limit` hints for `target` after `after`, oldest first, to
-    /// deliver. Hints older than the window at `now_micros`, and hints that
-    /// do not decode, are deleted and counted on the way.
+    /// deliver; empty only when `target` has no more hints after `after`.
+    /// Hints older than the window at `now_micros`, and hints that do not
+    /// decode, are deleted and counted on the way.
     pub fn due(
         &mut self,
         target: &str,
@@ -184,50 +186,65 @@ impl<S: HintStore> HintQueue<S> {
         now_micros: i64,
     ) -> Result<Vec<Due>, S::Error> {
         let window = i64::try_from(self.limits.window.as_micros()).unwrap_or(i64::MAX);
-        let mut due = Vec::new();
-        for (sequence, bytes) in self.store.read(target, after, limit)? {
-            let size = bytes.len() as u64;
-            match HintRecord::decode(&bytes) {
-                Ok(record) if now_micros.saturating_sub(record.created_micros) <= window => {
-                    due.push(Due {
-                        sequence,
-                        bytes: size,
-                        record,
-                    });
-                }
-                Ok(_) => {
-                    self.forget(target, sequence, size)?;
-                    self.counters.expired += 1;
-                }
-                Err(_) => {
-                    self.forget(target, sequence, size)?;
-                    self.counters.dropped_other += 1;
+        loop {
+            let read = self.store.read(target, after, limit)?;
+            if read.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut due = Vec::new();
+            for (sequence, bytes) in read {
+                let size = bytes.len() as u64;
+                match HintRecord::decode(&bytes) {
+                    Ok(record) if now_micros.saturating_sub(record.created_micros) <= window => {
+                        due.push(Due {
+                            sequence,
+                            bytes: size,
+                            record,
+                        });
+                    }
+                    Ok(_) => {
+                        if self.forget(target, sequence, size)? {
+                            self.counters.expired += 1;
+                        }
+                    }
+                    Err(_) => {
+                        if self.forget(target, sequence, size)? {
+                            self.counters.dropped_other += 1;
+                        }
+                    }
                 }
             }
+            // A batch that had only expired hints is gone: read on, so that
+            // a caller never takes an empty batch for the end.
+            if !due.is_empty() {
+                return Ok(due);
+            }
         }
-        Ok(due)
     }
 
     /// A hint was delivered to its target: delete it.
     pub fn delivered(&mut self, target: &str, hint: &Due) -> Result<(), S::Error> {
-        self.forget(target, hint.sequence, hint.bytes)?;
-        self.counters.delivered += 1;
+        if self.forget(target, hint.sequence, hint.bytes)? {
+            self.counters.delivered += 1;
+        }
         Ok(())
     }
 
     /// A hint was handed over to another node (this one is leaving the
     /// ring), which keeps it for the target: delete it here.
     pub fn handed_over(&mut self, target: &str, hint: &Due) -> Result<(), S::Error> {
-        self.forget(target, hint.sequence, hint.bytes)?;
-        self.counters.handed_over += 1;
+        if self.forget(target, hint.sequence, hint.bytes)? {
+            self.counters.handed_over += 1;
+        }
         Ok(())
     }
 
     /// A hint of a target that left the ring was sent to the row's
     /// replicas now (`redirected`), or could not be: delete it.
     pub fn retired(&mut self, target: &str, hint: &Due, redirected: bool) -> Result<(), S::Error> {
-        self.forget(target, hint.sequence, hint.bytes)?;
-        if redirected {
+        if !self.forget(target, hint.sequence, hint.bytes)? {
+            // Another task dealt with it first.
+        } else if redirected {
             self.counters.redirected += 1;
         } else {
             self.counters.dropped_other += 1;
@@ -235,15 +252,21 @@ impl<S: HintStore> HintQueue<S> {
         Ok(())
     }
 
-    fn forget(&mut self, target: &str, sequence: u64, bytes: u64) -> Result<(), S::Error> {
-        self.store.remove(target, sequence)?;
+    /// Deletes a hint; returns whether it was still there. A hint read by
+    /// two tasks (replay and a decommission's hand-over) is deleted and
+    /// counted once, so `pending` stays exact and its target stays listed
+    /// while it has hints.
+    fn forget(&mut self, target: &str, sequence: u64, bytes: u64) -> Result<bool, S::Error> {
+        if !self.store.remove(target, sequence)? {
+            return Ok(false);
+        }
         if let Some(pending) = self.pending.get_mut(target) {
             *pending = pending.saturating_sub(bytes);
             if *pending == 0 {
                 self.pending.remove(target);
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Targets with hints, and their bytes.
@@ -296,9 +319,12 @@ mod tests {
                 .map(|((_, s), h)| (*s, h.clone()))
                 .collect())
         }
-        fn remove(&self, target: &str, sequence: u64) -> Result<(), Infallible> {
-            self.hints.borrow_mut().remove(&(target.into(), sequence));
-            Ok(())
+        fn remove(&self, target: &str, sequence: u64) -> Result<bool, Infallible> {
+            Ok(self
+                .hints
+                .borrow_mut()
+                .remove(&(target.into(), sequence))
+                .is_some())
         }
         fn targets(&self) -> Result<Vec<(String, u64)>, Infallible> {
             let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
@@ -386,6 +412,59 @@ mod tests {
             (counters.expired, counters.dropped_window, counters.written),
             (1, 1, 2)
         );
+    }
+
+    /// A batch of expired hints is not the end: a decommission's hand-over
+    /// or a redirection that stopped at it would leave the live hints
+    /// behind it.
+    #[test]
+    fn due_reads_past_a_batch_of_expired_hints() {
+        let memory = Memory::default();
+        let mut queue = HintQueue::open(&memory, limits(1 << 20)).unwrap();
+        let hour = HOUR.as_micros() as i64;
+        for i in 0..5 {
+            queue
+                .store("n3", &record(&format!("old{i}"), 0), Duration::ZERO)
+                .unwrap()
+                .unwrap();
+        }
+        queue
+            .store("n3", &record("live", hour), Duration::ZERO)
+            .unwrap()
+            .unwrap();
+        let due = queue.due("n3", None, 2, hour + 1).unwrap();
+        assert_eq!(
+            due.iter().map(|d| d.record.key.clone()).collect::<Vec<_>>(),
+            [b"live"]
+        );
+        assert_eq!(queue.counters().expired, 5);
+        queue.delivered("n3", &due[0]).unwrap();
+        assert!(queue.due("n3", None, 2, hour + 1).unwrap().is_empty());
+        assert!(queue.pending().is_empty());
+    }
+
+    /// Replay and a hand-over can read the same hint; the second to finish
+    /// must not count it again, or `pending` would drop a target that
+    /// still has hints.
+    #[test]
+    fn a_hint_dealt_with_twice_is_counted_once() {
+        let memory = Memory::default();
+        let mut queue = HintQueue::open(&memory, limits(1 << 20)).unwrap();
+        for key in ["a", "b"] {
+            queue
+                .store("n3", &record(key, 0), Duration::ZERO)
+                .unwrap()
+                .unwrap();
+        }
+        let first = queue.due("n3", None, 1, 10).unwrap().remove(0);
+        queue.delivered("n3", &first).unwrap();
+        queue.handed_over("n3", &first).unwrap();
+        assert_eq!(
+            (queue.counters().delivered, queue.counters().handed_over),
+            (1, 0)
+        );
+        assert!(queue.pending().contains_key("n3"), "b is still queued");
+        assert_eq!(queue.due("n3", None, 10, 10).unwrap().len(), 1);
     }
 
     #[test]

@@ -280,14 +280,9 @@ async fn expire(coordinator: &Arc<Coordinator>, target: &NodeId) -> Result<(), S
     let name = target.as_str().to_owned();
     let expired = with_queue(coordinator, move |queue| {
         let before = queue.counters().expired;
-        // Hints are in write order: the expired ones come first. Each
-        // empty batch deleted what it read; stop at the first live hint.
-        for _ in 0..10_000 {
-            let live = queue.due(&name, None, REPLAY_BATCH, now_micros())?;
-            if !live.is_empty() || !queue.pending().contains_key(&name) {
-                break;
-            }
-        }
+        // Hints are in write order: the expired ones come first, and `due`
+        // deletes them on its way to the first live hint.
+        queue.due(&name, None, 1, now_micros())?;
         Ok(queue.counters().expired - before)
     })
     .await?;

@@ -379,7 +379,8 @@ fn hints_are_kept_per_target_in_order_across_reopens() {
         .map(|(_, h)| h)
         .collect();
     assert_eq!(hints, [b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
-    storage.delete_hint(&n1, second).unwrap();
+    assert!(storage.delete_hint(&n1, second).unwrap());
+    assert!(!storage.delete_hint(&n1, second).unwrap());
     assert_eq!(storage.hints(&n1).unwrap().len(), 2);
     let other: Vec<Vec<u8>> = storage
         .hints(&n2)

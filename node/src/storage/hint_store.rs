@@ -24,11 +24,16 @@ impl Storage {
         self.hints_after(target, None, usize::MAX)
     }
 
-    /// Deletes a delivered hint.
-    pub fn delete_hint(&self, target: &NodeId, sequence: u64) -> Result<(), StorageError> {
+    /// Deletes a delivered hint; returns whether it was there.
+    pub fn delete_hint(&self, target: &NodeId, sequence: u64) -> Result<bool, StorageError> {
+        let key = hint_key(target, Some(sequence));
+        if self.db.get_pinned_cf(self.cf(HINTS), &key)?.is_none() {
+            return Ok(false);
+        }
         let mut batch = WriteBatch::default();
-        batch.delete_cf(self.cf(HINTS), hint_key(target, Some(sequence)));
-        self.commit(batch)
+        batch.delete_cf(self.cf(HINTS), key);
+        self.commit(batch)?;
+        Ok(true)
     }
 
     /// Up to `limit` hints for `target` after sequence `after`, oldest first.
@@ -95,7 +100,7 @@ impl HintStore for Storage {
         self.hints_after(&NodeId::new(target), after, limit)
     }
 
-    fn remove(&self, target: &str, sequence: u64) -> Result<(), StorageError> {
+    fn remove(&self, target: &str, sequence: u64) -> Result<bool, StorageError> {
         self.delete_hint(&NodeId::new(target), sequence)
     }
 
