@@ -15,8 +15,11 @@
 //! (`DvvSet::sync`). Rows move at `antientropy.max_mib_per_sec`.
 //!
 //! **Tombstones** are purged at the end of a range's round in which every
-//! other replica was compared with and repaired: each then holds the
-//! tombstone or something that supersedes it. A repair of one table
+//! other replica was compared with and repaired, and nothing came here from
+//! them: each then holds the tombstone or something that supersedes it (a
+//! tombstone fetched from the last replica compared could still be missing
+//! on the first; the next round purges it). No purge while a topology
+//! change is under way: a pending replica is not compared. A repair of one table
 //! reconciles only that table's rows, so it purges only that table's
 //! tombstones. Only rows that are nothing
 //! but tombstones older than `antientropy.tombstone_grace_secs` go, and a
@@ -207,6 +210,9 @@ pub(crate) async fn repair(
             continue;
         }
         let mut complete = true;
+        // Rows the exchanges changed here: a row that came from a later
+        // replica may be missing on one compared before it.
+        let mut changed_here = 0;
         for peer in replicas.iter().filter(|r| **r != coordinator.me) {
             if Instant::now() >= deadline {
                 summary.ranges_failed.push((
@@ -239,13 +245,21 @@ pub(crate) async fn repair(
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            if let Err(error) = outcome {
-                debug!(%range, %peer, %error, "range exchange failed");
-                summary.ranges_failed.push((range, peer.clone(), error));
-                complete = false;
+            match outcome {
+                Ok(changed) => changed_here += changed,
+                Err(error) => {
+                    debug!(%range, %peer, %error, "range exchange failed");
+                    summary.ranges_failed.push((range, peer.clone(), error));
+                    complete = false;
+                }
             }
         }
-        if complete {
+        // Purge only after a round that reconciled every replica and
+        // changed nothing here, and not while a topology change is under
+        // way (a pending replica, not compared, may have streamed a row
+        // the tombstone supersedes).
+        let settled = coordinator.membership.view().future.is_none();
+        if complete && changed_here == 0 && settled {
             let storage = coordinator.storage.clone();
             let before = purge_cutoff(&coordinator.antientropy);
             let purged = tokio::task::spawn_blocking(move || {
@@ -293,12 +307,12 @@ async fn exchange(
     table: Option<TableId>,
     throttle: &mut Throttle,
     summary: &mut RepairSummary,
-) -> Result<(), String> {
+) -> Result<u64, String> {
     let tree = local_tree(coordinator, trees, range).map_err(|e| e.to_string())?;
     let (mut exchange, mut step) = Exchange::start();
     let leaves = loop {
         match step {
-            Step::Same => return Ok(()),
+            Step::Same => return Ok(0),
             Step::Items { leaves } => break leaves,
             Step::Hashes { level, nodes } => {
                 let request = PeerRequest::TreeHashes {
@@ -356,6 +370,7 @@ async fn exchange(
     .0;
     let diff = diff_items(&mine, &theirs);
     let before = purge_cutoff(&coordinator.antientropy);
+    let mut changed_here = 0;
     for group in key_groups(&diff.fetch) {
         let mut keys = group;
         while !keys.is_empty() {
@@ -383,6 +398,7 @@ async fn exchange(
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
+            changed_here += stored.changed;
             throttle.moved(stored.bytes).await;
         }
     }
@@ -413,7 +429,7 @@ async fn exchange(
         }
     }
     summary.keys_repaired += diff.keys() as u64;
-    Ok(())
+    Ok(changed_here)
 }
 
 /// Purges the rows of `range` (only `table`'s when given: only they were

@@ -35,6 +35,9 @@ pub struct Streamed {
     pub rows: u64,
     /// Bytes of encoded rows.
     pub bytes: u64,
+    /// Rows that changed what this node held (repair purges only after a
+    /// round that changed nothing here).
+    pub changed: u64,
 }
 
 impl Streamed {
@@ -42,6 +45,7 @@ impl Streamed {
     pub fn add(&mut self, other: Streamed) {
         self.rows += other.rows;
         self.bytes += other.bytes;
+        self.changed += other.changed;
     }
 }
 
@@ -109,6 +113,7 @@ pub(crate) fn store(
             .map_err(|e| RequestError::invalid(format!("malformed streamed key: {e}")))?;
         let versions = decode_versions(&row.versions.0)
             .map_err(|e| RequestError::invalid(format!("malformed streamed row: {e}")))?;
+        let mut changed = false;
         storage
             .update(&key, |current| {
                 let purged = purged_before.is_some_and(|before| {
@@ -117,7 +122,9 @@ pub(crate) fn store(
                 if purged {
                     current.clone()
                 } else {
-                    current.sync(&versions)
+                    let next = current.sync(&versions);
+                    changed = next != *current;
+                    next
                 }
             })
             .map_err(|e| RequestError::Server {
@@ -126,6 +133,7 @@ pub(crate) fn store(
             })?;
         streamed.rows += 1;
         streamed.bytes += (row.key.len() + row.versions.0.len()) as u64;
+        streamed.changed += u64::from(changed);
     }
     Ok(streamed)
 }
