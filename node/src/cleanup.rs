@@ -10,8 +10,10 @@
 //!
 //! So a node cleans up by itself, once a change it saw take ranges away from
 //! it has completed: [`needs_cleanup`] compares the ranges it replicates in
-//! the settled ring with every range it replicated in the rings this process
-//! has seen since its last cleanup (after a restart, what moved while it was
+//! the settled ring with every range it replicated (or was to replicate in
+//! a change's future ring: a change abandoned after streaming rows here
+//! leaves them behind) in the rings this process has seen since its last
+//! cleanup (after a restart, what moved while it was
 //! down is seen only if its first ring is the old one; `ringdb cleanup`
 //! cleans whatever is left). `ringdb cleanup` runs the same thing on demand.
 //!
@@ -20,7 +22,11 @@
 //! the current ring, and its rows must not be deleted as they arrive. The
 //! view is checked again between batches of rows, and cleanup stops if a
 //! change has begun (a leaving node waits two gossip rounds after it
-//! announces itself before it streams, which covers that check).
+//! announces itself before it streams, which covers that check). And since
+//! this node's view can lag, rows that arrive for a range it does not
+//! replicate in its view ([`Arrivals`]: a removenode's `FetchRange`, a
+//! stream, a write to a pending replica) stop cleanup before it deletes
+//! another row: it checks under each row's lock.
 //!
 //! Rows are deleted one at a time under their row lock ([`Storage::delete_range`]),
 //! which keeps the Merkle trees exact and remembers the dots this node
@@ -30,10 +36,11 @@
 //! [`Storage::delete_range`]: crate::storage::Storage::delete_range
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ringdb_gossip::Status;
 use ringdb_proto::RequestError;
-use ringdb_ring::{NodeId, Replication, TokenRange};
+use ringdb_ring::{NodeId, Replication, Token, TokenRange};
 use tracing::info;
 
 use crate::coordinator::Coordinator;
@@ -46,6 +53,40 @@ pub(crate) struct Cleaned {
     pub ranges: u64,
     /// Rows deleted.
     pub rows: u64,
+}
+
+/// Rows arriving for ranges this node does not replicate in its view,
+/// while a cleanup runs: the ranges are coming (back) to this node, by a
+/// change its view has not caught up with (a removenode's `FetchRange`, a
+/// decommission's stream, a coordinator's write to a pending replica).
+/// Cleanup checks under each row's lock, before deleting it, that none
+/// came since it began, and stops if one did.
+#[derive(Debug, Default)]
+pub(crate) struct Arrivals {
+    cleaning: AtomicBool,
+    count: AtomicU64,
+}
+
+impl Arrivals {
+    /// Notes rows of `tokens` arriving here (checked only while a cleanup
+    /// runs: the check looks the tokens up in the ring).
+    pub(crate) fn note(&self, c: &Coordinator, tokens: impl IntoIterator<Item = Token>) {
+        if !self.cleaning.load(Ordering::SeqCst) {
+            return;
+        }
+        let view = c.membership.view();
+        let foreign = tokens
+            .into_iter()
+            .any(|token| !view.ring.replicas(token, &c.replication).contains(&c.me));
+        if foreign {
+            self.incoming();
+        }
+    }
+
+    /// Notes that ranges are coming to this node.
+    pub(crate) fn incoming(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// Why this node cannot clean up now, if it cannot.
@@ -101,15 +142,21 @@ pub(crate) async fn cleanup(c: &Arc<Coordinator>) -> Result<Cleaned, RequestErro
     let ranges = foreign_ranges(&c.me, &view, &c.replication);
     let (storage, membership, me) = (c.storage.clone(), c.membership.clone(), c.me.clone());
     let ring = view.ring.clone();
+    let coordinator = c.clone();
+    c.arrivals.cleaning.store(true, Ordering::SeqCst);
+    let arrived = c.arrivals.count.load(Ordering::SeqCst);
     let cleaned = tokio::task::spawn_blocking(move || {
         let mut cleaned = Cleaned::default();
-        // Stop as soon as the ring changes or a change begins.
+        // Stop as soon as the ring changes or a change begins (checked per
+        // batch of rows), or rows arrive for a range this node gave up
+        // (checked per row, under its lock).
         let unchanged = || {
             let now = membership.view();
             now.ring == ring && refusal(&me, &now).is_none()
         };
+        let quiet = || coordinator.arrivals.count.load(Ordering::SeqCst) == arrived;
         for range in ranges {
-            let (rows, complete) = storage.delete_range_while(range, unchanged)?;
+            let (rows, complete) = storage.delete_range_while(range, unchanged, quiet)?;
             cleaned.rows += rows;
             if !complete {
                 return Ok::<_, crate::storage::StorageError>((cleaned, false));
@@ -118,10 +165,11 @@ pub(crate) async fn cleanup(c: &Arc<Coordinator>) -> Result<Cleaned, RequestErro
         }
         Ok((cleaned, true))
     })
-    .await
-    .map_err(|e| c.server_error(e.to_string()))?
-    .map_err(|e| c.server_error(e.to_string()))?;
-    let (cleaned, complete) = cleaned;
+    .await;
+    c.arrivals.cleaning.store(false, Ordering::SeqCst);
+    let (cleaned, complete) = cleaned
+        .map_err(|e| c.server_error(e.to_string()))?
+        .map_err(|e| c.server_error(e.to_string()))?;
     c.cleaned
         .fetch_add(cleaned.rows, std::sync::atomic::Ordering::Relaxed);
     if !complete {

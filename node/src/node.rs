@@ -192,6 +192,7 @@ impl Node {
             hints,
             repairs: Mutex::new(RepairSummary::default()),
             cleaned: Default::default(),
+            arrivals: Default::default(),
             background,
         });
 

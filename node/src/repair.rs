@@ -475,8 +475,18 @@ pub(crate) async fn maintain_trees(coordinator: Arc<Coordinator>, cancel: Cancel
     // Every view is looked at, not only settled ones, so that a change
     // that follows another before the ring settles is not missed.
     let mut held: Vec<TokenRange> = Vec::new();
+    // The ranges of a change's future ring count too: a change that
+    // streamed rows here and was then abandoned leaves them to clean up.
     let note = |held: &mut Vec<TokenRange>| {
-        for range in wanted_ranges(&coordinator) {
+        let view = coordinator.membership.view();
+        let future = view
+            .future
+            .as_ref()
+            .map(|future| future.ranges_of(&coordinator.me, &coordinator.replication));
+        for range in wanted_ranges(&coordinator)
+            .into_iter()
+            .chain(future.into_iter().flatten())
+        {
             if !held.contains(&range) {
                 held.push(range);
             }

@@ -95,6 +95,9 @@ pub(crate) struct Coordinator {
     pub(crate) repairs: Mutex<RepairSummary>,
     /// Rows cleanup deleted since the node started.
     pub(crate) cleaned: AtomicU64,
+    /// What a running cleanup must know of rows arriving for ranges this
+    /// node does not replicate in its view (see `cleanup.rs`).
+    pub(crate) arrivals: cleanup::Arrivals,
     pub(crate) background: mpsc::Sender<BackgroundJob>,
 }
 
@@ -257,6 +260,7 @@ impl Coordinator {
                 let incoming = decode_versions(&versions.0)
                     .map_err(|e| RequestError::invalid(format!("malformed versioned row: {e}")))?;
                 let key = RowKey::new(row.table, row.partition, row.clustering);
+                self.arrivals.note(self.as_ref(), [key.token]);
                 self.blocking(move |storage| storage.merge(&key, &incoming))
                     .await?;
                 Ok(PeerReply::Applied)
@@ -287,6 +291,9 @@ impl Coordinator {
                 Ok(PeerReply::Rows { rows, more })
             }
             PeerRequest::StoreRows { rows } => {
+                let tokens = rows.iter().filter_map(|row| RowKey::decode(&row.key).ok());
+                self.arrivals
+                    .note(self.as_ref(), tokens.map(|key| key.token));
                 let storage = self.storage.clone();
                 let purged_before = repair::purge_cutoff(&self.antientropy);
                 tokio::task::spawn_blocking(move || {
@@ -366,6 +373,7 @@ impl Coordinator {
                 Ok(PeerReply::Rows { rows, more })
             }
             PeerRequest::FetchRange { range, source } => {
+                self.arrivals.incoming();
                 let mut throttle = streaming::Throttle::new(self.streaming.bytes_per_sec());
                 let streamed = streaming::fetch(
                     &self.peers,

@@ -402,15 +402,17 @@ impl Storage {
     /// rows it deleted. Not synced: a delete lost to a machine crash only
     /// leaves a row to clean up again.
     pub fn delete_range(&self, range: TokenRange) -> Result<u64, StorageError> {
-        Ok(self.delete_range_while(range, || true)?.0)
+        Ok(self.delete_range_while(range, || true, || true)?.0)
     }
 
     /// [`Storage::delete_range`], asking `keep_going` before each batch of
-    /// rows; returns the rows deleted and whether the range is done.
+    /// rows and `still` under each row's lock, before deleting it; returns
+    /// the rows deleted and whether the range is done.
     pub fn delete_range_while(
         &self,
         range: TokenRange,
         mut keep_going: impl FnMut() -> bool,
+        still: impl Fn() -> bool,
     ) -> Result<(u64, bool), StorageError> {
         let mut deleted = 0;
         let mut after = None;
@@ -428,16 +430,24 @@ impl Storage {
             }
             for key in keys {
                 let key = RowKey::decode(&key)?;
-                let (_, _, ()) = self.modify(&key, false, |current, _| {
-                    deleted += u64::from(!current.is_empty());
+                let (_, _, stopped) = self.modify(&key, false, |current, _| {
+                    let stopped = !still();
+                    deleted += u64::from(!stopped && !current.is_empty());
                     Ok(Change {
-                        next: StoredRow::new(),
+                        next: if stopped {
+                            current.clone()
+                        } else {
+                            StoredRow::new()
+                        },
                         limits: RowLimits::NONE,
                         issued: None,
                         purged: false,
-                        out: (),
+                        out: stopped,
                     })
                 })?;
+                if stopped {
+                    return Ok((deleted, false));
+                }
             }
             after = Some(last);
         }
