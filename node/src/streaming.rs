@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringdb_proto::{PeerReply, PeerRequest, RequestError, StreamedRow, VersionedRow};
-use ringdb_ring::{NodeId, TokenRange};
+use ringdb_ring::{NodeId, Token, TokenRange};
 use tokio::time::Instant;
 use tracing::info;
 
@@ -111,6 +111,14 @@ pub(crate) fn store(
     for row in rows {
         let key = RowKey::decode(&row.key)
             .map_err(|e| RequestError::invalid(format!("malformed streamed key: {e}")))?;
+        // The token leads the key and places the row in its range and tree:
+        // it must be the partition's, or reads would never find the row.
+        if key.token != Token::of(key.partition.as_bytes()) {
+            return Err(RequestError::invalid(format!(
+                "streamed key of token {} is not its partition's",
+                key.token
+            )));
+        }
         let versions = decode_versions(&row.versions.0)
             .map_err(|e| RequestError::invalid(format!("malformed streamed row: {e}")))?;
         let mut changed = false;
@@ -166,6 +174,9 @@ pub(crate) async fn fetch(
             Ok(other) => return Err(format!("{source}: unexpected answer {other:?}")),
             Err(error) => return Err(format!("{source}: {error}")),
         };
+        if more && rows.is_empty() {
+            return Err(format!("{source} sent an empty page with more to come"));
+        }
         let local = storage.clone();
         let page_rows = rows.clone();
         let stored = tokio::task::spawn_blocking(move || store(&local, &page_rows, None))
@@ -264,4 +275,35 @@ pub(crate) fn report(what: &str, done: usize, total: usize, streamed: Streamed, 
         mib_per_sec = format!("{:.2}", streamed.bytes as f64 / (1 << 20) as f64 / secs),
         "{what}"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use ringdb_proto::{ClusteringKey, PartitionKey, TableId};
+
+    use super::*;
+    use crate::storage::{StorageConfig, StoredRow, encode_row};
+
+    /// A streamed key carries its token in front; a peer's key whose token
+    /// is not its partition's would be stored where no read looks.
+    #[test]
+    fn a_streamed_key_with_a_foreign_token_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path(), &StorageConfig::default()).unwrap();
+        let partition = PartitionKey::new(b"x".to_vec()).unwrap();
+        let honest = RowKey::new(TableId(1), partition, ClusteringKey::empty());
+        let forged = RowKey {
+            token: Token(honest.token.0.wrapping_add(1)),
+            ..honest.clone()
+        };
+        let versions = VersionedRow(encode_row(&StoredRow::new()));
+        let row = |key: &RowKey| StreamedRow {
+            key: key.encode(),
+            versions: versions.clone(),
+        };
+        assert!(store(&storage, &[row(&honest)], None).is_ok());
+        let error = store(&storage, &[row(&forged)], None).unwrap_err();
+        assert!(error.to_string().contains("not its partition's"), "{error}");
+        assert!(storage.get(&forged).unwrap().is_none());
+    }
 }

@@ -106,7 +106,7 @@ impl<V> Entry<V> {
         self.extra.dedup();
         let mut kept = Vec::with_capacity(self.extra.len());
         for c in std::mem::take(&mut self.extra) {
-            if c == self.counter + 1 {
+            if self.counter.checked_add(1) == Some(c) {
                 self.counter = c;
             } else if c > self.counter {
                 kept.push(c);
@@ -343,10 +343,12 @@ impl<V: Clone> DvvSet<V> {
         }
         for entry in &self.entries {
             let cloud_ok = entry.extra.windows(2).all(|w| w[0] < w[1])
-                && entry
-                    .extra
-                    .first()
-                    .is_none_or(|&first| Some(first) > entry.counter.checked_add(1));
+                && entry.extra.first().is_none_or(|&first| {
+                    entry
+                        .counter
+                        .checked_add(1)
+                        .is_some_and(|next| first > next)
+                });
             if !cloud_ok || (entry.counter == 0 && entry.extra.is_empty()) {
                 return Err(InvalidDvvSet::BadHistory);
             }
