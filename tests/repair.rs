@@ -40,17 +40,31 @@ async fn wait_holds(cluster: &Cluster, n: usize, keys: &[String], within: Durati
     .await;
 }
 
+/// Writes every key at `level`. A write refused as unavailable wrote
+/// nothing, so it is tried again until the deadline: just after a restart
+/// the coordinator's failure detector can lag its connections by a moment.
 async fn write_all(client: &Client, keys: &[String], level: ConsistencyLevel) {
     for key in keys {
-        client
-            .put(
-                &row(key),
-                columns(&format!("v-{key}")),
-                Context::empty(),
-                level,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("write {key} at {level}: {e}"));
+        let give_up = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let written = client
+                .put(
+                    &row(key),
+                    columns(&format!("v-{key}")),
+                    Context::empty(),
+                    level,
+                )
+                .await;
+            match written {
+                Ok(_) => break,
+                Err(ClientError::Request(RequestError::Unavailable { .. }))
+                    if tokio::time::Instant::now() < give_up =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("write {key} at {level}: {e}"),
+            }
+        }
     }
 }
 
