@@ -71,9 +71,8 @@ async fn a_write_after_a_purge_on_one_node_is_not_dropped_as_already_seen() {
         .delete(&row("x"), Context::empty(), All)
         .await
         .unwrap();
-    tokio::time::sleep(PAST_THE_GRACE).await;
-    // Only node1 repairs, so only node1 purges; node2 and node3 keep the
-    // tombstone.
+    // Only node1 repairs, so only node1 purges (once the grace has passed);
+    // node2 and node3 keep the tombstone.
     repair_until_purged(&node1, None).await;
     let written = node1
         .put(&row("x"), columns("again"), Context::empty(), All)

@@ -239,15 +239,20 @@ async fn replay(
     Ok(())
 }
 
+/// The oldest batch of `target`'s hints still due; empty once it has none.
+async fn oldest_due(coordinator: &Arc<Coordinator>, target: &NodeId) -> Result<Vec<Due>, String> {
+    let name = target.as_str().to_owned();
+    with_queue(coordinator, move |queue| {
+        queue.due(&name, None, REPLAY_BATCH, now_micros())
+    })
+    .await
+}
+
 /// Sends the hints of a target that left the ring to the rows' replicas now.
 async fn redirect(coordinator: &Arc<Coordinator>, target: &NodeId) -> Result<(), String> {
     let mut moved = 0u64;
     loop {
-        let name = target.as_str().to_owned();
-        let batch = with_queue(coordinator, move |queue| {
-            queue.due(&name, None, REPLAY_BATCH, now_micros())
-        })
-        .await?;
+        let batch = oldest_due(coordinator, target).await?;
         if batch.is_empty() {
             break;
         }
@@ -316,11 +321,7 @@ pub(crate) async fn hand_over(
     let mut handed = 0u64;
     for target in coordinator.hints.targets() {
         loop {
-            let name = target.as_str().to_owned();
-            let batch = with_queue(coordinator, move |queue| {
-                queue.due(&name, None, REPLAY_BATCH, now_micros())
-            })
-            .await?;
+            let batch = oldest_due(coordinator, &target).await?;
             if batch.is_empty() {
                 break;
             }
