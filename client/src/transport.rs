@@ -207,11 +207,17 @@ where
             }
         })?;
         let (slot, answer) = oneshot::channel();
-        self.pending
-            .slots
-            .lock()
-            .expect("pending slots")
-            .insert(id, slot);
+        {
+            // Checked under the lock that `close` clears the slots under, so
+            // a slot is never added after the clearing, to wait for nothing.
+            let mut slots = self.pending.slots.lock().expect("pending slots");
+            if self.pending.closed.load(Ordering::Acquire) {
+                return Err(CallError::NotSent {
+                    reason: self.close_reason(),
+                });
+            }
+            slots.insert(id, slot);
+        }
         let pending = PendingReply {
             id,
             answer,
@@ -230,6 +236,16 @@ where
                 reason: self.close_reason(),
             }),
         }
+    }
+}
+
+impl<Req, Resp> Drop for Multiplexed<Req, Resp> {
+    fn drop(&mut self) {
+        // Dropping the tasks stops the readers, which would otherwise fail
+        // the calls still waiting when the connection ends: fail them now,
+        // or each would wait its whole timeout for an answer that cannot
+        // come.
+        self.pending.close("the connection was closed on this side");
     }
 }
 

@@ -1,12 +1,16 @@
 //! Mutual TLS over real QUIC endpoints on loopback (ports chosen by the OS):
 //! nodes of one CA talk and learn each other's ids from their certificates;
 //! a node with another CA's certificate can neither connect nor be connected to.
+//! And the multiplexed connection over them: a request waiting on a
+//! connection that goes away fails then, not at its timeout.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use ringdb_client::transport::CallError;
 use ringdb_node::tls::{ClusterCa, NodeCertificate, TlsError, peer_node_id};
-use ringdb_proto::{MAX_FRAME_BYTES, decode_frame, encode_frame};
+use ringdb_node::transport::PeerConnection;
+use ringdb_proto::{MAX_FRAME_BYTES, PeerRequest, decode_frame, encode_frame};
 use ringdb_ring::NodeId;
 use tokio::time::timeout;
 
@@ -207,4 +211,44 @@ fn node_ids_that_are_not_dns_names_are_refused() {
         error.to_string(),
         "node id \"bad name!\" is not a valid DNS name (letters, digits, '-' and '.')"
     );
+}
+
+/// Found in CI: when a peer's connection is lost, its connection task drops
+/// the multiplexed connection, which stopped its readers before they could
+/// fail the requests still waiting; a repair then waited its whole step
+/// timeout (30 s) on a dead node instead of moving on.
+#[tokio::test]
+async fn a_request_waiting_on_a_dropped_connection_fails_at_once() {
+    let ca = ClusterCa::generate("test").unwrap();
+    let (n1, n2) = (
+        ca.issue(&NodeId::new("n1")).unwrap(),
+        ca.issue(&NodeId::new("n2")).unwrap(),
+    );
+    // A peer that accepts the connection and never answers.
+    let (endpoint, address) = server(&n1);
+    let silent = tokio::spawn(async move {
+        let incoming = endpoint.accept().await.expect("a connection");
+        let connection = incoming.await.expect("handshake");
+        connection.closed().await;
+    });
+    let dialer = client();
+    let connecting = dialer
+        .connect_with(n2.client_config().unwrap(), address, "n1")
+        .unwrap();
+    let connection = timeout(DEADLINE, connecting).await.unwrap().unwrap();
+    let multiplexed = PeerConnection::open(connection, MAX_FRAME_BYTES)
+        .await
+        .unwrap();
+    let waiting = multiplexed
+        .send(PeerRequest::ReadRows { keys: Vec::new() }, DEADLINE)
+        .unwrap();
+    drop(multiplexed);
+    let started = Instant::now();
+    let outcome = waiting.wait(DEADLINE).await;
+    assert!(
+        matches!(outcome, Err(CallError::ConnectionLost { .. })),
+        "{outcome:?}"
+    );
+    assert!(started.elapsed() < DEADLINE / 2, "{:?}", started.elapsed());
+    silent.abort();
 }
