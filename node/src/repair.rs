@@ -197,12 +197,15 @@ pub(crate) async fn repair(
         ranges
     };
     let view = coordinator.membership.view();
-    let mut throttle = Throttle::new(bytes_per_sec);
-    let mut summary = RepairSummary::default();
+    let mut round = Round {
+        summary: RepairSummary::default(),
+        throttle: Throttle::new(bytes_per_sec),
+        deadline,
+    };
     for range in ranges {
         let replicas = view.ring.replicas(range.end, &coordinator.replication);
         if trees.tree(range).is_none() || !replicas.contains(&coordinator.me) {
-            summary.ranges_failed.push((
+            round.summary.ranges_failed.push((
                 range,
                 coordinator.me.clone(),
                 "this node keeps no tree for the range (not a replica of it)".into(),
@@ -215,7 +218,7 @@ pub(crate) async fn repair(
         let mut changed_here = 0;
         for peer in replicas.iter().filter(|r| **r != coordinator.me) {
             if Instant::now() >= deadline {
-                summary.ranges_failed.push((
+                round.summary.ranges_failed.push((
                     range,
                     peer.clone(),
                     "the repair ran out of time".into(),
@@ -223,22 +226,13 @@ pub(crate) async fn repair(
                 complete = false;
                 continue;
             }
-            summary.ranges_compared += 1;
+            round.summary.ranges_compared += 1;
             let mut outcome = Err("down".to_string());
             // A replica that has just started builds its trees first (a
             // scan of its data): wait for it rather than give up.
             let give_up = Instant::now() + TREES_WAIT;
             while coordinator.is_up(peer) {
-                outcome = exchange(
-                    coordinator,
-                    &trees,
-                    range,
-                    peer,
-                    table,
-                    &mut throttle,
-                    &mut summary,
-                )
-                .await;
+                outcome = exchange(coordinator, &trees, range, peer, table, &mut round).await;
                 let building = matches!(&outcome, Err(e) if e.contains(STILL_BUILDING));
                 if !building || Instant::now() >= give_up.min(deadline) {
                     break;
@@ -249,7 +243,10 @@ pub(crate) async fn repair(
                 Ok(changed) => changed_here += changed,
                 Err(error) => {
                     debug!(%range, %peer, %error, "range exchange failed");
-                    summary.ranges_failed.push((range, peer.clone(), error));
+                    round
+                        .summary
+                        .ranges_failed
+                        .push((range, peer.clone(), error));
                     complete = false;
                 }
             }
@@ -268,27 +265,38 @@ pub(crate) async fn repair(
             .await
             .map_err(|e| coordinator.server_error(e.to_string()))?
             .map_err(|e| coordinator.server_error(e.to_string()))?;
-            summary.tombstones_purged += purged;
+            round.summary.tombstones_purged += purged;
         }
     }
     let mut totals = coordinator.repairs.lock().expect("repairs");
-    totals.add(summary.clone());
+    totals.add(round.summary.clone());
     let excess = totals.ranges_differing.len().saturating_sub(KEPT_ENTRIES);
     totals.ranges_differing.drain(..excess);
     let excess = totals.ranges_failed.len().saturating_sub(KEPT_ENTRIES);
     totals.ranges_failed.drain(..excess);
-    Ok(summary)
+    Ok(round.summary)
 }
 
-/// Sends one exchange message and counts its bytes both ways.
+/// One repair round's progress: what it found, its pace, and when it must
+/// have answered.
+struct Round {
+    summary: RepairSummary,
+    throttle: Throttle,
+    deadline: Instant,
+}
+
+/// Sends one exchange message and counts its bytes both ways; waits no
+/// longer than a step may take, nor past the round's deadline (its caller
+/// stops waiting then).
 async fn ask(
     coordinator: &Coordinator,
     peer: &NodeId,
     request: PeerRequest,
-    summary: &mut RepairSummary,
+    round: &mut Round,
 ) -> Result<PeerReply, String> {
+    let summary = &mut round.summary;
     summary.bytes_sent += encoded_len(&request);
-    let deadline = Instant::now() + STEP_TIMEOUT;
+    let deadline = (Instant::now() + STEP_TIMEOUT).min(round.deadline);
     let call = coordinator
         .peers
         .send(peer, request, deadline)
@@ -305,8 +313,7 @@ async fn exchange(
     range: TokenRange,
     peer: &NodeId,
     table: Option<TableId>,
-    throttle: &mut Throttle,
-    summary: &mut RepairSummary,
+    round: &mut Round,
 ) -> Result<u64, String> {
     let tree = local_tree(coordinator, trees, range).map_err(|e| e.to_string())?;
     let (mut exchange, mut step) = Exchange::start();
@@ -320,7 +327,7 @@ async fn exchange(
                     level,
                     nodes,
                 };
-                let hashes = match ask(coordinator, peer, request, summary).await? {
+                let hashes = match ask(coordinator, peer, request, round).await? {
                     PeerReply::Hashes(bytes) if bytes.len() % 32 == 0 => bytes
                         .chunks_exact(32)
                         .map(|chunk| Hash::try_from(chunk).expect("32 bytes"))
@@ -333,7 +340,7 @@ async fn exchange(
             }
         }
     };
-    summary.ranges_differing.push((range, peer.clone()));
+    round.summary.ranges_differing.push((range, peer.clone()));
     // Their items, a page at a time.
     let mut theirs = Vec::new();
     let (mut remaining, mut after) = (leaves.clone(), None);
@@ -344,7 +351,7 @@ async fn exchange(
             table,
             after: after.take(),
         };
-        match ask(coordinator, peer, request, summary).await? {
+        match ask(coordinator, peer, request, round).await? {
             PeerReply::Items { items, resume } => {
                 theirs.extend(items);
                 let Some((leaf, key)) = resume else { break };
@@ -375,7 +382,7 @@ async fn exchange(
         let mut keys = group;
         while !keys.is_empty() {
             let request = PeerRequest::ReadRows { keys: keys.clone() };
-            let (rows, more) = match ask(coordinator, peer, request, summary).await? {
+            let (rows, more) = match ask(coordinator, peer, request, round).await? {
                 PeerReply::Rows { rows, more } => (rows, more),
                 other => return Err(format!("unexpected answer {other:?}")),
             };
@@ -399,7 +406,7 @@ async fn exchange(
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
             changed_here += stored.changed;
-            throttle.moved(stored.bytes).await;
+            round.throttle.moved(stored.bytes).await;
         }
     }
     for group in key_groups(&diff.send) {
@@ -418,17 +425,17 @@ async fn exchange(
                 coordinator,
                 peer,
                 PeerRequest::StoreRows { rows: batch },
-                summary,
+                round,
             )
             .await?
             {
                 PeerReply::Applied => {}
                 other => return Err(format!("unexpected answer {other:?}")),
             }
-            throttle.moved(bytes).await;
+            round.throttle.moved(bytes).await;
         }
     }
-    summary.keys_repaired += diff.keys() as u64;
+    round.summary.keys_repaired += diff.keys() as u64;
     Ok(changed_here)
 }
 
