@@ -45,26 +45,26 @@ async fn wait_holds(cluster: &Cluster, n: usize, keys: &[String], within: Durati
 /// the coordinator's failure detector can lag its connections by a moment.
 async fn write_all(client: &Client, keys: &[String], level: ConsistencyLevel) {
     for key in keys {
-        let give_up = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            let written = client
-                .put(
-                    &row(key),
-                    columns(&format!("v-{key}")),
-                    Context::empty(),
-                    level,
-                )
-                .await;
-            match written {
-                Ok(_) => break,
-                Err(ClientError::Request(RequestError::Unavailable { .. }))
-                    if tokio::time::Instant::now() < give_up =>
-                {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+        wait_until(
+            &format!("write {key} at {level} is accepted"),
+            DEADLINE,
+            || async {
+                let written = client
+                    .put(
+                        &row(key),
+                        columns(&format!("v-{key}")),
+                        Context::empty(),
+                        level,
+                    )
+                    .await;
+                match written {
+                    Ok(_) => true,
+                    Err(ClientError::Request(RequestError::Unavailable { .. })) => false,
+                    Err(e) => panic!("write {key} at {level}: {e}"),
                 }
-                Err(e) => panic!("write {key} at {level}: {e}"),
-            }
-        }
+            },
+        )
+        .await;
     }
 }
 
@@ -532,9 +532,11 @@ async fn hints_for_a_removed_node_go_to_the_new_replicas() {
     // Past the window (counted from when node3 saw them down), node3 stores
     // no more hints for node1 and node2.
     let node3 = cluster.client(3).await;
+    // The window (15 s) runs from when node3's detector marked them down,
+    // which can be seconds after their connections dropped.
     wait_until(
         "node3 no longer hints for node1 and node2",
-        DEADLINE,
+        Duration::from_secs(15) + DEADLINE,
         || {
             let (node3, probe) = (&node3, &probe);
             async move {
