@@ -110,6 +110,15 @@ impl Cluster {
         &self.configs[n - 1]
     }
 
+    /// Changes node `n`'s config file (taken at its next start).
+    pub fn configure(&mut self, n: usize, change: impl FnOnce(&mut Config)) {
+        let file = node_folder(self.dir(), n).join("node.toml");
+        let mut config = Config::load(&file).expect("config");
+        change(&mut config);
+        std::fs::write(&file, config.to_toml()).expect("write the config");
+        self.configs[n - 1] = config;
+    }
+
     /// The client address of node `n`.
     pub fn client_address(&self, n: usize) -> SocketAddr {
         self.config(n).listen_client
