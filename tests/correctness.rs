@@ -433,6 +433,7 @@ async fn a_delete_without_context_removes_what_a_read_at_its_level_returns() {
         .unwrap();
     cluster.restart(3);
     cluster.wait_connected(3, &[1, 2]).await;
+    cluster.wait_connected(1, &[3]).await;
     // node3, a replica that missed v2, coordinates the delete.
     let node3 = cluster.client(3).await;
     let deleted = node3

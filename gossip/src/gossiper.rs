@@ -220,6 +220,20 @@ impl Gossiper {
         std::mem::take(&mut self.events)
     }
 
+    /// Takes what this node knew of `node` before it restarted (kept on
+    /// disk): its status, tokens and addresses, at the generation and
+    /// versions it had then, so that the ring, removals and departures
+    /// outlive a restart and the node can dial the peers it knew. The node
+    /// is not alive until it is heard from; anything newer replaces this by
+    /// the usual rules. Ignored for this node and for nodes already known.
+    pub fn remember(&mut self, node: NodeId, state: EndpointState) {
+        if node == self.me || self.states.contains_key(&node) {
+            return;
+        }
+        self.states.insert(node.clone(), state);
+        self.events.push(Event::Changed(node));
+    }
+
     /// Sets one of this node's application states (a new version of it).
     pub fn set_state(&mut self, value: StateValue) {
         self.version += 1;
@@ -525,7 +539,9 @@ impl Gossiper {
                 }
                 Some(_) => continue,
             };
-            if restarted {
+            // A node remembered from before this node's restart has no
+            // liveness yet: its first news starts it, as for a new node.
+            if restarted || !self.liveness.contains_key(&node) {
                 let status = self.states[&node].status();
                 let liveness = Liveness {
                     window: ArrivalWindow::new(&detector),

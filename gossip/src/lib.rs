@@ -16,8 +16,12 @@
 //! ## Versions
 //!
 //! A node's state is ordered by `(generation, version)`. The generation is
-//! its process start time: a restarted node's state replaces the old one
-//! wholesale. Within a generation, each application state and the heartbeat
+//! its process start time, but never below its last life's plus one (the
+//! node keeps it on disk, so a clock that went back does not make peers
+//! ignore it): a restarted node's state replaces the old one wholesale.
+//! What a node knew of the others before it restarted comes back through
+//! [`Gossiper::remember`], so removals, departures and the ring outlive a
+//! restart of every node at once. Within a generation, each application state and the heartbeat
 //! carry a version from one counter the node increments, so "newer" is a
 //! comparison of integers and merging is idempotent, commutative and
 //! associative.

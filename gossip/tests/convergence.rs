@@ -81,6 +81,17 @@ impl Sim {
         self.stopped.remove(&id(i));
     }
 
+    /// Restarts node `i` with `generation`, remembering what its previous
+    /// life knew of the others (as a node does from its data directory).
+    fn restart_remembering(&mut self, i: usize, generation: u64) {
+        let known = self.nodes[&id(i)].states().clone();
+        self.start(i, generation, Status::Normal);
+        let gossiper = self.nodes.get_mut(&id(i)).expect("node");
+        for (node, state) in known {
+            gossiper.remember(node, state);
+        }
+    }
+
     fn stop(&mut self, i: usize) {
         self.stopped.insert(id(i));
     }
@@ -387,6 +398,59 @@ fn a_removed_node_does_not_come_back_through_stale_gossip() {
             .all(|&i| sim.nodes[&id(i)].state(&id(5)).unwrap().status() == Status::Joining)
     })
     .expect("a rejoining node is accepted as new");
+}
+
+#[test]
+fn a_restart_of_every_node_keeps_the_ring_and_the_removals_without_a_seed() {
+    let mut sim = Sim::new(5, &[1], 17);
+    sim.rounds_until(50, Sim::everyone_knows_everyone)
+        .expect("formed");
+    sim.stop(5);
+    sim.rounds_until(15, |sim| sim.running().all(|(_, g)| !g.is_alive(&id(5))))
+        .expect("node5 seen down");
+    sim.nodes.get_mut(&id(1)).unwrap().remove(&id(5)).unwrap();
+    sim.rounds_until(20, |sim| {
+        sim.running()
+            .all(|(_, g)| g.state(&id(5)).unwrap().status() == Status::Removed)
+    })
+    .expect("removal spread");
+    // Every node stops; the seed, node1, never comes back.
+    for i in 1..=4 {
+        sim.stop(i);
+    }
+    for i in 2..=5 {
+        sim.restart_remembering(i, 2);
+    }
+    for i in 2..=4 {
+        let gossiper = &sim.nodes[&id(i)];
+        for p in (2..=4).filter(|&p| p != i) {
+            assert!(
+                !gossiper.is_alive(&id(p)),
+                "node{p} alive before heard from"
+            );
+        }
+        assert_eq!(
+            gossiper.state(&id(5)).unwrap().status(),
+            Status::Removed,
+            "node{i} forgot the removal"
+        );
+    }
+    sim.rounds_until(20, |sim| {
+        [2, 3, 4].iter().all(|&i| {
+            let gossiper = &sim.nodes[&id(i)];
+            [2, 3, 4].iter().all(|&p| {
+                gossiper.is_alive(&id(p)) && gossiper.state(&id(p)).unwrap().generation == 2
+            })
+        })
+    })
+    .expect("the remembered peers found each other without the seed");
+    // node5, restarted with its old data, is told it was removed.
+    let events = sim.nodes.get_mut(&id(5)).unwrap().take_events();
+    assert!(events.contains(&Event::RemovedSelf), "{events:?}");
+    for i in 2..=4 {
+        let state = sim.nodes[&id(i)].state(&id(5)).unwrap();
+        assert_eq!(state.status(), Status::Removed, "seen by node{i}");
+    }
 }
 
 #[test]

@@ -46,7 +46,16 @@
 //! kept in its data directory. At that first start it gossips with the seeds
 //! until it knows the ring, lets it settle for two rounds, takes tokens that
 //! split the largest ranges (`Ring::join`), and announces them. A seed that
-//! is the only seed, or finds nobody, founds the cluster. A node joining a
+//! is the only seed, or finds nobody, founds the cluster (with tokens turned
+//! by a random offset, so that two clusters never share one) — unless
+//! another seed with a smaller node id is starting at the same time, which
+//! then founds it. New nodes take turns by node id: each announces its
+//! tokens, lets the ring settle, and gives way (choosing again later) when a
+//! node with a smaller id announced at once; tokens are kept only then. The
+//! first hello on every internode connection carries the cluster name and
+//! replication factor, and a node refuses a peer whose differ, naming the
+//! setting (the joining node stops at once), and a node refuses to start
+//! with a certificate that names another node. A node joining a
 //! cluster that has members (and `cluster.auto_bootstrap`, the default)
 //! announces itself *joining* and streams every range it will replicate
 //! from the replica that gives the range up (Cassandra's consistent range
@@ -62,8 +71,17 @@
 //! ring without it adds and hands the hints it holds over to their targets'
 //! replicas, then the node announces it has left; `removenode`
 //! marks a dead node removed and has each new replica of its ranges fetch
-//! them from a survivor. One topology change at a time. A node that left or
-//! was removed marks its data directory and never serves it again.
+//! them from a survivor (a node that died joining is removed with its
+//! pending ranges, and nothing to fetch). One topology change at a time. A
+//! node that left or was removed marks its data directory and never serves
+//! it again.
+//!
+//! **Restarts.** Each node keeps its generation and what it knows of every
+//! other node (status, tokens, addresses: `known_peers.rs`) in its data
+//! directory, so a restart of every node at once keeps removals and
+//! departures, and nodes whose seeds are gone find each other through the
+//! peers they knew (and log that the seed is unreachable). The generation
+//! only grows, even when the clock went back.
 //!
 //! **Cleanup.** Once a change that took ranges away from a node has
 //! completed, the node deletes its rows of those ranges (`cleanup.rs`;
@@ -97,6 +115,7 @@ mod cleanup;
 pub mod config;
 mod coordinator;
 mod hints;
+mod known_peers;
 pub mod membership;
 mod node;
 mod repair;

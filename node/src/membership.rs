@@ -32,9 +32,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::known_peers::{self, KnownPeers};
 use crate::storage::Storage;
 use crate::topology;
-use crate::transport::{PeerConnection, Peers};
+use crate::transport::{DialError, PeerConnection, Peers};
 
 /// How long one gossip exchange may take.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -96,8 +97,13 @@ impl View {
             .collect()
     }
 
-    /// Every node known, as `ringdb status` shows it.
-    pub fn statuses(&self, replication: &Replication) -> Vec<NodeStatus> {
+    /// Every node known, as `ringdb status` shows it; `clock_offset_ms`
+    /// gives how far a node's clock is from this one's, when known.
+    pub fn statuses(
+        &self,
+        replication: &Replication,
+        clock_offset_ms: impl Fn(&NodeId) -> Option<i64>,
+    ) -> Vec<NodeStatus> {
         let owns = self.ring.ownership(replication);
         self.nodes
             .iter()
@@ -112,6 +118,7 @@ impl View {
                 owns: owns.get(id).copied().unwrap_or(0.0),
                 location: node.state.location(),
                 generation: node.state.generation,
+                clock_offset_ms: clock_offset_ms(id),
             })
             .collect()
     }
@@ -251,6 +258,7 @@ pub(crate) struct GossipTask {
     storage: Arc<Storage>,
     inbox: mpsc::Receiver<GossipInput>,
     sender: mpsc::Sender<GossipInput>,
+    seeds: Arc<SeedWatch>,
     cancel: CancellationToken,
 }
 
@@ -260,6 +268,7 @@ impl GossipTask {
         membership: Arc<Membership>,
         peers: Arc<Peers>,
         storage: Arc<Storage>,
+        seeds: Arc<SeedWatch>,
         cancel: CancellationToken,
     ) -> (GossipTask, GossipHandle) {
         let (sender, inbox) = mpsc::channel(INBOX);
@@ -273,6 +282,7 @@ impl GossipTask {
             storage,
             inbox,
             sender,
+            seeds,
             cancel,
         };
         task.publish();
@@ -281,6 +291,11 @@ impl GossipTask {
 
     /// Runs until cancelled.
     pub(crate) async fn run(mut self) {
+        // What is remembered across restarts is saved by a task of its own,
+        // each change in turn, off this loop.
+        let me = self.gossiper.me().clone();
+        let (known, saved) = watch::channel(KnownPeers::from_states(&me, self.gossiper.states()));
+        let saver = tokio::spawn(save_known_peers(self.storage.clone(), saved));
         let mut tasks = JoinSet::new();
         // Connections to the peers already known (none on a first start).
         self.sync_peers(&mut tasks);
@@ -302,6 +317,7 @@ impl GossipTask {
                             self.peers.clone(),
                             self.membership.clone(),
                             self.sender.clone(),
+                            self.seeds.clone(),
                         );
                         tasks.spawn(exchange);
                     }
@@ -331,9 +347,20 @@ impl GossipTask {
                 }
                 self.publish();
                 self.sync_peers(&mut tasks);
+                let now = KnownPeers::from_states(&me, self.gossiper.states());
+                known.send_if_modified(|current| {
+                    let changed = *current != now;
+                    *current = now;
+                    changed
+                });
             }
         }
         tasks.shutdown().await;
+        // The last change is saved before the node stops.
+        drop(known);
+        if let Err(error) = saver.await {
+            warn!(%error, "the task saving the known peers failed");
+        }
     }
 
     fn handle(&mut self, input: GossipInput) {
@@ -438,6 +465,20 @@ impl GossipTask {
     }
 }
 
+/// Saves each new version of what this node knows of the others, in turn,
+/// until the gossip task drops its end.
+async fn save_known_peers(storage: Arc<Storage>, mut known: watch::Receiver<KnownPeers>) {
+    while known.changed().await.is_ok() {
+        let latest = known.borrow_and_update().clone();
+        let storage = storage.clone();
+        match tokio::task::spawn_blocking(move || known_peers::save(&storage, &latest)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => warn!(%error, "cannot save the known peers"),
+            Err(error) => warn!(%error, "the save of the known peers failed"),
+        }
+    }
+}
+
 /// The connection a gossip exchange runs on.
 enum Channel {
     /// The long-lived connection to a known peer (through the fault hook).
@@ -479,15 +520,22 @@ async fn exchange(
     peers: Arc<Peers>,
     membership: Arc<Membership>,
     gossip: mpsc::Sender<GossipInput>,
+    seeds: Arc<SeedWatch>,
 ) {
     let channel = match to {
         Peer::Node(node) => Channel::Peer(node),
         Peer::Seed(address) => match known_at(&membership, &peers, address) {
-            Some(node) => Channel::Peer(node),
+            Some(node) => {
+                seeds.reached(address);
+                Channel::Peer(node)
+            }
             None => match peers.dial_address(address).await {
-                Ok((node, connection)) => Channel::Once(node, connection),
+                Ok((node, connection)) => {
+                    seeds.reached(address);
+                    Channel::Once(node, connection)
+                }
                 Err(error) => {
-                    debug!(seed = %address, %error, "cannot reach seed");
+                    seeds.unreachable(address, &error, &membership.view());
                     return;
                 }
             },
@@ -520,6 +568,61 @@ async fn exchange(
         && let Err(error) = channel.call(&peers, &ack2).await
     {
         debug!(peer = %channel.peer(), %error, "gossip Ack2 not delivered");
+    }
+}
+
+/// Which seeds could not be reached, so that each is reported once when it
+/// becomes unreachable and once when it is back, not at every round.
+/// A seed that refuses this node (its cluster settings differ) is kept
+/// too: a node that has not joined yet stops on it rather than wait.
+#[derive(Default)]
+pub(crate) struct SeedWatch {
+    unreachable: std::sync::Mutex<std::collections::HashSet<SocketAddr>>,
+    refusal: std::sync::Mutex<Option<String>>,
+}
+
+impl SeedWatch {
+    /// Why a seed refused this node, if one did.
+    pub(crate) fn refusal(&self) -> Option<String> {
+        self.refusal.lock().expect("refusal").clone()
+    }
+
+    fn unreachable(&self, seed: SocketAddr, error: &DialError, view: &View) {
+        if let DialError::Refused(refusal) = error {
+            error!(%seed, %refusal, "the seed refuses this node: its cluster settings differ");
+            *self.refusal.lock().expect("refusal") = Some(refusal.to_string());
+            return;
+        }
+        if !self.unreachable.lock().expect("seeds").insert(seed) {
+            debug!(%seed, %error, "seed still unreachable");
+            return;
+        }
+        let departed = view.nodes.iter().find(|(_, node)| {
+            node.state.internode_address() == Some(seed) && !node.state.status().is_member()
+        });
+        let known = view
+            .nodes
+            .values()
+            .filter(|node| node.up)
+            .count()
+            .saturating_sub(1);
+        match departed {
+            Some((id, node)) => warn!(
+                %seed, %error, peers_up = known,
+                "seed unreachable: it was {id}, which is {}; remove it from cluster.seeds",
+                node.state.status()
+            ),
+            None => warn!(
+                %seed, %error, peers_up = known,
+                "seed unreachable; gossiping with the peers this node knows"
+            ),
+        }
+    }
+
+    fn reached(&self, seed: SocketAddr) {
+        if self.unreachable.lock().expect("seeds").remove(&seed) {
+            info!(%seed, "seed reachable again");
+        }
     }
 }
 

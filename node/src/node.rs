@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ringdb_gossip::{GossipConfig, Gossiper, StateValue, Status};
-use ringdb_proto::{ClientRequest, RepairSummary};
-use ringdb_ring::{NodeId, Replication, Token};
+use ringdb_proto::{ClientRequest, ClusterSettings, RepairSummary};
+use ringdb_ring::{NodeId, Replication, Ring, Token};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -15,11 +15,11 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::coordinator::{BackgroundJob, Coordinator};
 use crate::hints::{self, Hints};
-use crate::membership::{GossipTask, Membership, View};
+use crate::membership::{GossipTask, Membership, SeedWatch, View};
 use crate::storage::{Storage, StorageError};
 use crate::tls::{self, NodeCertificate, TlsError};
 use crate::transport::{self, Faults, Peers};
-use crate::{repair, topology};
+use crate::{known_peers, repair, topology};
 
 /// How long [`NodeHandle::shutdown`] waits for tasks to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -46,6 +46,22 @@ pub enum NodeError {
         path: std::path::PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+    /// The node's certificate names another node: peers would know it by
+    /// that name, not the configured one.
+    #[error(
+        "this node is configured as {configured} but its certificate ({certificate}) names \
+         {named}: peers know a node by its certificate; use the certificate issued for \
+         {configured} (`ringdb cert {configured}`)",
+        certificate = certificate.display()
+    )]
+    IdentityMismatch {
+        /// The node id in the config.
+        configured: NodeId,
+        /// The node id the certificate names.
+        named: NodeId,
+        /// The certificate file.
+        certificate: std::path::PathBuf,
     },
     /// The storage cannot be opened.
     #[error("storage: {0}")]
@@ -91,6 +107,14 @@ impl Node {
             certificate_pem: read(&config.tls.certificate)?,
             key_pem: read(&config.tls.key)?,
         };
+        let named = certificate.node_id()?;
+        if named != config.node_id {
+            return Err(NodeError::IdentityMismatch {
+                configured: config.node_id.clone(),
+                named,
+                certificate: config.tls.certificate.clone(),
+            });
+        }
         let storage = Arc::new(Storage::open(&config.data_dir, &config.storage)?);
         if let Some(why) = topology::retired(&storage)? {
             return Err(NodeError::Retired {
@@ -126,12 +150,19 @@ impl Node {
         let me = config.node_id.clone();
         let faults = Arc::new(Faults::default());
         // The generation of this life of the node, as in Cassandra's gossip:
-        // the start time, which grows from one restart to the next.
-        let generation = std::time::SystemTime::now()
+        // the start time, but always above the last life's (see
+        // `known_peers`).
+        let now_micros = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_micros() as u64);
+        let generation = known_peers::next_generation(&storage, now_micros)?;
+        let settings = ClusterSettings {
+            name: config.cluster.name.clone(),
+            replication_factor: config.cluster.replication_factor,
+        };
         let peers = Arc::new(Peers::new(
             generation,
+            settings.clone(),
             faults.clone(),
             internode.clone(),
             dial,
@@ -166,14 +197,19 @@ impl Node {
             seeds: config.cluster.seeds.clone(),
             detector: config.cluster.failure_detector.clone(),
         };
-        let gossiper = Gossiper::new(me.clone(), generation, states, gossip_config, generation);
+        let mut gossiper = Gossiper::new(me.clone(), generation, states, gossip_config, generation);
+        for (node, state) in known_peers::load(&storage)?.into_nodes() {
+            gossiper.remember(node, state);
+        }
 
         let cancel = CancellationToken::new();
+        let seeds = Arc::new(SeedWatch::default());
         let (gossip_task, gossip) = GossipTask::new(
             gossiper,
             membership.clone(),
             peers.clone(),
             storage.clone(),
+            seeds.clone(),
             cancel.clone(),
         );
         let hints = Arc::new(Hints::open(storage.clone(), config.hints.clone())?);
@@ -186,6 +222,7 @@ impl Node {
             membership: membership.clone(),
             gossip: gossip.clone(),
             replication,
+            settings,
             limits: config.requests.clone(),
             streaming: config.streaming.clone(),
             antientropy: config.antientropy.clone(),
@@ -228,7 +265,7 @@ impl Node {
             membership,
         };
         let joined = if tokens.is_none() {
-            join(&config, &handle, &coordinator, broadcast_internode).await
+            join(&config, &handle, &coordinator, &seeds, broadcast_internode).await
         } else if !unfinished.is_empty() {
             info!(node = %handle.id, ranges = unfinished.len(), "resuming an interrupted bootstrap");
             tokio::time::sleep(topology::RING_SETTLE).await;
@@ -270,22 +307,24 @@ fn load_tokens(storage: &Storage) -> Result<Option<Vec<Token>>, NodeError> {
 /// The first start of a node: learn the ring from the seeds, choose tokens
 /// that split its largest ranges, keep them, stream its ranges if the
 /// cluster has data (bootstrap), and become normal.
+///
+/// Nodes started together must not choose at once: a seed founds a new
+/// cluster only when no member and no other seed with a smaller id is
+/// starting (the others wait for it and join), and new nodes take their
+/// turns by node id, each announcing its tokens, waiting for the ring to
+/// settle and giving way (to try again) when a node with a smaller id
+/// announced at the same time. Tokens are kept only once the turn is won.
 async fn join(
     config: &Config,
     node: &NodeHandle,
     coordinator: &Coordinator,
+    seed_watch: &SeedWatch,
     my_address: SocketAddr,
 ) -> Result<(), NodeError> {
-    let gossip = &coordinator.gossip;
     let seeds: Vec<SocketAddr> = config.cluster.seeds.clone();
     let is_seed = seeds.is_empty() || seeds.contains(&my_address);
     // The only seed has nobody to ask: it founds the cluster at once.
     let only_seed = seeds.iter().all(|seed| *seed == my_address);
-    let others = |view: &View| {
-        view.nodes
-            .iter()
-            .any(|(id, n)| id != &node.id && n.state.status() == Status::Normal)
-    };
     let wait = if only_seed {
         Duration::ZERO
     } else if is_seed {
@@ -293,50 +332,181 @@ async fn join(
     } else {
         DISCOVERY_TIMEOUT
     };
-    let found = node.membership.wait_for(wait, |view| others(view)).await;
-    if found {
-        tokio::time::sleep(RING_SETTLE).await;
-    } else if !is_seed {
+    let mut found = discover(node, seed_watch, wait).await?;
+    if !found && is_seed {
+        let view = node.membership.view();
+        if let Some(founder) = starting_seed_before(&view, &node.id, &seeds) {
+            info!(node = %node.id, %founder, "another seed is founding the cluster; joining it");
+            found = discover(node, seed_watch, DISCOVERY_TIMEOUT).await?;
+            if !found {
+                return Err(NodeError::Join(format!(
+                    "{founder}, a seed starting with this one, did not found the cluster \
+                     within {DISCOVERY_TIMEOUT:?}"
+                )));
+            }
+        }
+    }
+    if !found && !is_seed {
         return Err(NodeError::Join(format!(
             "no seed answered within {DISCOVERY_TIMEOUT:?} (seeds: {seeds:?})"
         )));
-    } else {
+    }
+    if !found {
         info!(node = %node.id, "no cluster found: founding one");
+        let tokens = Ring::founding_tokens(config.cluster.num_tokens, rand::random());
+        keep_tokens(node, coordinator, tokens).await?;
+        return become_normal(node, coordinator).await;
+    }
+    // Learn the whole ring, not only the seed that answered.
+    tokio::time::sleep(RING_SETTLE).await;
+    for attempt in 1..=JOIN_ATTEMPTS {
+        wait_for_turn(node).await?;
+        let view = node.membership.view();
+        let ring = view.ring.clone();
+        let mut future = ring.clone();
+        let tokens = future.join(
+            node.id.clone(),
+            config.location(),
+            config.cluster.num_tokens,
+            config.cluster.replication_factor,
+        )?;
+        // Announced as joining (not yet kept): the others count this node
+        // in their pending ranges, and see any node that chose at once.
+        coordinator
+            .gossip
+            .set_state(StateValue::Tokens(tokens.clone()))
+            .await;
+        tokio::time::sleep(RING_SETTLE).await;
+        if let Some(other) = joining_before(&node.membership.view(), &node.id) {
+            info!(node = %node.id, %other, attempt, "another node chose its tokens at the same time; giving way");
+            coordinator
+                .gossip
+                .set_state(StateValue::Tokens(Vec::new()))
+                .await;
+            continue;
+        }
+        let bootstrap = config.cluster.auto_bootstrap;
+        if bootstrap {
+            let plan = topology::bootstrap_plan(coordinator, &ring, &future);
+            if let Some(why) = topology::unavailable_source(coordinator, &plan) {
+                return Err(NodeError::Join(why));
+            }
+            topology::save_bootstrap(&node.storage, &plan)?;
+        }
+        keep_tokens(node, coordinator, tokens).await?;
+        if bootstrap {
+            // The others send this node the writes of its future ranges
+            // since it announced its tokens: stream what came before.
+            info!(node = %node.id, "joining: announced tokens; streaming ranges");
+            return finish_bootstrap(node, coordinator).await;
+        }
+        return become_normal(node, coordinator).await;
+    }
+    Err(NodeError::Join(format!(
+        "other nodes chose tokens at the same time {JOIN_ATTEMPTS} times; start this node again"
+    )))
+}
+
+/// Waits up to `within` for a cluster to join; fails at once when a seed
+/// refuses this node (its cluster settings differ).
+async fn discover(
+    node: &NodeHandle,
+    seeds: &SeedWatch,
+    within: Duration,
+) -> Result<bool, NodeError> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(refusal) = seeds.refusal() {
+            return Err(NodeError::Join(refusal));
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let slice = left.min(Duration::from_millis(250));
+        if node.membership.wait_for(slice, has_members).await {
+            return Ok(true);
+        }
+        if left.is_zero() {
+            return Ok(false);
+        }
+    }
+}
+
+/// How many times a new node tries to choose its tokens.
+const JOIN_ATTEMPTS: usize = 5;
+
+/// Whether the view has a member other than `me`: a cluster to join.
+fn has_members(view: &Arc<View>) -> bool {
+    view.nodes
+        .values()
+        .any(|n| matches!(n.state.status(), Status::Normal | Status::Leaving))
+}
+
+/// A live seed other than `me`, starting with no tokens, whose id is
+/// smaller: the one that founds the cluster when seeds start together.
+fn starting_seed_before(view: &View, me: &NodeId, seeds: &[SocketAddr]) -> Option<NodeId> {
+    view.nodes
+        .iter()
+        .filter(|(id, n)| {
+            *id < me
+                && n.up
+                && n.state.status() == Status::Joining
+                && n.state
+                    .internode_address()
+                    .is_some_and(|a| seeds.contains(&a))
+        })
+        .map(|(id, _)| id.clone())
+        .next()
+}
+
+/// A live node other than `me` with a smaller id that announced tokens to
+/// join: `me` gives way to it.
+fn joining_before(view: &View, me: &NodeId) -> Option<NodeId> {
+    view.nodes
+        .iter()
+        .filter(|(id, n)| {
+            *id < me && n.up && n.state.status() == Status::Joining && !n.state.tokens().is_empty()
+        })
+        .map(|(id, _)| id.clone())
+        .next()
+}
+
+/// Waits until no other topology change is in progress and no live node
+/// with a smaller id is waiting to join (one change at a time, in id
+/// order), at most [`DISCOVERY_TIMEOUT`].
+async fn wait_for_turn(node: &NodeHandle) -> Result<(), NodeError> {
+    let me = node.id.clone();
+    let my_turn = |view: &Arc<View>| {
+        let earlier = view
+            .nodes
+            .iter()
+            .any(|(id, n)| *id < me && n.up && n.state.status() == Status::Joining);
+        !earlier && view.change_in_progress(&me).is_none()
+    };
+    if node.membership.wait_for(DISCOVERY_TIMEOUT, my_turn).await {
+        return Ok(());
     }
     let view = node.membership.view();
-    if let Some((other, status)) = view.change_in_progress(&node.id) {
-        return Err(NodeError::Join(format!(
+    Err(NodeError::Join(match view.change_in_progress(&me) {
+        Some((other, status)) => format!(
             "another topology change is in progress: {other} is {status}; start this node \
              once it has finished (one change at a time)"
-        )));
-    }
-    let ring = view.ring.clone();
-    let mut future = ring.clone();
-    let tokens = future.join(
-        node.id.clone(),
-        config.location(),
-        config.cluster.num_tokens,
-        config.cluster.replication_factor,
-    )?;
-    let bootstrap = found && config.cluster.auto_bootstrap;
-    if bootstrap {
-        let plan = topology::bootstrap_plan(coordinator, &ring, &future);
-        if let Some(why) = topology::unavailable_source(coordinator, &plan) {
-            return Err(NodeError::Join(why));
-        }
-        topology::save_bootstrap(&node.storage, &plan)?;
-    }
+        ),
+        None => format!("nodes with smaller ids were still joining after {DISCOVERY_TIMEOUT:?}"),
+    }))
+}
+
+/// Keeps this node's tokens in its data directory, then announces them.
+async fn keep_tokens(
+    node: &NodeHandle,
+    coordinator: &Coordinator,
+    tokens: Vec<Token>,
+) -> Result<(), NodeError> {
     let bytes = rmp_serde::to_vec(&tokens).expect("tokens encode");
     node.storage.put_meta(TOKENS_KEY, &bytes)?;
-    gossip.set_state(StateValue::Tokens(tokens)).await;
-    if bootstrap {
-        // Joining with tokens: the others send this node the writes of its
-        // future ranges from now on; wait until they know, then stream.
-        info!(node = %node.id, "joining: announced tokens; streaming ranges after the ring settles");
-        tokio::time::sleep(RING_SETTLE).await;
-        return finish_bootstrap(node, coordinator).await;
-    }
-    become_normal(node, coordinator).await
+    coordinator
+        .gossip
+        .set_state(StateValue::Tokens(tokens))
+        .await;
+    Ok(())
 }
 
 /// Streams the ranges a bootstrap has not finished, then becomes normal.

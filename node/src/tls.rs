@@ -239,6 +239,20 @@ pub fn peer_node_id(connection: &quinn::Connection) -> Result<NodeId, TlsError> 
     let leaf = identity
         .first()
         .ok_or_else(|| TlsError::NoPeerIdentity("empty certificate chain".into()))?;
+    certificate_node_id(leaf)
+}
+
+impl NodeCertificate {
+    /// The node id this node's own certificate names: the one its peers
+    /// will know it by, whatever its config says.
+    pub fn node_id(&self) -> Result<NodeId, TlsError> {
+        let chain = pem_certificates(&self.certificate_pem, "node certificate")?;
+        certificate_node_id(&chain[0])
+    }
+}
+
+/// The node id a certificate names: its first DNS subject alternative name.
+fn certificate_node_id(leaf: &CertificateDer<'_>) -> Result<NodeId, TlsError> {
     let (_, certificate) = x509_parser::parse_x509_certificate(leaf)
         .map_err(|e| TlsError::NoPeerIdentity(e.to_string()))?;
     let names = certificate

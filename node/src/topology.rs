@@ -421,6 +421,19 @@ pub(crate) async fn remove_node(
             "{node} is up: decommission it instead, or stop it first"
         )));
     }
+    if view.status(&node) == Some(Status::Joining) {
+        // A node that died joining replicates nothing yet: removing it
+        // drops its pending ranges, and there is nothing to restore.
+        c.gossip
+            .remove(node.clone())
+            .await
+            .map_err(RequestError::invalid)?;
+        info!(removed = %node, "removed a dead joining node and its pending ranges");
+        return Ok(format!(
+            "{node} was joining: removed, with its pending ranges (it held no \
+             replica yet; nothing to restore)"
+        ));
+    }
     one_change_at_a_time(c, &view)?;
     let before = view.ring.clone();
     if !before.members().contains_key(&node) {
@@ -436,7 +449,7 @@ pub(crate) async fn remove_node(
         .map_err(RequestError::invalid)?;
     info!(removed = %node, "removed a dead node; restoring its replicas");
     let started = Instant::now();
-    let mut ranges = 0;
+    let (mut ranges, mut copies) = (0, 0);
     for (range, replicas) in before.replicated_ranges(&c.replication) {
         if !replicas.contains(&node) {
             continue;
@@ -488,10 +501,23 @@ pub(crate) async fn remove_node(
                     "restoring range {range} on {target} from {source}: {error}"
                 ))
             })?;
+            copies += 1;
         }
     }
-    Ok(format!(
-        "{node} removed; {ranges} of its ranges restored to full replication in {:.1} s",
-        started.elapsed().as_secs_f64()
-    ))
+    let factor = c.replication.total_factor();
+    let members = after.members().len();
+    let elapsed = started.elapsed().as_secs_f64();
+    Ok(if members < factor {
+        format!(
+            "{node} removed in {elapsed:.1} s; {ranges} of its ranges copied to {copies} new \
+             replicas, but only {members} nodes remain for replication factor {factor}: every \
+             range has {members} of {factor} replicas (consistency levels that need {factor} \
+             fail) until nodes are added"
+        )
+    } else {
+        format!(
+            "{node} removed in {elapsed:.1} s; {ranges} of its ranges restored to full \
+             replication ({factor} of {factor} replicas) by {copies} copies"
+        )
+    })
 }

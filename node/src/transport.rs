@@ -37,7 +37,8 @@ use ringdb_client::transport::{
     TaskGuard, write_frames,
 };
 use ringdb_proto::{
-    MAX_FRAME_BYTES, PeerReply, PeerRequest, Request, RequestError, Response, encode_frame,
+    ClusterSettings, MAX_FRAME_BYTES, PeerReply, PeerRequest, Request, RequestError, Response,
+    encode_frame,
 };
 use ringdb_ring::NodeId;
 use serde::Serialize;
@@ -46,7 +47,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Interval of QUIC keep-alive packets between nodes.
 pub const KEEP_ALIVE: Duration = Duration::from_millis(200);
@@ -157,10 +158,19 @@ impl PeerCall {
     }
 }
 
-/// An open connection to a peer and the peer's generation on it.
+/// An open connection to a peer, the peer's generation on it, and how far
+/// the peer's wall clock was ahead of this node's when it answered hello.
 struct Link {
     connection: Arc<PeerConnection>,
     generation: u64,
+    clock_offset_micros: Option<i64>,
+}
+
+/// What a peer said in answer to hello.
+struct Greeting {
+    generation: u64,
+    clock_offset_micros: Option<i64>,
+    node: NodeId,
 }
 
 /// One peer: where it is, and the connection to it (when up).
@@ -176,6 +186,7 @@ struct Slot {
 /// [`Peers::forget`]).
 pub struct Peers {
     generation: u64,
+    settings: ClusterSettings,
     slots: RwLock<HashMap<NodeId, Arc<Slot>>>,
     faults: Arc<Faults>,
     endpoint: quinn::Endpoint,
@@ -183,16 +194,19 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// No peers yet. `generation` is this node's, told to every peer on
-    /// connecting; connections are dialled from `endpoint` with `dial`.
+    /// No peers yet. `generation` and `settings` are this node's, told to
+    /// every peer on connecting; connections are dialled from `endpoint`
+    /// with `dial`.
     pub fn new(
         generation: u64,
+        settings: ClusterSettings,
         faults: Arc<Faults>,
         endpoint: quinn::Endpoint,
         dial: quinn::ClientConfig,
     ) -> Peers {
         Peers {
             generation,
+            settings,
             slots: RwLock::new(HashMap::new()),
             faults,
             endpoint,
@@ -242,6 +256,17 @@ impl Peers {
         });
         slots.insert(peer.clone(), slot.clone());
         Some(self.clone().run(peer.clone(), slot))
+    }
+
+    /// How far `peer`'s wall clock is ahead of this node's (negative:
+    /// behind), in microseconds, as measured when the connection to it
+    /// opened; `None` when not connected or the peer did not say.
+    pub fn clock_offset_micros(&self, peer: &NodeId) -> Option<i64> {
+        let slot = self.slot(peer)?;
+        let link = slot.link.read().expect("peer link");
+        link.as_ref()
+            .filter(|link| !link.connection.is_closed())
+            .and_then(|link| link.clock_offset_micros)
     }
 
     /// Stops connecting to `peer` (it left or was removed).
@@ -307,10 +332,21 @@ impl Peers {
     pub async fn dial_address(
         &self,
         address: SocketAddr,
-    ) -> Result<(NodeId, Arc<PeerConnection>), String> {
-        let (connection, _, peer) =
-            dial(&self.endpoint, &self.dial, address, None, self.generation).await?;
-        Ok((peer, Arc::new(connection)))
+    ) -> Result<(NodeId, Arc<PeerConnection>), DialError> {
+        let (connection, greeting) = self.dial(address, None).await?;
+        Ok((greeting.node, Arc::new(connection)))
+    }
+
+    async fn dial(
+        &self,
+        address: SocketAddr,
+        expected: Option<&NodeId>,
+    ) -> Result<(PeerConnection, Greeting), DialError> {
+        let hello = PeerRequest::Hello {
+            generation: self.generation,
+            settings: Some(self.settings.clone()),
+        };
+        dial(&self.endpoint, &self.dial, address, expected, hello).await
     }
 
     /// Keeps a connection to `peer` open until its slot is cancelled.
@@ -319,26 +355,30 @@ impl Peers {
         let mut was_up = false;
         let cancel = slot.cancel.clone();
         while !cancel.is_cancelled() {
-            let dialled = dial(
-                &self.endpoint,
-                &self.dial,
-                slot.address,
-                Some(&peer),
-                self.generation,
-            );
+            let dialled = self.dial(slot.address, Some(&peer));
             let outcome = tokio::select! {
                 outcome = dialled => outcome,
                 () = cancel.cancelled() => break,
             };
             match outcome {
-                Ok((connection, generation, _)) => {
-                    info!(peer = %peer, address = %slot.address, "connected to peer");
+                Ok((connection, greeting)) => {
+                    let offset_ms = greeting.clock_offset_micros.map(|micros| micros / 1000);
+                    match offset_ms {
+                        Some(ms) if ms.unsigned_abs() >= CLOCK_WARNING.as_millis() as u64 => warn!(
+                            peer = %peer, offset_ms = ms,
+                            "the peer's clock is far from this node's: keep clocks in step (NTP); \
+                             versions and tombstone grace use wall time"
+                        ),
+                        _ => {}
+                    }
+                    info!(peer = %peer, address = %slot.address, ?offset_ms, "connected to peer");
                     backoff = REDIAL_FIRST;
                     was_up = true;
                     let quic = connection.connection().clone();
                     *slot.link.write().expect("peer link") = Some(Link {
                         connection: Arc::new(connection),
-                        generation,
+                        generation: greeting.generation,
+                        clock_offset_micros: greeting.clock_offset_micros,
                     });
                     tokio::select! {
                         reason = quic.closed() => info!(peer = %peer, %reason, "peer connection lost"),
@@ -347,7 +387,9 @@ impl Peers {
                     *slot.link.write().expect("peer link") = None;
                 }
                 Err(error) => {
-                    if was_up {
+                    if let DialError::Refused(refusal) = &error {
+                        error!(peer = %peer, %refusal, "the peer refuses this node: its cluster settings differ");
+                    } else if was_up {
                         debug!(peer = %peer, %error, "cannot reach peer");
                     }
                     tokio::select! {
@@ -361,41 +403,78 @@ impl Peers {
     }
 }
 
+/// A peer whose clock is this far from this node's is reported.
+pub const CLOCK_WARNING: Duration = Duration::from_secs(2);
+
+/// This node's wall clock, in microseconds since the epoch.
+pub fn wall_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Why a connection to a peer could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    /// The peer refused this node: their cluster settings differ
+    /// ([`RequestError::SettingsMismatch`]). Retrying will not help.
+    #[error(transparent)]
+    Refused(RequestError),
+    /// Anything else: unreachable, a failed handshake, a certificate for
+    /// another node.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Dials `address`, checks that the certificate names `expected` (when
-/// given), and says hello. Returns the connection, the peer's generation
+/// given), and says `hello`. Returns the connection, the peer's generation
 /// and its node id.
 async fn dial(
     endpoint: &quinn::Endpoint,
     config: &quinn::ClientConfig,
     address: SocketAddr,
     expected: Option<&NodeId>,
-    generation: u64,
-) -> Result<(PeerConnection, u64, NodeId), String> {
+    hello: PeerRequest,
+) -> Result<(PeerConnection, Greeting), DialError> {
+    let failed = |e: &dyn std::fmt::Display| DialError::Failed(e.to_string());
     let connecting = endpoint
         .connect_with(config.clone(), address, "ringdb-node")
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed(&e))?;
     let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
         .await
-        .map_err(|_| "handshake timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    let peer = crate::tls::peer_node_id(&connection).map_err(|e| e.to_string())?;
+        .map_err(|_| failed(&"handshake timed out"))?
+        .map_err(|e| failed(&e))?;
+    let peer = crate::tls::peer_node_id(&connection).map_err(|e| failed(&e))?;
     if let Some(expected) = expected
         && &peer != expected
     {
         connection.close(1u32.into(), b"unexpected node");
-        return Err(format!("{address} is {peer}, not {expected}"));
+        return Err(failed(&format!("{address} is {peer}, not {expected}")));
     }
     let connection = Multiplexed::open(connection, MAX_FRAME_BYTES)
         .await
-        .map_err(|e| e.to_string())?;
-    // The connection counts only once the peer has answered on it.
-    match connection
-        .call(PeerRequest::Hello { generation }, CONNECT_TIMEOUT)
-        .await
-    {
-        Ok(PeerReply::Hello { generation }) => Ok((connection, generation, peer)),
-        Ok(other) => Err(format!("unexpected answer to hello: {other:?}")),
-        Err(error) => Err(error.to_string()),
+        .map_err(|e| failed(&e))?;
+    // The connection counts only once the peer has answered on it. Its
+    // clock is compared with the middle of the round trip.
+    let (sent, sent_micros) = (Instant::now(), wall_micros());
+    match connection.call(hello, CONNECT_TIMEOUT).await {
+        Ok(PeerReply::Hello {
+            generation,
+            wall_micros: theirs,
+        }) => {
+            let half_trip = (sent.elapsed().as_micros() / 2) as i64;
+            let greeting = Greeting {
+                generation,
+                clock_offset_micros: theirs.map(|t| t - (sent_micros + half_trip)),
+                node: peer,
+            };
+            Ok((connection, greeting))
+        }
+        Ok(other) => Err(failed(&format!("unexpected answer to hello: {other:?}"))),
+        Err(CallError::Remote(refusal @ RequestError::SettingsMismatch { .. })) => {
+            Err(DialError::Refused(refusal))
+        }
+        Err(error) => Err(failed(&error)),
     }
 }
 

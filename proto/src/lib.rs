@@ -35,9 +35,9 @@ pub use keys::{
     TableId,
 };
 pub use message::{
-    ClientReply, ClientRequest, Context, NodeStatus, PeerReply, PeerRequest, ReadFirst, Receipt,
-    Request, RequestError, Response, RowAddress, RowId, Sibling, StreamedRow, TopologyNode,
-    VersionedRow,
+    ClientReply, ClientRequest, ClusterSettings, Context, NodeStatus, PeerReply, PeerRequest,
+    ReadFirst, Receipt, Request, RequestError, Response, RowAddress, RowId, Sibling, StreamedRow,
+    TopologyNode, VersionedRow,
 };
 pub use repair::{HintCounters, RepairStats, RepairSummary, TreeItem};
 pub use value::{Row, Value};

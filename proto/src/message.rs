@@ -288,6 +288,42 @@ pub struct NodeStatus {
     pub location: Location,
     /// Its generation (process start, microseconds since the epoch).
     pub generation: u64,
+    /// How far its wall clock is ahead of the answering node's (negative:
+    /// behind), in milliseconds, as measured when the answering node last
+    /// connected to it; `None` for the answering node itself and for nodes
+    /// it is not connected to.
+    #[serde(default)]
+    pub clock_offset_ms: Option<i64>,
+}
+
+/// The settings every node of a cluster must share, told in the hello of
+/// each internode connection: a node with another cluster name belongs to
+/// another cluster, and one with another replication factor would disagree
+/// with the others about who replicates what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSettings {
+    /// The cluster's name (`cluster.name`).
+    pub name: String,
+    /// The replication factor (`cluster.replication_factor`).
+    pub replication_factor: usize,
+}
+
+impl ClusterSettings {
+    /// The first setting in which `other` differs from these: its name,
+    /// this value, the other value.
+    pub fn mismatch(&self, other: &ClusterSettings) -> Option<(&'static str, String, String)> {
+        if self.name != other.name {
+            return Some(("cluster.name", self.name.clone(), other.name.clone()));
+        }
+        if self.replication_factor != other.replication_factor {
+            return Some((
+                "cluster.replication_factor",
+                self.replication_factor.to_string(),
+                other.replication_factor.to_string(),
+            ));
+        }
+        None
+    }
 }
 
 /// What a node answers a client.
@@ -366,6 +402,10 @@ pub enum PeerRequest {
     Hello {
         /// The sender's generation.
         generation: u64,
+        /// The sender's cluster settings, which the receiver checks against
+        /// its own (absent from nodes that predate the check).
+        #[serde(default)]
+        settings: Option<ClusterSettings>,
     },
     /// A gossip message (`ringdb-gossip`'s `GossipMessage`, encoded: the
     /// gossip crate sits above this one). Answered with
@@ -471,6 +511,11 @@ pub enum PeerReply {
     Hello {
         /// The receiver's generation.
         generation: u64,
+        /// The receiver's wall clock when it answered (microseconds since
+        /// the epoch), from which the caller estimates how far apart their
+        /// clocks are.
+        #[serde(default)]
+        wall_micros: Option<i64>,
     },
     /// The answer to [`PeerRequest::Gossip`]: the gossip reply, if any.
     Gossip(Option<serde_bytes::ByteBuf>),
@@ -536,6 +581,19 @@ pub enum RequestError {
     InvalidRequest {
         /// What is wrong with it.
         reason: String,
+    },
+    /// A node refused a connection from a node whose cluster settings
+    /// differ from its own (see [`ClusterSettings`]).
+    #[error("{node} refused this node: {setting} is {theirs} on {node} but {ours} here")]
+    SettingsMismatch {
+        /// The node that refused.
+        node: NodeId,
+        /// Which setting differs.
+        setting: String,
+        /// Its value on the refusing node.
+        theirs: String,
+        /// Its value on the refused node.
+        ours: String,
     },
     /// The node failed while serving the request (storage error); the
     /// outcome of a write is unknown.
@@ -651,6 +709,12 @@ mod tests {
             }),
             ".{0,20}".prop_map(RequestError::overloaded),
             ".{0,20}".prop_map(RequestError::invalid),
+            ".{0,20}".prop_map(|setting| RequestError::SettingsMismatch {
+                node: NodeId::new("n1"),
+                setting,
+                theirs: "3".into(),
+                ours: "1".into(),
+            }),
         ]
     }
 
@@ -676,7 +740,8 @@ mod tests {
         fn peer_messages_round_trip(body in client_request(), versions in proptest::collection::vec(any::<u8>(), 0..64), error in request_error()) {
             let requests = [
                 PeerRequest::Coordinate(body),
-                PeerRequest::Hello { generation: 7 },
+                PeerRequest::Hello { generation: 7, settings: None },
+                PeerRequest::Hello { generation: 8, settings: Some(ClusterSettings { name: "c".into(), replication_factor: 3 }) },
                 PeerRequest::Gossip(versions.clone()),
                 PeerRequest::StreamRange { range: TokenRange::new(Token(-5), Token(9)), after: Some(versions.clone()), max_rows: 100 },
                 PeerRequest::StreamRange { range: TokenRange::full(), after: None, max_rows: 1 },
@@ -714,7 +779,7 @@ mod tests {
                 Ok(ClientReply::Read { siblings: vec![Sibling { columns, timestamp_micros: -5, writer: "n1@3:1".into() }], context: Context(vec![1, 2]), receipt: receipt.clone() }),
                 Ok(ClientReply::Written { context: Context::empty(), receipt }),
                 Ok(ClientReply::Topology { nodes: vec![TopologyNode { id: NodeId::new("n1"), client_address: "127.0.0.1:9042".into(), location: Location::default(), tokens: vec![Token(-3), Token(i64::MAX)], reachable }], replication: Replication::Simple { factor: 3 } }),
-                Ok(ClientReply::Status { answered_by: NodeId::new("n2"), nodes: vec![NodeStatus { id: NodeId::new("n1"), up: reachable, status: "Normal".into(), internode_address: Some("127.0.0.1:7000".into()), client_address: None, load_bytes: Some(12345), tokens: vec![Token(1)], owns: 0.5, location: Location::default(), generation: 17 }], replication: Replication::Simple { factor: 3 } }),
+                Ok(ClientReply::Status { answered_by: NodeId::new("n2"), nodes: vec![NodeStatus { id: NodeId::new("n1"), up: reachable, status: "Normal".into(), internode_address: Some("127.0.0.1:7000".into()), client_address: None, load_bytes: Some(12345), tokens: vec![Token(1)], owns: 0.5, location: Location::default(), generation: 17, clock_offset_ms: Some(-3) }], replication: Replication::Simple { factor: 3 } }),
                 Ok(ClientReply::Done { summary: "left the ring".into() }),
                 Ok(ClientReply::Repaired(RepairSummary { ranges_compared: 4, ranges_differing: vec![(TokenRange::full(), NodeId::new("n3"))], ranges_failed: vec![], keys_repaired: 1, bytes_sent: 4096, tombstones_purged: 0 })),
                 Ok(ClientReply::RepairStats(RepairStats { hints_pending: vec![(NodeId::new("n3"), 100)], trees_ready: reachable, ..RepairStats::default() })),

@@ -42,17 +42,28 @@ const SPLIT_MARGIN: f64 = 0.02;
 impl Ring {
     /// Picks `count` tokens for a node about to join, so that replicated
     /// ownership at `replication_factor` stays balanced. On an empty ring the
-    /// tokens are spread evenly.
+    /// tokens are spread evenly from offset 0 (see
+    /// [`Ring::founding_tokens`] for a cluster's first node).
     pub fn allocate_tokens(&self, count: usize, replication_factor: usize) -> Vec<Token> {
         if self.index().is_empty() {
-            let step = u64::MAX / count.max(1) as u64;
-            return (0..count as u64)
-                .map(|i| Token::from_offset(i * step + step / 2))
-                .collect();
+            return Ring::founding_tokens(count, 0);
         }
         let mut state = Allocation::new(self, replication_factor.max(1));
         (1..=count)
             .filter_map(|placed| state.place_one(placed as f64 / count as f64))
+            .collect()
+    }
+}
+
+impl Ring {
+    /// The tokens of the first node of a new cluster: `count` tokens spread
+    /// evenly around the ring, turned by `rotation` (an offset the founder
+    /// draws at random), so that two clusters founded apart, which might
+    /// later be pointed at each other by mistake, share no token.
+    pub fn founding_tokens(count: usize, rotation: u64) -> Vec<Token> {
+        let step = u64::MAX / count.max(1) as u64;
+        (0..count as u64)
+            .map(|i| Token::from_offset((i * step + step / 2).wrapping_add(rotation)))
             .collect()
     }
 }

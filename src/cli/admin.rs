@@ -55,8 +55,49 @@ pub async fn status(connection: &Connection) -> anyhow::Result<ExitCode> {
         "as seen by {}; replication {:?}",
         status.answered_by, status.replication
     );
+    for note in notes(&status) {
+        println!("note: {note}");
+    }
     Ok(ExitCode::SUCCESS)
 }
+
+/// What an operator should notice in a status: topology changes in
+/// progress, and clocks far from the answering node's.
+pub(crate) fn notes(status: &ClusterStatus) -> Vec<String> {
+    let mut notes = Vec::new();
+    for node in &status.nodes {
+        if matches!(node.status.as_str(), "Joining" | "Leaving") && !node.tokens.is_empty() {
+            let doing = if node.status == "Joining" {
+                "joining (streaming the ranges it will own)"
+            } else {
+                "leaving (streaming its ranges to their next owners)"
+            };
+            let down = if node.up { "" } else { ", but it is down" };
+            notes.push(format!(
+                "topology change in progress: {} is {doing}{down}; other changes wait",
+                node.id
+            ));
+        }
+    }
+    for node in &status.nodes {
+        let Some(offset_ms) = node.clock_offset_ms else {
+            continue;
+        };
+        if offset_ms.unsigned_abs() >= CLOCK_WARNING_MS {
+            let direction = if offset_ms > 0 { "ahead of" } else { "behind" };
+            notes.push(format!(
+                "clock: {}'s clock is {:.1} s {direction} {}'s; keep clocks in step (NTP)",
+                node.id,
+                offset_ms.unsigned_abs() as f64 / 1000.0,
+                status.answered_by
+            ));
+        }
+    }
+    notes
+}
+
+/// A clock this far from the answering node's is noted (milliseconds).
+const CLOCK_WARNING_MS: u64 = 2000;
 
 pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

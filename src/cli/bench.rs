@@ -106,7 +106,10 @@ fn outcome(error: &ClientError) -> &'static str {
         ClientError::Request(RequestError::Unavailable { .. }) => "unavailable",
         ClientError::Request(RequestError::Timeout { .. }) => "timeout",
         ClientError::Request(RequestError::Overloaded { .. }) => "overloaded",
-        ClientError::Request(RequestError::InvalidRequest { .. }) => "invalid",
+        // A client is never refused for its cluster settings (nodes are).
+        ClientError::Request(
+            RequestError::InvalidRequest { .. } | RequestError::SettingsMismatch { .. },
+        ) => "invalid",
         ClientError::Request(RequestError::Server { .. }) => "server",
         ClientError::Timeout { .. } => "client_timeout",
         ClientError::NoConnection { .. } => "no_connection",

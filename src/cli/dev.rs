@@ -147,10 +147,18 @@ pub async fn run(
         dir.display()
     );
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let exited = tokio::select! {
-        _ = tokio::signal::ctrl_c() => None,
-        _ = terminate.recv() => None,
-        exited = nodes.next_exit() => exited,
+    let exited = loop {
+        let exited = tokio::select! {
+            _ = tokio::signal::ctrl_c() => None,
+            _ = terminate.recv() => None,
+            exited = nodes.next_exit() => exited,
+        };
+        match &exited {
+            Some((path, _)) if let Some(id) = retired_on_start(path) => {
+                eprintln!("{id} left the cluster for good and stopped; the others keep running");
+            }
+            _ => break exited,
+        }
     };
     if let Some((node, status)) = exited {
         eprintln!(
@@ -367,11 +375,20 @@ async fn wait_ready_within(
     within: Duration,
 ) -> anyhow::Result<()> {
     let ca = std::fs::read_to_string(dir.join("ca.pem"))?;
-    let ids: Vec<NodeId> = configs.iter().map(|c| c.node_id.clone()).collect();
+    let mut ids: Vec<NodeId> = configs.iter().map(|c| c.node_id.clone()).collect();
     let deadline = Instant::now() + within;
     for config in configs {
         loop {
+            if !ids.contains(&config.node_id) {
+                break;
+            }
             if let Some((path, status)) = nodes.try_exited() {
+                if let Some(id) = retired_on_start(&path) {
+                    // Removed while it was down: it heard so and stopped.
+                    eprintln!("{id} was removed from the cluster while it was down; it stopped");
+                    ids.retain(|other| *other != id);
+                    continue;
+                }
                 let log = path.parent().unwrap().join("node.log");
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
                 let lines: Vec<&str> = text.lines().collect();
@@ -395,6 +412,17 @@ async fn wait_ready_within(
         }
     }
     Ok(())
+}
+
+/// The node of the config at `path`, if it stopped because it left the
+/// cluster for good (it was removed while it was down, and heard so).
+fn retired_on_start(path: &Path) -> Option<NodeId> {
+    let config = Config::load(path).ok()?;
+    config
+        .data_dir
+        .join(RETIRED_FILE)
+        .exists()
+        .then_some(config.node_id)
 }
 
 /// Whether the node at `address` has every node of `ids` in its ring, up.

@@ -85,6 +85,44 @@ impl Cluster {
         self.adopt_added_node()
     }
 
+    /// Makes a new node's folder by hand (certificate, free ports, the
+    /// cluster's name and seeds, then `change`), without starting it;
+    /// returns its number, for [`Cluster::restart`] to start it.
+    pub fn prepare_node(&mut self, change: impl FnOnce(&mut Config)) -> usize {
+        let n = self.configs.len() + 1;
+        let name = format!("node{n}");
+        let certified = Command::new(env!("CARGO_BIN_EXE_ringdb"))
+            .args(["cert", "--dir"])
+            .arg(self.dir())
+            .arg(&name)
+            .output()
+            .expect("run ringdb cert");
+        assert!(certified.status.success(), "ringdb cert failed");
+        let sockets: Vec<std::net::UdpSocket> = (0..2)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port"))
+            .collect();
+        let ports: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+        drop(sockets);
+        let tls = ringdb::node::config::TlsFiles {
+            ca_certificate: "../ca.pem".into(),
+            certificate: format!("../{name}.pem").into(),
+            key: format!("../{name}.key").into(),
+        };
+        let mut config = Config::new(
+            ringdb::ring::NodeId::new(name.as_str()),
+            "data".into(),
+            ports[0],
+            ports[1],
+            tls,
+        );
+        config.cluster = self.config(1).cluster.clone();
+        change(&mut config);
+        let folder = node_folder(self.dir(), n);
+        std::fs::create_dir_all(&folder).expect("node folder");
+        std::fs::write(folder.join("node.toml"), config.to_toml()).expect("node.toml");
+        self.adopt_added_node()
+    }
+
     /// Records the node that a `ringdb dev --add` run outside this struct
     /// added; returns its number.
     pub fn adopt_added_node(&mut self) -> usize {
@@ -156,6 +194,12 @@ impl Cluster {
 
     /// Starts node `n` again with `ringdb start` (without waiting).
     pub fn restart(&mut self, n: usize) {
+        self.restart_with_env(n, &[]);
+    }
+
+    /// [`Cluster::restart`] with environment variables set for the node
+    /// (a faked clock, say).
+    pub fn restart_with_env(&mut self, n: usize, env: &[(&str, &str)]) {
         let folder = node_folder(self.dir(), n);
         let log = std::fs::OpenOptions::new()
             .append(true)
@@ -166,6 +210,7 @@ impl Cluster {
             .arg("start")
             .arg("--config")
             .arg(folder.join("node.toml"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -173,6 +218,59 @@ impl Cluster {
             .expect("start a node");
         std::fs::write(folder.join("pid"), child.id().to_string()).expect("pid file");
         self.restarted.push(child);
+    }
+
+    /// Stops every node with `ringdb dev --stop` (SIGTERM, then SIGKILL).
+    pub fn stop_all(&self) {
+        let output = Command::new(env!("CARGO_BIN_EXE_ringdb"))
+            .args(["dev", "--stop", "--dir"])
+            .arg(self.dir())
+            .output()
+            .expect("run ringdb dev --stop");
+        assert!(
+            output.status.success(),
+            "ringdb dev --stop failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Starts every node of the stopped cluster at once with `ringdb dev
+    /// --detach`, which waits until they reach each other, and checks that
+    /// it succeeded.
+    pub fn start_all(&self) {
+        let output = Command::new(env!("CARGO_BIN_EXE_ringdb"))
+            .args(["dev", "--detach", "--dir"])
+            .arg(self.dir())
+            .output()
+            .expect("run ringdb dev --detach");
+        assert!(
+            output.status.success(),
+            "ringdb dev --detach failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// What `ringdb status` prints when node `n` answers.
+    pub fn status_text(&self, n: usize) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_ringdb"))
+            .arg("status")
+            .arg("--host")
+            .arg(self.client_address(n).to_string())
+            .arg("--ca")
+            .arg(self.dir().join("ca.pem"))
+            .output()
+            .expect("run ringdb status");
+        assert!(
+            output.status.success(),
+            "ringdb status failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// What node `n` has logged.
+    pub fn log_of(&self, n: usize) -> String {
+        std::fs::read_to_string(node_folder(self.dir(), n).join("node.log")).unwrap_or_default()
     }
 
     /// Waits until node `n` serves and is connected to each node in `peers`.
@@ -226,6 +324,23 @@ impl Cluster {
                 }
             },
         )
+        .await;
+    }
+
+    /// Waits until node `n`'s failure detector counts node `peer` down
+    /// (what `removenode` asks), not only its connection lost.
+    pub async fn wait_convicted(&self, n: usize, peer: usize) {
+        let client = self.client(n).await;
+        let name = self.config(peer).node_id.to_string();
+        wait_until(&format!("node{n} convicts node{peer}"), DEADLINE, || {
+            let (client, name) = (&client, name.clone());
+            async move {
+                match client.status().await {
+                    Ok(status) => status.nodes.iter().any(|n| n.id.as_str() == name && !n.up),
+                    Err(_) => false,
+                }
+            }
+        })
         .await;
     }
 

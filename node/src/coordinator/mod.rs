@@ -44,13 +44,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ringdb_proto::{
-    ClientReply, ClientRequest, ConsistencyLevel, Context, PeerReply, PeerRequest, Receipt,
-    RepairStats, RepairSummary, RequestError, RowAddress, RowId, TableId, VersionedRow,
+    ClientReply, ClientRequest, ClusterSettings, ConsistencyLevel, Context, PeerReply, PeerRequest,
+    Receipt, RepairStats, RepairSummary, RequestError, RowAddress, RowId, TableId, VersionedRow,
 };
 use ringdb_ring::{NodeId, Replication};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::causality::CausalContext;
 use crate::config::{AntiEntropyConfig, RequestConfig, StreamingConfig};
@@ -87,6 +87,8 @@ pub(crate) struct Coordinator {
     pub(crate) membership: Arc<Membership>,
     pub(crate) gossip: GossipHandle,
     pub(crate) replication: Replication,
+    /// The settings every node of the cluster must share.
+    pub(crate) settings: ClusterSettings,
     pub(crate) limits: RequestConfig,
     pub(crate) streaming: StreamingConfig,
     pub(crate) antientropy: AntiEntropyConfig,
@@ -250,10 +252,26 @@ impl Coordinator {
             }
         }
         match request {
-            PeerRequest::Hello { generation } => {
+            PeerRequest::Hello {
+                generation,
+                settings,
+            } => {
+                if let Some(theirs) = settings
+                    && let Some((setting, ours, theirs)) = self.settings.mismatch(&theirs)
+                {
+                    warn!(peer = %from, setting, here = %ours, there = %theirs,
+                        "refused a node whose cluster settings differ from this node's");
+                    return Err(RequestError::SettingsMismatch {
+                        node: self.me.clone(),
+                        setting: setting.to_string(),
+                        theirs: ours,
+                        ours: theirs,
+                    });
+                }
                 self.peers.observe_generation(&from, generation);
                 Ok(PeerReply::Hello {
                     generation: self.generation,
+                    wall_micros: Some(crate::transport::wall_micros()),
                 })
             }
             PeerRequest::Replicate { row, versions } => {
@@ -535,7 +553,11 @@ impl Coordinator {
     fn status(&self) -> ClientReply {
         ClientReply::Status {
             answered_by: self.me.clone(),
-            nodes: self.membership.view().statuses(&self.replication),
+            nodes: self.membership.view().statuses(&self.replication, |node| {
+                self.peers
+                    .clock_offset_micros(node)
+                    .map(|micros| micros / 1000)
+            }),
             replication: self.replication.clone(),
         }
     }

@@ -1,0 +1,197 @@
+//! What a node remembers of the cluster across restarts, in its data
+//! directory: the generation of its last life, and the durable part of its
+//! view of every other node (Cassandra keeps the same in `system.local` and
+//! `system.peers`).
+//!
+//! Gossip lives in memory, so without this a node restarted with every
+//! other node would know only its seeds: a removal or a departure would be
+//! forgotten (a removed node that comes back with its old data would be
+//! taken back in), and nodes whose only seed has left could not find each
+//! other. So the gossip task saves, whenever it changes, each known node's
+//! generation, status, tokens, addresses and location (not its load or
+//! heartbeat), and [`Node::start`](crate::Node::start) gives them back to
+//! the gossiper before the first round, through
+//! [`Gossiper::remember`](ringdb_gossip::Gossiper::remember). Anything newer
+//! heard from the cluster then replaces them by the usual version rules.
+//!
+//! The generation orders a node's lives: peers ignore state from a lower
+//! one. It is the start time in microseconds, as in Cassandra, but never
+//! less than the last one plus one ([`next_generation`]): a node restarted
+//! with its clock behind would otherwise be ignored by its peers until the
+//! clock caught up.
+
+use std::collections::BTreeMap;
+
+use ringdb_gossip::{EndpointState, StateKey};
+use ringdb_ring::NodeId;
+use serde::{Deserialize, Serialize};
+
+use crate::storage::{Storage, StorageError};
+
+/// The metadata key of the generation of this node's last life.
+const GENERATION_KEY: &str = "generation";
+/// The metadata key of the nodes this node knew.
+const PEERS_KEY: &str = "known_peers";
+/// The format of what [`PEERS_KEY`] holds.
+const PEERS_FORMAT: u8 = 1;
+
+/// The states kept: what places a node in the ring and reaches it.
+const DURABLE: [StateKey; 5] = [
+    StateKey::Status,
+    StateKey::Tokens,
+    StateKey::InternodeAddress,
+    StateKey::ClientAddress,
+    StateKey::Location,
+];
+
+/// The nodes a node knew, as saved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct KnownPeers {
+    format: u8,
+    nodes: BTreeMap<NodeId, EndpointState>,
+}
+
+impl KnownPeers {
+    /// The durable part of `states`, without `me`.
+    pub(crate) fn from_states(me: &NodeId, states: &BTreeMap<NodeId, EndpointState>) -> Self {
+        let nodes = states
+            .iter()
+            .filter(|(node, _)| *node != me)
+            .map(|(node, state)| {
+                let durable = EndpointState {
+                    generation: state.generation,
+                    heartbeat: 0,
+                    states: state
+                        .states
+                        .iter()
+                        .filter(|(key, _)| DURABLE.contains(key))
+                        .map(|(key, value)| (*key, value.clone()))
+                        .collect(),
+                };
+                (node.clone(), durable)
+            })
+            .collect();
+        KnownPeers {
+            format: PEERS_FORMAT,
+            nodes,
+        }
+    }
+
+    /// The nodes, with their states.
+    pub(crate) fn into_nodes(self) -> BTreeMap<NodeId, EndpointState> {
+        self.nodes
+    }
+}
+
+/// What this node knew of the others when it last ran (none at the first
+/// start).
+pub(crate) fn load(storage: &Storage) -> Result<KnownPeers, StorageError> {
+    let Some(bytes) = storage.get_meta(PEERS_KEY)? else {
+        return Ok(KnownPeers {
+            format: PEERS_FORMAT,
+            nodes: BTreeMap::new(),
+        });
+    };
+    let corrupt = |detail: String| StorageError::Corrupt {
+        what: "known peers",
+        detail,
+    };
+    let known: KnownPeers = rmp_serde::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    if known.format != PEERS_FORMAT {
+        return Err(corrupt(format!("unknown format {}", known.format)));
+    }
+    Ok(known)
+}
+
+/// Saves what this node knows of the others. Blocks on the disk.
+pub(crate) fn save(storage: &Storage, known: &KnownPeers) -> Result<(), StorageError> {
+    let bytes = rmp_serde::to_vec_named(known).expect("known peers encode");
+    storage.put_meta(PEERS_KEY, &bytes)
+}
+
+/// The generation of this life of the node: `now_micros`, or one more than
+/// the last life's when the clock is behind it; saved before it is used.
+pub(crate) fn next_generation(storage: &Storage, now_micros: u64) -> Result<u64, StorageError> {
+    let last = match storage.get_meta(GENERATION_KEY)? {
+        None => 0,
+        Some(bytes) => {
+            let bytes: [u8; 8] =
+                bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StorageError::Corrupt {
+                        what: "generation",
+                        detail: format!("{} bytes, not 8", bytes.len()),
+                    })?;
+            u64::from_be_bytes(bytes)
+        }
+    };
+    let generation = now_micros.max(last.saturating_add(1));
+    storage.put_meta(GENERATION_KEY, &generation.to_be_bytes())?;
+    Ok(generation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::StorageConfig;
+    use ringdb_gossip::{StateValue, Status, Versioned};
+
+    fn open(dir: &std::path::Path) -> Storage {
+        Storage::open(dir, &StorageConfig::default()).expect("open")
+    }
+
+    #[test]
+    fn a_generation_only_grows_whatever_the_clock_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = open(dir.path());
+        assert_eq!(next_generation(&storage, 1_000).unwrap(), 1_000);
+        // The clock went back an hour: the generation still grows.
+        assert_eq!(next_generation(&storage, 500).unwrap(), 1_001);
+        drop(storage);
+        let storage = open(dir.path());
+        assert_eq!(next_generation(&storage, 700).unwrap(), 1_002);
+        assert_eq!(next_generation(&storage, 5_000).unwrap(), 5_000);
+    }
+
+    #[test]
+    fn the_durable_part_of_the_view_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = NodeId::new("node1");
+        let other = NodeId::new("node2");
+        let state = |generation| {
+            let mut states = BTreeMap::new();
+            for (version, value) in [
+                StateValue::Status(Status::Removed),
+                StateValue::Load(77),
+                StateValue::ClientAddress("127.0.0.1:9042".parse().unwrap()),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let versioned = Versioned {
+                    value,
+                    version: version as u64 + 1,
+                };
+                states.insert(versioned.value.key(), versioned);
+            }
+            EndpointState {
+                generation,
+                heartbeat: 40,
+                states,
+            }
+        };
+        let states = BTreeMap::from([(me.clone(), state(1)), (other.clone(), state(9))]);
+        let storage = open(dir.path());
+        assert!(load(&storage).unwrap().into_nodes().is_empty());
+        save(&storage, &KnownPeers::from_states(&me, &states)).unwrap();
+        drop(storage);
+        let nodes = load(&open(dir.path())).unwrap().into_nodes();
+        assert_eq!(nodes.keys().collect::<Vec<_>>(), [&other]);
+        let kept = &nodes[&other];
+        assert_eq!(kept.generation, 9);
+        assert_eq!(kept.status(), Status::Removed);
+        assert_eq!(kept.load(), None, "the load is not kept");
+        assert!(kept.client_address().is_some());
+    }
+}

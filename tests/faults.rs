@@ -1,0 +1,371 @@
+//! Membership and faults a cluster must survive, over real processes: the
+//! topology and each node's identity and generation outlive a restart of
+//! every node at once, a node whose clock is behind is not shut out, and
+//! nodes find each other through the peers they know when the seed is gone.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Cluster, DEADLINE, columns, row, wait_until};
+use ringdb::client::{ClusterStatus, ConsistencyLevel, Context, NodeStatus};
+use ringdb::ring::NodeId;
+
+/// Where Debian's `faketime` package puts the library.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+fn node<'a>(status: &'a ClusterStatus, id: &str) -> &'a NodeStatus {
+    status
+        .nodes
+        .iter()
+        .find(|n| n.id.as_str() == id)
+        .unwrap_or_else(|| panic!("{id} is not known: {status:?}"))
+}
+
+/// Issue 12 item 4, and the restart of every node at once: a removal, each
+/// node's tokens and its generation survive it. node4 was down when it was
+/// removed; started again with its data, it hears that it was removed and
+/// stops, and nobody counts it back in the ring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_and_every_nodes_identity_survive_a_restart_of_every_node() {
+    let cluster = Cluster::start(4);
+    let before = cluster.client(1).await.status().await.unwrap();
+    cluster.kill(4).await;
+    cluster.wait_convicted(1, 4).await;
+    cluster
+        .client(1)
+        .await
+        .remove_node(&NodeId::new("node4"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    for n in 2..=3 {
+        let client = cluster.client(n).await;
+        wait_until("the removal reaches every node", DEADLINE, || async {
+            node(&client.status().await.unwrap(), "node4").status == "Removed"
+        })
+        .await;
+    }
+    cluster.stop_all();
+    cluster.start_all();
+    wait_until("node4 stops", DEADLINE, || async { !cluster.is_alive(4) }).await;
+    for n in 1..=3 {
+        let after = cluster.client(n).await.status().await.unwrap();
+        assert_eq!(node(&after, "node4").status, "Removed", "seen by node{n}");
+        for id in ["node1", "node2", "node3"] {
+            let (was, is) = (node(&before, id), node(&after, id));
+            assert_eq!(is.status, "Normal", "{id} seen by node{n}");
+            assert_eq!(is.tokens, was.tokens, "{id}'s tokens seen by node{n}");
+            assert!(is.generation > was.generation, "{id} seen by node{n}");
+        }
+    }
+}
+
+/// Issue 12 item 9: a node restarted with its wall clock an hour behind
+/// (libfaketime; monotonic time left alone) starts a generation above its
+/// last one, so its peers count it up again and it serves its share of a
+/// QUORUM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_with_its_clock_an_hour_behind_is_up_to_its_peers() {
+    assert!(
+        Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} is missing: apt-get install faketime"
+    );
+    let mut cluster = Cluster::start(3);
+    let before = cluster.client(1).await.status().await.unwrap();
+    cluster.kill(3).await;
+    for n in [1, 2] {
+        cluster.wait_disconnected(n, 3).await;
+    }
+    cluster.restart_with_env(
+        3,
+        &[
+            ("LD_PRELOAD", LIBFAKETIME),
+            ("FAKETIME", "-1h"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    cluster.wait_connected(1, &[3]).await;
+    cluster.wait_connected(2, &[3]).await;
+    let after = cluster.client(1).await.status().await.unwrap();
+    assert!(node(&after, "node3").generation > node(&before, "node3").generation);
+    // `ringdb status` says plainly that node3's clock is an hour behind.
+    let shown = cluster.status_text(1);
+    assert!(
+        shown.contains("node3's clock is 36") && shown.contains("s behind node1's"),
+        "{shown}"
+    );
+    // Its peers used to convict it about 5 s after it came back: it stays
+    // up through twice that.
+    let watch = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < watch {
+        for n in [1, 2] {
+            let status = cluster.client(n).await.status().await.unwrap();
+            assert!(node(&status, "node3").up, "node{n} counts node3 down");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // With node2 gone, node1 and node3 make a QUORUM.
+    cluster.kill(2).await;
+    cluster.wait_disconnected(1, 2).await;
+    cluster
+        .client(1)
+        .await
+        .put(
+            &row("k"),
+            columns("v"),
+            Context::empty(),
+            ConsistencyLevel::Quorum,
+        )
+        .await
+        .unwrap();
+}
+
+/// Issue 12 item 5: node1, the seed every other node was configured with,
+/// is decommissioned; after a restart of every node the others find each
+/// other through the peers they knew, and say that the seed is unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_find_each_other_without_their_seed_after_a_full_restart() {
+    let cluster = Cluster::start(4);
+    cluster
+        .client(1)
+        .await
+        .decommission(Duration::from_secs(60))
+        .await
+        .unwrap();
+    cluster.stop_all();
+    cluster.start_all();
+    for n in 2..=4 {
+        let others: Vec<usize> = (2..=4).filter(|&p| p != n).collect();
+        cluster.wait_connected(n, &others).await;
+        let status = cluster.client(n).await.status().await.unwrap();
+        assert_eq!(node(&status, "node1").status, "Left", "seen by node{n}");
+    }
+    assert!(
+        cluster.log_of(2).contains("seed unreachable"),
+        "node2 does not say its seed is unreachable"
+    );
+}
+
+/// Issue 12 item 3: three new nodes whose configs all name the three as
+/// seeds, started at once, form one cluster: one founds it, the others join
+/// one at a time, and no two take the same token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_are_all_seeds_started_at_once_form_one_ring() {
+    let mut cluster = Cluster::start(3);
+    cluster.stop_all();
+    let seeds: Vec<_> = (1..=3)
+        .map(|n| cluster.config(n).listen_internode)
+        .collect();
+    for n in 1..=3 {
+        std::fs::remove_dir_all(&cluster.config(n).data_dir).unwrap();
+        cluster.configure(n, |config| config.cluster.seeds = seeds.clone());
+    }
+    cluster.start_all();
+    let mut tokens = std::collections::BTreeSet::new();
+    let status = cluster.client(1).await.status().await.unwrap();
+    for id in ["node1", "node2", "node3"] {
+        let node = node(&status, id);
+        assert_eq!(node.status, "Normal", "{status:?}");
+        assert!(node.owns > 0.99, "{id} owns {} at RF 3", node.owns);
+        for token in &node.tokens {
+            assert!(tokens.insert(*token), "{token:?} is taken twice");
+        }
+    }
+    for n in 2..=3 {
+        let other = cluster.client(n).await.status().await.unwrap();
+        for id in ["node1", "node2", "node3"] {
+            assert_eq!(node(&other, id).tokens, node(&status, id).tokens);
+        }
+    }
+    cluster
+        .client(2)
+        .await
+        .put(
+            &row("k"),
+            columns("v"),
+            Context::empty(),
+            ConsistencyLevel::All,
+        )
+        .await
+        .unwrap();
+}
+
+/// Issue 12 item 8: `removenode` says what replication it restored. With
+/// two nodes left at replication factor 3, no range is fully replicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removenode_says_how_many_replicas_each_range_has_afterwards() {
+    let cluster = Cluster::start(3);
+    cluster.kill(3).await;
+    cluster.wait_convicted(1, 3).await;
+    let summary = cluster
+        .client(1)
+        .await
+        .remove_node(&NodeId::new("node3"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(!summary.contains("full replication"), "{summary}");
+    assert!(
+        summary.contains("2 of 3 replicas"),
+        "the summary does not say that ranges keep 2 of 3 replicas: {summary}"
+    );
+}
+
+/// Issue 12 item 2: a node that dies while joining can be removed, and its
+/// pending ranges go with it: writes to them no longer wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_died_joining_can_be_removed_with_its_pending_ranges() {
+    let mut cluster = Cluster::start(3);
+    let client = cluster.client(1).await;
+    let value = "v".repeat(4096);
+    let keys: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
+    for key in &keys {
+        client
+            .put(
+                &row(key),
+                columns(&value),
+                Context::empty(),
+                ConsistencyLevel::All,
+            )
+            .await
+            .unwrap();
+    }
+    // node4 bootstraps, streaming its 400 KiB at 10 KiB/s: it stays joining.
+    let node4 = cluster.prepare_node(|config| {
+        config.cluster.auto_bootstrap = true;
+        config.streaming.max_mib_per_sec = 0.01;
+    });
+    cluster.restart(node4);
+    wait_until("node4 announces its tokens", DEADLINE, || async {
+        let status = client.status().await.unwrap();
+        status
+            .nodes
+            .iter()
+            .any(|n| n.id.as_str() == "node4" && n.status == "Joining" && !n.tokens.is_empty())
+    })
+    .await;
+    let shown = cluster.status_text(1);
+    assert!(
+        shown.contains("topology change in progress: node4 is joining"),
+        "{shown}"
+    );
+    cluster.kill(node4).await;
+    cluster.wait_convicted(1, node4).await;
+    // Writes to its pending ranges wait for it: ALL is unavailable.
+    let mut refused = 0;
+    for key in &keys {
+        let put = client
+            .put(
+                &row(key),
+                columns("w"),
+                Context::empty(),
+                ConsistencyLevel::All,
+            )
+            .await;
+        refused += usize::from(put.is_err());
+    }
+    assert!(refused > 0, "no write waited for the dead joining node");
+    let summary = client
+        .remove_node(&NodeId::new("node4"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(summary.contains("pending ranges"), "{summary}");
+    for n in 1..=3 {
+        let client = cluster.client(n).await;
+        wait_until("the removal reaches every node", DEADLINE, || async {
+            node(&client.status().await.unwrap(), "node4").status == "Removed"
+        })
+        .await;
+    }
+    for key in &keys {
+        client
+            .put(
+                &row(key),
+                columns("x"),
+                Context::empty(),
+                ConsistencyLevel::All,
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Issue 12 item 6: a node refuses to start with a certificate that names
+/// another node (its peers would know it by that name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_to_start_with_another_nodes_certificate() {
+    let mut cluster = Cluster::start(3);
+    cluster.kill(3).await;
+    let node2 = common::node_folder(cluster.dir(), 2);
+    cluster.configure(3, |config| {
+        config.tls.certificate = node2.join("node2.pem");
+        config.tls.key = node2.join("node2.key");
+    });
+    let config = common::node_folder(cluster.dir(), 3).join("node.toml");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ringdb"))
+        .arg("start")
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let exited = tokio::time::timeout(DEADLINE, child.wait()).await;
+    let Ok(status) = exited else {
+        panic!("node3 started with node2's certificate");
+    };
+    assert!(!status.unwrap().success());
+    let output = child.wait_with_output().await.unwrap();
+    let said = String::from_utf8_lossy(&output.stderr).to_string()
+        + &String::from_utf8_lossy(&output.stdout);
+    assert!(
+        said.contains("configured as node3") && said.contains("names node2"),
+        "{said}"
+    );
+    // node1 and node2 still know node2 as node2.
+    cluster.wait_connected(1, &[2]).await;
+}
+
+/// Issue 12 item 7: a node whose replication factor or cluster name differs
+/// from the cluster's is refused when it says hello, and both sides say
+/// which setting differs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_other_cluster_settings_is_refused_with_the_setting_named() {
+    let cluster = Cluster::start(3);
+    for (setting, named) in [
+        ("cluster.replication_factor=1", "cluster.replication_factor"),
+        ("cluster.name=\"elsewhere\"", "cluster.name"),
+    ] {
+        let started = tokio::time::Instant::now();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ringdb"))
+            .args(["dev", "--add", "--set", setting, "--dir"])
+            .arg(cluster.dir())
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "a node with {setting} joined");
+        assert!(
+            said.contains(named) && said.contains("refused this node"),
+            "{said}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(25),
+            "refused only after {:?}",
+            started.elapsed()
+        );
+        assert!(
+            cluster
+                .log_of(1)
+                .contains("refused a node whose cluster settings differ"),
+            "node1 does not say it refused the node"
+        );
+        // The next `--add` makes the next node folder: drop this one.
+        let added = (1..)
+            .map(|n| common::node_folder(cluster.dir(), n))
+            .take_while(|folder| folder.exists())
+            .last()
+            .unwrap();
+        std::fs::remove_dir_all(added).unwrap();
+    }
+}
