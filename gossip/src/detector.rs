@@ -142,6 +142,15 @@ impl ArrivalWindow {
         self.last = Some(now);
     }
 
+    /// Takes a silence that ends at `now` as this node's own (it was paused
+    /// and could not hear): the silence starts again from `now`, and no
+    /// interval is recorded.
+    pub fn forgive(&mut self, now: Instant) {
+        if self.last.is_some() {
+            self.last = Some(now);
+        }
+    }
+
     /// The time of the last heartbeat, if any arrived.
     pub fn last(&self) -> Option<Instant> {
         self.last

@@ -15,6 +15,10 @@ use crate::state::{Digest, EndpointDelta, EndpointState, StateKey, StateValue, S
 
 /// How often a node starts a gossip round (Cassandra's one second).
 pub const GOSSIP_INTERVAL: Duration = Duration::from_secs(1);
+/// A gap between two rounds longer than this is this node's own pause (a
+/// stopped process, a stalled machine), not its peers' silence: it convicts
+/// nobody for it (Cassandra's `max_local_pause_in_ms`).
+pub const LOCAL_PAUSE: Duration = Duration::from_secs(3);
 
 /// Settings of a node's gossip.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,7 +102,13 @@ pub enum Event {
     Changed(NodeId),
     /// Another node says this one was removed (`removenode`): it must stop
     /// serving, and may come back only as a new member with empty data.
-    RemovedSelf,
+    /// `generation` is the removal's (one above the generation of the life
+    /// that was removed): a node whose data is newer than that (it was
+    /// added again since) is not the one removed.
+    RemovedSelf {
+        /// The generation of the removed state.
+        generation: u64,
+    },
 }
 
 /// Why a state change was refused.
@@ -148,6 +158,8 @@ pub struct Gossiper {
     version: u64,
     events: Vec<Event>,
     rng: StdRng,
+    /// When liveness was last judged (every round, every message).
+    last_judged: Option<Instant>,
 }
 
 impl Gossiper {
@@ -180,6 +192,7 @@ impl Gossiper {
             version,
             events: Vec::new(),
             rng: StdRng::seed_from_u64(rng_seed),
+            last_judged: None,
         }
     }
 
@@ -498,8 +511,11 @@ impl Gossiper {
                     .states
                     .iter()
                     .any(|v| v.value == StateValue::Status(Status::Removed));
-                if removed && !self.events.contains(&Event::RemovedSelf) {
-                    self.events.push(Event::RemovedSelf);
+                let event = Event::RemovedSelf {
+                    generation: delta.generation,
+                };
+                if removed && !self.events.contains(&event) {
+                    self.events.push(event);
                 }
                 continue;
             }
@@ -570,6 +586,16 @@ impl Gossiper {
     }
 
     fn update_liveness(&mut self, now: Instant) {
+        let paused = self
+            .last_judged
+            .is_some_and(|last| now.saturating_duration_since(last) > LOCAL_PAUSE);
+        self.last_judged = Some(now);
+        if paused {
+            // This node could not hear anyone: the silence is its own.
+            for liveness in self.liveness.values_mut().filter(|l| l.alive) {
+                liveness.window.forgive(now);
+            }
+        }
         let threshold = self.config.detector.phi_threshold;
         for (node, liveness) in &mut self.liveness {
             let member = self

@@ -73,6 +73,7 @@ mod state;
 
 pub use detector::DetectorConfig;
 pub use gossiper::{
-    Event, GOSSIP_INTERVAL, GossipConfig, GossipError, GossipMessage, Gossiper, Outbound, Peer,
+    Event, GOSSIP_INTERVAL, GossipConfig, GossipError, GossipMessage, Gossiper, LOCAL_PAUSE,
+    Outbound, Peer,
 };
 pub use state::{Digest, EndpointDelta, EndpointState, StateKey, StateValue, Status, Versioned};

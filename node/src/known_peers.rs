@@ -30,6 +30,9 @@ use crate::storage::{Storage, StorageError};
 
 /// The metadata key of the generation of this node's last life.
 const GENERATION_KEY: &str = "generation";
+/// The metadata key of the generation of the first life of this data
+/// directory: a removal of an older life is not about this one.
+const BORN_KEY: &str = "born_generation";
 /// The metadata key of the nodes this node knew.
 const PEERS_KEY: &str = "known_peers";
 /// The format of what [`PEERS_KEY`] holds.
@@ -127,8 +130,30 @@ pub(crate) fn next_generation(storage: &Storage, now_micros: u64) -> Result<u64,
         }
     };
     let generation = now_micros.max(last.saturating_add(1));
+    if storage.get_meta(BORN_KEY)?.is_none() {
+        storage.put_meta(BORN_KEY, &generation.to_be_bytes())?;
+    }
     storage.put_meta(GENERATION_KEY, &generation.to_be_bytes())?;
     Ok(generation)
+}
+
+/// The generation of this data directory's first life (0 for one made
+/// before it was recorded: every removal is then taken as about it).
+pub(crate) fn born_generation(storage: &Storage) -> Result<u64, StorageError> {
+    match storage.get_meta(BORN_KEY)? {
+        None => Ok(0),
+        Some(bytes) => {
+            let bytes: [u8; 8] =
+                bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StorageError::Corrupt {
+                        what: "born generation",
+                        detail: format!("{} bytes, not 8", bytes.len()),
+                    })?;
+            Ok(u64::from_be_bytes(bytes))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -145,13 +170,16 @@ mod tests {
     fn a_generation_only_grows_whatever_the_clock_says() {
         let dir = tempfile::tempdir().unwrap();
         let storage = open(dir.path());
+        assert_eq!(born_generation(&storage).unwrap(), 0);
         assert_eq!(next_generation(&storage, 1_000).unwrap(), 1_000);
+        assert_eq!(born_generation(&storage).unwrap(), 1_000);
         // The clock went back an hour: the generation still grows.
         assert_eq!(next_generation(&storage, 500).unwrap(), 1_001);
         drop(storage);
         let storage = open(dir.path());
         assert_eq!(next_generation(&storage, 700).unwrap(), 1_002);
         assert_eq!(next_generation(&storage, 5_000).unwrap(), 5_000);
+        assert_eq!(born_generation(&storage).unwrap(), 1_000, "born once");
     }
 
     #[test]

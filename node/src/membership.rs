@@ -200,9 +200,11 @@ pub(crate) enum GossipInput {
     },
     /// Set one of this node's application states.
     SetState(StateValue),
-    /// Mark a dead node removed (`removenode`).
+    /// Mark a dead node removed (`removenode`), if its status is still
+    /// `expect` (what the caller decided on).
     Remove {
         node: NodeId,
+        expect: Status,
         reply: oneshot::Sender<Result<(), String>>,
     },
 }
@@ -230,10 +232,14 @@ impl GossipHandle {
         answer.await.ok().flatten()
     }
 
-    /// Marks a dead node removed.
-    pub(crate) async fn remove(&self, node: NodeId) -> Result<(), String> {
+    /// Marks a dead node removed, if its status is still `expect`.
+    pub(crate) async fn remove(&self, node: NodeId, expect: Status) -> Result<(), String> {
         let (reply, answer) = oneshot::channel();
-        let input = GossipInput::Remove { node, reply };
+        let input = GossipInput::Remove {
+            node,
+            expect,
+            reply,
+        };
         self.inbox
             .send(input)
             .await
@@ -336,7 +342,18 @@ impl GossipTask {
                         Event::Up(node) => info!(peer = %node, "node is up"),
                         Event::Down(node) => info!(peer = %node, "node is down"),
                         Event::Changed(node) => debug!(peer = %node, "node state changed"),
-                        Event::RemovedSelf => {
+                        Event::RemovedSelf { generation } => {
+                            let born = known_peers::born_generation(&self.storage).unwrap_or(0);
+                            if *generation <= born {
+                                // Held by a node that missed this one being
+                                // added again since: not about this data.
+                                warn!(
+                                    removal = generation,
+                                    born,
+                                    "a peer holds a removal of an earlier life of this node; ignoring it"
+                                );
+                                continue;
+                            }
                             error!("this node was removed from the cluster (removenode); stopping");
                             if let Err(error) = topology::mark_retired(&self.storage, "removed") {
                                 error!(%error, "cannot record the removal");
@@ -381,8 +398,19 @@ impl GossipTask {
                 let _ = reply.send(answer);
             }
             GossipInput::SetState(value) => self.gossiper.set_state(value),
-            GossipInput::Remove { node, reply } => {
-                let outcome = self.gossiper.remove(&node).map_err(|e| e.to_string());
+            GossipInput::Remove {
+                node,
+                expect,
+                reply,
+            } => {
+                let now = self.gossiper.state(&node).map(|state| state.status());
+                let outcome = match now {
+                    Some(status) if status != expect => Err(format!(
+                        "{node} became {status} meanwhile; look at `ringdb status` and run \
+                         removenode again if it is still needed"
+                    )),
+                    _ => self.gossiper.remove(&node).map_err(|e| e.to_string()),
+                };
                 // The caller may have given up: nothing to do.
                 let _ = reply.send(outcome);
             }

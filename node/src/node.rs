@@ -269,6 +269,15 @@ impl Node {
         } else if !unfinished.is_empty() {
             info!(node = %handle.id, ranges = unfinished.len(), "resuming an interrupted bootstrap");
             tokio::time::sleep(topology::RING_SETTLE).await;
+            let mine = tokens.clone().unwrap_or_default();
+            if let Some(other) = overlapping(&handle.membership.view(), &handle.id, &mine) {
+                // Best effort: the node fails to start anyway.
+                let _ = handle.shutdown().await;
+                return Err(NodeError::Join(format!(
+                    "{other} now holds tokens this node chose before it stopped joining; \
+                     start it again with an empty data directory"
+                )));
+            }
             finish_bootstrap(&handle, &coordinator).await
         } else {
             Ok(())
@@ -363,13 +372,26 @@ async fn join(
         wait_for_turn(node).await?;
         let view = node.membership.view();
         let ring = view.ring.clone();
-        let mut future = ring.clone();
-        let tokens = future.join(
+        // Tokens that nodes still joining announced (live or not: one that
+        // died streaming may come back) are taken too.
+        let mut taken = ring.clone();
+        for (id, other) in &view.nodes {
+            if *id != node.id && other.state.status() == Status::Joining {
+                let tokens = other.state.tokens().to_vec();
+                if !tokens.is_empty() {
+                    // A clash is left out here and caught by `overlapping`.
+                    let _ = taken.add_node(id.clone(), other.state.location(), tokens);
+                }
+            }
+        }
+        let tokens = taken.clone().join(
             node.id.clone(),
             config.location(),
             config.cluster.num_tokens,
             config.cluster.replication_factor,
         )?;
+        let mut future = ring.clone();
+        future.add_node(node.id.clone(), config.location(), tokens.clone())?;
         // Announced as joining (not yet kept): the others count this node
         // in their pending ranges, and see any node that chose at once.
         coordinator
@@ -377,7 +399,10 @@ async fn join(
             .set_state(StateValue::Tokens(tokens.clone()))
             .await;
         tokio::time::sleep(RING_SETTLE).await;
-        if let Some(other) = joining_before(&node.membership.view(), &node.id) {
+        let view = node.membership.view();
+        let clash =
+            joining_before(&view, &node.id).or_else(|| overlapping(&view, &node.id, &tokens));
+        if let Some(other) = clash {
             info!(node = %node.id, %other, attempt, "another node chose its tokens at the same time; giving way");
             coordinator
                 .gossip
@@ -430,14 +455,20 @@ async fn discover(
     }
 }
 
+/// How long a new node waits for its turn to join.
+const TURN_TIMEOUT: Duration = Duration::from_secs(600);
+/// How often a node waiting for its turn says so.
+const TURN_NOTICE: Duration = Duration::from_secs(10);
+
 /// How many times a new node tries to choose its tokens.
 const JOIN_ATTEMPTS: usize = 5;
 
-/// Whether the view has a member other than `me`: a cluster to join.
+/// Whether the view has a live member: a cluster to join (not only peers
+/// remembered from an earlier, failed start).
 fn has_members(view: &Arc<View>) -> bool {
     view.nodes
         .values()
-        .any(|n| matches!(n.state.status(), Status::Normal | Status::Leaving))
+        .any(|n| n.up && matches!(n.state.status(), Status::Normal | Status::Leaving))
 }
 
 /// A live seed other than `me`, starting with no tokens, whose id is
@@ -469,9 +500,25 @@ fn joining_before(view: &View, me: &NodeId) -> Option<NodeId> {
         .next()
 }
 
+/// A member other than `me` (normal, leaving, or joining with a smaller
+/// id) that holds one of `tokens`, live or not.
+fn overlapping(view: &View, me: &NodeId, tokens: &[Token]) -> Option<NodeId> {
+    view.nodes
+        .iter()
+        .filter(|(id, n)| {
+            let status = n.state.status();
+            *id != me
+                && (matches!(status, Status::Normal | Status::Leaving)
+                    || (status == Status::Joining && *id < me))
+                && n.state.tokens().iter().any(|t| tokens.contains(t))
+        })
+        .map(|(id, _)| id.clone())
+        .next()
+}
+
 /// Waits until no other topology change is in progress and no live node
 /// with a smaller id is waiting to join (one change at a time, in id
-/// order), at most [`DISCOVERY_TIMEOUT`].
+/// order), at most [`TURN_TIMEOUT`] (others' bootstraps stream data).
 async fn wait_for_turn(node: &NodeHandle) -> Result<(), NodeError> {
     let me = node.id.clone();
     let my_turn = |view: &Arc<View>| {
@@ -481,8 +528,14 @@ async fn wait_for_turn(node: &NodeHandle) -> Result<(), NodeError> {
             .any(|(id, n)| *id < me && n.up && n.state.status() == Status::Joining);
         !earlier && view.change_in_progress(&me).is_none()
     };
-    if node.membership.wait_for(DISCOVERY_TIMEOUT, my_turn).await {
-        return Ok(());
+    let deadline = tokio::time::Instant::now() + TURN_TIMEOUT;
+    while tokio::time::Instant::now() < deadline {
+        if node.membership.wait_for(TURN_NOTICE, my_turn).await {
+            return Ok(());
+        }
+        if let Some((other, status)) = node.membership.view().change_in_progress(&me) {
+            info!(node = %me, %other, %status, "waiting for a topology change to finish before joining");
+        }
     }
     let view = node.membership.view();
     Err(NodeError::Join(match view.change_in_progress(&me) {
@@ -490,7 +543,7 @@ async fn wait_for_turn(node: &NodeHandle) -> Result<(), NodeError> {
             "another topology change is in progress: {other} is {status}; start this node \
              once it has finished (one change at a time)"
         ),
-        None => format!("nodes with smaller ids were still joining after {DISCOVERY_TIMEOUT:?}"),
+        None => format!("nodes with smaller ids were still joining after {TURN_TIMEOUT:?}"),
     }))
 }
 

@@ -425,7 +425,7 @@ pub(crate) async fn remove_node(
         // A node that died joining replicates nothing yet: removing it
         // drops its pending ranges, and there is nothing to restore.
         c.gossip
-            .remove(node.clone())
+            .remove(node.clone(), Status::Joining)
             .await
             .map_err(RequestError::invalid)?;
         info!(removed = %node, "removed a dead joining node and its pending ranges");
@@ -443,8 +443,9 @@ pub(crate) async fn remove_node(
     }
     let mut after = before.clone();
     after.remove_node(&node);
+    let status = view.status(&node).unwrap_or(Status::Normal);
     c.gossip
-        .remove(node.clone())
+        .remove(node.clone(), status)
         .await
         .map_err(RequestError::invalid)?;
     info!(removed = %node, "removed a dead node; restoring its replicas");

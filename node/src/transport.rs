@@ -177,6 +177,10 @@ struct Greeting {
 struct Slot {
     address: SocketAddr,
     link: RwLock<Option<Link>>,
+    /// Whether `link` holds a connection, for those waiting for one.
+    connected: tokio::sync::watch::Sender<bool>,
+    /// Cuts the redial task's backoff short: someone needs the peer now.
+    redial_now: tokio::sync::Notify,
     /// Stops this peer's redial task (the peer left, or moved).
     cancel: CancellationToken,
 }
@@ -252,10 +256,41 @@ impl Peers {
         let slot = Arc::new(Slot {
             address,
             link: RwLock::new(None),
+            connected: tokio::sync::watch::Sender::new(false),
+            redial_now: tokio::sync::Notify::new(),
             cancel: cancel.child_token(),
         });
         slots.insert(peer.clone(), slot.clone());
         Some(self.clone().run(peer.clone(), slot))
+    }
+
+    /// Waits up to `within` for a connection to `peer`, dialling at once
+    /// if its task is between attempts; returns whether one is open. For a
+    /// peer the failure detector counts alive whose connection is being
+    /// remade (this node was paused, say): better a short wait than a
+    /// refusal.
+    pub async fn wait_connected(&self, peer: &NodeId, within: Duration) -> bool {
+        if self.is_alive(peer) {
+            return true;
+        }
+        let Some(slot) = self.slot(peer) else {
+            return false;
+        };
+        slot.redial_now.notify_one();
+        if within.is_zero() {
+            return false;
+        }
+        let mut connected = slot.connected.subscribe();
+        let waited = tokio::time::timeout(within, connected.wait_for(|up| *up)).await;
+        matches!(waited, Ok(Ok(_))) && self.is_alive(peer)
+    }
+
+    /// Has `peer`'s connection task dial at once if it is between
+    /// attempts (see [`Peers::wait_connected`]).
+    pub fn redial_now(&self, peer: &NodeId) {
+        if let Some(slot) = self.slot(peer) {
+            slot.redial_now.notify_one();
+        }
     }
 
     /// How far `peer`'s wall clock is ahead of this node's (negative:
@@ -380,11 +415,13 @@ impl Peers {
                         generation: greeting.generation,
                         clock_offset_micros: greeting.clock_offset_micros,
                     });
+                    slot.connected.send_replace(true);
                     tokio::select! {
                         reason = quic.closed() => info!(peer = %peer, %reason, "peer connection lost"),
                         () = cancel.cancelled() => {}
                     }
                     *slot.link.write().expect("peer link") = None;
+                    slot.connected.send_replace(false);
                 }
                 Err(error) => {
                     if let DialError::Refused(refusal) = &error {
@@ -394,6 +431,7 @@ impl Peers {
                     }
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
+                        () = slot.redial_now.notified() => {}
                         () = cancel.cancelled() => {}
                     }
                     backoff = (backoff * 2).min(REDIAL_LONGEST);
@@ -465,7 +503,8 @@ async fn dial(
             let half_trip = (sent.elapsed().as_micros() / 2) as i64;
             let greeting = Greeting {
                 generation,
-                clock_offset_micros: theirs.map(|t| t - (sent_micros + half_trip)),
+                clock_offset_micros: theirs
+                    .map(|t| t.saturating_sub(sent_micros.saturating_add(half_trip))),
                 node: peer,
             };
             Ok((connection, greeting))

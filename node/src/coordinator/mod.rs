@@ -72,6 +72,9 @@ use write::Write;
 /// How long past a request's deadline a forwarding node waits for the
 /// answer of the node it forwarded to (which answers `Timeout` at the deadline).
 const FORWARD_GRACE: Duration = Duration::from_millis(100);
+/// The longest a request waits for the connection to a replica the failure
+/// detector counts alive to be remade, before counting the replica out.
+pub(super) const REDIAL_WAIT: Duration = Duration::from_millis(500);
 /// The longest table name (Cassandra's limit).
 const MAX_TABLE_NAME: usize = 48;
 
@@ -501,18 +504,43 @@ impl Coordinator {
     }
 
     /// The replicas that are reachable: this node first when it is one.
-    fn alive(&self, replicas: &[NodeId]) -> Vec<NodeId> {
+    /// A replica the failure detector counts alive but whose connection is
+    /// being remade (after this node was paused, or a blip) is redialled
+    /// at once, and when fewer than `needed` replicas are connected it is
+    /// waited for briefly — at most [`REDIAL_WAIT`], and a quarter of the
+    /// time left — rather than counted out.
+    async fn alive(&self, replicas: &[NodeId], needed: usize, deadline: Instant) -> Vec<NodeId> {
+        let view = self.membership.view();
         let mut alive: Vec<NodeId> = replicas
             .iter()
             .filter(|r| **r == self.me)
             .cloned()
             .collect();
-        alive.extend(
-            replicas
-                .iter()
-                .filter(|r| **r != self.me && self.is_up(r))
-                .cloned(),
-        );
+        let mut redialling = Vec::new();
+        for replica in replicas.iter().filter(|r| **r != self.me) {
+            if !view.is_up(replica) {
+                continue;
+            }
+            if self.peers.is_alive(replica) {
+                alive.push(replica.clone());
+            } else {
+                redialling.push(replica.clone());
+            }
+        }
+        for replica in &redialling {
+            self.peers.redial_now(replica);
+        }
+        if !redialling.is_empty() && alive.len() < needed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let until = Instant::now() + REDIAL_WAIT.min(left / 4);
+            // The waits share one deadline.
+            for replica in redialling {
+                let within = until.saturating_duration_since(Instant::now());
+                if self.peers.wait_connected(&replica, within).await {
+                    alive.push(replica);
+                }
+            }
+        }
         alive
     }
 

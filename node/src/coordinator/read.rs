@@ -43,7 +43,7 @@ impl Coordinator {
         deadline: Instant,
     ) -> Result<(StoredRow, Receipt), RequestError> {
         let (id, replicas, required) = self.plan(row, consistency, false)?;
-        let alive = self.alive(&replicas);
+        let alive = self.alive(&replicas, required, deadline).await;
         if alive.len() < required {
             return Err(RequestError::Unavailable {
                 required,

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::{Coordinator, FORWARD_GRACE, now_micros};
+use super::{Coordinator, FORWARD_GRACE, REDIAL_WAIT, now_micros};
 use crate::causality::{CausalContext, VersionVector};
 use crate::storage::{RowKey, RowVersion, StoredRow, decode_versions};
 
@@ -86,7 +86,7 @@ impl Coordinator {
             let request = write.into_request();
             return self.forward(&replicas, required, request, deadline).await;
         }
-        let alive = self.alive(&replicas);
+        let alive = self.alive(&replicas, required, deadline).await;
         let down: Vec<NodeId> = replicas
             .iter()
             .filter(|r| !alive.contains(r))
@@ -293,13 +293,24 @@ impl Coordinator {
         write: &Arc<(RowId, VersionedRow)>,
     ) {
         let node = peer.clone();
-        let call = self.peers.send(peer, request, deadline);
+        let call = self.peers.send(peer, request.clone(), deadline);
         let (this, write) = (self.clone(), write.clone());
         acks.spawn(async move {
-            let answer = match call {
+            let mut answer = match call {
                 Ok(call) => call.answer(deadline).await,
                 Err(error) => Err(error),
             };
+            // A connection found dead (this node was paused, say) is remade
+            // and the write sent once more: applying it twice is harmless.
+            if let Err(CallError::NotSent { .. } | CallError::ConnectionLost { .. }) = answer {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if this.peers.wait_connected(&node, REDIAL_WAIT.min(left / 2)).await {
+                    answer = match this.peers.send(&node, request, deadline) {
+                        Ok(call) => call.answer(deadline).await,
+                        Err(error) => Err(error),
+                    };
+                }
+            }
             let applied = matches!(answer, Ok(PeerReply::Applied));
             let mut hinted = false;
             if !applied {
