@@ -117,6 +117,9 @@ async fn a_restarted_node_is_repaired_by_an_all_read_and_then_serves_alone() {
     let mut cluster = Cluster::start_with(3, WITHOUT_REPAIR);
     let node1 = cluster.client(1).await;
     cluster.kill(3).await;
+    // Counted out first: a write sent on a connection that turns out dead
+    // is sent again once it is remade, and node3 may be back by then.
+    cluster.wait_disconnected(1, 3).await;
     node1
         .put(&row("k"), value("while-down"), Context::empty(), Quorum)
         .await
@@ -193,6 +196,9 @@ async fn a_delete_is_not_undone_by_a_replica_that_missed_it() {
         .await
         .unwrap();
     cluster.kill(3).await;
+    // Counted out first: a delete sent on a connection that turns out dead
+    // is sent again once it is remade, and node3 may be back by then.
+    cluster.wait_disconnected(1, 3).await;
     let read = node1.get(&row("k"), Quorum).await.unwrap();
     node1.delete(&row("k"), read.context, Quorum).await.unwrap();
     cluster.restart(3);

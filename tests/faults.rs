@@ -408,3 +408,42 @@ async fn a_node_resumed_from_a_pause_coordinates_quorum_writes_at_once() {
     }
     assert!(refused.is_empty(), "{refused:?}");
 }
+
+/// Issue 12 item 12: a client whose first contact points are dead connects
+/// through a live one without waiting out a handshake timeout for each,
+/// token-aware or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_moves_on_at_once_from_dead_contact_points() {
+    use ringdb::client::{Client, ClientConfig};
+    let cluster = Cluster::start(3);
+    // Ports nobody listens on: QUIC hears nothing back from them.
+    let dead: Vec<std::net::SocketAddr> = (0..2)
+        .map(|_| {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.local_addr().unwrap()
+        })
+        .collect();
+    for token_aware in [false, true] {
+        let mut contact_points = dead.clone();
+        contact_points.push(cluster.client_address(1));
+        let mut config = ClientConfig::new(contact_points, cluster.ca());
+        config.token_aware = token_aware;
+        let handshake_timeout = config.connect_timeout;
+        let started = tokio::time::Instant::now();
+        let client = Client::connect(config).await.unwrap();
+        client
+            .put(
+                &row("k"),
+                columns("v"),
+                Context::empty(),
+                ConsistencyLevel::Quorum,
+            )
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert!(
+            took < handshake_timeout,
+            "token_aware {token_aware}: {took:?} with two dead contact points first"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! The client: connections, routing and retries.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -18,8 +19,11 @@ type Connection = Multiplexed<ClientRequest, ClientReply>;
 
 /// How many nodes one request may try before giving up.
 const MAX_ATTEMPTS: usize = 3;
+/// How long after one node the next is dialled when connecting to the
+/// first of several that answers.
+const DIAL_STAGGER: Duration = Duration::from_millis(250);
 /// How long a node that could not be reached is tried last.
-const FAILED_NODE_BACKOFF: Duration = Duration::from_secs(2);
+const FAILED_NODE_BACKOFF: Duration = Duration::from_secs(30);
 /// How much longer than the request's budget the client waits, so that the
 /// coordinator's own timeout answer (which counts acknowledgements) arrives
 /// before the client gives up.
@@ -491,7 +495,13 @@ impl Client {
     /// [`Client::request`], which may itself refresh the topology.)
     async fn fetch_topology(&self) -> Result<(SocketAddr, ClientReply), ClientError> {
         let mut tried = Vec::new();
-        for address in self.candidates(None).into_iter().take(MAX_ATTEMPTS) {
+        let candidates = self.candidates(None);
+        // The first node to answer the handshake is asked first: a dead
+        // contact point does not hold the others up.
+        let racing = &candidates[..candidates.len().min(MAX_ATTEMPTS)];
+        let (first, _) = self.connect_first(racing).await?;
+        let ordered = std::iter::once(first).chain(candidates.into_iter().filter(|a| *a != first));
+        for address in ordered.take(MAX_ATTEMPTS) {
             let connection = match self.connection(address).await {
                 Ok(connection) => connection,
                 Err(reason) => {
@@ -542,14 +552,18 @@ impl Client {
         }
         let mut tried = Vec::new();
         let mut last_error = None;
-        for address in self.candidates(token).into_iter().take(MAX_ATTEMPTS) {
-            let connection = match self.connection(address).await {
-                Ok(connection) => connection,
-                Err(reason) => {
-                    tried.push((address, reason));
-                    continue;
+        let mut remaining: Vec<SocketAddr> =
+            self.candidates(token).into_iter().take(MAX_ATTEMPTS).collect();
+        while !remaining.is_empty() {
+            let (address, connection) = match self.connect_first(&remaining).await {
+                Ok(found) => found,
+                Err(ClientError::NoConnection { tried: failed }) => {
+                    tried.extend(failed);
+                    break;
                 }
+                Err(error) => return Err(error),
             };
+            remaining.retain(|other| *other != address);
             let budget = self.config.request_timeout;
             let outcome = connection
                 .call_with_budget(request.clone(), budget, budget + ANSWER_MARGIN)
@@ -589,16 +603,85 @@ impl Client {
         Err(last_error.unwrap_or(ClientError::NoConnection { tried }))
     }
 
-    /// Connects to any of `addresses`, in order.
+    /// Connects to any of `addresses`.
     async fn connect_any(&self, addresses: &[SocketAddr]) -> Result<(), ClientError> {
+        self.connect_first(addresses).await.map(|_| ())
+    }
+
+    /// Connects to the first of `addresses` that answers, preferring them
+    /// in order: each is dialled [`DIAL_STAGGER`] after the one before (an
+    /// open connection answers at once), and the first handshake to
+    /// complete wins ("happy eyeballs"). QUIC over UDP learns nothing from
+    /// a dead port until its handshake times out, so a dead node costs
+    /// one stagger, not a handshake timeout. Nodes that fail, or were still
+    /// silent when a later one answered, are tried last for
+    /// [`FAILED_NODE_BACKOFF`].
+    async fn connect_first(
+        &self,
+        addresses: &[SocketAddr],
+    ) -> Result<(SocketAddr, Arc<Connection>), ClientError> {
+        type Dial<'a> = std::pin::Pin<
+            Box<dyn Future<Output = (SocketAddr, Result<Arc<Connection>, String>)> + Send + 'a>,
+        >;
+        let started = Instant::now();
+        let mut dials: Vec<(SocketAddr, Dial<'_>)> = addresses
+            .iter()
+            .enumerate()
+            .map(|(i, &address)| -> (SocketAddr, Dial<'_>) {
+                let dial = Box::pin(async move {
+                    if i > 0 && !self.is_connected(address) {
+                        tokio::time::sleep(DIAL_STAGGER * i as u32).await;
+                    }
+                    (address, self.connection(address).await)
+                });
+                (address, dial)
+            })
+            .collect();
         let mut tried = Vec::new();
-        for &address in addresses {
-            match self.connection(address).await {
-                Ok(_) => return Ok(()),
-                Err(reason) => tried.push((address, reason)),
+        let outcome = std::future::poll_fn(|cx| {
+            let mut i = 0;
+            while i < dials.len() {
+                match dials[i].1.as_mut().poll(cx) {
+                    std::task::Poll::Ready((address, Ok(connection))) => {
+                        return std::task::Poll::Ready(Some((address, connection)));
+                    }
+                    std::task::Poll::Ready((address, Err(reason))) => {
+                        tried.push((address, reason));
+                        drop(dials.swap_remove(i));
+                    }
+                    std::task::Poll::Pending => i += 1,
+                }
+            }
+            if dials.is_empty() {
+                std::task::Poll::Ready(None)
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        let Some((winner, connection)) = outcome else {
+            return Err(ClientError::NoConnection { tried });
+        };
+        // Those dialled well before the winner and still silent are
+        // probably dead: tried last for a while.
+        let position = addresses.iter().position(|a| *a == winner).unwrap_or(0);
+        let answered_after = started.elapsed();
+        let mut failed = self.failed.lock().expect("failed nodes");
+        for (i, (address, _)) in dials.iter().enumerate() {
+            let earlier = addresses.iter().position(|a| a == address).unwrap_or(i) < position;
+            if earlier && answered_after > DIAL_STAGGER {
+                failed.insert(*address, Instant::now());
             }
         }
-        Err(ClientError::NoConnection { tried })
+        Ok((winner, connection))
+    }
+
+    fn is_connected(&self, address: SocketAddr) -> bool {
+        self.connections
+            .lock()
+            .expect("connections")
+            .get(&address)
+            .is_some_and(|connection| !connection.is_closed())
     }
 
     async fn connection(&self, address: SocketAddr) -> Result<Arc<Connection>, String> {

@@ -304,7 +304,11 @@ impl Coordinator {
             // and the write sent once more: applying it twice is harmless.
             if let Err(CallError::NotSent { .. } | CallError::ConnectionLost { .. }) = answer {
                 let left = deadline.saturating_duration_since(Instant::now());
-                if this.peers.wait_connected(&node, REDIAL_WAIT.min(left / 2)).await {
+                if this
+                    .peers
+                    .wait_connected(&node, REDIAL_WAIT.min(left / 2))
+                    .await
+                {
                     answer = match this.peers.send(&node, request, deadline) {
                         Ok(call) => call.answer(deadline).await,
                         Err(error) => Err(error),
