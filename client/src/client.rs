@@ -552,8 +552,11 @@ impl Client {
         }
         let mut tried = Vec::new();
         let mut last_error = None;
-        let mut remaining: Vec<SocketAddr> =
-            self.candidates(token).into_iter().take(MAX_ATTEMPTS).collect();
+        let mut remaining: Vec<SocketAddr> = self
+            .candidates(token)
+            .into_iter()
+            .take(MAX_ATTEMPTS)
+            .collect();
         while !remaining.is_empty() {
             let (address, connection) = match self.connect_first(&remaining).await {
                 Ok(found) => found,

@@ -115,20 +115,7 @@ pub(crate) fn save(storage: &Storage, known: &KnownPeers) -> Result<(), StorageE
 /// The generation of this life of the node: `now_micros`, or one more than
 /// the last life's when the clock is behind it; saved before it is used.
 pub(crate) fn next_generation(storage: &Storage, now_micros: u64) -> Result<u64, StorageError> {
-    let last = match storage.get_meta(GENERATION_KEY)? {
-        None => 0,
-        Some(bytes) => {
-            let bytes: [u8; 8] =
-                bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| StorageError::Corrupt {
-                        what: "generation",
-                        detail: format!("{} bytes, not 8", bytes.len()),
-                    })?;
-            u64::from_be_bytes(bytes)
-        }
-    };
+    let last = read_u64(storage, GENERATION_KEY, "generation")?.unwrap_or(0);
     let generation = now_micros.max(last.saturating_add(1));
     if storage.get_meta(BORN_KEY)?.is_none() {
         storage.put_meta(BORN_KEY, &generation.to_be_bytes())?;
@@ -140,20 +127,22 @@ pub(crate) fn next_generation(storage: &Storage, now_micros: u64) -> Result<u64,
 /// The generation of this data directory's first life (0 for one made
 /// before it was recorded: every removal is then taken as about it).
 pub(crate) fn born_generation(storage: &Storage) -> Result<u64, StorageError> {
-    match storage.get_meta(BORN_KEY)? {
-        None => Ok(0),
-        Some(bytes) => {
-            let bytes: [u8; 8] =
-                bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| StorageError::Corrupt {
-                        what: "born generation",
-                        detail: format!("{} bytes, not 8", bytes.len()),
-                    })?;
-            Ok(u64::from_be_bytes(bytes))
-        }
-    }
+    Ok(read_u64(storage, BORN_KEY, "born generation")?.unwrap_or(0))
+}
+
+/// A metadata value that holds a big-endian `u64`, if it is set.
+fn read_u64(storage: &Storage, key: &str, what: &'static str) -> Result<Option<u64>, StorageError> {
+    let Some(bytes) = storage.get_meta(key)? else {
+        return Ok(None);
+    };
+    let bytes: [u8; 8] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| StorageError::Corrupt {
+            what,
+            detail: format!("{} bytes, not 8", bytes.len()),
+        })?;
+    Ok(Some(u64::from_be_bytes(bytes)))
 }
 
 #[cfg(test)]

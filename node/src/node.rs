@@ -152,10 +152,8 @@ impl Node {
         // The generation of this life of the node, as in Cassandra's gossip:
         // the start time, but always above the last life's (see
         // `known_peers`).
-        let now_micros = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_micros() as u64);
-        let generation = known_peers::next_generation(&storage, now_micros)?;
+        let now = u64::try_from(crate::coordinator::now_micros()).unwrap_or(0);
+        let generation = known_peers::next_generation(&storage, now)?;
         let settings = ClusterSettings {
             name: config.cluster.name.clone(),
             replication_factor: config.cluster.replication_factor,

@@ -444,13 +444,6 @@ impl Peers {
 /// A peer whose clock is this far from this node's is reported.
 pub const CLOCK_WARNING: Duration = Duration::from_secs(2);
 
-/// This node's wall clock, in microseconds since the epoch.
-pub fn wall_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
-
 /// Why a connection to a peer could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
@@ -494,7 +487,7 @@ async fn dial(
         .map_err(|e| failed(&e))?;
     // The connection counts only once the peer has answered on it. Its
     // clock is compared with the middle of the round trip.
-    let (sent, sent_micros) = (Instant::now(), wall_micros());
+    let (sent, sent_micros) = (Instant::now(), crate::coordinator::now_micros());
     match connection.call(hello, CONNECT_TIMEOUT).await {
         Ok(PeerReply::Hello {
             generation,

@@ -18,6 +18,7 @@
 //! assert_eq!(level.required(5), 3);
 //! ```
 
+mod cluster;
 mod consistency;
 mod frame;
 mod keys;
@@ -25,6 +26,7 @@ mod message;
 mod repair;
 mod value;
 
+pub use cluster::ClusterSettings;
 pub use consistency::{ConsistencyLevel, UnknownConsistencyLevel};
 pub use frame::{
     FrameError, MAX_FRAME_BYTES, PROTOCOL_VERSION, decode_frame, encode_frame, envelope_id,
@@ -35,9 +37,9 @@ pub use keys::{
     TableId,
 };
 pub use message::{
-    ClientReply, ClientRequest, ClusterSettings, Context, NodeStatus, PeerReply, PeerRequest,
-    ReadFirst, Receipt, Request, RequestError, Response, RowAddress, RowId, Sibling, StreamedRow,
-    TopologyNode, VersionedRow,
+    ClientReply, ClientRequest, Context, NodeStatus, PeerReply, PeerRequest, ReadFirst, Receipt,
+    Request, RequestError, Response, RowAddress, RowId, Sibling, StreamedRow, TopologyNode,
+    VersionedRow,
 };
 pub use repair::{HintCounters, RepairStats, RepairSummary, TreeItem};
 pub use value::{Row, Value};

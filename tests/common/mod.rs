@@ -31,6 +31,20 @@ where
     }
 }
 
+/// Checks that `condition` holds every 200 ms throughout `window` (what
+/// must stay true, where [`wait_until`] waits for what must become true).
+pub async fn holds_throughout<F, Fut>(what: &str, window: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        assert!(condition().await, "stopped holding: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Three (or N) node processes in a temporary folder.
 pub struct Cluster {
     dir: tempfile::TempDir,

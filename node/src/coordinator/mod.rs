@@ -274,7 +274,7 @@ impl Coordinator {
                 self.peers.observe_generation(&from, generation);
                 Ok(PeerReply::Hello {
                     generation: self.generation,
-                    wall_micros: Some(crate::transport::wall_micros()),
+                    wall_micros: Some(now_micros()),
                 })
             }
             PeerRequest::Replicate { row, versions } => {
