@@ -514,26 +514,31 @@ async fn hints_for_a_removed_node_go_to_the_new_replicas() {
     );
     let (ring, replication) = ring_of(&cluster, 3).await;
     let replicas = [1, 2, 4].map(|n| NodeId::new(format!("node{n}")));
-    let mut written: Vec<String> = keys("r", 3000)
+    let replicas_of = |key: &String| {
+        let mut found = ring.replicas(Token::of(key.as_bytes()), &replication);
+        found.sort();
+        found
+    };
+    let written: Vec<String> = keys("r", 3000)
         .into_iter()
-        .filter(|key| {
-            let mut found = ring.replicas(Token::of(key.as_bytes()), &replication);
-            found.sort();
-            found == replicas
-        })
-        .take(31)
+        .filter(|key| replicas_of(key) == replicas)
+        .take(30)
         .collect();
-    assert_eq!(written.len(), 31);
-    let probe = written.pop().unwrap();
+    assert_eq!(written.len(), 30);
+    // A key node3 coordinates itself, with node1 and node2, to see when it
+    // stops hinting for them.
+    let probe = keys("probe", 3000)
+        .into_iter()
+        .find(|key| replicas_of(key) == [1, 2, 3].map(|n| NodeId::new(format!("node{n}"))))
+        .unwrap();
     for n in [1, 2] {
         cluster.kill(n).await;
         cluster.wait_disconnected(3, n).await;
     }
-    // Past the window (counted from when node3 saw them down), node3 stores
-    // no more hints for node1 and node2.
+    // Past the window (counted from when node3's detector marked them
+    // down, which can be seconds after their connections dropped), node3
+    // stores no more hints for node1 and node2.
     let node3 = cluster.client(3).await;
-    // The window (15 s) runs from when node3's detector marked them down,
-    // which can be seconds after their connections dropped.
     wait_until(
         "node3 no longer hints for node1 and node2",
         Duration::from_secs(15) + DEADLINE,
@@ -544,6 +549,7 @@ async fn hints_for_a_removed_node_go_to_the_new_replicas() {
                     .put(&row(probe), columns(probe), Context::empty(), One)
                     .await
                     .unwrap();
+                assert!(written.receipt.acknowledged.contains(&NodeId::new("node3")));
                 written.receipt.hinted.is_empty()
             }
         },

@@ -418,9 +418,16 @@ pub fn node_folder(dir: &Path, n: usize) -> PathBuf {
     dir.join(format!("node{n}"))
 }
 
+/// Whether process `pid` still runs or holds resources. Its main thread
+/// shows as a zombie as soon as it exits, while the other threads may still
+/// be tearing down and holding its files (RocksDB's lock among them): a
+/// zombie is gone only when its main thread is its last.
 fn is_running(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.split_whitespace().nth(2) != Some("Z"),
+        Ok(stat) if stat.split_whitespace().nth(2) == Some("Z") => {
+            std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| tasks.count() > 1)
+        }
+        Ok(_) => true,
         Err(_) => false,
     }
 }

@@ -29,6 +29,7 @@ struct Ack {
 }
 
 /// A put (with columns) or a delete (without), as the write path sees it.
+#[derive(Clone)]
 pub(super) struct Write {
     pub(super) row: RowAddress,
     pub(super) columns: Option<Row>,
@@ -79,12 +80,21 @@ impl Coordinator {
                     "forwarded to a node that is not a replica: the nodes disagree about the ring",
                 ));
             }
-            if write.consistency == ConsistencyLevel::Any && !replicas.iter().any(|r| self.is_up(r))
-            {
-                return self.write_hints_only(write, id, replicas).await;
+            // At ANY, a write no replica can be sent is kept here as hints
+            // (the detector may still count a replica up whose connection
+            // just dropped: the send then finds it gone).
+            let any = write.consistency == ConsistencyLevel::Any;
+            if !any || replicas.iter().any(|r| self.is_up(r)) {
+                let request = write.clone().into_request();
+                match self.forward(&replicas, required, request, deadline).await {
+                    Some(answer) => return answer,
+                    None if !any => {
+                        return Err(RequestError::Unavailable { required, alive: 0 });
+                    }
+                    None => {}
+                }
             }
-            let request = write.into_request();
-            return self.forward(&replicas, required, request, deadline).await;
+            return self.write_hints_only(write, id, replicas).await;
         }
         let alive = self.alive(&replicas, required, deadline).await;
         let down: Vec<NodeId> = replicas
@@ -481,35 +491,42 @@ impl Coordinator {
         !replicas.is_empty() && self.hint(row, &versions, missed).await.len() == wanted
     }
 
-    /// Sends a write to the first reachable replica to coordinate it.
+    /// Sends a write to the first reachable replica to coordinate it, and
+    /// returns its answer; `None` when it could be sent to none (nothing
+    /// was written).
     async fn forward(
         &self,
         replicas: &[NodeId],
         required: usize,
         request: ClientRequest,
         deadline: Instant,
-    ) -> Result<ClientReply, RequestError> {
-        let Some(target) = replicas.iter().find(|r| self.is_up(r)) else {
-            return Err(RequestError::Unavailable { required, alive: 0 });
-        };
-        let timeout = RequestError::Timeout {
-            required,
-            acknowledged: 0,
-            write: true,
-        };
-        let call = self
-            .peers
-            .send(target, PeerRequest::Coordinate(request), deadline)
-            .map_err(|_| RequestError::Unavailable { required, alive: 0 })?;
-        match call.answer(deadline + FORWARD_GRACE).await {
-            Ok(PeerReply::Coordinated(reply)) => Ok(reply),
-            Ok(other) => Err(RequestError::Server {
-                node: target.clone(),
-                reason: format!("unexpected reply to a forwarded write: {other:?}"),
-            }),
-            Err(CallError::Remote(error)) => Err(error),
-            Err(_) => Err(timeout),
+    ) -> Option<Result<ClientReply, RequestError>> {
+        for target in replicas.iter().filter(|r| self.is_up(r)) {
+            let coordinate = PeerRequest::Coordinate(request.clone());
+            let Ok(call) = self.peers.send(target, coordinate, deadline) else {
+                continue;
+            };
+            let answer = match call.answer(deadline + FORWARD_GRACE).await {
+                Ok(PeerReply::Coordinated(reply)) => Ok(reply),
+                Ok(other) => Err(RequestError::Server {
+                    node: target.clone(),
+                    reason: format!("unexpected reply to a forwarded write: {other:?}"),
+                }),
+                Err(CallError::Remote(error)) => Err(error),
+                // Never sent (a delayed send found the connection gone):
+                // the next replica may take it.
+                Err(CallError::NotSent { .. }) => continue,
+                // Sent: the outcome is unknown, and sending it again could
+                // apply it twice.
+                Err(_) => Err(RequestError::Timeout {
+                    required,
+                    acknowledged: 0,
+                    write: true,
+                }),
+            };
+            return Some(answer);
         }
+        None
     }
 }
 
