@@ -580,6 +580,9 @@ impl Client {
             // another coordinator would share: answered, not retried.
             let retry = match &error {
                 CallError::Remote(RequestError::Overloaded { .. }) => true,
+                // The coordinator's own copy is damaged (it is salvaging):
+                // another coordinator reads the other replicas.
+                CallError::Remote(RequestError::DamagedData { .. }) => !write,
                 CallError::Remote(RequestError::Timeout { .. })
                 | CallError::Timeout(_)
                 | CallError::ConnectionLost { .. } => !write,

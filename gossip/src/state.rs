@@ -65,6 +65,8 @@ pub enum StateKey {
     Load,
     /// [`StateValue::ActorEpoch`].
     ActorEpoch,
+    /// [`StateValue::Damage`].
+    Damage,
 }
 
 /// One application state's value.
@@ -88,6 +90,9 @@ pub enum StateValue {
     /// The epoch of its current life (drawn at each start): the actor id of
     /// the writes it coordinates, whose dots are unique per epoch.
     ActorEpoch(u64),
+    /// Damaged data it found on its disk and where restoring it stands,
+    /// for `ringdb status`; `None`: none found.
+    Damage(Option<String>),
 }
 
 impl StateValue {
@@ -102,6 +107,7 @@ impl StateValue {
             StateValue::SchemaVersion(_) => StateKey::SchemaVersion,
             StateValue::Load(_) => StateKey::Load,
             StateValue::ActorEpoch(_) => StateKey::ActorEpoch,
+            StateValue::Damage(_) => StateKey::Damage,
         }
     }
 }
@@ -183,7 +189,16 @@ impl EndpointState {
         }
     }
 
-    /// The node's load in bytes, if known.
+    /// Damaged data the node reported finding, and where restoring it
+    /// stands; `None`: none found (or not said).
+    pub fn damage(&self) -> Option<&str> {
+        match self.get(StateKey::Damage) {
+            Some(StateValue::Damage(damage)) => damage.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Bytes of data the node reported storing.
     pub fn load(&self) -> Option<u64> {
         match self.get(StateKey::Load) {
             Some(StateValue::Load(bytes)) => Some(*bytes),

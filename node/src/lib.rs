@@ -119,6 +119,7 @@ mod known_peers;
 pub mod membership;
 mod node;
 mod repair;
+mod restore;
 pub mod storage;
 mod streaming;
 pub mod tls;

@@ -119,6 +119,7 @@ impl View {
                 location: node.state.location(),
                 generation: node.state.generation,
                 clock_offset_ms: clock_offset_ms(id),
+                damage: node.state.damage().map(str::to_owned),
             })
             .collect()
     }

@@ -19,7 +19,7 @@ use crate::membership::{GossipTask, Membership, SeedWatch, View};
 use crate::storage::{Storage, StorageError};
 use crate::tls::{self, NodeCertificate, TlsError};
 use crate::transport::{self, Faults, Peers};
-use crate::{known_peers, repair, topology};
+use crate::{known_peers, repair, restore, topology};
 
 /// How long [`NodeHandle::shutdown`] waits for tasks to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -189,6 +189,7 @@ impl Node {
             StateValue::ClientAddress(broadcast_client),
             StateValue::Location(config.location()),
             StateValue::ActorEpoch(storage.epoch()),
+            restore::damage_state(&storage),
         ];
         let gossip_config = GossipConfig {
             cluster: config.cluster.name.clone(),
@@ -250,6 +251,8 @@ impl Node {
         tasks.spawn(hints::run_replay(coordinator.clone(), cancel.clone()));
         tasks.spawn(repair::maintain_trees(coordinator.clone(), cancel.clone()));
         tasks.spawn(repair::run_background(coordinator.clone(), cancel.clone()));
+        tasks.spawn(restore::watch(coordinator.clone(), cancel.clone()));
+        tasks.spawn(restore::restore(coordinator.clone(), cancel.clone()));
         let handle = NodeHandle {
             id: me,
             internode_address,
@@ -643,8 +646,17 @@ impl NodeHandle {
         self.membership.view()
     }
 
+    /// Whether the node found damaged data on its disk: it stops by itself
+    /// then, and should be started again (shut down, then
+    /// [`Node::start`]), which salvages its data directory.
+    pub fn salvage_requested(&self) -> bool {
+        self.storage.salvage_requested()
+    }
+
     /// Waits until a task of the node stops by itself (which it should not
-    /// before shutdown): the caller should then shut the node down.
+    /// before shutdown, unless it found damaged data, see
+    /// [`NodeHandle::salvage_requested`]): the caller should then shut the
+    /// node down.
     pub async fn stopped(&mut self) {
         self.tasks.join_next().await;
     }
@@ -677,9 +689,17 @@ impl NodeHandle {
             debug!(node = %self.id, "connections still draining after {DRAIN_GRACE:?}");
         }
         let storage = self.storage.clone();
-        tokio::task::spawn_blocking(move || storage.flush())
+        let flushed = tokio::task::spawn_blocking(move || storage.flush())
             .await
-            .expect("flush task")?;
+            .expect("flush task");
+        match flushed {
+            // A database with damaged data may refuse writes: the WAL holds
+            // every write, and the next open salvages.
+            Err(error) if self.storage.note_damage(&error) => {
+                warn!(node = %self.id, %error, "no final flush: damaged data");
+            }
+            flushed => flushed?,
+        }
         info!(node = %self.id, "node stopped");
         Ok(())
     }

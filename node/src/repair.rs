@@ -59,6 +59,8 @@ const KEY_BYTES_PER_MESSAGE: usize = 1 << 20;
 /// How long an exchange waits for a replica to build its trees.
 const TREES_WAIT: Duration = Duration::from_secs(60);
 /// What a replica answers while it builds its trees.
+/// How long after a failed tree build it is tried again.
+const TREE_RETRY: Duration = Duration::from_secs(10);
 const STILL_BUILDING: &str = "is still building its Merkle trees";
 /// The most entries a node keeps in its running totals' lists.
 const KEPT_ENTRIES: usize = 1000;
@@ -88,6 +90,9 @@ pub(crate) fn local_tree<'a>(
     range: TokenRange,
 ) -> Result<&'a Tree, RequestError> {
     let me = &coordinator.me;
+    if let Some(detail) = coordinator.storage.damage_found() {
+        return Err(coordinator.damaged(&detail));
+    }
     if !trees.is_ready() {
         return Err(RequestError::overloaded(format!("{me} {STILL_BUILDING}")));
     }
@@ -202,6 +207,9 @@ pub(crate) async fn repair(
         throttle: Throttle::new(bytes_per_sec),
         deadline,
     };
+    // Peers still building their trees when this round gave up waiting for
+    // them: their other ranges fail at once rather than wait again each.
+    let mut still_building: Vec<NodeId> = Vec::new();
     for range in ranges {
         let replicas = view.ring.replicas(range.end, &coordinator.replication);
         if trees.tree(range).is_none() || !replicas.contains(&coordinator.me) {
@@ -226,6 +234,15 @@ pub(crate) async fn repair(
                 complete = false;
                 continue;
             }
+            if still_building.contains(peer) {
+                round.summary.ranges_failed.push((
+                    range,
+                    peer.clone(),
+                    format!("{peer} {STILL_BUILDING}"),
+                ));
+                complete = false;
+                continue;
+            }
             round.summary.ranges_compared += 1;
             let mut outcome = Err("down".to_string());
             // A replica that has just started builds its trees first (a
@@ -234,7 +251,11 @@ pub(crate) async fn repair(
             while coordinator.is_up(peer) {
                 outcome = exchange(coordinator, &trees, range, peer, table, &mut round).await;
                 let building = matches!(&outcome, Err(e) if e.contains(STILL_BUILDING));
-                if !building || Instant::now() >= give_up.min(deadline) {
+                if !building {
+                    break;
+                }
+                if Instant::now() >= give_up.min(deadline) {
+                    still_building.push(peer.clone());
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -517,6 +538,7 @@ pub(crate) async fn maintain_trees(coordinator: Arc<Coordinator>, cancel: Cancel
         let wanted = wanted_ranges(&coordinator);
         let current = coordinator.storage.trees();
         let have: Vec<TokenRange> = current.ranges().collect();
+        let mut retry = false;
         if have != wanted || (!current.is_ready() && !wanted.is_empty()) {
             let storage = coordinator.storage.clone();
             let started = Instant::now();
@@ -527,8 +549,15 @@ pub(crate) async fn maintain_trees(coordinator: Arc<Coordinator>, cancel: Cancel
                     ms = started.elapsed().as_millis() as u64,
                     "Merkle trees built"
                 ),
-                Ok(Err(error)) => warn!(%error, "cannot build the Merkle trees"),
-                Err(error) => warn!(%error, "the Merkle tree build failed"),
+                Ok(Err(error)) => {
+                    coordinator.storage.note_damage(&error);
+                    warn!(%error, "cannot build the Merkle trees; trying again in {TREE_RETRY:?}");
+                    retry = true;
+                }
+                Err(error) => {
+                    warn!(%error, "the Merkle tree build failed; trying again in {TREE_RETRY:?}");
+                    retry = true;
+                }
             }
         }
         let stable = member
@@ -562,9 +591,12 @@ pub(crate) async fn maintain_trees(coordinator: Arc<Coordinator>, cancel: Cancel
                 held = now;
             }
         }
-        // Sleep until the next change.
+        // Sleep until the next change (or until it is time to try a failed
+        // build again).
+        let retry_at = retry.then(|| tokio::time::Instant::now() + TREE_RETRY);
         tokio::select! {
             () = cancel.cancelled() => return,
+            () = async { tokio::time::sleep_until(retry_at.expect("set")).await }, if retry_at.is_some() => {}
             changed = views.changed() => match changed {
                 Ok(()) => note(&mut held),
                 Err(_) => return,

@@ -294,6 +294,10 @@ pub struct NodeStatus {
     /// it is not connected to.
     #[serde(default)]
     pub clock_offset_ms: Option<i64>,
+    /// Damaged data the node found on its disk, and where restoring it
+    /// stands; `None` when it found none.
+    #[serde(default)]
+    pub damage: Option<String>,
 }
 
 /// What a node answers a client.
@@ -565,6 +569,17 @@ pub enum RequestError {
         /// Its value on the refused node.
         ours: String,
     },
+    /// A replica found its copy of the data damaged on disk (a checksum
+    /// that does not match): it serves nothing damaged, and is restoring
+    /// the data from the other replicas. Another level, or a moment, may
+    /// succeed.
+    #[error("damaged data on {node}: {detail}; it is being restored from the other replicas")]
+    DamagedData {
+        /// The replica with damaged data.
+        node: NodeId,
+        /// What the storage found.
+        detail: String,
+    },
     /// The node failed while serving the request (storage error); the
     /// outcome of a write is unknown.
     #[error("server error on {node}: {reason}")]
@@ -749,7 +764,7 @@ mod tests {
                 Ok(ClientReply::Read { siblings: vec![Sibling { columns, timestamp_micros: -5, writer: "n1@3:1".into() }], context: Context(vec![1, 2]), receipt: receipt.clone() }),
                 Ok(ClientReply::Written { context: Context::empty(), receipt }),
                 Ok(ClientReply::Topology { nodes: vec![TopologyNode { id: NodeId::new("n1"), client_address: "127.0.0.1:9042".into(), location: Location::default(), tokens: vec![Token(-3), Token(i64::MAX)], reachable }], replication: Replication::Simple { factor: 3 } }),
-                Ok(ClientReply::Status { answered_by: NodeId::new("n2"), nodes: vec![NodeStatus { id: NodeId::new("n1"), up: reachable, status: "Normal".into(), internode_address: Some("127.0.0.1:7000".into()), client_address: None, load_bytes: Some(12345), tokens: vec![Token(1)], owns: 0.5, location: Location::default(), generation: 17, clock_offset_ms: Some(-3) }], replication: Replication::Simple { factor: 3 } }),
+                Ok(ClientReply::Status { answered_by: NodeId::new("n2"), nodes: vec![NodeStatus { id: NodeId::new("n1"), up: reachable, status: "Normal".into(), internode_address: Some("127.0.0.1:7000".into()), client_address: None, load_bytes: Some(12345), tokens: vec![Token(1)], owns: 0.5, location: Location::default(), generation: 17, clock_offset_ms: Some(-3), damage: Some("restoring".into()) }], replication: Replication::Simple { factor: 3 } }),
                 Ok(ClientReply::Done { summary: "left the ring".into() }),
                 Ok(ClientReply::Repaired(RepairSummary { ranges_compared: 4, ranges_differing: vec![(TokenRange::full(), NodeId::new("n3"))], ranges_failed: vec![], keys_repaired: 1, bytes_sent: 4096, tombstones_purged: 0 })),
                 Ok(ClientReply::RepairStats(RepairStats { hints_pending: vec![(NodeId::new("n3"), 100)], trees_ready: reachable, ..RepairStats::default() })),

@@ -62,7 +62,8 @@ pub async fn status(connection: &Connection) -> anyhow::Result<ExitCode> {
 }
 
 /// What an operator should notice in a status: topology changes in
-/// progress, and clocks far from the answering node's.
+/// progress, damaged data a node found on its disk, and clocks far from
+/// the answering node's.
 pub(crate) fn notes(status: &ClusterStatus) -> Vec<String> {
     let mut notes = Vec::new();
     for node in &status.nodes {
@@ -77,6 +78,11 @@ pub(crate) fn notes(status: &ClusterStatus) -> Vec<String> {
                 "topology change in progress: {} is {doing}{down}; other changes wait",
                 node.id
             ));
+        }
+    }
+    for node in &status.nodes {
+        if let Some(damage) = &node.damage {
+            notes.push(format!("damaged data on {}: {damage}", node.id));
         }
     }
     for node in &status.nodes {
@@ -242,6 +248,11 @@ pub async fn info(connection: &Connection) -> anyhow::Result<ExitCode> {
     );
     println!("{:<18}: {}", "Tokens", me.tokens.len());
     println!("{:<18}: {:.1}%", "Owns (effective)", me.owns * 100.0);
+    println!(
+        "{:<18}: {}",
+        "Damaged data",
+        me.damage.as_deref().unwrap_or("none found")
+    );
     println!("{:<18}: {}", "Data center", me.location.datacenter);
     println!("{:<18}: {}", "Rack", me.location.rack);
     println!(

@@ -88,7 +88,7 @@ pub struct BenchArgs {
 }
 
 /// The kinds an operation can end with, in the order they are reported.
-const OUTCOMES: [&str; 10] = [
+const OUTCOMES: [&str; 11] = [
     "unavailable",
     "timeout",
     "client_timeout",
@@ -97,6 +97,7 @@ const OUTCOMES: [&str; 10] = [
     "no_connection",
     "connection_lost",
     "server",
+    "damaged_data",
     "unexpected_reply",
     "config",
 ];
@@ -111,6 +112,7 @@ fn outcome(error: &ClientError) -> &'static str {
             RequestError::InvalidRequest { .. } | RequestError::SettingsMismatch { .. },
         ) => "invalid",
         ClientError::Request(RequestError::Server { .. }) => "server",
+        ClientError::Request(RequestError::DamagedData { .. }) => "damaged_data",
         ClientError::Timeout { .. } => "client_timeout",
         ClientError::NoConnection { .. } => "no_connection",
         ClientError::ConnectionLost { .. } => "connection_lost",

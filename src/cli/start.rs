@@ -6,27 +6,41 @@ use anyhow::Context;
 use ringdb::node::{Config, Node};
 use tokio::signal::unix::{SignalKind, signal};
 
-/// Runs the node of `config_path` until Ctrl-C or SIGTERM, then stops it cleanly.
+/// Runs the node of `config_path` until Ctrl-C or SIGTERM, then stops it
+/// cleanly. A node that found damaged data on its disk stops by itself
+/// and is started again at once, which salvages its data directory.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
-    let mut node = Node::start(config).await.context("the node cannot start")?;
-    println!(
-        "node {} serving clients on {} and nodes on {}",
-        node.id(),
-        node.client_address(),
-        node.internode_address()
-    );
     let mut terminate = signal(SignalKind::terminate())?;
-    let stopped_by_itself = tokio::select! {
-        _ = tokio::signal::ctrl_c() => false,
-        _ = terminate.recv() => false,
-        () = node.stopped() => true,
-    };
-    node.shutdown().await?;
-    if stopped_by_itself {
-        anyhow::bail!(
-            "the node stopped by itself (removed from the cluster, or a task failed); see its log"
+    loop {
+        let mut node = Node::start(config.clone())
+            .await
+            .context("the node cannot start")?;
+        println!(
+            "node {} serving clients on {} and nodes on {}",
+            node.id(),
+            node.client_address(),
+            node.internode_address()
         );
+        let stopped_by_itself = tokio::select! {
+            _ = tokio::signal::ctrl_c() => false,
+            _ = terminate.recv() => false,
+            () = node.stopped() => true,
+        };
+        let salvage = stopped_by_itself && node.salvage_requested();
+        node.shutdown().await?;
+        if salvage {
+            println!(
+                "node {} found damaged data: starting again to salvage it",
+                config.node_id
+            );
+            continue;
+        }
+        if stopped_by_itself {
+            anyhow::bail!(
+                "the node stopped by itself (removed from the cluster, or a task failed); see its log"
+            );
+        }
+        return Ok(());
     }
-    Ok(())
 }

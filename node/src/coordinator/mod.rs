@@ -443,6 +443,9 @@ impl Coordinator {
             Ok(Err(
                 error @ (StorageError::TooManySiblings { .. } | StorageError::RowTooLarge { .. }),
             )) => Err(RequestError::invalid(error.to_string())),
+            Ok(Err(error)) if self.storage.note_damage(&error) => {
+                Err(self.damaged(&error.to_string()))
+            }
             Ok(Err(error)) => Err(RequestError::Server {
                 node: self.me.clone(),
                 reason: error.to_string(),
@@ -451,6 +454,14 @@ impl Coordinator {
                 node: self.me.clone(),
                 reason: format!("storage task failed: {error}"),
             }),
+        }
+    }
+
+    /// This node's answer while it holds damaged data.
+    pub(crate) fn damaged(&self, detail: &str) -> RequestError {
+        RequestError::DamagedData {
+            node: self.me.clone(),
+            detail: detail.to_owned(),
         }
     }
 

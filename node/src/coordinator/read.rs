@@ -56,6 +56,9 @@ impl Coordinator {
             self.spawn_read(&mut reads, replica, &id, deadline);
         }
         let mut answers: Vec<(NodeId, StoredRow)> = Vec::new();
+        // A replica that answered it holds damaged data: if the level
+        // cannot be met without it, that is the read's error.
+        let mut damaged = None;
         let speculative = Duration::from_millis(self.limits.speculative_retry_ms);
         let mut speculate_at = Instant::now() + speculative;
         while answers.len() < required {
@@ -68,6 +71,9 @@ impl Coordinator {
                 Ok(Some(Ok((replica, Ok(stored))))) => answers.push((replica, stored)),
                 Ok(Some(outcome)) => {
                     debug!(?outcome, "replica read failed");
+                    if let Ok((_, Err(error @ RequestError::DamagedData { .. }))) = outcome {
+                        damaged = Some(error);
+                    }
                     if let Some(spare) = spares.next() {
                         self.spawn_read(&mut reads, spare, &id, deadline);
                     }
@@ -80,6 +86,9 @@ impl Coordinator {
                         self.spawn_read(&mut reads, spare, &id, deadline);
                     }
                     speculate_at = Instant::now() + speculative;
+                }
+                Ok(None) if damaged.is_some() => {
+                    return Err(damaged.expect("checked"));
                 }
                 Ok(None) | Err(_) => {
                     return Err(RequestError::Timeout {

@@ -30,6 +30,7 @@ mod durability;
 mod hint_store;
 mod keys;
 mod rows;
+mod salvage;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -46,6 +47,7 @@ use serde::{Deserialize, Serialize};
 pub use durability::SyncMode;
 pub use keys::RowKey;
 pub use rows::{RowLimits, Written};
+pub use salvage::DamageRecord;
 
 use crate::causality::format1::DvvSetV1;
 use crate::causality::{ActorId, DvvSet};
@@ -111,7 +113,16 @@ pub enum StorageError {
     },
     /// RocksDB failed.
     #[error("rocksdb: {0}")]
-    Rocks(#[from] rocksdb::Error),
+    Rocks(rocksdb::Error),
+    /// RocksDB found data on disk damaged (a block whose checksum does not
+    /// match, a file cut short): nothing damaged is served. The node
+    /// salvages what is readable at its next start and restores the rest
+    /// from the other replicas (see `salvage.rs`).
+    #[error("damaged data on disk: {detail}")]
+    Damaged {
+        /// RocksDB's description, naming the file when it can.
+        detail: String,
+    },
     /// Something read from disk does not decode.
     #[error("corrupt {what} on disk: {detail}")]
     Corrupt {
@@ -142,6 +153,9 @@ pub enum StorageError {
         /// The limit.
         max: usize,
     },
+    /// Salvaging a damaged data directory failed on the file system.
+    #[error("salvaging the data directory: {0}")]
+    Salvage(std::io::Error),
     /// An actor's event counter is exhausted (never in practice).
     #[error(transparent)]
     Exhausted(#[from] crate::causality::CounterExhausted),
@@ -153,6 +167,28 @@ pub enum StorageError {
         /// The format found.
         found: u8,
     },
+}
+
+impl From<rocksdb::Error> for StorageError {
+    fn from(error: rocksdb::Error) -> StorageError {
+        match error.kind() {
+            rocksdb::ErrorKind::Corruption => StorageError::Damaged {
+                detail: error.into_string(),
+            },
+            _ => StorageError::Rocks(error),
+        }
+    }
+}
+
+impl StorageError {
+    /// Whether the error is damaged data on disk: RocksDB's corruption, or
+    /// a stored row or key that does not decode.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Damaged { .. } | StorageError::Corrupt { .. }
+        )
+    }
 }
 
 /// The node's storage. Share it between threads with an `Arc`.
@@ -173,6 +209,10 @@ pub struct Storage {
     /// rebuild's snapshot (taken under the write lock) sees every write
     /// whose update went to the trees it replaces, and none of the others.
     trees: RwLock<Arc<Trees>>,
+    /// Damage found in this life (see [`Storage::note_damage`]).
+    damage_found: Mutex<Option<String>>,
+    /// Told when damage is first found.
+    damage_alarm: tokio::sync::watch::Sender<bool>,
 }
 
 impl Storage {
@@ -180,12 +220,40 @@ impl Storage {
     /// new random epoch, so that the dots of writes coordinated from now on
     /// are new, whatever the directory lost or rolled back to (see
     /// [`crate::causality`]).
+    ///
+    /// When the last life found damaged data, the open first salvages what
+    /// is readable (see `salvage.rs`); [`Storage::damage_record`] then says
+    /// what was dropped, to restore from the other replicas.
     pub fn open(path: &Path, config: &StorageConfig) -> Result<Storage, StorageError> {
         config.validate()?;
+        salvage::finish_interrupted(path)?;
+        let storage = Storage::open_as_is(path, config)?;
+        if let Some(found) = storage.get_meta(salvage::SALVAGE_KEY)? {
+            drop(storage);
+            let found = String::from_utf8_lossy(&found).into_owned();
+            salvage::salvage(path, &Storage::options(), &found)?;
+            return Storage::open_as_is(path, config);
+        }
+        // A record restored in an earlier life has been seen.
+        if storage
+            .damage_record()?
+            .is_some_and(|record| record.restored)
+        {
+            storage.delete_meta(salvage::DAMAGE_KEY)?;
+        }
+        Ok(storage)
+    }
+
+    fn options() -> Options {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        options
+    }
+
+    fn open_as_is(path: &Path, config: &StorageConfig) -> Result<Storage, StorageError> {
+        let options = Storage::options();
         let families = [DATA, HINTS, META, DOTS]
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, options.clone()));
@@ -201,6 +269,8 @@ impl Storage {
             next_hint: AtomicU64::new(0),
             path: path.to_path_buf(),
             trees: RwLock::new(Arc::new(Trees::new([]))),
+            damage_found: Mutex::new(None),
+            damage_alarm: tokio::sync::watch::Sender::new(false),
         };
         storage.epoch = storage.open_metadata()?;
         storage.next_hint = AtomicU64::new(storage.last_hint_sequence()? + 1);
@@ -289,6 +359,78 @@ impl Storage {
         options.set_sync(true);
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(META), name, value);
+        Ok(self.db.write_opt(batch, &options)?)
+    }
+}
+
+/// Damaged data: what was found, and its salvage.
+impl Storage {
+    /// Records damage that `error` shows (if it does): logged once, a
+    /// salvage requested for the next open, and [`Storage::damage_alarm`]
+    /// told. Returns whether the error was damage.
+    pub fn note_damage(&self, error: &StorageError) -> bool {
+        if !error.is_damage() {
+            return false;
+        }
+        let mut found = self.damage_found.lock().expect("damage");
+        if found.is_none() {
+            let detail = error.to_string();
+            tracing::error!(%detail, data = %self.path.display(), "damaged data found on disk; \
+                the node serves nothing damaged, and salvages its data directory and restores \
+                the rest from the other replicas");
+            if let Err(error) = self.put_meta(salvage::SALVAGE_KEY, detail.as_bytes()) {
+                tracing::error!(%error, "cannot record that a salvage is needed");
+            }
+            *found = Some(detail);
+            self.damage_alarm.send_replace(true);
+        }
+        true
+    }
+
+    /// The damage found in this life, if any.
+    pub fn damage_found(&self) -> Option<String> {
+        self.damage_found.lock().expect("damage").clone()
+    }
+
+    /// Turns true when damage is first found in this life.
+    pub fn damage_alarm(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.damage_alarm.subscribe()
+    }
+
+    /// Whether the next open salvages the data directory.
+    pub fn salvage_requested(&self) -> bool {
+        self.damage_found().is_some()
+    }
+
+    /// What the last salvage dropped, until the life after the one that
+    /// restored it.
+    pub fn damage_record(&self) -> Result<Option<DamageRecord>, StorageError> {
+        let Some(bytes) = self.get_meta(salvage::DAMAGE_KEY)? else {
+            return Ok(None);
+        };
+        rmp_serde::from_slice(&bytes)
+            .map(Some)
+            .map_err(|error| StorageError::Corrupt {
+                what: "damage record",
+                detail: error.to_string(),
+            })
+    }
+
+    /// Records that the rows the last salvage dropped have been restored.
+    pub fn mark_restored(&self) -> Result<(), StorageError> {
+        if let Some(mut record) = self.damage_record()? {
+            record.restored = true;
+            let bytes = rmp_serde::to_vec_named(&record).expect("a damage record encodes");
+            self.put_meta(salvage::DAMAGE_KEY, &bytes)?;
+        }
+        Ok(())
+    }
+
+    fn delete_meta(&self, name: &str) -> Result<(), StorageError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(META), name);
         Ok(self.db.write_opt(batch, &options)?)
     }
 }
