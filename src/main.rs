@@ -182,12 +182,16 @@ enum Command {
     },
     /// Hand the node's ranges to their next owners and leave the ring
     /// (nodetool decommission). Asks the node given by --host (or the first
-    /// node of a dev cluster); returns once the node has left, after which
-    /// it can be stopped. Refused while another node joins or leaves, or
-    /// when the ring would have fewer nodes than the replication factor.
+    /// node of a dev cluster), which runs it as a task of its own: this
+    /// command follows its progress until the node has left (after which
+    /// it can be stopped), and the decommission goes on if the command is
+    /// interrupted. Refused while another node joins or leaves, or when
+    /// the ring would have fewer nodes than the replication factor.
     Decommission {
         #[command(flatten)]
         connection: cli::data::Connection,
+        #[command(flatten)]
+        operation: cli::admin::OperationArgs,
     },
     /// Compare a node's Merkle trees with the other replicas of every range
     /// it replicates and repair what differs (nodetool repair).
@@ -214,12 +218,19 @@ enum Command {
     },
     /// Remove a dead node from the ring and restore its ranges' replicas
     /// from the surviving ones (nodetool removenode). The node must be down;
-    /// it can only come back as a new, empty member.
+    /// it can only come back as a new, empty member. The node given by
+    /// --host runs it as a task of its own (this command follows it; it
+    /// goes on if the command is interrupted, and resumes if that node
+    /// restarts). Asked again for a removed node whose restore was cut
+    /// short, it finishes the restore.
     Removenode {
         #[command(flatten)]
         connection: cli::data::Connection,
-        /// The id of the dead node.
-        node: String,
+        #[command(flatten)]
+        operation: cli::admin::OperationArgs,
+        /// The id of the dead node (not needed with --follow or --abort).
+        #[arg(required_unless_present_any = ["follow", "abort"])]
+        node: Option<String>,
     },
     /// Print the token (Cassandra's Murmur3) of a partition key.
     ///
@@ -360,12 +371,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             table,
             key,
         } => return cli::admin::get_endpoints(&connection, &table, &key).await,
-        Command::Decommission { connection } => {
-            return cli::admin::decommission(&connection).await;
+        Command::Decommission {
+            connection,
+            operation,
+        } => {
+            return cli::admin::decommission(&connection, &operation).await;
         }
         Command::Cleanup { connection } => return cli::admin::cleanup(&connection).await,
-        Command::Removenode { connection, node } => {
-            return cli::admin::remove_node(&connection, &node).await;
+        Command::Removenode {
+            connection,
+            operation,
+            node,
+        } => {
+            return cli::admin::remove_node(&connection, &operation, node.as_deref()).await;
         }
         Command::Repair(args) => return cli::repair::run(&args).await,
         Command::Token { key, hex } => {

@@ -452,3 +452,175 @@ async fn a_client_moves_on_at_once_from_dead_contact_points() {
         );
     }
 }
+
+/// Runs `ringdb ARGS --host node n --ca …` and returns its output.
+fn ringdb_admin(cluster: &Cluster, n: usize, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ringdb"))
+        .args(args)
+        .arg("--host")
+        .arg(cluster.client_address(n).to_string())
+        .arg("--ca")
+        .arg(cluster.dir().join("ca.pem"))
+        .output()
+        .expect("run ringdb")
+}
+
+/// Starts `ringdb decommission` against node `n` in the background.
+fn spawn_decommission(cluster: &Cluster, n: usize) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ringdb"))
+        .arg("decommission")
+        .arg("--host")
+        .arg(cluster.client_address(n).to_string())
+        .arg("--ca")
+        .arg(cluster.dir().join("ca.pem"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run ringdb decommission")
+}
+
+/// Issue 12 item 1. Before: the decommission ran inside the request, so
+/// killing its command dropped it midway and left node4 Leaving for good
+/// (and `--follow` and `--abort` did not exist). Now it is a task of
+/// node4: it goes on without its command, `status` shows where it stands,
+/// `--abort` puts node4 back to normal, and `--follow` reattaches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decommission_outlives_its_command_and_can_be_aborted_or_followed() {
+    // Streaming at 20 KiB/s: node4's share of 400 KiB takes several seconds.
+    let cluster = Cluster::start_with(4, &["streaming.max_mib_per_sec=0.02"]);
+    let client = cluster.token_aware_client().await;
+    let value = "v".repeat(1024);
+    let keys: Vec<String> = (0..400).map(|i| format!("k{i}")).collect();
+    for key in &keys {
+        client
+            .put(
+                &row(key),
+                columns(&value),
+                Context::empty(),
+                ConsistencyLevel::All,
+            )
+            .await
+            .unwrap();
+    }
+    let streaming_shown = || {
+        let status = cluster.status_text(1);
+        status
+            .lines()
+            .any(|l| l.contains("operation on node4: decommission node4: streaming range"))
+    };
+    let status_of_node4 = || async {
+        node(&cluster.client(1).await.status().await.unwrap(), "node4")
+            .status
+            .clone()
+    };
+
+    // The command goes away; the decommission goes on, shown by status.
+    let mut command = spawn_decommission(&cluster, 4);
+    wait_until("node1's status shows node4 streaming", DEADLINE, || async {
+        streaming_shown()
+    })
+    .await;
+    command.kill().unwrap();
+    command.wait().unwrap();
+    holds_throughout(
+        "node4 keeps streaming without its command",
+        Duration::from_secs(2),
+        || async { streaming_shown() && status_of_node4().await == "Leaving" },
+    )
+    .await;
+
+    // Aborted: node4 is normal again and stays in the ring.
+    let aborted = ringdb_admin(&cluster, 4, &["decommission", "--abort"]);
+    let said = String::from_utf8_lossy(&aborted.stderr);
+    assert!(!aborted.status.success(), "{said}");
+    assert!(said.contains("was aborted") && said.contains("normal again"), "{said}");
+    wait_until("node4 is normal again", DEADLINE, || async {
+        status_of_node4().await == "Normal" && !cluster.status_text(1).contains("operation on")
+    })
+    .await;
+
+    // Started again and left again by its command; `--follow` sees it through.
+    let mut command = spawn_decommission(&cluster, 4);
+    wait_until("node4 streams again", DEADLINE, || async {
+        streaming_shown()
+    })
+    .await;
+    command.kill().unwrap();
+    command.wait().unwrap();
+    let followed = ringdb_admin(&cluster, 4, &["decommission", "--follow"]);
+    let said = String::from_utf8_lossy(&followed.stdout);
+    assert!(
+        followed.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&followed.stderr)
+    );
+    assert!(said.contains("node4 left the ring"), "{said}");
+    assert_eq!(status_of_node4().await, "Left");
+    // Nothing was lost on the way.
+    let node1 = cluster.client(1).await;
+    for key in &keys {
+        let read = node1.get(&row(key), ConsistencyLevel::All).await.unwrap();
+        assert_eq!(read.siblings.len(), 1, "{key}");
+    }
+}
+
+/// Issue 12 item 1, removenode. Before: a removal cut midway left ranges
+/// short of a replica, and asking again was refused ("node4 is not in the
+/// ring (already removed or left)"). Now it is a task of the node asked,
+/// which keeps its plan: aborted midway, asked again, it finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_cut_short_finishes_when_asked_again() {
+    let cluster = Cluster::start_with(4, &["streaming.max_mib_per_sec=0.02"]);
+    let client = cluster.token_aware_client().await;
+    let value = "v".repeat(1024);
+    let keys: Vec<String> = (0..400).map(|i| format!("k{i}")).collect();
+    for key in &keys {
+        client
+            .put(
+                &row(key),
+                columns(&value),
+                Context::empty(),
+                ConsistencyLevel::All,
+            )
+            .await
+            .unwrap();
+    }
+    cluster.kill(4).await;
+    cluster.wait_convicted(1, 4).await;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ringdb"))
+        .args(["removenode", "node4", "--host"])
+        .arg(cluster.client_address(1).to_string())
+        .arg("--ca")
+        .arg(cluster.dir().join("ca.pem"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("node1 restores node4's ranges", DEADLINE, || async {
+        cluster
+            .status_text(2)
+            .contains("operation on node1: removenode node4: restoring range")
+    })
+    .await;
+    command.kill().unwrap();
+    command.wait().unwrap();
+    let aborted = ringdb_admin(&cluster, 1, &["removenode", "--abort"]);
+    let said = String::from_utf8_lossy(&aborted.stderr);
+    assert!(said.contains("was aborted") && said.contains("again"), "{said}");
+    let finished = ringdb_admin(&cluster, 1, &["removenode", "node4"]);
+    let said = String::from_utf8_lossy(&finished.stdout);
+    assert!(
+        finished.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    assert!(said.contains("restored to full replication"), "{said}");
+    // Three nodes at replication factor 3: each holds every row.
+    for n in 1..=3 {
+        let client = cluster.client(n).await;
+        for key in &keys {
+            let read = client.local_get(&row(key)).await.unwrap();
+            assert_eq!(read.siblings.len(), 1, "node{n} {key}");
+        }
+    }
+}

@@ -44,8 +44,10 @@ pub mod transport;
 
 pub use client::{
     Client, ClientConfig, ClientError, ClusterStatus, ReadResult, WriteOptions, WriteResult,
+    operation_result,
 };
 pub use ringdb_proto::{
-    ClusteringKey, ConsistencyLevel, Context, HintCounters, NodeStatus, PartitionKey, ReadFirst,
-    Receipt, RepairStats, RepairSummary, RequestError, Row, RowAddress, Sibling, Value,
+    ClusteringKey, ConsistencyLevel, Context, HintCounters, NodeStatus, OperationOutcome,
+    OperationStatus, PartitionKey, ReadFirst, Receipt, RepairStats, RepairSummary, RequestError,
+    Row, RowAddress, Sibling, Value,
 };

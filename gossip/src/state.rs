@@ -67,6 +67,8 @@ pub enum StateKey {
     ActorEpoch,
     /// [`StateValue::Damage`].
     Damage,
+    /// [`StateValue::Operation`].
+    Operation,
 }
 
 /// One application state's value.
@@ -93,6 +95,9 @@ pub enum StateValue {
     /// Damaged data it found on its disk and where restoring it stands,
     /// for `ringdb status`; `None`: none found.
     Damage(Option<String>),
+    /// The topology operation it runs and where it stands, for `ringdb
+    /// status`; `None`: none.
+    Operation(Option<String>),
 }
 
 impl StateValue {
@@ -108,6 +113,7 @@ impl StateValue {
             StateValue::Load(_) => StateKey::Load,
             StateValue::ActorEpoch(_) => StateKey::ActorEpoch,
             StateValue::Damage(_) => StateKey::Damage,
+            StateValue::Operation(_) => StateKey::Operation,
         }
     }
 }
@@ -194,6 +200,14 @@ impl EndpointState {
     pub fn damage(&self) -> Option<&str> {
         match self.get(StateKey::Damage) {
             Some(StateValue::Damage(damage)) => damage.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The topology operation the node reported running; `None`: none.
+    pub fn operation(&self) -> Option<&str> {
+        match self.get(StateKey::Operation) {
+            Some(StateValue::Operation(operation)) => operation.as_deref(),
             _ => None,
         }
     }

@@ -118,6 +118,7 @@ mod hints;
 mod known_peers;
 pub mod membership;
 mod node;
+mod operations;
 mod repair;
 mod restore;
 pub mod storage;

@@ -120,6 +120,7 @@ impl View {
                 generation: node.state.generation,
                 clock_offset_ms: clock_offset_ms(id),
                 damage: node.state.damage().map(str::to_owned),
+                operation: node.state.operation().map(str::to_owned),
             })
             .collect()
     }

@@ -19,7 +19,7 @@ use crate::membership::{GossipTask, Membership, SeedWatch, View};
 use crate::storage::{Storage, StorageError};
 use crate::tls::{self, NodeCertificate, TlsError};
 use crate::transport::{self, Faults, Peers};
-use crate::{known_peers, repair, restore, topology};
+use crate::{known_peers, operations, repair, restore, topology};
 
 /// How long [`NodeHandle::shutdown`] waits for tasks to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -230,6 +230,7 @@ impl Node {
             cleaned: Default::default(),
             arrivals: Default::default(),
             background,
+            operations: operations::Operations::new(cancel.clone()),
         });
 
         let mut tasks = JoinSet::new();
@@ -288,6 +289,7 @@ impl Node {
             let _ = handle.shutdown().await;
             return Err(error);
         }
+        operations::resume(&coordinator);
         info!(node = %handle.id, client = %handle.client_address, internode = %handle.internode_address, "node serving");
         Ok(handle)
     }
@@ -699,6 +701,18 @@ impl NodeHandle {
                 warn!(node = %self.id, %error, "no final flush: damaged data");
             }
             flushed => flushed?,
+        }
+        // Blocking jobs and detached tasks may hold the storage a moment
+        // longer: a start in this process right after (a salvage) needs
+        // RocksDB's lock.
+        let released = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while Arc::strong_count(&self.storage) > 1 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        if released.is_err() {
+            warn!(node = %self.id, "the storage is still in use after {SHUTDOWN_GRACE:?}");
         }
         info!(node = %self.id, "node stopped");
         Ok(())

@@ -23,16 +23,16 @@ use std::time::Duration;
 
 use ringdb_gossip::{StateValue, Status};
 use ringdb_proto::{PeerReply, PeerRequest, RequestError};
-use ringdb_ring::{NodeId, Ring, TokenRange};
+use ringdb_ring::{Location, NodeId, Ring, Token, TokenRange};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::coordinator::Coordinator;
-use crate::hints;
 use crate::membership::View;
 use crate::storage::{Storage, StorageError};
 use crate::streaming::{self, Streamed};
+use crate::{hints, operations};
 
 /// How long a node waits after announcing a change, so that gossip has
 /// carried it to the others (two rounds) before data moves.
@@ -297,11 +297,8 @@ async fn stream_from_every_source(
     Ok(moved)
 }
 
-/// Announces leaving, hands every range over, announces left.
-pub(crate) async fn decommission(
-    c: &Arc<Coordinator>,
-    _deadline: Instant,
-) -> Result<String, RequestError> {
+/// Refuses a decommission this node cannot make now.
+pub(crate) fn check_decommission(c: &Coordinator) -> Result<(), RequestError> {
     let view = c.membership.view();
     one_change_at_a_time(c, &view)?;
     if view.status(&c.me) != Some(Status::Normal) {
@@ -320,6 +317,14 @@ pub(crate) async fn decommission(
             view.ring.len()
         )));
     }
+    Ok(())
+}
+
+/// Announces leaving, hands every range over, announces left (checked by
+/// [`check_decommission`]; run by `operations.rs`).
+pub(crate) async fn decommission(c: Arc<Coordinator>) -> Result<String, RequestError> {
+    let c = &c;
+    let view = c.membership.view();
     let ring = view.ring.clone();
     let mut future = ring.clone();
     future.remove_node(&c.me);
@@ -327,6 +332,7 @@ pub(crate) async fn decommission(
     c.gossip
         .set_state(StateValue::Status(Status::Leaving))
         .await;
+    operations::progress(c, "announced leaving".into()).await;
     tokio::time::sleep(RING_SETTLE).await;
     let handovers: Vec<(TokenRange, Vec<NodeId>)> = ring
         .replicated_ranges(&c.replication)
@@ -345,6 +351,17 @@ pub(crate) async fn decommission(
     let mut streamed = Streamed::default();
     let mut throttle = streaming::Throttle::new(c.streaming.bytes_per_sec());
     for (i, (range, targets)) in handovers.iter().enumerate() {
+        operations::progress(
+            c,
+            format!(
+                "streaming range {} of {} ({} rows, {:.2} MiB so far)",
+                i + 1,
+                handovers.len(),
+                streamed.rows,
+                streamed.bytes as f64 / (1 << 20) as f64
+            ),
+        )
+        .await;
         for target in targets {
             match streaming::push(&c.peers, &c.storage, target, *range, &mut throttle).await {
                 Ok(moved) => streamed.add(moved),
@@ -366,6 +383,7 @@ pub(crate) async fn decommission(
             started,
         );
     }
+    operations::progress(c, "handing hints over".into()).await;
     // Hints can be the only copy of a write: hand them over before leaving.
     let hints = match hints::hand_over(c, &future).await {
         Ok(hints) => hints,
@@ -376,6 +394,11 @@ pub(crate) async fn decommission(
             )));
         }
     };
+    if !operations::point_of_no_return(c) {
+        // Aborted meanwhile: `aborted` puts the node back to normal.
+        return Err(RequestError::invalid("aborted"));
+    }
+    operations::progress(c, "leaving the ring (cannot be aborted)".into()).await;
     // Never back with this data: a restart would bring stale ranges back.
     mark_retired(&c.storage, "decommissioned").map_err(|e| c.server_error(e.to_string()))?;
     c.gossip.set_state(StateValue::Status(Status::Left)).await;
@@ -401,27 +424,121 @@ pub(crate) async fn decommission(
     ))
 }
 
-/// Removes a dead node and restores its ranges' replicas from survivors.
-pub(crate) async fn remove_node(
-    c: &Coordinator,
-    node: NodeId,
-    deadline: Instant,
-) -> Result<String, RequestError> {
+/// Puts things back after an operation was aborted; says how they stand.
+pub(crate) async fn aborted(c: &Coordinator, kind: &operations::Kind) -> String {
+    match kind {
+        operations::Kind::Decommission => {
+            c.gossip.set_state(StateValue::Status(Status::Normal)).await;
+            format!(
+                "{} is normal again; the rows it already streamed stay on their next owners \
+                 (run `ringdb cleanup` there)",
+                c.me
+            )
+        }
+        operations::Kind::RemoveNode(node) => format!(
+            "{node} stays removed, but some of its ranges may be short of a replica: run \
+             `ringdb removenode {node}` on {} again to finish restoring them",
+            c.me
+        ),
+    }
+}
+
+/// The key of a removal's plan and progress in the storage's metadata.
+const REMOVAL_KEY: &str = "removal";
+
+/// A removal's plan, kept in the data directory of the node that runs it
+/// until every range of the removed node has its replicas back: a removal
+/// cut short (the node restarted, or `--abort`) is finished from it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Removal {
+    /// The removed node.
+    pub node: NodeId,
+    /// Its location and tokens before the removal (gossip forgets them).
+    pub location: Location,
+    pub tokens: Vec<Token>,
+    /// The ranges restored so far.
+    pub done: Vec<TokenRange>,
+    /// Whether the node is already marked removed.
+    pub announced: bool,
+    /// It was joining: nothing to restore.
+    pub joining: bool,
+}
+
+/// The removal this node was running when it stopped, if any.
+pub(crate) fn unfinished_removal(c: &Coordinator) -> Result<Option<Removal>, StorageError> {
+    match c.storage.get_meta(REMOVAL_KEY)? {
+        None => Ok(None),
+        Some(bytes) => rmp_serde::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StorageError::Corrupt {
+                what: "removal plan",
+                detail: e.to_string(),
+            }),
+    }
+}
+
+fn save_removal(c: &Coordinator, removal: Option<&Removal>) -> Result<(), RequestError> {
+    let saved = match removal {
+        Some(removal) => c.storage.put_meta(
+            REMOVAL_KEY,
+            &rmp_serde::to_vec_named(removal).expect("a removal plan encodes"),
+        ),
+        None => c.storage.delete_meta(REMOVAL_KEY),
+    };
+    saved.map_err(|e| c.server_error(format!("cannot keep the removal's progress: {e}")))
+}
+
+/// Checks a removenode and plans it; for a node this node already removed
+/// without finishing, the plan it kept (the removal resumes).
+pub(crate) fn plan_removal(c: &Coordinator, node: &NodeId) -> Result<Removal, RequestError> {
     let view = c.membership.view();
-    if node == c.me {
+    if *node == c.me {
         return Err(RequestError::invalid(
             "a node cannot remove itself; decommission it",
         ));
     }
-    if !view.nodes.contains_key(&node) {
+    if let Some(kept) = unfinished_removal(c).map_err(|e| c.server_error(e.to_string()))?
+        && kept.node == *node
+    {
+        return Ok(kept);
+    }
+    if !view.nodes.contains_key(node) {
         return Err(RequestError::invalid(format!("no node {node} is known")));
     }
-    if view.is_up(&node) {
+    if view.is_up(node) {
         return Err(RequestError::invalid(format!(
             "{node} is up: decommission it instead, or stop it first"
         )));
     }
-    if view.status(&node) == Some(Status::Joining) {
+    let joining = view.status(node) == Some(Status::Joining);
+    if !joining {
+        one_change_at_a_time(c, &view)?;
+    }
+    let member = view.ring.members().get(node);
+    if member.is_none() && !joining {
+        return Err(RequestError::invalid(format!(
+            "{node} is not in the ring (already removed or left)"
+        )));
+    }
+    Ok(Removal {
+        node: node.clone(),
+        location: member.map(|m| m.location.clone()).unwrap_or_default(),
+        tokens: member.map(|m| m.tokens.clone()).unwrap_or_default(),
+        done: Vec::new(),
+        announced: false,
+        joining,
+    })
+}
+
+/// Removes a dead node and restores its ranges' replicas from survivors,
+/// keeping its progress in the data directory (run by `operations.rs`).
+pub(crate) async fn remove_node(
+    c: Arc<Coordinator>,
+    mut removal: Removal,
+) -> Result<String, RequestError> {
+    let c = &c;
+    let node = removal.node.clone();
+    if removal.joining {
         // A node that died joining replicates nothing yet: removing it
         // drops its pending ranges, and there is nothing to restore.
         c.gossip
@@ -434,28 +551,44 @@ pub(crate) async fn remove_node(
              replica yet; nothing to restore)"
         ));
     }
-    one_change_at_a_time(c, &view)?;
-    let before = view.ring.clone();
-    if !before.members().contains_key(&node) {
-        return Err(RequestError::invalid(format!(
-            "{node} is not in the ring (already removed or left)"
-        )));
+    if !removal.announced {
+        let view = c.membership.view();
+        let status = view.status(&node).unwrap_or(Status::Normal);
+        removal.announced = true;
+        save_removal(c, Some(&removal))?;
+        if let Err(error) = c.gossip.remove(node.clone(), status).await {
+            save_removal(c, None)?;
+            return Err(RequestError::invalid(error));
+        }
+        info!(removed = %node, "removed a dead node; restoring its replicas");
+    } else {
+        info!(removed = %node, done = removal.done.len(), "resuming the restore of a removed node's replicas");
     }
-    let mut after = before.clone();
-    after.remove_node(&node);
-    let status = view.status(&node).unwrap_or(Status::Normal);
-    c.gossip
-        .remove(node.clone(), status)
-        .await
-        .map_err(RequestError::invalid)?;
-    info!(removed = %node, "removed a dead node; restoring its replicas");
+    let after = c.membership.view().ring.clone();
+    let mut before = after.clone();
+    if !before.members().contains_key(&node) {
+        before
+            .add_node(
+                node.clone(),
+                removal.location.clone(),
+                removal.tokens.clone(),
+            )
+            .map_err(|e| c.server_error(format!("the ring before the removal: {e}")))?;
+    }
     let started = Instant::now();
     let (mut ranges, mut copies) = (0, 0);
-    for (range, replicas) in before.replicated_ranges(&c.replication) {
-        if !replicas.contains(&node) {
+    let affected: Vec<(TokenRange, Vec<NodeId>)> = before
+        .replicated_ranges(&c.replication)
+        .into_iter()
+        .filter(|(_, replicas)| replicas.contains(&node))
+        .collect();
+    let total = affected.len();
+    for (range, replicas) in affected {
+        ranges += 1;
+        if removal.done.contains(&range) {
             continue;
         }
-        ranges += 1;
+        operations::progress(c, format!("restoring range {ranges} of {total}")).await;
         let survivors: Vec<&NodeId> = replicas
             .iter()
             .filter(|r| **r != node && (**r == c.me || c.is_up(r)))
@@ -467,7 +600,8 @@ pub(crate) async fn remove_node(
         for target in new {
             let Some(source) = survivors.first() else {
                 return Err(c.server_error(format!(
-                    "range {range} has no live replica left to copy from"
+                    "range {range} has no live replica left to copy from; run \
+                     `ringdb removenode {node}` again once one is up"
                 )));
             };
             let outcome = if target == c.me {
@@ -488,6 +622,7 @@ pub(crate) async fn remove_node(
                     range,
                     source: (*source).clone(),
                 };
+                let deadline = Instant::now() + RANGE_COPY_TIMEOUT;
                 match c.peers.send(&target, request, deadline) {
                     Ok(call) => match call.answer(deadline).await {
                         Ok(PeerReply::Applied) => Ok(()),
@@ -499,12 +634,16 @@ pub(crate) async fn remove_node(
             };
             outcome.map_err(|error| {
                 c.server_error(format!(
-                    "restoring range {range} on {target} from {source}: {error}"
+                    "restoring range {range} on {target} from {source}: {error}; run \
+                     `ringdb removenode {node}` again to finish"
                 ))
             })?;
             copies += 1;
         }
+        removal.done.push(range);
+        save_removal(c, Some(&removal))?;
     }
+    save_removal(c, None)?;
     let factor = c.replication.total_factor();
     let members = after.members().len();
     let elapsed = started.elapsed().as_secs_f64();
@@ -522,3 +661,6 @@ pub(crate) async fn remove_node(
         )
     })
 }
+
+/// How long one range copy for a removal may take.
+const RANGE_COPY_TIMEOUT: Duration = Duration::from_secs(3600);

@@ -37,9 +37,9 @@ pub use keys::{
     TableId,
 };
 pub use message::{
-    ClientReply, ClientRequest, Context, NodeStatus, PeerReply, PeerRequest, ReadFirst, Receipt,
-    Request, RequestError, Response, RowAddress, RowId, Sibling, StreamedRow, TopologyNode,
-    VersionedRow,
+    ClientReply, ClientRequest, Context, NodeStatus, OperationOutcome, OperationStatus, PeerReply,
+    PeerRequest, ReadFirst, Receipt, Request, RequestError, Response, RowAddress, RowId, Sibling,
+    StreamedRow, TopologyNode, VersionedRow,
 };
 pub use repair::{HintCounters, RepairStats, RepairSummary, TreeItem};
 pub use value::{Row, Value};

@@ -174,16 +174,28 @@ pub enum ClientRequest {
         /// Which row.
         row: RowAddress,
     },
-    /// Stream the answering node's ranges to their next owners, then leave
-    /// the ring (`ringdb decommission`). Answered with
-    /// [`ClientReply::Done`] once the node has left.
+    /// Start streaming the answering node's ranges to their next owners,
+    /// then leave the ring (`ringdb decommission`): a task of the node,
+    /// which outlives the request. Answered at once with
+    /// [`ClientReply::Operation`] (the same operation's status when it is
+    /// already running); follow it with [`ClientRequest::Operation`].
     Decommission,
-    /// Remove a dead node from the ring and restore the replicas of its
-    /// ranges from the survivors (`ringdb removenode`). Answered with
-    /// [`ClientReply::Done`] once the data is back at its replication.
+    /// Start removing a dead node from the ring and restoring the replicas
+    /// of its ranges from the survivors (`ringdb removenode`), as a task of
+    /// the answering node; answered like [`ClientRequest::Decommission`].
+    /// Asked again for a node already removed, it restores what a cut
+    /// removal left unrestored.
     RemoveNode {
         /// The dead node.
         node: NodeId,
+    },
+    /// The topology operation the answering node runs, or ran last in
+    /// this life (`--follow`); with `abort`, asks it to stop first (a
+    /// decommission goes back to normal, a removal stops restoring).
+    /// Answered with [`ClientReply::Operation`].
+    Operation {
+        /// Stop the running operation.
+        abort: bool,
     },
     /// Compare the answering node's Merkle trees with the other replicas'
     /// and exchange the rows that differ (`ringdb repair`). Answered with
@@ -265,6 +277,44 @@ pub struct TopologyNode {
     pub reachable: bool,
 }
 
+/// A topology operation (decommission, removenode) a node runs as a task
+/// of its own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OperationStatus {
+    /// The node that runs it.
+    pub node: NodeId,
+    /// What it does: `decommission node4`, `removenode node3`.
+    pub kind: String,
+    /// When it started, in microseconds since the Unix epoch.
+    pub started_micros: i64,
+    /// Where it stands (`streaming range 12 of 48`).
+    pub progress: String,
+    /// How it ended; [`OperationOutcome::Running`] until then.
+    pub outcome: OperationOutcome,
+}
+
+/// How a topology operation ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OperationOutcome {
+    /// Still running.
+    Running,
+    /// Done.
+    Succeeded {
+        /// What it did.
+        summary: String,
+    },
+    /// Stopped by an error; the error says what state it left.
+    Failed {
+        /// Why.
+        error: String,
+    },
+    /// Stopped by `--abort`.
+    Aborted {
+        /// What state it left.
+        summary: String,
+    },
+}
+
 /// One node as another sees it, for `ringdb status` (nodetool's columns).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeStatus {
@@ -298,6 +348,9 @@ pub struct NodeStatus {
     /// stands; `None` when it found none.
     #[serde(default)]
     pub damage: Option<String>,
+    /// The topology operation it runs, and where it stands.
+    #[serde(default)]
+    pub operation: Option<String>,
 }
 
 /// What a node answers a client.
@@ -336,6 +389,8 @@ pub enum ClientReply {
     },
     /// The answer to [`ClientRequest::Repair`].
     Repaired(RepairSummary),
+    /// Where a topology operation stands.
+    Operation(OperationStatus),
     /// The answer to [`ClientRequest::RepairStats`].
     RepairStats(RepairStats),
     /// The answer to [`ClientRequest::Status`].
@@ -674,6 +729,7 @@ mod tests {
             Just(ClientRequest::Topology),
             Just(ClientRequest::Status),
             Just(ClientRequest::Decommission),
+            any::<bool>().prop_map(|abort| ClientRequest::Operation { abort }),
             address().prop_map(|row| ClientRequest::LocalGet { row }),
             "[a-z0-9]{1,8}".prop_map(|n| ClientRequest::RemoveNode {
                 node: NodeId::new(n)
@@ -764,8 +820,9 @@ mod tests {
                 Ok(ClientReply::Read { siblings: vec![Sibling { columns, timestamp_micros: -5, writer: "n1@3:1".into() }], context: Context(vec![1, 2]), receipt: receipt.clone() }),
                 Ok(ClientReply::Written { context: Context::empty(), receipt }),
                 Ok(ClientReply::Topology { nodes: vec![TopologyNode { id: NodeId::new("n1"), client_address: "127.0.0.1:9042".into(), location: Location::default(), tokens: vec![Token(-3), Token(i64::MAX)], reachable }], replication: Replication::Simple { factor: 3 } }),
-                Ok(ClientReply::Status { answered_by: NodeId::new("n2"), nodes: vec![NodeStatus { id: NodeId::new("n1"), up: reachable, status: "Normal".into(), internode_address: Some("127.0.0.1:7000".into()), client_address: None, load_bytes: Some(12345), tokens: vec![Token(1)], owns: 0.5, location: Location::default(), generation: 17, clock_offset_ms: Some(-3), damage: Some("restoring".into()) }], replication: Replication::Simple { factor: 3 } }),
+                Ok(ClientReply::Status { answered_by: NodeId::new("n2"), nodes: vec![NodeStatus { id: NodeId::new("n1"), up: reachable, status: "Normal".into(), internode_address: Some("127.0.0.1:7000".into()), client_address: None, load_bytes: Some(12345), tokens: vec![Token(1)], owns: 0.5, location: Location::default(), generation: 17, clock_offset_ms: Some(-3), damage: Some("restoring".into()), operation: Some("decommission: streaming range 1 of 2".into()) }], replication: Replication::Simple { factor: 3 } }),
                 Ok(ClientReply::Done { summary: "left the ring".into() }),
+                Ok(ClientReply::Operation(OperationStatus { node: NodeId::new("n1"), kind: "decommission n1".into(), started_micros: 1, progress: "done".into(), outcome: OperationOutcome::Aborted { summary: "normal again".into() } })),
                 Ok(ClientReply::Repaired(RepairSummary { ranges_compared: 4, ranges_differing: vec![(TokenRange::full(), NodeId::new("n3"))], ranges_failed: vec![], keys_repaired: 1, bytes_sent: 4096, tombstones_purged: 0 })),
                 Ok(ClientReply::RepairStats(RepairStats { hints_pending: vec![(NodeId::new("n3"), 100)], trees_ready: reachable, ..RepairStats::default() })),
                 Err(error),

@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use ringdb::client::{Client, ClientError, ClusterStatus, NodeStatus};
+use ringdb::client::{
+    Client, ClientError, ClusterStatus, NodeStatus, OperationOutcome, operation_result,
+};
+use ringdb::proto::ClientRequest;
 
 use super::data::{Connection, exit_code};
 
@@ -81,6 +84,11 @@ pub(crate) fn notes(status: &ClusterStatus) -> Vec<String> {
         }
     }
     for node in &status.nodes {
+        if let Some(operation) = &node.operation {
+            notes.push(format!("operation on {}: {operation}", node.id));
+        }
+    }
+    for node in &status.nodes {
         if let Some(damage) = &node.damage {
             notes.push(format!("damaged data on {}: {damage}", node.id));
         }
@@ -154,14 +162,74 @@ pub(crate) fn report(error: &ClientError) -> ExitCode {
     exit_code(error)
 }
 
+/// How to act on a topology operation a node runs.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct OperationArgs {
+    /// Do not start anything: follow the operation the node runs (or show
+    /// how its last one ended), e.g. after this command was interrupted.
+    #[arg(long, conflicts_with = "abort")]
+    pub follow: bool,
+    /// Stop the operation the node runs: a decommission goes back to
+    /// normal (refused once it has started to leave the ring); a removal
+    /// stops restoring replicas (ask for it again to finish).
+    #[arg(long)]
+    pub abort: bool,
+}
+
 /// `ringdb decommission`: the node (--host) hands its ranges over and leaves.
-pub async fn decommission(connection: &Connection) -> anyhow::Result<ExitCode> {
+pub async fn decommission(
+    connection: &Connection,
+    args: &OperationArgs,
+) -> anyhow::Result<ExitCode> {
+    operation(connection, args, ClientRequest::Decommission).await
+}
+
+/// Starts, follows or aborts a topology operation on the node, and follows
+/// it to its end, printing where it stands.
+async fn operation(
+    connection: &Connection,
+    args: &OperationArgs,
+    start: ClientRequest,
+) -> anyhow::Result<ExitCode> {
     let client = match connect(connection).await {
         Ok(client) => client,
         Err(code) => return Ok(code),
     };
-    eprintln!("decommissioning; this streams the node's data to the next owners…");
-    Ok(summary(client.decommission(TOPOLOGY_CHANGE_TIMEOUT).await))
+    let first = if args.abort {
+        client.operation(true).await
+    } else if args.follow {
+        client.operation(false).await
+    } else {
+        client.start_operation(start).await
+    };
+    let first = match first {
+        Ok(status) => status,
+        Err(error) => return Ok(report(&error)),
+    };
+    if first.outcome == OperationOutcome::Running {
+        let doing = if args.abort {
+            "aborting"
+        } else if args.follow {
+            "following"
+        } else {
+            "started"
+        };
+        eprintln!(
+            "{doing} {} on {} (it runs on the node: interrupting this command does not stop \
+             it; `--follow` reattaches, `--abort` stops it)",
+            first.kind, first.node
+        );
+    }
+    let followed = client
+        .follow_operation(TOPOLOGY_CHANGE_TIMEOUT, |status| {
+            if status.outcome == OperationOutcome::Running {
+                eprintln!("  {}: {}", status.kind, status.progress);
+            }
+        })
+        .await;
+    Ok(summary(
+        followed.and_then(|status| operation_result(&status)),
+    ))
 }
 
 /// `ringdb cleanup`: deletes the rows of ranges the node no longer replicates.
@@ -174,15 +242,13 @@ pub async fn cleanup(connection: &Connection) -> anyhow::Result<ExitCode> {
 }
 
 /// `ringdb removenode ID`: removes a dead node, restoring its replicas.
-pub async fn remove_node(connection: &Connection, node: &str) -> anyhow::Result<ExitCode> {
-    let client = match connect(connection).await {
-        Ok(client) => client,
-        Err(code) => return Ok(code),
-    };
-    let node = ringdb::ring::NodeId::new(node);
-    Ok(summary(
-        client.remove_node(&node, TOPOLOGY_CHANGE_TIMEOUT).await,
-    ))
+pub async fn remove_node(
+    connection: &Connection,
+    args: &OperationArgs,
+    node: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let node = ringdb::ring::NodeId::new(node.unwrap_or_default());
+    operation(connection, args, ClientRequest::RemoveNode { node }).await
 }
 
 /// `ringdb ring`: every token in order with its node (nodetool ring).

@@ -60,7 +60,7 @@ use crate::storage::{
     RowKey, RowLimits, Storage, StorageError, StoredRow, decode_versions, encode_row,
 };
 use crate::transport::Peers;
-use crate::{cleanup, repair, streaming, topology};
+use crate::{cleanup, operations, repair, streaming};
 
 mod read;
 mod write;
@@ -104,6 +104,8 @@ pub(crate) struct Coordinator {
     /// node does not replicate in its view (see `cleanup.rs`).
     pub(crate) arrivals: cleanup::Arrivals,
     pub(crate) background: mpsc::Sender<BackgroundJob>,
+    /// The decommission or removenode this node runs (or ran last).
+    pub(crate) operations: operations::Operations,
 }
 
 /// The table id of a table name. Until keyspaces declare tables (and give
@@ -206,12 +208,22 @@ impl Coordinator {
                 })
             }
             ClientRequest::Decommission => {
-                let summary = topology::decommission(&self, original_deadline).await?;
-                Ok(ClientReply::Done { summary })
+                let status = operations::start(&self, operations::Kind::Decommission).await?;
+                Ok(ClientReply::Operation(status))
             }
             ClientRequest::RemoveNode { node } => {
-                let summary = topology::remove_node(&self, node, original_deadline).await?;
-                Ok(ClientReply::Done { summary })
+                let kind = operations::Kind::RemoveNode(node);
+                Ok(ClientReply::Operation(
+                    operations::start(&self, kind).await?,
+                ))
+            }
+            ClientRequest::Operation { abort } => {
+                let status = if abort {
+                    operations::abort(&self)?
+                } else {
+                    operations::status(&self)?
+                };
+                Ok(ClientReply::Operation(status))
             }
             ClientRequest::Repair { table, ranges } => {
                 let table = table.as_deref().map(table_id).transpose()?;
@@ -444,6 +456,9 @@ impl Coordinator {
                 error @ (StorageError::TooManySiblings { .. } | StorageError::RowTooLarge { .. }),
             )) => Err(RequestError::invalid(error.to_string())),
             Ok(Err(error)) if self.storage.note_damage(&error) => {
+                Err(self.damaged(&error.to_string()))
+            }
+            Ok(Err(error @ StorageError::Restoring { .. })) => {
                 Err(self.damaged(&error.to_string()))
             }
             Ok(Err(error)) => Err(RequestError::Server {

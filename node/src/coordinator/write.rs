@@ -255,8 +255,8 @@ impl Coordinator {
             let key = key.clone();
             self.blocking(move |storage| storage.get(&key)).await
         };
-        let Ok(local) = local else { return };
-        if local.is_some_and(|row| row.context().dominates(context)) {
+        // A row this node cannot read (being restored) is learnt from peers.
+        if local.is_ok_and(|local| local.is_some_and(|row| row.context().dominates(context))) {
             return;
         }
         let budget = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2;

@@ -153,6 +153,15 @@ pub enum StorageError {
         /// The limit.
         max: usize,
     },
+    /// The row is in a token span a salvage dropped, not yet restored
+    /// from the other replicas: this node cannot say what it holds.
+    #[error(
+        "token {token:?} is in a span dropped by a salvage, being restored from the other replicas"
+    )]
+    Restoring {
+        /// The row's token.
+        token: Token,
+    },
     /// Salvaging a damaged data directory failed on the file system.
     #[error("salvaging the data directory: {0}")]
     Salvage(std::io::Error),
@@ -181,13 +190,11 @@ impl From<rocksdb::Error> for StorageError {
 }
 
 impl StorageError {
-    /// Whether the error is damaged data on disk: RocksDB's corruption, or
-    /// a stored row or key that does not decode.
+    /// Whether the error is damaged data on disk (RocksDB's corruption: a
+    /// checksum that does not match). A row that does not decode passed
+    /// its checksum: a software fault, not the disk's.
     pub fn is_damage(&self) -> bool {
-        matches!(
-            self,
-            StorageError::Damaged { .. } | StorageError::Corrupt { .. }
-        )
+        matches!(self, StorageError::Damaged { .. })
     }
 }
 
@@ -213,6 +220,8 @@ pub struct Storage {
     damage_found: Mutex<Option<String>>,
     /// Told when damage is first found.
     damage_alarm: tokio::sync::watch::Sender<bool>,
+    /// Token spans a salvage dropped and the restore has not brought back.
+    restoring: RwLock<Vec<(Token, Token)>>,
 }
 
 impl Storage {
@@ -226,20 +235,33 @@ impl Storage {
     /// what was dropped, to restore from the other replicas.
     pub fn open(path: &Path, config: &StorageConfig) -> Result<Storage, StorageError> {
         config.validate()?;
+        // Absolute: the salvage works beside the directory and syncs its parent.
+        let path = &std::path::absolute(path).map_err(StorageError::Salvage)?;
         salvage::finish_interrupted(path)?;
-        let storage = Storage::open_as_is(path, config)?;
-        if let Some(found) = storage.get_meta(salvage::SALVAGE_KEY)? {
-            drop(storage);
-            let found = String::from_utf8_lossy(&found).into_owned();
-            salvage::salvage(path, &Storage::options(), &found)?;
-            return Storage::open_as_is(path, config);
-        }
-        // A record restored in an earlier life has been seen.
-        if storage
-            .damage_record()?
-            .is_some_and(|record| record.restored)
-        {
-            storage.delete_meta(salvage::DAMAGE_KEY)?;
+        let storage = match salvage::requested(path)? {
+            Some(found) => {
+                salvage::salvage(path, &Storage::options(), &found)?;
+                Storage::open_as_is(path, config)?
+            }
+            None => match Storage::open_as_is(path, config) {
+                // Damage read while opening (hints, floors): salvage now.
+                Err(error) if error.is_damage() => {
+                    salvage::request(path, &error.to_string())?;
+                    salvage::salvage(path, &Storage::options(), &error.to_string())?;
+                    Storage::open_as_is(path, config)?
+                }
+                opened => opened?,
+            },
+        };
+        match storage.damage_record() {
+            // A record restored in an earlier life has been seen.
+            Ok(Some(record)) if record.restored => storage.delete_meta(salvage::DAMAGE_KEY)?,
+            Ok(Some(record)) => *storage.restoring.write().expect("restoring") = record.spans,
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, "the damage record does not decode; forgetting it");
+                storage.delete_meta(salvage::DAMAGE_KEY)?;
+            }
         }
         Ok(storage)
     }
@@ -271,6 +293,7 @@ impl Storage {
             trees: RwLock::new(Arc::new(Trees::new([]))),
             damage_found: Mutex::new(None),
             damage_alarm: tokio::sync::watch::Sender::new(false),
+            restoring: RwLock::new(Vec::new()),
         };
         storage.epoch = storage.open_metadata()?;
         storage.next_hint = AtomicU64::new(storage.last_hint_sequence()? + 1);
@@ -378,7 +401,8 @@ impl Storage {
             tracing::error!(%detail, data = %self.path.display(), "damaged data found on disk; \
                 the node serves nothing damaged, and salvages its data directory and restores \
                 the rest from the other replicas");
-            if let Err(error) = self.put_meta(salvage::SALVAGE_KEY, detail.as_bytes()) {
+            // Beside the database, which may refuse writes by now.
+            if let Err(error) = salvage::request(&self.path, &detail) {
                 tracing::error!(%error, "cannot record that a salvage is needed");
             }
             *found = Some(detail);
@@ -416,8 +440,22 @@ impl Storage {
             })
     }
 
+    /// Refuses a row in a span a salvage dropped and the restore has not
+    /// brought back yet.
+    pub(crate) fn check_restored(&self, token: Token) -> Result<(), StorageError> {
+        let restoring = self.restoring.read().expect("restoring");
+        if restoring
+            .iter()
+            .any(|(first, last)| *first <= token && token <= *last)
+        {
+            return Err(StorageError::Restoring { token });
+        }
+        Ok(())
+    }
+
     /// Records that the rows the last salvage dropped have been restored.
     pub fn mark_restored(&self) -> Result<(), StorageError> {
+        self.restoring.write().expect("restoring").clear();
         if let Some(mut record) = self.damage_record()? {
             record.restored = true;
             let bytes = rmp_serde::to_vec_named(&record).expect("a damage record encodes");
@@ -426,7 +464,8 @@ impl Storage {
         Ok(())
     }
 
-    fn delete_meta(&self, name: &str) -> Result<(), StorageError> {
+    /// Deletes a named metadata value, synced to disk.
+    pub fn delete_meta(&self, name: &str) -> Result<(), StorageError> {
         let mut options = WriteOptions::default();
         options.set_sync(true);
         let mut batch = WriteBatch::default();

@@ -80,8 +80,10 @@ struct Change<T> {
 }
 
 impl Storage {
-    /// Reads a row's sibling set.
+    /// Reads a row's sibling set; refused for a row a salvage dropped
+    /// until it is restored (its absence here says nothing).
     pub fn get(&self, key: &RowKey) -> Result<Option<StoredRow>, StorageError> {
+        self.check_restored(key.token)?;
         match self.db.get_pinned_cf(self.cf(DATA), key.encode())? {
             Some(bytes) => Ok(Some(decode_row(&bytes)?)),
             None => Ok(None),

@@ -32,11 +32,8 @@ use rocksdb::{DB, ReadOptions, WriteBatch, WriteOptions};
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
-use super::{DATA, DOTS, HINTS, META, RowKey, StorageError, decode_versions};
+use super::{DATA, DOTS, HINTS, META, StorageError};
 
-/// Metadata key: salvage requested, with what was found (set when damage is
-/// found, removed by the salvage).
-pub(super) const SALVAGE_KEY: &str = "salvage";
 /// Metadata key: the [`DamageRecord`] of the last salvage.
 pub(super) const DAMAGE_KEY: &str = "damage";
 
@@ -52,8 +49,6 @@ pub struct DamageRecord {
     pub quarantined: Vec<String>,
     /// Token spans (inclusive) whose rows were dropped.
     pub spans: Vec<(Token, Token)>,
-    /// Rows read whole but whose key or value did not decode (dropped).
-    pub undecodable_rows: u64,
     /// Whether the dropped rows have since been restored from replicas.
     pub restored: bool,
 }
@@ -77,6 +72,29 @@ impl DamageRecord {
             format!("{what}, being restored from the other replicas")
         }
     }
+}
+
+/// Records, beside the data directory (the database may refuse writes once
+/// a compaction met the damage), that the next open must salvage it.
+pub(super) fn request(path: &Path, found: &str) -> Result<(), StorageError> {
+    let marker = request_marker(path);
+    let mut file = std::fs::File::create(&marker).map_err(io)?;
+    std::io::Write::write_all(&mut file, found.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    sync_parent(path)
+}
+
+/// What was found, when a salvage was requested.
+pub(super) fn requested(path: &Path) -> Result<Option<String>, StorageError> {
+    match std::fs::read(request_marker(path)) {
+        Ok(found) => Ok(Some(String::from_utf8_lossy(&found).into_owned())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(io(error)),
+    }
+}
+
+fn request_marker(path: &Path) -> PathBuf {
+    sibling(path, "salvage-requested")
 }
 
 /// Where the copy is made.
@@ -113,10 +131,15 @@ pub(super) fn finish_interrupted(path: &Path) -> Result<(), StorageError> {
             std::fs::rename(&copy, path).map_err(io)?;
             sync_parent(path)?;
         }
-        if damaged.exists() {
+        if damaged.exists() && path.exists() {
             std::fs::remove_dir_all(&damaged).map_err(io)?;
         }
         std::fs::remove_file(&done).map_err(io)?;
+        // The request is served.
+        match std::fs::remove_file(request_marker(path)) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(io(error)),
+            _ => {}
+        }
         sync_parent(path)?;
     } else {
         if copy.exists() {
@@ -153,10 +176,9 @@ pub(super) fn salvage(
         detail: found.to_owned(),
         quarantined: Vec::new(),
         spans: Vec::new(),
-        undecodable_rows: 0,
         restored: false,
     };
-    // Rows: skip past damage, and past rows that do not decode.
+    // Rows: skip past damage.
     let mut copier = Copier::new(&old, &new, DATA);
     copier.run(&mut files, &mut record)?;
     // Hints: on damage, the rest are dropped (repair restores what they held).
@@ -178,7 +200,6 @@ pub(super) fn salvage(
     // The floors in `dots` belong to a past life: not copied (see `open_metadata`).
     let meta = new.cf_handle(META).expect("created");
     let mut batch = WriteBatch::default();
-    batch.delete_cf(meta, SALVAGE_KEY);
     // A restore still owed from an earlier salvage is owed still.
     if let Some(bytes) = old.get_cf(old.cf_handle(META).expect("opened"), DAMAGE_KEY)?
         && let Ok(earlier) = rmp_serde::from_slice::<DamageRecord>(&bytes)
@@ -198,13 +219,17 @@ pub(super) fn salvage(
     drop(new);
     drop(old);
     quarantine(path, &record.quarantined)?;
+    // Left by an earlier swap that never finished: in the way of this one.
+    let damaged = damaged_path(path);
+    if damaged.exists() {
+        std::fs::remove_dir_all(&damaged).map_err(io)?;
+    }
     // The copy is complete: from here a crash completes the swap.
     std::fs::write(done_marker(path), b"").map_err(io)?;
     sync_parent(path)?;
     finish_interrupted(path)?;
     info!(
         spans = record.spans.len(),
-        undecodable = record.undecodable_rows,
         quarantined = ?record.quarantined,
         "salvage done: the dropped rows are restored from the other replicas"
     );
@@ -299,20 +324,14 @@ impl<'a> Copier<'a> {
         let mut last: Option<Token> = None;
         loop {
             if let (Some(key), Some(value)) = (iterator.key(), iterator.value()) {
+                // Copied as they are: a row that passed its checksum is not
+                // the disk's damage, even one this version cannot decode.
                 let (key, value) = (key.to_vec(), value.to_vec());
                 iterator.next();
-                match RowKey::decode(&key) {
-                    Ok(decoded) if decode_versions(&value).is_ok() => {
-                        last = Some(decoded.token);
-                        self.put(&key, &value)?;
-                    }
-                    decoded => {
-                        record.undecodable_rows += 1;
-                        let token = decoded.map_or(last.unwrap_or(Token::MIN), |k| k.token);
-                        record.spans.push((token, token));
-                        last = Some(token);
-                    }
+                if let Some(token) = token_of(&key) {
+                    last = Some(last.map_or(token, |last| last.max(token)));
                 }
+                self.put(&key, &value)?;
                 continue;
             }
             let error = match iterator.status() {
@@ -356,11 +375,19 @@ impl<'a> Copier<'a> {
                 }
             }
             record.spans.push((from, Token((good - 1) as i64)));
+            // Never back before the skip: every later search starts past it.
+            last = Some(Token((good - 1) as i64));
             iterator = self.iterator();
             iterator.seek(Token(good as i64).to_ordered_bytes());
         }
         self.flush()
     }
+}
+
+/// The token a storage key starts with.
+fn token_of(key: &[u8]) -> Option<Token> {
+    let bytes: [u8; 8] = key.get(..8)?.try_into().ok()?;
+    Some(Token::from_ordered_bytes(bytes))
 }
 
 /// The SST files an error names (`000012.sst`).
