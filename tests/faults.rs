@@ -533,7 +533,10 @@ async fn a_decommission_outlives_its_command_and_can_be_aborted_or_followed() {
     let aborted = ringdb_admin(&cluster, 4, &["decommission", "--abort"]);
     let said = String::from_utf8_lossy(&aborted.stderr);
     assert!(!aborted.status.success(), "{said}");
-    assert!(said.contains("was aborted") && said.contains("normal again"), "{said}");
+    assert!(
+        said.contains("was aborted") && said.contains("normal again"),
+        "{said}"
+    );
     wait_until("node4 is normal again", DEADLINE, || async {
         status_of_node4().await == "Normal" && !cluster.status_text(1).contains("operation on")
     })
@@ -567,10 +570,11 @@ async fn a_decommission_outlives_its_command_and_can_be_aborted_or_followed() {
 /// Issue 12 item 1, removenode. Before: a removal cut midway left ranges
 /// short of a replica, and asking again was refused ("node4 is not in the
 /// ring (already removed or left)"). Now it is a task of the node asked,
-/// which keeps its plan: aborted midway, asked again, it finishes.
+/// which keeps its plan: aborted midway, it goes on when asked again, and
+/// when that node is killed midway, it finishes by itself after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removal_cut_short_finishes_when_asked_again() {
-    let cluster = Cluster::start_with(4, &["streaming.max_mib_per_sec=0.02"]);
+    let mut cluster = Cluster::start_with(4, &["streaming.max_mib_per_sec=0.02"]);
     let client = cluster.token_aware_client().await;
     let value = "v".repeat(1024);
     let keys: Vec<String> = (0..400).map(|i| format!("k{i}")).collect();
@@ -606,15 +610,44 @@ async fn a_removal_cut_short_finishes_when_asked_again() {
     command.wait().unwrap();
     let aborted = ringdb_admin(&cluster, 1, &["removenode", "--abort"]);
     let said = String::from_utf8_lossy(&aborted.stderr);
-    assert!(said.contains("was aborted") && said.contains("again"), "{said}");
-    let finished = ringdb_admin(&cluster, 1, &["removenode", "node4"]);
-    let said = String::from_utf8_lossy(&finished.stdout);
     assert!(
-        finished.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&finished.stderr)
+        said.contains("was aborted") && said.contains("again"),
+        "{said}"
     );
-    assert!(said.contains("restored to full replication"), "{said}");
+    // Asked again, it goes on; node1 is killed midway, and finishes it by
+    // itself once restarted.
+    let mut again = std::process::Command::new(env!("CARGO_BIN_EXE_ringdb"))
+        .args(["removenode", "node4", "--host"])
+        .arg(cluster.client_address(1).to_string())
+        .arg("--ca")
+        .arg(cluster.dir().join("ca.pem"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("node1 restores node4's ranges again", DEADLINE, || async {
+        cluster
+            .status_text(2)
+            .contains("operation on node1: removenode node4: restoring range")
+    })
+    .await;
+    cluster.kill(1).await;
+    again.kill().unwrap();
+    again.wait().unwrap();
+    cluster.restart(1);
+    wait_until(
+        "node1 resumes and finishes the removal",
+        Duration::from_secs(120),
+        || async {
+            cluster
+                .log_of(1)
+                .contains("resuming an interrupted removenode")
+                && cluster.log_of(1).contains("topology operation done")
+        },
+    )
+    .await;
+    let log = cluster.log_of(1);
+    assert!(log.contains("restored to full replication"), "{log}");
     // Three nodes at replication factor 3: each holds every row.
     for n in 1..=3 {
         let client = cluster.client(n).await;

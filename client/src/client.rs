@@ -342,8 +342,25 @@ impl Client {
     ) -> Result<OperationStatus, ClientError> {
         let give_up = tokio::time::Instant::now() + within;
         let mut last: Option<OperationStatus> = None;
+        // The node may be restarting, or the network blink: keep asking a
+        // while (the operation runs on regardless).
+        let mut failing_since: Option<tokio::time::Instant> = None;
         loop {
-            let status = self.operation(false).await?;
+            let status = match self.operation(false).await {
+                Ok(status) => {
+                    failing_since = None;
+                    status
+                }
+                Err(error @ ClientError::Request(_)) => return Err(error),
+                Err(error) => {
+                    let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= FOLLOW_PATIENCE {
+                        return Err(error);
+                    }
+                    tokio::time::sleep(OPERATION_POLL).await;
+                    continue;
+                }
+            };
             if last.as_ref() != Some(&status) {
                 progress(&status);
             }
@@ -819,6 +836,8 @@ enum RequestKind {
 
 /// How often a followed topology operation is asked where it stands.
 const OPERATION_POLL: Duration = Duration::from_millis(500);
+/// How long following goes on asking a node that does not answer.
+const FOLLOW_PATIENCE: Duration = Duration::from_secs(15);
 
 /// An ended operation's summary, or its error.
 pub fn operation_result(status: &OperationStatus) -> Result<String, ClientError> {

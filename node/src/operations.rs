@@ -104,7 +104,7 @@ pub(crate) async fn start(
             Box::pin(topology::remove_node(c.clone(), removal))
         }
     };
-    Ok(launch(c, kind, job))
+    launch(c, kind, job)
 }
 
 fn describe(c: &Coordinator, kind: &Kind) -> String {
@@ -114,7 +114,7 @@ fn describe(c: &Coordinator, kind: &Kind) -> String {
     }
 }
 
-fn launch(c: &Arc<Coordinator>, kind: Kind, job: Job) -> OperationStatus {
+fn launch(c: &Arc<Coordinator>, kind: Kind, job: Job) -> Result<OperationStatus, RequestError> {
     let abort = c.operations.node.child_token();
     let status = OperationStatus {
         node: c.me.clone(),
@@ -125,13 +125,20 @@ fn launch(c: &Arc<Coordinator>, kind: Kind, job: Job) -> OperationStatus {
     };
     {
         let mut current = c.operations.current.lock().expect("operations");
-        // Checked by `start`; two requests at once: the later one loses.
-        if current
+        // Checked by `start`; two requests at once: the later one loses
+        // (and is told the running one, which it then follows, when it is
+        // the same operation).
+        if let Some(running) = current
             .as_ref()
-            .is_some_and(|c| c.status.outcome == OperationOutcome::Running)
+            .filter(|c| c.status.outcome == OperationOutcome::Running)
         {
-            let running = current.as_ref().expect("checked").status.clone();
-            return running;
+            if running.kind == kind {
+                return Ok(running.status.clone());
+            }
+            return Err(RequestError::invalid(format!(
+                "{} is running {}: follow it with --follow, or stop it with --abort",
+                c.me, running.status.kind
+            )));
         }
         *current = Some(Current {
             kind: kind.clone(),
@@ -145,10 +152,9 @@ fn launch(c: &Arc<Coordinator>, kind: Kind, job: Job) -> OperationStatus {
     tokio::spawn(async move {
         let c = coordinator;
         let outcome = tokio::select! {
-            outcome = job => match outcome {
-                Ok(summary) => OperationOutcome::Succeeded { summary },
-                Err(error) => OperationOutcome::Failed { error: error.to_string() },
-            },
+            // An abort that came with the job's end wins: the job, seeing
+            // it, stopped short of anything `aborted` cannot undo.
+            biased;
             () = abort.cancelled() => {
                 let summary = if c.operations.node.is_cancelled() {
                     "the node stopped".to_string()
@@ -157,6 +163,10 @@ fn launch(c: &Arc<Coordinator>, kind: Kind, job: Job) -> OperationStatus {
                 };
                 OperationOutcome::Aborted { summary }
             }
+            outcome = job => match outcome {
+                Ok(summary) => OperationOutcome::Succeeded { summary },
+                Err(error) => OperationOutcome::Failed { error: error.to_string() },
+            },
         };
         match &outcome {
             OperationOutcome::Succeeded { summary } => info!(%summary, "topology operation done"),
@@ -167,7 +177,7 @@ fn launch(c: &Arc<Coordinator>, kind: Kind, job: Job) -> OperationStatus {
         }
         c.gossip.set_state(StateValue::Operation(None)).await;
     });
-    status
+    Ok(status)
 }
 
 /// Asks the running operation to stop; refused once it cannot be undone.
@@ -230,15 +240,29 @@ pub(crate) fn point_of_no_return(c: &Coordinator) -> bool {
     }
 }
 
-/// Resumes a removal the node was running when it stopped.
+/// Resumes a removal the node was running when it stopped, once gossip
+/// has had time to bring the ring and the live peers.
 pub(crate) fn resume(c: &Arc<Coordinator>) {
-    match topology::unfinished_removal(c) {
-        Ok(Some(removal)) => {
-            info!(node = %removal.node, "resuming an interrupted removenode");
-            let kind = Kind::RemoveNode(removal.node.clone());
-            launch(c, kind, Box::pin(topology::remove_node(c.clone(), removal)));
+    let removal = match topology::unfinished_removal(c) {
+        Ok(Some(removal)) => removal,
+        Ok(None) => return,
+        Err(error) => return warn!(%error, "cannot read an interrupted removenode's plan"),
+    };
+    let c = c.clone();
+    let node = c.operations.node.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = node.cancelled() => return,
+            () = tokio::time::sleep(RESUME_DELAY) => {}
         }
-        Ok(None) => {}
-        Err(error) => warn!(%error, "cannot read an interrupted removenode's plan"),
-    }
+        info!(node = %removal.node, "resuming an interrupted removenode");
+        let kind = Kind::RemoveNode(removal.node.clone());
+        let job = Box::pin(topology::remove_node(c.clone(), removal));
+        if let Err(error) = launch(&c, kind, job) {
+            warn!(%error, "cannot resume the interrupted removenode");
+        }
+    });
 }
+
+/// How long after its start a node resumes an interrupted removal.
+const RESUME_DELAY: std::time::Duration = std::time::Duration::from_secs(10);

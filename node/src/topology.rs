@@ -395,8 +395,9 @@ pub(crate) async fn decommission(c: Arc<Coordinator>) -> Result<String, RequestE
         }
     };
     if !operations::point_of_no_return(c) {
-        // Aborted meanwhile: `aborted` puts the node back to normal.
-        return Err(RequestError::invalid("aborted"));
+        // Aborted meanwhile (`aborted` says so too, if its branch runs).
+        c.gossip.set_state(StateValue::Status(Status::Normal)).await;
+        return Err(RequestError::invalid("aborted; the node is normal again"));
     }
     operations::progress(c, "leaving the ring (cannot be aborted)".into()).await;
     // Never back with this data: a restart would bring stale ranges back.
@@ -497,10 +498,15 @@ pub(crate) fn plan_removal(c: &Coordinator, node: &NodeId) -> Result<Removal, Re
             "a node cannot remove itself; decommission it",
         ));
     }
-    if let Some(kept) = unfinished_removal(c).map_err(|e| c.server_error(e.to_string()))?
-        && kept.node == *node
-    {
-        return Ok(kept);
+    if let Some(kept) = unfinished_removal(c).map_err(|e| c.server_error(e.to_string()))? {
+        if kept.node == *node {
+            return Ok(kept);
+        }
+        return Err(RequestError::invalid(format!(
+            "{} has not finished restoring the ranges of {} (a removal cut short): run \
+             `ringdb removenode {}` on it first",
+            c.me, kept.node, kept.node
+        )));
     }
     if !view.nodes.contains_key(node) {
         return Err(RequestError::invalid(format!("no node {node} is known")));
@@ -563,18 +569,28 @@ pub(crate) async fn remove_node(
         info!(removed = %node, "removed a dead node; restoring its replicas");
     } else {
         info!(removed = %node, done = removal.done.len(), "resuming the restore of a removed node's replicas");
+        // Cut short between keeping the plan and the removal's gossip.
+        let status = c.membership.view().status(&node);
+        if let Some(status) = status.filter(|s| *s != Status::Removed) {
+            c.gossip
+                .remove(node.clone(), status)
+                .await
+                .map_err(RequestError::invalid)?;
+        }
     }
-    let after = c.membership.view().ring.clone();
-    let mut before = after.clone();
-    if !before.members().contains_key(&node) {
-        before
-            .add_node(
-                node.clone(),
-                removal.location.clone(),
-                removal.tokens.clone(),
-            )
-            .map_err(|e| c.server_error(format!("the ring before the removal: {e}")))?;
-    }
+    // Copy only once this node's view has the ring without the node, so
+    // that writes from then on reach the new replicas too.
+    wait_removed(c, &node).await?;
+    let mut before = c.membership.view().ring.clone();
+    before
+        .add_node(
+            node.clone(),
+            removal.location.clone(),
+            removal.tokens.clone(),
+        )
+        .map_err(|e| c.server_error(format!("the ring before the removal: {e}")))?;
+    let mut after = before.clone();
+    after.remove_node(&node);
     let started = Instant::now();
     let (mut ranges, mut copies) = (0, 0);
     let affected: Vec<(TokenRange, Vec<NodeId>)> = before
@@ -662,5 +678,26 @@ pub(crate) async fn remove_node(
     })
 }
 
+/// Waits until this node's view has `node` out of the ring (the gossip
+/// task publishes a removal a moment after it accepted it).
+async fn wait_removed(c: &Coordinator, node: &NodeId) -> Result<(), RequestError> {
+    let give_up = Instant::now() + REMOVED_WAIT;
+    loop {
+        let view = c.membership.view();
+        if !view.ring.members().contains_key(node) && view.status(node) == Some(Status::Removed) {
+            return Ok(());
+        }
+        if Instant::now() >= give_up {
+            return Err(c.server_error(format!(
+                "{node} is still in this node's ring {REMOVED_WAIT:?} after its removal; run \
+                 `ringdb removenode {node}` again"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How long a removal waits for the ring without the removed node.
+const REMOVED_WAIT: Duration = Duration::from_secs(30);
 /// How long one range copy for a removal may take.
 const RANGE_COPY_TIMEOUT: Duration = Duration::from_secs(3600);

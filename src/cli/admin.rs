@@ -227,6 +227,15 @@ async fn operation(
             }
         })
         .await;
+    if let Err(error) = &followed
+        && !matches!(error, ClientError::Request(_))
+    {
+        eprintln!(
+            "stopped following {} (it runs on {} regardless): `--follow` reattaches, \
+             `ringdb status` shows where it stands",
+            first.kind, first.node
+        );
+    }
     Ok(summary(
         followed.and_then(|status| operation_result(&status)),
     ))
