@@ -465,10 +465,10 @@ fn ringdb_admin(cluster: &Cluster, n: usize, args: &[&str]) -> std::process::Out
         .expect("run ringdb")
 }
 
-/// Starts `ringdb decommission` against node `n` in the background.
-fn spawn_decommission(cluster: &Cluster, n: usize) -> std::process::Child {
+/// Starts `ringdb ARGS --host node n --ca …` in the background.
+fn spawn_admin(cluster: &Cluster, n: usize, args: &[&str]) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_ringdb"))
-        .arg("decommission")
+        .args(args)
         .arg("--host")
         .arg(cluster.client_address(n).to_string())
         .arg("--ca")
@@ -476,7 +476,7 @@ fn spawn_decommission(cluster: &Cluster, n: usize) -> std::process::Child {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .expect("run ringdb decommission")
+        .expect("run ringdb")
 }
 
 /// Issue 12 item 1. Before: the decommission ran inside the request, so
@@ -515,7 +515,7 @@ async fn a_decommission_outlives_its_command_and_can_be_aborted_or_followed() {
     };
 
     // The command goes away; the decommission goes on, shown by status.
-    let mut command = spawn_decommission(&cluster, 4);
+    let mut command = spawn_admin(&cluster, 4, &["decommission"]);
     wait_until("node1's status shows node4 streaming", DEADLINE, || async {
         streaming_shown()
     })
@@ -543,7 +543,7 @@ async fn a_decommission_outlives_its_command_and_can_be_aborted_or_followed() {
     .await;
 
     // Started again and left again by its command; `--follow` sees it through.
-    let mut command = spawn_decommission(&cluster, 4);
+    let mut command = spawn_admin(&cluster, 4, &["decommission"]);
     wait_until("node4 streams again", DEADLINE, || async {
         streaming_shown()
     })
@@ -591,15 +591,7 @@ async fn a_removal_cut_short_finishes_when_asked_again() {
     }
     cluster.kill(4).await;
     cluster.wait_convicted(1, 4).await;
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ringdb"))
-        .args(["removenode", "node4", "--host"])
-        .arg(cluster.client_address(1).to_string())
-        .arg("--ca")
-        .arg(cluster.dir().join("ca.pem"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut command = spawn_admin(&cluster, 1, &["removenode", "node4"]);
     wait_until("node1 restores node4's ranges", DEADLINE, || async {
         cluster
             .status_text(2)
@@ -616,15 +608,7 @@ async fn a_removal_cut_short_finishes_when_asked_again() {
     );
     // Asked again, it goes on; node1 is killed midway, and finishes it by
     // itself once restarted.
-    let mut again = std::process::Command::new(env!("CARGO_BIN_EXE_ringdb"))
-        .args(["removenode", "node4", "--host"])
-        .arg(cluster.client_address(1).to_string())
-        .arg("--ca")
-        .arg(cluster.dir().join("ca.pem"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut again = spawn_admin(&cluster, 1, &["removenode", "node4"]);
     wait_until("node1 restores node4's ranges again", DEADLINE, || async {
         cluster
             .status_text(2)
