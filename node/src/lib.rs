@@ -74,7 +74,19 @@
 //! them from a survivor (a node that died joining is removed with its
 //! pending ranges, and nothing to fetch). One topology change at a time. A
 //! node that left or was removed marks its data directory and never serves
-//! it again.
+//! it again. Both run as a task of the node asked (`operations.rs`), not
+//! of the request: the command follows them and may go away, `--abort`
+//! stops them (a decommission until it starts to leave), `status` shows
+//! where they stand, and a removal keeps its plan in the data directory to
+//! resume after a restart.
+//!
+//! **Damaged data.** A block whose checksum does not match is never served
+//! (`StorageError::Damaged`, `RequestError::DamagedData`): the node says so
+//! in gossip, stops, and its next open (in the same process with `ringdb
+//! start`) copies what is readable into a new data directory, dropping a
+//! token span around the damage and keeping the damaged file aside
+//! (`storage/salvage.rs`); it refuses reads of that span until a repair has
+//! brought the rows back from the other replicas (`restore.rs`).
 //!
 //! **Restarts.** Each node keeps its generation and what it knows of every
 //! other node (status, tokens, addresses: `known_peers.rs`) in its data
