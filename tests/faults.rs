@@ -479,15 +479,8 @@ fn spawn_admin(cluster: &Cluster, n: usize, args: &[&str]) -> std::process::Chil
         .expect("run ringdb")
 }
 
-/// Issue 12 item 1. Before: the decommission ran inside the request, so
-/// killing its command dropped it midway and left node4 Leaving for good
-/// (and `--follow` and `--abort` did not exist). Now it is a task of
-/// node4: it goes on without its command, `status` shows where it stands,
-/// `--abort` puts node4 back to normal, and `--follow` reattaches.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_decommission_outlives_its_command_and_can_be_aborted_or_followed() {
-    // Streaming at 20 KiB/s: node4's share of 400 KiB takes several seconds.
-    let cluster = Cluster::start_with(4, &["streaming.max_mib_per_sec=0.02"]);
+/// Writes 400 keys of 1 KiB at ALL; returns the keys.
+async fn write_400_kib(cluster: &Cluster) -> Vec<String> {
     let client = cluster.token_aware_client().await;
     let value = "v".repeat(1024);
     let keys: Vec<String> = (0..400).map(|i| format!("k{i}")).collect();
@@ -502,6 +495,19 @@ async fn a_decommission_outlives_its_command_and_can_be_aborted_or_followed() {
             .await
             .unwrap();
     }
+    keys
+}
+
+/// Issue 12 item 1. Before: the decommission ran inside the request, so
+/// killing its command dropped it midway and left node4 Leaving for good
+/// (and `--follow` and `--abort` did not exist). Now it is a task of
+/// node4: it goes on without its command, `status` shows where it stands,
+/// `--abort` puts node4 back to normal, and `--follow` reattaches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decommission_outlives_its_command_and_can_be_aborted_or_followed() {
+    // Streaming at 20 KiB/s: node4's share of 400 KiB takes several seconds.
+    let cluster = Cluster::start_with(4, &["streaming.max_mib_per_sec=0.02"]);
+    let keys = write_400_kib(&cluster).await;
     let streaming_shown = || {
         let status = cluster.status_text(1);
         status
@@ -575,20 +581,7 @@ async fn a_decommission_outlives_its_command_and_can_be_aborted_or_followed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removal_cut_short_finishes_when_asked_again() {
     let mut cluster = Cluster::start_with(4, &["streaming.max_mib_per_sec=0.02"]);
-    let client = cluster.token_aware_client().await;
-    let value = "v".repeat(1024);
-    let keys: Vec<String> = (0..400).map(|i| format!("k{i}")).collect();
-    for key in &keys {
-        client
-            .put(
-                &row(key),
-                columns(&value),
-                Context::empty(),
-                ConsistencyLevel::All,
-            )
-            .await
-            .unwrap();
-    }
+    let keys = write_400_kib(&cluster).await;
     cluster.kill(4).await;
     cluster.wait_convicted(1, 4).await;
     let mut command = spawn_admin(&cluster, 1, &["removenode", "node4"]);

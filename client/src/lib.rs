@@ -39,13 +39,14 @@
 //! ```
 
 mod client;
+mod operations;
 pub mod tls;
 pub mod transport;
 
 pub use client::{
     Client, ClientConfig, ClientError, ClusterStatus, ReadResult, WriteOptions, WriteResult,
-    operation_result,
 };
+pub use operations::operation_result;
 pub use ringdb_proto::{
     ClusteringKey, ConsistencyLevel, Context, HintCounters, NodeStatus, OperationOutcome,
     OperationStatus, PartitionKey, ReadFirst, Receipt, RepairStats, RepairSummary, RequestError,

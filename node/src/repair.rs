@@ -58,9 +58,9 @@ const ROWS_PER_MESSAGE: usize = 256;
 const KEY_BYTES_PER_MESSAGE: usize = 1 << 20;
 /// How long an exchange waits for a replica to build its trees.
 const TREES_WAIT: Duration = Duration::from_secs(60);
-/// What a replica answers while it builds its trees.
 /// How long after a failed tree build it is tried again.
 const TREE_RETRY: Duration = Duration::from_secs(10);
+/// What a replica answers while it builds its trees.
 const STILL_BUILDING: &str = "is still building its Merkle trees";
 /// The most entries a node keeps in its running totals' lists.
 const KEPT_ENTRIES: usize = 1000;

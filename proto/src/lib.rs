@@ -23,6 +23,7 @@ mod consistency;
 mod frame;
 mod keys;
 mod message;
+mod operation;
 mod repair;
 mod value;
 
@@ -37,9 +38,10 @@ pub use keys::{
     TableId,
 };
 pub use message::{
-    ClientReply, ClientRequest, Context, NodeStatus, OperationOutcome, OperationStatus, PeerReply,
-    PeerRequest, ReadFirst, Receipt, Request, RequestError, Response, RowAddress, RowId, Sibling,
-    StreamedRow, TopologyNode, VersionedRow,
+    ClientReply, ClientRequest, Context, NodeStatus, PeerReply, PeerRequest, ReadFirst, Receipt,
+    Request, RequestError, Response, RowAddress, RowId, Sibling, StreamedRow, TopologyNode,
+    VersionedRow,
 };
+pub use operation::{OperationOutcome, OperationStatus};
 pub use repair::{HintCounters, RepairStats, RepairSummary, TreeItem};
 pub use value::{Row, Value};

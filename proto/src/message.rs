@@ -27,8 +27,8 @@ use ringdb_ring::{Location, NodeId, Replication, Token, TokenRange};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ClusterSettings, ClusteringKey, ConsistencyLevel, PartitionKey, RepairStats, RepairSummary,
-    Row, TableId, TreeItem,
+    ClusterSettings, ClusteringKey, ConsistencyLevel, OperationStatus, PartitionKey, RepairStats,
+    RepairSummary, Row, TableId, TreeItem,
 };
 
 /// A request in its envelope.
@@ -275,44 +275,6 @@ pub struct TopologyNode {
     pub tokens: Vec<Token>,
     /// Whether the answering node has a connection to it.
     pub reachable: bool,
-}
-
-/// A topology operation (decommission, removenode) a node runs as a task
-/// of its own.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OperationStatus {
-    /// The node that runs it.
-    pub node: NodeId,
-    /// What it does: `decommission node4`, `removenode node3`.
-    pub kind: String,
-    /// When it started, in microseconds since the Unix epoch.
-    pub started_micros: i64,
-    /// Where it stands (`streaming range 12 of 48`).
-    pub progress: String,
-    /// How it ended; [`OperationOutcome::Running`] until then.
-    pub outcome: OperationOutcome,
-}
-
-/// How a topology operation ended.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum OperationOutcome {
-    /// Still running.
-    Running,
-    /// Done.
-    Succeeded {
-        /// What it did.
-        summary: String,
-    },
-    /// Stopped by an error; the error says what state it left.
-    Failed {
-        /// Why.
-        error: String,
-    },
-    /// Stopped by `--abort`.
-    Aborted {
-        /// What state it left.
-        summary: String,
-    },
 }
 
 /// One node as another sees it, for `ringdb status` (nodetool's columns).
@@ -667,7 +629,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::{MAX_FRAME_BYTES, Value, decode_frame, encode_frame};
+    use crate::{MAX_FRAME_BYTES, OperationOutcome, Value, decode_frame, encode_frame};
 
     fn address() -> impl Strategy<Value = RowAddress> {
         (
