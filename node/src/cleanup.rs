@@ -140,36 +140,36 @@ pub(crate) async fn cleanup(c: &Arc<Coordinator>) -> Result<Cleaned, RequestErro
         return Err(RequestError::invalid(reason));
     }
     let ranges = foreign_ranges(&c.me, &view, &c.replication);
-    let (storage, membership, me) = (c.storage.clone(), c.membership.clone(), c.me.clone());
+    let (membership, me) = (c.membership.clone(), c.me.clone());
     let ring = view.ring.clone();
     let coordinator = c.clone();
     c.arrivals.cleaning.store(true, Ordering::SeqCst);
     let arrived = c.arrivals.count.load(Ordering::SeqCst);
-    let cleaned = tokio::task::spawn_blocking(move || {
-        let mut cleaned = Cleaned::default();
-        // Stop as soon as the ring changes or a change begins (checked per
-        // batch of rows), or rows arrive for a range this node gave up
-        // (checked per row, under its lock).
-        let unchanged = || {
-            let now = membership.view();
-            now.ring == ring && refusal(&me, &now).is_none()
-        };
-        let quiet = || coordinator.arrivals.count.load(Ordering::SeqCst) == arrived;
-        for range in ranges {
-            let (rows, complete) = storage.delete_range_while(range, unchanged, quiet)?;
-            cleaned.rows += rows;
-            if !complete {
-                return Ok::<_, crate::storage::StorageError>((cleaned, false));
+    let cleaned = c
+        .storage
+        .blocking(move |storage| {
+            let mut cleaned = Cleaned::default();
+            // Stop as soon as the ring changes or a change begins (checked per
+            // batch of rows), or rows arrive for a range this node gave up
+            // (checked per row, under its lock).
+            let unchanged = || {
+                let now = membership.view();
+                now.ring == ring && refusal(&me, &now).is_none()
+            };
+            let quiet = || coordinator.arrivals.count.load(Ordering::SeqCst) == arrived;
+            for range in ranges {
+                let (rows, complete) = storage.delete_range_while(range, unchanged, quiet)?;
+                cleaned.rows += rows;
+                if !complete {
+                    return Ok::<_, crate::storage::StorageError>((cleaned, false));
+                }
+                cleaned.ranges += 1;
             }
-            cleaned.ranges += 1;
-        }
-        Ok((cleaned, true))
-    })
-    .await;
+            Ok((cleaned, true))
+        })
+        .await;
     c.arrivals.cleaning.store(false, Ordering::SeqCst);
-    let (cleaned, complete) = cleaned
-        .map_err(|e| c.server_error(e.to_string()))?
-        .map_err(|e| c.server_error(e.to_string()))?;
+    let (cleaned, complete) = cleaned.map_err(|e| c.server_error(e.to_string()))?;
     c.cleaned
         .fetch_add(cleaned.rows, std::sync::atomic::Ordering::Relaxed);
     if !complete {

@@ -32,10 +32,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::HintsConfig;
-use crate::coordinator::{Coordinator, now_micros};
+use crate::coordinator::Coordinator;
 use crate::membership::View;
 use crate::storage::{RowKey, Storage, StorageError, decode_versions};
 use crate::streaming::Throttle;
+use crate::world::Clock;
 
 /// Hints read from storage at a time during replay.
 const REPLAY_BATCH: usize = 64;
@@ -50,11 +51,16 @@ pub(crate) struct Hints {
     queue: Mutex<HintQueue<Arc<Storage>>>,
     /// When each node was first seen down (since this process started).
     down_since: Mutex<HashMap<NodeId, Instant>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Hints {
     /// Opens the queue over the hints stored in `storage`.
-    pub(crate) fn open(storage: Arc<Storage>, config: HintsConfig) -> Result<Hints, StorageError> {
+    pub(crate) fn open(
+        storage: Arc<Storage>,
+        config: HintsConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Hints, StorageError> {
         let limits = HintLimits {
             window: config.window(),
             max_bytes_per_target: config.max_mib_per_target.saturating_mul(1 << 20),
@@ -63,6 +69,7 @@ impl Hints {
             config,
             queue: Mutex::new(HintQueue::open(storage, limits)?),
             down_since: Mutex::new(HashMap::new()),
+            clock,
         })
     }
 
@@ -93,7 +100,7 @@ impl Hints {
         let record = HintRecord {
             key,
             versions,
-            created_micros: created_micros.unwrap_or_else(now_micros),
+            created_micros: created_micros.unwrap_or_else(|| self.clock.now_micros()),
         };
         let stored =
             self.queue
@@ -183,9 +190,10 @@ async fn with_queue<T: Send + 'static>(
     work: impl FnOnce(&mut HintQueue<Arc<Storage>>) -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, String> {
     let hints = coordinator.hints.clone();
-    tokio::task::spawn_blocking(move || work(&mut hints.queue.lock().expect("hint queue")))
+    coordinator
+        .storage
+        .blocking(move |_| work(&mut hints.queue.lock().expect("hint queue")))
         .await
-        .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
 }
 
@@ -201,8 +209,9 @@ async fn replay(
     let mut after = None;
     loop {
         let name = target.as_str().to_owned();
+        let now = coordinator.now_micros();
         let batch = with_queue(coordinator, move |queue| {
-            queue.due(&name, after, REPLAY_BATCH, now_micros())
+            queue.due(&name, after, REPLAY_BATCH, now)
         })
         .await?;
         let Some(last) = batch.last() else { break };
@@ -242,8 +251,9 @@ async fn replay(
 /// The oldest batch of `target`'s hints still due; empty once it has none.
 async fn oldest_due(coordinator: &Arc<Coordinator>, target: &NodeId) -> Result<Vec<Due>, String> {
     let name = target.as_str().to_owned();
+    let now = coordinator.now_micros();
     with_queue(coordinator, move |queue| {
-        queue.due(&name, None, REPLAY_BATCH, now_micros())
+        queue.due(&name, None, REPLAY_BATCH, now)
     })
     .await
 }
@@ -283,11 +293,12 @@ async fn redirect(coordinator: &Arc<Coordinator>, target: &NodeId) -> Result<(),
 /// Drops `target`'s hints that are older than the window.
 async fn expire(coordinator: &Arc<Coordinator>, target: &NodeId) -> Result<(), String> {
     let name = target.as_str().to_owned();
+    let now = coordinator.now_micros();
     let expired = with_queue(coordinator, move |queue| {
         let before = queue.counters().expired;
         // Hints are in write order: the expired ones come first, and `due`
         // deletes them on its way to the first live hint.
-        queue.due(&name, None, 1, now_micros())?;
+        queue.due(&name, None, 1, now)?;
         Ok(queue.counters().expired - before)
     })
     .await?;

@@ -138,6 +138,7 @@ mod streaming;
 pub mod tls;
 mod topology;
 pub mod transport;
+pub mod world;
 
 pub use config::Config;
 pub use coordinator::table_id;

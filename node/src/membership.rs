@@ -500,11 +500,11 @@ impl GossipTask {
 async fn save_known_peers(storage: Arc<Storage>, mut known: watch::Receiver<KnownPeers>) {
     while known.changed().await.is_ok() {
         let latest = known.borrow_and_update().clone();
-        let storage = storage.clone();
-        match tokio::task::spawn_blocking(move || known_peers::save(&storage, &latest)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => warn!(%error, "cannot save the known peers"),
-            Err(error) => warn!(%error, "the save of the known peers failed"),
+        let saved = storage
+            .blocking(move |storage| known_peers::save(storage, &latest))
+            .await;
+        if let Err(error) = saved {
+            warn!(%error, "cannot save the known peers");
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::membership::{GossipTask, Membership, SeedWatch, View};
 use crate::storage::{Storage, StorageError};
 use crate::tls::{self, NodeCertificate, TlsError};
 use crate::transport::{self, Faults, Peers};
+use crate::world::World;
 use crate::{known_peers, operations, repair, restore, topology};
 
 /// How long [`NodeHandle::shutdown`] waits for tasks to finish.
@@ -101,6 +102,11 @@ impl Node {
     /// Starts a node in this process: opens its storage, binds its ports and
     /// starts serving. Must be called inside a tokio runtime.
     pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
+        Node::start_in(config, World::production()).await
+    }
+
+    /// [`Node::start`] in `world`: its clock and random source.
+    pub async fn start_in(config: Config, world: World) -> Result<NodeHandle, NodeError> {
         config.validate()?;
         let certificate = NodeCertificate {
             ca_pem: read(&config.tls.ca_certificate)?,
@@ -115,7 +121,11 @@ impl Node {
                 certificate: config.tls.certificate.clone(),
             });
         }
-        let storage = Arc::new(Storage::open(&config.data_dir, &config.storage)?);
+        let storage = Arc::new(Storage::open_with(
+            &config.data_dir,
+            &config.storage,
+            &world.random,
+        )?);
         if let Some(why) = topology::retired(&storage)? {
             return Err(NodeError::Retired {
                 why,
@@ -152,7 +162,7 @@ impl Node {
         // The generation of this life of the node, as in Cassandra's gossip:
         // the start time, but always above the last life's (see
         // `known_peers`).
-        let now = u64::try_from(crate::coordinator::now_micros()).unwrap_or(0);
+        let now = u64::try_from(world.clock.now_micros()).unwrap_or(0);
         let generation = known_peers::next_generation(&storage, now)?;
         let settings = ClusterSettings {
             name: config.cluster.name.clone(),
@@ -164,6 +174,7 @@ impl Node {
             faults.clone(),
             internode.clone(),
             dial,
+            world.random.clone(),
         ));
         let replication = Replication::Simple {
             factor: config.cluster.replication_factor,
@@ -196,7 +207,9 @@ impl Node {
             seeds: config.cluster.seeds.clone(),
             detector: config.cluster.failure_detector.clone(),
         };
-        let mut gossiper = Gossiper::new(me.clone(), generation, states, gossip_config, generation);
+        let gossip_seed = world.random.next_u64();
+        let mut gossiper =
+            Gossiper::new(me.clone(), generation, states, gossip_config, gossip_seed);
         for (node, state) in known_peers::load(&storage)?.into_nodes() {
             gossiper.remember(node, state);
         }
@@ -211,7 +224,11 @@ impl Node {
             seeds.clone(),
             cancel.clone(),
         );
-        let hints = Arc::new(Hints::open(storage.clone(), config.hints.clone())?);
+        let hints = Arc::new(Hints::open(
+            storage.clone(),
+            config.hints.clone(),
+            world.clock.clone(),
+        )?);
         let (background, jobs) = mpsc::channel(BACKGROUND_QUEUE);
         let coordinator = Arc::new(Coordinator {
             me: me.clone(),
@@ -231,6 +248,8 @@ impl Node {
             arrivals: Default::default(),
             background,
             operations: operations::Operations::new(cancel.clone()),
+            clock: world.clock.clone(),
+            random: world.random.clone(),
         });
 
         let mut tasks = JoinSet::new();
@@ -365,7 +384,8 @@ async fn join(
     }
     if !found {
         info!(node = %node.id, "no cluster found: founding one");
-        let tokens = Ring::founding_tokens(config.cluster.num_tokens, rand::random());
+        let tokens =
+            Ring::founding_tokens(config.cluster.num_tokens, coordinator.random.next_u64());
         keep_tokens(node, coordinator, tokens).await?;
         return become_normal(node, coordinator).await;
     }
@@ -690,10 +710,7 @@ impl NodeHandle {
         if drained.is_err() {
             debug!(node = %self.id, "connections still draining after {DRAIN_GRACE:?}");
         }
-        let storage = self.storage.clone();
-        let flushed = tokio::task::spawn_blocking(move || storage.flush())
-            .await
-            .expect("flush task");
+        let flushed = self.storage.blocking(Storage::flush).await;
         match flushed {
             // A database with damaged data may refuse writes: the WAL holds
             // every write, and the next open salvages.

@@ -25,7 +25,7 @@ use ringdb_ring::NodeId;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::coordinator::{Coordinator, now_micros};
+use crate::coordinator::Coordinator;
 use crate::topology;
 
 /// The operations a node runs.
@@ -119,7 +119,7 @@ fn launch(c: &Arc<Coordinator>, kind: Kind, job: Job) -> Result<OperationStatus,
     let status = OperationStatus {
         node: c.me.clone(),
         kind: describe(c, &kind),
-        started_micros: now_micros(),
+        started_micros: c.now_micros(),
         progress: "starting".into(),
         outcome: OperationOutcome::Running,
     };

@@ -43,8 +43,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::cleanup;
-use crate::config::AntiEntropyConfig;
-use crate::coordinator::{Coordinator, now_micros};
+use crate::coordinator::Coordinator;
 use crate::storage::{Storage, StorageError, StoredRow};
 use crate::streaming::{self, Throttle};
 
@@ -66,10 +65,10 @@ const STILL_BUILDING: &str = "is still building its Merkle trees";
 const KEPT_ENTRIES: usize = 1000;
 
 /// Tombstones older than this (microseconds since the epoch) may be purged.
-pub(crate) fn purge_cutoff(config: &AntiEntropyConfig) -> i64 {
-    let grace =
-        i64::try_from(config.tombstone_grace_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
-    now_micros().saturating_sub(grace)
+pub(crate) fn purge_cutoff(coordinator: &Coordinator) -> i64 {
+    let seconds = coordinator.antientropy.tombstone_grace_secs;
+    let grace = i64::try_from(seconds.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+    coordinator.now_micros().saturating_sub(grace)
 }
 
 /// Whether a row is nothing but tombstones written before `before`.
@@ -278,14 +277,12 @@ pub(crate) async fn repair(
         // the tombstone supersedes).
         let settled = coordinator.membership.view().future.is_none();
         if complete && changed_here == 0 && settled {
-            let storage = coordinator.storage.clone();
-            let before = purge_cutoff(&coordinator.antientropy);
-            let purged = tokio::task::spawn_blocking(move || {
-                purge_tombstones(&storage, range, table, before)
-            })
-            .await
-            .map_err(|e| coordinator.server_error(e.to_string()))?
-            .map_err(|e| coordinator.server_error(e.to_string()))?;
+            let before = purge_cutoff(coordinator);
+            let purged = coordinator
+                .storage
+                .blocking(move |storage| purge_tombstones(storage, range, table, before))
+                .await
+                .map_err(|e| coordinator.server_error(e.to_string()))?;
             round.summary.tombstones_purged += purged;
         }
     }
@@ -388,16 +385,14 @@ async fn exchange(
         }
     }
     theirs.sort_by(|a, b| a.key.cmp(&b.key));
-    let storage = coordinator.storage.clone();
-    let mine = tokio::task::spawn_blocking(move || {
-        storage.leaf_items(range, &leaves, table, None, usize::MAX)
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?
-    .0;
+    let mine = coordinator
+        .storage
+        .blocking(move |storage| storage.leaf_items(range, &leaves, table, None, usize::MAX))
+        .await
+        .map_err(|e| e.to_string())?
+        .0;
     let diff = diff_items(&mine, &theirs);
-    let before = purge_cutoff(&coordinator.antientropy);
+    let before = purge_cutoff(coordinator);
     let mut changed_here = 0;
     for group in key_groups(&diff.fetch) {
         let mut keys = group;
@@ -419,22 +414,20 @@ async fn exchange(
                 (true, None) => return Err(format!("{peer} sent an empty page with more to come")),
                 (false, _) => Vec::new(),
             };
-            let storage = coordinator.storage.clone();
-            let stored = tokio::task::spawn_blocking(move || {
-                streaming::store(&storage, &rows, Some(before))
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            let stored = coordinator
+                .storage
+                .blocking(move |storage| streaming::store(storage, &rows, Some(before)))
+                .await
+                .map_err(|e| e.to_string())?;
             changed_here += stored.changed;
             round.throttle.moved(stored.bytes).await;
         }
     }
     for group in key_groups(&diff.send) {
-        let storage = coordinator.storage.clone();
-        let rows = tokio::task::spawn_blocking(move || read_rows(&storage, group, usize::MAX))
+        let rows = coordinator
+            .storage
+            .blocking(move |storage| read_rows(storage, group, usize::MAX))
             .await
-            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?
             .0;
         for batch in streaming::batches(rows) {
@@ -540,22 +533,22 @@ pub(crate) async fn maintain_trees(coordinator: Arc<Coordinator>, cancel: Cancel
         let have: Vec<TokenRange> = current.ranges().collect();
         let mut retry = false;
         if have != wanted || (!current.is_ready() && !wanted.is_empty()) {
-            let storage = coordinator.storage.clone();
             let started = Instant::now();
             let count = wanted.len();
-            match tokio::task::spawn_blocking(move || storage.rebuild_trees(wanted.clone())).await {
-                Ok(Ok(_)) => info!(
+            let ranges = wanted.clone();
+            let built = coordinator
+                .storage
+                .blocking(move |storage| storage.rebuild_trees(ranges))
+                .await;
+            match built {
+                Ok(_) => info!(
                     ranges = count,
                     ms = started.elapsed().as_millis() as u64,
                     "Merkle trees built"
                 ),
-                Ok(Err(error)) => {
+                Err(error) => {
                     coordinator.storage.note_damage(&error);
                     warn!(%error, "cannot build the Merkle trees; trying again in {TREE_RETRY:?}");
-                    retry = true;
-                }
-                Err(error) => {
-                    warn!(%error, "the Merkle tree build failed; trying again in {TREE_RETRY:?}");
                     retry = true;
                 }
             }

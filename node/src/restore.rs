@@ -85,12 +85,8 @@ pub(crate) async fn restore(coordinator: Arc<Coordinator>, cancel: CancellationT
                     ms = started.elapsed().as_millis() as u64,
                     "the rows the salvage dropped are restored"
                 );
-                let marked = tokio::task::spawn_blocking({
-                    let storage = storage.clone();
-                    move || storage.mark_restored()
-                })
-                .await;
-                if !matches!(marked, Ok(Ok(()))) {
+                let marked = storage.blocking(Storage::mark_restored).await;
+                if marked.is_err() {
                     warn!(
                         "cannot record that the restore is done; it runs again at the next start"
                     );

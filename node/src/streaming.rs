@@ -177,11 +177,10 @@ pub(crate) async fn fetch(
         if more && rows.is_empty() {
             return Err(format!("{source} sent an empty page with more to come"));
         }
-        let local = storage.clone();
         let page_rows = rows.clone();
-        let stored = tokio::task::spawn_blocking(move || store(&local, &page_rows, None))
+        let stored = storage
+            .blocking(move |local| store(local, &page_rows, None))
             .await
-            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         streamed.add(stored);
         throttle.moved(stored.bytes).await;
@@ -206,13 +205,11 @@ pub(crate) async fn push(
     let mut streamed = Streamed::default();
     let mut after = None;
     loop {
-        let local = storage.clone();
         let from = after.clone();
-        let (rows, more) =
-            tokio::task::spawn_blocking(move || page(&local, range, from, PAGE_ROWS))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+        let (rows, more) = storage
+            .blocking(move |local| page(local, range, from, PAGE_ROWS))
+            .await
+            .map_err(|e| e.to_string())?;
         after = rows.last().map(|row| row.key.clone());
         let mut page_bytes = 0;
         for row in &rows {

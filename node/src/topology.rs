@@ -96,7 +96,10 @@ pub(crate) fn mark_retired(storage: &Storage, why: &str) -> Result<(), StorageEr
         "This node was {why}: it left the ring and its data is stale.\n\
          To join again, start it with an empty data directory.\n"
     );
-    std::fs::write(storage.path().join(RETIRED_FILE), note).map_err(|e| StorageError::Corrupt {
+    let Some(path) = storage.path() else {
+        return Ok(());
+    };
+    std::fs::write(path.join(RETIRED_FILE), note).map_err(|e| StorageError::Corrupt {
         what: "retirement marker",
         detail: e.to_string(),
     })

@@ -31,7 +31,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use rand::Rng;
 use ringdb_client::transport::{
     CallError, FrameReader, Multiplexed, PendingReply, ReadFrameError, STREAM_QUEUE_FRAMES,
     TaskGuard, write_frames,
@@ -48,6 +47,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
+
+use crate::world::{Clock, Random};
 
 /// Interval of QUIC keep-alive packets between nodes.
 pub const KEEP_ALIVE: Duration = Duration::from_millis(200);
@@ -195,6 +196,8 @@ pub struct Peers {
     faults: Arc<Faults>,
     endpoint: quinn::Endpoint,
     dial: quinn::ClientConfig,
+    /// The fault hook's dice.
+    random: Arc<Random>,
 }
 
 impl Peers {
@@ -207,6 +210,7 @@ impl Peers {
         faults: Arc<Faults>,
         endpoint: quinn::Endpoint,
         dial: quinn::ClientConfig,
+        random: Arc<Random>,
     ) -> Peers {
         Peers {
             generation,
@@ -215,6 +219,7 @@ impl Peers {
             faults,
             endpoint,
             dial,
+            random,
         }
     }
 
@@ -344,9 +349,7 @@ impl Peers {
         match self.faults.get(peer) {
             None => Ok(PeerCall::Sent(connection.send(request, budget)?)),
             Some(fault) => {
-                if fault.drop_probability > 0.0
-                    && rand::rng().random_bool(fault.drop_probability.min(1.0))
-                {
+                if self.random.chance(fault.drop_probability) {
                     return Ok(PeerCall::Dropped);
                 }
                 if fault.delay.is_zero() {
@@ -487,7 +490,7 @@ async fn dial(
         .map_err(|e| failed(&e))?;
     // The connection counts only once the peer has answered on it. Its
     // clock is compared with the middle of the round trip.
-    let (sent, sent_micros) = (Instant::now(), crate::coordinator::now_micros());
+    let (sent, sent_micros) = (Instant::now(), crate::world::SystemClock.now_micros());
     match connection.call(hello, CONNECT_TIMEOUT).await {
         Ok(PeerReply::Hello {
             generation,

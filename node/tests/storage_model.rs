@@ -1,16 +1,20 @@
 //! Storage against a model, in sled's style: random writes, deletes, merges,
 //! purges, reads, range scans and range deletes, checked against an in-memory
 //! `BTreeMap` of sibling sets, with the database closed and reopened at random
-//! points (in every sync mode); dots never issued twice; Merkle trees
+//! points (in every sync mode, on RocksDB and on the simulator's memory
+//! engine: one suite for both); dots never issued twice; Merkle trees
 //! maintained on every change equal to trees rebuilt from the data.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use ringdb_node::causality::{ActorId, Dot, Floor, VersionVector};
 use ringdb_node::storage::{
-    RowKey, RowLimits, RowVersion, Storage, StorageConfig, StoredRow, SyncMode,
+    MemoryDisk, RowKey, RowLimits, RowVersion, Storage, StorageConfig, StoredRow, SyncMode,
 };
+use ringdb_node::world::Random;
 use ringdb_proto::{ClusteringKey, PartitionKey, Row, TableId, Value};
 use ringdb_ring::{NodeId, Token, TokenRange};
 
@@ -123,6 +127,41 @@ fn sync_mode() -> impl Strategy<Value = SyncMode> {
     ]
 }
 
+/// Where the storage under test keeps its bytes.
+#[derive(Clone, Debug)]
+enum Engine {
+    Rocks,
+    Memory,
+}
+
+/// Opens the storage again after a clean close, on its engine.
+struct Opener {
+    dir: tempfile::TempDir,
+    disk: Option<Arc<MemoryDisk>>,
+    config: StorageConfig,
+}
+
+impl Opener {
+    fn new(engine: Engine, sync: SyncMode) -> Opener {
+        Opener {
+            dir: tempfile::tempdir().unwrap(),
+            disk: matches!(engine, Engine::Memory).then(|| MemoryDisk::new(sync)),
+            config: StorageConfig { sync },
+        }
+    }
+
+    fn open(&self) -> Storage {
+        match &self.disk {
+            Some(disk) => Storage::new(Arc::new(disk.engine()), &Random::from_os()).unwrap(),
+            None => Storage::open(self.path(), &self.config).unwrap(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
 fn actor(replica: u8, epoch: u64) -> ActorId {
     ActorId {
         node: NodeId::new(format!("n{replica}")),
@@ -197,10 +236,10 @@ proptest! {
     fn storage_matches_a_model_across_reopens(
         ops in proptest::collection::vec(op(), 1..80),
         mode in sync_mode(),
+        engine in prop_oneof![Just(Engine::Rocks), Just(Engine::Memory)],
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let config = StorageConfig { sync: mode };
-        let mut storage = Storage::open(dir.path(), &config).unwrap();
+        let opener = Opener::new(engine, mode);
+        let mut storage = opener.open();
         storage.rebuild_trees(tree_ranges()).unwrap();
         let mut epoch = storage.epoch();
         let me = NodeId::new("n0");
@@ -284,7 +323,7 @@ proptest! {
                 }
                 Op::Reopen => {
                     drop(storage);
-                    storage = Storage::open(dir.path(), &config).unwrap();
+                    storage = opener.open();
                     storage.rebuild_trees(tree_ranges()).unwrap();
                     prop_assert_ne!(storage.epoch(), epoch, "every open is a new life");
                     epoch = storage.epoch();
@@ -296,7 +335,7 @@ proptest! {
         }
         // Finally, everything through one full scan after one more reopen.
         drop(storage);
-        let storage = Storage::open(dir.path(), &config).unwrap();
+        let storage = opener.open();
         let all: Vec<(RowKey, StoredRow)> = storage.scan(TokenRange::full()).collect::<Result<_, _>>().unwrap();
         prop_assert_eq!(all, model.rows.into_values().collect::<Vec<_>>());
     }

@@ -41,7 +41,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ringdb_proto::{
     ClientReply, ClientRequest, ClusterSettings, ConsistencyLevel, Context, PeerReply, PeerRequest,
@@ -60,6 +60,7 @@ use crate::storage::{
     RowKey, RowLimits, Storage, StorageError, StoredRow, decode_versions, encode_row,
 };
 use crate::transport::Peers;
+use crate::world::{Clock, Random};
 use crate::{cleanup, operations, repair, streaming};
 
 mod read;
@@ -106,6 +107,10 @@ pub(crate) struct Coordinator {
     pub(crate) background: mpsc::Sender<BackgroundJob>,
     /// The decommission or removenode this node runs (or ran last).
     pub(crate) operations: operations::Operations,
+    /// Wall time.
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Random numbers.
+    pub(crate) random: Arc<Random>,
 }
 
 /// The table id of a table name. Until keyspaces declare tables (and give
@@ -125,15 +130,12 @@ pub fn table_id(name: &str) -> Result<TableId, RequestError> {
     Ok(TableId(u64::from_be_bytes(bytes)))
 }
 
-/// Now, in microseconds since the Unix epoch.
-pub(crate) fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
-
 impl Coordinator {
+    /// Now, in microseconds since the Unix epoch, by this node's clock.
+    pub(crate) fn now_micros(&self) -> i64 {
+        self.clock.now_micros()
+    }
+
     /// Serves a client request (or one forwarded by a peer, which must not
     /// be forwarded again).
     pub(crate) async fn serve_client(
@@ -286,7 +288,7 @@ impl Coordinator {
                 self.peers.observe_generation(&from, generation);
                 Ok(PeerReply::Hello {
                     generation: self.generation,
-                    wall_micros: Some(now_micros()),
+                    wall_micros: Some(self.now_micros()),
                 })
             }
             PeerRequest::Replicate { row, versions } => {
@@ -314,26 +316,21 @@ impl Coordinator {
                 max_rows,
             } => {
                 let max_rows = max_rows.clamp(1, 4 * streaming::PAGE_ROWS);
-                let storage = self.storage.clone();
-                let (rows, more) = tokio::task::spawn_blocking(move || {
-                    streaming::page(&storage, range, after, max_rows)
-                })
-                .await
-                .map_err(|e| self.server_error(e.to_string()))?
-                .map_err(|e| self.server_error(e.to_string()))?;
+                let (rows, more) = self
+                    .storage
+                    .blocking(move |storage| streaming::page(storage, range, after, max_rows))
+                    .await
+                    .map_err(|e| self.server_error(e.to_string()))?;
                 Ok(PeerReply::Rows { rows, more })
             }
             PeerRequest::StoreRows { rows } => {
                 let tokens = rows.iter().filter_map(|row| RowKey::decode(&row.key).ok());
                 self.arrivals
                     .note(self.as_ref(), tokens.map(|key| key.token));
-                let storage = self.storage.clone();
-                let purged_before = repair::purge_cutoff(&self.antientropy);
-                tokio::task::spawn_blocking(move || {
-                    streaming::store(&storage, &rows, Some(purged_before))
-                })
-                .await
-                .map_err(|e| self.server_error(e.to_string()))??;
+                let purged_before = repair::purge_cutoff(&self);
+                self.storage
+                    .blocking(move |storage| streaming::store(storage, &rows, Some(purged_before)))
+                    .await?;
                 Ok(PeerReply::Applied)
             }
             PeerRequest::StoreHint {
@@ -378,31 +375,31 @@ impl Coordinator {
                 table,
                 after,
             } => {
-                let storage = self.storage.clone();
-                let (items, resume) = tokio::task::spawn_blocking(move || {
-                    let after = after.map(serde_bytes::ByteBuf::into_vec);
-                    storage.leaf_items(
-                        range,
-                        &leaves,
-                        table,
-                        after.as_deref(),
-                        streaming::PAGE_BYTES,
-                    )
-                })
-                .await
-                .map_err(|e| self.server_error(e.to_string()))?
-                .map_err(|e| self.server_error(e.to_string()))?;
+                let (items, resume) = self
+                    .storage
+                    .blocking(move |storage| {
+                        let after = after.map(serde_bytes::ByteBuf::into_vec);
+                        storage.leaf_items(
+                            range,
+                            &leaves,
+                            table,
+                            after.as_deref(),
+                            streaming::PAGE_BYTES,
+                        )
+                    })
+                    .await
+                    .map_err(|e| self.server_error(e.to_string()))?;
                 let resume = resume.map(|(leaf, key)| (leaf, serde_bytes::ByteBuf::from(key)));
                 Ok(PeerReply::Items { items, resume })
             }
             PeerRequest::ReadRows { keys } => {
-                let storage = self.storage.clone();
-                let (rows, more) = tokio::task::spawn_blocking(move || {
-                    repair::read_rows(&storage, keys, streaming::PAGE_BYTES)
-                })
-                .await
-                .map_err(|e| self.server_error(e.to_string()))?
-                .map_err(|e| self.server_error(e.to_string()))?;
+                let (rows, more) = self
+                    .storage
+                    .blocking(move |storage| {
+                        repair::read_rows(storage, keys, streaming::PAGE_BYTES)
+                    })
+                    .await
+                    .map_err(|e| self.server_error(e.to_string()))?;
                 Ok(PeerReply::Rows { rows, more })
             }
             PeerRequest::FetchRange { range, source } => {
@@ -438,36 +435,23 @@ impl Coordinator {
         }
     }
 
-    /// Runs a storage call on the blocking pool.
+    /// Runs a short storage call ([`Storage::call`]), turning its error
+    /// into the one a client can act on.
     async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Storage) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, RequestError> {
-        let storage = self.storage.clone();
-        let outcome = if storage.writes_wait_for_disk() {
-            tokio::task::spawn_blocking(move || work(&storage)).await
-        } else {
-            Ok(work(&storage))
-        };
-        match outcome {
-            Ok(Ok(value)) => Ok(value),
+        match self.storage.call(work).await {
+            Ok(value) => Ok(value),
             // A write over the row's limits: nothing was stored.
-            Ok(Err(
+            Err(
                 error @ (StorageError::TooManySiblings { .. } | StorageError::RowTooLarge { .. }),
-            )) => Err(RequestError::invalid(error.to_string())),
-            Ok(Err(error)) if self.storage.note_damage(&error) => {
-                Err(self.damaged(&error.to_string()))
-            }
-            Ok(Err(error @ StorageError::Restoring { .. })) => {
-                Err(self.damaged(&error.to_string()))
-            }
-            Ok(Err(error)) => Err(RequestError::Server {
-                node: self.me.clone(),
-                reason: error.to_string(),
-            }),
+            ) => Err(RequestError::invalid(error.to_string())),
+            Err(error) if self.storage.note_damage(&error) => Err(self.damaged(&error.to_string())),
+            Err(error @ StorageError::Restoring { .. }) => Err(self.damaged(&error.to_string())),
             Err(error) => Err(RequestError::Server {
                 node: self.me.clone(),
-                reason: format!("storage task failed: {error}"),
+                reason: error.to_string(),
             }),
         }
     }

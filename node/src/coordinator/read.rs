@@ -179,9 +179,10 @@ impl Coordinator {
                 let storage = self.storage.clone();
                 let incoming = merged.clone();
                 repairs.spawn(async move {
-                    let outcome =
-                        tokio::task::spawn_blocking(move || storage.merge(&key, &incoming)).await;
-                    (replica, matches!(outcome, Ok(Ok(_))))
+                    let outcome = storage
+                        .blocking(move |storage| storage.merge(&key, &incoming))
+                        .await;
+                    (replica, outcome.is_ok())
                 });
                 continue;
             }

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::{Coordinator, FORWARD_GRACE, REDIAL_WAIT, now_micros};
+use super::{Coordinator, FORWARD_GRACE, REDIAL_WAIT};
 use crate::causality::{CausalContext, VersionVector};
 use crate::storage::{RowKey, RowVersion, StoredRow, decode_versions};
 
@@ -139,7 +139,7 @@ impl Coordinator {
         // holds (read under the row lock): concurrent only with what it has
         // not seen. A context is clamped to the row's history here.
         let version = RowVersion {
-            timestamp_micros: now_micros(),
+            timestamp_micros: self.now_micros(),
             row: columns,
         };
         let (me, limits) = (self.me.clone(), self.row_limits());
@@ -422,7 +422,7 @@ impl Coordinator {
             });
         }
         let version = RowVersion {
-            timestamp_micros: now_micros(),
+            timestamp_micros: self.now_micros(),
             row: write.columns,
         };
         let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone());

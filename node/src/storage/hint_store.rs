@@ -3,18 +3,16 @@
 
 use std::sync::atomic::Ordering;
 
+use super::{Batch, Family, Storage, StorageError};
 use ringdb_antientropy::hints::HintStore;
 use ringdb_ring::NodeId;
-use rocksdb::{Direction, IteratorMode, WriteBatch};
-
-use super::{HINTS, Storage, StorageError};
 
 impl Storage {
     /// Stores a hint for `target`; returns its sequence number.
     pub fn put_hint(&self, target: &NodeId, mutation: &[u8]) -> Result<u64, StorageError> {
         let sequence = self.next_hint.fetch_add(1, Ordering::Relaxed);
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(HINTS), hint_key(target, Some(sequence)), mutation);
+        let mut batch = Batch::default();
+        batch.put(Family::Hints, hint_key(target, Some(sequence)), mutation);
         self.commit(batch)?;
         Ok(sequence)
     }
@@ -27,11 +25,11 @@ impl Storage {
     /// Deletes a delivered hint; returns whether it was there.
     pub fn delete_hint(&self, target: &NodeId, sequence: u64) -> Result<bool, StorageError> {
         let key = hint_key(target, Some(sequence));
-        if self.db.get_pinned_cf(self.cf(HINTS), &key)?.is_none() {
+        if self.engine.get(Family::Hints, &key)?.is_none() {
             return Ok(false);
         }
-        let mut batch = WriteBatch::default();
-        batch.delete_cf(self.cf(HINTS), key);
+        let mut batch = Batch::default();
+        batch.delete(Family::Hints, key);
         self.commit(batch)?;
         Ok(true)
     }
@@ -49,13 +47,12 @@ impl Storage {
             None => prefix.clone(),
         };
         let mut hints = Vec::new();
-        let mode = IteratorMode::From(&start, Direction::Forward);
-        for item in self.db.iterator_cf(self.cf(HINTS), mode) {
+        for item in self.engine.scan(Family::Hints, &start, None) {
             let (key, value) = item?;
             if !key.starts_with(&prefix) || hints.len() >= limit {
                 break;
             }
-            hints.push((hint_sequence(&key)?, value.to_vec()));
+            hints.push((hint_sequence(&key)?, value));
         }
         Ok(hints)
     }
@@ -63,7 +60,7 @@ impl Storage {
     /// Every target with hints and the bytes of its hints.
     pub fn hint_targets(&self) -> Result<Vec<(NodeId, u64)>, StorageError> {
         let mut targets: Vec<(NodeId, u64)> = Vec::new();
-        for item in self.db.iterator_cf(self.cf(HINTS), IteratorMode::Start) {
+        for item in self.engine.scan(Family::Hints, &[], None) {
             let (key, value) = item?;
             let target = hint_target(&key)?;
             match targets.last_mut() {
@@ -76,14 +73,14 @@ impl Storage {
 
     pub(super) fn last_hint_sequence(&self) -> Result<u64, StorageError> {
         let mut last = 0;
-        for item in self.db.iterator_cf(self.cf(HINTS), IteratorMode::Start) {
+        for item in self.engine.scan(Family::Hints, &[], None) {
             last = last.max(hint_sequence(&item?.0)?);
         }
         Ok(last)
     }
 }
 
-/// Hints in RocksDB, for the hint queue.
+/// Hints in the storage engine, for the hint queue.
 impl HintStore for Storage {
     type Error = StorageError;
 

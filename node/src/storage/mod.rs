@@ -1,6 +1,8 @@
-//! Storage on RocksDB: rows as sibling sets, hints, and node metadata.
+//! Storage: rows as sibling sets, hints, and node metadata, over a
+//! storage [`Engine`] of ordered bytes (RocksDB in production, memory in
+//! the simulator; see `engine.rs`).
 //!
-//! Four column families:
+//! Four families (RocksDB's column families):
 //!
 //! - `data`: row key ([`RowKey`], ordered by token) → a versioned
 //!   MessagePack [`StoredRow`] (a [`DvvSet`] of [`RowVersion`]s).
@@ -27,36 +29,39 @@
 //! every dot this life issued) and refuses a row over its [`RowLimits`].
 
 mod durability;
+mod engine;
 mod hint_store;
 mod keys;
+mod memory;
+mod rocks;
 mod rows;
 mod salvage;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 
 use ringdb_antientropy::tree::Trees;
 use ringdb_proto::Row;
 use ringdb_ring::{NodeId, Token};
-use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions,
-};
 use serde::{Deserialize, Serialize};
 
 pub use durability::SyncMode;
+pub use engine::{Batch, Change, Engine, Family, Item, Job, Reader};
 pub use keys::RowKey;
+pub use memory::{MemoryDisk, MemoryEngine};
+pub use rocks::RocksEngine;
 pub use rows::{RowLimits, Written};
 pub use salvage::DamageRecord;
 
 use crate::causality::format1::DvvSetV1;
 use crate::causality::{ActorId, DvvSet};
-use durability::Syncer;
+use crate::world::Random;
 
-const DATA: &str = "data";
-const HINTS: &str = "hints";
-const META: &str = "meta";
-const DOTS: &str = "dots";
+const DATA: &str = Family::Data.name();
+const HINTS: &str = Family::Hints.name();
+const META: &str = Family::Meta.name();
+const DOTS: &str = Family::Dots.name();
 
 /// The on-disk format this version writes and reads.
 const STORAGE_FORMAT: u8 = 1;
@@ -165,6 +170,10 @@ pub enum StorageError {
     /// Salvaging a damaged data directory failed on the file system.
     #[error("salvaging the data directory: {0}")]
     Salvage(std::io::Error),
+    /// The storage's node crashed (in the simulator): its engine is dead,
+    /// and the disk belongs to the node's next life.
+    #[error("the storage engine of a crashed node")]
+    Crashed,
     /// An actor's event counter is exhausted (never in practice).
     #[error(transparent)]
     Exhausted(#[from] crate::causality::CounterExhausted),
@@ -200,9 +209,7 @@ impl StorageError {
 
 /// The node's storage. Share it between threads with an `Arc`.
 pub struct Storage {
-    // Field order matters: the syncer stops before the database closes.
-    syncer: Syncer,
-    db: Arc<DB>,
+    engine: Arc<dyn Engine>,
     locks: Box<[Mutex<()>]>,
     /// The epoch of this life: the actor id of writes coordinated here.
     epoch: u64,
@@ -210,9 +217,8 @@ pub struct Storage {
     /// so `dots` may hold a floor for some row).
     forgotten: AtomicBool,
     next_hint: AtomicU64,
-    path: PathBuf,
     /// The Merkle trees of the ranges this node replicates. Writers hold
-    /// the read lock from their RocksDB write to their tree update, so a
+    /// the read lock from their engine write to their tree update, so a
     /// rebuild's snapshot (taken under the write lock) sees every write
     /// whose update went to the trees it replaces, and none of the others.
     trees: RwLock<Arc<Trees>>,
@@ -225,34 +231,24 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Opens (or creates) the storage in `path`, and starts a new life: a
-    /// new random epoch, so that the dots of writes coordinated from now on
-    /// are new, whatever the directory lost or rolled back to (see
-    /// [`crate::causality`]).
-    ///
-    /// When the last life found damaged data, the open first salvages what
-    /// is readable (see `salvage.rs`); [`Storage::damage_record`] then says
-    /// what was dropped, to restore from the other replicas.
-    pub fn open(path: &Path, config: &StorageConfig) -> Result<Storage, StorageError> {
-        config.validate()?;
-        // Absolute: the salvage works beside the directory and syncs its parent.
-        let path = &std::path::absolute(path).map_err(StorageError::Salvage)?;
-        salvage::finish_interrupted(path)?;
-        let storage = match salvage::requested(path)? {
-            Some(found) => {
-                salvage::salvage(path, &Storage::options(), &found)?;
-                Storage::open_as_is(path, config)?
-            }
-            None => match Storage::open_as_is(path, config) {
-                // Damage read while opening (hints, floors): salvage now.
-                Err(error) if error.is_damage() => {
-                    salvage::request(path, &error.to_string())?;
-                    salvage::salvage(path, &Storage::options(), &error.to_string())?;
-                    Storage::open_as_is(path, config)?
-                }
-                opened => opened?,
-            },
+    /// Opens the storage kept by `engine` and starts a new life: a new
+    /// epoch drawn from `random` (see [`Storage::open`]), and what a
+    /// salvage left to restore.
+    pub fn new(engine: Arc<dyn Engine>, random: &Random) -> Result<Storage, StorageError> {
+        let locks = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
+        let mut storage = Storage {
+            engine,
+            locks,
+            epoch: 0,
+            forgotten: AtomicBool::new(false),
+            next_hint: AtomicU64::new(0),
+            trees: RwLock::new(Arc::new(Trees::new([]))),
+            damage_found: Mutex::new(None),
+            damage_alarm: tokio::sync::watch::Sender::new(false),
+            restoring: RwLock::new(Vec::new()),
         };
+        storage.epoch = storage.open_metadata(random)?;
+        storage.next_hint = AtomicU64::new(storage.last_hint_sequence()? + 1);
         match storage.damage_record() {
             // A record restored in an earlier life has been seen.
             Ok(Some(record)) if record.restored => storage.delete_meta(salvage::DAMAGE_KEY)?,
@@ -266,43 +262,9 @@ impl Storage {
         Ok(storage)
     }
 
-    fn options() -> Options {
-        let mut options = Options::default();
-        options.create_if_missing(true);
-        options.create_missing_column_families(true);
-        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        options
-    }
-
-    fn open_as_is(path: &Path, config: &StorageConfig) -> Result<Storage, StorageError> {
-        let options = Storage::options();
-        let families = [DATA, HINTS, META, DOTS]
-            .into_iter()
-            .map(|name| ColumnFamilyDescriptor::new(name, options.clone()));
-        let db = Arc::new(DB::open_cf_descriptors(&options, path, families)?);
-        let syncer = Syncer::start(db.clone(), config.sync);
-        let locks = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
-        let mut storage = Storage {
-            syncer,
-            db,
-            locks,
-            epoch: 0,
-            forgotten: AtomicBool::new(false),
-            next_hint: AtomicU64::new(0),
-            path: path.to_path_buf(),
-            trees: RwLock::new(Arc::new(Trees::new([]))),
-            damage_found: Mutex::new(None),
-            damage_alarm: tokio::sync::watch::Sender::new(false),
-            restoring: RwLock::new(Vec::new()),
-        };
-        storage.epoch = storage.open_metadata()?;
-        storage.next_hint = AtomicU64::new(storage.last_hint_sequence()? + 1);
-        Ok(storage)
-    }
-
     /// Checks the format, draws this life's epoch and forgets the floors
     /// of the previous life.
-    fn open_metadata(&self) -> Result<u64, StorageError> {
+    fn open_metadata(&self, random: &Random) -> Result<u64, StorageError> {
         match self.get_meta("format")?.as_deref() {
             None => self.put_meta("format", &[STORAGE_FORMAT])?,
             Some([STORAGE_FORMAT]) => {}
@@ -310,16 +272,16 @@ impl Storage {
         }
         let previous = self.get_meta("epoch")?;
         let epoch = loop {
-            let epoch = rand::random::<u64>().max(1);
+            let epoch = random.next_u64().max(1);
             if previous.as_deref() != Some(&epoch.to_be_bytes()[..]) {
                 break epoch;
             }
         };
-        let mut stale = WriteBatch::default();
-        for item in self.db.iterator_cf(self.cf(DOTS), IteratorMode::Start) {
-            stale.delete_cf(self.cf(DOTS), item?.0);
+        let mut stale = Batch::default();
+        for item in self.engine.scan(Family::Dots, &[], None) {
+            stale.delete(Family::Dots, item?.0);
         }
-        self.db.write(stale)?;
+        self.engine.write(stale, false)?;
         // For operators and tools; nothing reads it back.
         self.put_meta("epoch", &epoch.to_be_bytes())?;
         Ok(epoch)
@@ -338,51 +300,65 @@ impl Storage {
         }
     }
 
-    fn cf(&self, name: &str) -> &ColumnFamily {
-        self.db
-            .cf_handle(name)
-            .expect("column families are created at open")
-    }
-
     /// Writes a batch, and returns once it is as durable as the sync mode promises.
-    fn commit(&self, batch: WriteBatch) -> Result<(), StorageError> {
-        let sequence = self.write_batch(batch)?;
-        self.syncer.wait(sequence);
+    fn commit(&self, batch: Batch) -> Result<(), StorageError> {
+        let sequence = self.engine.write(batch, false)?;
+        self.engine.wait_durable(sequence);
         Ok(())
     }
 
-    /// Writes a batch to the WAL and memtable (synced in `always` mode);
-    /// returns a sequence number to wait on for the other modes.
-    fn write_batch(&self, batch: WriteBatch) -> Result<u64, StorageError> {
-        let mut options = WriteOptions::default();
-        options.set_sync(self.syncer.sync_each_write());
-        self.db.write_opt(batch, &options)?;
-        Ok(self.db.latest_sequence_number())
+    /// The data directory, for storage on disk.
+    pub fn path(&self) -> Option<&Path> {
+        self.engine.path()
     }
 
-    /// The data directory.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Runs `work` on this storage where blocking is allowed (the engine's
+    /// choice: tokio's blocking pool for RocksDB, in place in memory): for
+    /// scans and anything else that may take a while. A panic in `work` is
+    /// resumed here.
+    pub async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Storage) -> T + Send + 'static,
+    ) -> T {
+        let storage = self.clone();
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            // The receiver is gone only if the caller was cancelled.
+            let _ = done.send(work(&storage));
+        });
+        self.engine.run(job).await;
+        result.await.expect("storage work finishes or panics")
     }
 
-    /// Whether writes wait for an fsync (sync modes `always` and `group`):
-    /// callers on an async runtime must then call from a blocking thread.
-    pub fn writes_wait_for_disk(&self) -> bool {
-        self.syncer.writes_wait_for_disk()
+    /// Runs a short call (one row): in place, unless writes wait for an
+    /// fsync (sync modes `always` and `group`), then as
+    /// [`Storage::blocking`].
+    pub async fn call<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Storage) -> T + Send + 'static,
+    ) -> T {
+        if self.engine.writes_wait_for_disk() {
+            self.blocking(work).await
+        } else {
+            work(self)
+        }
+    }
+
+    /// Makes every write so far durable (a clean close).
+    pub fn sync(&self) -> Result<(), StorageError> {
+        self.engine.sync()
     }
 
     /// Reads a named metadata value.
     pub fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.db.get_cf(self.cf(META), name)?)
+        self.engine.get(Family::Meta, name.as_bytes())
     }
 
     /// Writes a named metadata value, synced to disk whatever the sync mode.
     pub fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StorageError> {
-        let mut options = WriteOptions::default();
-        options.set_sync(true);
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(META), name, value);
-        Ok(self.db.write_opt(batch, &options)?)
+        let mut batch = Batch::default();
+        batch.put(Family::Meta, name, value);
+        self.engine.write(batch, true).map(drop)
     }
 }
 
@@ -398,11 +374,11 @@ impl Storage {
         let mut found = self.damage_found.lock().expect("damage");
         if found.is_none() {
             let detail = error.to_string();
-            tracing::error!(%detail, data = %self.path.display(), "damaged data found on disk; \
+            tracing::error!(%detail, data = ?self.path(), "damaged data found on disk; \
                 the node serves nothing damaged, and salvages its data directory and restores \
                 the rest from the other replicas");
             // Beside the database, which may refuse writes by now.
-            if let Err(error) = salvage::request(&self.path, &detail) {
+            if let Err(error) = self.engine.request_salvage(&detail) {
                 tracing::error!(%error, "cannot record that a salvage is needed");
             }
             *found = Some(detail);
@@ -466,20 +442,9 @@ impl Storage {
 
     /// Deletes a named metadata value, synced to disk.
     pub fn delete_meta(&self, name: &str) -> Result<(), StorageError> {
-        let mut options = WriteOptions::default();
-        options.set_sync(true);
-        let mut batch = WriteBatch::default();
-        batch.delete_cf(self.cf(META), name);
-        Ok(self.db.write_opt(batch, &options)?)
-    }
-}
-
-impl Drop for Storage {
-    fn drop(&mut self) {
-        // Whatever the mode, a clean close leaves every write on disk.
-        if let Err(error) = self.db.flush_wal(true) {
-            tracing::error!(%error, "final WAL fsync failed");
-        }
+        let mut batch = Batch::default();
+        batch.delete(Family::Meta, name);
+        self.engine.write(batch, true).map(drop)
     }
 }
 

@@ -7,11 +7,10 @@ use std::sync::atomic::Ordering;
 use ringdb_antientropy::tree::{Trees, item_hash, leaf_range, version_digest};
 use ringdb_proto::{TableId, TreeItem};
 use ringdb_ring::{NodeId, TokenRange};
-use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 
 use super::{
-    DATA, DOTS, LOCK_STRIPES, ROW_FORMAT, RowKey, RowVersion, Storage, StorageError, StoredRow,
-    decode_row, encode_row, exclusive_end,
+    Batch, Family, LOCK_STRIPES, ROW_FORMAT, Reader, RowKey, RowVersion, Storage, StorageError,
+    StoredRow, decode_row, encode_row, exclusive_end,
 };
 use crate::causality::{Dot, Floor, VersionVector};
 
@@ -84,7 +83,7 @@ impl Storage {
     /// until it is restored (its absence here says nothing).
     pub fn get(&self, key: &RowKey) -> Result<Option<StoredRow>, StorageError> {
         self.check_restored(key.token)?;
-        match self.db.get_pinned_cf(self.cf(DATA), key.encode())? {
+        match self.engine.get(Family::Data, &key.encode())? {
             Some(bytes) => Ok(Some(decode_row(&bytes)?)),
             None => Ok(None),
         }
@@ -96,7 +95,7 @@ impl Storage {
         if !self.forgotten.load(Ordering::Acquire) {
             return Ok(Floor::default());
         }
-        Ok(match self.db.get_pinned_cf(self.cf(DOTS), encoded)? {
+        Ok(match self.engine.get(Family::Dots, encoded)? {
             Some(bytes) => parse_floor(&bytes, self.epoch),
             None => Floor::default(),
         })
@@ -251,7 +250,7 @@ impl Storage {
             let trees = self.trees.read().expect("trees lock");
             // Only a row of a range this node keeps a tree for is hashed.
             let tree = trees.tree_of(key.token);
-            let stored = self.db.get_pinned_cf(self.cf(DATA), &encoded)?;
+            let stored = self.engine.get(Family::Data, &encoded)?;
             let (current, old_digest) = match &stored {
                 Some(bytes) => (decode_row(bytes)?, tree.map(|_| version_digest(bytes))),
                 None => (StoredRow::new(), None),
@@ -264,7 +263,7 @@ impl Storage {
                 purged,
                 out,
             } = change(&current, floor)?;
-            let mut batch = WriteBatch::default();
+            let mut batch = Batch::default();
             let mut remember = Floor {
                 issued: floor.issued.max(issued.unwrap_or(0)),
                 ..floor
@@ -279,7 +278,11 @@ impl Storage {
                 }
             }
             if remember != floor {
-                batch.put_cf(self.cf(DOTS), &encoded, floor_bytes(self.epoch, remember));
+                batch.put(
+                    Family::Dots,
+                    encoded.clone(),
+                    floor_bytes(self.epoch, remember),
+                );
             }
             // A row stored in an older format is rewritten when touched, so
             // that replicas agree on its bytes (and Merkle digests).
@@ -291,20 +294,20 @@ impl Storage {
                 let bytes = encode_row(&next);
                 limits.check(&next, bytes.len())?;
                 if next.is_empty() {
-                    batch.delete_cf(self.cf(DATA), &encoded);
+                    batch.delete(Family::Data, encoded.clone());
                 } else {
-                    batch.put_cf(self.cf(DATA), &encoded, &bytes);
+                    batch.put(Family::Data, encoded.clone(), bytes.clone());
                 }
                 bytes
             } else {
-                stored.map(|b| b.to_vec()).unwrap_or_default()
+                stored.unwrap_or_default()
             };
             let sequence = if batch.is_empty() {
                 // Nothing to write, but what we read may be another writer's
                 // not yet durable write: wait for it like for our own.
-                self.db.latest_sequence_number()
+                self.engine.latest_sequence()
             } else {
-                let sequence = self.write_batch(batch)?;
+                let sequence = self.engine.write(batch, false)?;
                 if remember != floor {
                     self.forgotten.store(true, Ordering::Release);
                 }
@@ -322,7 +325,7 @@ impl Storage {
             (next, bytes, out, sequence)
         };
         if wait {
-            self.syncer.wait(sequence);
+            self.engine.wait_durable(sequence);
         }
         Ok((next, bytes, out))
     }
@@ -354,46 +357,32 @@ impl Storage {
         range: TokenRange,
         after: Option<Vec<u8>>,
     ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StorageError>> + '_ {
-        self.scan_at(range, after, None)
+        self.scan_at(&*self.engine, range, after)
     }
 
-    /// [`Storage::scan_encoded`], as of `snapshot` when given.
+    /// [`Storage::scan_encoded`] in `reader` (the engine, or a snapshot).
     fn scan_at<'a>(
-        &'a self,
+        &self,
+        reader: &'a dyn Reader,
         range: TokenRange,
         after: Option<Vec<u8>>,
-        snapshot: Option<&'a rocksdb::Snapshot<'a>>,
     ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StorageError>> + 'a {
         // The intervals of a range come in token order, so keys do too.
         range
             .intervals()
             .into_iter()
             .flat_map(move |(first, last)| {
-                let mut options = ReadOptions::default();
-                if let Some(snapshot) = snapshot {
-                    options.set_snapshot(snapshot);
-                }
-                if let Some(end) = exclusive_end(last) {
-                    options.set_iterate_upper_bound(end);
-                }
+                let end = exclusive_end(last);
                 let first = first.to_ordered_bytes().to_vec();
                 let start = match &after {
                     Some(after) if *after > first => after.clone(),
                     _ => first,
                 };
                 let after = after.clone();
-                self.db
-                    .iterator_cf_opt(
-                        self.cf(DATA),
-                        options,
-                        IteratorMode::From(&start, Direction::Forward),
-                    )
+                reader
+                    .scan(Family::Data, &start, end.as_deref())
                     .filter(move |item| {
-                        !matches!((item, &after), (Ok((key, _)), Some(after)) if **key == **after)
-                    })
-                    .map(|item| {
-                        let (key, value) = item?;
-                        Ok((key.to_vec(), value.to_vec()))
+                        !matches!((item, &after), (Ok((key, _)), Some(after)) if key == after)
                     })
             })
     }
@@ -458,30 +447,23 @@ impl Storage {
     /// The approximate bytes on disk of the rows in `range`. Counts data
     /// flushed to SST files only, not the memtable.
     pub fn approximate_size(&self, range: TokenRange) -> u64 {
-        let bounds: Vec<([u8; 8], Vec<u8>)> = range
+        let bounds: Vec<(Vec<u8>, Vec<u8>)> = range
             .intervals()
             .into_iter()
             .map(|(first, last)| {
                 (
-                    first.to_ordered_bytes(),
+                    first.to_ordered_bytes().to_vec(),
                     exclusive_end(last).unwrap_or_else(|| vec![0xff; 9]),
                 )
             })
             .collect();
-        let ranges: Vec<rocksdb::Range> = bounds
-            .iter()
-            .map(|(start, end)| rocksdb::Range::new(start, end))
-            .collect();
-        self.db
-            .get_approximate_sizes_cf(self.cf(DATA), &ranges)
-            .iter()
-            .sum()
+        self.engine.approximate_size(Family::Data, &bounds)
     }
 
     /// Flushes the data memtable to an SST file (for size estimates and tests;
     /// durability never needs it, the WAL has every write).
     pub fn flush(&self) -> Result<(), StorageError> {
-        Ok(self.db.flush_cf(self.cf(DATA))?)
+        self.engine.flush(Family::Data)
     }
 
     /// Replaces the Merkle trees with trees over `ranges`, built from the
@@ -492,10 +474,10 @@ impl Storage {
         let snapshot = {
             let mut trees = self.trees.write().expect("trees lock");
             *trees = fresh.clone();
-            self.db.snapshot()
+            self.engine.snapshot()
         };
         for range in ranges {
-            for item in self.scan_at(range, None, Some(&snapshot)) {
+            for item in self.scan_at(&*snapshot, range, None) {
                 let (key, value) = item?;
                 let token = RowKey::decode(&key)?.token;
                 fresh.toggle(token, &item_hash(&key, &version_digest(&value)));
@@ -558,7 +540,7 @@ impl Storage {
 
     /// The stored bytes of a row, by storage key.
     pub fn get_encoded(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.db.get_cf(self.cf(DATA), key)?)
+        self.engine.get(Family::Data, key)
     }
 }
 

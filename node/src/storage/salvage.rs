@@ -32,6 +32,8 @@ use rocksdb::{DB, ReadOptions, WriteBatch, WriteOptions};
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
+use crate::world::Clock;
+
 use super::{DATA, DOTS, HINTS, META, StorageError};
 
 /// Metadata key: the [`DamageRecord`] of the last salvage.
@@ -172,7 +174,7 @@ pub(super) fn salvage(
     let new = DB::open_cf(options, &copy, families)?;
     let mut files = BTreeSet::new();
     let mut record = DamageRecord {
-        salvaged_micros: crate::coordinator::now_micros(),
+        salvaged_micros: crate::world::SystemClock.now_micros(),
         detail: found.to_owned(),
         quarantined: Vec::new(),
         spans: Vec::new(),
@@ -243,7 +245,7 @@ fn quarantine(path: &Path, names: &[String]) -> Result<(), StorageError> {
     }
     let folder = path.with_file_name("quarantine");
     std::fs::create_dir_all(&folder).map_err(io)?;
-    let stamp = crate::coordinator::now_micros();
+    let stamp = crate::world::SystemClock.now_micros();
     for name in names {
         let from = path.join(name);
         let to = folder.join(format!("{stamp}-{name}"));
