@@ -170,11 +170,11 @@ async fn concurrent_writes_through_two_coordinators_are_siblings_until_a_write_w
     assert_eq!(texts(&read), ["blue", "red"]);
     let writers: Vec<&str> = read.siblings.iter().map(|s| s.writer.as_str()).collect();
     assert!(
-        writers.iter().any(|w| w.starts_with("node1:")),
+        writers.iter().any(|w| w.starts_with("node1@")),
         "{writers:?}"
     );
     assert!(
-        writers.iter().any(|w| w.starts_with("node2:")),
+        writers.iter().any(|w| w.starts_with("node2@")),
         "{writers:?}"
     );
 

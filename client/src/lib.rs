@@ -40,8 +40,12 @@
 
 mod client;
 mod operations;
-pub mod tls;
-pub mod transport;
+
+/// Requests multiplexed over long-lived QUIC streams (from `ringdb-wire`,
+/// shared with the node).
+pub use ringdb_wire::multiplex as transport;
+/// The cluster CA's TLS for clients (from `ringdb-wire`, shared with the node).
+pub use ringdb_wire::tls;
 
 pub use client::{
     Client, ClientConfig, ClientError, ClusterStatus, ReadResult, WriteOptions, WriteResult,

@@ -1,6 +1,6 @@
 //! The gossip state machine: rounds, merging and liveness.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -153,7 +153,7 @@ pub struct Gossiper {
     me: NodeId,
     config: GossipConfig,
     states: BTreeMap<NodeId, EndpointState>,
-    liveness: HashMap<NodeId, Liveness>,
+    liveness: BTreeMap<NodeId, Liveness>,
     /// The counter behind this node's versions.
     version: u64,
     events: Vec<Event>,
@@ -188,7 +188,7 @@ impl Gossiper {
             states: BTreeMap::from([(me.clone(), own)]),
             me,
             config,
-            liveness: HashMap::new(),
+            liveness: BTreeMap::new(),
             version,
             events: Vec::new(),
             rng: StdRng::seed_from_u64(rng_seed),

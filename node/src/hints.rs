@@ -19,7 +19,7 @@
 //! - hints older than the window are dropped when met, and a minute sweep
 //!   drops them for targets that stay down.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,7 +50,7 @@ pub(crate) struct Hints {
     config: HintsConfig,
     queue: Mutex<HintQueue<Arc<Storage>>>,
     /// When each node was first seen down (since this process started).
-    down_since: Mutex<HashMap<NodeId, Instant>>,
+    down_since: Mutex<BTreeMap<NodeId, Instant>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -68,7 +68,7 @@ impl Hints {
         Ok(Hints {
             config,
             queue: Mutex::new(HintQueue::open(storage, limits)?),
-            down_since: Mutex::new(HashMap::new()),
+            down_since: Mutex::new(BTreeMap::new()),
             clock,
         })
     }
@@ -157,6 +157,7 @@ pub(crate) async fn run_replay(coordinator: Arc<Coordinator>, cancel: Cancellati
     let mut last_sweep = Instant::now();
     loop {
         tokio::select! {
+            biased;
             () = cancel.cancelled() => return,
             changed = views.changed() => if changed.is_err() { return },
             _ = tick.tick() => {}

@@ -1,13 +1,14 @@
 //! # ringdb-node: the server
 //!
 //! A node: [`Node::start`] opens its storage, binds its two QUIC ports, joins
-//! the cluster by gossip and serves until [`NodeHandle::shutdown`]. Its parts:
+//! the cluster by gossip and serves until [`NodeHandle::shutdown`]
+//! ([`NodeHandle::abort`] stops it at once, as `kill -9` would). Its parts:
 //!
 //! - [`causality`]: dotted version vector sets, the per-row record of which
 //!   writes superseded which, so that concurrent writes are kept as siblings
 //!   and nothing a client did not see is lost (Preguiça et al., DAIS 2012;
 //!   Riak's `dvvset`).
-//! - [`storage`]: RocksDB holding each row's sibling set under a key ordered by
+//! - [`storage`]: a storage engine (RocksDB) holding each row's sibling set under a key ordered by
 //!   token (so a token range is one scan), hints for hinted handoff, and the
 //!   data directory's epoch and the node's tokens, with the sync modes of
 //!   DESIGN.md "Durability".
@@ -21,7 +22,24 @@
 //!   transport and publishes the [`View`](membership::View) the coordinator
 //!   reads: the ring of normal members and who is up. A replica counts as
 //!   alive when the phi-accrual detector says so and its connection is up.
-//! - the coordinator (private): the write and read paths of DESIGN.md.
+//! - the coordinator (private): the write and read paths of DESIGN.md, and
+//!   the node's dispatcher: every request that reaches the node comes to it
+//!   first ([`network::Incoming`]).
+//!
+//! **Seams.** The node's logic touches the world only through four seams,
+//! so that the same code runs in production and, whole clusters at once,
+//! in the simulator (`ringdb-sim`), with [`Node::start_in`] and a
+//! [`World`](world::World): wall time through a [`Clock`](world::Clock),
+//! every random number from one seeded [`Random`](world::Random), peers
+//! through a [`Network`](network::Network) (QUIC's
+//! [`QuicNetwork`](transport::QuicNetwork) in production, decorated by
+//! the fault hook [`Faulty`](network::Faulty)), and bytes through a
+//! storage [`Engine`](storage::Engine) (RocksDB, or a
+//! [`MemoryDisk`](storage::MemoryDisk) that loses what was not synced when
+//! its node crashes). Monotonic time is tokio's, which the simulator pauses
+//! and advances. Work that may block (an fsync, a long scan) goes through
+//! [`Storage::blocking`](storage::Storage::blocking): the RocksDB engine
+//! runs it on tokio's blocking pool, the memory engine in place.
 //!
 //! **Repair.** A write whose replica is down, or has not acknowledged by
 //! the deadline, leaves a hint on its coordinator (or, in a sloppy quorum,
@@ -129,6 +147,7 @@ mod coordinator;
 mod hints;
 mod known_peers;
 pub mod membership;
+pub mod network;
 mod node;
 mod operations;
 mod repair;

@@ -33,9 +33,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::known_peers::{self, KnownPeers};
+use crate::network::{DialError, Dialled, Network};
 use crate::storage::Storage;
 use crate::topology;
-use crate::transport::{DialError, PeerConnection, Peers};
 
 /// How long one gossip exchange may take.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -262,7 +262,7 @@ impl GossipHandle {
 pub(crate) struct GossipTask {
     gossiper: Gossiper,
     membership: Arc<Membership>,
-    peers: Arc<Peers>,
+    peers: Arc<dyn Network>,
     storage: Arc<Storage>,
     inbox: mpsc::Receiver<GossipInput>,
     sender: mpsc::Sender<GossipInput>,
@@ -274,7 +274,7 @@ impl GossipTask {
     pub(crate) fn new(
         gossiper: Gossiper,
         membership: Arc<Membership>,
-        peers: Arc<Peers>,
+        peers: Arc<dyn Network>,
         storage: Arc<Storage>,
         seeds: Arc<SeedWatch>,
         cancel: CancellationToken,
@@ -312,6 +312,7 @@ impl GossipTask {
         let mut load_at = Instant::now();
         loop {
             tokio::select! {
+                biased;
                 _ = ticker.tick() => {
                     let now = Instant::now();
                     if now >= load_at {
@@ -514,7 +515,7 @@ enum Channel {
     /// The long-lived connection to a known peer (through the fault hook).
     Peer(NodeId),
     /// A connection dialled for this exchange, to a seed known by address.
-    Once(NodeId, Arc<PeerConnection>),
+    Once(NodeId, Arc<dyn Dialled>),
 }
 
 impl Channel {
@@ -524,7 +525,11 @@ impl Channel {
         }
     }
 
-    async fn call(&self, peers: &Peers, message: &GossipMessage) -> Result<PeerReply, String> {
+    async fn call(
+        &self,
+        peers: &dyn Network,
+        message: &GossipMessage,
+    ) -> Result<PeerReply, String> {
         let bytes = rmp_serde::to_vec_named(message).map_err(|e| e.to_string())?;
         let request = PeerRequest::Gossip(bytes);
         match self {
@@ -547,14 +552,14 @@ impl Channel {
 async fn exchange(
     to: Peer,
     syn: GossipMessage,
-    peers: Arc<Peers>,
+    peers: Arc<dyn Network>,
     membership: Arc<Membership>,
     gossip: mpsc::Sender<GossipInput>,
     seeds: Arc<SeedWatch>,
 ) {
     let channel = match to {
         Peer::Node(node) => Channel::Peer(node),
-        Peer::Seed(address) => match known_at(&membership, &peers, address) {
+        Peer::Seed(address) => match known_at(&membership, &*peers, address) {
             Some(node) => {
                 seeds.reached(address);
                 Channel::Peer(node)
@@ -571,7 +576,7 @@ async fn exchange(
             },
         },
     };
-    let ack = match channel.call(&peers, &syn).await {
+    let ack = match channel.call(&*peers, &syn).await {
         Ok(PeerReply::Gossip(Some(bytes))) => match rmp_serde::from_slice(&bytes) {
             Ok(ack) => ack,
             Err(error) => {
@@ -595,7 +600,7 @@ async fn exchange(
         return;
     }
     if let Ok(Some(ack2)) = ack2.await
-        && let Err(error) = channel.call(&peers, &ack2).await
+        && let Err(error) = channel.call(&*peers, &ack2).await
     {
         debug!(peer = %channel.peer(), %error, "gossip Ack2 not delivered");
     }
@@ -607,7 +612,7 @@ async fn exchange(
 /// too: a node that has not joined yet stops on it rather than wait.
 #[derive(Default)]
 pub(crate) struct SeedWatch {
-    unreachable: std::sync::Mutex<std::collections::HashSet<SocketAddr>>,
+    unreachable: std::sync::Mutex<std::collections::BTreeSet<SocketAddr>>,
     refusal: std::sync::Mutex<Option<String>>,
 }
 
@@ -657,7 +662,7 @@ impl SeedWatch {
 }
 
 /// The member already connected at `address`, if any.
-fn known_at(membership: &Membership, peers: &Peers, address: SocketAddr) -> Option<NodeId> {
+fn known_at(membership: &Membership, peers: &dyn Network, address: SocketAddr) -> Option<NodeId> {
     let view = membership.view();
     view.nodes
         .iter()

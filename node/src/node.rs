@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ringdb_gossip::{GossipConfig, Gossiper, StateValue, Status};
-use ringdb_proto::{ClientRequest, ClusterSettings, RepairSummary};
+use ringdb_proto::{ClusterSettings, RepairSummary};
 use ringdb_ring::{NodeId, Replication, Ring, Token};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -16,9 +16,10 @@ use crate::config::Config;
 use crate::coordinator::{BackgroundJob, Coordinator};
 use crate::hints::{self, Hints};
 use crate::membership::{GossipTask, Membership, SeedWatch, View};
+use crate::network::{Faults, Faulty, Hello, Network};
 use crate::storage::{Storage, StorageError};
-use crate::tls::{self, NodeCertificate, TlsError};
-use crate::transport::{self, Faults, Peers};
+use crate::tls::{NodeCertificate, TlsError};
+use crate::transport::{self, QuicNetwork};
 use crate::world::World;
 use crate::{known_peers, operations, repair, restore, topology};
 
@@ -105,60 +106,41 @@ impl Node {
         Node::start_in(config, World::production()).await
     }
 
-    /// [`Node::start`] in `world`: its clock and random source.
+    /// [`Node::start`] in `world`: its clock, random source, storage
+    /// engine and network (the simulator's, or RocksDB and QUIC when the
+    /// world leaves them out).
     pub async fn start_in(config: Config, world: World) -> Result<NodeHandle, NodeError> {
         config.validate()?;
-        let certificate = NodeCertificate {
-            ca_pem: read(&config.tls.ca_certificate)?,
-            certificate_pem: read(&config.tls.certificate)?,
-            key_pem: read(&config.tls.key)?,
+        let certificate = match &world.network {
+            Some(_) => None,
+            None => Some(certificate(&config)?),
         };
-        let named = certificate.node_id()?;
-        if named != config.node_id {
-            return Err(NodeError::IdentityMismatch {
-                configured: config.node_id.clone(),
-                named,
-                certificate: config.tls.certificate.clone(),
-            });
-        }
-        let storage = Arc::new(Storage::open_with(
-            &config.data_dir,
-            &config.storage,
-            &world.random,
-        )?);
+        let storage = Arc::new(match &world.engine {
+            Some(engine) => Storage::new(engine.clone(), &world.random)?,
+            None => Storage::open_with(&config.data_dir, &config.storage, &world.random)?,
+        });
         if let Some(why) = topology::retired(&storage)? {
             return Err(NodeError::Retired {
                 why,
                 data_dir: config.data_dir.clone(),
             });
         }
-
-        let mut internode_server = certificate.server_config()?;
-        internode_server.transport_config(transport::internode_transport());
-        let internode = quinn::Endpoint::server(internode_server, config.listen_internode)
-            .map_err(|source| NodeError::Bind {
-                address: config.listen_internode,
-                source,
-            })?;
-        let client =
-            quinn::Endpoint::server(certificate.client_server_config()?, config.listen_client)
-                .map_err(|source| NodeError::Bind {
-                    address: config.listen_client,
-                    source,
-                })?;
-        let mut dial = certificate.client_config()?;
-        dial.transport_config(transport::internode_transport());
-        let internode_address = internode.local_addr().map_err(|source| NodeError::Bind {
-            address: config.listen_internode,
-            source,
-        })?;
-        let client_address = client.local_addr().map_err(|source| NodeError::Bind {
-            address: config.listen_client,
-            source,
-        })?;
+        let (network, internode_address, client_address, endpoints) =
+            match (world.network.clone(), certificate) {
+                (Some(network), _) => (
+                    network,
+                    config.listen_internode,
+                    config.listen_client,
+                    vec![],
+                ),
+                (None, Some(certificate)) => quic(&config, &certificate)?,
+                (None, None) => unreachable!("a certificate is read when there is no network"),
+            };
+        let faults = Arc::new(Faults::default());
+        let peers: Arc<dyn Network> =
+            Arc::new(Faulty::new(network, faults.clone(), world.random.clone()));
 
         let me = config.node_id.clone();
-        let faults = Arc::new(Faults::default());
         // The generation of this life of the node, as in Cassandra's gossip:
         // the start time, but always above the last life's (see
         // `known_peers`).
@@ -168,14 +150,6 @@ impl Node {
             name: config.cluster.name.clone(),
             replication_factor: config.cluster.replication_factor,
         };
-        let peers = Arc::new(Peers::new(
-            generation,
-            settings.clone(),
-            faults.clone(),
-            internode.clone(),
-            dial,
-            world.random.clone(),
-        ));
         let replication = Replication::Simple {
             factor: config.cluster.replication_factor,
         };
@@ -254,19 +228,13 @@ impl Node {
 
         let mut tasks = JoinSet::new();
         tasks.spawn(gossip_task.run());
-        let limit = config.requests.max_in_flight_per_connection;
-        tasks.spawn(accept_internode(
-            internode.clone(),
-            coordinator.clone(),
-            limit,
-            cancel.clone(),
-        ));
-        tasks.spawn(accept_clients(
-            client.clone(),
-            coordinator.clone(),
-            limit,
-            cancel.clone(),
-        ));
+        let hello = Hello {
+            generation,
+            settings: coordinator.settings.clone(),
+        };
+        for serve in peers.serve(coordinator.clone(), hello, cancel.clone()) {
+            tasks.spawn(serve);
+        }
         tasks.spawn(run_background(jobs, cancel.clone()));
         tasks.spawn(hints::run_replay(coordinator.clone(), cancel.clone()));
         tasks.spawn(repair::maintain_trees(coordinator.clone(), cancel.clone()));
@@ -277,7 +245,7 @@ impl Node {
             id: me,
             internode_address,
             client_address,
-            endpoints: vec![internode, client],
+            endpoints,
             cancel,
             tasks,
             storage,
@@ -616,6 +584,62 @@ async fn become_normal(node: &NodeHandle, coordinator: &Coordinator) -> Result<(
     Ok(())
 }
 
+/// The node's certificate, checked to name the configured node.
+fn certificate(config: &Config) -> Result<NodeCertificate, NodeError> {
+    let certificate = NodeCertificate {
+        ca_pem: read(&config.tls.ca_certificate)?,
+        certificate_pem: read(&config.tls.certificate)?,
+        key_pem: read(&config.tls.key)?,
+    };
+    let named = certificate.node_id()?;
+    if named != config.node_id {
+        return Err(NodeError::IdentityMismatch {
+            configured: config.node_id.clone(),
+            named,
+            certificate: config.tls.certificate.clone(),
+        });
+    }
+    Ok(certificate)
+}
+
+/// A network, where it serves peers and clients, and its endpoints (to
+/// close at shutdown).
+type Bound = (
+    Arc<dyn Network>,
+    SocketAddr,
+    SocketAddr,
+    Vec<quinn::Endpoint>,
+);
+
+/// The QUIC network on the configured ports.
+fn quic(config: &Config, certificate: &NodeCertificate) -> Result<Bound, NodeError> {
+    let bind = |address: SocketAddr| move |source| NodeError::Bind { address, source };
+    let mut internode_server = certificate.server_config()?;
+    internode_server.transport_config(transport::internode_transport());
+    let internode = quinn::Endpoint::server(internode_server, config.listen_internode)
+        .map_err(bind(config.listen_internode))?;
+    let client = quinn::Endpoint::server(certificate.client_server_config()?, config.listen_client)
+        .map_err(bind(config.listen_client))?;
+    let mut dial = certificate.client_config()?;
+    dial.transport_config(transport::internode_transport());
+    let internode_address = internode
+        .local_addr()
+        .map_err(bind(config.listen_internode))?;
+    let client_address = client.local_addr().map_err(bind(config.listen_client))?;
+    let network = QuicNetwork::new(
+        internode.clone(),
+        client.clone(),
+        dial,
+        config.requests.max_in_flight_per_connection,
+    );
+    Ok((
+        Arc::new(network),
+        internode_address,
+        client_address,
+        vec![internode, client],
+    ))
+}
+
 fn read(path: &std::path::Path) -> Result<String, NodeError> {
     std::fs::read_to_string(path).map_err(|source| NodeError::ReadFile {
         path: path.to_path_buf(),
@@ -633,7 +657,7 @@ pub struct NodeHandle {
     tasks: JoinSet<()>,
     storage: Arc<Storage>,
     faults: Arc<Faults>,
-    peers: Arc<Peers>,
+    peers: Arc<dyn Network>,
     membership: Arc<Membership>,
 }
 
@@ -681,6 +705,14 @@ impl NodeHandle {
     /// node down.
     pub async fn stopped(&mut self) {
         self.tasks.join_next().await;
+    }
+
+    /// Stops the node at once, as `kill -9` stops a process: its tasks are
+    /// cancelled and aborted, nothing is flushed or said to peers. For the
+    /// simulator, which then crashes the node's disk.
+    pub fn abort(self) {
+        self.cancel.cancel();
+        // Dropping the handle aborts every task of the node.
     }
 
     /// Stops serving, closes connections, waits for the tasks (up to a few
@@ -736,63 +768,13 @@ impl NodeHandle {
     }
 }
 
-async fn accept_internode(
-    endpoint: quinn::Endpoint,
-    coordinator: Arc<Coordinator>,
-    max_in_flight: usize,
-    cancel: CancellationToken,
-) {
-    let serve_cancel = cancel.clone();
-    let serve = move |connection: quinn::Connection| {
-        let (coordinator, cancel) = (coordinator.clone(), serve_cancel.clone());
-        let peer = tls::peer_node_id(&connection);
-        async move {
-            // Any node the cluster CA signed may connect: a new node joins
-            // this way, and a removed one comes to hear it was removed. What
-            // each may ask is the coordinator's decision.
-            let peer = match peer {
-                Ok(peer) => peer,
-                Err(error) => {
-                    warn!(%error, remote = %connection.remote_address(), "refusing a peer without a node id");
-                    connection.close(1u32.into(), b"no node id in the certificate");
-                    return;
-                }
-            };
-            debug!(peer = %peer, "peer connected");
-            let handle = move |request, deadline| {
-                coordinator
-                    .clone()
-                    .serve_peer(peer.clone(), request, deadline)
-            };
-            transport::serve_connection(connection, max_in_flight, handle, cancel).await;
-        }
-    };
-    transport::accept_connections(endpoint, "internode", serve, cancel).await;
-}
-
-async fn accept_clients(
-    endpoint: quinn::Endpoint,
-    coordinator: Arc<Coordinator>,
-    max_in_flight: usize,
-    cancel: CancellationToken,
-) {
-    let serve_cancel = cancel.clone();
-    let serve = move |connection: quinn::Connection| {
-        let coordinator = coordinator.clone();
-        let handle = move |request: ClientRequest, deadline| {
-            coordinator.clone().serve_client(request, deadline, false)
-        };
-        transport::serve_connection(connection, max_in_flight, handle, serve_cancel.clone())
-    };
-    transport::accept_connections(endpoint, "client", serve, cancel).await;
-}
-
 /// Runs background jobs (read repairs), a bounded number at a time.
 async fn run_background(mut jobs: mpsc::Receiver<BackgroundJob>, cancel: CancellationToken) {
     let slots = Arc::new(Semaphore::new(BACKGROUND_CONCURRENCY));
     let mut running = JoinSet::new();
     loop {
         tokio::select! {
+            biased;
             job = jobs.recv() => {
                 let Some(job) = job else { break };
                 let Ok(slot) = slots.clone().acquire_owned().await else { break };

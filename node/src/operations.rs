@@ -252,6 +252,7 @@ pub(crate) fn resume(c: &Arc<Coordinator>) {
     let node = c.operations.node.clone();
     tokio::spawn(async move {
         tokio::select! {
+            biased;
             () = node.cancelled() => return,
             () = tokio::time::sleep(RESUME_DELAY) => {}
         }

@@ -518,6 +518,7 @@ pub(crate) async fn maintain_trees(coordinator: Arc<Coordinator>, cancel: Cancel
         // Wait for the ring to stay still for a moment.
         loop {
             tokio::select! {
+                biased;
                 () = cancel.cancelled() => return,
                 changed = tokio::time::timeout(TREE_SETTLE, views.changed()) => match changed {
                     Err(_) => break,
@@ -588,6 +589,7 @@ pub(crate) async fn maintain_trees(coordinator: Arc<Coordinator>, cancel: Cancel
         // build again).
         let retry_at = retry.then(|| tokio::time::Instant::now() + TREE_RETRY);
         tokio::select! {
+            biased;
             () = cancel.cancelled() => return,
             () = async { tokio::time::sleep_until(retry_at.expect("set")).await }, if retry_at.is_some() => {}
             changed = views.changed() => match changed {
@@ -608,6 +610,7 @@ pub(crate) async fn run_background(coordinator: Arc<Coordinator>, cancel: Cancel
     let interval = Duration::from_secs(config.interval_secs);
     loop {
         tokio::select! {
+            biased;
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
         }

@@ -35,6 +35,7 @@ const RESTORE_ROUND: Duration = Duration::from_secs(600);
 pub(crate) async fn watch(coordinator: Arc<Coordinator>, cancel: CancellationToken) {
     let mut alarm = coordinator.storage.damage_alarm();
     let found = tokio::select! {
+        biased;
         () = cancel.cancelled() => return,
         found = alarm.wait_for(|found| *found) => found.is_ok(),
     };
@@ -49,6 +50,7 @@ pub(crate) async fn watch(coordinator: Arc<Coordinator>, cancel: CancellationTok
         ))))
         .await;
     tokio::select! {
+        biased;
         () = cancel.cancelled() => {}
         () = tokio::time::sleep(ANNOUNCE) => {
             warn!("stopping to salvage the data directory");
@@ -74,6 +76,7 @@ pub(crate) async fn restore(coordinator: Arc<Coordinator>, cancel: CancellationT
     loop {
         let started = Instant::now();
         let outcome = tokio::select! {
+            biased;
             () = cancel.cancelled() => return,
             outcome = repair::repair(&coordinator, None, Vec::new(), None, started + RESTORE_ROUND) => outcome,
         };
@@ -101,6 +104,7 @@ pub(crate) async fn restore(coordinator: Arc<Coordinator>, cancel: CancellationT
             Err(error) => info!(%error, "restore: trying again"),
         }
         tokio::select! {
+            biased;
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(RESTORE_RETRY) => {}
         }

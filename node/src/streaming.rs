@@ -15,8 +15,8 @@ use ringdb_ring::{NodeId, Token, TokenRange};
 use tokio::time::Instant;
 use tracing::info;
 
+use crate::network::Network;
 use crate::storage::{RowKey, Storage, StorageError, decode_versions};
-use crate::transport::Peers;
 
 /// Most rows in one page of a stream.
 pub const PAGE_ROWS: u32 = 512;
@@ -150,7 +150,7 @@ pub(crate) fn store(
 /// after `after`; `checkpoint` is told the last key stored after each page
 /// (to resume from after a restart).
 pub(crate) async fn fetch(
-    peers: &Peers,
+    peers: &dyn Network,
     storage: &Arc<Storage>,
     source: &NodeId,
     range: TokenRange,
@@ -196,7 +196,7 @@ pub(crate) async fn fetch(
 
 /// Pushes every row of `range` in local storage to `target`.
 pub(crate) async fn push(
-    peers: &Peers,
+    peers: &dyn Network,
     storage: &Arc<Storage>,
     target: &NodeId,
     range: TokenRange,

@@ -163,7 +163,7 @@ impl NodeCertificate {
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_no_client_auth()
             .with_single_cert(self.chain()?, self.key()?)?;
-        crypto.alpn_protocols = vec![ringdb_client::tls::ALPN_CLIENT.to_vec()];
+        crypto.alpn_protocols = vec![ringdb_wire::tls::ALPN_CLIENT.to_vec()];
         let quic = QuicServerConfig::try_from(crypto).map_err(|e| TlsError::Quic(e.to_string()))?;
         Ok(quinn::ServerConfig::with_crypto(Arc::new(quic)))
     }
@@ -174,7 +174,7 @@ impl NodeCertificate {
     /// the caller reads it with [`peer_node_id`] and checks it.
     pub fn client_config(&self) -> Result<quinn::ClientConfig, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = ringdb_client::tls::cluster_ca_verifier(&self.ca_pem).map_err(|detail| {
+        let verifier = ringdb_wire::tls::cluster_ca_verifier(&self.ca_pem).map_err(|detail| {
             TlsError::Pem {
                 what: "CA certificate",
                 detail,

@@ -199,7 +199,7 @@ async fn stream_range(
         save_bootstrap(&storage, &saved)
     };
     streaming::fetch(
-        &c.peers, &c.storage, source, range, after, throttle, checkpoint,
+        &*c.peers, &c.storage, source, range, after, throttle, checkpoint,
     )
     .await
 }
@@ -366,7 +366,7 @@ pub(crate) async fn decommission(c: Arc<Coordinator>) -> Result<String, RequestE
         )
         .await;
         for target in targets {
-            match streaming::push(&c.peers, &c.storage, target, *range, &mut throttle).await {
+            match streaming::push(&*c.peers, &c.storage, target, *range, &mut throttle).await {
                 Ok(moved) => streamed.add(moved),
                 Err(error) => {
                     // Back to normal: the ring is as it was.
@@ -626,7 +626,7 @@ pub(crate) async fn remove_node(
             let outcome = if target == c.me {
                 let mut throttle = streaming::Throttle::new(c.streaming.bytes_per_sec());
                 streaming::fetch(
-                    &c.peers,
+                    &*c.peers,
                     &c.storage,
                     source,
                     range,

@@ -22,24 +22,25 @@
 //! [`KEEP_ALIVE`] and an idle timeout of [`PEER_IDLE_TIMEOUT`] notice a peer
 //! that died without closing (kill -9, a cut cable).
 //!
-//! The [`Faults`] hook, off unless a test or the lab switches it on, drops or
-//! delays messages to chosen peers before they reach QUIC.
+//! [`QuicNetwork`] is this transport as the node's [`Network`]: the node's
+//! logic sees only that trait (the simulator supplies another), and the
+//! fault hook that tests and the lab switch on decorates it
+//! ([`crate::network::Faulty`]).
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
-use ringdb_client::transport::{
-    CallError, FrameReader, Multiplexed, PendingReply, ReadFrameError, STREAM_QUEUE_FRAMES,
-    TaskGuard, write_frames,
-};
 use ringdb_proto::{
-    ClusterSettings, MAX_FRAME_BYTES, PeerReply, PeerRequest, Request, RequestError, Response,
+    ClientRequest, MAX_FRAME_BYTES, PeerReply, PeerRequest, Request, RequestError, Response,
     encode_frame,
 };
 use ringdb_ring::NodeId;
+use ringdb_wire::multiplex::{
+    CallError, FrameReader, Multiplexed, ReadFrameError, STREAM_QUEUE_FRAMES, write_frames,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Semaphore, mpsc};
@@ -48,7 +49,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::world::{Clock, Random};
+use crate::network::{
+    BoxFuture, DialError, Dialled, DialledSeed, Hello, Incoming, Network, PeerCall,
+};
+use crate::world::Clock;
 
 /// Interval of QUIC keep-alive packets between nodes.
 pub const KEEP_ALIVE: Duration = Duration::from_millis(200);
@@ -72,92 +76,8 @@ pub fn internode_transport() -> Arc<quinn::TransportConfig> {
     Arc::new(transport)
 }
 
-/// What happens to messages sent to one peer while a fault is set.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Fault {
-    /// The chance, from 0 to 1, that a message is dropped (never sent; the
-    /// caller waits for its timeout, as for a message lost on the network).
-    pub drop_probability: f64,
-    /// How long every message that is not dropped waits before it is sent.
-    pub delay: Duration,
-}
-
-impl Fault {
-    /// Every message dropped: the peer is cut off in this direction.
-    pub fn cut() -> Fault {
-        Fault {
-            drop_probability: 1.0,
-            delay: Duration::ZERO,
-        }
-    }
-}
-
-/// The fault hook: per peer, the fault applied to messages sent to it.
-#[derive(Default)]
-pub struct Faults {
-    rules: RwLock<HashMap<NodeId, Fault>>,
-}
-
-impl Faults {
-    /// Applies `fault` to every message sent to `peer` from now on.
-    pub fn set(&self, peer: NodeId, fault: Fault) {
-        self.rules.write().expect("faults").insert(peer, fault);
-    }
-
-    /// Stops applying a fault to `peer`.
-    pub fn clear(&self, peer: &NodeId) {
-        self.rules.write().expect("faults").remove(peer);
-    }
-
-    /// Stops every fault.
-    pub fn clear_all(&self) {
-        self.rules.write().expect("faults").clear();
-    }
-
-    fn get(&self, peer: &NodeId) -> Option<Fault> {
-        self.rules.read().expect("faults").get(peer).copied()
-    }
-}
-
 /// A multiplexed connection to a peer.
 pub type PeerConnection = Multiplexed<PeerRequest, PeerReply>;
-
-/// A request sent to a peer, waiting for its answer.
-pub enum PeerCall {
-    /// Sent; the answer will come on its connection.
-    Sent(PendingReply<PeerReply>),
-    /// Held by the fault hook's delay; sent when the delay ends.
-    Delayed(TaskGuard<Result<PendingReply<PeerReply>, CallError>>),
-    /// Dropped by the fault hook; no answer will come.
-    Dropped,
-}
-
-impl PeerCall {
-    /// Waits until `deadline` for the answer.
-    pub async fn answer(self, deadline: Instant) -> Result<PeerReply, CallError> {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        match self {
-            PeerCall::Sent(pending) => pending.wait(wait).await,
-            PeerCall::Delayed(mut task) => {
-                match tokio::time::timeout_at(deadline, &mut task.0).await {
-                    Ok(Ok(Ok(pending))) => {
-                        let wait = deadline.saturating_duration_since(Instant::now());
-                        pending.wait(wait).await
-                    }
-                    Ok(Ok(Err(error))) => Err(error),
-                    Ok(Err(_)) => Err(CallError::NotSent {
-                        reason: "delayed send was cancelled".into(),
-                    }),
-                    Err(_) => Err(CallError::Timeout(wait)),
-                }
-            }
-            PeerCall::Dropped => {
-                tokio::time::sleep_until(deadline).await;
-                Err(CallError::Timeout(wait))
-            }
-        }
-    }
-}
 
 /// An open connection to a peer, the peer's generation on it, and how far
 /// the peer's wall clock was ahead of this node's when it answered hello.
@@ -190,36 +110,21 @@ struct Slot {
 /// Peers come and go with the membership ([`Peers::ensure`],
 /// [`Peers::forget`]).
 pub struct Peers {
-    generation: u64,
-    settings: ClusterSettings,
+    /// What this node says on connecting (set when it starts serving).
+    hello: OnceLock<Hello>,
     slots: RwLock<HashMap<NodeId, Arc<Slot>>>,
-    faults: Arc<Faults>,
     endpoint: quinn::Endpoint,
     dial: quinn::ClientConfig,
-    /// The fault hook's dice.
-    random: Arc<Random>,
 }
 
 impl Peers {
-    /// No peers yet. `generation` and `settings` are this node's, told to
-    /// every peer on connecting; connections are dialled from `endpoint`
-    /// with `dial`.
-    pub fn new(
-        generation: u64,
-        settings: ClusterSettings,
-        faults: Arc<Faults>,
-        endpoint: quinn::Endpoint,
-        dial: quinn::ClientConfig,
-        random: Arc<Random>,
-    ) -> Peers {
+    /// No peers yet; connections are dialled from `endpoint` with `dial`.
+    pub fn new(endpoint: quinn::Endpoint, dial: quinn::ClientConfig) -> Peers {
         Peers {
-            generation,
-            settings,
+            hello: OnceLock::new(),
             slots: RwLock::new(HashMap::new()),
-            faults,
             endpoint,
             dial,
-            random,
         }
     }
 
@@ -334,8 +239,7 @@ impl Peers {
         }
     }
 
-    /// Sends `request` to `peer` with the time left until `deadline`,
-    /// through the fault hook.
+    /// Sends `request` to `peer` with the time left until `deadline`.
     pub fn send(
         &self,
         peer: &NodeId,
@@ -346,22 +250,8 @@ impl Peers {
             reason: format!("no connection to {peer}"),
         })?;
         let budget = deadline.saturating_duration_since(Instant::now());
-        match self.faults.get(peer) {
-            None => Ok(PeerCall::Sent(connection.send(request, budget)?)),
-            Some(fault) => {
-                if self.random.chance(fault.drop_probability) {
-                    return Ok(PeerCall::Dropped);
-                }
-                if fault.delay.is_zero() {
-                    return Ok(PeerCall::Sent(connection.send(request, budget)?));
-                }
-                let delay = fault.delay;
-                Ok(PeerCall::Delayed(TaskGuard(tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    connection.send(request, budget.saturating_sub(delay))
-                }))))
-            }
-        }
+        let pending = connection.send(request, budget)?;
+        Ok(PeerCall::new(pending.wait(budget)))
     }
 
     /// Dials `address` once, for a node known only by address (a seed):
@@ -380,9 +270,12 @@ impl Peers {
         address: SocketAddr,
         expected: Option<&NodeId>,
     ) -> Result<(PeerConnection, Greeting), DialError> {
+        let Some(hello) = self.hello.get() else {
+            return Err(DialError::Failed("this node is not serving yet".into()));
+        };
         let hello = PeerRequest::Hello {
-            generation: self.generation,
-            settings: Some(self.settings.clone()),
+            generation: hello.generation,
+            settings: Some(hello.settings.clone()),
         };
         dial(&self.endpoint, &self.dial, address, expected, hello).await
     }
@@ -446,19 +339,6 @@ impl Peers {
 
 /// A peer whose clock is this far from this node's is reported.
 pub const CLOCK_WARNING: Duration = Duration::from_secs(2);
-
-/// Why a connection to a peer could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum DialError {
-    /// The peer refused this node: their cluster settings differ
-    /// ([`RequestError::SettingsMismatch`]). Retrying will not help.
-    #[error(transparent)]
-    Refused(RequestError),
-    /// Anything else: unreachable, a failed handshake, a certificate for
-    /// another node.
-    #[error("{0}")]
-    Failed(String),
-}
 
 /// Dials `address`, checks that the certificate names `expected` (when
 /// given), and says `hello`. Returns the connection, the peer's generation
@@ -689,4 +569,161 @@ fn response_frame<Resp: Serialize>(response: Response<Resp>) -> Vec<u8> {
         encode_frame(&fallback, MAX_FRAME_BYTES, &mut frame).expect("an error always encodes");
     }
     frame
+}
+
+/// The production [`Network`]: QUIC, one long-lived connection per peer
+/// ([`Peers`]), and the two listening endpoints.
+pub struct QuicNetwork {
+    peers: Arc<Peers>,
+    internode: quinn::Endpoint,
+    client: quinn::Endpoint,
+    max_in_flight: usize,
+}
+
+impl QuicNetwork {
+    /// Dials peers from `internode` with `dial`, and serves peers on
+    /// `internode` and clients on `client`, at most `max_in_flight`
+    /// requests at once per connection.
+    pub fn new(
+        internode: quinn::Endpoint,
+        client: quinn::Endpoint,
+        dial: quinn::ClientConfig,
+        max_in_flight: usize,
+    ) -> QuicNetwork {
+        QuicNetwork {
+            peers: Arc::new(Peers::new(internode.clone(), dial)),
+            internode,
+            client,
+            max_in_flight,
+        }
+    }
+}
+
+impl Network for QuicNetwork {
+    fn serve(
+        &self,
+        node: Arc<dyn Incoming>,
+        hello: Hello,
+        cancel: CancellationToken,
+    ) -> Vec<BoxFuture<'static, ()>> {
+        // Set once: a node serves once.
+        let _ = self.peers.hello.set(hello);
+        let limit = self.max_in_flight;
+        vec![
+            Box::pin(accept_internode(
+                self.internode.clone(),
+                node.clone(),
+                limit,
+                cancel.clone(),
+            )),
+            Box::pin(accept_clients(self.client.clone(), node, limit, cancel)),
+        ]
+    }
+
+    fn send(
+        &self,
+        peer: &NodeId,
+        request: PeerRequest,
+        deadline: Instant,
+    ) -> Result<PeerCall, CallError> {
+        self.peers.send(peer, request, deadline)
+    }
+
+    fn is_alive(&self, peer: &NodeId) -> bool {
+        self.peers.is_alive(peer)
+    }
+
+    fn wait_connected<'a>(&'a self, peer: &'a NodeId, within: Duration) -> BoxFuture<'a, bool> {
+        Box::pin(self.peers.wait_connected(peer, within))
+    }
+
+    fn redial_now(&self, peer: &NodeId) {
+        self.peers.redial_now(peer);
+    }
+
+    fn clock_offset_micros(&self, peer: &NodeId) -> Option<i64> {
+        self.peers.clock_offset_micros(peer)
+    }
+
+    fn ensure(
+        &self,
+        peer: &NodeId,
+        address: SocketAddr,
+        cancel: &CancellationToken,
+    ) -> Option<BoxFuture<'static, ()>> {
+        let run = self.peers.ensure(peer, address, cancel)?;
+        Some(Box::pin(run))
+    }
+
+    fn forget(&self, peer: &NodeId) {
+        self.peers.forget(peer);
+    }
+
+    fn observe_generation(&self, peer: &NodeId, generation: u64) {
+        self.peers.observe_generation(peer, generation);
+    }
+
+    fn dial_address(&self, address: SocketAddr) -> BoxFuture<'_, Result<DialledSeed, DialError>> {
+        Box::pin(async move {
+            let (node, connection) = self.peers.dial_address(address).await?;
+            Ok((node, connection as Arc<dyn Dialled>))
+        })
+    }
+}
+
+impl Dialled for PeerConnection {
+    fn call(
+        &self,
+        request: PeerRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<PeerReply, CallError>> {
+        Box::pin(Multiplexed::call(self, request, timeout))
+    }
+}
+
+async fn accept_internode(
+    endpoint: quinn::Endpoint,
+    node: Arc<dyn Incoming>,
+    max_in_flight: usize,
+    cancel: CancellationToken,
+) {
+    let serve_cancel = cancel.clone();
+    let serve = move |connection: quinn::Connection| {
+        let (node, cancel) = (node.clone(), serve_cancel.clone());
+        let peer = crate::tls::peer_node_id(&connection);
+        async move {
+            // Any node the cluster CA signed may connect: a new node joins
+            // this way, and a removed one comes to hear it was removed. What
+            // each may ask is the dispatcher's decision.
+            let peer = match peer {
+                Ok(peer) => peer,
+                Err(error) => {
+                    warn!(%error, remote = %connection.remote_address(), "refusing a peer without a node id");
+                    connection.close(1u32.into(), b"no node id in the certificate");
+                    return;
+                }
+            };
+            debug!(peer = %peer, "peer connected");
+            let handle =
+                move |request, deadline| node.clone().peer_request(peer.clone(), request, deadline);
+            serve_connection(connection, max_in_flight, handle, cancel).await;
+        }
+    };
+    accept_connections(endpoint, "internode", serve, cancel).await;
+}
+
+async fn accept_clients(
+    endpoint: quinn::Endpoint,
+    node: Arc<dyn Incoming>,
+    max_in_flight: usize,
+    cancel: CancellationToken,
+) {
+    let serve_cancel = cancel.clone();
+    let serve = move |connection: quinn::Connection| {
+        let node = node.clone();
+        let handle =
+            move |request: ClientRequest, deadline| node.clone().client_request(request, deadline);
+        serve_connection(connection, max_in_flight, handle, serve_cancel.clone())
+    };
+    accept_connections(endpoint, "client", serve, cancel).await;
 }

@@ -14,6 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
+
+use crate::network::Network;
+use crate::storage::Engine;
 use rand::{Rng, SeedableRng};
 
 /// Wall time.
@@ -74,21 +77,30 @@ impl Default for Random {
     }
 }
 
-/// What a node runs in: its clock and its random numbers.
+/// What a node runs in: its clock, its random numbers, its disk and its
+/// network.
 #[derive(Clone)]
 pub struct World {
     /// Wall time.
     pub clock: Arc<dyn Clock>,
     /// Random numbers.
     pub random: Arc<Random>,
+    /// The storage engine; `None`: RocksDB in the configured data directory.
+    pub engine: Option<Arc<dyn Engine>>,
+    /// The peer network; `None`: QUIC on the configured ports, with the
+    /// configured certificates.
+    pub network: Option<Arc<dyn Network>>,
 }
 
 impl World {
-    /// The system clock and a source seeded by the operating system.
+    /// The system clock, a source seeded by the operating system, RocksDB
+    /// and QUIC.
     pub fn production() -> World {
         World {
             clock: Arc::new(SystemClock),
             random: Arc::new(Random::from_os()),
+            engine: None,
+            network: None,
         }
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use ringdb_client::{Client, ClientConfig, ClientError};
 use ringdb_node::config::{RequestConfig, TlsFiles};
+use ringdb_node::network::Fault;
 use ringdb_node::tls::ClusterCa;
-use ringdb_node::transport::Fault;
 use ringdb_node::{Config, Node, NodeHandle};
 use ringdb_proto::{ConsistencyLevel, Context, PartitionKey, RequestError, Row, RowAddress, Value};
 use ringdb_ring::NodeId;

@@ -223,7 +223,8 @@ pub struct Sibling {
     pub columns: Row,
     /// When its coordinator wrote it, in microseconds since the Unix epoch.
     pub timestamp_micros: i64,
-    /// Which actor wrote it, for display (`node@epoch:counter`).
+    /// The dot that wrote it, for display: `node@epoch:counter`, the epoch
+    /// in hexadecimal.
     pub writer: String,
 }
 
@@ -597,6 +598,18 @@ pub enum RequestError {
         /// What the storage found.
         detail: String,
     },
+    /// A write's context names versions that no replica the coordinator
+    /// can reach holds (they are on replicas that are down or cut off, or
+    /// were purged since the read). Superseding what it cannot see would
+    /// let those versions come back, so nothing was written.
+    #[error(
+        "the context names versions that no replica reachable from {node} holds; nothing was \
+         written: retry once the row's replicas are back, or read the row again"
+    )]
+    UnreachableContext {
+        /// The coordinator.
+        node: NodeId,
+    },
     /// The node failed while serving the request (storage error); the
     /// outcome of a write is unknown.
     #[error("server error on {node}: {reason}")]
@@ -717,6 +730,9 @@ mod tests {
                 setting,
                 theirs: "3".into(),
                 ours: "1".into(),
+            }),
+            "[a-z0-9]{1,8}".prop_map(|node| RequestError::UnreachableContext {
+                node: NodeId::new(node),
             }),
         ]
     }

@@ -104,7 +104,9 @@ const OUTCOMES: [&str; 11] = [
 
 fn outcome(error: &ClientError) -> &'static str {
     match error {
-        ClientError::Request(RequestError::Unavailable { .. }) => "unavailable",
+        ClientError::Request(
+            RequestError::Unavailable { .. } | RequestError::UnreachableContext { .. },
+        ) => "unavailable",
         ClientError::Request(RequestError::Timeout { .. }) => "timeout",
         ClientError::Request(RequestError::Overloaded { .. }) => "overloaded",
         // A client is never refused for its cluster settings (nodes are).

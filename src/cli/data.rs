@@ -98,7 +98,9 @@ pub mod exit {
 /// The exit code for a client error.
 pub fn exit_code(error: &ClientError) -> ExitCode {
     ExitCode::from(match error {
-        ClientError::Request(RequestError::Unavailable { .. }) => exit::UNAVAILABLE,
+        ClientError::Request(
+            RequestError::Unavailable { .. } | RequestError::UnreachableContext { .. },
+        ) => exit::UNAVAILABLE,
         ClientError::Request(RequestError::Timeout { .. }) | ClientError::Timeout { .. } => {
             exit::TIMEOUT
         }

@@ -6,4 +6,5 @@ pub mod cert;
 pub mod data;
 pub mod dev;
 pub mod repair;
+pub mod sim;
 pub mod start;

@@ -56,10 +56,10 @@ use crate::causality::CausalContext;
 use crate::config::{AntiEntropyConfig, RequestConfig, StreamingConfig};
 use crate::hints::Hints;
 use crate::membership::{GossipHandle, Membership};
+use crate::network::{BoxFuture, Incoming, Network};
 use crate::storage::{
     RowKey, RowLimits, Storage, StorageError, StoredRow, decode_versions, encode_row,
 };
-use crate::transport::Peers;
 use crate::world::{Clock, Random};
 use crate::{cleanup, operations, repair, streaming};
 
@@ -87,7 +87,7 @@ pub(crate) struct Coordinator {
     pub(crate) me: NodeId,
     pub(crate) generation: u64,
     pub(crate) storage: Arc<Storage>,
-    pub(crate) peers: Arc<Peers>,
+    pub(crate) peers: Arc<dyn Network>,
     pub(crate) membership: Arc<Membership>,
     pub(crate) gossip: GossipHandle,
     pub(crate) replication: Replication,
@@ -128,6 +128,27 @@ pub fn table_id(name: &str) -> Result<TableId, RequestError> {
     let hash = blake3::hash(name.as_bytes());
     let bytes: [u8; 8] = hash.as_bytes()[..8].try_into().expect("eight bytes");
     Ok(TableId(u64::from_be_bytes(bytes)))
+}
+
+/// The coordinator is the node's dispatcher: every request that reaches
+/// the node comes here first.
+impl Incoming for Coordinator {
+    fn peer_request(
+        self: Arc<Self>,
+        from: NodeId,
+        request: PeerRequest,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<PeerReply, RequestError>> {
+        Box::pin(self.serve_peer(from, request, deadline))
+    }
+
+    fn client_request(
+        self: Arc<Self>,
+        request: ClientRequest,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<ClientReply, RequestError>> {
+        Box::pin(self.serve_client(request, deadline, false))
+    }
 }
 
 impl Coordinator {
@@ -406,7 +427,7 @@ impl Coordinator {
                 self.arrivals.incoming();
                 let mut throttle = streaming::Throttle::new(self.streaming.bytes_per_sec());
                 let streamed = streaming::fetch(
-                    &self.peers,
+                    &*self.peers,
                     &self.storage,
                     &source,
                     range,

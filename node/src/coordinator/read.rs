@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringdb_client::transport::CallError;
 use ringdb_proto::{
     ClientReply, ConsistencyLevel, Context, PeerReply, PeerRequest, Receipt, RequestError, Row,
     RowAddress, RowId, Sibling, VersionedRow,
 };
 use ringdb_ring::NodeId;
+use ringdb_wire::multiplex::CallError;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::debug;
@@ -260,7 +260,7 @@ pub(super) fn siblings_of(merged: &StoredRow) -> Vec<Sibling> {
             Some(Sibling {
                 columns,
                 timestamp_micros: version.timestamp_micros,
-                writer: format!("{}:{}", dot.actor.node, dot.counter),
+                writer: format!("{}@{:x}:{}", dot.actor.node, dot.actor.epoch, dot.counter),
             })
         })
         .collect()

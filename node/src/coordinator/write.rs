@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use ringdb_client::transport::CallError;
 use ringdb_proto::{
     ClientReply, ClientRequest, ConsistencyLevel, Context, PeerReply, PeerRequest, ReadFirst,
     Receipt, RequestError, Row, RowAddress, RowId, VersionedRow,
 };
 use ringdb_ring::NodeId;
+use ringdb_wire::multiplex::CallError;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -132,8 +132,12 @@ impl Coordinator {
             receipt.read_first = Some(read);
         }
         let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone());
-        if let Some(context) = &context {
-            self.learn(&id, context, &alive, deadline).await;
+        if let Some(context) = &context
+            && !self.learn(&id, context, &alive, deadline).await
+        {
+            return Err(RequestError::UnreachableContext {
+                node: self.me.clone(),
+            });
         }
         // Without a context, the write supersedes what this coordinator
         // holds (read under the row lock): concurrent only with what it has
@@ -242,22 +246,25 @@ impl Coordinator {
     /// that are ahead of this one. When the local row does not cover the
     /// context, the other live replicas are read and merged here (a read
     /// repair of this replica) until it does, or until half the time left
-    /// is spent; what is still unknown then is not superseded.
+    /// is spent. Returns whether it does: a write must not go ahead when
+    /// it does not, since what it would fail to supersede (versions its
+    /// client saw, on replicas out of reach) would come back later.
     async fn learn(
         self: &Arc<Self>,
         id: &RowId,
         context: &VersionVector,
         alive: &[NodeId],
         deadline: Instant,
-    ) {
+    ) -> bool {
         let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone());
         let local = {
             let key = key.clone();
             self.blocking(move |storage| storage.get(&key)).await
         };
         // A row this node cannot read (being restored) is learnt from peers.
-        if local.is_ok_and(|local| local.is_some_and(|row| row.context().dominates(context))) {
-            return;
+        let covered = |row: &StoredRow| row.context().dominates(context);
+        if local.is_ok_and(|local| local.as_ref().map_or(context.is_empty(), covered)) {
+            return true;
         }
         let budget = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2;
         let mut reads = JoinSet::new();
@@ -283,11 +290,12 @@ impl Coordinator {
             let merged = self
                 .blocking(move |storage| storage.merge(&key, &incoming))
                 .await;
-            if merged.is_ok_and(|row| row.context().dominates(context)) {
-                return;
+            if merged.is_ok_and(|row| covered(&row)) {
+                return true;
             }
         }
-        debug!(row = ?id, "a write's context names versions no live replica holds; they are not superseded");
+        debug!(row = ?id, "a write's context names versions no live replica holds; refused");
+        false
     }
 
     /// Sends `request` to `peer` and adds its answer to `acks`; when the
@@ -404,10 +412,11 @@ impl Coordinator {
     /// A write at ANY while every replica is down, received by a node that
     /// is not a replica: it keeps the write as hints for every replica. Its
     /// storage issues the dot (and remembers it) without storing the row.
-    /// The context is clamped to what this node holds of the row (usually
-    /// nothing: the write then supersedes nothing, and stays a sibling of
-    /// what it does not know). A delete without a context cannot read what
-    /// to delete, so it is unavailable.
+    /// A context must be covered by what this node holds of the row
+    /// (usually nothing, so only a write without a context, or with the
+    /// context of a row never written, goes ahead): superseding what it
+    /// cannot see would let it come back. A delete without a context cannot
+    /// read what to delete, so it is unavailable.
     async fn write_hints_only(
         &self,
         write: Write,
@@ -421,11 +430,20 @@ impl Coordinator {
                 alive: 0,
             });
         }
+        let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone());
+        if let Some(context) = context.clone().filter(|c| !c.is_empty()) {
+            let key = key.clone();
+            let held = self.blocking(move |storage| storage.get(&key)).await?;
+            if !held.is_some_and(|row| row.context().dominates(&context)) {
+                return Err(RequestError::UnreachableContext {
+                    node: self.me.clone(),
+                });
+            }
+        }
         let version = RowVersion {
             timestamp_micros: self.now_micros(),
             row: write.columns,
         };
-        let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone());
         let me = self.me.clone();
         let written = self
             .blocking(move |storage| storage.write_elsewhere(&key, context.as_ref(), &me, version))

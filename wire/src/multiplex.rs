@@ -73,7 +73,9 @@ impl CallError {
             self,
             CallError::NotSent { .. }
                 | CallError::Remote(
-                    RequestError::Overloaded { .. } | RequestError::Unavailable { .. }
+                    RequestError::Overloaded { .. }
+                        | RequestError::Unavailable { .. }
+                        | RequestError::UnreachableContext { .. }
                 )
         )
     }

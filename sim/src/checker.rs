@@ -1,0 +1,517 @@
+//! Checkers over a history (the simulator's and, later, the lab's):
+//!
+//! - **lost write**: every acknowledged write is in its row's final state,
+//!   or a write that may have superseded it exists (one whose context
+//!   covered it, or, on a blind row, any write that may have run at a
+//!   coordinator holding it);
+//! - **phantom**: every value read was written, to that row;
+//! - **resurrection**: nothing an acknowledged write or delete superseded
+//!   (what its context covered) is in the final state;
+//! - **stale read**: at R + W > N, a read that starts after a write was
+//!   acknowledged returns it, unless a write that may have superseded it
+//!   started before the read ended;
+//! - **dot reuse**: no two values of a row were ever written under the
+//!   same dot, and no value under two dots (a write applied twice).
+//!
+//! Convergence is checked by the run itself (every replica of every row
+//! holds the same state after heal and repair).
+
+use std::collections::BTreeMap;
+
+use ringdb_proto::ConsistencyLevel;
+
+use crate::history::{Event, History, Key, Op, Outcome, Seen};
+
+/// A broken promise found in a history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Which check.
+    pub kind: &'static str,
+    /// What, for people.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind, self.detail)
+    }
+}
+
+/// What the checkers looked at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// Acknowledged writes and deletes.
+    pub acknowledged_writes: u64,
+    /// Successful reads.
+    pub reads: u64,
+    /// Operations that failed or whose outcome is unknown.
+    pub failed: u64,
+}
+
+/// One operation, invocation and completion together. Times are positions
+/// in the history (events are recorded in the order they happened; many
+/// share a millisecond).
+#[derive(Clone, Debug)]
+struct Operation {
+    id: u64,
+    op: Op,
+    invoked: usize,
+    invoked_ms: u64,
+    /// When it completed, and how (`None`: it never did).
+    completed: Option<(usize, Outcome)>,
+    completed_ms: u64,
+}
+
+impl Operation {
+    fn acknowledged(&self) -> bool {
+        matches!(self.completed, Some((_, Outcome::Written { .. })))
+    }
+
+    /// Whether it may have changed its row: acknowledged, or unknown.
+    fn may_have_written(&self) -> bool {
+        !matches!(self.op, Op::Get { .. })
+            && !matches!(
+                self.completed,
+                Some((_, Outcome::Refused(_) | Outcome::Read { .. }))
+            )
+    }
+
+    /// The latest it may have taken effect: its acknowledgement; a write
+    /// whose outcome is unknown may take effect any time later (a request
+    /// held in a paused node's buffers runs after its client gave up).
+    fn ran_by(&self) -> usize {
+        match &self.completed {
+            Some((at, Outcome::Written { .. } | Outcome::Read { .. } | Outcome::Refused(_))) => *at,
+            _ => usize::MAX,
+        }
+    }
+
+    fn seen(&self) -> Option<&Seen> {
+        match &self.op {
+            Op::Put { seen, .. } | Op::Delete { seen, .. } => Some(seen),
+            Op::Get { .. } => None,
+        }
+    }
+
+    fn value(&self) -> Option<u64> {
+        match self.op {
+            Op::Put { value, .. } => Some(value),
+            _ => None,
+        }
+    }
+}
+
+/// Checks `history` of a cluster with replication factor `replicas`.
+pub fn check(history: &History, replicas: usize) -> (Vec<Violation>, Checked) {
+    let mut operations: BTreeMap<u64, Operation> = BTreeMap::new();
+    let mut finals: BTreeMap<Key, (Vec<u64>, Vec<String>)> = BTreeMap::new();
+    for (at, event) in history.events.iter().enumerate() {
+        match event {
+            Event::Invoke { at_ms, id, op, .. } => {
+                operations.insert(
+                    *id,
+                    Operation {
+                        id: *id,
+                        op: op.clone(),
+                        invoked: at,
+                        invoked_ms: *at_ms,
+                        completed: None,
+                        completed_ms: 0,
+                    },
+                );
+            }
+            Event::Complete { at_ms, id, outcome } => {
+                if let Some(operation) = operations.get_mut(id) {
+                    operation.completed = Some((at, outcome.clone()));
+                    operation.completed_ms = *at_ms;
+                }
+            }
+            Event::Final {
+                key,
+                values,
+                writers,
+            } => {
+                finals.insert(*key, (values.clone(), writers.clone()));
+            }
+            Event::Fault { .. } => {}
+        }
+    }
+    let mut checker = Checker {
+        operations: operations.into_values().collect(),
+        finals,
+        replicas,
+        violations: Vec::new(),
+    };
+    checker.phantoms_and_dots();
+    checker.lost_writes();
+    checker.resurrections();
+    checker.stale_reads();
+    let checked = checker.counts();
+    (checker.violations, checked)
+}
+
+struct Checker {
+    operations: Vec<Operation>,
+    finals: BTreeMap<Key, (Vec<u64>, Vec<String>)>,
+    replicas: usize,
+    violations: Vec<Violation>,
+}
+
+impl Checker {
+    fn violation(&mut self, kind: &'static str, detail: String) {
+        self.violations.push(Violation { kind, detail });
+    }
+
+    fn counts(&self) -> Checked {
+        let mut checked = Checked::default();
+        for operation in &self.operations {
+            match &operation.completed {
+                Some((_, Outcome::Written { .. })) => checked.acknowledged_writes += 1,
+                Some((_, Outcome::Read { .. })) => checked.reads += 1,
+                _ => checked.failed += 1,
+            }
+        }
+        checked
+    }
+
+    /// Every value read was written to its row; every dot names one value.
+    fn phantoms_and_dots(&mut self) {
+        let written: BTreeMap<u64, Key> = self
+            .operations
+            .iter()
+            .filter_map(|o| Some((o.value()?, o.op.key())))
+            .collect();
+        let mut observed: Vec<(Key, Vec<u64>, Vec<String>, String)> = Vec::new();
+        for operation in &self.operations {
+            if let Some((
+                _,
+                Outcome::Read {
+                    values, writers, ..
+                },
+            )) = &operation.completed
+            {
+                let what = format!("read #{}", operation.id);
+                observed.push((operation.op.key(), values.clone(), writers.clone(), what));
+            }
+        }
+        for (key, (values, writers)) in &self.finals {
+            observed.push((*key, values.clone(), writers.clone(), "final state".into()));
+        }
+        // Counters are per row: a dot names one value of one row, and a
+        // value (written once) is stored under one dot.
+        let mut dots: BTreeMap<(Key, String), u64> = BTreeMap::new();
+        let mut dot_of: BTreeMap<(Key, u64), String> = BTreeMap::new();
+        for (key, values, writers, what) in observed {
+            for (value, writer) in values.iter().zip(&writers) {
+                match written.get(value) {
+                    Some(row) if *row == key => {}
+                    Some(row) => self.violation(
+                        "phantom",
+                        format!("{what} of {key} returned {value}, written to {row}"),
+                    ),
+                    None => self.violation(
+                        "phantom",
+                        format!("{what} of {key} returned {value}, never written"),
+                    ),
+                }
+                match dot_of.insert((key, *value), writer.clone()) {
+                    Some(other) if other != *writer => self.violation(
+                        "written twice",
+                        format!(
+                            "{value} of {key} is under two dots, {other} and {writer} ({what})"
+                        ),
+                    ),
+                    _ => {}
+                }
+                match dots.insert((key, writer.clone()), *value) {
+                    Some(other) if other != *value => self.violation(
+                        "dot reuse",
+                        format!("dot {writer} wrote both {other} and {value} ({what} of {key})"),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Whether `by` may have superseded `value`, written by `write`.
+    fn may_supersede(by: &Operation, write: &Operation, value: u64) -> bool {
+        if by.id == write.id || by.op.key() != write.op.key() || !by.may_have_written() {
+            return false;
+        }
+        match by.seen() {
+            Some(Seen::Values(seen)) => seen.contains(&value),
+            // Its coordinator may have held the value if it ran after
+            // the value's write began.
+            Some(Seen::Blind) => by.ran_by() > write.invoked,
+            None => false,
+        }
+    }
+
+    fn lost_writes(&mut self) {
+        let mut lost = Vec::new();
+        for write in self.operations.iter().filter(|o| o.acknowledged()) {
+            let Some(value) = write.value() else { continue };
+            let key = write.op.key();
+            let present = self
+                .finals
+                .get(&key)
+                .is_some_and(|(values, _)| values.contains(&value));
+            let superseded = self
+                .operations
+                .iter()
+                .any(|by| Checker::may_supersede(by, write, value));
+            if !present && !superseded {
+                lost.push(format!(
+                    "{value} written to {key} (#{}, acknowledged) is not in the final state, \
+                     and no write superseded it",
+                    write.id
+                ));
+            }
+        }
+        for detail in lost {
+            self.violation("lost write", detail);
+        }
+    }
+
+    fn resurrections(&mut self) {
+        let mut back = Vec::new();
+        for write in self.operations.iter().filter(|o| o.acknowledged()) {
+            let Some(Seen::Values(seen)) = write.seen() else {
+                continue;
+            };
+            let key = write.op.key();
+            let Some((values, _)) = self.finals.get(&key) else {
+                continue;
+            };
+            for value in seen.iter().filter(|v| values.contains(v)) {
+                let what = match write.op {
+                    Op::Delete { .. } => "delete",
+                    _ => "write",
+                };
+                back.push(format!(
+                    "{value} of {key} is in the final state, but the acknowledged {what} #{} \
+                     superseded it",
+                    write.id
+                ));
+            }
+        }
+        for detail in back {
+            self.violation("resurrection", detail);
+        }
+    }
+
+    fn stale_reads(&mut self) {
+        let n = self.replicas;
+        let mut stale = Vec::new();
+        for read in &self.operations {
+            let (Op::Get { consistency: r, .. }, Some((read_end, Outcome::Read { values, .. }))) =
+                (&read.op, &read.completed)
+            else {
+                continue;
+            };
+            for write in self.operations.iter().filter(|o| o.acknowledged()) {
+                let Op::Put {
+                    value,
+                    consistency: w,
+                    key,
+                    ..
+                } = &write.op
+                else {
+                    continue;
+                };
+                let (Some(r), Some(w)) = (strict_count(*r, n), strict_count(*w, n)) else {
+                    continue;
+                };
+                let Some((write_end, _)) = &write.completed else {
+                    continue;
+                };
+                if *key != read.op.key() || r + w <= n || *write_end >= read.invoked {
+                    continue;
+                }
+                if values.contains(value) {
+                    continue;
+                }
+                let superseded = self
+                    .operations
+                    .iter()
+                    .any(|by| by.invoked < *read_end && Checker::may_supersede(by, write, *value));
+                if !superseded {
+                    stale.push(format!(
+                        "read #{} of {key} at {r:?}+{w:?} (started {} ms) missed {value}, \
+                         acknowledged by #{} at {} ms",
+                        read.id,
+                        read.invoked_ms,
+                        write.id,
+                        write.completed_ms,
+                        r = read_level(&read.op),
+                        w = write_level(&write.op),
+                    ));
+                }
+            }
+        }
+        for detail in stale {
+            self.violation("stale read", detail);
+        }
+    }
+}
+
+fn read_level(op: &Op) -> ConsistencyLevel {
+    match op {
+        Op::Get { consistency, .. }
+        | Op::Put { consistency, .. }
+        | Op::Delete { consistency, .. } => *consistency,
+    }
+}
+
+fn write_level(op: &Op) -> ConsistencyLevel {
+    read_level(op)
+}
+
+/// How many real replicas a level waits for, with `n` replicas (`None`:
+/// a level that may count none, ANY).
+pub fn strict_count(level: ConsistencyLevel, n: usize) -> Option<usize> {
+    match level {
+        ConsistencyLevel::Any => None,
+        ConsistencyLevel::One | ConsistencyLevel::LocalOne => Some(1),
+        ConsistencyLevel::Two => Some(2),
+        ConsistencyLevel::Three => Some(3),
+        ConsistencyLevel::Quorum | ConsistencyLevel::LocalQuorum | ConsistencyLevel::EachQuorum => {
+            Some(n / 2 + 1)
+        }
+        ConsistencyLevel::All => Some(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: Key = Key {
+        table: 0,
+        key: 0,
+        chain: true,
+    };
+
+    fn written() -> Outcome {
+        Outcome::Written {
+            receipt: String::new(),
+        }
+    }
+
+    fn read(values: &[u64], writers: &[&str]) -> Outcome {
+        Outcome::Read {
+            values: values.to_vec(),
+            writers: writers.iter().map(|w| w.to_string()).collect(),
+            receipt: String::new(),
+        }
+    }
+
+    /// A history of operations, each completing before the next starts.
+    fn history(ops: Vec<(Op, Outcome)>, finals: &[(u64, &str)]) -> History {
+        let mut events = Vec::new();
+        for (id, (op, outcome)) in ops.into_iter().enumerate() {
+            let id = id as u64;
+            let node = "n1".into();
+            events.push(Event::Invoke {
+                at_ms: id,
+                id,
+                client: 0,
+                node,
+                op,
+            });
+            events.push(Event::Complete {
+                at_ms: id,
+                id,
+                outcome,
+            });
+        }
+        events.push(Event::Final {
+            key: KEY,
+            values: finals.iter().map(|(v, _)| *v).collect(),
+            writers: finals.iter().map(|(_, w)| w.to_string()).collect(),
+        });
+        History { events }
+    }
+
+    fn put(value: u64, seen: &[u64], consistency: ConsistencyLevel) -> Op {
+        Op::Put {
+            key: KEY,
+            value,
+            consistency,
+            seen: Seen::Values(seen.to_vec()),
+        }
+    }
+
+    fn get(consistency: ConsistencyLevel) -> Op {
+        Op::Get {
+            key: KEY,
+            consistency,
+        }
+    }
+
+    fn kinds(history: &History) -> Vec<&'static str> {
+        check(history, 3).0.iter().map(|v| v.kind).collect()
+    }
+
+    use ConsistencyLevel::{One, Quorum};
+
+    #[test]
+    fn a_clean_history_passes() {
+        let clean = history(
+            vec![
+                (put(1, &[], Quorum), written()),
+                (get(Quorum), read(&[1], &["a@1:1"])),
+                (put(2, &[1], Quorum), written()),
+            ],
+            &[(2, "a@1:2")],
+        );
+        assert_eq!(kinds(&clean), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn each_broken_promise_is_found() {
+        let lost = history(vec![(put(1, &[], Quorum), written())], &[]);
+        assert_eq!(kinds(&lost), ["lost write"]);
+        let phantom = history(vec![(get(One), read(&[9], &["a@1:1"]))], &[]);
+        assert_eq!(kinds(&phantom), ["phantom"]);
+        let back = history(
+            vec![
+                (put(1, &[], Quorum), written()),
+                (put(2, &[1], Quorum), written()),
+            ],
+            &[(1, "a@1:1"), (2, "a@1:2")],
+        );
+        assert_eq!(kinds(&back), ["resurrection"]);
+        let stale = history(
+            vec![
+                (put(1, &[], Quorum), written()),
+                (get(Quorum), read(&[], &[])),
+            ],
+            &[(1, "a@1:1")],
+        );
+        assert_eq!(kinds(&stale), ["stale read"]);
+        let reused = history(
+            vec![(put(1, &[], One), written()), (put(2, &[], One), written())],
+            &[(1, "a@1:1"), (2, "a@1:1")],
+        );
+        assert_eq!(kinds(&reused), ["dot reuse"]);
+        let twice = history(
+            vec![
+                (put(1, &[], One), written()),
+                (get(One), read(&[1], &["a@1:1"])),
+            ],
+            &[(1, "a@1:2")],
+        );
+        assert_eq!(kinds(&twice), ["written twice"]);
+    }
+
+    #[test]
+    fn a_stale_read_below_a_quorum_is_allowed() {
+        let weak = history(
+            vec![(put(1, &[], One), written()), (get(One), read(&[], &[]))],
+            &[(1, "a@1:1")],
+        );
+        assert_eq!(kinds(&weak), Vec::<&str>::new());
+    }
+}

@@ -1,0 +1,384 @@
+//! Workloads: clients writing unique values, deleting and reading, at
+//! every consistency level, on blind rows (writes without a context) and
+//! on chain rows (read → write-with-context, write → write with the context
+//! the write returned, read → delete). They run against any [`Target`]: the
+//! simulator's cluster, or (in the lab) real nodes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use ringdb_proto::{
+    ClientReply, ClientRequest, ClusteringKey, ConsistencyLevel, Context, PartitionKey,
+    RequestError, Row, RowAddress, Sibling, Value,
+};
+use ringdb_ring::NodeId;
+use ringdb_wire::multiplex::CallError;
+use tokio::time::Instant;
+
+use crate::history::{Event, History, Key, Op, Outcome, Seen};
+
+/// How long a client waits for an answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// The column every workload writes.
+pub const COLUMN: &str = "v";
+
+/// Where the clients send requests.
+pub trait Target: Send + Sync {
+    /// The nodes a client may ask now.
+    fn contact_points(&self) -> Vec<NodeId>;
+
+    /// Sends `request` to `node` and waits for its answer.
+    fn call<'a>(
+        &'a self,
+        node: &'a NodeId,
+        request: ClientRequest,
+    ) -> ringdb_node::network::BoxFuture<'a, Result<ClientReply, CallError>>;
+}
+
+/// Records events with their simulated time.
+pub struct Recorder {
+    start: Instant,
+    history: Mutex<History>,
+    next_id: AtomicU64,
+    next_value: AtomicU64,
+}
+
+impl Recorder {
+    /// An empty history starting now.
+    pub fn new() -> Arc<Recorder> {
+        Arc::new(Recorder {
+            start: Instant::now(),
+            history: Mutex::new(History::default()),
+            next_id: AtomicU64::new(1),
+            next_value: AtomicU64::new(1),
+        })
+    }
+
+    /// Milliseconds since the run started.
+    pub fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// Adds an event.
+    pub fn record(&self, event: Event) {
+        self.history.lock().expect("history").events.push(event);
+    }
+
+    /// Records a fault.
+    pub fn fault(&self, what: impl Into<String>) {
+        let at_ms = self.now_ms();
+        self.record(Event::Fault {
+            at_ms,
+            what: what.into(),
+        });
+    }
+
+    /// A copy of the history so far.
+    pub fn history(&self) -> History {
+        self.history.lock().expect("history").clone()
+    }
+
+    fn value(&self) -> u64 {
+        self.next_value.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// The rows and levels a workload uses.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    /// The rows.
+    pub keys: Vec<Key>,
+    /// The levels drawn from.
+    pub levels: Vec<ConsistencyLevel>,
+    /// The longest pause between a client's operations.
+    pub think: Duration,
+}
+
+impl Workload {
+    /// `blind` blind rows and `chain` chain rows in each of two tables,
+    /// at every level that needs at most `replicas` replicas.
+    pub fn new(blind: u32, chain: u32, replicas: usize) -> Workload {
+        let mut keys = Vec::new();
+        for table in 0..2 {
+            for key in 0..blind {
+                keys.push(Key {
+                    table,
+                    key,
+                    chain: false,
+                });
+            }
+            for key in 0..chain {
+                keys.push(Key {
+                    table,
+                    key,
+                    chain: true,
+                });
+            }
+        }
+        let mut levels = vec![
+            ConsistencyLevel::One,
+            ConsistencyLevel::Quorum,
+            ConsistencyLevel::Quorum,
+            ConsistencyLevel::All,
+            ConsistencyLevel::Any,
+        ];
+        if replicas >= 2 {
+            levels.push(ConsistencyLevel::Two);
+        }
+        Workload {
+            keys,
+            levels,
+            think: Duration::from_millis(40),
+        }
+    }
+}
+
+/// The address of a workload row.
+pub fn address(key: &Key) -> RowAddress {
+    RowAddress {
+        table: key.table_name(),
+        partition: PartitionKey::new(key.partition().into_bytes()).expect("a short key"),
+        clustering: ClusteringKey::empty(),
+    }
+}
+
+/// Runs one client until `until`: `seed` draws its operations.
+pub async fn run_client(
+    client: u32,
+    seed: u64,
+    workload: Arc<Workload>,
+    target: Arc<dyn Target>,
+    recorder: Arc<Recorder>,
+    until: Instant,
+) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let session = Session {
+        client,
+        target,
+        recorder,
+    };
+    while Instant::now() < until {
+        let key = *workload.keys.choose(&mut rng).expect("keys");
+        let level = |rng: &mut StdRng| *workload.levels.choose(rng).expect("levels");
+        if key.chain {
+            session
+                .chain(key, level(&mut rng), level(&mut rng), &mut rng)
+                .await;
+        } else {
+            let op = match rng.random_range(0..10) {
+                0..=4 => Op::Put {
+                    key,
+                    value: session.recorder.value(),
+                    consistency: level(&mut rng),
+                    seen: Seen::Blind,
+                },
+                5 => Op::Delete {
+                    key,
+                    consistency: level(&mut rng),
+                    seen: Seen::Blind,
+                },
+                _ => Op::Get {
+                    key,
+                    consistency: read_level(level(&mut rng)),
+                },
+            };
+            session.run(op, Context::empty(), &mut rng).await;
+        }
+        let think = rng.random_range(0..=workload.think.as_millis() as u64);
+        tokio::time::sleep(Duration::from_millis(think)).await;
+    }
+}
+
+/// ANY is a write level; a read asks for ONE instead.
+fn read_level(level: ConsistencyLevel) -> ConsistencyLevel {
+    match level {
+        ConsistencyLevel::Any => ConsistencyLevel::One,
+        level => level,
+    }
+}
+
+struct Session {
+    client: u32,
+    target: Arc<dyn Target>,
+    recorder: Arc<Recorder>,
+}
+
+impl Session {
+    /// Read, then write with the read's context (and maybe again with the
+    /// write's), or delete with it.
+    async fn chain(
+        &self,
+        key: Key,
+        read: ConsistencyLevel,
+        write: ConsistencyLevel,
+        rng: &mut StdRng,
+    ) {
+        let get = Op::Get {
+            key,
+            consistency: read_level(read),
+        };
+        let Some((ClientReply::Read { context, .. }, Outcome::Read { values, .. })) =
+            self.run(get, Context::empty(), rng).await
+        else {
+            return;
+        };
+        if rng.random_bool(0.2) {
+            let delete = Op::Delete {
+                key,
+                consistency: write,
+                seen: Seen::Values(values),
+            };
+            self.run(delete, context, rng).await;
+            return;
+        }
+        let value = self.recorder.value();
+        let put = Op::Put {
+            key,
+            value,
+            consistency: write,
+            seen: Seen::Values(values.clone()),
+        };
+        let Some((ClientReply::Written { context, .. }, _)) = self.run(put, context, rng).await
+        else {
+            return;
+        };
+        if rng.random_bool(0.5) {
+            let mut seen = values;
+            seen.push(value);
+            let again = Op::Put {
+                key,
+                value: self.recorder.value(),
+                consistency: write,
+                seen: Seen::Values(seen),
+            };
+            self.run(again, context, rng).await;
+        }
+    }
+
+    /// Runs one operation against a random contact point, recording it.
+    async fn run(
+        &self,
+        op: Op,
+        context: Context,
+        rng: &mut StdRng,
+    ) -> Option<(ClientReply, Outcome)> {
+        let nodes = self.target.contact_points();
+        let node = nodes.choose(rng)?.clone();
+        let id = self.recorder.next_id.fetch_add(1, Ordering::Relaxed);
+        self.recorder.record(Event::Invoke {
+            at_ms: self.recorder.now_ms(),
+            id,
+            client: self.client,
+            node: node.to_string(),
+            op: op.clone(),
+        });
+        let answer = self.target.call(&node, request(&op, context)).await;
+        let outcome = outcome(&answer);
+        self.recorder.record(Event::Complete {
+            at_ms: self.recorder.now_ms(),
+            id,
+            outcome: outcome.clone(),
+        });
+        answer.ok().map(|reply| (reply, outcome))
+    }
+}
+
+fn request(op: &Op, context: Context) -> ClientRequest {
+    match op {
+        Op::Put {
+            key,
+            value,
+            consistency,
+            ..
+        } => ClientRequest::Put {
+            row: address(key),
+            columns: Row::from([(COLUMN.to_string(), Value::BigInt(*value as i64))]),
+            context,
+            consistency: *consistency,
+            sloppy: false,
+        },
+        Op::Delete {
+            key, consistency, ..
+        } => ClientRequest::Delete {
+            row: address(key),
+            context,
+            consistency: *consistency,
+            sloppy: false,
+        },
+        Op::Get { key, consistency } => ClientRequest::Get {
+            row: address(key),
+            consistency: *consistency,
+        },
+    }
+}
+
+/// The values and writers of siblings, sorted by value.
+pub fn values_of(siblings: &[Sibling]) -> (Vec<u64>, Vec<String>) {
+    let mut pairs: Vec<(u64, String)> = siblings
+        .iter()
+        .map(|sibling| {
+            let value = match sibling.columns.get(COLUMN) {
+                Some(Value::BigInt(value)) => *value as u64,
+                _ => 0,
+            };
+            (value, sibling.writer.clone())
+        })
+        .collect();
+    pairs.sort();
+    pairs.into_iter().unzip()
+}
+
+/// A receipt in a few words: `by n1, acks [n1, n2], repaired [n3]`.
+fn describe(receipt: &ringdb_proto::Receipt) -> String {
+    let name = |nodes: &[NodeId]| {
+        nodes
+            .iter()
+            .map(NodeId::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut text = format!(
+        "by {} acks [{}]",
+        receipt
+            .coordinator
+            .as_ref()
+            .map_or("?".into(), NodeId::to_string),
+        name(&receipt.acknowledged)
+    );
+    if !receipt.repaired.is_empty() {
+        text.push_str(&format!(" repaired [{}]", name(&receipt.repaired)));
+    }
+    if !receipt.hinted.is_empty() {
+        text.push_str(&format!(" hinted [{}]", name(&receipt.hinted)));
+    }
+    text
+}
+
+fn outcome(answer: &Result<ClientReply, CallError>) -> Outcome {
+    match answer {
+        Ok(ClientReply::Read {
+            siblings, receipt, ..
+        }) => {
+            let (values, writers) = values_of(siblings);
+            let receipt = describe(receipt);
+            Outcome::Read {
+                values,
+                writers,
+                receipt,
+            }
+        }
+        Ok(ClientReply::Written { receipt, .. }) => Outcome::Written {
+            receipt: describe(receipt),
+        },
+        Ok(other) => Outcome::Unknown(format!("unexpected answer {other:?}")),
+        Err(error) if error.was_not_sent() => Outcome::Refused(error.to_string()),
+        Err(error @ CallError::Remote(RequestError::InvalidRequest { .. })) => {
+            Outcome::Refused(error.to_string())
+        }
+        Err(error) => Outcome::Unknown(error.to_string()),
+    }
+}
