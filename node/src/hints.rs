@@ -33,6 +33,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::HintsConfig;
 use crate::coordinator::Coordinator;
+use crate::error::{TaskError, ask};
 use crate::membership::View;
 use crate::storage::{RowKey, Storage, StorageError, decode_versions};
 use crate::streaming::Throttle;
@@ -189,13 +190,12 @@ pub(crate) async fn run_replay(coordinator: Arc<Coordinator>, cancel: Cancellati
 async fn with_queue<T: Send + 'static>(
     coordinator: &Arc<Coordinator>,
     work: impl FnOnce(&mut HintQueue<Arc<Storage>>) -> Result<T, StorageError> + Send + 'static,
-) -> Result<T, String> {
+) -> Result<T, TaskError> {
     let hints = coordinator.hints.clone();
-    coordinator
+    Ok(coordinator
         .storage
         .blocking(move |_| work(&mut hints.queue.lock().expect("hint queue")))
-        .await
-        .map_err(|e| e.to_string())
+        .await?)
 }
 
 /// Delivers `target`'s hints, oldest first, until none are left or one fails.
@@ -203,7 +203,7 @@ async fn replay(
     coordinator: &Arc<Coordinator>,
     target: &NodeId,
     cancel: &CancellationToken,
-) -> Result<(), String> {
+) -> Result<(), TaskError> {
     let rate = coordinator.hints.config.replay_kib_per_sec;
     let mut throttle = Throttle::new((rate > 0).then_some(rate as f64 * 1024.0));
     let (mut delivered, started) = (0u64, Instant::now());
@@ -227,14 +227,9 @@ async fn replay(
                 versions: VersionedRow(hint.record.versions.clone()),
             };
             let deadline = Instant::now() + REPLAY_TIMEOUT;
-            let call = coordinator
-                .peers
-                .send(target, request, deadline)
-                .map_err(|e| e.to_string())?;
-            match call.answer(deadline).await {
-                Ok(PeerReply::Applied) => {}
-                Ok(other) => return Err(format!("unexpected answer {other:?}")),
-                Err(error) => return Err(error.to_string()),
+            match ask(coordinator.peers.as_ref(), target, request, deadline).await? {
+                PeerReply::Applied => {}
+                other => return Err(TaskError::unexpected(target, &other)),
             }
             let name = target.as_str().to_owned();
             let bytes = hint.bytes;
@@ -250,7 +245,10 @@ async fn replay(
 }
 
 /// The oldest batch of `target`'s hints still due; empty once it has none.
-async fn oldest_due(coordinator: &Arc<Coordinator>, target: &NodeId) -> Result<Vec<Due>, String> {
+async fn oldest_due(
+    coordinator: &Arc<Coordinator>,
+    target: &NodeId,
+) -> Result<Vec<Due>, TaskError> {
     let name = target.as_str().to_owned();
     let now = coordinator.now_micros();
     with_queue(coordinator, move |queue| {
@@ -260,7 +258,7 @@ async fn oldest_due(coordinator: &Arc<Coordinator>, target: &NodeId) -> Result<V
 }
 
 /// Sends the hints of a target that left the ring to the rows' replicas now.
-async fn redirect(coordinator: &Arc<Coordinator>, target: &NodeId) -> Result<(), String> {
+async fn redirect(coordinator: &Arc<Coordinator>, target: &NodeId) -> Result<(), TaskError> {
     let mut moved = 0u64;
     loop {
         let batch = oldest_due(coordinator, target).await?;
@@ -292,7 +290,7 @@ async fn redirect(coordinator: &Arc<Coordinator>, target: &NodeId) -> Result<(),
 }
 
 /// Drops `target`'s hints that are older than the window.
-async fn expire(coordinator: &Arc<Coordinator>, target: &NodeId) -> Result<(), String> {
+async fn expire(coordinator: &Arc<Coordinator>, target: &NodeId) -> Result<(), TaskError> {
     let name = target.as_str().to_owned();
     let now = coordinator.now_micros();
     let expired = with_queue(coordinator, move |queue| {
@@ -309,8 +307,8 @@ async fn expire(coordinator: &Arc<Coordinator>, target: &NodeId) -> Result<(), S
     Ok(())
 }
 
-fn row_id(hint: &Due) -> Result<RowId, String> {
-    let key = RowKey::decode(&hint.record.key).map_err(|e| e.to_string())?;
+fn row_id(hint: &Due) -> Result<RowId, TaskError> {
+    let key = RowKey::decode(&hint.record.key)?;
     decode_versions(&hint.record.versions)?;
     Ok(RowId {
         table: key.table,
@@ -329,7 +327,7 @@ fn row_id(hint: &Due) -> Result<RowId, String> {
 pub(crate) async fn hand_over(
     coordinator: &Arc<Coordinator>,
     future: &Ring,
-) -> Result<u64, String> {
+) -> Result<u64, TaskError> {
     let mut handed = 0u64;
     for target in coordinator.hints.targets() {
         loop {
@@ -357,7 +355,7 @@ async fn hand_over_one(
     future: &Ring,
     target: &NodeId,
     hint: &Due,
-) -> Result<(), String> {
+) -> Result<(), TaskError> {
     let row = row_id(hint)?;
     let view = coordinator.membership.view();
     let versions = VersionedRow(hint.record.versions.clone());
@@ -406,7 +404,7 @@ async fn hand_over_one(
             return Ok(());
         }
     }
-    Err(format!(
+    Err(TaskError::Refused(format!(
         "no node took a hint for {target}: it is down and no other node stores hints for it"
-    ))
+    )))
 }

@@ -29,7 +29,7 @@
 //! **Seams.** The node's logic touches the world only through four seams,
 //! so that the same code runs in production and, whole clusters at once,
 //! in the simulator (`ringdb-sim`), with [`Node::start_in`] and a
-//! [`World`](world::World): wall time through a [`Clock`](world::Clock),
+//! [`World`]: wall time through a [`Clock`](world::Clock),
 //! every random number from one seeded [`Random`](world::Random), peers
 //! through a [`Network`](network::Network) (QUIC's
 //! [`QuicNetwork`](transport::QuicNetwork) in production, decorated by
@@ -144,6 +144,7 @@ pub mod causality;
 mod cleanup;
 pub mod config;
 mod coordinator;
+mod error;
 mod hints;
 mod known_peers;
 pub mod membership;
@@ -161,5 +162,5 @@ pub mod world;
 
 pub use config::Config;
 pub use coordinator::table_id;
-pub use node::{Node, NodeError, NodeHandle};
-pub use topology::RETIRED_FILE;
+pub use node::{Node, NodeError, NodeHandle, World};
+pub use storage::RETIRED_FILE;

@@ -22,7 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringdb_gossip::{
-    EndpointState, Event, GOSSIP_INTERVAL, GossipMessage, Gossiper, Peer, StateValue, Status,
+    EndpointState, Event, GOSSIP_INTERVAL, GossipError, GossipMessage, Gossiper, Peer, StateValue,
+    Status,
 };
 use ringdb_proto::{NodeStatus, PeerReply, PeerRequest, TopologyNode};
 use ringdb_ring::{NodeId, Replication, Ring, TokenRange};
@@ -32,10 +33,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::error::{self, TaskError};
 use crate::known_peers::{self, KnownPeers};
 use crate::network::{DialError, Dialled, Network};
 use crate::storage::Storage;
-use crate::topology;
 
 /// How long one gossip exchange may take.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -207,8 +208,30 @@ pub(crate) enum GossipInput {
     Remove {
         node: NodeId,
         expect: Status,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), RemoveError>>,
     },
+}
+
+/// Why a node could not be marked removed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RemoveError {
+    /// Its status changed since the caller looked.
+    #[error(
+        "{node} became {status} meanwhile; look at `ringdb status` and run removenode again if \
+         it is still needed"
+    )]
+    Changed {
+        /// The node.
+        node: NodeId,
+        /// Its status now.
+        status: Status,
+    },
+    /// Gossip refused (the node is this one, alive, or unknown).
+    #[error(transparent)]
+    Gossip(#[from] GossipError),
+    /// This node is shutting down.
+    #[error("the node is shutting down")]
+    ShuttingDown,
 }
 
 /// A handle to the gossip task.
@@ -235,20 +258,16 @@ impl GossipHandle {
     }
 
     /// Marks a dead node removed, if its status is still `expect`.
-    pub(crate) async fn remove(&self, node: NodeId, expect: Status) -> Result<(), String> {
+    pub(crate) async fn remove(&self, node: NodeId, expect: Status) -> Result<(), RemoveError> {
         let (reply, answer) = oneshot::channel();
         let input = GossipInput::Remove {
             node,
             expect,
             reply,
         };
-        self.inbox
-            .send(input)
-            .await
-            .map_err(|_| "the node is shutting down".to_string())?;
-        answer
-            .await
-            .map_err(|_| "the node is shutting down".to_string())?
+        let shutting_down = |_| RemoveError::ShuttingDown;
+        self.inbox.send(input).await.map_err(shutting_down)?;
+        answer.await.map_err(|_| RemoveError::ShuttingDown)?
     }
 
     /// Sets one of this node's application states.
@@ -358,7 +377,7 @@ impl GossipTask {
                                 continue;
                             }
                             error!("this node was removed from the cluster (removenode); stopping");
-                            if let Err(error) = topology::mark_retired(&self.storage, "removed") {
+                            if let Err(error) = self.storage.mark_retired("removed") {
                                 error!(%error, "cannot record the removal");
                             }
                             self.cancel.cancel();
@@ -408,11 +427,8 @@ impl GossipTask {
             } => {
                 let now = self.gossiper.state(&node).map(|state| state.status());
                 let outcome = match now {
-                    Some(status) if status != expect => Err(format!(
-                        "{node} became {status} meanwhile; look at `ringdb status` and run \
-                         removenode again if it is still needed"
-                    )),
-                    _ => self.gossiper.remove(&node).map_err(|e| e.to_string()),
+                    Some(status) if status != expect => Err(RemoveError::Changed { node, status }),
+                    _ => self.gossiper.remove(&node).map_err(RemoveError::from),
                 };
                 // The caller may have given up: nothing to do.
                 let _ = reply.send(outcome);
@@ -529,21 +545,21 @@ impl Channel {
         &self,
         peers: &dyn Network,
         message: &GossipMessage,
-    ) -> Result<PeerReply, String> {
-        let bytes = rmp_serde::to_vec_named(message).map_err(|e| e.to_string())?;
+    ) -> Result<PeerReply, TaskError> {
+        let bytes = rmp_serde::to_vec_named(message).expect("a gossip message always encodes");
         let request = PeerRequest::Gossip(bytes);
         match self {
             Channel::Peer(node) => {
                 let deadline = Instant::now() + EXCHANGE_TIMEOUT;
-                let call = peers
-                    .send(node, request, deadline)
-                    .map_err(|e| e.to_string())?;
-                call.answer(deadline).await.map_err(|e| e.to_string())
+                error::ask(peers, node, request, deadline).await
             }
-            Channel::Once(_, connection) => connection
+            Channel::Once(node, connection) => connection
                 .call(request, EXCHANGE_TIMEOUT)
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(|error| TaskError::Call {
+                    node: node.clone(),
+                    error,
+                }),
         }
     }
 }

@@ -17,10 +17,11 @@ use crate::coordinator::{BackgroundJob, Coordinator};
 use crate::hints::{self, Hints};
 use crate::membership::{GossipTask, Membership, SeedWatch, View};
 use crate::network::{Faults, Faulty, Hello, Network};
+use crate::storage::Engine;
 use crate::storage::{Storage, StorageError};
 use crate::tls::{NodeCertificate, TlsError};
 use crate::transport::{self, QuicNetwork};
-use crate::world::World;
+use crate::world::{Clock, Random, SystemClock};
 use crate::{known_peers, operations, repair, restore, topology};
 
 /// How long [`NodeHandle::shutdown`] waits for tasks to finish.
@@ -96,6 +97,34 @@ pub enum NodeError {
     },
 }
 
+/// What a node runs in: its clock, its random numbers, its disk and its
+/// network.
+#[derive(Clone)]
+pub struct World {
+    /// Wall time.
+    pub clock: Arc<dyn Clock>,
+    /// Random numbers.
+    pub random: Arc<Random>,
+    /// The storage engine; `None`: RocksDB in the configured data directory.
+    pub engine: Option<Arc<dyn Engine>>,
+    /// The peer network; `None`: QUIC on the configured ports, with the
+    /// configured certificates.
+    pub network: Option<Arc<dyn Network>>,
+}
+
+impl World {
+    /// The system clock, a source seeded by the operating system, RocksDB
+    /// and QUIC.
+    pub fn production() -> World {
+        World {
+            clock: Arc::new(SystemClock),
+            random: Arc::new(Random::from_os()),
+            engine: None,
+            network: None,
+        }
+    }
+}
+
 /// Starts nodes.
 pub struct Node;
 
@@ -119,7 +148,7 @@ impl Node {
             Some(engine) => Storage::new(engine.clone(), &world.random)?,
             None => Storage::open_with(&config.data_dir, &config.storage, &world.random)?,
         });
-        if let Some(why) = topology::retired(&storage)? {
+        if let Some(why) = storage.retired()? {
             return Err(NodeError::Retired {
                 why,
                 data_dir: config.data_dir.clone(),
@@ -224,6 +253,7 @@ impl Node {
             operations: operations::Operations::new(cancel.clone()),
             clock: world.clock.clone(),
             random: world.random.clone(),
+            forwarded: Default::default(),
         });
 
         let mut tasks = JoinSet::new();

@@ -44,7 +44,8 @@ use tracing::{debug, info, warn};
 
 use crate::cleanup;
 use crate::coordinator::Coordinator;
-use crate::storage::{Storage, StorageError, StoredRow};
+use crate::error::{self, TaskError};
+use crate::storage::{Storage, StorageError, purgeable};
 use crate::streaming::{self, Throttle};
 
 /// How long the ring must stay still before the trees follow it.
@@ -69,14 +70,6 @@ pub(crate) fn purge_cutoff(coordinator: &Coordinator) -> i64 {
     let seconds = coordinator.antientropy.tombstone_grace_secs;
     let grace = i64::try_from(seconds.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
     coordinator.now_micros().saturating_sub(grace)
-}
-
-/// Whether a row is nothing but tombstones written before `before`.
-pub(crate) fn purgeable(row: &StoredRow, before: i64) -> bool {
-    !row.is_empty()
-        && row
-            .values()
-            .all(|version| version.row.is_none() && version.timestamp_micros < before)
 }
 
 /// This node's tree of exactly `range`, or why there is none. A range
@@ -243,14 +236,14 @@ pub(crate) async fn repair(
                 continue;
             }
             round.summary.ranges_compared += 1;
-            let mut outcome = Err("down".to_string());
+            let mut outcome = Err(TaskError::Refused(format!("{peer} is down")));
             // A replica that has just started builds its trees first (a
             // scan of its data): wait for it rather than give up.
             let give_up = Instant::now() + TREES_WAIT;
             while coordinator.is_up(peer) {
                 outcome = exchange(coordinator, &trees, range, peer, table, &mut round).await;
-                let building = matches!(&outcome, Err(e) if e.contains(STILL_BUILDING));
-                if !building {
+                // Its trees lag (it answers Overloaded until they are built).
+                if !outcome.as_ref().is_err_and(TaskError::is_overloaded) {
                     break;
                 }
                 if Instant::now() >= give_up.min(deadline) {
@@ -266,7 +259,7 @@ pub(crate) async fn repair(
                     round
                         .summary
                         .ranges_failed
-                        .push((range, peer.clone(), error));
+                        .push((range, peer.clone(), error.to_string()));
                     complete = false;
                 }
             }
@@ -311,15 +304,11 @@ async fn ask(
     peer: &NodeId,
     request: PeerRequest,
     round: &mut Round,
-) -> Result<PeerReply, String> {
+) -> Result<PeerReply, TaskError> {
     let summary = &mut round.summary;
     summary.bytes_sent += encoded_len(&request);
     let deadline = (Instant::now() + STEP_TIMEOUT).min(round.deadline);
-    let call = coordinator
-        .peers
-        .send(peer, request, deadline)
-        .map_err(|e| e.to_string())?;
-    let reply = call.answer(deadline).await.map_err(|e| e.to_string())?;
+    let reply = error::ask(coordinator.peers.as_ref(), peer, request, deadline).await?;
     summary.bytes_sent += encoded_len(&reply);
     Ok(reply)
 }
@@ -332,8 +321,8 @@ async fn exchange(
     peer: &NodeId,
     table: Option<TableId>,
     round: &mut Round,
-) -> Result<u64, String> {
-    let tree = local_tree(coordinator, trees, range).map_err(|e| e.to_string())?;
+) -> Result<u64, TaskError> {
+    let tree = local_tree(coordinator, trees, range)?;
     let (mut exchange, mut step) = Exchange::start();
     let leaves = loop {
         match step {
@@ -350,11 +339,14 @@ async fn exchange(
                         .chunks_exact(32)
                         .map(|chunk| Hash::try_from(chunk).expect("32 bytes"))
                         .collect::<Vec<Hash>>(),
-                    other => return Err(format!("unexpected answer {other:?}")),
+                    other => return Err(TaskError::unexpected(peer, &other)),
                 };
                 step = exchange
                     .on_hashes(tree, &hashes)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| TaskError::Protocol {
+                        node: peer.clone(),
+                        what: e.to_string(),
+                    })?;
             }
         }
     };
@@ -374,22 +366,22 @@ async fn exchange(
                 theirs.extend(items);
                 let Some((leaf, key)) = resume else { break };
                 let Some(at) = remaining.iter().position(|l| *l == leaf) else {
-                    return Err(format!(
-                        "{peer} resumed at leaf {leaf}, which was not asked"
-                    ));
+                    return Err(TaskError::Protocol {
+                        node: peer.clone(),
+                        what: format!("resumed at leaf {leaf}, which was not asked"),
+                    });
                 };
                 remaining.drain(..at);
                 after = Some(key);
             }
-            other => return Err(format!("unexpected answer {other:?}")),
+            other => return Err(TaskError::unexpected(peer, &other)),
         }
     }
     theirs.sort_by(|a, b| a.key.cmp(&b.key));
     let mine = coordinator
         .storage
         .blocking(move |storage| storage.leaf_items(range, &leaves, table, None, usize::MAX))
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .0;
     let diff = diff_items(&mine, &theirs);
     let before = purge_cutoff(coordinator);
@@ -400,7 +392,7 @@ async fn exchange(
             let request = PeerRequest::ReadRows { keys: keys.clone() };
             let (rows, more) = match ask(coordinator, peer, request, round).await? {
                 PeerReply::Rows { rows, more } => (rows, more),
-                other => return Err(format!("unexpected answer {other:?}")),
+                other => return Err(TaskError::unexpected(peer, &other)),
             };
             // What is left: the keys after the last row sent.
             keys = match (more, rows.last()) {
@@ -411,14 +403,18 @@ async fn exchange(
                         .map_or(keys.len(), |i| i + 1);
                     keys.split_off(at)
                 }
-                (true, None) => return Err(format!("{peer} sent an empty page with more to come")),
+                (true, None) => {
+                    return Err(TaskError::Protocol {
+                        node: peer.clone(),
+                        what: "an empty page with more to come".into(),
+                    });
+                }
                 (false, _) => Vec::new(),
             };
             let stored = coordinator
                 .storage
                 .blocking(move |storage| streaming::store(storage, &rows, Some(before)))
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             changed_here += stored.changed;
             round.throttle.moved(stored.bytes).await;
         }
@@ -427,8 +423,7 @@ async fn exchange(
         let rows = coordinator
             .storage
             .blocking(move |storage| read_rows(storage, group, usize::MAX))
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .0;
         for batch in streaming::batches(rows) {
             let bytes: u64 = batch
@@ -444,7 +439,7 @@ async fn exchange(
             .await?
             {
                 PeerReply::Applied => {}
-                other => return Err(format!("unexpected answer {other:?}")),
+                other => return Err(TaskError::unexpected(peer, &other)),
             }
             round.throttle.moved(bytes).await;
         }

@@ -15,8 +15,9 @@ use ringdb_ring::{NodeId, Token, TokenRange};
 use tokio::time::Instant;
 use tracing::info;
 
+use crate::error::{TaskError, ask};
 use crate::network::Network;
-use crate::storage::{RowKey, Storage, StorageError, decode_versions};
+use crate::storage::{RowKey, Storage, StorageError, decode_versions, purgeable};
 
 /// Most rows in one page of a stream.
 pub const PAGE_ROWS: u32 = 512;
@@ -124,9 +125,8 @@ pub(crate) fn store(
         let mut changed = false;
         storage
             .update(&key, |current| {
-                let purged = purged_before.is_some_and(|before| {
-                    current.is_empty() && crate::repair::purgeable(&versions, before)
-                });
+                let purged = purged_before
+                    .is_some_and(|before| current.is_empty() && purgeable(&versions, before));
                 if purged {
                     current.clone()
                 } else {
@@ -157,7 +157,7 @@ pub(crate) async fn fetch(
     mut after: Option<Vec<u8>>,
     throttle: &mut Throttle,
     mut checkpoint: impl FnMut(&[u8]) -> Result<(), StorageError>,
-) -> Result<Streamed, String> {
+) -> Result<Streamed, TaskError> {
     let mut streamed = Streamed::default();
     loop {
         let request = PeerRequest::StreamRange {
@@ -166,26 +166,24 @@ pub(crate) async fn fetch(
             max_rows: PAGE_ROWS,
         };
         let deadline = Instant::now() + PAGE_TIMEOUT;
-        let call = peers
-            .send(source, request, deadline)
-            .map_err(|e| format!("{source}: {e}"))?;
-        let (rows, more) = match call.answer(deadline).await {
-            Ok(PeerReply::Rows { rows, more }) => (rows, more),
-            Ok(other) => return Err(format!("{source}: unexpected answer {other:?}")),
-            Err(error) => return Err(format!("{source}: {error}")),
+        let (rows, more) = match ask(peers, source, request, deadline).await? {
+            PeerReply::Rows { rows, more } => (rows, more),
+            other => return Err(TaskError::unexpected(source, &other)),
         };
         if more && rows.is_empty() {
-            return Err(format!("{source} sent an empty page with more to come"));
+            return Err(TaskError::Protocol {
+                node: source.clone(),
+                what: "an empty page with more to come".into(),
+            });
         }
         let page_rows = rows.clone();
         let stored = storage
             .blocking(move |local| store(local, &page_rows, None))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         streamed.add(stored);
         throttle.moved(stored.bytes).await;
         if let Some(last) = rows.last() {
-            checkpoint(&last.key).map_err(|e| e.to_string())?;
+            checkpoint(&last.key)?;
             after = Some(last.key.clone());
         }
         if !more {
@@ -201,15 +199,14 @@ pub(crate) async fn push(
     target: &NodeId,
     range: TokenRange,
     throttle: &mut Throttle,
-) -> Result<Streamed, String> {
+) -> Result<Streamed, TaskError> {
     let mut streamed = Streamed::default();
     let mut after = None;
     loop {
         let from = after.clone();
         let (rows, more) = storage
             .blocking(move |local| page(local, range, from, PAGE_ROWS))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         after = rows.last().map(|row| row.key.clone());
         let mut page_bytes = 0;
         for row in &rows {
@@ -219,13 +216,9 @@ pub(crate) async fn push(
         streamed.bytes += page_bytes;
         if !rows.is_empty() {
             let deadline = Instant::now() + PAGE_TIMEOUT;
-            let call = peers
-                .send(target, PeerRequest::StoreRows { rows }, deadline)
-                .map_err(|e| format!("{target}: {e}"))?;
-            match call.answer(deadline).await {
-                Ok(PeerReply::Applied) => {}
-                Ok(other) => return Err(format!("{target}: unexpected answer {other:?}")),
-                Err(error) => return Err(format!("{target}: {error}")),
+            match ask(peers, target, PeerRequest::StoreRows { rows }, deadline).await? {
+                PeerReply::Applied => {}
+                other => return Err(TaskError::unexpected(target, &other)),
             }
         }
         throttle.moved(page_bytes).await;

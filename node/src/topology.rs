@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::coordinator::Coordinator;
+use crate::error::{TaskError, ask};
 use crate::membership::View;
 use crate::storage::{Storage, StorageError};
 use crate::streaming::{self, Streamed};
@@ -81,37 +82,6 @@ pub(crate) fn save_bootstrap(
     storage.put_meta(BOOTSTRAP_KEY, &bytes)
 }
 
-/// The key, in the storage's metadata, saying why the node left the
-/// cluster for good (`decommissioned` or `removed`).
-const RETIRED_KEY: &str = "retired";
-/// The file in the data directory that says so too, for operators and
-/// tools (`ringdb dev` skips such nodes).
-pub const RETIRED_FILE: &str = "RETIRED";
-
-/// Records that this data directory's node left the cluster for good
-/// (`why`: "decommissioned" or "removed"): it must not serve this data again.
-pub(crate) fn mark_retired(storage: &Storage, why: &str) -> Result<(), StorageError> {
-    storage.put_meta(RETIRED_KEY, why.as_bytes())?;
-    let note = format!(
-        "This node was {why}: it left the ring and its data is stale.\n\
-         To join again, start it with an empty data directory.\n"
-    );
-    let Some(path) = storage.path() else {
-        return Ok(());
-    };
-    std::fs::write(path.join(RETIRED_FILE), note).map_err(|e| StorageError::Corrupt {
-        what: "retirement marker",
-        detail: e.to_string(),
-    })
-}
-
-/// Why this data directory's node left the cluster for good, if it did.
-pub(crate) fn retired(storage: &Storage) -> Result<Option<String>, StorageError> {
-    Ok(storage
-        .get_meta(RETIRED_KEY)?
-        .map(|why| String::from_utf8_lossy(&why).into_owned()))
-}
-
 /// The ranges `me` replicates in `future` and where to fetch each: from
 /// the replica that gives the range up (Cassandra's consistent range
 /// movement; others after it only when `streaming.consistent_range_movement`
@@ -157,7 +127,7 @@ fn one_change_at_a_time(c: &Coordinator, view: &View) -> Result<(), RequestError
 pub(crate) async fn run_bootstrap(
     c: &Coordinator,
     progress: &mut [RangeProgress],
-) -> Result<Streamed, String> {
+) -> Result<Streamed, TaskError> {
     let started = Instant::now();
     let total = progress.len();
     let mut streamed = Streamed::default();
@@ -174,7 +144,7 @@ pub(crate) async fn run_bootstrap(
         streamed.add(moved);
         progress[i].done = true;
         progress[i].after = None;
-        save_bootstrap(&c.storage, progress).map_err(|e| e.to_string())?;
+        save_bootstrap(&c.storage, progress)?;
         streaming::report("bootstrap streaming", i + 1, total, streamed, started);
     }
     Ok(streamed)
@@ -188,7 +158,7 @@ async fn stream_range(
     i: usize,
     source: &NodeId,
     throttle: &mut streaming::Throttle,
-) -> Result<Streamed, String> {
+) -> Result<Streamed, TaskError> {
     let range = progress[i].range;
     let after = progress[i].after.clone();
     let snapshot: Vec<RangeProgress> = progress.to_vec();
@@ -210,7 +180,7 @@ async fn stream_from_first_source(
     progress: &mut [RangeProgress],
     i: usize,
     throttle: &mut streaming::Throttle,
-) -> Result<Streamed, String> {
+) -> Result<Streamed, TaskError> {
     let range = progress[i].range;
     let mut last_error = String::from("no live replica to stream from");
     for source in progress[i].sources.clone() {
@@ -222,11 +192,11 @@ async fn stream_from_first_source(
             Ok(moved) => return Ok(moved),
             Err(error) => {
                 warn!(%range, %source, %error, "streaming from this replica failed");
-                last_error = error;
+                last_error = error.to_string();
             }
         }
     }
-    Err(no_source(c, &progress[i], &last_error))
+    Err(TaskError::Refused(no_source(c, &progress[i], &last_error)))
 }
 
 /// Why no source of `range` could be streamed from.
@@ -280,22 +250,22 @@ async fn stream_from_every_source(
     progress: &mut [RangeProgress],
     i: usize,
     throttle: &mut streaming::Throttle,
-) -> Result<Streamed, String> {
+) -> Result<Streamed, TaskError> {
     let range = progress[i].range;
     let mut moved = Streamed::default();
     while let Some(source) = progress[i].sources.get(progress[i].sources_done).cloned() {
         if source != c.me {
             if !c.is_up(&source) {
-                return Err(format!(
+                return Err(TaskError::Refused(format!(
                     "range {range} has no replica giving it up, so it is streamed from every \
                      replica, and {source} is down; start it and the join resumes"
-                ));
+                )));
             }
             moved.add(stream_range(c, progress, i, &source, throttle).await?);
         }
         progress[i].sources_done += 1;
         progress[i].after = None;
-        save_bootstrap(&c.storage, progress).map_err(|e| e.to_string())?;
+        save_bootstrap(&c.storage, progress)?;
     }
     Ok(moved)
 }
@@ -404,7 +374,9 @@ pub(crate) async fn decommission(c: Arc<Coordinator>) -> Result<String, RequestE
     }
     operations::progress(c, "leaving the ring (cannot be aborted)".into()).await;
     // Never back with this data: a restart would bring stale ranges back.
-    mark_retired(&c.storage, "decommissioned").map_err(|e| c.server_error(e.to_string()))?;
+    c.storage
+        .mark_retired("decommissioned")
+        .map_err(|e| c.server_error(e.to_string()))?;
     c.gossip.set_state(StateValue::Status(Status::Left)).await;
     tokio::time::sleep(RING_SETTLE).await;
     // Writes coordinated here until the others saw it leave may have left
@@ -553,7 +525,7 @@ pub(crate) async fn remove_node(
         c.gossip
             .remove(node.clone(), Status::Joining)
             .await
-            .map_err(RequestError::invalid)?;
+            .map_err(|e| RequestError::invalid(e.to_string()))?;
         info!(removed = %node, "removed a dead joining node and its pending ranges");
         return Ok(format!(
             "{node} was joining: removed, with its pending ranges (it held no \
@@ -567,7 +539,7 @@ pub(crate) async fn remove_node(
         save_removal(c, Some(&removal))?;
         if let Err(error) = c.gossip.remove(node.clone(), status).await {
             save_removal(c, None)?;
-            return Err(RequestError::invalid(error));
+            return Err(RequestError::invalid(error.to_string()));
         }
         info!(removed = %node, "removed a dead node; restoring its replicas");
     } else {
@@ -578,7 +550,7 @@ pub(crate) async fn remove_node(
             c.gossip
                 .remove(node.clone(), status)
                 .await
-                .map_err(RequestError::invalid)?;
+                .map_err(|e| RequestError::invalid(e.to_string()))?;
         }
     }
     // Copy only once this node's view has the ring without the node, so
@@ -642,13 +614,10 @@ pub(crate) async fn remove_node(
                     source: (*source).clone(),
                 };
                 let deadline = Instant::now() + RANGE_COPY_TIMEOUT;
-                match c.peers.send(&target, request, deadline) {
-                    Ok(call) => match call.answer(deadline).await {
-                        Ok(PeerReply::Applied) => Ok(()),
-                        Ok(other) => Err(format!("unexpected answer {other:?}")),
-                        Err(error) => Err(error.to_string()),
-                    },
-                    Err(error) => Err(error.to_string()),
+                match ask(c.peers.as_ref(), &target, request, deadline).await {
+                    Ok(PeerReply::Applied) => Ok(()),
+                    Ok(other) => Err(TaskError::unexpected(&target, &other)),
+                    Err(error) => Err(error),
                 }
             };
             outcome.map_err(|error| {

@@ -8,15 +8,14 @@
 //! a clock with its own skew and jumps and a source seeded from the run's
 //! seed, so that one seed replays a whole cluster exactly. Monotonic time
 //! is tokio's, which the simulator pauses and advances. The storage engine
-//! ([`crate::storage::Engine`]) and the peer network are the other seams.
+//! ([`crate::storage::Engine`]) and the peer network ([`crate::network`])
+//! are the other seams; a node starts in a [`crate::World`] of all four.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
 
-use crate::network::Network;
-use crate::storage::Engine;
 use rand::{Rng, SeedableRng};
 
 /// Wall time.
@@ -74,33 +73,5 @@ impl Random {
 impl Default for Random {
     fn default() -> Random {
         Random::from_os()
-    }
-}
-
-/// What a node runs in: its clock, its random numbers, its disk and its
-/// network.
-#[derive(Clone)]
-pub struct World {
-    /// Wall time.
-    pub clock: Arc<dyn Clock>,
-    /// Random numbers.
-    pub random: Arc<Random>,
-    /// The storage engine; `None`: RocksDB in the configured data directory.
-    pub engine: Option<Arc<dyn Engine>>,
-    /// The peer network; `None`: QUIC on the configured ports, with the
-    /// configured certificates.
-    pub network: Option<Arc<dyn Network>>,
-}
-
-impl World {
-    /// The system clock, a source seeded by the operating system, RocksDB
-    /// and QUIC.
-    pub fn production() -> World {
-        World {
-            clock: Arc::new(SystemClock),
-            random: Arc::new(Random::from_os()),
-            engine: None,
-            network: None,
-        }
     }
 }

@@ -386,7 +386,13 @@ pub enum PeerRequest {
     },
     /// Coordinate this client request (sent by a node that is not a replica
     /// of the row to one that is). Answered with [`PeerReply::Coordinated`].
-    Coordinate(ClientRequest),
+    Coordinate {
+        /// Drawn by the sender: a request delivered twice with the same id
+        /// from the same sender is run once (a write is not idempotent).
+        id: u64,
+        /// The client's request.
+        request: ClientRequest,
+    },
     /// The first request on a new connection: the sender's generation (set
     /// when its process started). A node that learns a newer generation of
     /// a peer drops its own, older connection to it: the peer restarted.
@@ -610,6 +616,16 @@ pub enum RequestError {
         /// The coordinator.
         node: NodeId,
     },
+    /// A node asked to read a row it does not replicate in its view of the
+    /// ring, current or pending (it left, or gave the range away while a
+    /// node joined): what it holds may be stale, so it serves nothing and
+    /// the coordinator reads another replica. Seen by a client only when no
+    /// other replica could answer.
+    #[error("{node} does not replicate this row in its view of the ring; read another replica")]
+    NotAReplica {
+        /// The node that refused.
+        node: NodeId,
+    },
     /// The node failed while serving the request (storage error); the
     /// outcome of a write is unknown.
     #[error("server error on {node}: {reason}")]
@@ -758,7 +774,7 @@ mod tests {
         #[test]
         fn peer_messages_round_trip(body in client_request(), versions in proptest::collection::vec(any::<u8>(), 0..64), error in request_error()) {
             let requests = [
-                PeerRequest::Coordinate(body),
+                PeerRequest::Coordinate { id: 3, request: body },
                 PeerRequest::Hello { generation: 7, settings: None },
                 PeerRequest::Hello { generation: 8, settings: Some(ClusterSettings { name: "c".into(), replication_factor: 3 }) },
                 PeerRequest::Gossip(versions.clone()),

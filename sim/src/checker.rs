@@ -105,6 +105,7 @@ impl Operation {
 pub fn check(history: &History, replicas: usize) -> (Vec<Violation>, Checked) {
     let mut operations: BTreeMap<u64, Operation> = BTreeMap::new();
     let mut finals: BTreeMap<Key, (Vec<u64>, Vec<String>)> = BTreeMap::new();
+    let mut lost_at = Vec::new();
     for (at, event) in history.events.iter().enumerate() {
         match event {
             Event::Invoke { at_ms, id, op, .. } => {
@@ -133,6 +134,7 @@ pub fn check(history: &History, replicas: usize) -> (Vec<Violation>, Checked) {
             } => {
                 finals.insert(*key, (values.clone(), writers.clone()));
             }
+            Event::NodeLost { .. } => lost_at.push(at),
             Event::Fault { .. } => {}
         }
     }
@@ -140,6 +142,7 @@ pub fn check(history: &History, replicas: usize) -> (Vec<Violation>, Checked) {
         operations: operations.into_values().collect(),
         finals,
         replicas,
+        lost_at,
         violations: Vec::new(),
     };
     checker.phantoms_and_dots();
@@ -154,6 +157,8 @@ struct Checker {
     operations: Vec<Operation>,
     finals: BTreeMap<Key, (Vec<u64>, Vec<String>)>,
     replicas: usize,
+    /// Where in the history a node died for good.
+    lost_at: Vec<usize>,
     violations: Vec<Violation>,
 }
 
@@ -248,6 +253,14 @@ impl Checker {
         }
     }
 
+    /// Whether `write` may have lived on one replica only, until it
+    /// spread, when a node was lost for good: a write or delete one replica
+    /// acknowledged (ONE, ANY) may have been lost along with it.
+    fn maybe_lost_with_a_node(&self, write: &Operation) -> bool {
+        let single = strict_count(write_level(&write.op), self.replicas).is_none_or(|w| w < 2);
+        single && self.lost_at.iter().any(|at| *at > write.invoked)
+    }
+
     fn lost_writes(&mut self) {
         let mut lost = Vec::new();
         for write in self.operations.iter().filter(|o| o.acknowledged()) {
@@ -261,7 +274,7 @@ impl Checker {
                 .operations
                 .iter()
                 .any(|by| Checker::may_supersede(by, write, value));
-            if !present && !superseded {
+            if !present && !superseded && !self.maybe_lost_with_a_node(write) {
                 lost.push(format!(
                     "{value} written to {key} (#{}, acknowledged) is not in the final state, \
                      and no write superseded it",
@@ -284,6 +297,9 @@ impl Checker {
             let Some((values, _)) = self.finals.get(&key) else {
                 continue;
             };
+            if self.maybe_lost_with_a_node(write) {
+                continue;
+            }
             for value in seen.iter().filter(|v| values.contains(v)) {
                 let what = match write.op {
                     Op::Delete { .. } => "delete",
@@ -329,7 +345,7 @@ impl Checker {
                 if *key != read.op.key() || r + w <= n || *write_end >= read.invoked {
                     continue;
                 }
-                if values.contains(value) {
+                if values.contains(value) || self.maybe_lost_with_a_node(write) {
                     continue;
                 }
                 let superseded = self
@@ -513,5 +529,26 @@ mod tests {
             &[(1, "a@1:1")],
         );
         assert_eq!(kinds(&weak), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn a_write_at_one_may_be_lost_with_a_node_but_a_quorum_write_may_not() {
+        let with_loss = |level| {
+            let mut history = history(vec![(put(1, &[], level), written())], &[]);
+            let at = history.events.len() - 1;
+            history.events.insert(
+                at,
+                Event::NodeLost {
+                    at_ms: 5,
+                    node: "n3".into(),
+                },
+            );
+            history
+        };
+        assert_eq!(kinds(&with_loss(One)), Vec::<&str>::new());
+        assert_eq!(kinds(&with_loss(Quorum)), ["lost write"]);
+        // Without a node lost, a write at ONE must survive too.
+        let kept = history(vec![(put(1, &[], One), written())], &[]);
+        assert_eq!(kinds(&kept), ["lost write"]);
     }
 }

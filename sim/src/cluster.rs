@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringdb_gossip::Status;
+use ringdb_node::World;
 use ringdb_node::config::TlsFiles;
 use ringdb_node::network::BoxFuture;
 use ringdb_node::storage::{MemoryDisk, StorageConfig, SyncMode};
-use ringdb_node::world::{Random, World};
+use ringdb_node::world::Random;
 use ringdb_node::{Config, Node, NodeError, NodeHandle};
 use ringdb_proto::{ClientReply, ClientRequest};
 use ringdb_ring::NodeId;

@@ -145,6 +145,14 @@ pub enum Event {
         /// What, for people.
         what: String,
     },
+    /// A node died for good, its data with it, and was removed: what only
+    /// it held is gone (a write at ONE it took and had not yet passed on).
+    NodeLost {
+        /// Simulated milliseconds since the run started.
+        at_ms: u64,
+        /// The node.
+        node: String,
+    },
     /// The final state of a row, after heal and repair.
     Final {
         /// The row.

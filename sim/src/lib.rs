@@ -5,7 +5,7 @@
 //! network, clock and disk, driven by a seed (FoundationDB's simulator,
 //! TigerBeetle's VOPR). This crate does that for ringdb: every node is the
 //! real `ringdb-node`, started with [`Node::start_in`](ringdb_node::Node::start_in)
-//! in a simulated [`World`](ringdb_node::world::World):
+//! in a simulated [`World`](ringdb_node::World):
 //!
 //! - **time**: one single-threaded tokio runtime with paused time, which
 //!   jumps to the next timer whenever every task waits, so a minute of
@@ -19,7 +19,9 @@
 //!   outlives its lives; a crash keeps only what was synced and a prefix of
 //!   the rest;
 //! - **processes** ([`cluster`]): crash and restart, pause and resume past
-//!   the failure detector.
+//!   the failure detector;
+//! - **topology**: a node joins, a node is decommissioned, a node dies for
+//!   good and another removes it, while the other faults go on.
 //!
 //! Clients run the [`workload`]s (shared with the lab: unique-value writes
 //! and deletes at every consistency level, read → write-with-context

@@ -32,7 +32,8 @@ pub struct Options {
     pub seed: u64,
     /// How long clients and the nemesis run, simulated.
     pub fault_phase: Duration,
-    /// Whether the nemesis also joins and decommissions nodes.
+    /// Whether the nemesis also changes the ring: joins, decommissions,
+    /// and nodes that die for good and are removed.
     pub topology: bool,
 }
 
@@ -42,7 +43,7 @@ impl Options {
         Options {
             seed,
             fault_phase: Duration::from_secs(40),
-            topology: false,
+            topology: true,
         }
     }
 }
@@ -233,7 +234,7 @@ impl Run {
         let running = self.cluster.running();
         let all = self.cluster.present();
         let hold = Duration::from_millis(self.rng.random_range(1000..=8000));
-        let kinds = if self.topology { 10 } else { 8 };
+        let kinds = if self.topology { 11 } else { 8 };
         match self.rng.random_range(0..kinds) {
             0 => {
                 // Halves: each side a majority or a minority.
@@ -294,6 +295,7 @@ impl Run {
             }
             8 => self.join().await,
             9 => self.decommission(&running).await,
+            10 => self.remove(&running).await,
             _ => {
                 let Some(node) = running.choose(&mut self.rng).cloned() else {
                     return;
@@ -347,26 +349,71 @@ impl Run {
                 .fault(format!("decommission {node} refused: {error}"));
             return;
         }
+        if self.follow(&node, "decommission").await {
+            self.recorder.fault(format!("{node} left"));
+            self.cluster.retire(&node, "decommissioned");
+            self.refresh_contacts();
+        }
+    }
+
+    /// A node (not a seed) dies for good, while at least three others
+    /// stay, and one of them removes it (`ringdb removenode`), restoring
+    /// its ranges from the other replicas; followed until it ends.
+    async fn remove(&mut self, running: &[NodeId]) {
+        let seeds = [NodeId::new("n1"), NodeId::new("n2")];
+        let leavers: Vec<&NodeId> = running.iter().filter(|n| !seeds.contains(n)).collect();
+        if running.len() < 4 || self.cluster.starting() {
+            return;
+        }
+        let Some(node) = leavers.choose(&mut self.rng).map(|n| (*n).clone()) else {
+            return;
+        };
+        let Some(remover) = running.iter().find(|n| **n != node).cloned() else {
+            return;
+        };
+        self.count("removenode");
+        self.recorder
+            .fault(format!("{node} dies for good; {remover} removes it"));
+        self.recorder.node_lost(&node);
+        self.cluster.retire(&node, "removed");
+        self.refresh_contacts();
+        // Refused while the failure detector still counts it up.
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            let request = ClientRequest::RemoveNode { node: node.clone() };
+            match self.target.call(&remover, request).await {
+                Ok(_) => break,
+                Err(error) if Instant::now() >= until => {
+                    self.recorder
+                        .fault(format!("removenode {node} refused: {error}"));
+                    return;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        }
+        if self.follow(&remover, "removenode").await {
+            self.recorder.fault(format!("{node} removed"));
+        }
+    }
+
+    /// Follows the topology operation `node` runs until it ends; returns
+    /// whether it succeeded.
+    async fn follow(&mut self, node: &NodeId, what: &str) -> bool {
         let until = Instant::now() + Duration::from_secs(120);
         while Instant::now() < until {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let status = self
                 .target
-                .call(&node, ClientRequest::Operation { abort: false })
+                .call(node, ClientRequest::Operation { abort: false })
                 .await;
             match status {
                 Ok(ClientReply::Operation(status)) => match status.outcome {
                     OperationOutcome::Running => continue,
-                    OperationOutcome::Succeeded { .. } => {
-                        self.recorder.fault(format!("{node} left"));
-                        self.cluster.retire(&node, "decommissioned");
-                        self.refresh_contacts();
-                        return;
-                    }
+                    OperationOutcome::Succeeded { .. } => return true,
                     other => {
                         self.recorder
-                            .fault(format!("decommission of {node} ended: {other:?}"));
-                        return;
+                            .fault(format!("{what} on {node} ended: {other:?}"));
+                        return false;
                     }
                 },
                 // Asked again at the next second.
@@ -374,7 +421,8 @@ impl Run {
             }
         }
         self.recorder
-            .fault(format!("decommission of {node} still running after 120 s"));
+            .fault(format!("{what} on {node} still running after 120 s"));
+        false
     }
 
     async fn partition(

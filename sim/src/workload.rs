@@ -77,6 +77,15 @@ impl Recorder {
         });
     }
 
+    /// `node` died for good, with its data.
+    pub fn node_lost(&self, node: &NodeId) {
+        let at_ms = self.now_ms();
+        self.record(Event::NodeLost {
+            at_ms,
+            node: node.to_string(),
+        });
+    }
+
     /// A copy of the history so far.
     pub fn history(&self) -> History {
         self.history.lock().expect("history").clone()

@@ -10,12 +10,9 @@ use std::time::{Duration, Instant};
 
 use ringdb_sim::{Options, Report, run};
 
-/// Seeds per CI run: the first 150, which keep every promise today. Later
-/// seeds still find open bugs (a forwarded write delivered twice is
-/// applied twice, under two dots, about 1 seed in 200; stale reads while a
-/// node joins or leaves, with `--topology`); the budget grows to 1,000 as
-/// they are fixed.
-const CI_SEEDS: u64 = 150;
+/// Seeds per CI run: a thousand, each with every fault and topology
+/// change (about 13 minutes on two cores).
+const CI_SEEDS: u64 = 1_000;
 
 #[test]
 fn one_seed_replays_byte_for_byte() {

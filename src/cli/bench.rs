@@ -105,7 +105,9 @@ const OUTCOMES: [&str; 11] = [
 fn outcome(error: &ClientError) -> &'static str {
     match error {
         ClientError::Request(
-            RequestError::Unavailable { .. } | RequestError::UnreachableContext { .. },
+            RequestError::Unavailable { .. }
+            | RequestError::UnreachableContext { .. }
+            | RequestError::NotAReplica { .. },
         ) => "unavailable",
         ClientError::Request(RequestError::Timeout { .. }) => "timeout",
         ClientError::Request(RequestError::Overloaded { .. }) => "overloaded",

@@ -27,23 +27,26 @@ pub struct SimArgs {
     /// `ringdb-sim-<seed>.history`: one JSON event per line.
     #[arg(long)]
     history_dir: Option<PathBuf>,
-    /// Also join new nodes and decommission nodes while the faults run
-    /// (runs with topology changes still find open bugs: stale reads while
-    /// a node joins or leaves).
+    /// Leave the ring alone: no node joins, is decommissioned or dies for
+    /// good and is removed while the other faults run.
     #[arg(long)]
-    topology: bool,
+    no_topology: bool,
 }
 
 impl SimArgs {
     fn options(&self, seed: u64) -> Options {
         Options {
-            topology: self.topology,
+            topology: !self.no_topology,
             ..Options::new(seed)
         }
     }
 
     fn replay(&self, seed: u64) -> String {
-        let topology = if self.topology { " --topology" } else { "" };
+        let topology = if self.no_topology {
+            " --no-topology"
+        } else {
+            ""
+        };
         format!("ringdb sim --seed {seed}{topology}")
     }
 }

@@ -33,6 +33,20 @@
 //! Tombstones take part in the merge (they supersede what they deleted) but
 //! are not shown to the reader.
 //!
+//! **While a node joins or leaves**, a write goes to the replicas of the
+//! ring before the change and to those the ring after it adds, and waits
+//! for as many more acknowledgements as it added replicas (Cassandra's
+//! pending ranges); a read needs the level's count from the replicas of
+//! each ring (see `quorum.rs`), so that it meets a write whose coordinator
+//! had already seen the change end, or not yet seen it begin. A replica
+//! asked to read a row it replicates in neither ring of its own view (it
+//! left, or gave the range away) refuses with `NotAReplica` rather than
+//! answer from data it no longer receives writes for, and the coordinator
+//! reads a spare. What this does not reconcile is a reader whose view is
+//! older than the change's start together with a writer whose view is past
+//! its end: gossip spreads a change within seconds, and a joining node
+//! waits two gossip rounds after its announcement before it streams.
+//!
 //! [`DvvSet::sync`]: crate::causality::DvvSet::sync
 //! [`Storage::write`]: crate::storage::Storage::write
 //! [`ReadFirst`]: ringdb_proto::ReadFirst
@@ -47,7 +61,7 @@ use ringdb_proto::{
     ClientReply, ClientRequest, ClusterSettings, ConsistencyLevel, Context, PeerReply, PeerRequest,
     Receipt, RepairStats, RepairSummary, RequestError, RowAddress, RowId, TableId, VersionedRow,
 };
-use ringdb_ring::{NodeId, Replication};
+use ringdb_ring::{NodeId, Replication, Ring, Token};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -63,9 +77,12 @@ use crate::storage::{
 use crate::world::{Clock, Random};
 use crate::{cleanup, operations, repair, streaming};
 
+mod forwarded;
+mod quorum;
 mod read;
 mod write;
 
+use quorum::Quorum;
 use read::siblings_of;
 use ringdb_gossip::Status;
 use write::Write;
@@ -111,6 +128,8 @@ pub(crate) struct Coordinator {
     pub(crate) clock: Arc<dyn Clock>,
     /// Random numbers.
     pub(crate) random: Arc<Random>,
+    /// Forwarded writes run lately, so that none runs twice.
+    pub(crate) forwarded: forwarded::Forwarded,
 }
 
 /// The table id of a table name. Until keyspaces declare tables (and give
@@ -323,14 +342,25 @@ impl Coordinator {
             }
             PeerRequest::Read { row } => {
                 let key = RowKey::new(row.table, row.partition, row.clustering);
+                if !self.replicates(key.token) {
+                    return Err(RequestError::NotAReplica {
+                        node: self.me.clone(),
+                    });
+                }
                 let stored = self.blocking(move |storage| storage.get(&key)).await?;
                 Ok(PeerReply::Row(
                     stored.map(|stored| VersionedRow(encode_row(&stored))),
                 ))
             }
-            PeerRequest::Coordinate(request) => Ok(PeerReply::Coordinated(
-                self.serve_client(request, deadline, true).await?,
-            )),
+            PeerRequest::Coordinate { id, request } => {
+                // Longer than any run of it lives, so that a late duplicate
+                // still finds it.
+                let keep = 2 * (self.limits.timeout() + FORWARD_GRACE);
+                let this = self.clone();
+                let run = this.serve_client(request, deadline, true);
+                let answer = self.forwarded.once(from, id, keep, run).await;
+                Ok(PeerReply::Coordinated(answer?))
+            }
             PeerRequest::StreamRange {
                 range,
                 after,
@@ -436,7 +466,7 @@ impl Coordinator {
                     |_| Ok(()),
                 )
                 .await
-                .map_err(|e| self.server_error(e))?;
+                .map_err(|e| self.server_error(e.to_string()))?;
                 info!(%range, %source, rows = streamed.rows, "fetched a range");
                 Ok(PeerReply::Applied)
             }
@@ -537,11 +567,12 @@ impl Coordinator {
     /// The replicas that are reachable: this node first when it is one.
     /// A replica the failure detector counts alive but whose connection is
     /// being remade (after this node was paused, or a blip) is redialled
-    /// at once, and when fewer than `needed` replicas are connected it is
+    /// at once, and when the connected ones cannot meet `quorum` it is
     /// waited for briefly — at most [`REDIAL_WAIT`], and a quarter of the
     /// time left — rather than counted out.
-    async fn alive(&self, replicas: &[NodeId], needed: usize, deadline: Instant) -> Vec<NodeId> {
+    async fn alive(&self, quorum: &Quorum, deadline: Instant) -> Vec<NodeId> {
         let view = self.membership.view();
+        let replicas = quorum.candidates();
         let mut alive: Vec<NodeId> = replicas
             .iter()
             .filter(|r| **r == self.me)
@@ -561,7 +592,7 @@ impl Coordinator {
         for replica in &redialling {
             self.peers.redial_now(replica);
         }
-        if !redialling.is_empty() && alive.len() < needed {
+        if !redialling.is_empty() && !quorum.met_by(&alive) {
             let left = deadline.saturating_duration_since(Instant::now());
             let until = Instant::now() + REDIAL_WAIT.min(left / 4);
             // The waits share one deadline.
@@ -573,6 +604,14 @@ impl Coordinator {
             }
         }
         alive
+    }
+
+    /// Whether this node replicates `token` in its view of the ring, now
+    /// or once the topology change in progress completes.
+    fn replicates(&self, token: Token) -> bool {
+        let view = self.membership.view();
+        let mine = |ring: &Ring| ring.replicas(token, &self.replication).contains(&self.me);
+        mine(&view.ring) || view.future.as_ref().is_some_and(mine)
     }
 
     pub(crate) fn server_error(&self, reason: impl Into<String>) -> RequestError {

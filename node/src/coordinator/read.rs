@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::quorum::{Quorum, Shortfall};
 use super::{BackgroundJob, Coordinator};
 use crate::causality::CausalContext;
 use crate::storage::{RowKey, StoredRow, decode_versions, encode_row};
@@ -43,60 +44,89 @@ impl Coordinator {
         deadline: Instant,
     ) -> Result<(StoredRow, Receipt), RequestError> {
         let (id, replicas, required) = self.plan(row, consistency, false)?;
-        let alive = self.alive(&replicas, required, deadline).await;
-        if alive.len() < required {
-            return Err(RequestError::Unavailable {
-                required,
-                alive: alive.len(),
-            });
-        }
-        let mut spares = alive[required..].iter();
+        let quorum = self.read_quorum(row, replicas, required, consistency);
+        let alive = self.alive(&quorum, deadline).await;
+        let first = quorum
+            .first_asks(&alive)
+            .map_err(|short| RequestError::Unavailable {
+                required: short.required,
+                alive: short.have,
+            })?;
+        let mut spares: Vec<NodeId> = alive
+            .iter()
+            .filter(|r| !first.contains(r))
+            .cloned()
+            .collect();
         let mut reads = JoinSet::new();
-        for replica in &alive[..required] {
+        let mut outstanding = first.clone();
+        for replica in &first {
             self.spawn_read(&mut reads, replica, &id, deadline);
         }
         let mut answers: Vec<(NodeId, StoredRow)> = Vec::new();
+        let mut answered: Vec<NodeId> = Vec::new();
         // A replica that answered it holds damaged data: if the level
         // cannot be met without it, that is the read's error.
         let mut damaged = None;
         let speculative = Duration::from_millis(self.limits.speculative_retry_ms);
         let mut speculate_at = Instant::now() + speculative;
-        while answers.len() < required {
-            let wait_until = if spares.len() > 0 {
-                speculate_at.min(deadline)
-            } else {
+        while !quorum.met_by(&answered) {
+            let wait_until = if spares.is_empty() {
                 deadline
+            } else {
+                speculate_at.min(deadline)
             };
+            let mut ask = Ask::Nothing;
             match tokio::time::timeout_at(wait_until, reads.join_next()).await {
-                Ok(Some(Ok((replica, Ok(stored))))) => answers.push((replica, stored)),
-                Ok(Some(outcome)) => {
-                    debug!(?outcome, "replica read failed");
-                    if let Ok((_, Err(error @ RequestError::DamagedData { .. }))) = outcome {
-                        damaged = Some(error);
+                Ok(Some(Ok((replica, outcome)))) => {
+                    outstanding.retain(|r| *r != replica);
+                    match outcome {
+                        Ok(stored) => {
+                            answered.push(replica.clone());
+                            answers.push((replica, stored));
+                        }
+                        Err(error) => {
+                            debug!(%replica, %error, "replica read failed");
+                            if let RequestError::DamagedData { .. } = error {
+                                damaged = Some(error);
+                            }
+                            ask = Ask::Replacements;
+                        }
                     }
-                    if let Some(spare) = spares.next() {
-                        self.spawn_read(&mut reads, spare, &id, deadline);
-                    }
+                }
+                Ok(Some(Err(error))) => {
+                    debug!(%error, "replica read task failed");
+                    ask = Ask::Replacements;
                 }
                 // Speculative retry: a replica is slow (or silently gone):
                 // ask a spare rather than wait for the deadline.
-                Err(_) if Instant::now() < deadline && spares.len() > 0 => {
-                    if let Some(spare) = spares.next() {
-                        debug!(spare = %spare, "speculative read");
-                        self.spawn_read(&mut reads, spare, &id, deadline);
-                    }
+                Err(_) if Instant::now() < deadline && !spares.is_empty() => {
+                    debug!("speculative read");
+                    ask = Ask::Speculative;
                     speculate_at = Instant::now() + speculative;
                 }
                 Ok(None) if damaged.is_some() => {
                     return Err(damaged.expect("checked"));
                 }
                 Ok(None) | Err(_) => {
+                    let short = quorum.shortfall(&answered).expect("not met");
                     return Err(RequestError::Timeout {
-                        required,
-                        acknowledged: answers.len(),
+                        required: short.required,
+                        acknowledged: short.have,
                         write: false,
                     });
                 }
+            }
+            let asked = match ask {
+                Ask::Nothing => Vec::new(),
+                Ask::Replacements => quorum.spares_for(&mut spares, &answered, &outstanding),
+                Ask::Speculative => quorum
+                    .speculative_spare(&mut spares, &answered)
+                    .into_iter()
+                    .collect(),
+            };
+            for spare in asked {
+                self.spawn_read(&mut reads, &spare, &id, deadline);
+                outstanding.push(spare);
             }
         }
         let merged = answers
@@ -109,9 +139,19 @@ impl Coordinator {
             .collect();
         let repaired = self.repair(&id, &merged, &behind, deadline).await;
         if repaired.len() < behind.len() {
-            return Err(RequestError::Timeout {
+            // The answers that hold the merge now.
+            let holding: Vec<NodeId> = answered
+                .iter()
+                .filter(|r| !behind.contains(r) || repaired.contains(r))
+                .cloned()
+                .collect();
+            let short = quorum.shortfall(&holding).unwrap_or(Shortfall {
                 required,
-                acknowledged: answers.len() - (behind.len() - repaired.len()),
+                have: holding.len(),
+            });
+            return Err(RequestError::Timeout {
+                required: short.required,
+                acknowledged: short.have,
                 write: false,
             });
         }
@@ -130,6 +170,26 @@ impl Coordinator {
             ..Receipt::default()
         };
         Ok((merged, receipt))
+    }
+
+    /// What a read at `level` needs: `required` of the row's `replicas`
+    /// and, while a node joins or leaves, as many of the replicas of the
+    /// ring after the change (see [`Quorum`]).
+    fn read_quorum(
+        &self,
+        row: &RowAddress,
+        replicas: Vec<NodeId>,
+        required: usize,
+        level: ConsistencyLevel,
+    ) -> Quorum {
+        let quorum = Quorum::new(replicas, required);
+        match &self.membership.view().future {
+            Some(future) => {
+                let after = future.replicas(row.token(), &self.replication);
+                quorum.and(after, level.required(self.replication.total_factor()))
+            }
+            None => quorum,
+        }
     }
 
     fn spawn_read(
@@ -236,6 +296,15 @@ impl Coordinator {
             debug!("background read repair queue full; repair skipped");
         }
     }
+}
+
+/// Which spares a read asks after an event.
+enum Ask {
+    Nothing,
+    /// Those that make up for replicas that failed.
+    Replacements,
+    /// One more, since those asked are slow.
+    Speculative,
 }
 
 fn read_answer(answer: Result<PeerReply, CallError>) -> Result<StoredRow, RequestError> {

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::{Coordinator, FORWARD_GRACE, REDIAL_WAIT};
+use super::{Coordinator, FORWARD_GRACE, Quorum, REDIAL_WAIT};
 use crate::causality::{CausalContext, VersionVector};
 use crate::storage::{RowKey, RowVersion, StoredRow, decode_versions};
 
@@ -96,7 +96,9 @@ impl Coordinator {
             }
             return self.write_hints_only(write, id, replicas).await;
         }
-        let alive = self.alive(&replicas, required, deadline).await;
+        let alive = self
+            .alive(&Quorum::new(replicas.clone(), required), deadline)
+            .await;
         let down: Vec<NodeId> = replicas
             .iter()
             .filter(|r| !alive.contains(r))
@@ -519,8 +521,13 @@ impl Coordinator {
         request: ClientRequest,
         deadline: Instant,
     ) -> Option<Result<ClientReply, RequestError>> {
+        // One id for every target: only one of them ever runs it.
+        let id = self.random.next_u64();
         for target in replicas.iter().filter(|r| self.is_up(r)) {
-            let coordinate = PeerRequest::Coordinate(request.clone());
+            let coordinate = PeerRequest::Coordinate {
+                id,
+                request: request.clone(),
+            };
             let Ok(call) = self.peers.send(target, coordinate, deadline) else {
                 continue;
             };

@@ -33,6 +33,7 @@ mod engine;
 mod hint_store;
 mod keys;
 mod memory;
+mod retired;
 mod rocks;
 mod rows;
 mod salvage;
@@ -50,12 +51,13 @@ pub use durability::SyncMode;
 pub use engine::{Batch, Change, Engine, Family, Item, Job, Reader};
 pub use keys::RowKey;
 pub use memory::{MemoryDisk, MemoryEngine};
+pub use retired::RETIRED_FILE;
 pub use rocks::RocksEngine;
 pub use rows::{RowLimits, Written};
 pub use salvage::DamageRecord;
 
 use crate::causality::format1::DvvSetV1;
-use crate::causality::{ActorId, DvvSet};
+use crate::causality::{ActorId, DvvSet, InvalidDvvSet};
 use crate::world::Random;
 
 const DATA: &str = Family::Data.name();
@@ -85,6 +87,14 @@ pub struct RowVersion {
 
 /// A row's state at a replica: its sibling versions and causal history.
 pub type StoredRow = DvvSet<RowVersion>;
+
+/// Whether a row is nothing but tombstones written before `before`.
+pub(crate) fn purgeable(row: &StoredRow, before: i64) -> bool {
+    !row.is_empty()
+        && row
+            .values()
+            .all(|version| version.row.is_none() && version.timestamp_micros < before)
+}
 
 /// Storage settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -461,28 +471,42 @@ pub fn encode_row(row: &StoredRow) -> Vec<u8> {
     bytes
 }
 
+/// Why bytes are not a sibling set.
+#[derive(Debug, thiserror::Error)]
+pub enum RowFormatError {
+    /// No bytes at all.
+    #[error("empty value")]
+    Empty,
+    /// A format byte this version does not know.
+    #[error("unknown row format {0}")]
+    UnknownFormat(u8),
+    /// The MessagePack does not decode as a sibling set.
+    #[error(transparent)]
+    Decode(#[from] rmp_serde::decode::Error),
+    /// It decodes, but breaks the set's invariants.
+    #[error(transparent)]
+    Invalid(#[from] InvalidDvvSet),
+}
+
 /// Decodes and checks a sibling set made by [`encode_row`] (read from disk or
 /// received from a peer), in this format or the first; the error says what
 /// is wrong with it.
-pub fn decode_versions(bytes: &[u8]) -> Result<StoredRow, String> {
+pub fn decode_versions(bytes: &[u8]) -> Result<StoredRow, RowFormatError> {
     let row = match bytes.split_first() {
-        Some((&ROW_FORMAT, rest)) => {
-            rmp_serde::from_slice::<StoredRow>(rest).map_err(|e| e.to_string())?
+        Some((&ROW_FORMAT, rest)) => rmp_serde::from_slice::<StoredRow>(rest)?,
+        Some((&ROW_FORMAT_1, rest)) => {
+            rmp_serde::from_slice::<DvvSetV1<RowVersion>>(rest)?.upgrade()?
         }
-        Some((&ROW_FORMAT_1, rest)) => rmp_serde::from_slice::<DvvSetV1<RowVersion>>(rest)
-            .map_err(|e| e.to_string())?
-            .upgrade()
-            .map_err(|e| e.to_string())?,
-        Some((format, _)) => return Err(format!("unknown row format {format}")),
-        None => return Err("empty value".into()),
+        Some((format, _)) => return Err(RowFormatError::UnknownFormat(*format)),
+        None => return Err(RowFormatError::Empty),
     };
-    row.check().map_err(|e| e.to_string())?;
+    row.check()?;
     Ok(row)
 }
 
 fn decode_row(bytes: &[u8]) -> Result<StoredRow, StorageError> {
-    decode_versions(bytes).map_err(|detail| StorageError::Corrupt {
+    decode_versions(bytes).map_err(|e| StorageError::Corrupt {
         what: "row",
-        detail,
+        detail: e.to_string(),
     })
 }
