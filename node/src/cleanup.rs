@@ -43,8 +43,8 @@ use ringdb_proto::RequestError;
 use ringdb_ring::{NodeId, Replication, Token, TokenRange};
 use tracing::info;
 
-use crate::coordinator::Coordinator;
 use crate::membership::View;
+use crate::replica::Replica;
 
 /// What a cleanup did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,6 +53,34 @@ pub(crate) struct Cleaned {
     pub ranges: u64,
     /// Rows deleted.
     pub rows: u64,
+}
+
+/// Cleanup as a service: the node's [`Replica`], the rows arriving while
+/// a cleanup runs, and how many rows cleanups deleted since the node
+/// started.
+pub(crate) struct Cleanup {
+    pub(crate) replica: Arc<Replica>,
+    pub(crate) arrivals: Arrivals,
+    pub(crate) cleaned: AtomicU64,
+}
+
+impl std::ops::Deref for Cleanup {
+    type Target = Replica;
+
+    fn deref(&self) -> &Replica {
+        &self.replica
+    }
+}
+
+impl Cleanup {
+    /// A cleanup service that has deleted nothing yet.
+    pub(crate) fn new(replica: Arc<Replica>) -> Cleanup {
+        Cleanup {
+            replica,
+            arrivals: Arrivals::default(),
+            cleaned: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Rows arriving for ranges this node does not replicate in its view,
@@ -70,7 +98,7 @@ pub(crate) struct Arrivals {
 impl Arrivals {
     /// Notes rows of `tokens` arriving here (checked only while a cleanup
     /// runs: the check looks the tokens up in the ring).
-    pub(crate) fn note(&self, c: &Coordinator, tokens: impl IntoIterator<Item = Token>) {
+    pub(crate) fn note(&self, c: &Replica, tokens: impl IntoIterator<Item = Token>) {
         if !self.cleaning.load(Ordering::SeqCst) {
             return;
         }
@@ -134,7 +162,7 @@ pub(crate) fn all_ranges(view: &View) -> Vec<TokenRange> {
 
 /// Deletes every row of the ranges this node does not replicate; refused
 /// while a topology change is in progress.
-pub(crate) async fn cleanup(c: &Arc<Coordinator>) -> Result<Cleaned, RequestError> {
+pub(crate) async fn cleanup(c: &Arc<Cleanup>) -> Result<Cleaned, RequestError> {
     let view = c.membership.view();
     if let Some(reason) = refusal(&c.me, &view) {
         return Err(RequestError::invalid(reason));
@@ -142,7 +170,7 @@ pub(crate) async fn cleanup(c: &Arc<Coordinator>) -> Result<Cleaned, RequestErro
     let ranges = foreign_ranges(&c.me, &view, &c.replication);
     let (membership, me) = (c.membership.clone(), c.me.clone());
     let ring = view.ring.clone();
-    let coordinator = c.clone();
+    let this = c.clone();
     c.arrivals.cleaning.store(true, Ordering::SeqCst);
     let arrived = c.arrivals.count.load(Ordering::SeqCst);
     let cleaned = c
@@ -156,7 +184,7 @@ pub(crate) async fn cleanup(c: &Arc<Coordinator>) -> Result<Cleaned, RequestErro
                 let now = membership.view();
                 now.ring == ring && refusal(&me, &now).is_none()
             };
-            let quiet = || coordinator.arrivals.count.load(Ordering::SeqCst) == arrived;
+            let quiet = || this.arrivals.count.load(Ordering::SeqCst) == arrived;
             for range in ranges {
                 let (rows, complete) = storage.delete_range_while(range, unchanged, quiet)?;
                 cleaned.rows += rows;

@@ -32,9 +32,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::HintsConfig;
-use crate::coordinator::Coordinator;
 use crate::error::{TaskError, ask};
 use crate::membership::View;
+use crate::replica::Replica;
 use crate::storage::{RowKey, Storage, StorageError, decode_versions};
 use crate::streaming::Throttle;
 use crate::world::Clock;
@@ -150,8 +150,109 @@ impl Hints {
     }
 }
 
+/// Hinted handoff as a service: the node's [`Replica`] and its hints.
+pub(crate) struct Handoff {
+    pub(crate) replica: Arc<Replica>,
+    pub(crate) hints: Arc<Hints>,
+}
+
+impl std::ops::Deref for Handoff {
+    type Target = Replica;
+
+    fn deref(&self) -> &Replica {
+        &self.replica
+    }
+}
+
+impl Handoff {
+    /// Stores hints for `targets` here; returns those hinted.
+    pub(crate) async fn hint(
+        &self,
+        id: &RowId,
+        versions: &VersionedRow,
+        targets: Vec<NodeId>,
+    ) -> Vec<NodeId> {
+        self.hint_created(id, versions, targets, None).await
+    }
+
+    /// [`Handoff::hint`], for a hint first written at `created_micros`
+    /// (one handed over by a leaving node keeps its age).
+    pub(crate) async fn hint_created(
+        &self,
+        id: &RowId,
+        versions: &VersionedRow,
+        targets: Vec<NodeId>,
+        created_micros: Option<i64>,
+    ) -> Vec<NodeId> {
+        if targets.is_empty() || !self.hints.enabled() {
+            return Vec::new();
+        }
+        let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone()).encode();
+        let hints = self.hints.clone();
+        let bytes = versions.0.clone();
+        let outcome = self
+            .blocking(move |_| {
+                let mut hinted = Vec::new();
+                for target in targets {
+                    if hints.store(&target, key.clone(), bytes.clone(), created_micros)? {
+                        hinted.push(target);
+                    }
+                }
+                Ok(hinted)
+            })
+            .await;
+        outcome.unwrap_or_else(|error| {
+            warn!(%error, "cannot store hints");
+            Vec::new()
+        })
+    }
+
+    /// Delivers a sibling set to every replica of its row now: merged here
+    /// when this node is one, sent to the live ones, hinted for the others.
+    /// Returns whether every replica took it or got a hint.
+    pub(crate) async fn deliver_everywhere(&self, row: &RowId, versions: &[u8]) -> bool {
+        let token = ringdb_ring::Token::of(row.partition.as_bytes());
+        let replicas = self
+            .membership
+            .view()
+            .ring
+            .replicas(token, &self.replication);
+        let versions = VersionedRow(versions.to_vec());
+        let deadline = Instant::now() + self.limits.timeout();
+        let mut missed = Vec::new();
+        for replica in &replicas {
+            let done = if *replica == self.me {
+                let key = RowKey::new(row.table, row.partition.clone(), row.clustering.clone());
+                match decode_versions(&versions.0) {
+                    Ok(incoming) => self
+                        .blocking(move |storage| storage.merge(&key, &incoming))
+                        .await
+                        .is_ok(),
+                    Err(_) => false,
+                }
+            } else if self.is_up(replica) {
+                let request = PeerRequest::Replicate {
+                    row: row.clone(),
+                    versions: versions.clone(),
+                };
+                match self.peers.send(replica, request, deadline) {
+                    Ok(call) => matches!(call.answer(deadline).await, Ok(PeerReply::Applied)),
+                    Err(_) => false,
+                }
+            } else {
+                false
+            };
+            if !done {
+                missed.push(replica.clone());
+            }
+        }
+        let wanted = missed.len();
+        !replicas.is_empty() && self.hint(row, &versions, missed).await.len() == wanted
+    }
+}
+
 /// Replays hints while the node runs.
-pub(crate) async fn run_replay(coordinator: Arc<Coordinator>, cancel: CancellationToken) {
+pub(crate) async fn run_replay(coordinator: Arc<Handoff>, cancel: CancellationToken) {
     let hints = coordinator.hints.clone();
     let mut views = coordinator.membership.subscribe();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -188,7 +289,7 @@ pub(crate) async fn run_replay(coordinator: Arc<Coordinator>, cancel: Cancellati
 
 /// Runs a queue operation on a blocking thread.
 async fn with_queue<T: Send + 'static>(
-    coordinator: &Arc<Coordinator>,
+    coordinator: &Arc<Handoff>,
     work: impl FnOnce(&mut HintQueue<Arc<Storage>>) -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, TaskError> {
     let hints = coordinator.hints.clone();
@@ -200,7 +301,7 @@ async fn with_queue<T: Send + 'static>(
 
 /// Delivers `target`'s hints, oldest first, until none are left or one fails.
 async fn replay(
-    coordinator: &Arc<Coordinator>,
+    coordinator: &Arc<Handoff>,
     target: &NodeId,
     cancel: &CancellationToken,
 ) -> Result<(), TaskError> {
@@ -245,10 +346,7 @@ async fn replay(
 }
 
 /// The oldest batch of `target`'s hints still due; empty once it has none.
-async fn oldest_due(
-    coordinator: &Arc<Coordinator>,
-    target: &NodeId,
-) -> Result<Vec<Due>, TaskError> {
+async fn oldest_due(coordinator: &Arc<Handoff>, target: &NodeId) -> Result<Vec<Due>, TaskError> {
     let name = target.as_str().to_owned();
     let now = coordinator.now_micros();
     with_queue(coordinator, move |queue| {
@@ -258,7 +356,7 @@ async fn oldest_due(
 }
 
 /// Sends the hints of a target that left the ring to the rows' replicas now.
-async fn redirect(coordinator: &Arc<Coordinator>, target: &NodeId) -> Result<(), TaskError> {
+async fn redirect(coordinator: &Arc<Handoff>, target: &NodeId) -> Result<(), TaskError> {
     let mut moved = 0u64;
     loop {
         let batch = oldest_due(coordinator, target).await?;
@@ -290,7 +388,7 @@ async fn redirect(coordinator: &Arc<Coordinator>, target: &NodeId) -> Result<(),
 }
 
 /// Drops `target`'s hints that are older than the window.
-async fn expire(coordinator: &Arc<Coordinator>, target: &NodeId) -> Result<(), TaskError> {
+async fn expire(coordinator: &Arc<Handoff>, target: &NodeId) -> Result<(), TaskError> {
     let name = target.as_str().to_owned();
     let now = coordinator.now_micros();
     let expired = with_queue(coordinator, move |queue| {
@@ -324,10 +422,7 @@ fn row_id(hint: &Due) -> Result<RowId, TaskError> {
 /// row's replicas in the ring without this node. Hints can be the only copy
 /// of a write (ANY, a sloppy quorum's fallback), so a hint no node takes
 /// stops the decommission. Returns how many were handed over.
-pub(crate) async fn hand_over(
-    coordinator: &Arc<Coordinator>,
-    future: &Ring,
-) -> Result<u64, TaskError> {
+pub(crate) async fn hand_over(coordinator: &Arc<Handoff>, future: &Ring) -> Result<u64, TaskError> {
     let mut handed = 0u64;
     for target in coordinator.hints.targets() {
         loop {
@@ -351,7 +446,7 @@ pub(crate) async fn hand_over(
 
 /// Delivers one hint, or has another node keep it.
 async fn hand_over_one(
-    coordinator: &Arc<Coordinator>,
+    coordinator: &Arc<Handoff>,
     future: &Ring,
     target: &NodeId,
     hint: &Due,

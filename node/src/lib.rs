@@ -19,12 +19,21 @@
 //!   connection per peer, deadlines, `Overloaded` when full, and the fault
 //!   hook the tests and the lab use.
 //! - [`membership`]: the gossip task that drives `ringdb-gossip` over the
-//!   transport and publishes the [`View`](membership::View) the coordinator
-//!   reads: the ring of normal members and who is up. A replica counts as
+//!   transport and publishes the [`View`](membership::View) the services
+//!   read: the ring of normal members and who is up. A replica counts as
 //!   alive when the phi-accrual detector says so and its connection is up.
-//! - the coordinator (private): the write and read paths of DESIGN.md, and
-//!   the node's dispatcher: every request that reaches the node comes to it
-//!   first ([`network::Incoming`]).
+//! - the coordinator (private): the write and read paths of DESIGN.md.
+//!
+//! **Layers.** The services (the coordinator, hinted handoff, anti-entropy,
+//! cleanup, topology changes and their operations) each hold the node's
+//! `Replica` handle (who it is, its storage, peers, view, settings and
+//! clock) and their own state, never one another whole; the dispatcher
+//! (`dispatch.rs`) is the node's [`network::Incoming`] and routes every
+//! request to the service that owns it. The modules form layers with no
+//! import cycle (`tests/layers.rs` keeps it so): `world`, `storage`,
+//! `network` at the bottom, then `membership`, `streaming` and `replica`,
+//! the services, and `dispatch` and `node` on top. Tasks fail with typed
+//! errors (`error.rs`), never strings.
 //!
 //! **Seams.** The node's logic touches the world only through four seams,
 //! so that the same code runs in production and, whole clusters at once,
@@ -144,6 +153,7 @@ pub mod causality;
 mod cleanup;
 pub mod config;
 mod coordinator;
+mod dispatch;
 mod error;
 mod hints;
 mod known_peers;
@@ -152,6 +162,7 @@ pub mod network;
 mod node;
 mod operations;
 mod repair;
+mod replica;
 mod restore;
 pub mod storage;
 mod streaming;

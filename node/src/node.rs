@@ -1,28 +1,30 @@
 //! A running node: its tasks, started together and stopped together.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ringdb_gossip::{GossipConfig, Gossiper, StateValue, Status};
-use ringdb_proto::{ClusterSettings, RepairSummary};
+use ringdb_proto::ClusterSettings;
 use ringdb_ring::{NodeId, Replication, Ring, Token};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
-use crate::coordinator::{BackgroundJob, Coordinator};
+use crate::dispatch::Services;
 use crate::hints::{self, Hints};
 use crate::membership::{GossipTask, Membership, SeedWatch, View};
 use crate::network::{Faults, Faulty, Hello, Network};
+use crate::replica::Replica;
 use crate::storage::Engine;
 use crate::storage::{Storage, StorageError};
 use crate::tls::{NodeCertificate, TlsError};
+use crate::topology::Topology;
 use crate::transport::{self, QuicNetwork};
 use crate::world::{Clock, Random, SystemClock};
-use crate::{known_peers, operations, repair, restore, topology};
+use crate::{coordinator, known_peers, repair, restore, topology};
 
 /// How long [`NodeHandle::shutdown`] waits for tasks to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -30,8 +32,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
 /// Background jobs (read repairs) that may wait; more are shed.
 const BACKGROUND_QUEUE: usize = 1024;
-/// Background jobs that run at once.
-const BACKGROUND_CONCURRENCY: usize = 64;
 
 /// Why a node cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -233,7 +233,7 @@ impl Node {
             world.clock.clone(),
         )?);
         let (background, jobs) = mpsc::channel(BACKGROUND_QUEUE);
-        let coordinator = Arc::new(Coordinator {
+        let replica = Arc::new(Replica {
             me: me.clone(),
             generation,
             storage: storage.clone(),
@@ -245,32 +245,28 @@ impl Node {
             limits: config.requests.clone(),
             streaming: config.streaming.clone(),
             antientropy: config.antientropy.clone(),
-            hints,
-            repairs: Mutex::new(RepairSummary::default()),
-            cleaned: Default::default(),
-            arrivals: Default::default(),
-            background,
-            operations: operations::Operations::new(cancel.clone()),
             clock: world.clock.clone(),
             random: world.random.clone(),
-            forwarded: Default::default(),
         });
+        let services = Services::new(&replica, hints, background, cancel.clone());
+        let coordinator = services.topology.clone();
 
         let mut tasks = JoinSet::new();
         tasks.spawn(gossip_task.run());
         let hello = Hello {
             generation,
-            settings: coordinator.settings.clone(),
+            settings: replica.settings.clone(),
         };
-        for serve in peers.serve(coordinator.clone(), hello, cancel.clone()) {
+        for serve in peers.serve(services.dispatcher.clone(), hello, cancel.clone()) {
             tasks.spawn(serve);
         }
-        tasks.spawn(run_background(jobs, cancel.clone()));
-        tasks.spawn(hints::run_replay(coordinator.clone(), cancel.clone()));
-        tasks.spawn(repair::maintain_trees(coordinator.clone(), cancel.clone()));
-        tasks.spawn(repair::run_background(coordinator.clone(), cancel.clone()));
-        tasks.spawn(restore::watch(coordinator.clone(), cancel.clone()));
-        tasks.spawn(restore::restore(coordinator.clone(), cancel.clone()));
+        tasks.spawn(coordinator::run_background(jobs, cancel.clone()));
+        let antientropy = &services.antientropy;
+        tasks.spawn(hints::run_replay(services.handoff.clone(), cancel.clone()));
+        tasks.spawn(repair::maintain_trees(antientropy.clone(), cancel.clone()));
+        tasks.spawn(repair::run_background(antientropy.clone(), cancel.clone()));
+        tasks.spawn(restore::watch(replica.clone(), cancel.clone()));
+        tasks.spawn(restore::restore(antientropy.clone(), cancel.clone()));
         let handle = NodeHandle {
             id: me,
             internode_address,
@@ -306,7 +302,7 @@ impl Node {
             let _ = handle.shutdown().await;
             return Err(error);
         }
-        operations::resume(&coordinator);
+        topology::resume(&coordinator);
         info!(node = %handle.id, client = %handle.client_address, internode = %handle.internode_address, "node serving");
         Ok(handle)
     }
@@ -346,7 +342,7 @@ fn load_tokens(storage: &Storage) -> Result<Option<Vec<Token>>, NodeError> {
 async fn join(
     config: &Config,
     node: &NodeHandle,
-    coordinator: &Coordinator,
+    coordinator: &Topology,
     seed_watch: &SeedWatch,
     my_address: SocketAddr,
 ) -> Result<(), NodeError> {
@@ -571,7 +567,7 @@ async fn wait_for_turn(node: &NodeHandle) -> Result<(), NodeError> {
 /// Keeps this node's tokens in its data directory, then announces them.
 async fn keep_tokens(
     node: &NodeHandle,
-    coordinator: &Coordinator,
+    coordinator: &Topology,
     tokens: Vec<Token>,
 ) -> Result<(), NodeError> {
     let bytes = rmp_serde::to_vec(&tokens).expect("tokens encode");
@@ -584,7 +580,7 @@ async fn keep_tokens(
 }
 
 /// Streams the ranges a bootstrap has not finished, then becomes normal.
-async fn finish_bootstrap(node: &NodeHandle, coordinator: &Coordinator) -> Result<(), NodeError> {
+async fn finish_bootstrap(node: &NodeHandle, coordinator: &Topology) -> Result<(), NodeError> {
     let mut progress = topology::load_bootstrap(&node.storage)?;
     let streamed = topology::run_bootstrap(coordinator, &mut progress)
         .await
@@ -594,7 +590,7 @@ async fn finish_bootstrap(node: &NodeHandle, coordinator: &Coordinator) -> Resul
     become_normal(node, coordinator).await
 }
 
-async fn become_normal(node: &NodeHandle, coordinator: &Coordinator) -> Result<(), NodeError> {
+async fn become_normal(node: &NodeHandle, coordinator: &Topology) -> Result<(), NodeError> {
     coordinator
         .gossip
         .set_state(StateValue::Status(Status::Normal))
@@ -796,26 +792,4 @@ impl NodeHandle {
         info!(node = %self.id, "node stopped");
         Ok(())
     }
-}
-
-/// Runs background jobs (read repairs), a bounded number at a time.
-async fn run_background(mut jobs: mpsc::Receiver<BackgroundJob>, cancel: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(BACKGROUND_CONCURRENCY));
-    let mut running = JoinSet::new();
-    loop {
-        tokio::select! {
-            biased;
-            job = jobs.recv() => {
-                let Some(job) = job else { break };
-                let Ok(slot) = slots.clone().acquire_owned().await else { break };
-                running.spawn(async move {
-                    job.await;
-                    drop(slot);
-                });
-            }
-            Some(_) = running.join_next(), if !running.is_empty() => {}
-            () = cancel.cancelled() => break,
-        }
-    }
-    running.shutdown().await;
 }

@@ -27,7 +27,7 @@
 //! again. The grace is at least the hint window, so no hint older than the
 //! tombstone can still be replayed.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ringdb_antientropy::exchange::{Exchange, Step, diff_items};
@@ -43,8 +43,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::cleanup;
-use crate::coordinator::Coordinator;
+use crate::cleanup::Cleanup;
 use crate::error::{self, TaskError};
+use crate::replica::Replica;
 use crate::storage::{Storage, StorageError, purgeable};
 use crate::streaming::{self, Throttle};
 
@@ -65,8 +66,25 @@ const STILL_BUILDING: &str = "is still building its Merkle trees";
 /// The most entries a node keeps in its running totals' lists.
 const KEPT_ENTRIES: usize = 1000;
 
+/// Anti-entropy as a service: the node's [`Replica`], what repairs did
+/// since the node started, and cleanup (run when a topology change took
+/// ranges from this node).
+pub(crate) struct AntiEntropy {
+    pub(crate) replica: Arc<Replica>,
+    pub(crate) repairs: Mutex<RepairSummary>,
+    pub(crate) cleanup: Arc<Cleanup>,
+}
+
+impl std::ops::Deref for AntiEntropy {
+    type Target = Replica;
+
+    fn deref(&self) -> &Replica {
+        &self.replica
+    }
+}
+
 /// Tombstones older than this (microseconds since the epoch) may be purged.
-pub(crate) fn purge_cutoff(coordinator: &Coordinator) -> i64 {
+pub(crate) fn purge_cutoff(coordinator: &Replica) -> i64 {
     let seconds = coordinator.antientropy.tombstone_grace_secs;
     let grace = i64::try_from(seconds.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
     coordinator.now_micros().saturating_sub(grace)
@@ -77,7 +95,7 @@ pub(crate) fn purge_cutoff(coordinator: &Coordinator) -> i64 {
 /// its trees are being rebuilt after a ring change: retryable, like a
 /// first build.
 pub(crate) fn local_tree<'a>(
-    coordinator: &Coordinator,
+    coordinator: &Replica,
     trees: &'a Trees,
     range: TokenRange,
 ) -> Result<&'a Tree, RequestError> {
@@ -102,7 +120,7 @@ pub(crate) fn local_tree<'a>(
 
 /// The ranges this node should keep trees for in its current ring, in
 /// token order.
-fn wanted_ranges(coordinator: &Coordinator) -> Vec<TokenRange> {
+fn wanted_ranges(coordinator: &Replica) -> Vec<TokenRange> {
     let view = coordinator.membership.view();
     let mut wanted = if view.ring.members().contains_key(&coordinator.me) {
         view.ring
@@ -170,7 +188,7 @@ fn encoded_len(message: &impl Serialize) -> u64 {
 /// Compares `ranges` (every range with a tree when empty) with each other
 /// replica and repairs what differs; only `table`'s rows when given.
 pub(crate) async fn repair(
-    coordinator: &Arc<Coordinator>,
+    coordinator: &Arc<AntiEntropy>,
     table: Option<TableId>,
     ranges: Vec<TokenRange>,
     bytes_per_sec: Option<f64>,
@@ -300,7 +318,7 @@ struct Round {
 /// longer than a step may take, nor past the round's deadline (its caller
 /// stops waiting then).
 async fn ask(
-    coordinator: &Coordinator,
+    coordinator: &Replica,
     peer: &NodeId,
     request: PeerRequest,
     round: &mut Round,
@@ -315,7 +333,7 @@ async fn ask(
 
 /// One range's exchange with one replica.
 async fn exchange(
-    coordinator: &Arc<Coordinator>,
+    coordinator: &Arc<AntiEntropy>,
     trees: &Trees,
     range: TokenRange,
     peer: &NodeId,
@@ -483,7 +501,7 @@ fn purge_tombstones(
 /// Keeps the Merkle trees over the ranges this node replicates: builds
 /// them at start and again when the ring has changed and stayed still; and
 /// once a change took ranges from this node, cleans them up (`cleanup.rs`).
-pub(crate) async fn maintain_trees(coordinator: Arc<Coordinator>, cancel: CancellationToken) {
+pub(crate) async fn maintain_trees(coordinator: Arc<AntiEntropy>, cancel: CancellationToken) {
     let mut views = coordinator.membership.subscribe();
     // Every range this node has replicated, in any ring this process has
     // seen it a member of, since its last cleanup: a range among them it
@@ -559,7 +577,7 @@ pub(crate) async fn maintain_trees(coordinator: Arc<Coordinator>, cancel: Cancel
                 .ranges_of(&coordinator.me, &coordinator.replication);
             let lost = cleanup::needs_cleanup(&held, &now, &cleanup::all_ranges(&view));
             let cleaned = if lost {
-                match cleanup::cleanup(&coordinator).await {
+                match cleanup::cleanup(&coordinator.cleanup).await {
                     Ok(cleaned) => {
                         info!(
                             rows = cleaned.rows,
@@ -596,7 +614,7 @@ pub(crate) async fn maintain_trees(coordinator: Arc<Coordinator>, cancel: Cancel
 }
 
 /// Background anti-entropy: a round over every range each interval.
-pub(crate) async fn run_background(coordinator: Arc<Coordinator>, cancel: CancellationToken) {
+pub(crate) async fn run_background(coordinator: Arc<AntiEntropy>, cancel: CancellationToken) {
     let config = coordinator.antientropy.clone();
     if !config.enabled {
         // A task that ends stops the node: wait for the end instead.

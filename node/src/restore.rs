@@ -19,8 +19,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::coordinator::Coordinator;
 use crate::repair;
+use crate::repair::AntiEntropy;
+use crate::replica::Replica;
 use crate::storage::Storage;
 
 /// How long a node that found damage keeps gossiping before it stops to
@@ -32,7 +33,7 @@ const RESTORE_RETRY: Duration = Duration::from_secs(5);
 const RESTORE_ROUND: Duration = Duration::from_secs(600);
 
 /// Ends (stopping the node) once damage is found, after announcing it.
-pub(crate) async fn watch(coordinator: Arc<Coordinator>, cancel: CancellationToken) {
+pub(crate) async fn watch(coordinator: Arc<Replica>, cancel: CancellationToken) {
     let mut alarm = coordinator.storage.damage_alarm();
     let found = tokio::select! {
         biased;
@@ -66,7 +67,7 @@ pub(crate) fn damage_state(storage: &Storage) -> StateValue {
 
 /// Restores the rows the last salvage dropped, from the other replicas,
 /// then waits for the node to stop (a task that ends stops the node).
-pub(crate) async fn restore(coordinator: Arc<Coordinator>, cancel: CancellationToken) {
+pub(crate) async fn restore(coordinator: Arc<AntiEntropy>, cancel: CancellationToken) {
     let storage = coordinator.storage.clone();
     let owed = matches!(storage.damage_record(), Ok(Some(record)) if !record.restored);
     if !owed {

@@ -22,18 +22,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringdb_gossip::{StateValue, Status};
-use ringdb_proto::{PeerReply, PeerRequest, RequestError};
+use ringdb_proto::{OperationStatus, PeerReply, PeerRequest, RequestError};
 use ringdb_ring::{Location, NodeId, Ring, Token, TokenRange};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::coordinator::Coordinator;
 use crate::error::{TaskError, ask};
+use crate::hints;
+use crate::hints::Handoff;
 use crate::membership::View;
+use crate::operations::{Job, Kind, Operations, Undo};
+use crate::replica::Replica;
 use crate::storage::{Storage, StorageError};
 use crate::streaming::{self, Streamed};
-use crate::{hints, operations};
 
 /// How long a node waits after announcing a change, so that gossip has
 /// carried it to the others (two rounds) before data moves.
@@ -86,7 +88,7 @@ pub(crate) fn save_bootstrap(
 /// the replica that gives the range up (Cassandra's consistent range
 /// movement; others after it only when `streaming.consistent_range_movement`
 /// is off), or from every replica when nobody gives it up.
-pub(crate) fn bootstrap_plan(c: &Coordinator, ring: &Ring, future: &Ring) -> Vec<RangeProgress> {
+pub(crate) fn bootstrap_plan(c: &Topology, ring: &Ring, future: &Ring) -> Vec<RangeProgress> {
     future
         .ranges_of(&c.me, &c.replication)
         .into_iter()
@@ -112,7 +114,7 @@ pub(crate) fn bootstrap_plan(c: &Coordinator, ring: &Ring, future: &Ring) -> Vec
 }
 
 /// Refuses a change while another is in progress.
-fn one_change_at_a_time(c: &Coordinator, view: &View) -> Result<(), RequestError> {
+fn one_change_at_a_time(c: &Topology, view: &View) -> Result<(), RequestError> {
     match view.change_in_progress(&c.me) {
         Some((node, status)) => Err(RequestError::invalid(format!(
             "another topology change is in progress: {node} is {status}; \
@@ -125,7 +127,7 @@ fn one_change_at_a_time(c: &Coordinator, view: &View) -> Result<(), RequestError
 /// Pulls every range of `progress` not yet done, saving progress after each
 /// page.
 pub(crate) async fn run_bootstrap(
-    c: &Coordinator,
+    c: &Topology,
     progress: &mut [RangeProgress],
 ) -> Result<Streamed, TaskError> {
     let started = Instant::now();
@@ -153,7 +155,7 @@ pub(crate) async fn run_bootstrap(
 /// Streams range `i` from `source`, resuming after its saved key and
 /// saving progress after each page.
 async fn stream_range(
-    c: &Coordinator,
+    c: &Topology,
     progress: &[RangeProgress],
     i: usize,
     source: &NodeId,
@@ -176,7 +178,7 @@ async fn stream_range(
 
 /// Streams range `i` from the first of its sources that is up and answers.
 async fn stream_from_first_source(
-    c: &Coordinator,
+    c: &Topology,
     progress: &mut [RangeProgress],
     i: usize,
     throttle: &mut streaming::Throttle,
@@ -200,7 +202,7 @@ async fn stream_from_first_source(
 }
 
 /// Why no source of `range` could be streamed from.
-fn no_source(c: &Coordinator, range: &RangeProgress, why: &str) -> String {
+fn no_source(c: &Topology, range: &RangeProgress, why: &str) -> String {
     let strict = c.streaming.consistent_range_movement && range.sources.len() == 1;
     if strict {
         format!(
@@ -220,7 +222,7 @@ fn no_source(c: &Coordinator, range: &RangeProgress, why: &str) -> String {
 /// down source fails before the others count this node as joining. (A
 /// source can still go down afterwards; streaming then fails with the
 /// same words, and a restart resumes it.)
-pub(crate) fn unavailable_source(c: &Coordinator, plan: &[RangeProgress]) -> Option<String> {
+pub(crate) fn unavailable_source(c: &Topology, plan: &[RangeProgress]) -> Option<String> {
     let up = |node: &NodeId| *node == c.me || c.is_up(node);
     for range in plan {
         if range.every {
@@ -246,7 +248,7 @@ pub(crate) fn unavailable_source(c: &Coordinator, plan: &[RangeProgress]) -> Opt
 /// Streams range `i` from each of its sources in turn (every one must be
 /// up), recording which are done.
 async fn stream_from_every_source(
-    c: &Coordinator,
+    c: &Topology,
     progress: &mut [RangeProgress],
     i: usize,
     throttle: &mut streaming::Throttle,
@@ -271,7 +273,7 @@ async fn stream_from_every_source(
 }
 
 /// Refuses a decommission this node cannot make now.
-pub(crate) fn check_decommission(c: &Coordinator) -> Result<(), RequestError> {
+pub(crate) fn check_decommission(c: &Topology) -> Result<(), RequestError> {
     let view = c.membership.view();
     one_change_at_a_time(c, &view)?;
     if view.status(&c.me) != Some(Status::Normal) {
@@ -293,9 +295,86 @@ pub(crate) fn check_decommission(c: &Coordinator) -> Result<(), RequestError> {
     Ok(())
 }
 
+/// Topology changes as a service: the node's [`Replica`], the hints it
+/// hands over when it leaves, and the operation (decommission, removenode)
+/// it runs.
+pub(crate) struct Topology {
+    pub(crate) replica: Arc<Replica>,
+    pub(crate) handoff: Arc<Handoff>,
+    pub(crate) operations: Arc<Operations>,
+}
+
+impl std::ops::Deref for Topology {
+    type Target = Replica;
+
+    fn deref(&self) -> &Replica {
+        &self.replica
+    }
+}
+
+/// Starts `kind` as a task of the node, or attaches to it when it is the
+/// operation running; refused while another runs, or when the operation's
+/// checks fail (nothing started then).
+pub(crate) fn start(c: &Arc<Topology>, kind: Kind) -> Result<OperationStatus, RequestError> {
+    if let Some((running, status)) = c.operations.running() {
+        if running == kind {
+            return Ok(status);
+        }
+        return Err(RequestError::invalid(format!(
+            "{} is running {}: follow it with --follow, or stop it with --abort",
+            c.me, status.kind
+        )));
+    }
+    let job: Job = match &kind {
+        Kind::Decommission => {
+            check_decommission(c)?;
+            Box::pin(decommission(c.clone()))
+        }
+        Kind::RemoveNode(node) => {
+            let removal = plan_removal(c, node)?;
+            Box::pin(remove_node(c.clone(), removal))
+        }
+    };
+    c.operations.launch(kind.clone(), job, undo(c, kind))
+}
+
+/// What an abort of `kind` does, once it comes.
+fn undo(c: &Arc<Topology>, kind: Kind) -> Undo {
+    let c = c.clone();
+    Box::pin(async move { aborted(&c, &kind).await })
+}
+
+/// Resumes a removal the node was running when it stopped, once gossip
+/// has had time to bring the ring and the live peers.
+pub(crate) fn resume(c: &Arc<Topology>) {
+    let removal = match unfinished_removal(c) {
+        Ok(Some(removal)) => removal,
+        Ok(None) => return,
+        Err(error) => return warn!(%error, "cannot read an interrupted removenode's plan"),
+    };
+    let c = c.clone();
+    let node = c.operations.node().clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            biased;
+            () = node.cancelled() => return,
+            () = tokio::time::sleep(RESUME_DELAY) => {}
+        }
+        info!(node = %removal.node, "resuming an interrupted removenode");
+        let kind = Kind::RemoveNode(removal.node.clone());
+        let job = Box::pin(remove_node(c.clone(), removal));
+        if let Err(error) = c.operations.launch(kind.clone(), job, undo(&c, kind)) {
+            warn!(%error, "cannot resume the interrupted removenode");
+        }
+    });
+}
+
+/// How long after its start a node resumes an interrupted removal.
+const RESUME_DELAY: Duration = Duration::from_secs(10);
+
 /// Announces leaving, hands every range over, announces left (checked by
-/// [`check_decommission`]; run by `operations.rs`).
-pub(crate) async fn decommission(c: Arc<Coordinator>) -> Result<String, RequestError> {
+/// [`check_decommission`]; run as an operation, see [`start`]).
+pub(crate) async fn decommission(c: Arc<Topology>) -> Result<String, RequestError> {
     let c = &c;
     let view = c.membership.view();
     let ring = view.ring.clone();
@@ -305,7 +384,7 @@ pub(crate) async fn decommission(c: Arc<Coordinator>) -> Result<String, RequestE
     c.gossip
         .set_state(StateValue::Status(Status::Leaving))
         .await;
-    operations::progress(c, "announced leaving".into()).await;
+    c.operations.progress("announced leaving".into()).await;
     tokio::time::sleep(RING_SETTLE).await;
     let handovers: Vec<(TokenRange, Vec<NodeId>)> = ring
         .replicated_ranges(&c.replication)
@@ -324,17 +403,15 @@ pub(crate) async fn decommission(c: Arc<Coordinator>) -> Result<String, RequestE
     let mut streamed = Streamed::default();
     let mut throttle = streaming::Throttle::new(c.streaming.bytes_per_sec());
     for (i, (range, targets)) in handovers.iter().enumerate() {
-        operations::progress(
-            c,
-            format!(
+        c.operations
+            .progress(format!(
                 "streaming range {} of {} ({} rows, {:.2} MiB so far)",
                 i + 1,
                 handovers.len(),
                 streamed.rows,
                 streamed.bytes as f64 / (1 << 20) as f64
-            ),
-        )
-        .await;
+            ))
+            .await;
         for target in targets {
             match streaming::push(&*c.peers, &c.storage, target, *range, &mut throttle).await {
                 Ok(moved) => streamed.add(moved),
@@ -356,9 +433,9 @@ pub(crate) async fn decommission(c: Arc<Coordinator>) -> Result<String, RequestE
             started,
         );
     }
-    operations::progress(c, "handing hints over".into()).await;
+    c.operations.progress("handing hints over".into()).await;
     // Hints can be the only copy of a write: hand them over before leaving.
-    let hints = match hints::hand_over(c, &future).await {
+    let hints = match hints::hand_over(&c.handoff, &future).await {
         Ok(hints) => hints,
         Err(error) => {
             c.gossip.set_state(StateValue::Status(Status::Normal)).await;
@@ -367,12 +444,14 @@ pub(crate) async fn decommission(c: Arc<Coordinator>) -> Result<String, RequestE
             )));
         }
     };
-    if !operations::point_of_no_return(c) {
+    if !c.operations.point_of_no_return() {
         // Aborted meanwhile (`aborted` says so too, if its branch runs).
         c.gossip.set_state(StateValue::Status(Status::Normal)).await;
         return Err(RequestError::invalid("aborted; the node is normal again"));
     }
-    operations::progress(c, "leaving the ring (cannot be aborted)".into()).await;
+    c.operations
+        .progress("leaving the ring (cannot be aborted)".into())
+        .await;
     // Never back with this data: a restart would bring stale ranges back.
     c.storage
         .mark_retired("decommissioned")
@@ -381,7 +460,7 @@ pub(crate) async fn decommission(c: Arc<Coordinator>) -> Result<String, RequestE
     tokio::time::sleep(RING_SETTLE).await;
     // Writes coordinated here until the others saw it leave may have left
     // hints: hand those over too.
-    let hints = match hints::hand_over(c, &future).await {
+    let hints = match hints::hand_over(&c.handoff, &future).await {
         Ok(late) => hints + late,
         Err(error) => {
             warn!(%error, "hints written while leaving could not all be handed over");
@@ -401,9 +480,9 @@ pub(crate) async fn decommission(c: Arc<Coordinator>) -> Result<String, RequestE
 }
 
 /// Puts things back after an operation was aborted; says how they stand.
-pub(crate) async fn aborted(c: &Coordinator, kind: &operations::Kind) -> String {
+pub(crate) async fn aborted(c: &Topology, kind: &Kind) -> String {
     match kind {
-        operations::Kind::Decommission => {
+        Kind::Decommission => {
             c.gossip.set_state(StateValue::Status(Status::Normal)).await;
             format!(
                 "{} is normal again; the rows it already streamed stay on their next owners \
@@ -411,7 +490,7 @@ pub(crate) async fn aborted(c: &Coordinator, kind: &operations::Kind) -> String 
                 c.me
             )
         }
-        operations::Kind::RemoveNode(node) => format!(
+        Kind::RemoveNode(node) => format!(
             "{node} stays removed, but some of its ranges may be short of a replica: run \
              `ringdb removenode {node}` on {} again to finish restoring them",
             c.me
@@ -441,7 +520,7 @@ pub(crate) struct Removal {
 }
 
 /// The removal this node was running when it stopped, if any.
-pub(crate) fn unfinished_removal(c: &Coordinator) -> Result<Option<Removal>, StorageError> {
+pub(crate) fn unfinished_removal(c: &Topology) -> Result<Option<Removal>, StorageError> {
     match c.storage.get_meta(REMOVAL_KEY)? {
         None => Ok(None),
         Some(bytes) => rmp_serde::from_slice(&bytes)
@@ -453,7 +532,7 @@ pub(crate) fn unfinished_removal(c: &Coordinator) -> Result<Option<Removal>, Sto
     }
 }
 
-fn save_removal(c: &Coordinator, removal: Option<&Removal>) -> Result<(), RequestError> {
+fn save_removal(c: &Topology, removal: Option<&Removal>) -> Result<(), RequestError> {
     let saved = match removal {
         Some(removal) => c.storage.put_meta(
             REMOVAL_KEY,
@@ -466,7 +545,7 @@ fn save_removal(c: &Coordinator, removal: Option<&Removal>) -> Result<(), Reques
 
 /// Checks a removenode and plans it; for a node this node already removed
 /// without finishing, the plan it kept (the removal resumes).
-pub(crate) fn plan_removal(c: &Coordinator, node: &NodeId) -> Result<Removal, RequestError> {
+pub(crate) fn plan_removal(c: &Topology, node: &NodeId) -> Result<Removal, RequestError> {
     let view = c.membership.view();
     if *node == c.me {
         return Err(RequestError::invalid(
@@ -512,9 +591,10 @@ pub(crate) fn plan_removal(c: &Coordinator, node: &NodeId) -> Result<Removal, Re
 }
 
 /// Removes a dead node and restores its ranges' replicas from survivors,
-/// keeping its progress in the data directory (run by `operations.rs`).
+/// keeping its progress in the data directory (run as an operation, see
+/// [`start`]).
 pub(crate) async fn remove_node(
-    c: Arc<Coordinator>,
+    c: Arc<Topology>,
     mut removal: Removal,
 ) -> Result<String, RequestError> {
     let c = &c;
@@ -579,7 +659,9 @@ pub(crate) async fn remove_node(
         if removal.done.contains(&range) {
             continue;
         }
-        operations::progress(c, format!("restoring range {ranges} of {total}")).await;
+        c.operations
+            .progress(format!("restoring range {ranges} of {total}"))
+            .await;
         let survivors: Vec<&NodeId> = replicas
             .iter()
             .filter(|r| **r != node && (**r == c.me || c.is_up(r)))
@@ -652,7 +734,7 @@ pub(crate) async fn remove_node(
 
 /// Waits until this node's view has `node` out of the ring (the gossip
 /// task publishes a removal a moment after it accepted it).
-async fn wait_removed(c: &Coordinator, node: &NodeId) -> Result<(), RequestError> {
+async fn wait_removed(c: &Topology, node: &NodeId) -> Result<(), RequestError> {
     let give_up = Instant::now() + REMOVED_WAIT;
     loop {
         let view = c.membership.view();

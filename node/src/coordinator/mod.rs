@@ -52,30 +52,26 @@
 //! [`ReadFirst`]: ringdb_proto::ReadFirst
 
 use std::future::Future;
+use std::ops::Deref;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ringdb_proto::{
-    ClientReply, ClientRequest, ClusterSettings, ConsistencyLevel, Context, PeerReply, PeerRequest,
-    Receipt, RepairStats, RepairSummary, RequestError, RowAddress, RowId, TableId, VersionedRow,
+    ClientReply, ClientRequest, ConsistencyLevel, Context, PeerReply, PeerRequest, Receipt,
+    RequestError, RowAddress, RowId, TableId, VersionedRow,
 };
-use ringdb_ring::{NodeId, Replication, Ring, Token};
-use tokio::sync::mpsc;
+use ringdb_ring::NodeId;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tokio_util::sync::CancellationToken;
 
 use crate::causality::CausalContext;
-use crate::config::{AntiEntropyConfig, RequestConfig, StreamingConfig};
-use crate::hints::Hints;
-use crate::membership::{GossipHandle, Membership};
-use crate::network::{BoxFuture, Incoming, Network};
-use crate::storage::{
-    RowKey, RowLimits, Storage, StorageError, StoredRow, decode_versions, encode_row,
-};
-use crate::world::{Clock, Random};
-use crate::{cleanup, operations, repair, streaming};
+use crate::cleanup::Cleanup;
+use crate::hints::Handoff;
+use crate::replica::Replica;
+use crate::storage::{RowKey, RowLimits, StoredRow, decode_versions, encode_row};
 
 mod forwarded;
 mod quorum;
@@ -84,7 +80,6 @@ mod write;
 
 use quorum::Quorum;
 use read::siblings_of;
-use ringdb_gossip::Status;
 use write::Write;
 
 /// How long past a request's deadline a forwarding node waits for the
@@ -99,37 +94,29 @@ const MAX_TABLE_NAME: usize = 48;
 /// Work done after the answer (background read repair).
 pub(crate) type BackgroundJob = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// What the coordinator needs: storage, peers, the ring and the limits.
+/// The data path of a node: a [`Replica`] plus what writes need beyond it
+/// (hints for replicas out of reach, cleanup's count of arriving rows, the
+/// background queue, the forwarded writes already run).
 pub(crate) struct Coordinator {
-    pub(crate) me: NodeId,
-    pub(crate) generation: u64,
-    pub(crate) storage: Arc<Storage>,
-    pub(crate) peers: Arc<dyn Network>,
-    pub(crate) membership: Arc<Membership>,
-    pub(crate) gossip: GossipHandle,
-    pub(crate) replication: Replication,
-    /// The settings every node of the cluster must share.
-    pub(crate) settings: ClusterSettings,
-    pub(crate) limits: RequestConfig,
-    pub(crate) streaming: StreamingConfig,
-    pub(crate) antientropy: AntiEntropyConfig,
-    pub(crate) hints: Arc<Hints>,
-    /// What anti-entropy did since the node started.
-    pub(crate) repairs: Mutex<RepairSummary>,
-    /// Rows cleanup deleted since the node started.
-    pub(crate) cleaned: AtomicU64,
+    pub(crate) replica: Arc<Replica>,
+    /// Hints for the replicas a write could not reach.
+    pub(crate) handoff: Arc<Handoff>,
     /// What a running cleanup must know of rows arriving for ranges this
     /// node does not replicate in its view (see `cleanup.rs`).
-    pub(crate) arrivals: cleanup::Arrivals,
+    pub(crate) cleanup: Arc<Cleanup>,
     pub(crate) background: mpsc::Sender<BackgroundJob>,
-    /// The decommission or removenode this node runs (or ran last).
-    pub(crate) operations: operations::Operations,
-    /// Wall time.
-    pub(crate) clock: Arc<dyn Clock>,
-    /// Random numbers.
-    pub(crate) random: Arc<Random>,
     /// Forwarded writes run lately, so that none runs twice.
     pub(crate) forwarded: forwarded::Forwarded,
+}
+
+/// A coordinator is a replica with a data path: `self.me`, `self.storage`
+/// and the rest read as they do in every service.
+impl Deref for Coordinator {
+    type Target = Replica;
+
+    fn deref(&self) -> &Replica {
+        &self.replica
+    }
 }
 
 /// The table id of a table name. Until keyspaces declare tables (and give
@@ -149,33 +136,7 @@ pub fn table_id(name: &str) -> Result<TableId, RequestError> {
     Ok(TableId(u64::from_be_bytes(bytes)))
 }
 
-/// The coordinator is the node's dispatcher: every request that reaches
-/// the node comes here first.
-impl Incoming for Coordinator {
-    fn peer_request(
-        self: Arc<Self>,
-        from: NodeId,
-        request: PeerRequest,
-        deadline: Instant,
-    ) -> BoxFuture<'static, Result<PeerReply, RequestError>> {
-        Box::pin(self.serve_peer(from, request, deadline))
-    }
-
-    fn client_request(
-        self: Arc<Self>,
-        request: ClientRequest,
-        deadline: Instant,
-    ) -> BoxFuture<'static, Result<ClientReply, RequestError>> {
-        Box::pin(self.serve_client(request, deadline, false))
-    }
-}
-
 impl Coordinator {
-    /// Now, in microseconds since the Unix epoch, by this node's clock.
-    pub(crate) fn now_micros(&self) -> i64 {
-        self.clock.now_micros()
-    }
-
     /// Serves a client request (or one forwarded by a peer, which must not
     /// be forwarded again).
     pub(crate) async fn serve_client(
@@ -184,9 +145,7 @@ impl Coordinator {
         deadline: Instant,
         forwarded: bool,
     ) -> Result<ClientReply, RequestError> {
-        // Admin operations run as long as their caller waits; data
-        // requests no longer than the coordinator's timeout.
-        let original_deadline = deadline;
+        // No longer than the coordinator's timeout.
         let deadline = deadline.min(Instant::now() + self.limits.timeout());
         match request {
             ClientRequest::Get { row, consistency } => self.read(row, consistency, deadline).await,
@@ -228,8 +187,6 @@ impl Coordinator {
                 };
                 self.write(write, deadline, forwarded).await
             }
-            ClientRequest::Topology => Ok(self.topology()),
-            ClientRequest::Status => Ok(self.status()),
             ClientRequest::LocalGet { row } => {
                 let id = RowId {
                     table: table_id(&row.table)?,
@@ -249,93 +206,28 @@ impl Coordinator {
                     },
                 })
             }
-            ClientRequest::Decommission => {
-                let status = operations::start(&self, operations::Kind::Decommission).await?;
-                Ok(ClientReply::Operation(status))
-            }
-            ClientRequest::RemoveNode { node } => {
-                let kind = operations::Kind::RemoveNode(node);
-                Ok(ClientReply::Operation(
-                    operations::start(&self, kind).await?,
-                ))
-            }
-            ClientRequest::Operation { abort } => {
-                let status = if abort {
-                    operations::abort(&self)?
-                } else {
-                    operations::status(&self)?
-                };
-                Ok(ClientReply::Operation(status))
-            }
-            ClientRequest::Repair { table, ranges } => {
-                let table = table.as_deref().map(table_id).transpose()?;
-                let summary = repair::repair(&self, table, ranges, None, original_deadline).await?;
-                Ok(ClientReply::Repaired(summary))
-            }
-            ClientRequest::RepairStats => Ok(ClientReply::RepairStats(self.repair_stats())),
-            ClientRequest::Cleanup => {
-                let cleaned = cleanup::cleanup(&self).await?;
-                Ok(ClientReply::Done {
-                    summary: format!(
-                        "{} deleted {} rows of the {} ranges it does not replicate",
-                        self.me, cleaned.rows, cleaned.ranges
-                    ),
-                })
-            }
+            // Admin requests are the dispatcher's; none is coordinated for
+            // another node.
+            _ => Err(RequestError::invalid(
+                "only reads and writes are coordinated for another node",
+            )),
         }
     }
 
-    /// Serves a request from another node.
+    /// Serves a replica's request from another node (a member: the
+    /// dispatcher checked).
     pub(crate) async fn serve_peer(
         self: Arc<Self>,
         from: NodeId,
         request: PeerRequest,
         deadline: Instant,
     ) -> Result<PeerReply, RequestError> {
-        // Any node the cluster CA signed may say hello and gossip (that is
-        // how a new node joins); only nodes known to the cluster may read,
-        // write or coordinate: members, and nodes that left (they forward
-        // what clients still send them), not removed ones.
-        if !matches!(request, PeerRequest::Hello { .. } | PeerRequest::Gossip(_)) {
-            let member = self
-                .membership
-                .view()
-                .status(&from)
-                .is_some_and(|status| status != Status::Removed);
-            if !member {
-                return Err(RequestError::invalid(format!(
-                    "{from} is not a member of this cluster (it has not joined, or was removed)"
-                )));
-            }
-        }
         match request {
-            PeerRequest::Hello {
-                generation,
-                settings,
-            } => {
-                if let Some(theirs) = settings
-                    && let Some((setting, ours, theirs)) = self.settings.mismatch(&theirs)
-                {
-                    warn!(peer = %from, setting, here = %ours, there = %theirs,
-                        "refused a node whose cluster settings differ from this node's");
-                    return Err(RequestError::SettingsMismatch {
-                        node: self.me.clone(),
-                        setting: setting.to_string(),
-                        theirs: ours,
-                        ours: theirs,
-                    });
-                }
-                self.peers.observe_generation(&from, generation);
-                Ok(PeerReply::Hello {
-                    generation: self.generation,
-                    wall_micros: Some(self.now_micros()),
-                })
-            }
             PeerRequest::Replicate { row, versions } => {
                 let incoming = decode_versions(&versions.0)
                     .map_err(|e| RequestError::invalid(format!("malformed versioned row: {e}")))?;
                 let key = RowKey::new(row.table, row.partition, row.clustering);
-                self.arrivals.note(self.as_ref(), [key.token]);
+                self.cleanup.arrivals.note(&self.replica, [key.token]);
                 self.blocking(move |storage| storage.merge(&key, &incoming))
                     .await?;
                 Ok(PeerReply::Applied)
@@ -361,157 +253,8 @@ impl Coordinator {
                 let answer = self.forwarded.once(from, id, keep, run).await;
                 Ok(PeerReply::Coordinated(answer?))
             }
-            PeerRequest::StreamRange {
-                range,
-                after,
-                max_rows,
-            } => {
-                let max_rows = max_rows.clamp(1, 4 * streaming::PAGE_ROWS);
-                let (rows, more) = self
-                    .storage
-                    .blocking(move |storage| streaming::page(storage, range, after, max_rows))
-                    .await
-                    .map_err(|e| self.server_error(e.to_string()))?;
-                Ok(PeerReply::Rows { rows, more })
-            }
-            PeerRequest::StoreRows { rows } => {
-                let tokens = rows.iter().filter_map(|row| RowKey::decode(&row.key).ok());
-                self.arrivals
-                    .note(self.as_ref(), tokens.map(|key| key.token));
-                let purged_before = repair::purge_cutoff(&self);
-                self.storage
-                    .blocking(move |storage| streaming::store(storage, &rows, Some(purged_before)))
-                    .await?;
-                Ok(PeerReply::Applied)
-            }
-            PeerRequest::StoreHint {
-                target,
-                row,
-                versions,
-                created_micros,
-            } => {
-                decode_versions(&versions.0)
-                    .map_err(|e| RequestError::invalid(format!("malformed versioned row: {e}")))?;
-                if !self.hints.enabled() {
-                    return Err(RequestError::invalid(format!(
-                        "{} does not store hints (hints.enabled is false)",
-                        self.me
-                    )));
-                }
-                let hinted = self
-                    .hint_created(&row, &versions, vec![target.clone()], created_micros)
-                    .await;
-                if hinted.is_empty() {
-                    return Err(RequestError::overloaded(format!(
-                        "no hint stored for {target}: over the hint window or size cap"
-                    )));
-                }
-                Ok(PeerReply::Applied)
-            }
-            PeerRequest::TreeHashes {
-                range,
-                level,
-                nodes,
-            } => {
-                let trees = self.storage.trees();
-                let tree = repair::local_tree(&self, &trees, range)?;
-                let hashes = tree.hashes(level, &nodes).ok_or_else(|| {
-                    RequestError::invalid(format!("no node {nodes:?} at level {level}"))
-                })?;
-                Ok(PeerReply::Hashes(hashes.concat()))
-            }
-            PeerRequest::LeafItems {
-                range,
-                leaves,
-                table,
-                after,
-            } => {
-                let (items, resume) = self
-                    .storage
-                    .blocking(move |storage| {
-                        let after = after.map(serde_bytes::ByteBuf::into_vec);
-                        storage.leaf_items(
-                            range,
-                            &leaves,
-                            table,
-                            after.as_deref(),
-                            streaming::PAGE_BYTES,
-                        )
-                    })
-                    .await
-                    .map_err(|e| self.server_error(e.to_string()))?;
-                let resume = resume.map(|(leaf, key)| (leaf, serde_bytes::ByteBuf::from(key)));
-                Ok(PeerReply::Items { items, resume })
-            }
-            PeerRequest::ReadRows { keys } => {
-                let (rows, more) = self
-                    .storage
-                    .blocking(move |storage| {
-                        repair::read_rows(storage, keys, streaming::PAGE_BYTES)
-                    })
-                    .await
-                    .map_err(|e| self.server_error(e.to_string()))?;
-                Ok(PeerReply::Rows { rows, more })
-            }
-            PeerRequest::FetchRange { range, source } => {
-                self.arrivals.incoming();
-                let mut throttle = streaming::Throttle::new(self.streaming.bytes_per_sec());
-                let streamed = streaming::fetch(
-                    &*self.peers,
-                    &self.storage,
-                    &source,
-                    range,
-                    None,
-                    &mut throttle,
-                    |_| Ok(()),
-                )
-                .await
-                .map_err(|e| self.server_error(e.to_string()))?;
-                info!(%range, %source, rows = streamed.rows, "fetched a range");
-                Ok(PeerReply::Applied)
-            }
-            PeerRequest::Gossip(bytes) => {
-                let message = rmp_serde::from_slice(&bytes)
-                    .map_err(|e| RequestError::invalid(format!("malformed gossip: {e}")))?;
-                let reply = self.gossip.incoming(from, message).await;
-                let reply = reply
-                    .map(|reply| rmp_serde::to_vec_named(&reply).map(serde_bytes::ByteBuf::from))
-                    .transpose()
-                    .map_err(|e| RequestError::Server {
-                        node: self.me.clone(),
-                        reason: format!("cannot encode gossip: {e}"),
-                    })?;
-                Ok(PeerReply::Gossip(reply))
-            }
-        }
-    }
-
-    /// Runs a short storage call ([`Storage::call`]), turning its error
-    /// into the one a client can act on.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Storage) -> Result<T, StorageError> + Send + 'static,
-    ) -> Result<T, RequestError> {
-        match self.storage.call(work).await {
-            Ok(value) => Ok(value),
-            // A write over the row's limits: nothing was stored.
-            Err(
-                error @ (StorageError::TooManySiblings { .. } | StorageError::RowTooLarge { .. }),
-            ) => Err(RequestError::invalid(error.to_string())),
-            Err(error) if self.storage.note_damage(&error) => Err(self.damaged(&error.to_string())),
-            Err(error @ StorageError::Restoring { .. }) => Err(self.damaged(&error.to_string())),
-            Err(error) => Err(RequestError::Server {
-                node: self.me.clone(),
-                reason: error.to_string(),
-            }),
-        }
-    }
-
-    /// This node's answer while it holds damaged data.
-    pub(crate) fn damaged(&self, detail: &str) -> RequestError {
-        RequestError::DamagedData {
-            node: self.me.clone(),
-            detail: detail.to_owned(),
+            // The rest are the other services', routed by the dispatcher.
+            _ => Err(RequestError::invalid("not a request for the data path")),
         }
     }
 
@@ -536,7 +279,7 @@ impl Coordinator {
                 "consistency ANY is for writes only; read at ONE",
             ));
         }
-        if level == ConsistencyLevel::Any && !self.hints.enabled() {
+        if level == ConsistencyLevel::Any && !self.handoff.hints.enabled() {
             return Err(RequestError::invalid(
                 "consistency ANY needs hinted handoff, which is disabled on this node (hints.enabled)",
             ));
@@ -605,58 +348,32 @@ impl Coordinator {
         }
         alive
     }
+}
 
-    /// Whether this node replicates `token` in its view of the ring, now
-    /// or once the topology change in progress completes.
-    fn replicates(&self, token: Token) -> bool {
-        let view = self.membership.view();
-        let mine = |ring: &Ring| ring.replicas(token, &self.replication).contains(&self.me);
-        mine(&view.ring) || view.future.as_ref().is_some_and(mine)
-    }
+/// Background jobs that run at once.
+const BACKGROUND_CONCURRENCY: usize = 64;
 
-    pub(crate) fn server_error(&self, reason: impl Into<String>) -> RequestError {
-        RequestError::Server {
-            node: self.me.clone(),
-            reason: reason.into(),
+/// Runs background jobs (read repairs), a bounded number at a time.
+pub(crate) async fn run_background(
+    mut jobs: mpsc::Receiver<BackgroundJob>,
+    cancel: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(BACKGROUND_CONCURRENCY));
+    let mut running = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            job = jobs.recv() => {
+                let Some(job) = job else { break };
+                let Ok(slot) = slots.clone().acquire_owned().await else { break };
+                running.spawn(async move {
+                    job.await;
+                    drop(slot);
+                });
+            }
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+            () = cancel.cancelled() => break,
         }
     }
-
-    /// Whether `node` counts as alive: the failure detector says so and a
-    /// connection to it is up.
-    pub(crate) fn is_up(&self, node: &NodeId) -> bool {
-        self.membership.view().is_up(node) && self.peers.is_alive(node)
-    }
-
-    fn topology(&self) -> ClientReply {
-        let view = self.membership.view();
-        ClientReply::Topology {
-            nodes: view.topology(|id| *id == self.me || self.is_up(id)),
-            replication: self.replication.clone(),
-        }
-    }
-
-    fn repair_stats(&self) -> RepairStats {
-        let (hints_pending, hints) = self.hints.stats();
-        let trees = self.storage.trees();
-        RepairStats {
-            hints_pending,
-            hints,
-            trees_ready: trees.is_ready(),
-            tree_ranges: trees.ranges().count() as u64,
-            antientropy: self.repairs.lock().expect("repairs").clone(),
-            rows_cleaned: self.cleaned.load(Ordering::Relaxed),
-        }
-    }
-
-    fn status(&self) -> ClientReply {
-        ClientReply::Status {
-            answered_by: self.me.clone(),
-            nodes: self.membership.view().statuses(&self.replication, |node| {
-                self.peers
-                    .clock_offset_micros(node)
-                    .map(|micros| micros / 1000)
-            }),
-            replication: self.replication.clone(),
-        }
-    }
+    running.shutdown().await;
 }

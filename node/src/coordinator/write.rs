@@ -12,7 +12,7 @@ use ringdb_ring::NodeId;
 use ringdb_wire::multiplex::CallError;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::{Coordinator, FORWARD_GRACE, Quorum, REDIAL_WAIT};
 use crate::causality::{CausalContext, VersionVector};
@@ -106,7 +106,7 @@ impl Coordinator {
             .collect();
         // Sloppy quorum: each down replica's write goes to the first live
         // node past the replicas (its fallback), whose hint counts.
-        let fallbacks = if write.sloppy && self.hints.enabled() {
+        let fallbacks = if write.sloppy && self.handoff.hints.enabled() {
             self.fallbacks(&write.row, &replicas, &down)
         } else {
             Vec::new()
@@ -185,7 +185,7 @@ impl Coordinator {
             .filter(|r| !fallbacks.iter().any(|(_, replica)| replica == *r))
             .cloned()
             .collect();
-        receipt.hinted = self.hint(&write.0, &write.1, unhinted).await;
+        receipt.hinted = self.handoff.hint(&write.0, &write.1, unhinted).await;
         let mut acknowledged = 1;
         while acknowledged < required {
             match tokio::time::timeout_at(deadline, acks.join_next()).await {
@@ -340,7 +340,11 @@ impl Coordinator {
             if !applied {
                 debug!(peer = %node, ?answer, "replica did not acknowledge the write");
                 let target = stands_in_for.clone().unwrap_or_else(|| node.clone());
-                hinted = !this.hint(&write.0, &write.1, vec![target]).await.is_empty();
+                hinted = !this
+                    .handoff
+                    .hint(&write.0, &write.1, vec![target])
+                    .await
+                    .is_empty();
             }
             Ack {
                 node,
@@ -367,48 +371,6 @@ impl Coordinator {
         down.iter()
             .map_while(|replica| Some((candidates.next()?, replica.clone())))
             .collect()
-    }
-
-    /// Stores hints for `targets` here; returns those hinted.
-    pub(super) async fn hint(
-        &self,
-        id: &RowId,
-        versions: &VersionedRow,
-        targets: Vec<NodeId>,
-    ) -> Vec<NodeId> {
-        self.hint_created(id, versions, targets, None).await
-    }
-
-    /// [`Coordinator::hint`], for a hint first written at `created_micros`
-    /// (one handed over by a leaving node keeps its age).
-    pub(super) async fn hint_created(
-        &self,
-        id: &RowId,
-        versions: &VersionedRow,
-        targets: Vec<NodeId>,
-        created_micros: Option<i64>,
-    ) -> Vec<NodeId> {
-        if targets.is_empty() || !self.hints.enabled() {
-            return Vec::new();
-        }
-        let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone()).encode();
-        let hints = self.hints.clone();
-        let bytes = versions.0.clone();
-        let outcome = self
-            .blocking(move |_| {
-                let mut hinted = Vec::new();
-                for target in targets {
-                    if hints.store(&target, key.clone(), bytes.clone(), created_micros)? {
-                        hinted.push(target);
-                    }
-                }
-                Ok(hinted)
-            })
-            .await;
-        outcome.unwrap_or_else(|error| {
-            warn!(%error, "cannot store hints");
-            Vec::new()
-        })
     }
 
     /// A write at ANY while every replica is down, received by a node that
@@ -451,7 +413,7 @@ impl Coordinator {
             .blocking(move |storage| storage.write_elsewhere(&key, context.as_ref(), &me, version))
             .await?;
         let versions = VersionedRow(written.encoded);
-        let hinted = self.hint(&id, &versions, replicas.clone()).await;
+        let hinted = self.handoff.hint(&id, &versions, replicas.clone()).await;
         if hinted.is_empty() {
             return Err(RequestError::Unavailable {
                 required: 1,
@@ -466,49 +428,6 @@ impl Coordinator {
                 ..Receipt::default()
             },
         })
-    }
-
-    /// Delivers a sibling set to every replica of its row now: merged here
-    /// when this node is one, sent to the live ones, hinted for the others.
-    /// Returns whether every replica took it or got a hint.
-    pub(crate) async fn deliver_everywhere(&self, row: &RowId, versions: &[u8]) -> bool {
-        let token = ringdb_ring::Token::of(row.partition.as_bytes());
-        let replicas = self
-            .membership
-            .view()
-            .ring
-            .replicas(token, &self.replication);
-        let versions = VersionedRow(versions.to_vec());
-        let deadline = Instant::now() + self.limits.timeout();
-        let mut missed = Vec::new();
-        for replica in &replicas {
-            let done = if *replica == self.me {
-                let key = RowKey::new(row.table, row.partition.clone(), row.clustering.clone());
-                match decode_versions(&versions.0) {
-                    Ok(incoming) => self
-                        .blocking(move |storage| storage.merge(&key, &incoming))
-                        .await
-                        .is_ok(),
-                    Err(_) => false,
-                }
-            } else if self.is_up(replica) {
-                let request = PeerRequest::Replicate {
-                    row: row.clone(),
-                    versions: versions.clone(),
-                };
-                match self.peers.send(replica, request, deadline) {
-                    Ok(call) => matches!(call.answer(deadline).await, Ok(PeerReply::Applied)),
-                    Err(_) => false,
-                }
-            } else {
-                false
-            };
-            if !done {
-                missed.push(replica.clone());
-            }
-        }
-        let wanted = missed.len();
-        !replicas.is_empty() && self.hint(row, &versions, missed).await.len() == wanted
     }
 
     /// Sends a write to the first reachable replica to coordinate it, and

@@ -1,0 +1,433 @@
+//! The dispatcher: every request that reaches the node comes here first
+//! and goes to the service that owns it.
+//!
+//! Reads and writes go to the coordinator (and, from peers, the replica's
+//! side of them: `Replicate`, `Read`, `Coordinate`); streams to
+//! `streaming`; hints to hinted handoff; Merkle exchanges and repairs to
+//! anti-entropy; decommission and removenode to topology; cleanup to
+//! cleanup. The dispatcher is the one module that knows them all, and
+//! none of them knows it.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use ringdb_gossip::Status;
+use ringdb_proto::{
+    ClientReply, ClientRequest, PeerReply, PeerRequest, RepairStats, RepairSummary, RequestError,
+};
+use ringdb_ring::NodeId;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::cleanup::{self, Cleanup};
+use crate::coordinator::{BackgroundJob, Coordinator, table_id};
+use crate::hints::{Handoff, Hints};
+use crate::network::{BoxFuture, Incoming};
+use crate::operations::{Kind, Operations};
+use crate::repair::{self, AntiEntropy};
+use crate::replica::Replica;
+use crate::storage::{RowKey, decode_versions};
+use crate::streaming;
+use crate::topology::{self, Topology};
+
+/// The node's services, for routing.
+pub(crate) struct Dispatcher {
+    pub(crate) replica: Arc<Replica>,
+    pub(crate) coordinator: Arc<Coordinator>,
+    pub(crate) handoff: Arc<Handoff>,
+    pub(crate) antientropy: Arc<AntiEntropy>,
+    pub(crate) cleanup: Arc<Cleanup>,
+    pub(crate) topology: Arc<Topology>,
+}
+
+impl Incoming for Dispatcher {
+    fn peer_request(
+        self: Arc<Self>,
+        from: NodeId,
+        request: PeerRequest,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<PeerReply, RequestError>> {
+        Box::pin(async move { self.serve_peer(from, request, deadline).await })
+    }
+
+    fn client_request(
+        self: Arc<Self>,
+        request: ClientRequest,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<ClientReply, RequestError>> {
+        Box::pin(async move { self.serve_client(request, deadline).await })
+    }
+}
+
+impl Dispatcher {
+    /// Serves a client's request. Admin requests run as long as their
+    /// caller waits; data requests no longer than the coordinator's timeout.
+    async fn serve_client(
+        &self,
+        request: ClientRequest,
+        deadline: Instant,
+    ) -> Result<ClientReply, RequestError> {
+        let me = &self.replica.me;
+        match request {
+            ClientRequest::Get { .. }
+            | ClientRequest::Put { .. }
+            | ClientRequest::Delete { .. }
+            | ClientRequest::LocalGet { .. } => {
+                let coordinator = self.coordinator.clone();
+                coordinator.serve_client(request, deadline, false).await
+            }
+            ClientRequest::Topology => Ok(self.topology()),
+            ClientRequest::Status => Ok(self.status()),
+            ClientRequest::Decommission => {
+                let status = topology::start(&self.topology, Kind::Decommission)?;
+                Ok(ClientReply::Operation(status))
+            }
+            ClientRequest::RemoveNode { node } => {
+                let status = topology::start(&self.topology, Kind::RemoveNode(node))?;
+                Ok(ClientReply::Operation(status))
+            }
+            ClientRequest::Operation { abort } => {
+                let operations = &self.topology.operations;
+                let status = if abort {
+                    operations.abort()?
+                } else {
+                    operations.last()?
+                };
+                Ok(ClientReply::Operation(status))
+            }
+            ClientRequest::Repair { table, ranges } => {
+                let table = table.as_deref().map(table_id).transpose()?;
+                let summary =
+                    repair::repair(&self.antientropy, table, ranges, None, deadline).await?;
+                Ok(ClientReply::Repaired(summary))
+            }
+            ClientRequest::RepairStats => Ok(ClientReply::RepairStats(self.repair_stats())),
+            ClientRequest::Cleanup => {
+                let cleaned = cleanup::cleanup(&self.cleanup).await?;
+                Ok(ClientReply::Done {
+                    summary: format!(
+                        "{me} deleted {} rows of the {} ranges it does not replicate",
+                        cleaned.rows, cleaned.ranges
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Serves a request from another node.
+    async fn serve_peer(
+        &self,
+        from: NodeId,
+        request: PeerRequest,
+        deadline: Instant,
+    ) -> Result<PeerReply, RequestError> {
+        // Any node the cluster CA signed may say hello and gossip (that is
+        // how a new node joins); only nodes known to the cluster may read,
+        // write or coordinate: members, and nodes that left (they forward
+        // what clients still send them), not removed ones.
+        if !matches!(request, PeerRequest::Hello { .. } | PeerRequest::Gossip(_)) {
+            let member = self
+                .replica
+                .membership
+                .view()
+                .status(&from)
+                .is_some_and(|status| status != Status::Removed);
+            if !member {
+                return Err(RequestError::invalid(format!(
+                    "{from} is not a member of this cluster (it has not joined, or was removed)"
+                )));
+            }
+        }
+        match request {
+            PeerRequest::Hello {
+                generation,
+                settings,
+            } => self.hello(&from, generation, settings),
+            PeerRequest::Gossip(bytes) => self.gossip(from, &bytes).await,
+            PeerRequest::Replicate { .. }
+            | PeerRequest::Read { .. }
+            | PeerRequest::Coordinate { .. } => {
+                let coordinator = self.coordinator.clone();
+                coordinator.serve_peer(from, request, deadline).await
+            }
+            PeerRequest::StoreHint {
+                target,
+                row,
+                versions,
+                created_micros,
+            } => self.store_hint(target, row, versions, created_micros).await,
+            PeerRequest::StreamRange { .. }
+            | PeerRequest::StoreRows { .. }
+            | PeerRequest::FetchRange { .. } => self.serve_stream(request).await,
+            PeerRequest::TreeHashes { .. }
+            | PeerRequest::LeafItems { .. }
+            | PeerRequest::ReadRows { .. } => self.serve_repair(request).await,
+        }
+    }
+
+    fn hello(
+        &self,
+        from: &NodeId,
+        generation: u64,
+        settings: Option<ringdb_proto::ClusterSettings>,
+    ) -> Result<PeerReply, RequestError> {
+        let replica = &self.replica;
+        if let Some(theirs) = settings
+            && let Some((setting, ours, theirs)) = replica.settings.mismatch(&theirs)
+        {
+            warn!(peer = %from, setting, here = %ours, there = %theirs,
+                "refused a node whose cluster settings differ from this node's");
+            return Err(RequestError::SettingsMismatch {
+                node: replica.me.clone(),
+                setting: setting.to_string(),
+                theirs: ours,
+                ours: theirs,
+            });
+        }
+        replica.peers.observe_generation(from, generation);
+        Ok(PeerReply::Hello {
+            generation: replica.generation,
+            wall_micros: Some(replica.now_micros()),
+        })
+    }
+
+    async fn gossip(&self, from: NodeId, bytes: &[u8]) -> Result<PeerReply, RequestError> {
+        let message = rmp_serde::from_slice(bytes)
+            .map_err(|e| RequestError::invalid(format!("malformed gossip: {e}")))?;
+        let reply = self.replica.gossip.incoming(from, message).await;
+        let reply = reply
+            .map(|reply| rmp_serde::to_vec_named(&reply).map(serde_bytes::ByteBuf::from))
+            .transpose()
+            .map_err(|e| {
+                self.replica
+                    .server_error(format!("cannot encode gossip: {e}"))
+            })?;
+        Ok(PeerReply::Gossip(reply))
+    }
+
+    async fn store_hint(
+        &self,
+        target: NodeId,
+        row: ringdb_proto::RowId,
+        versions: ringdb_proto::VersionedRow,
+        created_micros: Option<i64>,
+    ) -> Result<PeerReply, RequestError> {
+        decode_versions(&versions.0)
+            .map_err(|e| RequestError::invalid(format!("malformed versioned row: {e}")))?;
+        if !self.handoff.hints.enabled() {
+            return Err(RequestError::invalid(format!(
+                "{} does not store hints (hints.enabled is false)",
+                self.replica.me
+            )));
+        }
+        let hinted = self
+            .handoff
+            .hint_created(&row, &versions, vec![target.clone()], created_micros)
+            .await;
+        if hinted.is_empty() {
+            return Err(RequestError::overloaded(format!(
+                "no hint stored for {target}: over the hint window or size cap"
+            )));
+        }
+        Ok(PeerReply::Applied)
+    }
+
+    /// Streaming: a page of a range, rows to store, a range to fetch.
+    async fn serve_stream(&self, request: PeerRequest) -> Result<PeerReply, RequestError> {
+        let replica = &self.replica;
+        match request {
+            PeerRequest::StreamRange {
+                range,
+                after,
+                max_rows,
+            } => {
+                let max_rows = max_rows.clamp(1, 4 * streaming::PAGE_ROWS);
+                let (rows, more) = replica
+                    .storage
+                    .blocking(move |storage| streaming::page(storage, range, after, max_rows))
+                    .await
+                    .map_err(|e| replica.server_error(e.to_string()))?;
+                Ok(PeerReply::Rows { rows, more })
+            }
+            PeerRequest::StoreRows { rows } => {
+                let tokens = rows.iter().filter_map(|row| RowKey::decode(&row.key).ok());
+                self.cleanup
+                    .arrivals
+                    .note(replica, tokens.map(|key| key.token));
+                let purged_before = repair::purge_cutoff(replica);
+                replica
+                    .storage
+                    .blocking(move |storage| streaming::store(storage, &rows, Some(purged_before)))
+                    .await?;
+                Ok(PeerReply::Applied)
+            }
+            PeerRequest::FetchRange { range, source } => {
+                self.cleanup.arrivals.incoming();
+                let mut throttle = streaming::Throttle::new(replica.streaming.bytes_per_sec());
+                let streamed = streaming::fetch(
+                    &*replica.peers,
+                    &replica.storage,
+                    &source,
+                    range,
+                    None,
+                    &mut throttle,
+                    |_| Ok(()),
+                )
+                .await
+                .map_err(|e| replica.server_error(e.to_string()))?;
+                info!(%range, %source, rows = streamed.rows, "fetched a range");
+                Ok(PeerReply::Applied)
+            }
+            _ => Err(RequestError::invalid("not a streaming request")),
+        }
+    }
+
+    /// Anti-entropy: tree hashes, a leaf's items, rows by key.
+    async fn serve_repair(&self, request: PeerRequest) -> Result<PeerReply, RequestError> {
+        let replica = &self.replica;
+        match request {
+            PeerRequest::TreeHashes {
+                range,
+                level,
+                nodes,
+            } => {
+                let trees = replica.storage.trees();
+                let tree = repair::local_tree(replica, &trees, range)?;
+                let hashes = tree.hashes(level, &nodes).ok_or_else(|| {
+                    RequestError::invalid(format!("no node {nodes:?} at level {level}"))
+                })?;
+                Ok(PeerReply::Hashes(hashes.concat()))
+            }
+            PeerRequest::LeafItems {
+                range,
+                leaves,
+                table,
+                after,
+            } => {
+                let (items, resume) = replica
+                    .storage
+                    .blocking(move |storage| {
+                        let after = after.map(serde_bytes::ByteBuf::into_vec);
+                        storage.leaf_items(
+                            range,
+                            &leaves,
+                            table,
+                            after.as_deref(),
+                            streaming::PAGE_BYTES,
+                        )
+                    })
+                    .await
+                    .map_err(|e| replica.server_error(e.to_string()))?;
+                let resume = resume.map(|(leaf, key)| (leaf, serde_bytes::ByteBuf::from(key)));
+                Ok(PeerReply::Items { items, resume })
+            }
+            PeerRequest::ReadRows { keys } => {
+                let (rows, more) = replica
+                    .storage
+                    .blocking(move |storage| {
+                        repair::read_rows(storage, keys, streaming::PAGE_BYTES)
+                    })
+                    .await
+                    .map_err(|e| replica.server_error(e.to_string()))?;
+                Ok(PeerReply::Rows { rows, more })
+            }
+            _ => Err(RequestError::invalid("not an anti-entropy request")),
+        }
+    }
+
+    fn topology(&self) -> ClientReply {
+        let replica = &self.replica;
+        let view = replica.membership.view();
+        ClientReply::Topology {
+            nodes: view.topology(|id| *id == replica.me || replica.is_up(id)),
+            replication: replica.replication.clone(),
+        }
+    }
+
+    fn repair_stats(&self) -> RepairStats {
+        let (hints_pending, hints) = self.handoff.hints.stats();
+        let trees = self.replica.storage.trees();
+        RepairStats {
+            hints_pending,
+            hints,
+            trees_ready: trees.is_ready(),
+            tree_ranges: trees.ranges().count() as u64,
+            antientropy: self.antientropy.repairs.lock().expect("repairs").clone(),
+            rows_cleaned: self.cleanup.cleaned.load(Ordering::Relaxed),
+        }
+    }
+
+    fn status(&self) -> ClientReply {
+        let replica = &self.replica;
+        ClientReply::Status {
+            answered_by: replica.me.clone(),
+            nodes: replica
+                .membership
+                .view()
+                .statuses(&replica.replication, |node| {
+                    replica
+                        .peers
+                        .clock_offset_micros(node)
+                        .map(|micros| micros / 1000)
+                }),
+            replication: replica.replication.clone(),
+        }
+    }
+}
+
+/// The node's services, wired together: each is the node's [`Replica`]
+/// plus its own state, and the dispatcher routes requests to them.
+pub(crate) struct Services {
+    pub(crate) handoff: Arc<Handoff>,
+    pub(crate) antientropy: Arc<AntiEntropy>,
+    pub(crate) topology: Arc<Topology>,
+    pub(crate) dispatcher: Arc<Dispatcher>,
+}
+
+impl Services {
+    pub(crate) fn new(
+        replica: &Arc<Replica>,
+        hints: Arc<Hints>,
+        background: mpsc::Sender<BackgroundJob>,
+        cancel: CancellationToken,
+    ) -> Services {
+        let handoff = Arc::new(Handoff {
+            replica: replica.clone(),
+            hints,
+        });
+        let cleanup = Arc::new(Cleanup::new(replica.clone()));
+        let antientropy = Arc::new(AntiEntropy {
+            replica: replica.clone(),
+            repairs: Mutex::new(RepairSummary::default()),
+            cleanup: cleanup.clone(),
+        });
+        let topology = Arc::new(Topology {
+            replica: replica.clone(),
+            handoff: handoff.clone(),
+            operations: Arc::new(Operations::new(replica.clone(), cancel)),
+        });
+        let coordinator = Arc::new(Coordinator {
+            replica: replica.clone(),
+            handoff: handoff.clone(),
+            cleanup: cleanup.clone(),
+            background,
+            forwarded: Default::default(),
+        });
+        let dispatcher = Arc::new(Dispatcher {
+            replica: replica.clone(),
+            coordinator,
+            handoff: handoff.clone(),
+            antientropy: antientropy.clone(),
+            cleanup,
+            topology: topology.clone(),
+        });
+        Services {
+            handoff,
+            antientropy,
+            topology,
+            dispatcher,
+        }
+    }
+}
