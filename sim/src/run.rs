@@ -330,15 +330,21 @@ impl Run {
         self.cluster.start(&node);
     }
 
-    /// A node (not a seed) leaves, streaming its ranges away, while at
-    /// least three others stay; followed until it ends.
-    async fn decommission(&mut self, running: &[NodeId]) {
+    /// A node (not a seed) that may leave the ring, while at least three
+    /// others stay and no node is starting.
+    fn leaver(&mut self, running: &[NodeId]) -> Option<NodeId> {
         let seeds = [NodeId::new("n1"), NodeId::new("n2")];
         let leavers: Vec<&NodeId> = running.iter().filter(|n| !seeds.contains(n)).collect();
         if running.len() < 4 || self.cluster.starting() {
-            return;
+            return None;
         }
-        let Some(node) = leavers.choose(&mut self.rng).map(|n| (*n).clone()) else {
+        leavers.choose(&mut self.rng).map(|n| (*n).clone())
+    }
+
+    /// A node (not a seed) leaves, streaming its ranges away, while at
+    /// least three others stay; followed until it ends.
+    async fn decommission(&mut self, running: &[NodeId]) {
+        let Some(node) = self.leaver(running) else {
             return;
         };
         self.count("decommission");
@@ -360,12 +366,7 @@ impl Run {
     /// stay, and one of them removes it (`ringdb removenode`), restoring
     /// its ranges from the other replicas; followed until it ends.
     async fn remove(&mut self, running: &[NodeId]) {
-        let seeds = [NodeId::new("n1"), NodeId::new("n2")];
-        let leavers: Vec<&NodeId> = running.iter().filter(|n| !seeds.contains(n)).collect();
-        if running.len() < 4 || self.cluster.starting() {
-            return;
-        }
-        let Some(node) = leavers.choose(&mut self.rng).map(|n| (*n).clone()) else {
+        let Some(node) = self.leaver(running) else {
             return;
         };
         let Some(remover) = running.iter().find(|n| **n != node).cloned() else {
