@@ -70,15 +70,20 @@ async fn work(
             (format!("s{w}-{k}"), key)
         })
         .collect();
-    let names: Vec<String> = keys.keys().cloned().collect();
     let mut i = 0u64;
     while !stop.load(Ordering::Relaxed) {
         i += 1;
-        let name = names[rand::rng().random_range(0..names.len())].clone();
-        let state = keys.get_mut(&name).expect("own key");
-        if state.uncertain {
-            continue;
+        // A key whose operation may or may not have applied is left alone.
+        let certain: Vec<&String> = keys
+            .iter()
+            .filter(|(_, k)| !k.uncertain)
+            .map(|(n, _)| n)
+            .collect();
+        if certain.is_empty() {
+            break;
         }
+        let name = certain[rand::rng().random_range(0..certain.len())].clone();
+        let state = keys.get_mut(&name).expect("own key");
         let delete = state.value.is_some() && rand::rng().random_bool(0.3);
         // A deleted key rests past the grace, so that it is re-created after
         // its tombstone may have been purged.
@@ -123,7 +128,8 @@ async fn work(
                 counts.unavailable.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            Err(_) => {
+            Err(error) => {
+                eprintln!("uncertain {name}: {error}");
                 counts.uncertain.fetch_add(1, Ordering::Relaxed);
                 state.uncertain = true;
             }
@@ -290,6 +296,10 @@ async fn finish(mut cluster: Cluster, keys: BTreeMap<String, Key>, counts: &Coun
          uncertain): {lost} lost, {resurrected} resurrected"
     );
     assert_eq!((lost, resurrected), (0, 0));
+    assert!(
+        2 * (checked_values + checked_deletes) >= keys.len(),
+        "most keys were checked, not left uncertain"
+    );
     assert!(count(&counts.kills) >= 3, "the node was killed repeatedly");
     assert!(
         count(&counts.recreates) > 0,

@@ -63,7 +63,9 @@
 //! compare trees with the other replicas and exchange only the rows of
 //! differing leaves; a range whose every replica was reconciled purges the
 //! repaired table's tombstones older than the grace (`repair.rs`; a purged
-//! row's issued dots are remembered, see [`causality`]). Hints and repaired
+//! row's issued dots are remembered, see [`causality`], and its history is
+//! kept in the `purged` family, so that a write naming the purged
+//! tombstones is known to supersede nothing out of reach). Hints and repaired
 //! rows are merged with [`DvvSet::sync`](causality::DvvSet::sync), so
 //! neither can bring back what a delete superseded. Rows are exchanged in
 //! pages, so a range of large rows repairs and streams within the frame

@@ -527,3 +527,36 @@ fn a_row_written_again_after_its_purge_keeps_a_bounded_history() {
         last.encoded.len()
     );
 }
+
+/// A purged row leaves its history behind, across reopens: a write whose
+/// context names the purged tombstones (the context the delete returned)
+/// is known to supersede nothing that could come back.
+#[test]
+fn a_purged_row_keeps_its_history_across_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = NodeId::new("n0");
+    let key = &keys()[0];
+    let deleted = {
+        let storage = Storage::open(dir.path(), &StorageConfig::default()).unwrap();
+        assert!(storage.purged_history(key).unwrap().is_empty());
+        let written = storage
+            .write(key, None, &me, version(Some(1)), RowLimits::NONE)
+            .unwrap();
+        let deleted = storage
+            .write(
+                key,
+                Some(&written.context),
+                &me,
+                version(None),
+                RowLimits::NONE,
+            )
+            .unwrap();
+        assert!(storage.purge(key, |_| true).unwrap());
+        assert!(storage.get(key).unwrap().is_none());
+        deleted.context
+    };
+    let storage = Storage::open(dir.path(), &StorageConfig::default()).unwrap();
+    let history = storage.purged_history(key).unwrap();
+    assert!(history.dominates(&deleted), "{history:?} lacks {deleted:?}");
+    assert!(storage.purged_history(&keys()[1]).unwrap().is_empty());
+}

@@ -261,11 +261,20 @@ impl Coordinator {
         let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone());
         let local = {
             let key = key.clone();
-            self.blocking(move |storage| storage.get(&key)).await
+            self.blocking(move |storage| Ok((storage.get(&key)?, storage.purged_history(&key)?)))
+                .await
         };
+        // Tombstones purged from the row (every replica held them
+        // superseded) need no superseding.
+        let purged = match &local {
+            Ok((_, purged)) => purged.clone(),
+            Err(_) => VersionVector::new(),
+        };
+        let covered = |row: &StoredRow| row.context().merge(&purged).dominates(context);
         // A row this node cannot read (being restored) is learnt from peers.
-        let covered = |row: &StoredRow| row.context().dominates(context);
-        if local.is_ok_and(|local| local.as_ref().map_or(context.is_empty(), covered)) {
+        if let Ok((row, purged)) = &local
+            && row.as_ref().map_or(purged.dominates(context), covered)
+        {
             return true;
         }
         let budget = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2;

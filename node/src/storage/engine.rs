@@ -24,11 +24,19 @@ pub enum Family {
     Meta,
     /// Floors of the dots this life issued for rows it deleted.
     Dots,
+    /// Row key → the history of the tombstones purged from it.
+    Purged,
 }
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 4] = [Family::Data, Family::Hints, Family::Meta, Family::Dots];
+    pub const ALL: [Family; 5] = [
+        Family::Data,
+        Family::Hints,
+        Family::Meta,
+        Family::Dots,
+        Family::Purged,
+    ];
 
     /// The family's name (RocksDB's column family name).
     pub const fn name(self) -> &'static str {
@@ -37,6 +45,7 @@ impl Family {
             Family::Hints => "hints",
             Family::Meta => "meta",
             Family::Dots => "dots",
+            Family::Purged => "purged",
         }
     }
 }

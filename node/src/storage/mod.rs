@@ -64,6 +64,7 @@ const DATA: &str = Family::Data.name();
 const HINTS: &str = Family::Hints.name();
 const META: &str = Family::Meta.name();
 const DOTS: &str = Family::Dots.name();
+const PURGED: &str = Family::Purged.name();
 
 /// The on-disk format this version writes and reads.
 const STORAGE_FORMAT: u8 = 1;

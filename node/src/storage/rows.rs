@@ -89,6 +89,22 @@ impl Storage {
         }
     }
 
+    /// The history of the tombstones purged from a row (empty when none
+    /// were): every replica held them superseded, so a write whose context
+    /// names them supersedes nothing that could come back. Kept (a version
+    /// vector per purged row) so that a client re-creating a row with the
+    /// context its delete returned is not refused once the tombstone is gone.
+    pub fn purged_history(&self, key: &RowKey) -> Result<VersionVector, StorageError> {
+        self.purged_history_of(&key.encode())
+    }
+
+    fn purged_history_of(&self, encoded: &[u8]) -> Result<VersionVector, StorageError> {
+        match self.engine.get(Family::Purged, encoded)? {
+            None => Ok(VersionVector::new()),
+            Some(bytes) => decode_history(&bytes),
+        }
+    }
+
     /// What this life issued for a row it has deleted since (nothing when
     /// it deleted none).
     fn floor(&self, encoded: &[u8]) -> Result<Floor, StorageError> {
@@ -275,6 +291,8 @@ impl Storage {
                 if purged {
                     let superseded = current.contiguous_counter_of_epoch(self.epoch);
                     remember.superseded = remember.superseded.max(superseded);
+                    let history = self.purged_history_of(&encoded)?.merge(&current.context());
+                    batch.put(Family::Purged, encoded.clone(), encode_history(&history));
                 }
             }
             if remember != floor {
@@ -567,5 +585,30 @@ fn parse_floor(bytes: &[u8], epoch: u64) -> Floor {
             superseded: superseded.min(issued),
         },
         _ => Floor::default(),
+    }
+}
+
+/// The format byte in front of a purged history.
+const HISTORY_FORMAT: u8 = 1;
+
+fn encode_history(history: &VersionVector) -> Vec<u8> {
+    let mut bytes = vec![HISTORY_FORMAT];
+    rmp_serde::encode::write(&mut bytes, history).expect("a version vector always encodes");
+    bytes
+}
+
+fn decode_history(bytes: &[u8]) -> Result<VersionVector, StorageError> {
+    let corrupt = |detail: String| StorageError::Corrupt {
+        what: "purged history",
+        detail,
+    };
+    match bytes.split_first() {
+        Some((&HISTORY_FORMAT, rest)) => {
+            let mut history: VersionVector =
+                rmp_serde::from_slice(rest).map_err(|e| corrupt(e.to_string()))?;
+            history.normalize();
+            Ok(history)
+        }
+        _ => Err(corrupt("unknown format".into())),
     }
 }

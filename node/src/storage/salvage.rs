@@ -34,7 +34,7 @@ use tracing::{error, info, warn};
 
 use crate::world::Clock;
 
-use super::{DATA, DOTS, HINTS, META, StorageError};
+use super::{DATA, DOTS, HINTS, META, PURGED, StorageError};
 
 /// Metadata key: the [`DamageRecord`] of the last salvage.
 pub(super) const DAMAGE_KEY: &str = "damage";
@@ -169,7 +169,7 @@ pub(super) fn salvage(
     if copy.exists() {
         std::fs::remove_dir_all(&copy).map_err(io)?;
     }
-    let families = [DATA, HINTS, META, DOTS];
+    let families = [DATA, HINTS, META, DOTS, PURGED];
     let old = DB::open_cf(options, path, families)?;
     let new = DB::open_cf(options, &copy, families)?;
     let mut files = BTreeSet::new();
@@ -199,6 +199,13 @@ pub(super) fn salvage(
              restore the data directory from a backup, or start the node empty"
             ),
         })?;
+    // Purged histories: on damage, the rest are dropped (a write naming
+    // what they held is then refused as unreachable, never applied blind).
+    let mut copier = Copier::new(&old, &new, PURGED);
+    if let Err(error) = copier.copy_until_damage() {
+        warn!(%error, "purged row histories after damaged data were dropped");
+        files.extend(file_names(&error));
+    }
     // The floors in `dots` belong to a past life: not copied (see `open_metadata`).
     let meta = new.cf_handle(META).expect("created");
     let mut batch = WriteBatch::default();
