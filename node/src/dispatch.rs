@@ -146,6 +146,16 @@ impl Dispatcher {
                 settings,
             } => self.hello(&from, generation, settings),
             PeerRequest::Gossip(bytes) => self.gossip(from, &bytes).await,
+            PeerRequest::Sees { node } => {
+                let view = self.replica.membership.view();
+                Ok(PeerReply::Sees {
+                    in_ring: view.ring.members().contains_key(&node),
+                    in_future: view
+                        .future
+                        .as_ref()
+                        .is_some_and(|future| future.members().contains_key(&node)),
+                })
+            }
             PeerRequest::Replicate { .. }
             | PeerRequest::Read { .. }
             | PeerRequest::Coordinate { .. } => {

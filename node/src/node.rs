@@ -582,6 +582,7 @@ async fn keep_tokens(
 /// Streams the ranges a bootstrap has not finished, then becomes normal.
 async fn finish_bootstrap(node: &NodeHandle, coordinator: &Topology) -> Result<(), NodeError> {
     let mut progress = topology::load_bootstrap(&node.storage)?;
+    topology::await_seen_joining(coordinator).await;
     let streamed = topology::run_bootstrap(coordinator, &mut progress)
         .await
         .map_err(|e| NodeError::Join(format!("bootstrap streaming failed: {e}")))?;

@@ -7,7 +7,9 @@
 //! during the change is missing from the new owners when it completes.
 //!
 //! - **Bootstrap**: the new node announces its tokens as joining, waits two
-//!   gossip rounds so that writes reach it, then pulls every range it will
+//!   gossip rounds, then until every live member confirms that its view
+//!   counts the node in (so that every coordinator's writes reach it; at
+//!   most 30 s), then pulls every range it will
 //!   replicate from a current replica, page by page, recording its progress
 //!   in its data directory (a restart resumes where it stopped), and becomes
 //!   normal.
@@ -293,6 +295,63 @@ pub(crate) fn check_decommission(c: &Topology) -> Result<(), RequestError> {
         )));
     }
     Ok(())
+}
+
+/// How long a joining node waits for every live member to see it joining
+/// before it streams anyway.
+const SEEN_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until every live member's view counts this node in its ring to
+/// be (so that each sends it the writes of its future ranges from then
+/// on), or [`SEEN_WAIT`] passed. A fixed wait (Cassandra's `RING_DELAY`)
+/// is not enough under partitions and loss: a member that has not heard
+/// of the join keeps writing to the old replicas only, and this node,
+/// once normal, would answer reads without those writes.
+pub(crate) async fn await_seen_joining(c: &Topology) {
+    let until = Instant::now() + SEEN_WAIT;
+    loop {
+        let unseen = unseen_by(c, until).await;
+        if unseen.is_empty() {
+            return;
+        }
+        if Instant::now() >= until {
+            warn!(
+                ?unseen,
+                "streaming although live members do not see this node joining yet"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The live members whose view does not place this node in its ring, now
+/// or once the change completes.
+async fn unseen_by(c: &Topology, until: Instant) -> Vec<NodeId> {
+    let view = c.membership.view();
+    let members: Vec<NodeId> = view
+        .nodes
+        .iter()
+        .filter(|(id, node)| {
+            **id != c.me
+                && node.up
+                && !matches!(node.state.status(), Status::Left | Status::Removed)
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    let mut unseen = Vec::new();
+    for member in members {
+        let deadline = (Instant::now() + Duration::from_secs(1)).min(until);
+        let request = PeerRequest::Sees { node: c.me.clone() };
+        let seen = matches!(
+            ask(c.peers.as_ref(), &member, request, deadline).await,
+            Ok(PeerReply::Sees { in_ring, in_future }) if in_ring || in_future
+        );
+        if !seen {
+            unseen.push(member);
+        }
+    }
+    unseen
 }
 
 /// Topology changes as a service: the node's [`Replica`], the hints it

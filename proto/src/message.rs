@@ -453,6 +453,13 @@ pub enum PeerRequest {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         created_micros: Option<i64>,
     },
+    /// Where the receiver's view of the ring places `node` (a joining node
+    /// asks every live member before it streams, so that no member still
+    /// writes without it). Answered with [`PeerReply::Sees`].
+    Sees {
+        /// The node asked about.
+        node: NodeId,
+    },
     /// The hashes of `nodes` at `level` of the Merkle tree of `range`
     /// (anti-entropy). Answered with [`PeerReply::Hashes`].
     TreeHashes {
@@ -517,6 +524,14 @@ pub enum PeerReply {
     },
     /// The answer to [`PeerRequest::Gossip`]: the gossip reply, if any.
     Gossip(Option<serde_bytes::ByteBuf>),
+    /// The answer to [`PeerRequest::Sees`].
+    Sees {
+        /// Whether the node is in the receiver's ring.
+        in_ring: bool,
+        /// Whether it is in the ring the receiver expects once the
+        /// topology change in progress completes.
+        in_future: bool,
+    },
     /// Merkle tree hashes, 32 bytes each, in the order asked.
     Hashes(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A page of the items of Merkle leaves.
@@ -781,6 +796,7 @@ mod tests {
                 PeerRequest::StreamRange { range: TokenRange::new(Token(-5), Token(9)), after: Some(versions.clone()), max_rows: 100 },
                 PeerRequest::StreamRange { range: TokenRange::full(), after: None, max_rows: 1 },
                 PeerRequest::FetchRange { range: TokenRange::new(Token(3), Token(-3)), source: NodeId::new("n2") },
+                PeerRequest::Sees { node: NodeId::new("n4") },
                 PeerRequest::StoreRows { rows: vec![StreamedRow { key: versions.clone(), versions: VersionedRow(versions.clone()) }] },
                 PeerRequest::Read { row: RowId { table: TableId(7), partition: PartitionKey::new(versions.clone()).unwrap(), clustering: ClusteringKey::empty() } },
                 PeerRequest::Replicate { row: RowId { table: TableId(u64::MAX), partition: PartitionKey::default(), clustering: ClusteringKey::empty() }, versions: VersionedRow(versions.clone()) },
@@ -799,6 +815,7 @@ mod tests {
                 Response { id: 5, body: Ok(PeerReply::Gossip(None)) },
                 Response { id: 6, body: Ok(PeerReply::Rows { rows: vec![StreamedRow { key: versions.clone(), versions: VersionedRow(versions.clone()) }], more: true }) },
                 Response { id: 7, body: Ok(PeerReply::Hashes(versions.clone())) },
+                Response { id: 8, body: Ok(PeerReply::Sees { in_ring: false, in_future: true }) },
                 Response { id: 8, body: Ok(PeerReply::Items { items: vec![TreeItem { key: versions.clone(), digest: vec![1; 32] }], resume: Some((3, serde_bytes::ByteBuf::from(versions.clone()))) }) },
                 Response { id: 3, body: Err(error) },
             ];

@@ -10,13 +10,9 @@ use std::time::{Duration, Instant};
 
 use ringdb_sim::{Options, Report, run};
 
-/// Seeds per CI run, each with every fault and topology change: the first
-/// 600, which keep every promise today (about 7 minutes on two cores).
-/// Seed 618 still finds an open bug: a read at ONE, coordinated by a node
-/// that finished joining, misses a write acknowledged at ALL by a node
-/// whose view had not yet seen the join (`ringdb sim --seed 618`). The
-/// budget grows to 1,000 once it is fixed.
-const CI_SEEDS: u64 = 600;
+/// Seeds per CI run: a thousand, each with every fault and topology
+/// change (about 12 minutes on two cores).
+const CI_SEEDS: u64 = 1_000;
 
 #[test]
 fn one_seed_replays_byte_for_byte() {

@@ -45,7 +45,7 @@
 //! reads a spare. What this does not reconcile is a reader whose view is
 //! older than the change's start together with a writer whose view is past
 //! its end: gossip spreads a change within seconds, and a joining node
-//! waits two gossip rounds after its announcement before it streams.
+//! streams only once every live member confirms it sees the join.
 //!
 //! [`DvvSet::sync`]: crate::causality::DvvSet::sync
 //! [`Storage::write`]: crate::storage::Storage::write
