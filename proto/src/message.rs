@@ -631,11 +631,12 @@ pub enum RequestError {
         /// The coordinator.
         node: NodeId,
     },
-    /// A node asked to read a row it does not replicate in its view of the
-    /// ring, current or pending (it left, or gave the range away while a
-    /// node joined): what it holds may be stale, so it serves nothing and
-    /// the coordinator reads another replica. Seen by a client only when no
-    /// other replica could answer.
+    /// A node asked to read or apply a row it does not replicate in its
+    /// view of the ring, current or pending (it left, gave the range away
+    /// while a node joined, or was removed and started again empty): what
+    /// it holds may be stale and what it stores no read would find, so it
+    /// serves nothing and the coordinator reads another replica (or hints
+    /// the write). Seen by a client only when no other replica could answer.
     #[error("{node} does not replicate this row in its view of the ring; read another replica")]
     NotAReplica {
         /// The node that refused.

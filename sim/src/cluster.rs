@@ -116,9 +116,12 @@ impl Cluster {
         config.storage = StorageConfig {
             sync: self.settings.sync,
         };
-        config.hints.window_secs = 20;
-        config.antientropy.interval_secs = 15;
-        config.antientropy.tombstone_grace_secs = 30;
+        // Short enough that tombstones are purged while the faults run (the
+        // cycle rows rest past the grace): a hint window shorter than some
+        // faults, so that repair, not only hints, must bring a replica back.
+        config.hints.window_secs = 8;
+        config.antientropy.interval_secs = 10;
+        config.antientropy.tombstone_grace_secs = 8;
         self.net.add_host(&id, internode_address(index));
         self.net.set_clock_offset(&id, skew_micros);
         let node = SimNode {
@@ -209,6 +212,20 @@ impl Cluster {
         if let Some(sim) = self.nodes.get(node) {
             sim.disk.wipe();
         }
+    }
+
+    /// Starts a node that left for good again with its disk wiped: it
+    /// joins as a new member under its old id (a replaced disk).
+    pub fn start_wiped(&mut self, node: &NodeId) {
+        let Some(sim) = self.nodes.get_mut(node) else {
+            return;
+        };
+        if !matches!(sim.life, Life::Gone(_)) {
+            return;
+        }
+        sim.disk.wipe();
+        sim.life = Life::Down;
+        self.start(node);
     }
 
     /// Jumps `node`'s clock by `micros`.

@@ -202,7 +202,7 @@ impl Run {
         let until = Instant::now() + options.fault_phase;
         let workload = Arc::new(Workload::new(3, 3, 3));
         let mut clients = JoinSet::new();
-        for client in 0..self.rng.random_range(3..=6u32) {
+        for client in 0..self.rng.random_range(3..=workload::MAX_CLIENTS) {
             let seed = self.rng.random();
             let target: Arc<dyn Target> = self.target.clone();
             clients.spawn(workload::run_client(
@@ -364,7 +364,9 @@ impl Run {
 
     /// A node (not a seed) dies for good, while at least three others
     /// stay, and one of them removes it (`ringdb removenode`), restoring
-    /// its ranges from the other replicas; followed until it ends.
+    /// its ranges from the other replicas; followed until it ends. Then,
+    /// half the time, the node's data is wiped and it starts again: it
+    /// joins anew under its old id.
     async fn remove(&mut self, running: &[NodeId]) {
         let Some(node) = self.leaver(running) else {
             return;
@@ -392,8 +394,16 @@ impl Run {
                 Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
             }
         }
-        if self.follow(&remover, "removenode").await {
-            self.recorder.fault(format!("{node} removed"));
+        if !self.follow(&remover, "removenode").await {
+            return;
+        }
+        self.recorder.fault(format!("{node} removed"));
+        // Half the time its disk is replaced and it joins again, empty.
+        if self.rng.random_bool(0.5) {
+            self.count("wipe and rejoin");
+            self.recorder
+                .fault(format!("{node} starts again with its data wiped"));
+            self.cluster.start_wiped(&node);
         }
     }
 
@@ -548,7 +558,7 @@ impl Run {
     /// the final state. Returns how long it took after heal.
     async fn converge(&mut self, healed: Instant) -> Option<Duration> {
         let until = healed + CONVERGE_WITHIN;
-        let keys = Workload::new(3, 3, 3).keys;
+        let keys = workload::all_keys(&Workload::new(3, 3, 3));
         while Instant::now() < until {
             for node in self.cluster.running() {
                 let request = ClientRequest::Repair {

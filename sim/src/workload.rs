@@ -1,8 +1,11 @@
 //! Workloads: clients writing unique values, deleting and reading, at
 //! every consistency level, on blind rows (writes without a context) and
 //! on chain rows (read → write-with-context, write → write with the context
-//! the write returned, read → delete). They run against any [`Target`]: the
-//! simulator's cluster, or (in the lab) real nodes.
+//! the write returned, read → delete), and on each client's own cycle row
+//! (write, delete with the write's context, rest past the tombstone grace
+//! so that repair may purge the tombstone, write again with the delete's
+//! context). They run against any [`Target`]: the simulator's cluster, or
+//! (in the lab) real nodes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -155,6 +158,40 @@ pub fn address(key: &Key) -> RowAddress {
     }
 }
 
+/// The most clients a run has.
+pub const MAX_CLIENTS: u32 = 6;
+
+/// How long a cycle row rests deleted before it is written again: past
+/// the simulated nodes' tombstone grace, so that its tombstone may be
+/// purged in between.
+const CYCLE_REST_SECS: std::ops::RangeInclusive<u64> = 9..=20;
+
+/// Client `client`'s own cycle row: a chain row no other client touches.
+pub fn cycle_key(client: u32) -> Key {
+    Key {
+        table: (client % 2) as u8,
+        key: 100 + client,
+        chain: true,
+    }
+}
+
+/// Every row a run may write: the workload's and each client's cycle row.
+pub fn all_keys(workload: &Workload) -> Vec<Key> {
+    let mut keys = workload.keys.clone();
+    keys.extend((0..MAX_CLIENTS).map(cycle_key));
+    keys
+}
+
+/// Where a client's cycle row stands, as far as the client knows.
+enum Cycle {
+    /// Not known (an operation on it failed): read it first.
+    Unknown,
+    /// Written: the write's context and the values it covers.
+    Written(Context, Vec<u64>),
+    /// Deleted, with the delete's context, until it is due again.
+    Deleted(Context, Instant),
+}
+
 /// Runs one client until `until`: `seed` draws its operations.
 pub async fn run_client(
     client: u32,
@@ -170,10 +207,20 @@ pub async fn run_client(
         target,
         recorder,
     };
+    let mut cycle = Cycle::Unknown;
     while Instant::now() < until {
         let key = *workload.keys.choose(&mut rng).expect("keys");
         let level = |rng: &mut StdRng| *workload.levels.choose(rng).expect("levels");
-        if key.chain {
+        let due = match &cycle {
+            Cycle::Deleted(_, due) => Instant::now() >= *due,
+            _ => true,
+        };
+        if due && rng.random_bool(0.1) {
+            let write = level(&mut rng);
+            cycle = session
+                .cycle(cycle_key(client), cycle, write, &mut rng)
+                .await;
+        } else if key.chain {
             session
                 .chain(key, level(&mut rng), level(&mut rng), &mut rng)
                 .await;
@@ -265,6 +312,64 @@ impl Session {
                 seen: Seen::Values(seen),
             };
             self.run(again, context, rng).await;
+        }
+    }
+
+    /// The next step of the client's cycle row: read it when its state is
+    /// unknown, delete it when written, write it again once it has rested.
+    async fn cycle(
+        &self,
+        key: Key,
+        cycle: Cycle,
+        level: ConsistencyLevel,
+        rng: &mut StdRng,
+    ) -> Cycle {
+        match cycle {
+            Cycle::Unknown => {
+                let get = Op::Get {
+                    key,
+                    consistency: read_level(level),
+                };
+                match self.run(get, Context::empty(), rng).await {
+                    Some((ClientReply::Read { context, .. }, Outcome::Read { values, .. })) => {
+                        if values.is_empty() {
+                            Cycle::Deleted(context, Instant::now())
+                        } else {
+                            Cycle::Written(context, values)
+                        }
+                    }
+                    _ => Cycle::Unknown,
+                }
+            }
+            Cycle::Written(context, values) => {
+                let delete = Op::Delete {
+                    key,
+                    consistency: level,
+                    seen: Seen::Values(values),
+                };
+                match self.run(delete, context, rng).await {
+                    Some((ClientReply::Written { context, .. }, _)) => {
+                        let rest = Duration::from_secs(rng.random_range(CYCLE_REST_SECS));
+                        Cycle::Deleted(context, Instant::now() + rest)
+                    }
+                    _ => Cycle::Unknown,
+                }
+            }
+            Cycle::Deleted(context, _) => {
+                let value = self.recorder.value();
+                let put = Op::Put {
+                    key,
+                    value,
+                    consistency: level,
+                    seen: Seen::Values(Vec::new()),
+                };
+                match self.run(put, context, rng).await {
+                    Some((ClientReply::Written { context, .. }, _)) => {
+                        Cycle::Written(context, vec![value])
+                    }
+                    _ => Cycle::Unknown,
+                }
+            }
         }
     }
 

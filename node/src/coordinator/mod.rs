@@ -42,7 +42,9 @@
 //! asked to read a row it replicates in neither ring of its own view (it
 //! left, or gave the range away) refuses with `NotAReplica` rather than
 //! answer from data it no longer receives writes for, and the coordinator
-//! reads a spare. What this does not reconcile is a reader whose view is
+//! reads a spare; asked to apply a write, it refuses too (its
+//! acknowledgement would count where no read looks; the coordinator hints
+//! the write instead). What this does not reconcile is a reader whose view is
 //! older than the change's start together with a writer whose view is past
 //! its end: gossip spreads a change within seconds, and a joining node
 //! streams only once every live member confirms it sees the join.
@@ -227,6 +229,14 @@ impl Coordinator {
                 let incoming = decode_versions(&versions.0)
                     .map_err(|e| RequestError::invalid(format!("malformed versioned row: {e}")))?;
                 let key = RowKey::new(row.table, row.partition, row.clustering);
+                // A coordinator whose view is behind (a node that left, or
+                // was removed and started again empty) must not count this
+                // node's acknowledgement: reads would not look here.
+                if !self.replicates(key.token) {
+                    return Err(RequestError::NotAReplica {
+                        node: self.me.clone(),
+                    });
+                }
                 self.cleanup.arrivals.note(&self.replica, [key.token]);
                 self.blocking(move |storage| storage.merge(&key, &incoming))
                     .await?;
