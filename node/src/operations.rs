@@ -13,7 +13,7 @@
 //! (the node goes back to normal); a removal can be aborted while it
 //! restores (the node stays removed) and asked for again to finish, and it
 //! resumes by itself when the node that ran it restarts (its plan is kept
-//! in the data directory, see `topology::Removal`).
+//! in the data directory, see `topology::removal`).
 
 use std::future::Future;
 use std::pin::Pin;

@@ -46,115 +46,13 @@ impl Coordinator {
         let (id, replicas, required) = self.plan(row, consistency, false)?;
         let quorum = self.read_quorum(row, replicas, required, consistency);
         let alive = self.alive(&quorum, deadline).await;
-        let first = quorum
-            .first_asks(&alive)
-            .map_err(|short| RequestError::Unavailable {
-                required: short.required,
-                alive: short.have,
-            })?;
-        let mut spares: Vec<NodeId> = alive
-            .iter()
-            .filter(|r| !first.contains(r))
-            .cloned()
-            .collect();
-        let mut reads = JoinSet::new();
-        let mut outstanding = first.clone();
-        for replica in &first {
-            self.spawn_read(&mut reads, replica, &id, deadline);
-        }
-        let mut answers: Vec<(NodeId, StoredRow)> = Vec::new();
-        let mut answered: Vec<NodeId> = Vec::new();
-        // A replica that answered it holds damaged data: if the level
-        // cannot be met without it, that is the read's error.
-        let mut damaged = None;
-        let speculative = Duration::from_millis(self.limits.speculative_retry_ms);
-        let mut speculate_at = Instant::now() + speculative;
-        while !quorum.met_by(&answered) {
-            let wait_until = if spares.is_empty() {
-                deadline
-            } else {
-                speculate_at.min(deadline)
-            };
-            let mut ask = Ask::Nothing;
-            match tokio::time::timeout_at(wait_until, reads.join_next()).await {
-                Ok(Some(Ok((replica, outcome)))) => {
-                    outstanding.retain(|r| *r != replica);
-                    match outcome {
-                        Ok(stored) => {
-                            answered.push(replica.clone());
-                            answers.push((replica, stored));
-                        }
-                        Err(error) => {
-                            debug!(%replica, %error, "replica read failed");
-                            if let RequestError::DamagedData { .. } = error {
-                                damaged = Some(error);
-                            }
-                            ask = Ask::Replacements;
-                        }
-                    }
-                }
-                Ok(Some(Err(error))) => {
-                    debug!(%error, "replica read task failed");
-                    ask = Ask::Replacements;
-                }
-                // Speculative retry: a replica is slow (or silently gone):
-                // ask a spare rather than wait for the deadline.
-                Err(_) if Instant::now() < deadline && !spares.is_empty() => {
-                    debug!("speculative read");
-                    ask = Ask::Speculative;
-                    speculate_at = Instant::now() + speculative;
-                }
-                Ok(None) if damaged.is_some() => {
-                    return Err(damaged.expect("checked"));
-                }
-                Ok(None) | Err(_) => {
-                    let short = quorum.shortfall(&answered).expect("not met");
-                    return Err(RequestError::Timeout {
-                        required: short.required,
-                        acknowledged: short.have,
-                        write: false,
-                    });
-                }
-            }
-            let asked = match ask {
-                Ask::Nothing => Vec::new(),
-                Ask::Replacements => quorum.spares_for(&mut spares, &answered, &outstanding),
-                Ask::Speculative => quorum
-                    .speculative_spare(&mut spares, &answered)
-                    .into_iter()
-                    .collect(),
-            };
-            for spare in asked {
-                self.spawn_read(&mut reads, &spare, &id, deadline);
-                outstanding.push(spare);
-            }
-        }
+        let answers = self.gather(&quorum, &alive, &id, deadline).await?;
         let merged = answers
             .iter()
             .fold(StoredRow::new(), |merged, (_, stored)| merged.sync(stored));
-        let behind: Vec<NodeId> = answers
-            .iter()
-            .filter(|(_, stored)| !stored.descends(&merged))
-            .map(|(replica, _)| replica.clone())
-            .collect();
-        let repaired = self.repair(&id, &merged, &behind, deadline).await;
-        if repaired.len() < behind.len() {
-            // The answers that hold the merge now.
-            let holding: Vec<NodeId> = answered
-                .iter()
-                .filter(|r| !behind.contains(r) || repaired.contains(r))
-                .cloned()
-                .collect();
-            let short = quorum.shortfall(&holding).unwrap_or(Shortfall {
-                required,
-                have: holding.len(),
-            });
-            return Err(RequestError::Timeout {
-                required: short.required,
-                acknowledged: short.have,
-                write: false,
-            });
-        }
+        let repaired = self
+            .repair_read(&quorum, &id, &merged, &answers, required, deadline)
+            .await?;
         let unread: Vec<NodeId> = alive
             .iter()
             .filter(|r| !answers.iter().any(|(a, _)| a == *r))
@@ -170,6 +68,117 @@ impl Coordinator {
             ..Receipt::default()
         };
         Ok((merged, receipt))
+    }
+
+    /// Reads the row from the live replicas until `quorum` is met: those
+    /// asked first, a spare for each that fails, and one more whenever
+    /// those asked are slower than the speculative retry delay.
+    async fn gather(
+        self: &Arc<Self>,
+        quorum: &Quorum,
+        alive: &[NodeId],
+        id: &RowId,
+        deadline: Instant,
+    ) -> Result<Vec<(NodeId, StoredRow)>, RequestError> {
+        let first = quorum
+            .first_asks(alive)
+            .map_err(|short| RequestError::Unavailable {
+                required: short.required,
+                alive: short.have,
+            })?;
+        let mut reads = JoinSet::new();
+        for replica in &first {
+            self.spawn_read(&mut reads, replica, id, deadline);
+        }
+        let mut gathering = Gathering {
+            spares: alive
+                .iter()
+                .filter(|r| !first.contains(r))
+                .cloned()
+                .collect(),
+            outstanding: first,
+            answers: Vec::new(),
+            answered: Vec::new(),
+            damaged: None,
+        };
+        let speculative = Duration::from_millis(self.limits.speculative_retry_ms);
+        let mut speculate_at = Instant::now() + speculative;
+        while !quorum.met_by(&gathering.answered) {
+            let wait_until = if gathering.spares.is_empty() {
+                deadline
+            } else {
+                speculate_at.min(deadline)
+            };
+            let ask = match tokio::time::timeout_at(wait_until, reads.join_next()).await {
+                Ok(Some(Ok((replica, outcome)))) => gathering.answer(replica, outcome),
+                Ok(Some(Err(error))) => {
+                    debug!(%error, "replica read task failed");
+                    Ask::Replacements
+                }
+                // Speculative retry: a replica is slow (or silently gone):
+                // ask a spare rather than wait for the deadline.
+                Err(_) if Instant::now() < deadline && !gathering.spares.is_empty() => {
+                    debug!("speculative read");
+                    speculate_at = Instant::now() + speculative;
+                    Ask::Speculative
+                }
+                Ok(None) if gathering.damaged.is_some() => {
+                    return Err(gathering.damaged.expect("checked"));
+                }
+                Ok(None) | Err(_) => {
+                    let short = quorum.shortfall(&gathering.answered).expect("not met");
+                    return Err(RequestError::Timeout {
+                        required: short.required,
+                        acknowledged: short.have,
+                        write: false,
+                    });
+                }
+            };
+            for spare in gathering.asks(ask, quorum) {
+                self.spawn_read(&mut reads, &spare, id, deadline);
+                gathering.outstanding.push(spare);
+            }
+        }
+        Ok(gathering.answers)
+    }
+
+    /// Blocking read repair: writes the merge to the replicas read that
+    /// are behind it, and returns those repaired; a timeout if too few of
+    /// the replicas read hold the merge by the deadline.
+    async fn repair_read(
+        self: &Arc<Self>,
+        quorum: &Quorum,
+        id: &RowId,
+        merged: &StoredRow,
+        answers: &[(NodeId, StoredRow)],
+        required: usize,
+        deadline: Instant,
+    ) -> Result<Vec<NodeId>, RequestError> {
+        let behind: Vec<NodeId> = answers
+            .iter()
+            .filter(|(_, stored)| !stored.descends(merged))
+            .map(|(replica, _)| replica.clone())
+            .collect();
+        let repaired = self.repair(id, merged, &behind, deadline).await;
+        if repaired.len() < behind.len() {
+            // The answers that hold the merge now.
+            let holding: Vec<NodeId> = answers
+                .iter()
+                .map(|(replica, _)| replica)
+                .filter(|r| !behind.contains(r) || repaired.contains(r))
+                .cloned()
+                .collect();
+            let short = quorum.shortfall(&holding).unwrap_or(Shortfall {
+                required,
+                have: holding.len(),
+            });
+            return Err(RequestError::Timeout {
+                required: short.required,
+                acknowledged: short.have,
+                write: false,
+            });
+        }
+        Ok(repaired)
     }
 
     /// What a read at `level` needs: `required` of the row's `replicas`
@@ -305,6 +314,53 @@ enum Ask {
     Replacements,
     /// One more, since those asked are slow.
     Speculative,
+}
+
+/// A read's progress: the replicas it may still ask, those asked that have
+/// not answered, the answers, and a damaged replica's error.
+struct Gathering {
+    spares: Vec<NodeId>,
+    outstanding: Vec<NodeId>,
+    answers: Vec<(NodeId, StoredRow)>,
+    answered: Vec<NodeId>,
+    /// A replica that answered it holds damaged data: if the level cannot
+    /// be met without it, that is the read's error.
+    damaged: Option<RequestError>,
+}
+
+impl Gathering {
+    /// Notes a replica's answer; returns whom to ask more.
+    fn answer(&mut self, replica: NodeId, outcome: Result<StoredRow, RequestError>) -> Ask {
+        self.outstanding.retain(|r| *r != replica);
+        match outcome {
+            Ok(stored) => {
+                self.answered.push(replica.clone());
+                self.answers.push((replica, stored));
+                Ask::Nothing
+            }
+            Err(error) => {
+                debug!(%replica, %error, "replica read failed");
+                if let RequestError::DamagedData { .. } = error {
+                    self.damaged = Some(error);
+                }
+                Ask::Replacements
+            }
+        }
+    }
+
+    /// The spares to ask now.
+    fn asks(&mut self, ask: Ask, quorum: &Quorum) -> Vec<NodeId> {
+        match ask {
+            Ask::Nothing => Vec::new(),
+            Ask::Replacements => {
+                quorum.spares_for(&mut self.spares, &self.answered, &self.outstanding)
+            }
+            Ask::Speculative => quorum
+                .speculative_spare(&mut self.spares, &self.answered)
+                .into_iter()
+                .collect(),
+        }
+    }
 }
 
 fn read_answer(answer: Result<PeerReply, CallError>) -> Result<StoredRow, RequestError> {

@@ -66,6 +66,15 @@ impl Write {
     }
 }
 
+/// Where a write coordinated here goes: the replicas counted alive, those
+/// down, and the fallbacks standing in for some of those down.
+struct Targets {
+    alive: Vec<NodeId>,
+    down: Vec<NodeId>,
+    /// (fallback, the replica it stands in for).
+    fallbacks: Vec<(NodeId, NodeId)>,
+}
+
 impl Coordinator {
     pub(super) async fn write(
         self: Arc<Self>,
@@ -74,28 +83,98 @@ impl Coordinator {
         forwarded: bool,
     ) -> Result<ClientReply, RequestError> {
         let (id, replicas, required) = self.plan(&write.row, write.consistency, true)?;
-        if !replicas.contains(&self.me) {
-            if forwarded {
-                return Err(RequestError::invalid(
-                    "forwarded to a node that is not a replica: the nodes disagree about the ring",
-                ));
-            }
-            // At ANY, a write no replica can be sent is kept here as hints
-            // (the detector may still count a replica up whose connection
-            // just dropped: the send then finds it gone).
-            let any = write.consistency == ConsistencyLevel::Any;
-            if !any || replicas.iter().any(|r| self.is_up(r)) {
-                let request = write.clone().into_request();
-                match self.forward(&replicas, required, request, deadline).await {
-                    Some(answer) => return answer,
-                    None if !any => {
-                        return Err(RequestError::Unavailable { required, alive: 0 });
-                    }
-                    None => {}
-                }
-            }
-            return self.write_hints_only(write, id, replicas).await;
+        if replicas.contains(&self.me) {
+            return self
+                .write_here(write, id, replicas, required, deadline)
+                .await;
         }
+        if forwarded {
+            return Err(RequestError::invalid(
+                "forwarded to a node that is not a replica: the nodes disagree about the ring",
+            ));
+        }
+        // At ANY, a write no replica can be sent is kept here as hints
+        // (the detector may still count a replica up whose connection
+        // just dropped: the send then finds it gone).
+        let any = write.consistency == ConsistencyLevel::Any;
+        if !any || replicas.iter().any(|r| self.is_up(r)) {
+            let request = write.clone().into_request();
+            match self.forward(&replicas, required, request, deadline).await {
+                Some(answer) => return answer,
+                None if !any => {
+                    return Err(RequestError::Unavailable { required, alive: 0 });
+                }
+                None => {}
+            }
+        }
+        self.write_hints_only(write, id, replicas).await
+    }
+
+    /// A write coordinated by one of its replicas: the new version is made
+    /// here, then sent to the other live replicas (and fallbacks), and
+    /// acknowledged once `required` of them applied it.
+    async fn write_here(
+        self: Arc<Self>,
+        write: Write,
+        id: RowId,
+        replicas: Vec<NodeId>,
+        required: usize,
+        deadline: Instant,
+    ) -> Result<ClientReply, RequestError> {
+        let targets = self.targets(&write, replicas, required, deadline).await?;
+        let mut receipt = Receipt {
+            coordinator: Some(self.me.clone()),
+            acknowledged: vec![self.me.clone()],
+            ..Receipt::default()
+        };
+        let context = self
+            .write_context(&write, &id, &targets.alive, &mut receipt, deadline)
+            .await?;
+        // Without a context, the write supersedes what this coordinator
+        // holds (read under the row lock): concurrent only with what it has
+        // not seen. A context is clamped to the row's history here.
+        let version = RowVersion {
+            timestamp_micros: self.now_micros(),
+            row: write.columns,
+        };
+        let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone());
+        let (me, limits) = (self.me.clone(), self.row_limits());
+        let written = self
+            .blocking(move |storage| storage.write(&key, context.as_ref(), &me, version, limits))
+            .await?;
+        let versions = VersionedRow(written.encoded);
+        let write = Arc::new((id, versions));
+        let mut acks = self.send_write(&targets, &write, deadline);
+        // Down replicas without a fallback get a hint here.
+        let unhinted: Vec<NodeId> = targets
+            .down
+            .iter()
+            .filter(|r| !targets.fallbacks.iter().any(|(_, replica)| replica == *r))
+            .cloned()
+            .collect();
+        receipt.hinted = self.handoff.hint(&write.0, &write.1, unhinted).await;
+        let waited = await_acks(&mut acks, required, &mut receipt, deadline).await;
+        // The acknowledgements still to come are not waited for: each ack
+        // task stores a hint if its replica fails or misses the deadline.
+        acks.detach_all();
+        waited?;
+        Ok(ClientReply::Written {
+            context: Context(CausalContext::encode(&written.context)),
+            receipt,
+        })
+    }
+
+    /// The replicas a write goes to now: those counted alive, and under a
+    /// sloppy quorum each down replica's write to the first live node past
+    /// the replicas (its fallback), whose hint counts. Unavailable when
+    /// fewer than `required` are left.
+    async fn targets(
+        &self,
+        write: &Write,
+        replicas: Vec<NodeId>,
+        required: usize,
+        deadline: Instant,
+    ) -> Result<Targets, RequestError> {
         let alive = self
             .alive(&Quorum::new(replicas.clone(), required), deadline)
             .await;
@@ -104,8 +183,6 @@ impl Coordinator {
             .filter(|r| !alive.contains(r))
             .cloned()
             .collect();
-        // Sloppy quorum: each down replica's write goes to the first live
-        // node past the replicas (its fallback), whose hint counts.
         let fallbacks = if write.sloppy && self.handoff.hints.enabled() {
             self.fallbacks(&write.row, &replicas, &down)
         } else {
@@ -117,14 +194,26 @@ impl Coordinator {
                 alive: alive.len() + fallbacks.len(),
             });
         }
-        let columns = write.columns;
+        Ok(Targets {
+            alive,
+            down,
+            fallbacks,
+        })
+    }
+
+    /// The context the write supersedes: the client's, once this replica
+    /// holds the history it names; for a delete without one, what a read
+    /// at the write's level returns (recorded in the receipt).
+    async fn write_context(
+        self: &Arc<Self>,
+        write: &Write,
+        id: &RowId,
+        alive: &[NodeId],
+        receipt: &mut Receipt,
+        deadline: Instant,
+    ) -> Result<Option<VersionVector>, RequestError> {
         let mut context = decode_context(&write.context)?;
-        let mut receipt = Receipt {
-            coordinator: Some(self.me.clone()),
-            acknowledged: vec![self.me.clone()],
-            ..Receipt::default()
-        };
-        if columns.is_none() && context.is_none() {
+        if write.columns.is_none() && context.is_none() {
             // A delete without a context deletes what a read at its level
             // returns, not only what this replica holds.
             let (merged, read) = self
@@ -133,36 +222,33 @@ impl Coordinator {
             context = Some(merged.context());
             receipt.read_first = Some(read);
         }
-        let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone());
         if let Some(context) = &context
-            && !self.learn(&id, context, &alive, deadline).await
+            && !self.learn(id, context, alive, deadline).await
         {
             return Err(RequestError::UnreachableContext {
                 node: self.me.clone(),
             });
         }
-        // Without a context, the write supersedes what this coordinator
-        // holds (read under the row lock): concurrent only with what it has
-        // not seen. A context is clamped to the row's history here.
-        let version = RowVersion {
-            timestamp_micros: self.now_micros(),
-            row: columns,
-        };
-        let (me, limits) = (self.me.clone(), self.row_limits());
-        let written = self
-            .blocking(move |storage| storage.write(&key, context.as_ref(), &me, version, limits))
-            .await?;
-        let versions = VersionedRow(written.encoded);
-        let write = Arc::new((id, versions));
+        Ok(context)
+    }
+
+    /// Sends the written row to the other live replicas and, as hints, to
+    /// the fallbacks; their answers arrive in the returned set.
+    fn send_write(
+        self: &Arc<Self>,
+        targets: &Targets,
+        write: &Arc<(RowId, VersionedRow)>,
+        deadline: Instant,
+    ) -> JoinSet<Ack> {
         let mut acks = JoinSet::new();
-        for peer in alive.iter().filter(|p| **p != self.me) {
+        for peer in targets.alive.iter().filter(|p| **p != self.me) {
             let request = PeerRequest::Replicate {
                 row: write.0.clone(),
                 versions: write.1.clone(),
             };
-            self.spawn_ack(&mut acks, peer, None, request, deadline, &write);
+            self.spawn_ack(&mut acks, peer, None, request, deadline, write);
         }
-        for (fallback, replica) in &fallbacks {
+        for (fallback, replica) in &targets.fallbacks {
             let request = PeerRequest::StoreHint {
                 target: replica.clone(),
                 row: write.0.clone(),
@@ -170,56 +256,9 @@ impl Coordinator {
                 created_micros: None,
             };
             let stands_in_for = Some(replica.clone());
-            self.spawn_ack(
-                &mut acks,
-                fallback,
-                stands_in_for,
-                request,
-                deadline,
-                &write,
-            );
+            self.spawn_ack(&mut acks, fallback, stands_in_for, request, deadline, write);
         }
-        // Down replicas without a fallback get a hint here.
-        let unhinted: Vec<NodeId> = down
-            .iter()
-            .filter(|r| !fallbacks.iter().any(|(_, replica)| replica == *r))
-            .cloned()
-            .collect();
-        receipt.hinted = self.handoff.hint(&write.0, &write.1, unhinted).await;
-        let mut acknowledged = 1;
-        while acknowledged < required {
-            match tokio::time::timeout_at(deadline, acks.join_next()).await {
-                Ok(Some(Ok(ack))) if ack.applied => {
-                    match ack.stands_in_for {
-                        Some(replica) => receipt.fallbacks.push((ack.node, replica)),
-                        None => receipt.acknowledged.push(ack.node),
-                    }
-                    acknowledged += 1;
-                }
-                Ok(Some(Ok(ack))) => {
-                    if ack.hinted {
-                        receipt.hinted.push(ack.stands_in_for.unwrap_or(ack.node));
-                    }
-                }
-                Ok(Some(Err(_))) => {}
-                Ok(None) | Err(_) => {
-                    // The replicas still due hint themselves at the deadline.
-                    acks.detach_all();
-                    return Err(RequestError::Timeout {
-                        required,
-                        acknowledged,
-                        write: true,
-                    });
-                }
-            }
-        }
-        // The acknowledgements still to come are not waited for: each ack
-        // task stores a hint if its replica fails or misses the deadline.
-        acks.detach_all();
-        Ok(ClientReply::Written {
-            context: Context(CausalContext::encode(&written.context)),
-            receipt,
-        })
+        acks
     }
 
     /// The read a delete without a context makes first, at its level (ONE
@@ -491,4 +530,41 @@ fn decode_context(context: &Context) -> Result<Option<VersionVector>, RequestErr
     CausalContext::decode(&context.0)
         .map(Some)
         .map_err(|e| RequestError::invalid(e.to_string()))
+}
+
+/// Waits until `required` replicas (this one included) applied the write,
+/// noting each in the receipt; a timeout when the deadline comes first.
+async fn await_acks(
+    acks: &mut JoinSet<Ack>,
+    required: usize,
+    receipt: &mut Receipt,
+    deadline: Instant,
+) -> Result<(), RequestError> {
+    let mut acknowledged = 1;
+    while acknowledged < required {
+        match tokio::time::timeout_at(deadline, acks.join_next()).await {
+            Ok(Some(Ok(ack))) if ack.applied => {
+                match ack.stands_in_for {
+                    Some(replica) => receipt.fallbacks.push((ack.node, replica)),
+                    None => receipt.acknowledged.push(ack.node),
+                }
+                acknowledged += 1;
+            }
+            Ok(Some(Ok(ack))) => {
+                if ack.hinted {
+                    receipt.hinted.push(ack.stands_in_for.unwrap_or(ack.node));
+                }
+            }
+            Ok(Some(Err(_))) => {}
+            // The replicas still due hint themselves at the deadline.
+            Ok(None) | Err(_) => {
+                return Err(RequestError::Timeout {
+                    required,
+                    acknowledged,
+                    write: true,
+                });
+            }
+        }
+    }
+    Ok(())
 }
