@@ -34,7 +34,8 @@ use ringdb_antientropy::exchange::{Exchange, Step, diff_items};
 use ringdb_antientropy::tree::{Hash, Tree, Trees};
 use ringdb_gossip::Status;
 use ringdb_proto::{
-    PeerReply, PeerRequest, RepairSummary, RequestError, StreamedRow, TableId, VersionedRow,
+    PeerReply, PeerRequest, RepairSummary, RequestError, StreamedRow, TableId, TreeItem,
+    VersionedRow,
 };
 use ringdb_ring::{NodeId, TokenRange};
 use serde::Serialize;
@@ -45,6 +46,7 @@ use tracing::{debug, info, warn};
 use crate::cleanup;
 use crate::cleanup::Cleanup;
 use crate::error::{self, TaskError};
+use crate::membership::View;
 use crate::replica::Replica;
 use crate::storage::{Storage, StorageError, purgeable};
 use crate::streaming::{self, Throttle};
@@ -194,6 +196,38 @@ pub(crate) async fn repair(
     bytes_per_sec: Option<f64>,
     deadline: Instant,
 ) -> Result<RepairSummary, RequestError> {
+    let trees = ready_trees(coordinator, deadline).await?;
+    let ranges = if ranges.is_empty() {
+        trees.ranges().collect()
+    } else {
+        ranges
+    };
+    let view = coordinator.membership.view();
+    let mut round = Round {
+        summary: RepairSummary::default(),
+        throttle: Throttle::new(bytes_per_sec),
+        deadline,
+        still_building: Vec::new(),
+    };
+    for range in ranges {
+        let replicas = view.ring.replicas(range.end, &coordinator.replication);
+        repair_range(coordinator, &trees, range, &replicas, table, &mut round).await?;
+    }
+    let mut totals = coordinator.repairs.lock().expect("repairs");
+    totals.add(round.summary.clone());
+    let excess = totals.ranges_differing.len().saturating_sub(KEPT_ENTRIES);
+    totals.ranges_differing.drain(..excess);
+    let excess = totals.ranges_failed.len().saturating_sub(KEPT_ENTRIES);
+    totals.ranges_failed.drain(..excess);
+    Ok(round.summary)
+}
+
+/// This node's Merkle trees, once built for every range it replicates;
+/// overloaded if they are still being built after a while.
+async fn ready_trees(
+    coordinator: &Arc<AntiEntropy>,
+    deadline: Instant,
+) -> Result<Arc<Trees>, RequestError> {
     let mut trees = coordinator.storage.trees();
     let give_up = Instant::now() + TREES_WAIT;
     while !trees.is_ready() || !trees.ranges().eq(wanted_ranges(coordinator)) {
@@ -206,104 +240,99 @@ pub(crate) async fn repair(
         tokio::time::sleep(Duration::from_millis(200)).await;
         trees = coordinator.storage.trees();
     }
-    let ranges = if ranges.is_empty() {
-        trees.ranges().collect()
-    } else {
-        ranges
-    };
-    let view = coordinator.membership.view();
-    let mut round = Round {
-        summary: RepairSummary::default(),
-        throttle: Throttle::new(bytes_per_sec),
-        deadline,
-    };
-    // Peers still building their trees when this round gave up waiting for
-    // them: their other ranges fail at once rather than wait again each.
-    let mut still_building: Vec<NodeId> = Vec::new();
-    for range in ranges {
-        let replicas = view.ring.replicas(range.end, &coordinator.replication);
-        if trees.tree(range).is_none() || !replicas.contains(&coordinator.me) {
-            round.summary.ranges_failed.push((
-                range,
-                coordinator.me.clone(),
-                "this node keeps no tree for the range (not a replica of it)".into(),
-            ));
+    Ok(trees)
+}
+
+/// Repairs one range with each other of its `replicas`; purges its tombstones past
+/// the grace when every replica was reconciled and nothing changed here.
+async fn repair_range(
+    coordinator: &Arc<AntiEntropy>,
+    trees: &Trees,
+    range: TokenRange,
+    replicas: &[NodeId],
+    table: Option<TableId>,
+    round: &mut Round,
+) -> Result<(), RequestError> {
+    if trees.tree(range).is_none() || !replicas.contains(&coordinator.me) {
+        round.summary.ranges_failed.push((
+            range,
+            coordinator.me.clone(),
+            "this node keeps no tree for the range (not a replica of it)".into(),
+        ));
+        return Ok(());
+    }
+    let mut complete = true;
+    // Rows the exchanges changed here: a row that came from a later
+    // replica may be missing on one compared before it.
+    let mut changed_here = 0;
+    for peer in replicas.iter().filter(|r| **r != coordinator.me) {
+        let refusal = if Instant::now() >= round.deadline {
+            Some("the repair ran out of time".to_string())
+        } else if round.still_building.contains(peer) {
+            Some(format!("{peer} {STILL_BUILDING}"))
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            round.summary.ranges_failed.push((range, peer.clone(), why));
+            complete = false;
             continue;
         }
-        let mut complete = true;
-        // Rows the exchanges changed here: a row that came from a later
-        // replica may be missing on one compared before it.
-        let mut changed_here = 0;
-        for peer in replicas.iter().filter(|r| **r != coordinator.me) {
-            if Instant::now() >= deadline {
-                round.summary.ranges_failed.push((
-                    range,
-                    peer.clone(),
-                    "the repair ran out of time".into(),
-                ));
+        round.summary.ranges_compared += 1;
+        match exchange_when_ready(coordinator, trees, range, peer, table, round).await {
+            Ok(changed) => changed_here += changed,
+            Err(error) => {
+                debug!(%range, %peer, %error, "range exchange failed");
+                round
+                    .summary
+                    .ranges_failed
+                    .push((range, peer.clone(), error.to_string()));
                 complete = false;
-                continue;
             }
-            if still_building.contains(peer) {
-                round.summary.ranges_failed.push((
-                    range,
-                    peer.clone(),
-                    format!("{peer} {STILL_BUILDING}"),
-                ));
-                complete = false;
-                continue;
-            }
-            round.summary.ranges_compared += 1;
-            let mut outcome = Err(TaskError::Refused(format!("{peer} is down")));
-            // A replica that has just started builds its trees first (a
-            // scan of its data): wait for it rather than give up.
-            let give_up = Instant::now() + TREES_WAIT;
-            while coordinator.is_up(peer) {
-                outcome = exchange(coordinator, &trees, range, peer, table, &mut round).await;
-                // Its trees lag (it answers Overloaded until they are built).
-                if !outcome.as_ref().is_err_and(TaskError::is_overloaded) {
-                    break;
-                }
-                if Instant::now() >= give_up.min(deadline) {
-                    still_building.push(peer.clone());
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            match outcome {
-                Ok(changed) => changed_here += changed,
-                Err(error) => {
-                    debug!(%range, %peer, %error, "range exchange failed");
-                    round
-                        .summary
-                        .ranges_failed
-                        .push((range, peer.clone(), error.to_string()));
-                    complete = false;
-                }
-            }
-        }
-        // Purge only after a round that reconciled every replica and
-        // changed nothing here, and not while a topology change is under
-        // way (a pending replica, not compared, may have streamed a row
-        // the tombstone supersedes).
-        let settled = coordinator.membership.view().future.is_none();
-        if complete && changed_here == 0 && settled {
-            let before = purge_cutoff(coordinator);
-            let purged = coordinator
-                .storage
-                .blocking(move |storage| purge_tombstones(storage, range, table, before))
-                .await
-                .map_err(|e| coordinator.server_error(e.to_string()))?;
-            round.summary.tombstones_purged += purged;
         }
     }
-    let mut totals = coordinator.repairs.lock().expect("repairs");
-    totals.add(round.summary.clone());
-    let excess = totals.ranges_differing.len().saturating_sub(KEPT_ENTRIES);
-    totals.ranges_differing.drain(..excess);
-    let excess = totals.ranges_failed.len().saturating_sub(KEPT_ENTRIES);
-    totals.ranges_failed.drain(..excess);
-    Ok(round.summary)
+    // Purge only after a round that reconciled every replica and changed
+    // nothing here, and not while a topology change is under way (a
+    // pending replica, not compared, may have streamed a row the tombstone
+    // supersedes).
+    let settled = coordinator.membership.view().future.is_none();
+    if complete && changed_here == 0 && settled {
+        let before = purge_cutoff(coordinator);
+        let purged = coordinator
+            .storage
+            .blocking(move |storage| purge_tombstones(storage, range, table, before))
+            .await
+            .map_err(|e| coordinator.server_error(e.to_string()))?;
+        round.summary.tombstones_purged += purged;
+    }
+    Ok(())
+}
+
+/// [`exchange`] with a live peer, waiting for a replica that has just
+/// started to build its trees (a scan of its data) rather than give up.
+async fn exchange_when_ready(
+    coordinator: &Arc<AntiEntropy>,
+    trees: &Trees,
+    range: TokenRange,
+    peer: &NodeId,
+    table: Option<TableId>,
+    round: &mut Round,
+) -> Result<u64, TaskError> {
+    let mut outcome = Err(TaskError::Refused(format!("{peer} is down")));
+    let give_up = Instant::now() + TREES_WAIT;
+    while coordinator.is_up(peer) {
+        outcome = exchange(coordinator, trees, range, peer, table, round).await;
+        // Its trees lag (it answers Overloaded until they are built).
+        if !outcome.as_ref().is_err_and(TaskError::is_overloaded) {
+            break;
+        }
+        if Instant::now() >= give_up.min(round.deadline) {
+            round.still_building.push(peer.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    outcome
 }
 
 /// One repair round's progress: what it found, its pace, and when it must
@@ -312,6 +341,9 @@ struct Round {
     summary: RepairSummary,
     throttle: Throttle,
     deadline: Instant,
+    /// Peers still building their trees when the round gave up waiting for
+    /// them: their other ranges fail at once rather than wait again each.
+    still_building: Vec<NodeId>,
 }
 
 /// Sends one exchange message and counts its bytes both ways; waits no
@@ -331,7 +363,9 @@ async fn ask(
     Ok(reply)
 }
 
-/// One range's exchange with one replica.
+/// One range's exchange with one replica: the differing leaves, then the
+/// rows that differ, fetched here and sent there; returns how many rows
+/// changed here.
 async fn exchange(
     coordinator: &Arc<AntiEntropy>,
     trees: &Trees,
@@ -340,12 +374,45 @@ async fn exchange(
     table: Option<TableId>,
     round: &mut Round,
 ) -> Result<u64, TaskError> {
+    let Some(leaves) = differing_leaves(coordinator, trees, range, peer, round).await? else {
+        return Ok(0);
+    };
+    round.summary.ranges_differing.push((range, peer.clone()));
+    let mut theirs = their_items(coordinator, range, peer, table, &leaves, round).await?;
+    theirs.sort_by(|a, b| a.key.cmp(&b.key));
+    let mine = coordinator
+        .storage
+        .blocking(move |storage| storage.leaf_items(range, &leaves, table, None, usize::MAX))
+        .await?
+        .0;
+    let diff = diff_items(&mine, &theirs);
+    let before = purge_cutoff(coordinator);
+    let mut changed_here = 0;
+    for group in key_groups(&diff.fetch) {
+        changed_here += fetch_rows(coordinator, peer, group, before, round).await?;
+    }
+    for group in key_groups(&diff.send) {
+        send_rows(coordinator, peer, group, round).await?;
+    }
+    round.summary.keys_repaired += diff.keys() as u64;
+    Ok(changed_here)
+}
+
+/// Descends the two Merkle trees of `range` from the root; the leaves that
+/// differ, or `None` when the trees are the same.
+async fn differing_leaves(
+    coordinator: &Arc<AntiEntropy>,
+    trees: &Trees,
+    range: TokenRange,
+    peer: &NodeId,
+    round: &mut Round,
+) -> Result<Option<Vec<u32>>, TaskError> {
     let tree = local_tree(coordinator, trees, range)?;
     let (mut exchange, mut step) = Exchange::start();
-    let leaves = loop {
+    loop {
         match step {
-            Step::Same => return Ok(0),
-            Step::Items { leaves } => break leaves,
+            Step::Same => return Ok(None),
+            Step::Items { leaves } => return Ok(Some(leaves)),
             Step::Hashes { level, nodes } => {
                 let request = PeerRequest::TreeHashes {
                     range,
@@ -367,11 +434,20 @@ async fn exchange(
                     })?;
             }
         }
-    };
-    round.summary.ranges_differing.push((range, peer.clone()));
-    // Their items, a page at a time.
+    }
+}
+
+/// The peer's items (key and version digest) of `leaves`, a page at a time.
+async fn their_items(
+    coordinator: &Arc<AntiEntropy>,
+    range: TokenRange,
+    peer: &NodeId,
+    table: Option<TableId>,
+    leaves: &[u32],
+    round: &mut Round,
+) -> Result<Vec<TreeItem>, TaskError> {
     let mut theirs = Vec::new();
-    let (mut remaining, mut after) = (leaves.clone(), None);
+    let (mut remaining, mut after) = (leaves.to_vec(), None);
     loop {
         let request = PeerRequest::LeafItems {
             range,
@@ -382,7 +458,9 @@ async fn exchange(
         match ask(coordinator, peer, request, round).await? {
             PeerReply::Items { items, resume } => {
                 theirs.extend(items);
-                let Some((leaf, key)) = resume else { break };
+                let Some((leaf, key)) = resume else {
+                    return Ok(theirs);
+                };
                 let Some(at) = remaining.iter().position(|l| *l == leaf) else {
                     return Err(TaskError::Protocol {
                         node: peer.clone(),
@@ -395,75 +473,77 @@ async fn exchange(
             other => return Err(TaskError::unexpected(peer, &other)),
         }
     }
-    theirs.sort_by(|a, b| a.key.cmp(&b.key));
-    let mine = coordinator
+}
+
+/// Reads the rows of `keys` from the peer, a page at a time, and merges
+/// them here (tombstones older than `before` as the purge would leave
+/// them); returns how many changed here.
+async fn fetch_rows(
+    coordinator: &Arc<AntiEntropy>,
+    peer: &NodeId,
+    mut keys: Vec<serde_bytes::ByteBuf>,
+    before: i64,
+    round: &mut Round,
+) -> Result<u64, TaskError> {
+    let mut changed_here = 0;
+    while !keys.is_empty() {
+        let request = PeerRequest::ReadRows { keys: keys.clone() };
+        let (rows, more) = match ask(coordinator, peer, request, round).await? {
+            PeerReply::Rows { rows, more } => (rows, more),
+            other => return Err(TaskError::unexpected(peer, &other)),
+        };
+        // What is left: the keys after the last row sent.
+        keys = match (more, rows.last()) {
+            (true, Some(last)) => {
+                let at = keys
+                    .iter()
+                    .position(|k| **k == *last.key)
+                    .map_or(keys.len(), |i| i + 1);
+                keys.split_off(at)
+            }
+            (true, None) => {
+                return Err(TaskError::Protocol {
+                    node: peer.clone(),
+                    what: "an empty page with more to come".into(),
+                });
+            }
+            (false, _) => Vec::new(),
+        };
+        let stored = coordinator
+            .storage
+            .blocking(move |storage| streaming::store(storage, &rows, Some(before)))
+            .await?;
+        changed_here += stored.changed;
+        round.throttle.moved(stored.bytes).await;
+    }
+    Ok(changed_here)
+}
+
+/// Sends this node's rows of `keys` to the peer, in batches.
+async fn send_rows(
+    coordinator: &Arc<AntiEntropy>,
+    peer: &NodeId,
+    keys: Vec<serde_bytes::ByteBuf>,
+    round: &mut Round,
+) -> Result<(), TaskError> {
+    let rows = coordinator
         .storage
-        .blocking(move |storage| storage.leaf_items(range, &leaves, table, None, usize::MAX))
+        .blocking(move |storage| read_rows(storage, keys, usize::MAX))
         .await?
         .0;
-    let diff = diff_items(&mine, &theirs);
-    let before = purge_cutoff(coordinator);
-    let mut changed_here = 0;
-    for group in key_groups(&diff.fetch) {
-        let mut keys = group;
-        while !keys.is_empty() {
-            let request = PeerRequest::ReadRows { keys: keys.clone() };
-            let (rows, more) = match ask(coordinator, peer, request, round).await? {
-                PeerReply::Rows { rows, more } => (rows, more),
-                other => return Err(TaskError::unexpected(peer, &other)),
-            };
-            // What is left: the keys after the last row sent.
-            keys = match (more, rows.last()) {
-                (true, Some(last)) => {
-                    let at = keys
-                        .iter()
-                        .position(|k| **k == *last.key)
-                        .map_or(keys.len(), |i| i + 1);
-                    keys.split_off(at)
-                }
-                (true, None) => {
-                    return Err(TaskError::Protocol {
-                        node: peer.clone(),
-                        what: "an empty page with more to come".into(),
-                    });
-                }
-                (false, _) => Vec::new(),
-            };
-            let stored = coordinator
-                .storage
-                .blocking(move |storage| streaming::store(storage, &rows, Some(before)))
-                .await?;
-            changed_here += stored.changed;
-            round.throttle.moved(stored.bytes).await;
+    for batch in streaming::batches(rows) {
+        let bytes: u64 = batch
+            .iter()
+            .map(|row| (row.key.len() + row.versions.0.len()) as u64)
+            .sum();
+        let request = PeerRequest::StoreRows { rows: batch };
+        match ask(coordinator, peer, request, round).await? {
+            PeerReply::Applied => {}
+            other => return Err(TaskError::unexpected(peer, &other)),
         }
+        round.throttle.moved(bytes).await;
     }
-    for group in key_groups(&diff.send) {
-        let rows = coordinator
-            .storage
-            .blocking(move |storage| read_rows(storage, group, usize::MAX))
-            .await?
-            .0;
-        for batch in streaming::batches(rows) {
-            let bytes: u64 = batch
-                .iter()
-                .map(|row| (row.key.len() + row.versions.0.len()) as u64)
-                .sum();
-            match ask(
-                coordinator,
-                peer,
-                PeerRequest::StoreRows { rows: batch },
-                round,
-            )
-            .await?
-            {
-                PeerReply::Applied => {}
-                other => return Err(TaskError::unexpected(peer, &other)),
-            }
-            round.throttle.moved(bytes).await;
-        }
-    }
-    round.summary.keys_repaired += diff.keys() as u64;
-    Ok(changed_here)
+    Ok(())
 }
 
 /// Purges the rows of `range` (only `table`'s when given: only they were
@@ -509,24 +589,7 @@ pub(crate) async fn maintain_trees(coordinator: Arc<AntiEntropy>, cancel: Cancel
     // Every view is looked at, not only settled ones, so that a change
     // that follows another before the ring settles is not missed.
     let mut held: Vec<TokenRange> = Vec::new();
-    // The ranges of a change's future ring count too: a change that
-    // streamed rows here and was then abandoned leaves them to clean up.
-    let note = |held: &mut Vec<TokenRange>| {
-        let view = coordinator.membership.view();
-        let future = view
-            .future
-            .as_ref()
-            .map(|future| future.ranges_of(&coordinator.me, &coordinator.replication));
-        for range in wanted_ranges(&coordinator)
-            .into_iter()
-            .chain(future.into_iter().flatten())
-        {
-            if !held.contains(&range) {
-                held.push(range);
-            }
-        }
-    };
-    note(&mut held);
+    note_held(&coordinator, &mut held);
     loop {
         // Wait for the ring to stay still for a moment.
         loop {
@@ -536,68 +599,13 @@ pub(crate) async fn maintain_trees(coordinator: Arc<AntiEntropy>, cancel: Cancel
                 changed = tokio::time::timeout(TREE_SETTLE, views.changed()) => match changed {
                     Err(_) => break,
                     Ok(Err(_)) => return,
-                    Ok(Ok(())) => note(&mut held),
+                    Ok(Ok(())) => note_held(&coordinator, &mut held),
                 },
             }
         }
         let view = coordinator.membership.view();
-        let member = view.ring.members().contains_key(&coordinator.me);
-        let wanted = wanted_ranges(&coordinator);
-        let current = coordinator.storage.trees();
-        let have: Vec<TokenRange> = current.ranges().collect();
-        let mut retry = false;
-        if have != wanted || (!current.is_ready() && !wanted.is_empty()) {
-            let started = Instant::now();
-            let count = wanted.len();
-            let ranges = wanted.clone();
-            let built = coordinator
-                .storage
-                .blocking(move |storage| storage.rebuild_trees(ranges))
-                .await;
-            match built {
-                Ok(_) => info!(
-                    ranges = count,
-                    ms = started.elapsed().as_millis() as u64,
-                    "Merkle trees built"
-                ),
-                Err(error) => {
-                    coordinator.storage.note_damage(&error);
-                    warn!(%error, "cannot build the Merkle trees; trying again in {TREE_RETRY:?}");
-                    retry = true;
-                }
-            }
-        }
-        let stable = member
-            && view.future.is_none()
-            && view.change_in_progress(&coordinator.me).is_none()
-            && view.status(&coordinator.me) == Some(Status::Normal);
-        if stable {
-            let now = view
-                .ring
-                .ranges_of(&coordinator.me, &coordinator.replication);
-            let lost = cleanup::needs_cleanup(&held, &now, &cleanup::all_ranges(&view));
-            let cleaned = if lost {
-                match cleanup::cleanup(&coordinator.cleanup).await {
-                    Ok(cleaned) => {
-                        info!(
-                            rows = cleaned.rows,
-                            "a topology change took ranges from this node: cleaned them up"
-                        );
-                        true
-                    }
-                    Err(error) => {
-                        // Kept for the next settled ring to try again.
-                        warn!(%error, "cleanup after a topology change did not finish");
-                        false
-                    }
-                }
-            } else {
-                true
-            };
-            if cleaned {
-                held = now;
-            }
-        }
+        let retry = !rebuild_trees(&coordinator).await;
+        clean_up_if_settled(&coordinator, &view, &mut held).await;
         // Sleep until the next change (or until it is time to try a failed
         // build again).
         let retry_at = retry.then(|| tokio::time::Instant::now() + TREE_RETRY);
@@ -606,11 +614,94 @@ pub(crate) async fn maintain_trees(coordinator: Arc<AntiEntropy>, cancel: Cancel
             () = cancel.cancelled() => return,
             () = async { tokio::time::sleep_until(retry_at.expect("set")).await }, if retry_at.is_some() => {}
             changed = views.changed() => match changed {
-                Ok(()) => note(&mut held),
+                Ok(()) => note_held(&coordinator, &mut held),
                 Err(_) => return,
             },
         }
     }
+}
+
+/// Adds the ranges this node replicates now to `held`, with those of a
+/// change's future ring (a change that streamed rows here and was then
+/// abandoned leaves them to clean up).
+fn note_held(coordinator: &AntiEntropy, held: &mut Vec<TokenRange>) {
+    let view = coordinator.membership.view();
+    let future = view
+        .future
+        .as_ref()
+        .map(|future| future.ranges_of(&coordinator.me, &coordinator.replication));
+    for range in wanted_ranges(coordinator)
+        .into_iter()
+        .chain(future.into_iter().flatten())
+    {
+        if !held.contains(&range) {
+            held.push(range);
+        }
+    }
+}
+
+/// Builds the trees again when the ranges this node replicates changed
+/// (or a build failed); returns false when the build failed.
+async fn rebuild_trees(coordinator: &AntiEntropy) -> bool {
+    let wanted = wanted_ranges(coordinator);
+    let current = coordinator.storage.trees();
+    let have: Vec<TokenRange> = current.ranges().collect();
+    if have == wanted && (current.is_ready() || wanted.is_empty()) {
+        return true;
+    }
+    let started = Instant::now();
+    let count = wanted.len();
+    let built = coordinator
+        .storage
+        .blocking(move |storage| storage.rebuild_trees(wanted))
+        .await;
+    match built {
+        Ok(_) => {
+            info!(
+                ranges = count,
+                ms = started.elapsed().as_millis() as u64,
+                "Merkle trees built"
+            );
+            true
+        }
+        Err(error) => {
+            coordinator.storage.note_damage(&error);
+            warn!(%error, "cannot build the Merkle trees; trying again in {TREE_RETRY:?}");
+            false
+        }
+    }
+}
+
+/// Once the ring is settled with this node a normal member, deletes the
+/// rows of the `held` ranges it no longer replicates; `held` is then what
+/// it replicates now (kept, for the next settled ring, if it failed).
+async fn clean_up_if_settled(coordinator: &AntiEntropy, view: &View, held: &mut Vec<TokenRange>) {
+    let stable = view.ring.members().contains_key(&coordinator.me)
+        && view.future.is_none()
+        && view.change_in_progress(&coordinator.me).is_none()
+        && view.status(&coordinator.me) == Some(Status::Normal);
+    if !stable {
+        return;
+    }
+    let now = view
+        .ring
+        .ranges_of(&coordinator.me, &coordinator.replication);
+    if cleanup::needs_cleanup(held, &now, &cleanup::all_ranges(view)) {
+        match cleanup::cleanup(&coordinator.cleanup).await {
+            Ok(cleaned) => {
+                info!(
+                    rows = cleaned.rows,
+                    "a topology change took ranges from this node: cleaned them up"
+                );
+            }
+            Err(error) => {
+                // Kept for the next settled ring to try again.
+                warn!(%error, "cleanup after a topology change did not finish");
+                return;
+            }
+        }
+    }
+    *held = now;
 }
 
 /// Background anti-entropy: a round over every range each interval.

@@ -39,6 +39,53 @@ pub(super) async fn join(
     seed_watch: &SeedWatch,
     my_address: SocketAddr,
 ) -> Result<(), NodeError> {
+    if !find_cluster(config, node, seed_watch, my_address).await? {
+        info!(node = %node.id, "no cluster found: founding one");
+        let tokens =
+            Ring::founding_tokens(config.cluster.num_tokens, coordinator.random.next_u64());
+        keep_tokens(node, coordinator, tokens).await?;
+        return become_normal(node, coordinator).await;
+    }
+    // Learn the whole ring, not only the seed that answered.
+    tokio::time::sleep(RING_SETTLE).await;
+    for attempt in 1..=JOIN_ATTEMPTS {
+        wait_for_turn(node).await?;
+        let Some((ring, future, tokens)) =
+            choose_tokens(config, node, coordinator, attempt).await?
+        else {
+            continue;
+        };
+        let bootstrap = config.cluster.auto_bootstrap;
+        if bootstrap {
+            let plan = topology::bootstrap_plan(coordinator, &ring, &future);
+            if let Some(why) = topology::unavailable_source(coordinator, &plan) {
+                return Err(NodeError::Join(why));
+            }
+            topology::save_bootstrap(&node.storage, &plan)?;
+        }
+        keep_tokens(node, coordinator, tokens).await?;
+        if bootstrap {
+            // The others send this node the writes of its future ranges
+            // since it announced its tokens: stream what came before.
+            info!(node = %node.id, "joining: announced tokens; streaming ranges");
+            return finish_bootstrap(node, coordinator).await;
+        }
+        return become_normal(node, coordinator).await;
+    }
+    Err(NodeError::Join(format!(
+        "other nodes chose tokens at the same time {JOIN_ATTEMPTS} times; start this node again"
+    )))
+}
+
+/// Finds the cluster through the seeds; false when this node is to found
+/// it (a seed that found no member, and no other seed with a smaller id
+/// starting).
+async fn find_cluster(
+    config: &Config,
+    node: &NodeHandle,
+    seed_watch: &SeedWatch,
+    my_address: SocketAddr,
+) -> Result<bool, NodeError> {
     let seeds: Vec<SocketAddr> = config.cluster.seeds.clone();
     let is_seed = seeds.is_empty() || seeds.contains(&my_address);
     // The only seed has nobody to ask: it founds the cluster at once.
@@ -69,77 +116,59 @@ pub(super) async fn join(
             "no seed answered within {DISCOVERY_TIMEOUT:?} (seeds: {seeds:?})"
         )));
     }
-    if !found {
-        info!(node = %node.id, "no cluster found: founding one");
-        let tokens =
-            Ring::founding_tokens(config.cluster.num_tokens, coordinator.random.next_u64());
-        keep_tokens(node, coordinator, tokens).await?;
-        return become_normal(node, coordinator).await;
-    }
-    // Learn the whole ring, not only the seed that answered.
-    tokio::time::sleep(RING_SETTLE).await;
-    for attempt in 1..=JOIN_ATTEMPTS {
-        wait_for_turn(node).await?;
-        let view = node.membership.view();
-        let ring = view.ring.clone();
-        // Tokens that nodes still joining announced (live or not: one that
-        // died streaming may come back) are taken too.
-        let mut taken = ring.clone();
-        for (id, other) in &view.nodes {
-            if *id != node.id && other.state.status() == Status::Joining {
-                let tokens = other.state.tokens().to_vec();
-                if !tokens.is_empty() {
-                    // A clash is left out here and caught by `overlapping`.
-                    let _ = taken.add_node(id.clone(), other.state.location(), tokens);
-                }
+    Ok(found)
+}
+
+/// Chooses tokens that split the largest ranges (around those of nodes
+/// still joining), announces them as joining and waits for the ring to
+/// settle; `None` when another node chose at the same time (this one gives
+/// way). Returns the ring, the ring once joined, and the tokens.
+async fn choose_tokens(
+    config: &Config,
+    node: &NodeHandle,
+    coordinator: &Topology,
+    attempt: usize,
+) -> Result<Option<(Ring, Ring, Vec<Token>)>, NodeError> {
+    let view = node.membership.view();
+    let ring = view.ring.clone();
+    // Tokens that nodes still joining announced (live or not: one that
+    // died streaming may come back) are taken too.
+    let mut taken = ring.clone();
+    for (id, other) in &view.nodes {
+        if *id != node.id && other.state.status() == Status::Joining {
+            let tokens = other.state.tokens().to_vec();
+            if !tokens.is_empty() {
+                // A clash is left out here and caught by `overlapping`.
+                let _ = taken.add_node(id.clone(), other.state.location(), tokens);
             }
         }
-        let tokens = taken.clone().join(
-            node.id.clone(),
-            config.location(),
-            config.cluster.num_tokens,
-            config.cluster.replication_factor,
-        )?;
-        let mut future = ring.clone();
-        future.add_node(node.id.clone(), config.location(), tokens.clone())?;
-        // Announced as joining (not yet kept): the others count this node
-        // in their pending ranges, and see any node that chose at once.
+    }
+    let tokens = taken.clone().join(
+        node.id.clone(),
+        config.location(),
+        config.cluster.num_tokens,
+        config.cluster.replication_factor,
+    )?;
+    let mut future = ring.clone();
+    future.add_node(node.id.clone(), config.location(), tokens.clone())?;
+    // Announced as joining (not yet kept): the others count this node
+    // in their pending ranges, and see any node that chose at once.
+    coordinator
+        .gossip
+        .set_state(StateValue::Tokens(tokens.clone()))
+        .await;
+    tokio::time::sleep(RING_SETTLE).await;
+    let view = node.membership.view();
+    let clash = joining_before(&view, &node.id).or_else(|| overlapping(&view, &node.id, &tokens));
+    if let Some(other) = clash {
+        info!(node = %node.id, %other, attempt, "another node chose its tokens at the same time; giving way");
         coordinator
             .gossip
-            .set_state(StateValue::Tokens(tokens.clone()))
+            .set_state(StateValue::Tokens(Vec::new()))
             .await;
-        tokio::time::sleep(RING_SETTLE).await;
-        let view = node.membership.view();
-        let clash =
-            joining_before(&view, &node.id).or_else(|| overlapping(&view, &node.id, &tokens));
-        if let Some(other) = clash {
-            info!(node = %node.id, %other, attempt, "another node chose its tokens at the same time; giving way");
-            coordinator
-                .gossip
-                .set_state(StateValue::Tokens(Vec::new()))
-                .await;
-            continue;
-        }
-        let bootstrap = config.cluster.auto_bootstrap;
-        if bootstrap {
-            let plan = topology::bootstrap_plan(coordinator, &ring, &future);
-            if let Some(why) = topology::unavailable_source(coordinator, &plan) {
-                return Err(NodeError::Join(why));
-            }
-            topology::save_bootstrap(&node.storage, &plan)?;
-        }
-        keep_tokens(node, coordinator, tokens).await?;
-        if bootstrap {
-            // The others send this node the writes of its future ranges
-            // since it announced its tokens: stream what came before.
-            info!(node = %node.id, "joining: announced tokens; streaming ranges");
-            return finish_bootstrap(node, coordinator).await;
-        }
-        return become_normal(node, coordinator).await;
+        return Ok(None);
     }
-    Err(NodeError::Join(format!(
-        "other nodes chose tokens at the same time {JOIN_ATTEMPTS} times; start this node again"
-    )))
+    Ok(Some((ring, future, tokens)))
 }
 
 /// Waits up to `within` for a cluster to join; fails at once when a seed

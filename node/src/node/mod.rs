@@ -150,16 +150,7 @@ impl Node {
         };
         let storage = open_storage(&config, &world)?;
         let (network, internode_address, client_address, endpoints) =
-            match (world.network.clone(), certificate) {
-                (Some(network), _) => (
-                    network,
-                    config.listen_internode,
-                    config.listen_client,
-                    vec![],
-                ),
-                (None, Some(certificate)) => quic(&config, &certificate)?,
-                (None, None) => unreachable!("a certificate is read when there is no network"),
-            };
+            bind(&config, &world, certificate)?;
         let faults = Arc::new(Faults::default());
         let peers: Arc<dyn Network> =
             Arc::new(Faulty::new(network, faults.clone(), world.random.clone()));
@@ -205,7 +196,7 @@ impl Node {
             storage: storage.clone(),
             peers: peers.clone(),
             membership: membership.clone(),
-            gossip: gossip.clone(),
+            gossip,
             replication,
             settings: ClusterSettings {
                 name: config.cluster.name.clone(),
@@ -259,6 +250,25 @@ struct Broadcast {
     tokens: Option<Vec<Token>>,
     /// Whether it has a bootstrap left to finish.
     bootstrapping: bool,
+}
+
+/// The world's network on the configured addresses, or QUIC bound to the
+/// configured ports with the node's certificate.
+fn bind(
+    config: &Config,
+    world: &World,
+    certificate: Option<NodeCertificate>,
+) -> Result<Bound, NodeError> {
+    Ok(match (world.network.clone(), certificate) {
+        (Some(network), _) => (
+            network,
+            config.listen_internode,
+            config.listen_client,
+            vec![],
+        ),
+        (None, Some(certificate)) => quic(config, &certificate)?,
+        (None, None) => unreachable!("a certificate is read when there is no network"),
+    })
 }
 
 /// Opens the node's storage (the world's engine, or RocksDB in the data

@@ -463,6 +463,43 @@ pub(crate) async fn decommission(c: Arc<Topology>) -> Result<String, RequestErro
         })
         .collect();
     let started = Instant::now();
+    let streamed = hand_ranges_over(c, &handovers, started).await?;
+    c.operations.progress("handing hints over".into()).await;
+    // Hints can be the only copy of a write: hand them over before leaving.
+    let hints = match hints::hand_over(&c.handoff, &future).await {
+        Ok(hints) => hints,
+        Err(error) => {
+            c.gossip.set_state(StateValue::Status(Status::Normal)).await;
+            return Err(c.server_error(format!(
+                "decommission stopped: {error}; the node is normal again"
+            )));
+        }
+    };
+    if !c.operations.point_of_no_return() {
+        // Aborted meanwhile (`aborted` says so too, if its branch runs).
+        c.gossip.set_state(StateValue::Status(Status::Normal)).await;
+        return Err(RequestError::invalid("aborted; the node is normal again"));
+    }
+    let hints = hints + leave(c, &future).await?;
+    info!(node = %c.me, "decommissioned: left the ring");
+    Ok(format!(
+        "{} left the ring after handing over {} ranges ({} rows, {:.2} MiB) and {hints} hints \
+         in {:.1} s; it can be stopped",
+        c.me,
+        handovers.len(),
+        streamed.rows,
+        streamed.bytes as f64 / (1 << 20) as f64,
+        started.elapsed().as_secs_f64()
+    ))
+}
+
+/// Streams each range this node gives up to its new replicas; on failure
+/// the node is normal again.
+async fn hand_ranges_over(
+    c: &Topology,
+    handovers: &[(TokenRange, Vec<NodeId>)],
+    started: Instant,
+) -> Result<Streamed, RequestError> {
     let mut streamed = Streamed::default();
     let mut throttle = streaming::Throttle::new(c.streaming.bytes_per_sec());
     for (i, (range, targets)) in handovers.iter().enumerate() {
@@ -496,22 +533,12 @@ pub(crate) async fn decommission(c: Arc<Topology>) -> Result<String, RequestErro
             started,
         );
     }
-    c.operations.progress("handing hints over".into()).await;
-    // Hints can be the only copy of a write: hand them over before leaving.
-    let hints = match hints::hand_over(&c.handoff, &future).await {
-        Ok(hints) => hints,
-        Err(error) => {
-            c.gossip.set_state(StateValue::Status(Status::Normal)).await;
-            return Err(c.server_error(format!(
-                "decommission stopped: {error}; the node is normal again"
-            )));
-        }
-    };
-    if !c.operations.point_of_no_return() {
-        // Aborted meanwhile (`aborted` says so too, if its branch runs).
-        c.gossip.set_state(StateValue::Status(Status::Normal)).await;
-        return Err(RequestError::invalid("aborted; the node is normal again"));
-    }
+    Ok(streamed)
+}
+
+/// Past the point of no return: marks the data directory retired, leaves
+/// the ring, and hands over the hints written meanwhile; returns how many.
+async fn leave(c: &Topology, future: &Ring) -> Result<u64, RequestError> {
     c.operations
         .progress("leaving the ring (cannot be aborted)".into())
         .await;
@@ -523,23 +550,13 @@ pub(crate) async fn decommission(c: Arc<Topology>) -> Result<String, RequestErro
     tokio::time::sleep(RING_SETTLE).await;
     // Writes coordinated here until the others saw it leave may have left
     // hints: hand those over too.
-    let hints = match hints::hand_over(&c.handoff, &future).await {
-        Ok(late) => hints + late,
+    Ok(match hints::hand_over(&c.handoff, future).await {
+        Ok(late) => late,
         Err(error) => {
             warn!(%error, "hints written while leaving could not all be handed over");
-            hints
+            0
         }
-    };
-    info!(node = %c.me, "decommissioned: left the ring");
-    Ok(format!(
-        "{} left the ring after handing over {} ranges ({} rows, {:.2} MiB) and {hints} hints \
-         in {:.1} s; it can be stopped",
-        c.me,
-        handovers.len(),
-        streamed.rows,
-        streamed.bytes as f64 / (1 << 20) as f64,
-        started.elapsed().as_secs_f64()
-    ))
+    })
 }
 
 /// Puts things back after an operation was aborted; says how they stand.
