@@ -59,6 +59,8 @@ pub struct NodeSettings {
     pub sync: SyncMode,
     /// Vnodes per node.
     pub num_tokens: usize,
+    /// Whether hinted handoff is on.
+    pub hints: bool,
 }
 
 /// A simulated cluster.
@@ -119,6 +121,7 @@ impl Cluster {
         // Short enough that tombstones are purged while the faults run (the
         // cycle rows rest past the grace): a hint window shorter than some
         // faults, so that repair, not only hints, must bring a replica back.
+        config.hints.enabled = self.settings.hints;
         config.hints.window_secs = 8;
         config.antientropy.interval_secs = 10;
         config.antientropy.tombstone_grace_secs = 8;

@@ -120,10 +120,15 @@ async fn simulate(options: Options) -> Report {
     } else {
         SyncMode::Group { window_ms: 2 }
     };
+    // Some clusters run without hinted handoff (as some operators choose):
+    // a replica that missed a write then waits for read repair or
+    // anti-entropy, which purges must not outrun.
+    let hints = rng.random_bool(0.75);
     let settings = NodeSettings {
         replication_factor: 3,
         sync,
         num_tokens: 8,
+        hints,
     };
     let net = Net::new(rng.random(), LinkModel::default());
     let mut cluster = Cluster::new(net.clone(), options.seed, settings);
@@ -149,7 +154,9 @@ async fn simulate(options: Options) -> Report {
         next_index: nodes + 1,
         topology: false,
     };
-    run.recorder.fault(format!("{nodes} nodes, sync {sync:?}"));
+    let handoff = if hints { "on" } else { "off" };
+    run.recorder
+        .fault(format!("{nodes} nodes, sync {sync:?}, hints {handoff}"));
     if run.settle("form", true).await {
         run.topology = options.topology;
         run.phase(&options).await;
@@ -297,22 +304,27 @@ impl Run {
             9 => self.decommission(&running).await,
             10 => self.remove(&running).await,
             _ => {
-                let Some(node) = running.choose(&mut self.rng).cloned() else {
-                    return;
-                };
                 let table = match self.rng.random_range(0..3) {
                     0 => None,
                     t => Some(format!("t{}", t - 1)),
                 };
-                self.count("repair");
-                self.recorder
-                    .fault(format!("repair on {node}, table {table:?}"));
-                let request = ClientRequest::Repair {
-                    table,
-                    ranges: Vec::new(),
+                // One node, or (as operators do) every node in turn.
+                let nodes = if self.rng.random_bool(0.5) {
+                    running.choose(&mut self.rng).cloned().into_iter().collect()
+                } else {
+                    running.clone()
                 };
-                // A repair that fails under faults is retried by later ones.
-                let _ = self.target.call(&node, request).await;
+                for node in nodes {
+                    self.count("repair");
+                    self.recorder
+                        .fault(format!("repair on {node}, table {table:?}"));
+                    let request = ClientRequest::Repair {
+                        table: table.clone(),
+                        ranges: Vec::new(),
+                    };
+                    // A repair that fails under faults is retried by later ones.
+                    let _ = self.target.call(&node, request).await;
+                }
             }
         }
     }
