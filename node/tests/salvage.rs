@@ -82,7 +82,7 @@ fn a_salvage_drops_only_a_span_around_the_damaged_block_and_records_it() {
     assert!(!storage.salvage_requested());
     let record = storage.damage_record().unwrap().expect("a damage record");
     assert!(!record.restored);
-    assert_eq!(record.quarantined, [name.clone()]);
+    assert_eq!(record.quarantined, std::slice::from_ref(&name));
     assert!(!record.spans.is_empty());
     // Every row reads back whole, and the missing ones are all in a span.
     let mut present = BTreeSet::new();
