@@ -19,6 +19,15 @@
 //! less than the last one plus one ([`next_generation`]): a node restarted
 //! with its clock behind would otherwise be ignored by its peers until the
 //! clock caught up.
+//!
+//! A removal (`removenode`) is gossiped in the generation one above the
+//! removed life's, and the data directory keeps the generation of each of
+//! its lives: so a node tells a removal of its own data (it stops for
+//! good) from one of an earlier data directory under the same id, wiped
+//! or replaced since, whatever the clocks said ([`removal_is_of_this_data`]).
+//! A node whose generation is not above such an earlier removal (its clock
+//! is behind the removed life's start) is ignored by peers: it stops, saying
+//! so, and its next start is above it ([`raise_generation_above`]).
 
 use std::collections::BTreeMap;
 
@@ -31,8 +40,15 @@ use crate::storage::{Storage, StorageError};
 /// The metadata key of the generation of this node's last life.
 const GENERATION_KEY: &str = "generation";
 /// The metadata key of the generation of the first life of this data
-/// directory: a removal of an older life is not about this one.
+/// directory (before [`LIVES_KEY`] was kept, a removal above it was taken
+/// as about this data).
 const BORN_KEY: &str = "born_generation";
+/// The metadata key of the generations of every life of this data
+/// directory since they were recorded: a removal names the life it
+/// removed exactly (one above its generation), so a removal of another
+/// data directory's life under the same id is told apart whatever the
+/// clocks said.
+const LIVES_KEY: &str = "lives";
 /// The metadata key of the nodes this node knew.
 const PEERS_KEY: &str = "known_peers";
 /// The format of what [`PEERS_KEY`] holds.
@@ -120,6 +136,10 @@ pub(crate) fn next_generation(storage: &Storage, now_micros: u64) -> Result<u64,
     if storage.get_meta(BORN_KEY)?.is_none() {
         storage.put_meta(BORN_KEY, &generation.to_be_bytes())?;
     }
+    let mut lives = lives(storage)?;
+    lives.push(generation);
+    let bytes = rmp_serde::to_vec(&lives).expect("generations encode");
+    storage.put_meta(LIVES_KEY, &bytes)?;
     storage.put_meta(GENERATION_KEY, &generation.to_be_bytes())?;
     Ok(generation)
 }
@@ -128,6 +148,44 @@ pub(crate) fn next_generation(storage: &Storage, now_micros: u64) -> Result<u64,
 /// before it was recorded: every removal is then taken as about it).
 pub(crate) fn born_generation(storage: &Storage) -> Result<u64, StorageError> {
     Ok(read_u64(storage, BORN_KEY, "born generation")?.unwrap_or(0))
+}
+
+/// The generations of this data directory's lives, oldest first, since
+/// they were recorded.
+fn lives(storage: &Storage) -> Result<Vec<u64>, StorageError> {
+    let Some(bytes) = storage.get_meta(LIVES_KEY)? else {
+        return Ok(Vec::new());
+    };
+    rmp_serde::from_slice(&bytes).map_err(|e| StorageError::Corrupt {
+        what: "lives",
+        detail: e.to_string(),
+    })
+}
+
+/// Whether a removal of this node's id in generation `removal` (one above
+/// the generation of the life removed) removed a life of this data
+/// directory, rather than of an earlier one with the same id (wiped, or
+/// replaced, since).
+pub(crate) fn removal_is_of_this_data(
+    storage: &Storage,
+    removal: u64,
+) -> Result<bool, StorageError> {
+    let removed = removal.saturating_sub(1);
+    let lives = lives(storage)?;
+    if lives.contains(&removed) {
+        return Ok(true);
+    }
+    // A life from before the lives were recorded: after the birth.
+    let recorded = lives.first().copied().unwrap_or(u64::MAX);
+    Ok(removed < recorded && removal > born_generation(storage)?)
+}
+
+/// Makes the next life's generation above `removal`: an earlier data
+/// directory's life under this id was removed in it, and peers ignore
+/// this id's states at or below it.
+pub(crate) fn raise_generation_above(storage: &Storage, removal: u64) -> Result<(), StorageError> {
+    let last = read_u64(storage, GENERATION_KEY, "generation")?.unwrap_or(0);
+    storage.put_meta(GENERATION_KEY, &last.max(removal).to_be_bytes())
 }
 
 /// A metadata value that holds a big-endian `u64`, if it is set.
@@ -169,6 +227,40 @@ mod tests {
         assert_eq!(next_generation(&storage, 700).unwrap(), 1_002);
         assert_eq!(next_generation(&storage, 5_000).unwrap(), 5_000);
         assert_eq!(born_generation(&storage).unwrap(), 1_000, "born once");
+    }
+
+    #[test]
+    fn a_removal_names_the_life_it_removed_whatever_the_clocks_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = open(dir.path());
+        // An earlier data directory under this id lived at 5_000 and was
+        // removed (5_001); this one is born with a clock behind it.
+        let first = next_generation(&storage, 1_000).unwrap();
+        assert!(!removal_is_of_this_data(&storage, 5_001).unwrap());
+        assert!(removal_is_of_this_data(&storage, first + 1).unwrap());
+        // Its peers ignore it below the removal: its next life is above.
+        raise_generation_above(&storage, 5_001).unwrap();
+        let second = next_generation(&storage, 1_200).unwrap();
+        assert_eq!(second, 5_002);
+        assert!(!removal_is_of_this_data(&storage, 5_001).unwrap());
+        // Removed while down in its first life, it comes back: still it.
+        assert!(removal_is_of_this_data(&storage, first + 1).unwrap());
+        assert!(removal_is_of_this_data(&storage, second + 1).unwrap());
+        assert!(!removal_is_of_this_data(&storage, 3_000).unwrap());
+    }
+
+    #[test]
+    fn a_data_directory_from_before_lives_were_kept_goes_by_its_birth() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = open(dir.path());
+        storage.put_meta(BORN_KEY, &1_000u64.to_be_bytes()).unwrap();
+        storage
+            .put_meta(GENERATION_KEY, &2_000u64.to_be_bytes())
+            .unwrap();
+        next_generation(&storage, 3_000).unwrap();
+        assert!(removal_is_of_this_data(&storage, 1_501).unwrap());
+        assert!(removal_is_of_this_data(&storage, 3_001).unwrap());
+        assert!(!removal_is_of_this_data(&storage, 900).unwrap());
     }
 
     #[test]

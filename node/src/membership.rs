@@ -364,24 +364,7 @@ impl GossipTask {
                         Event::Up(node) => info!(peer = %node, "node is up"),
                         Event::Down(node) => info!(peer = %node, "node is down"),
                         Event::Changed(node) => debug!(peer = %node, "node state changed"),
-                        Event::RemovedSelf { generation } => {
-                            let born = known_peers::born_generation(&self.storage).unwrap_or(0);
-                            if *generation <= born {
-                                // Held by a node that missed this one being
-                                // added again since: not about this data.
-                                warn!(
-                                    removal = generation,
-                                    born,
-                                    "a peer holds a removal of an earlier life of this node; ignoring it"
-                                );
-                                continue;
-                            }
-                            error!("this node was removed from the cluster (removenode); stopping");
-                            if let Err(error) = self.storage.mark_retired("removed") {
-                                error!(%error, "cannot record the removal");
-                            }
-                            self.cancel.cancel();
-                        }
+                        Event::RemovedSelf { generation } => self.removed(*generation),
                     }
                 }
                 self.publish();
@@ -399,6 +382,43 @@ impl GossipTask {
         drop(known);
         if let Err(error) = saver.await {
             warn!(%error, "the task saving the known peers failed");
+        }
+    }
+
+    /// A peer says this node's id was removed in generation `removal`:
+    /// this data directory stops for good if the life removed was one of
+    /// its own; else an earlier data directory under this id was (this one
+    /// was made since, wiped or replaced), and this node stops only if its
+    /// generation is not above the removal, which peers would ignore.
+    fn removed(&mut self, removal: u64) {
+        let me = self.gossiper.me().clone();
+        let generation = self.gossiper.state(&me).map_or(0, |s| s.generation);
+        match known_peers::removal_is_of_this_data(&self.storage, removal) {
+            Ok(true) => {
+                error!("this node was removed from the cluster (removenode); stopping");
+                if let Err(error) = self.storage.mark_retired("removed") {
+                    error!(%error, "cannot record the removal");
+                }
+                self.cancel.cancel();
+            }
+            Ok(false) if removal >= generation => {
+                error!(
+                    removal,
+                    generation,
+                    "an earlier node with this id was removed in a generation above this \
+                     one's start time (is this machine's clock behind?): peers ignore this \
+                     node until it starts above it; stopping: start it again"
+                );
+                if let Err(error) = known_peers::raise_generation_above(&self.storage, removal) {
+                    error!(%error, "cannot record the generation to start above");
+                }
+                self.cancel.cancel();
+            }
+            Ok(false) => debug!(
+                removal,
+                "a peer holds the removal of an earlier data directory under this id; ignoring it"
+            ),
+            Err(error) => error!(%error, "cannot tell whose removal a peer holds; ignoring it"),
         }
     }
 

@@ -7,11 +7,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ringdb_wire::multiplex::CallError;
 use ringdb_node::tls::{ClusterCa, NodeCertificate, TlsError, peer_node_id};
 use ringdb_node::transport::PeerConnection;
 use ringdb_proto::{MAX_FRAME_BYTES, PeerRequest, decode_frame, encode_frame};
 use ringdb_ring::NodeId;
+use ringdb_wire::multiplex::CallError;
 use tokio::time::timeout;
 
 const DEADLINE: Duration = Duration::from_secs(10);
