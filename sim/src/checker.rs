@@ -6,7 +6,8 @@
 //!   coordinator holding it);
 //! - **phantom**: every value read was written, to that row;
 //! - **resurrection**: nothing an acknowledged write or delete superseded
-//!   (what its context covered) is in the final state;
+//!   (what its context covered) is in the final state, nor returned by a
+//!   read at R + W > N that starts after it was acknowledged;
 //! - **stale read**: at R + W > N, a read that starts after a write was
 //!   acknowledged returns it, unless a write that may have superseded it
 //!   started before the read ended;
@@ -148,6 +149,7 @@ pub fn check(history: &History, replicas: usize) -> (Vec<Violation>, Checked) {
     checker.phantoms_and_dots();
     checker.lost_writes();
     checker.resurrections();
+    checker.resurrected_reads();
     checker.stale_reads();
     let checked = checker.counts();
     (checker.violations, checked)
@@ -317,32 +319,72 @@ impl Checker {
         }
     }
 
-    fn stale_reads(&mut self) {
-        let n = self.replicas;
-        let mut stale = Vec::new();
+    /// Strict reads that started after a strict write or delete was
+    /// acknowledged and returned a value it superseded: it came back.
+    fn resurrected_reads(&mut self) {
+        let mut back = Vec::new();
         for read in &self.operations {
-            let (Op::Get { consistency: r, .. }, Some((read_end, Outcome::Read { values, .. }))) =
+            let (Op::Get { .. }, Some((_, Outcome::Read { values, .. }))) =
                 (&read.op, &read.completed)
             else {
                 continue;
             };
             for write in self.operations.iter().filter(|o| o.acknowledged()) {
-                let Op::Put {
-                    value,
-                    consistency: w,
-                    key,
-                    ..
-                } = &write.op
-                else {
+                let Some(Seen::Values(seen)) = write.seen() else {
                     continue;
                 };
-                let (Some(r), Some(w)) = (strict_count(*r, n), strict_count(*w, n)) else {
+                if !self.strictly_after(read, write) || self.maybe_lost_with_a_node(write) {
+                    continue;
+                }
+                for value in seen.iter().filter(|v| values.contains(v)) {
+                    back.push(format!(
+                        "read #{} of {key} at {r:?}+{w:?} (started {} ms) returned {value}, \
+                         which #{} superseded, acknowledged at {} ms",
+                        read.id,
+                        read.invoked_ms,
+                        write.id,
+                        write.completed_ms,
+                        key = read.op.key(),
+                        r = read_level(&read.op),
+                        w = write_level(&write.op),
+                    ));
+                }
+            }
+        }
+        for detail in back {
+            self.violation("resurrection", detail);
+        }
+    }
+
+    /// Whether `read` must see what `write` did: the same row, R + W > N,
+    /// and `write` acknowledged before `read` started.
+    fn strictly_after(&self, read: &Operation, write: &Operation) -> bool {
+        let n = self.replicas;
+        let (Some(r), Some(w)) = (
+            strict_count(read_level(&read.op), n),
+            strict_count(write_level(&write.op), n),
+        ) else {
+            return false;
+        };
+        let Some((write_end, _)) = &write.completed else {
+            return false;
+        };
+        write.op.key() == read.op.key() && r + w > n && *write_end < read.invoked
+    }
+
+    fn stale_reads(&mut self) {
+        let mut stale = Vec::new();
+        for read in &self.operations {
+            let (Op::Get { .. }, Some((read_end, Outcome::Read { values, .. }))) =
+                (&read.op, &read.completed)
+            else {
+                continue;
+            };
+            for write in self.operations.iter().filter(|o| o.acknowledged()) {
+                let Op::Put { value, key, .. } = &write.op else {
                     continue;
                 };
-                let Some((write_end, _)) = &write.completed else {
-                    continue;
-                };
-                if *key != read.op.key() || r + w <= n || *write_end >= read.invoked {
+                if !self.strictly_after(read, write) {
                     continue;
                 }
                 if values.contains(value) || self.maybe_lost_with_a_node(write) {
@@ -499,6 +541,15 @@ mod tests {
             &[(1, "a@1:1"), (2, "a@1:2")],
         );
         assert_eq!(kinds(&back), ["resurrection"]);
+        let read_back = history(
+            vec![
+                (put(1, &[], Quorum), written()),
+                (put(2, &[1], Quorum), written()),
+                (get(Quorum), read(&[1, 2], &["a@1:1", "a@1:2"])),
+            ],
+            &[(2, "a@1:2")],
+        );
+        assert_eq!(kinds(&read_back), ["resurrection"]);
         let stale = history(
             vec![
                 (put(1, &[], Quorum), written()),

@@ -61,6 +61,8 @@ pub struct NodeSettings {
     pub num_tokens: usize,
     /// Whether hinted handoff is on.
     pub hints: bool,
+    /// Seconds between background anti-entropy rounds.
+    pub antientropy_secs: u64,
 }
 
 /// A simulated cluster.
@@ -123,7 +125,7 @@ impl Cluster {
         // faults, so that repair, not only hints, must bring a replica back.
         config.hints.enabled = self.settings.hints;
         config.hints.window_secs = 8;
-        config.antientropy.interval_secs = 10;
+        config.antientropy.interval_secs = self.settings.antientropy_secs;
         config.antientropy.tombstone_grace_secs = 8;
         self.net.add_host(&id, internode_address(index));
         self.net.set_clock_offset(&id, skew_micros);

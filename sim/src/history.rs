@@ -22,7 +22,12 @@ pub struct Key {
 impl Key {
     /// The table's name.
     pub fn table_name(&self) -> String {
-        format!("t{}", self.table)
+        Key::table_name_of(self.table)
+    }
+
+    /// The name of table number `table`.
+    pub fn table_name_of(table: u8) -> String {
+        format!("t{table}")
     }
 
     /// The partition key's text.

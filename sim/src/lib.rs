@@ -25,7 +25,9 @@
 //!
 //! Clients run the [`workload`]s (shared with the lab: unique-value writes
 //! and deletes at every consistency level, read → write-with-context
-//! chains) and record a [`history`]; after the faults the run heals
+//! chains, rows deleted and left to rest past the tombstone grace) and
+//! record a [`history`]; in some runs an operator's repair schedule
+//! replaces frequent background anti-entropy. After the faults the run heals
 //! everything, repairs until every replica agrees (the time it took is
 //! reported, in simulated time), and the [`checker`]s look for lost,
 //! phantom and resurrected writes, stale reads at R + W > N and dots

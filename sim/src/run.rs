@@ -109,6 +109,8 @@ struct Run {
     next_index: u8,
     /// Whether joins and decommissions are among the faults.
     topology: bool,
+    /// Whether an operator's repair schedule runs alongside the clients.
+    scheduled_repairs: bool,
 }
 
 async fn simulate(options: Options) -> Report {
@@ -123,12 +125,18 @@ async fn simulate(options: Options) -> Report {
     // Some clusters run without hinted handoff (as some operators choose):
     // a replica that missed a write then waits for read repair or
     // anti-entropy, which purges must not outrun.
-    let hints = rng.random_bool(0.75);
+    let hints = rng.random_bool(0.5);
+    // Some run background anti-entropy rarely (every ten minutes, the
+    // default) and an operator's repair schedule instead (Cassandra has no
+    // background anti-entropy): only repairs, reads and hints bring a
+    // replica back, and a repair's purge must not outrun them.
+    let antientropy_secs = if rng.random_bool(0.5) { 10 } else { 600 };
     let settings = NodeSettings {
         replication_factor: 3,
         sync,
         num_tokens: 8,
         hints,
+        antientropy_secs,
     };
     let net = Net::new(rng.random(), LinkModel::default());
     let mut cluster = Cluster::new(net.clone(), options.seed, settings);
@@ -153,10 +161,12 @@ async fn simulate(options: Options) -> Report {
         seed: options.seed,
         next_index: nodes + 1,
         topology: false,
+        scheduled_repairs: antientropy_secs > 60,
     };
     let handoff = if hints { "on" } else { "off" };
-    run.recorder
-        .fault(format!("{nodes} nodes, sync {sync:?}, hints {handoff}"));
+    run.recorder.fault(format!(
+        "{nodes} nodes, sync {sync:?}, hints {handoff}, anti-entropy every {antientropy_secs} s"
+    ));
     if run.settle("form", true).await {
         run.topology = options.topology;
         run.phase(&options).await;
@@ -221,10 +231,24 @@ impl Run {
                 until,
             ));
         }
+        let scheduled = self.scheduled_repairs.then(|| {
+            tokio::spawn(workload::run_repairs(
+                self.rng.random(),
+                2,
+                self.target.clone(),
+                self.recorder.clone(),
+                until,
+            ))
+        });
         while Instant::now() < until {
             self.nemesis().await;
         }
         while clients.join_next().await.is_some() {}
+        if let Some(task) = scheduled
+            && let Ok(repairs) = task.await
+        {
+            *self.faults.entry("scheduled repair").or_default() += repairs;
+        }
     }
 
     /// One fault: applied, held a while, undone.
@@ -323,7 +347,9 @@ impl Run {
                         ranges: Vec::new(),
                     };
                     // A repair that fails under faults is retried by later ones.
-                    let _ = self.target.call(&node, request).await;
+                    let answer = self.target.call(&node, request).await;
+                    self.recorder
+                        .fault(format!("repair on {node}: {}", workload::repaired(&answer)));
                 }
             }
         }

@@ -4,7 +4,8 @@
 //! the write returned, read → delete), and on each client's own cycle row
 //! (write, delete with the write's context, rest past the tombstone grace
 //! so that repair may purge the tombstone, write again with the delete's
-//! context). They run against any [`Target`]: the simulator's cluster, or
+//! context; one delete in three is for the rest of the run), and an
+//! operator's repair schedule. They run against any [`Target`]: the simulator's cluster, or
 //! (in the lab) real nodes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -166,19 +167,25 @@ pub const MAX_CLIENTS: u32 = 6;
 /// purged in between.
 const CYCLE_REST_SECS: std::ops::RangeInclusive<u64> = 9..=20;
 
-/// Client `client`'s own cycle row: a chain row no other client touches.
-pub fn cycle_key(client: u32) -> Key {
+/// How many cycle rows each client owns.
+pub const CYCLE_ROWS: u32 = 4;
+
+/// Client `client`'s own cycle row `row`: a chain row no other client
+/// touches.
+pub fn cycle_key(client: u32, row: u32) -> Key {
     Key {
-        table: (client % 2) as u8,
-        key: 100 + client,
+        table: ((client + row) % 2) as u8,
+        key: 100 + client * CYCLE_ROWS + row,
         chain: true,
     }
 }
 
-/// Every row a run may write: the workload's and each client's cycle row.
+/// Every row a run may write: the workload's and each client's cycle rows.
 pub fn all_keys(workload: &Workload) -> Vec<Key> {
     let mut keys = workload.keys.clone();
-    keys.extend((0..MAX_CLIENTS).map(cycle_key));
+    for client in 0..MAX_CLIENTS {
+        keys.extend((0..CYCLE_ROWS).map(|row| cycle_key(client, row)));
+    }
     keys
 }
 
@@ -207,19 +214,33 @@ pub async fn run_client(
         target,
         recorder,
     };
-    let mut cycle = Cycle::Unknown;
+    let mut cycles: Vec<Cycle> = (0..CYCLE_ROWS).map(|_| Cycle::Unknown).collect();
     while Instant::now() < until {
         let key = *workload.keys.choose(&mut rng).expect("keys");
         let level = |rng: &mut StdRng| *workload.levels.choose(rng).expect("levels");
-        let due = match &cycle {
-            Cycle::Deleted(_, due) => Instant::now() >= *due,
-            _ => true,
-        };
-        if due && rng.random_bool(0.1) {
-            let write = level(&mut rng);
-            cycle = session
-                .cycle(cycle_key(client), cycle, write, &mut rng)
-                .await;
+        if rng.random_bool(0.1) {
+            let level = level(&mut rng);
+            let row = rng.random_range(0..CYCLE_ROWS);
+            let cycle_key = cycle_key(client, row);
+            let cycle = std::mem::replace(&mut cycles[row as usize], Cycle::Unknown);
+            match cycle {
+                Cycle::Deleted(context, due) if Instant::now() < due => {
+                    cycles[row as usize] = Cycle::Deleted(context, due);
+                    if rng.random_bool(0.1) {
+                        // Resting deleted: a read must not find it back (now
+                        // and then: a read may repair a replica that missed
+                        // the delete).
+                        let get = Op::Get {
+                            key: cycle_key,
+                            consistency: read_level(level),
+                        };
+                        session.run(get, Context::empty(), &mut rng).await;
+                    }
+                }
+                cycle => {
+                    cycles[row as usize] = session.cycle(cycle_key, cycle, level, &mut rng).await;
+                }
+            }
         } else if key.chain {
             session
                 .chain(key, level(&mut rng), level(&mut rng), &mut rng)
@@ -246,6 +267,62 @@ pub async fn run_client(
         }
         let think = rng.random_range(0..=workload.think.as_millis() as u64);
         tokio::time::sleep(Duration::from_millis(think)).await;
+    }
+}
+
+/// An operator's repair schedule (as Cassandra's Reaper runs one): until
+/// `until`, every 2–6 s, `ringdb repair` on a node, mostly of one table
+/// (repaired more often than the others, as busy tables are), else of
+/// another or of all. Returns how many repairs it ran.
+pub async fn run_repairs(
+    seed: u64,
+    tables: u8,
+    target: Arc<dyn Target>,
+    recorder: Arc<Recorder>,
+    until: Instant,
+) -> u64 {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut repairs = 0;
+    let often = rng.random_range(0..tables);
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(2000..=6000))).await;
+        let nodes = target.contact_points();
+        let Some(node) = nodes.choose(&mut rng) else {
+            continue;
+        };
+        let table = if rng.random_bool(0.75) {
+            Some(Key::table_name_of(often))
+        } else {
+            match rng.random_range(0..=tables) {
+                0 => None,
+                t => Some(Key::table_name_of(t - 1)),
+            }
+        };
+        recorder.fault(format!("scheduled repair on {node}, table {table:?}"));
+        repairs += 1;
+        let request = ClientRequest::Repair {
+            table,
+            ranges: Vec::new(),
+        };
+        // A repair that fails under faults is run again by a later one.
+        let answer = target.call(node, request).await;
+        recorder.fault(format!("repair on {node}: {}", repaired(&answer)));
+    }
+    repairs
+}
+
+/// What a repair did, in a few words.
+pub fn repaired(answer: &Result<ClientReply, CallError>) -> String {
+    match answer {
+        Ok(ClientReply::Repaired(summary)) => format!(
+            "{} ranges compared, {} failed, {} rows repaired, {} tombstones purged",
+            summary.ranges_compared,
+            summary.ranges_failed.len(),
+            summary.keys_repaired,
+            summary.tombstones_purged
+        ),
+        Ok(other) => format!("unexpected answer {other:?}"),
+        Err(error) => format!("failed: {error}"),
     }
 }
 
@@ -349,7 +426,13 @@ impl Session {
                 };
                 match self.run(delete, context, rng).await {
                     Some((ClientReply::Written { context, .. }, _)) => {
-                        let rest = Duration::from_secs(rng.random_range(CYCLE_REST_SECS));
+                        // One delete in three is for good (for the run):
+                        // a value that comes back then stays to the end.
+                        let rest = if rng.random_bool(1.0 / 3.0) {
+                            Duration::from_secs(24 * 3600)
+                        } else {
+                            Duration::from_secs(rng.random_range(CYCLE_REST_SECS))
+                        };
                         Cycle::Deleted(context, Instant::now() + rest)
                     }
                     _ => Cycle::Unknown,
