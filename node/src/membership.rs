@@ -338,17 +338,7 @@ impl GossipTask {
                         load_at = now + LOAD_INTERVAL;
                         self.announce_load();
                     }
-                    for outbound in self.gossiper.tick(now.into_std()) {
-                        let exchange = exchange(
-                            outbound.to,
-                            outbound.message,
-                            self.peers.clone(),
-                            self.membership.clone(),
-                            self.sender.clone(),
-                            self.seeds.clone(),
-                        );
-                        tasks.spawn(exchange);
-                    }
+                    self.gossip_round(now, &mut tasks);
                 }
                 input = self.inbox.recv() => {
                     let Some(input) = input else { break };
@@ -357,16 +347,7 @@ impl GossipTask {
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 () = self.cancel.cancelled() => break,
             }
-            let events = self.gossiper.take_events();
-            if !events.is_empty() {
-                for event in &events {
-                    match event {
-                        Event::Up(node) => info!(peer = %node, "node is up"),
-                        Event::Down(node) => info!(peer = %node, "node is down"),
-                        Event::Changed(node) => debug!(peer = %node, "node state changed"),
-                        Event::RemovedSelf { generation } => self.removed(*generation),
-                    }
-                }
+            if self.take_events() {
                 self.publish();
                 self.sync_peers(&mut tasks);
                 let now = KnownPeers::from_states(&me, self.gossiper.states());
@@ -383,6 +364,36 @@ impl GossipTask {
         if let Err(error) = saver.await {
             warn!(%error, "the task saving the known peers failed");
         }
+    }
+
+    /// Starts this round's exchanges with the peers the gossiper picks.
+    fn gossip_round(&mut self, now: Instant, tasks: &mut JoinSet<()>) {
+        for outbound in self.gossiper.tick(now.into_std()) {
+            let exchange = exchange(
+                outbound.to,
+                outbound.message,
+                self.peers.clone(),
+                self.membership.clone(),
+                self.sender.clone(),
+                self.seeds.clone(),
+            );
+            tasks.spawn(exchange);
+        }
+    }
+
+    /// Acts on what the gossiper noticed; returns whether it noticed
+    /// anything.
+    fn take_events(&mut self) -> bool {
+        let events = self.gossiper.take_events();
+        for event in &events {
+            match event {
+                Event::Up(node) => info!(peer = %node, "node is up"),
+                Event::Down(node) => info!(peer = %node, "node is down"),
+                Event::Changed(node) => debug!(peer = %node, "node state changed"),
+                Event::RemovedSelf { generation } => self.removed(*generation),
+            }
+        }
+        !events.is_empty()
     }
 
     /// A peer says this node's id was removed in generation `removal`:

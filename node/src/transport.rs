@@ -483,38 +483,15 @@ async fn serve_stream<Req, Resp, H, F>(
             Some(_) = requests.join_next(), if !requests.is_empty() => continue,
             () = cancel.cancelled() => break,
         };
-        let request = match next {
-            Ok(Some(request)) => request,
-            Ok(None) => break,
-            Err(ReadFrameError::Read(error)) => {
-                // The peer went away (closed, reset, timed out): nobody to
-                // answer.
-                debug!(%error, "request stream ended");
-                break;
-            }
-            Err(ReadFrameError::Message {
-                id: Some(id),
-                error,
-            }) => {
-                // A well-framed request whose body does not decode (a key
-                // over its limit, an unknown variant): refuse that request
-                // alone, with what is wrong; the stream goes on.
-                debug!(%error, "undecodable request");
-                let answer = Response::<Resp> {
-                    id,
-                    body: Err(RequestError::invalid(error.to_string())),
-                };
-                enqueue(&queue, response_frame(answer)).await;
-                continue;
-            }
-            Err(error) => {
-                // The stream cannot be read further: say why, then close it.
-                warn!(%error, "unreadable request stream");
-                let answer = Response::<Resp> {
-                    id: 0,
-                    body: Err(RequestError::invalid(error.to_string())),
-                };
-                enqueue(&queue, response_frame(answer)).await;
+        let request = match read_request::<Req, Resp>(next) {
+            Ok(request) => request,
+            Err(unread) => {
+                if let Some(frame) = unread.answer {
+                    enqueue(&queue, frame).await;
+                }
+                if unread.stream_goes_on {
+                    continue;
+                }
                 break;
             }
         };
@@ -548,6 +525,64 @@ async fn serve_stream<Req, Resp, H, F>(
     // The writer ends once every answer is written; a failed write only
     // means the peer went away.
     let _ = writer.await;
+}
+
+/// A request frame that gave no request.
+struct Unread {
+    /// The answer to send, if any.
+    answer: Option<Vec<u8>>,
+    /// Whether the stream can be read further.
+    stream_goes_on: bool,
+}
+
+/// The request read from a stream, or what to answer and whether to read on.
+fn read_request<Req, Resp: Serialize>(
+    next: Result<Option<Request<Req>>, ReadFrameError>,
+) -> Result<Request<Req>, Unread> {
+    let refuse = |id, error: &dyn std::fmt::Display| {
+        let answer = Response::<Resp> {
+            id,
+            body: Err(RequestError::invalid(error.to_string())),
+        };
+        Some(response_frame(answer))
+    };
+    match next {
+        Ok(Some(request)) => Ok(request),
+        Ok(None) => Err(Unread {
+            answer: None,
+            stream_goes_on: false,
+        }),
+        Err(ReadFrameError::Read(error)) => {
+            // The peer went away (closed, reset, timed out): nobody to
+            // answer.
+            debug!(%error, "request stream ended");
+            Err(Unread {
+                answer: None,
+                stream_goes_on: false,
+            })
+        }
+        Err(ReadFrameError::Message {
+            id: Some(id),
+            error,
+        }) => {
+            // A well-framed request whose body does not decode (a key over
+            // its limit, an unknown variant): refuse that request alone,
+            // with what is wrong; the stream goes on.
+            debug!(%error, "undecodable request");
+            Err(Unread {
+                answer: refuse(id, &error),
+                stream_goes_on: true,
+            })
+        }
+        Err(error) => {
+            // The stream cannot be read further: say why, then close it.
+            warn!(%error, "unreadable request stream");
+            Err(Unread {
+                answer: refuse(0, &error),
+                stream_goes_on: false,
+            })
+        }
+    }
 }
 
 async fn enqueue(queue: &mpsc::Sender<Vec<u8>>, frame: Vec<u8>) {

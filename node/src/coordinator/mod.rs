@@ -61,7 +61,7 @@ use std::time::Duration;
 
 use ringdb_proto::{
     ClientReply, ClientRequest, ConsistencyLevel, Context, PeerReply, PeerRequest, Receipt,
-    RequestError, RowAddress, RowId, TableId, VersionedRow,
+    RequestError, Row, RowAddress, RowId, TableId, VersionedRow,
 };
 use ringdb_ring::NodeId;
 use tokio::sync::{Semaphore, mpsc};
@@ -158,13 +158,7 @@ impl Coordinator {
                 consistency,
                 sloppy,
             } => {
-                let size = rmp_serde::to_vec_named(&columns).map_or(usize::MAX, |b| b.len());
-                if size > self.limits.max_row_bytes {
-                    return Err(RequestError::invalid(format!(
-                        "row of {size} bytes exceeds the limit of {} bytes",
-                        self.limits.max_row_bytes
-                    )));
-                }
+                self.check_row_size(&columns)?;
                 let write = Write {
                     row,
                     columns: Some(columns),
@@ -189,31 +183,47 @@ impl Coordinator {
                 };
                 self.write(write, deadline, forwarded).await
             }
-            ClientRequest::LocalGet { row } => {
-                let id = RowId {
-                    table: table_id(&row.table)?,
-                    partition: row.partition,
-                    clustering: row.clustering,
-                };
-                let key = RowKey::new(id.table, id.partition, id.clustering);
-                let stored = self.blocking(move |storage| storage.get(&key)).await?;
-                let stored = stored.unwrap_or_else(StoredRow::new);
-                Ok(ClientReply::Read {
-                    siblings: siblings_of(&stored),
-                    context: Context(CausalContext::encode(&stored.context())),
-                    receipt: Receipt {
-                        coordinator: Some(self.me.clone()),
-                        acknowledged: vec![self.me.clone()],
-                        ..Receipt::default()
-                    },
-                })
-            }
+            ClientRequest::LocalGet { row } => self.local_get(row).await,
             // Admin requests are the dispatcher's; none is coordinated for
             // another node.
             _ => Err(RequestError::invalid(
                 "only reads and writes are coordinated for another node",
             )),
         }
+    }
+
+    /// Refuses a row whose columns encode to more than the row limit.
+    fn check_row_size(&self, columns: &Row) -> Result<(), RequestError> {
+        let size = rmp_serde::to_vec_named(columns).map_or(usize::MAX, |b| b.len());
+        if size > self.limits.max_row_bytes {
+            return Err(RequestError::invalid(format!(
+                "row of {size} bytes exceeds the limit of {} bytes",
+                self.limits.max_row_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// What this node alone holds of `row` (`LocalGet`, for tests and
+    /// tools): no other replica is asked, nothing is repaired.
+    async fn local_get(&self, row: RowAddress) -> Result<ClientReply, RequestError> {
+        let id = RowId {
+            table: table_id(&row.table)?,
+            partition: row.partition,
+            clustering: row.clustering,
+        };
+        let key = RowKey::new(id.table, id.partition, id.clustering);
+        let stored = self.blocking(move |storage| storage.get(&key)).await?;
+        let stored = stored.unwrap_or_else(StoredRow::new);
+        Ok(ClientReply::Read {
+            siblings: siblings_of(&stored),
+            context: Context(CausalContext::encode(&stored.context())),
+            receipt: Receipt {
+                coordinator: Some(self.me.clone()),
+                acknowledged: vec![self.me.clone()],
+                ..Receipt::default()
+            },
+        })
     }
 
     /// Serves a replica's request from another node (a member: the

@@ -90,17 +90,7 @@ impl Coordinator {
         for replica in &first {
             self.spawn_read(&mut reads, replica, id, deadline);
         }
-        let mut gathering = Gathering {
-            spares: alive
-                .iter()
-                .filter(|r| !first.contains(r))
-                .cloned()
-                .collect(),
-            outstanding: first,
-            answers: Vec::new(),
-            answered: Vec::new(),
-            damaged: None,
-        };
+        let mut gathering = Gathering::new(first, alive);
         let speculative = Duration::from_millis(self.limits.speculative_retry_ms);
         let mut speculate_at = Instant::now() + speculative;
         while !quorum.met_by(&gathering.answered) {
@@ -125,14 +115,7 @@ impl Coordinator {
                 Ok(None) if gathering.damaged.is_some() => {
                     return Err(gathering.damaged.expect("checked"));
                 }
-                Ok(None) | Err(_) => {
-                    let short = quorum.shortfall(&gathering.answered).expect("not met");
-                    return Err(RequestError::Timeout {
-                        required: short.required,
-                        acknowledged: short.have,
-                        write: false,
-                    });
-                }
+                Ok(None) | Err(_) => return Err(gathering.timeout(quorum)),
             };
             for spare in gathering.asks(ask, quorum) {
                 self.spawn_read(&mut reads, &spare, id, deadline);
@@ -329,6 +312,31 @@ struct Gathering {
 }
 
 impl Gathering {
+    /// Asked `first`; the rest of `alive` are spares.
+    fn new(first: Vec<NodeId>, alive: &[NodeId]) -> Gathering {
+        Gathering {
+            spares: alive
+                .iter()
+                .filter(|r| !first.contains(r))
+                .cloned()
+                .collect(),
+            outstanding: first,
+            answers: Vec::new(),
+            answered: Vec::new(),
+            damaged: None,
+        }
+    }
+
+    /// The timeout of a read whose level was not met.
+    fn timeout(&self, quorum: &Quorum) -> RequestError {
+        let short = quorum.shortfall(&self.answered).expect("not met");
+        RequestError::Timeout {
+            required: short.required,
+            acknowledged: short.have,
+            write: false,
+        }
+    }
+
     /// Notes a replica's answer; returns whom to ask more.
     fn answer(&mut self, replica: NodeId, outcome: Result<StoredRow, RequestError>) -> Ask {
         self.outstanding.retain(|r| *r != replica);

@@ -154,60 +154,25 @@ impl Node {
         let faults = Arc::new(Faults::default());
         let peers: Arc<dyn Network> =
             Arc::new(Faulty::new(network, faults.clone(), world.random.clone()));
-        // The generation of this life of the node, as in Cassandra's gossip:
-        // the start time, but always above the last life's (see
-        // `known_peers`).
-        let now = u64::try_from(world.clock.now_micros()).unwrap_or(0);
-        let generation = known_peers::next_generation(&storage, now)?;
-        // Tokens are chosen once, at the first start, and kept in the data
-        // directory.
-        let tokens = load_tokens(&storage)?;
-        let mut unfinished = topology::load_bootstrap(&storage)?;
-        unfinished.retain(|range| !range.done);
-        let broadcast = Broadcast {
-            internode: config.broadcast_internode.unwrap_or(internode_address),
-            client: config.broadcast_client.unwrap_or(client_address),
-            tokens,
-            bootstrapping: !unfinished.is_empty(),
-        };
-        let gossiper = gossiper(&config, &world, &storage, generation, &broadcast)?;
-        let replication = Replication::Simple {
-            factor: config.cluster.replication_factor,
-        };
-        let membership = Arc::new(Membership::new(replication.clone()));
+        let generation = generation(&world, &storage)?;
+        let (broadcast, unfinished) =
+            broadcast(&config, &storage, internode_address, client_address)?;
         let cancel = CancellationToken::new();
-        let seeds = Arc::new(SeedWatch::default());
-        let (gossip_task, gossip) = GossipTask::new(
-            gossiper,
-            membership.clone(),
-            peers.clone(),
+        let (replica, gossip_task, seeds) = replica(
+            &config,
+            &world,
+            generation,
+            &broadcast,
             storage.clone(),
-            seeds.clone(),
-            cancel.clone(),
-        );
+            peers.clone(),
+            &cancel,
+        )?;
+        let membership = replica.membership.clone();
         let hints = Arc::new(Hints::open(
             storage.clone(),
             config.hints.clone(),
             world.clock.clone(),
         )?);
-        let replica = Arc::new(Replica {
-            me: config.node_id.clone(),
-            generation,
-            storage: storage.clone(),
-            peers: peers.clone(),
-            membership: membership.clone(),
-            gossip,
-            replication,
-            settings: ClusterSettings {
-                name: config.cluster.name.clone(),
-                replication_factor: config.cluster.replication_factor,
-            },
-            limits: config.requests.clone(),
-            streaming: config.streaming.clone(),
-            antientropy: config.antientropy.clone(),
-            clock: world.clock.clone(),
-            random: world.random.clone(),
-        });
         let mut tasks = JoinSet::new();
         tasks.spawn(gossip_task.run());
         let coordinator = serve(&replica, hints, &mut tasks, &cancel);
@@ -239,6 +204,84 @@ impl Node {
         topology::resume(&coordinator);
         info!(node = %handle.id, client = %handle.client_address, internode = %handle.internode_address, "node serving");
         Ok(handle)
+    }
+}
+
+/// The generation of this life of the node, as in Cassandra's gossip: the
+/// start time, but always above the last life's (see `known_peers`).
+fn generation(world: &World, storage: &Storage) -> Result<u64, NodeError> {
+    let now = u64::try_from(world.clock.now_micros()).unwrap_or(0);
+    Ok(known_peers::next_generation(storage, now)?)
+}
+
+/// What this life announces (its addresses, and its tokens, chosen once
+/// at the first start and kept in the data directory), and the ranges of
+/// a bootstrap still to finish.
+fn broadcast(
+    config: &Config,
+    storage: &Storage,
+    internode_address: SocketAddr,
+    client_address: SocketAddr,
+) -> Result<(Broadcast, Vec<topology::RangeProgress>), NodeError> {
+    let tokens = load_tokens(storage)?;
+    let mut unfinished = topology::load_bootstrap(storage)?;
+    unfinished.retain(|range| !range.done);
+    let broadcast = Broadcast {
+        internode: config.broadcast_internode.unwrap_or(internode_address),
+        client: config.broadcast_client.unwrap_or(client_address),
+        tokens,
+        bootstrapping: !unfinished.is_empty(),
+    };
+    Ok((broadcast, unfinished))
+}
+
+/// The replica-access handle the node's services share, with the gossip
+/// task that keeps its view of the cluster, and the seeds that task finds.
+fn replica(
+    config: &Config,
+    world: &World,
+    generation: u64,
+    broadcast: &Broadcast,
+    storage: Arc<Storage>,
+    peers: Arc<dyn Network>,
+    cancel: &CancellationToken,
+) -> Result<(Arc<Replica>, GossipTask, Arc<SeedWatch>), NodeError> {
+    let gossiper = gossiper(config, world, &storage, generation, broadcast)?;
+    let membership = Arc::new(Membership::new(replication(config)));
+    let seeds = Arc::new(SeedWatch::default());
+    let (gossip_task, gossip) = GossipTask::new(
+        gossiper,
+        membership.clone(),
+        peers.clone(),
+        storage.clone(),
+        seeds.clone(),
+        cancel.clone(),
+    );
+    let replica = Arc::new(Replica {
+        me: config.node_id.clone(),
+        generation,
+        storage,
+        peers,
+        membership,
+        gossip,
+        replication: replication(config),
+        settings: ClusterSettings {
+            name: config.cluster.name.clone(),
+            replication_factor: config.cluster.replication_factor,
+        },
+        limits: config.requests.clone(),
+        streaming: config.streaming.clone(),
+        antientropy: config.antientropy.clone(),
+        clock: world.clock.clone(),
+        random: world.random.clone(),
+    });
+    Ok((replica, gossip_task, seeds))
+}
+
+/// Where replicas go: `replication_factor` nodes clockwise on the ring.
+fn replication(config: &Config) -> Replication {
+    Replication::Simple {
+        factor: config.cluster.replication_factor,
     }
 }
 

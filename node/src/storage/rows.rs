@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use ringdb_antientropy::tree::{Trees, item_hash, leaf_range, version_digest};
+use ringdb_antientropy::tree::{Hash, Tree, Trees, item_hash, leaf_range, version_digest};
 use ringdb_proto::{TableId, TreeItem};
 use ringdb_ring::{NodeId, TokenRange};
 
@@ -272,54 +272,14 @@ impl Storage {
                 None => (StoredRow::new(), None),
             };
             let floor = self.floor(&encoded)?;
-            let Change {
-                next,
-                limits,
-                issued,
-                purged,
-                out,
-            } = change(&current, floor)?;
+            let change = change(&current, floor)?;
             let mut batch = Batch::default();
-            let mut remember = Floor {
-                issued: floor.issued.max(issued.unwrap_or(0)),
-                ..floor
-            };
-            if next.is_empty() {
-                remember.issued = remember
-                    .issued
-                    .max(current.max_counter_of_epoch(self.epoch));
-                if purged {
-                    let superseded = current.contiguous_counter_of_epoch(self.epoch);
-                    remember.superseded = remember.superseded.max(superseded);
-                    let history = self.purged_history_of(&encoded)?.merge(&current.context());
-                    batch.put(Family::Purged, encoded.clone(), encode_history(&history));
-                }
-            }
-            if remember != floor {
-                batch.put(
-                    Family::Dots,
-                    encoded.clone(),
-                    floor_bytes(self.epoch, remember),
-                );
-            }
-            // A row stored in an older format is rewritten when touched, so
-            // that replicas agree on its bytes (and Merkle digests).
-            let outdated = stored
-                .as_ref()
-                .is_some_and(|b| b.first() != Some(&ROW_FORMAT));
-            let changed = next != current || (outdated && !next.is_empty());
-            let bytes = if changed {
-                let bytes = encode_row(&next);
-                limits.check(&next, bytes.len())?;
-                if next.is_empty() {
-                    batch.delete(Family::Data, encoded.clone());
-                } else {
-                    batch.put(Family::Data, encoded.clone(), bytes.clone());
-                }
-                bytes
-            } else {
-                stored.unwrap_or_default()
-            };
+            let remember = self.remember(&encoded, &current, floor, &change, &mut batch)?;
+            let Change {
+                next, limits, out, ..
+            } = change;
+            let (changed, bytes) =
+                stage_row(&encoded, stored, &current, &next, limits, &mut batch)?;
             let sequence = if batch.is_empty() {
                 // Nothing to write, but what we read may be another writer's
                 // not yet durable write: wait for it like for our own.
@@ -330,13 +290,8 @@ impl Storage {
                     self.forgotten.store(true, Ordering::Release);
                 }
                 if let (Some(tree), true) = (tree, changed) {
-                    if let Some(old) = old_digest {
-                        tree.toggle(key.token, &item_hash(&encoded, &old));
-                    }
-                    if !next.is_empty() {
-                        let new = item_hash(&encoded, &version_digest(&bytes));
-                        tree.toggle(key.token, &new);
-                    }
+                    let new = (!next.is_empty()).then(|| version_digest(&bytes));
+                    retree(tree, key, &encoded, old_digest, new);
                 }
                 sequence
             };
@@ -346,6 +301,43 @@ impl Storage {
             self.engine.wait_durable(sequence);
         }
         Ok((next, bytes, out))
+    }
+
+    /// The floor of this life's dots for a row after `change`: every dot
+    /// it issued, and, when the row goes, every dot the row held (and, for
+    /// a purge, the row's history, kept in the purged family). Adds what
+    /// changed to `batch`.
+    fn remember<T>(
+        &self,
+        encoded: &[u8],
+        current: &StoredRow,
+        floor: Floor,
+        change: &Change<T>,
+        batch: &mut Batch,
+    ) -> Result<Floor, StorageError> {
+        let mut remember = Floor {
+            issued: floor.issued.max(change.issued.unwrap_or(0)),
+            ..floor
+        };
+        if change.next.is_empty() {
+            remember.issued = remember
+                .issued
+                .max(current.max_counter_of_epoch(self.epoch));
+            if change.purged {
+                let superseded = current.contiguous_counter_of_epoch(self.epoch);
+                remember.superseded = remember.superseded.max(superseded);
+                let history = self.purged_history_of(encoded)?.merge(&current.context());
+                batch.put(Family::Purged, encoded.to_vec(), encode_history(&history));
+            }
+        }
+        if remember != floor {
+            batch.put(
+                Family::Dots,
+                encoded.to_vec(),
+                floor_bytes(self.epoch, remember),
+            );
+        }
+        Ok(remember)
     }
 
     /// Merges a sibling set from another replica (replication, read repair,
@@ -610,5 +602,42 @@ fn decode_history(bytes: &[u8]) -> Result<VersionVector, StorageError> {
             Ok(history)
         }
         _ => Err(corrupt("unknown format".into())),
+    }
+}
+
+/// Whether a row changed from `current` (stored as `stored`) to `next`,
+/// and its bytes; a change, within `limits`, is added to `batch`. A row
+/// stored in an older format is rewritten when touched, so that replicas
+/// agree on its bytes (and Merkle digests).
+fn stage_row(
+    encoded: &[u8],
+    stored: Option<Vec<u8>>,
+    current: &StoredRow,
+    next: &StoredRow,
+    limits: RowLimits,
+    batch: &mut Batch,
+) -> Result<(bool, Vec<u8>), StorageError> {
+    let outdated = stored
+        .as_ref()
+        .is_some_and(|b| b.first() != Some(&ROW_FORMAT));
+    let changed = *next != *current || (outdated && !next.is_empty());
+    if !changed {
+        return Ok((false, stored.unwrap_or_default()));
+    }
+    let bytes = encode_row(next);
+    limits.check(next, bytes.len())?;
+    if next.is_empty() {
+        batch.delete(Family::Data, encoded.to_vec());
+    } else {
+        batch.put(Family::Data, encoded.to_vec(), bytes.clone());
+    }
+    Ok((true, bytes))
+}
+
+/// Moves a row's item in its range's tree from its old version (if it had
+/// one) to its new one (if it has one).
+fn retree(tree: &Tree, key: &RowKey, encoded: &[u8], old: Option<Hash>, new: Option<Hash>) {
+    for digest in [old, new].into_iter().flatten() {
+        tree.toggle(key.token, &item_hash(encoded, &digest));
     }
 }

@@ -180,32 +180,7 @@ pub(super) fn salvage(
         spans: Vec::new(),
         restored: false,
     };
-    // Rows: skip past damage.
-    let mut copier = Copier::new(&old, &new, DATA);
-    copier.run(&mut files, &mut record)?;
-    // Hints: on damage, the rest are dropped (repair restores what they held).
-    let mut copier = Copier::new(&old, &new, HINTS);
-    if let Err(error) = copier.copy_until_damage() {
-        warn!(%error, "hints after damaged data were dropped; run `ringdb repair`");
-        files.extend(file_names(&error));
-    }
-    // Metadata: every value must be read (tokens, generation, format).
-    let mut copier = Copier::new(&old, &new, META);
-    copier
-        .copy_until_damage()
-        .map_err(|error| StorageError::Damaged {
-            detail: format!(
-                "the node's metadata is damaged ({error}): it cannot be salvaged; \
-             restore the data directory from a backup, or start the node empty"
-            ),
-        })?;
-    // Purged histories: on damage, the rest are dropped (a write naming
-    // what they held is then refused as unreachable, never applied blind).
-    let mut copier = Copier::new(&old, &new, PURGED);
-    if let Err(error) = copier.copy_until_damage() {
-        warn!(%error, "purged row histories after damaged data were dropped");
-        files.extend(file_names(&error));
-    }
+    copy_families(&old, &new, &mut files, &mut record)?;
     // The floors in `dots` belong to a past life: not copied (see `open_metadata`).
     let meta = new.cf_handle(META).expect("created");
     let mut batch = WriteBatch::default();
@@ -227,6 +202,55 @@ pub(super) fn salvage(
     }
     drop(new);
     drop(old);
+    swap_in(path, &record)?;
+    info!(
+        spans = record.spans.len(),
+        quarantined = ?record.quarantined,
+        "salvage done: the dropped rows are restored from the other replicas"
+    );
+    Ok(record)
+}
+
+/// Copies the rows, hints, metadata and purged histories of `old` into
+/// `new`, noting the damaged files in `files` and the rows' damaged spans
+/// in `record`.
+fn copy_families(
+    old: &DB,
+    new: &DB,
+    files: &mut BTreeSet<String>,
+    record: &mut DamageRecord,
+) -> Result<(), StorageError> {
+    // Rows: skip past damage.
+    let mut copier = Copier::new(old, new, DATA);
+    copier.run(files, record)?;
+    // Hints: on damage, the rest are dropped (repair restores what they held).
+    let mut copier = Copier::new(old, new, HINTS);
+    if let Err(error) = copier.copy_until_damage() {
+        warn!(%error, "hints after damaged data were dropped; run `ringdb repair`");
+        files.extend(file_names(&error));
+    }
+    // Metadata: every value must be read (tokens, generation, format).
+    let mut copier = Copier::new(old, new, META);
+    copier
+        .copy_until_damage()
+        .map_err(|error| StorageError::Damaged {
+            detail: format!(
+                "the node's metadata is damaged ({error}): it cannot be salvaged; \
+             restore the data directory from a backup, or start the node empty"
+            ),
+        })?;
+    // Purged histories: on damage, the rest are dropped (a write naming
+    // what they held is then refused as unreachable, never applied blind).
+    let mut copier = Copier::new(old, new, PURGED);
+    if let Err(error) = copier.copy_until_damage() {
+        warn!(%error, "purged row histories after damaged data were dropped");
+        files.extend(file_names(&error));
+    }
+    Ok(())
+}
+
+/// Quarantines the damaged files and swaps the complete copy in.
+fn swap_in(path: &Path, record: &DamageRecord) -> Result<(), StorageError> {
     quarantine(path, &record.quarantined)?;
     // Left by an earlier swap that never finished: in the way of this one.
     let damaged = damaged_path(path);
@@ -237,12 +261,7 @@ pub(super) fn salvage(
     std::fs::write(done_marker(path), b"").map_err(io)?;
     sync_parent(path)?;
     finish_interrupted(path)?;
-    info!(
-        spans = record.spans.len(),
-        quarantined = ?record.quarantined,
-        "salvage done: the dropped rows are restored from the other replicas"
-    );
-    Ok(record)
+    Ok(())
 }
 
 /// Copies damaged files into `quarantine/` next to the data directory.
@@ -349,40 +368,11 @@ impl<'a> Copier<'a> {
             };
             warn!(%error, after = ?last, "damaged data: skipping past it");
             files.extend(file_names(&error));
-            // The first token past the damage: a seek there reads no damaged
-            // block. Found by doubling steps from the last good row, then
-            // narrowed by bisection, so that little beyond the damaged
-            // block is dropped.
             let from = last.unwrap_or(Token::MIN);
-            let seekable = |target: i128| {
-                let mut probe = self.iterator();
-                probe.seek(Token(target as i64).to_ordered_bytes());
-                probe.status().is_ok()
-            };
-            let max = i128::from(Token::MAX.0);
-            let mut bad = i128::from(from.0);
-            let mut step: i128 = 1;
-            let mut good = None;
-            while bad + step <= max {
-                if seekable(bad + step) {
-                    good = Some(bad + step);
-                    break;
-                }
-                bad += step;
-                step *= 2;
-            }
-            let Some(mut good) = good else {
+            let Some(good) = self.first_readable_after(from) else {
                 record.spans.push((from, Token::MAX));
                 break;
             };
-            while good - bad > 1 {
-                let middle = bad + (good - bad) / 2;
-                if seekable(middle) {
-                    good = middle;
-                } else {
-                    bad = middle;
-                }
-            }
             record.spans.push((from, Token((good - 1) as i64)));
             // Never back before the skip: every later search starts past it.
             last = Some(Token((good - 1) as i64));
@@ -390,6 +380,40 @@ impl<'a> Copier<'a> {
             iterator.seek(Token(good as i64).to_ordered_bytes());
         }
         self.flush()
+    }
+
+    /// The first token past damage found after `from`: a seek there reads
+    /// no damaged block (`None`: none up to the end). Found by doubling
+    /// steps from `from`, then narrowed by bisection, so that little beyond
+    /// the damaged block is dropped.
+    fn first_readable_after(&self, from: Token) -> Option<i128> {
+        let seekable = |target: i128| {
+            let mut probe = self.iterator();
+            probe.seek(Token(target as i64).to_ordered_bytes());
+            probe.status().is_ok()
+        };
+        let max = i128::from(Token::MAX.0);
+        let mut bad = i128::from(from.0);
+        let mut step: i128 = 1;
+        let mut good = None;
+        while bad + step <= max {
+            if seekable(bad + step) {
+                good = Some(bad + step);
+                break;
+            }
+            bad += step;
+            step *= 2;
+        }
+        let mut good = good?;
+        while good - bad > 1 {
+            let middle = bad + (good - bad) / 2;
+            if seekable(middle) {
+                good = middle;
+            } else {
+                bad = middle;
+            }
+        }
+        Some(good)
     }
 }
 

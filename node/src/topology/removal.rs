@@ -166,9 +166,22 @@ pub(crate) async fn remove_node(
         save_removal(c, Some(&removal))?;
     }
     save_removal(c, None)?;
-    let (factor, members) = (c.replication.total_factor(), after.members().len());
+    let members = after.members().len();
+    Ok(removed_summary(c, &node, started, ranges, copies, members))
+}
+
+/// What `ringdb removenode` reports once `node` is removed.
+fn removed_summary(
+    c: &Topology,
+    node: &NodeId,
+    started: Instant,
+    ranges: usize,
+    copies: usize,
+    members: usize,
+) -> String {
+    let factor = c.replication.total_factor();
     let elapsed = started.elapsed().as_secs_f64();
-    Ok(if members < factor {
+    if members < factor {
         format!(
             "{node} removed in {elapsed:.1} s; {ranges} of its ranges copied to {copies} new \
              replicas, but only {members} nodes remain for replication factor {factor}: every \
@@ -180,7 +193,7 @@ pub(crate) async fn remove_node(
             "{node} removed in {elapsed:.1} s; {ranges} of its ranges restored to full \
              replication ({factor} of {factor} replicas) by {copies} copies"
         )
-    })
+    }
 }
 
 /// Gossips the removal (keeping the plan first, so that a restart resumes
