@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::raw::{self, send_raw};
 use common::{Cluster, DEADLINE, columns, ring_of, row, text_of, wait_until};
 use ringdb::client::{
     Client, ClientError, ConsistencyLevel, Context, PartitionKey, RequestError, Row, RowAddress,
@@ -519,70 +520,6 @@ async fn a_bootstrap_streams_from_the_replica_giving_the_range_up() {
         written.len(),
         &short[..short.len().min(10)]
     );
-}
-
-/// A client request as the wire carries it, with the partition key as raw
-/// bytes, so that a test can send what `PartitionKey::new` refuses.
-mod raw {
-    use serde::Serialize;
-
-    #[derive(Serialize)]
-    pub struct Address {
-        pub table: String,
-        #[serde(with = "serde_bytes")]
-        pub partition: Vec<u8>,
-        #[serde(with = "serde_bytes")]
-        pub clustering: Vec<u8>,
-    }
-
-    #[derive(Serialize)]
-    pub enum ClientRequest {
-        Put {
-            row: Address,
-            columns: ringdb::client::Row,
-            #[serde(with = "serde_bytes")]
-            context: Vec<u8>,
-            consistency: ringdb::client::ConsistencyLevel,
-        },
-    }
-
-    /// A version vector in the context's first format, with any entries.
-    #[derive(Serialize)]
-    pub struct VersionVector {
-        pub entries: Vec<(ringdb::node::causality::ActorId, u64)>,
-    }
-
-    pub fn context(entries: Vec<(ringdb::node::causality::ActorId, u64)>) -> Vec<u8> {
-        let mut bytes = vec![1];
-        bytes.extend(rmp_serde::to_vec(&VersionVector { entries }).unwrap());
-        bytes
-    }
-}
-
-/// Sends one raw request to node `n`'s client port; returns the answer.
-async fn send_raw(
-    cluster: &Cluster,
-    n: usize,
-    request: raw::ClientRequest,
-) -> Result<ringdb::proto::ClientReply, String> {
-    use ringdb::client::transport::Multiplexed;
-    let config = ringdb::client::tls::client_config(&cluster.ca()).unwrap();
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    let connection = endpoint
-        .connect_with(config, cluster.client_address(n), "node")
-        .map_err(|e| e.to_string())?
-        .await
-        .map_err(|e| e.to_string())?;
-    let channel = Multiplexed::<raw::ClientRequest, ringdb::proto::ClientReply>::open(
-        connection,
-        ringdb::proto::MAX_FRAME_BYTES,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    channel
-        .call(request, Duration::from_secs(5))
-        .await
-        .map_err(|e| e.to_string())
 }
 
 /// Item 8: a partition key over the limit, sent by a client that skips the

@@ -20,6 +20,7 @@
 
 mod cluster;
 mod consistency;
+mod error;
 mod frame;
 mod keys;
 mod message;
@@ -29,6 +30,7 @@ mod value;
 
 pub use cluster::ClusterSettings;
 pub use consistency::{ConsistencyLevel, UnknownConsistencyLevel};
+pub use error::RequestError;
 pub use frame::{
     FrameError, MAX_FRAME_BYTES, PROTOCOL_VERSION, decode_frame, encode_frame, envelope_id,
     split_frame,
@@ -39,8 +41,7 @@ pub use keys::{
 };
 pub use message::{
     ClientReply, ClientRequest, Context, NodeStatus, PeerReply, PeerRequest, ReadFirst, Receipt,
-    Request, RequestError, Response, RowAddress, RowId, Sibling, StreamedRow, TopologyNode,
-    VersionedRow,
+    Request, Response, RowAddress, RowId, Sibling, StreamedRow, TopologyNode, VersionedRow,
 };
 pub use operation::{OperationOutcome, OperationStatus};
 pub use repair::{HintCounters, RepairStats, RepairSummary, TreeItem};
