@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringdb_gossip::{StateValue, Status};
-use ringdb_ring::{NodeId, Ring, Token};
+use ringdb_ring::{NodeId, Ring, Token, TokenRange};
 use tracing::info;
 
 use super::{NodeError, NodeHandle, TOKENS_KEY};
@@ -151,6 +151,7 @@ async fn choose_tokens(
     )?;
     let mut future = ring.clone();
     future.add_node(node.id.clone(), config.location(), tokens.clone())?;
+    forget_unreconciled_rows(node).await?;
     // Announced as joining (not yet kept): the others count this node
     // in their pending ranges, and see any node that chose at once.
     coordinator
@@ -169,6 +170,24 @@ async fn choose_tokens(
         return Ok(None);
     }
     Ok(Some((ring, future, tokens)))
+}
+
+/// Drops every row on this disk before the node announces tokens to join:
+/// rows taken in as a pending replica by an earlier attempt or life that
+/// gave its tokens up (it failed, gave way, or restarted without keeping
+/// them). While no ring counted this node, repairs compared the other
+/// replicas without it and purged tombstones that supersede some of those
+/// rows; kept, they would come back once it joined. It owns no range yet
+/// and every write it took was acknowledged by enough other replicas.
+async fn forget_unreconciled_rows(node: &NodeHandle) -> Result<(), NodeError> {
+    let dropped = node
+        .storage
+        .call(|storage| storage.delete_range(TokenRange::full()))
+        .await?;
+    if dropped > 0 {
+        info!(node = %node.id, rows = dropped, "joining afresh: dropped the rows an earlier join attempt left");
+    }
+    Ok(())
 }
 
 /// Waits up to `within` for a cluster to join; fails at once when a seed
