@@ -35,6 +35,11 @@ pub struct Options {
     /// Whether the nemesis also changes the ring: joins, decommissions,
     /// and nodes that die for good and are removed.
     pub topology: bool,
+    /// The purge-heavy profile (`ringdb sim --purges`): more rows deleted
+    /// and left to rest, read while they rest, fewer hints, and in half
+    /// the runs an operator's repair schedule instead of frequent
+    /// background anti-entropy.
+    pub purges: bool,
 }
 
 impl Options {
@@ -44,6 +49,7 @@ impl Options {
             seed,
             fault_phase: Duration::from_secs(40),
             topology: true,
+            purges: false,
         }
     }
 }
@@ -125,12 +131,16 @@ async fn simulate(options: Options) -> Report {
     // Some clusters run without hinted handoff (as some operators choose):
     // a replica that missed a write then waits for read repair or
     // anti-entropy, which purges must not outrun.
-    let hints = rng.random_bool(0.5);
-    // Some run background anti-entropy rarely (every ten minutes, the
-    // default) and an operator's repair schedule instead (Cassandra has no
-    // background anti-entropy): only repairs, reads and hints bring a
-    // replica back, and a repair's purge must not outrun them.
-    let antientropy_secs = if rng.random_bool(0.5) { 10 } else { 600 };
+    let hints = rng.random_bool(if options.purges { 0.5 } else { 0.75 });
+    // Purge-heavy runs may run background anti-entropy rarely (every ten
+    // minutes, the default) and an operator's repair schedule instead
+    // (Cassandra has no background anti-entropy): only repairs, reads and
+    // hints bring a replica back, and a repair's purge must not outrun them.
+    let antientropy_secs = if options.purges && rng.random_bool(0.5) {
+        600
+    } else {
+        10
+    };
     let settings = NodeSettings {
         replication_factor: 3,
         sync,
@@ -217,7 +227,7 @@ impl Run {
     /// Clients and the nemesis.
     async fn phase(&mut self, options: &Options) {
         let until = Instant::now() + options.fault_phase;
-        let workload = Arc::new(Workload::new(3, 3, 3));
+        let workload = Arc::new(Workload::new(3, 3, 3, options.purges));
         let mut clients = JoinSet::new();
         for client in 0..self.rng.random_range(3..=workload::MAX_CLIENTS) {
             let seed = self.rng.random();
@@ -596,7 +606,7 @@ impl Run {
     /// the final state. Returns how long it took after heal.
     async fn converge(&mut self, healed: Instant) -> Option<Duration> {
         let until = healed + CONVERGE_WITHIN;
-        let keys = workload::all_keys(&Workload::new(3, 3, 3));
+        let keys = workload::all_keys(&Workload::new(3, 3, 3, true));
         while Instant::now() < until {
             for node in self.cluster.running() {
                 let request = ClientRequest::Repair {

@@ -4,8 +4,9 @@
 //! the write returned, read → delete), and on each client's own cycle row
 //! (write, delete with the write's context, rest past the tombstone grace
 //! so that repair may purge the tombstone, write again with the delete's
-//! context; one delete in three is for the rest of the run), and an
-//! operator's repair schedule. They run against any [`Target`]: the simulator's cluster, or
+//! context; in the purge-heavy profile one delete in three is for the rest
+//! of the run, and resting rows are read), and an operator's repair
+//! schedule. They run against any [`Target`]: the simulator's cluster, or
 //! (in the lab) real nodes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -109,12 +110,19 @@ pub struct Workload {
     pub levels: Vec<ConsistencyLevel>,
     /// The longest pause between a client's operations.
     pub think: Duration,
+    /// Cycle rows per client.
+    pub cycle_rows: u32,
+    /// Whether one delete of a cycle row in three is for the rest of the
+    /// run, and resting rows are read now and then.
+    pub resting: bool,
 }
 
 impl Workload {
     /// `blind` blind rows and `chain` chain rows in each of two tables,
-    /// at every level that needs at most `replicas` replicas.
-    pub fn new(blind: u32, chain: u32, replicas: usize) -> Workload {
+    /// at every level that needs at most `replicas` replicas; `purges`:
+    /// the purge-heavy profile (four cycle rows per client, deletes for
+    /// good, resting rows read).
+    pub fn new(blind: u32, chain: u32, replicas: usize, purges: bool) -> Workload {
         let mut keys = Vec::new();
         for table in 0..2 {
             for key in 0..blind {
@@ -146,6 +154,8 @@ impl Workload {
             keys,
             levels,
             think: Duration::from_millis(40),
+            cycle_rows: if purges { CYCLE_ROWS } else { 1 },
+            resting: purges,
         }
     }
 }
@@ -167,7 +177,7 @@ pub const MAX_CLIENTS: u32 = 6;
 /// purged in between.
 const CYCLE_REST_SECS: std::ops::RangeInclusive<u64> = 9..=20;
 
-/// How many cycle rows each client owns.
+/// The most cycle rows a client owns.
 pub const CYCLE_ROWS: u32 = 4;
 
 /// Client `client`'s own cycle row `row`: a chain row no other client
@@ -214,19 +224,19 @@ pub async fn run_client(
         target,
         recorder,
     };
-    let mut cycles: Vec<Cycle> = (0..CYCLE_ROWS).map(|_| Cycle::Unknown).collect();
+    let mut cycles: Vec<Cycle> = (0..workload.cycle_rows).map(|_| Cycle::Unknown).collect();
     while Instant::now() < until {
         let key = *workload.keys.choose(&mut rng).expect("keys");
         let level = |rng: &mut StdRng| *workload.levels.choose(rng).expect("levels");
         if rng.random_bool(0.1) {
             let level = level(&mut rng);
-            let row = rng.random_range(0..CYCLE_ROWS);
+            let row = rng.random_range(0..workload.cycle_rows);
             let cycle_key = cycle_key(client, row);
             let cycle = std::mem::replace(&mut cycles[row as usize], Cycle::Unknown);
             match cycle {
                 Cycle::Deleted(context, due) if Instant::now() < due => {
                     cycles[row as usize] = Cycle::Deleted(context, due);
-                    if rng.random_bool(0.1) {
+                    if workload.resting && rng.random_bool(0.1) {
                         // Resting deleted: a read must not find it back (now
                         // and then: a read may repair a replica that missed
                         // the delete).
@@ -238,7 +248,9 @@ pub async fn run_client(
                     }
                 }
                 cycle => {
-                    cycles[row as usize] = session.cycle(cycle_key, cycle, level, &mut rng).await;
+                    cycles[row as usize] = session
+                        .cycle(cycle_key, cycle, level, workload.resting, &mut rng)
+                        .await;
                 }
             }
         } else if key.chain {
@@ -399,6 +411,7 @@ impl Session {
         key: Key,
         cycle: Cycle,
         level: ConsistencyLevel,
+        for_good: bool,
         rng: &mut StdRng,
     ) -> Cycle {
         match cycle {
@@ -426,9 +439,9 @@ impl Session {
                 };
                 match self.run(delete, context, rng).await {
                     Some((ClientReply::Written { context, .. }, _)) => {
-                        // One delete in three is for good (for the run):
-                        // a value that comes back then stays to the end.
-                        let rest = if rng.random_bool(1.0 / 3.0) {
+                        // With `for_good`, one delete in three is for the
+                        // run: a value that comes back then stays to the end.
+                        let rest = if for_good && rng.random_bool(1.0 / 3.0) {
                             Duration::from_secs(24 * 3600)
                         } else {
                             Duration::from_secs(rng.random_range(CYCLE_REST_SECS))

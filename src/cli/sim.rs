@@ -31,12 +31,20 @@ pub struct SimArgs {
     /// good and is removed while the other faults run.
     #[arg(long)]
     no_topology: bool,
+
+    /// The purge-heavy profile: four cycle rows per client, one delete in
+    /// three for the rest of the run, resting rows read, hinted handoff
+    /// off in half the runs, and in half of them background anti-entropy
+    /// every 600 s with an operator's repair schedule instead
+    #[arg(long)]
+    purges: bool,
 }
 
 impl SimArgs {
     fn options(&self, seed: u64) -> Options {
         Options {
             topology: !self.no_topology,
+            purges: self.purges,
             ..Options::new(seed)
         }
     }
@@ -47,7 +55,8 @@ impl SimArgs {
         } else {
             ""
         };
-        format!("ringdb sim --seed {seed}{topology}")
+        let purges = if self.purges { " --purges" } else { "" };
+        format!("ringdb sim --seed {seed}{topology}{purges}")
     }
 }
 

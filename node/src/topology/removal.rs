@@ -225,8 +225,12 @@ async fn announce_removal(c: &Topology, removal: &mut Removal) -> Result<(), Req
 }
 
 /// Copies `range`, which the removed `node` replicated with `replicas`,
-/// from a live survivor to each replica the ring `after` the removal adds;
-/// returns how many copies it made.
+/// from every surviving replica to each replica the ring `after` the
+/// removal adds; returns how many copies it made. Every survivor, not one:
+/// a write acknowledged by the removed node and one survivor is on that
+/// survivor alone, and copying from another would leave it on one replica
+/// of three (a quorum read could miss it, a delete could come back). So
+/// every survivor must be up.
 async fn restore_range(
     c: &Topology,
     node: &NodeId,
@@ -234,30 +238,34 @@ async fn restore_range(
     replicas: &[NodeId],
     after: &Ring,
 ) -> Result<usize, RequestError> {
-    let survivors: Vec<&NodeId> = replicas
-        .iter()
-        .filter(|r| *r != node && (**r == c.me || c.is_up(r)))
-        .collect();
+    let survivors: Vec<&NodeId> = replicas.iter().filter(|r| *r != node).collect();
+    if let Some(down) = survivors.iter().find(|r| ***r != c.me && !c.is_up(r)) {
+        return Err(c.server_error(format!(
+            "range {range}: its replica {down} is down, and it may hold writes no other \
+             replica has; run `ringdb removenode {node}` again once it is up"
+        )));
+    }
+    if survivors.is_empty() {
+        return Err(c.server_error(format!(
+            "range {range} has no replica left to copy from: its data is lost with {node}"
+        )));
+    }
     let new = after
         .replicas(range.end, &c.replication)
         .into_iter()
         .filter(|n| !replicas.contains(n));
     let mut copies = 0;
     for target in new {
-        let Some(source) = survivors.first() else {
-            return Err(c.server_error(format!(
-                "range {range} has no live replica left to copy from; run \
-                 `ringdb removenode {node}` again once one is up"
-            )));
-        };
-        copy_range(c, source, &target, range)
-            .await
-            .map_err(|error| {
-                c.server_error(format!(
-                    "restoring range {range} on {target} from {source}: {error}; run \
-                     `ringdb removenode {node}` again to finish"
-                ))
-            })?;
+        for source in &survivors {
+            copy_range(c, source, &target, range)
+                .await
+                .map_err(|error| {
+                    c.server_error(format!(
+                        "restoring range {range} on {target} from {source}: {error}; run \
+                         `ringdb removenode {node}` again to finish"
+                    ))
+                })?;
+        }
         copies += 1;
     }
     Ok(copies)
