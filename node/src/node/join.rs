@@ -58,7 +58,7 @@ pub(super) async fn join(
         let bootstrap = config.cluster.auto_bootstrap;
         if bootstrap {
             let plan = topology::bootstrap_plan(coordinator, &ring, &future);
-            if let Some(why) = topology::unavailable_source(coordinator, &plan) {
+            if let Some(why) = wait_for_sources(coordinator, &plan).await {
                 return Err(NodeError::Join(why));
             }
             topology::save_bootstrap(&node.storage, &plan)?;
@@ -170,6 +170,24 @@ async fn choose_tokens(
         return Ok(None);
     }
     Ok(Some((ring, future, tokens)))
+}
+
+/// How long a joining node waits for the replicas it must stream from to
+/// be seen up: one that has just started may not have heard from them, or
+/// connected to them, yet.
+const SOURCE_WAIT: Duration = Duration::from_secs(10);
+
+/// Why `plan` cannot be streamed (a source down), if it still cannot after
+/// [`SOURCE_WAIT`].
+async fn wait_for_sources(c: &Topology, plan: &[topology::RangeProgress]) -> Option<String> {
+    let until = tokio::time::Instant::now() + SOURCE_WAIT;
+    loop {
+        let why = topology::unavailable_source(c, plan)?;
+        if tokio::time::Instant::now() >= until {
+            return Some(why);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Drops every row on this disk before the node announces tokens to join:
