@@ -136,11 +136,8 @@ async fn simulate(options: Options) -> Report {
     // minutes, the default) and an operator's repair schedule instead
     // (Cassandra has no background anti-entropy): only repairs, reads and
     // hints bring a replica back, and a repair's purge must not outrun them.
-    let antientropy_secs = if options.purges && rng.random_bool(0.5) {
-        600
-    } else {
-        10
-    };
+    let rare = options.purges && !rng.random_bool(0.5);
+    let antientropy_secs = if rare { 600 } else { 10 };
     let settings = NodeSettings {
         replication_factor: 3,
         sync,
