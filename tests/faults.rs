@@ -453,6 +453,62 @@ async fn a_client_moves_on_at_once_from_dead_contact_points() {
     }
 }
 
+/// A token-aware client sends each request to a replica of its row (it
+/// opens the connections it lacks, rather than use the one it has). When
+/// the first replica for a row was killed (its QUIC
+/// connection still looks open: a dead process sends nothing) pays one
+/// timeout, then routes to the other replicas while that node stays silent,
+/// as a Cassandra driver marks a silent host down. Without that, every
+/// write routed there timed out, of unknown outcome, until the connection's
+/// idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_aware_client_writes_to_replicas_and_routes_around_a_killed_node() {
+    use ringdb::client::ClientError;
+    let cluster = Cluster::start(3);
+    let client = cluster.token_aware_client().await;
+    // Each write goes to a replica of its row: all three coordinate, and
+    // the client holds a connection to each (the killed node's stays open).
+    let mut coordinators = std::collections::BTreeSet::new();
+    for i in 0..30 {
+        let key = format!("before{i}");
+        let written = client
+            .put(
+                &row(&key),
+                columns("v"),
+                Context::empty(),
+                ConsistencyLevel::Quorum,
+            )
+            .await
+            .unwrap();
+        coordinators.insert(written.receipt.coordinator.expect("a coordinator"));
+    }
+    assert_eq!(coordinators.len(), 3, "coordinators: {coordinators:?}");
+    cluster.kill(1).await;
+    let mut unknown = Vec::new();
+    for i in 0..30 {
+        let key = format!("after{i}");
+        match client
+            .put(
+                &row(&key),
+                columns("v"),
+                Context::empty(),
+                ConsistencyLevel::Quorum,
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(error @ (ClientError::Timeout { .. } | ClientError::ConnectionLost { .. })) => {
+                unknown.push(format!("{key}: {error}"));
+            }
+            Err(error) => panic!("write {key}: {error}"),
+        }
+    }
+    assert!(
+        unknown.len() <= 1,
+        "writes of unknown outcome after the kill: {unknown:#?}"
+    );
+}
+
 /// Runs `ringdb ARGS --host node n --ca …` and returns its output.
 fn ringdb_admin(cluster: &Cluster, n: usize, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_ringdb"))

@@ -565,11 +565,16 @@ impl Client {
                 | CallError::ConnectionLost { .. } => !write,
                 _ => false,
             };
-            if matches!(
-                error,
-                CallError::NotSent { .. } | CallError::ConnectionLost { .. }
-            ) {
-                self.forget_connection(address);
+            match error {
+                CallError::NotSent { .. } | CallError::ConnectionLost { .. } => {
+                    self.forget_connection(address);
+                }
+                // Silent past the coordinator's own timeout answer: dead,
+                // paused or swamped. A killed node's connection still looks
+                // open until QUIC's idle timeout, so the node goes last for
+                // a while rather than time out every request routed to it.
+                CallError::Timeout(_) => self.set_aside(address),
+                _ => {}
             }
             let error = match error {
                 CallError::NotSent { reason } => {
@@ -612,7 +617,12 @@ impl Client {
             .enumerate()
             .map(|(i, &address)| -> (SocketAddr, Dial<'_>) {
                 let dial = Box::pin(async move {
-                    if i > 0 && !self.is_connected(address) {
+                    // Even an open connection to a later node waits its
+                    // turn: the first node's handshake takes a moment, and
+                    // a request not sent to the replica it was meant for
+                    // costs a forwarding hop (and never opens the
+                    // connection it lacked).
+                    if i > 0 {
                         tokio::time::sleep(DIAL_STAGGER * i as u32).await;
                     }
                     (address, self.connection(address).await)
@@ -659,14 +669,6 @@ impl Client {
         Ok((winner, connection))
     }
 
-    fn is_connected(&self, address: SocketAddr) -> bool {
-        self.connections
-            .lock()
-            .expect("connections")
-            .get(&address)
-            .is_some_and(|connection| !connection.is_closed())
-    }
-
     async fn connection(&self, address: SocketAddr) -> Result<Arc<Connection>, String> {
         if let Some(connection) = self
             .connections
@@ -692,10 +694,7 @@ impl Client {
                 Ok(entry.clone())
             }
             Err(reason) => {
-                self.failed
-                    .lock()
-                    .expect("failed nodes")
-                    .insert(address, Instant::now());
+                self.set_aside(address);
                 Err(reason)
             }
         }
@@ -721,6 +720,12 @@ impl Client {
             .lock()
             .expect("connections")
             .remove(&address);
+        self.set_aside(address);
+    }
+
+    /// Tries `address` last for [`FAILED_NODE_BACKOFF`], or until a new
+    /// connection to it opens.
+    fn set_aside(&self, address: SocketAddr) {
         self.failed
             .lock()
             .expect("failed nodes")

@@ -23,6 +23,11 @@
 //! retried: it may have been applied, and writing it again would add a
 //! sibling. The error says so.
 //!
+//! A node that could not be reached, or left a request unanswered past the
+//! coordinator's own timeout (a killed process's connection looks open
+//! until QUIC's idle timeout), is tried last for 30 seconds: one request
+//! pays for a dead node, not every request routed to it.
+//!
 //! ```no_run
 //! # async fn example() -> Result<(), ringdb_client::ClientError> {
 //! use ringdb_client::{Client, ClientConfig};
