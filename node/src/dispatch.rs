@@ -261,15 +261,15 @@ impl Dispatcher {
                     .map_err(|e| replica.server_error(e.to_string()))?;
                 Ok(PeerReply::Rows { rows, more })
             }
-            PeerRequest::StoreRows { rows } => {
+            PeerRequest::StoreRows { rows, handover } => {
                 let tokens = rows.iter().filter_map(|row| RowKey::decode(&row.key).ok());
                 self.cleanup
                     .arrivals
                     .note(replica, tokens.map(|key| key.token));
-                let purged_before = repair::purge_cutoff(replica);
+                let purged_before = (!handover).then(|| repair::purge_cutoff(replica));
                 replica
                     .storage
-                    .blocking(move |storage| streaming::store(storage, &rows, Some(purged_before)))
+                    .blocking(move |storage| streaming::store(storage, &rows, purged_before))
                     .await?;
                 Ok(PeerReply::Applied)
             }

@@ -536,7 +536,10 @@ async fn send_rows(
             .iter()
             .map(|row| (row.key.len() + row.versions.0.len()) as u64)
             .sum();
-        let request = PeerRequest::StoreRows { rows: batch };
+        let request = PeerRequest::StoreRows {
+            rows: batch,
+            handover: false,
+        };
         match ask(coordinator, peer, request, round).await? {
             PeerReply::Applied => {}
             other => return Err(TaskError::unexpected(peer, &other)),

@@ -192,7 +192,9 @@ pub(crate) async fn fetch(
     }
 }
 
-/// Pushes every row of `range` in local storage to `target`.
+/// Pushes every row of `range` in local storage to `target`, which takes
+/// this node's place as its replica (a handover: stored as it is, see
+/// [`PeerRequest::StoreRows`]).
 pub(crate) async fn push(
     peers: &dyn Network,
     storage: &Arc<Storage>,
@@ -216,7 +218,11 @@ pub(crate) async fn push(
         streamed.bytes += page_bytes;
         if !rows.is_empty() {
             let deadline = Instant::now() + PAGE_TIMEOUT;
-            match ask(peers, target, PeerRequest::StoreRows { rows }, deadline).await? {
+            let request = PeerRequest::StoreRows {
+                rows,
+                handover: true,
+            };
+            match ask(peers, target, request, deadline).await? {
                 PeerReply::Applied => {}
                 other => return Err(TaskError::unexpected(target, &other)),
             }

@@ -430,11 +430,20 @@ pub enum PeerRequest {
         /// The replica to stream it from.
         source: NodeId,
     },
-    /// Store these rows, merging them with what is stored (a leaving node
-    /// hands its ranges over). Answered with [`PeerReply::Applied`].
+    /// Store these rows, merging them with what is stored (a repair, or a
+    /// leaving node handing its ranges over). Answered with
+    /// [`PeerReply::Applied`].
     StoreRows {
         /// The rows.
         rows: Vec<StreamedRow>,
+        /// A leaving node hands its ranges over: every row is stored as it
+        /// is, tombstones past the grace included. The receiver takes the
+        /// leaver's place, and a tombstone it dropped would no longer cover
+        /// a value another replica (or a hint) still holds. A repair sends
+        /// `false`: a tombstone past the grace that the receiver lacks was
+        /// purged there, and storing it again would make it bounce.
+        #[serde(default)]
+        handover: bool,
     },
     /// Keep this sibling set as a hint for `target`, which is down (a
     /// fallback in a sloppy quorum, or a node handing its hints over before
@@ -681,7 +690,8 @@ mod tests {
                 PeerRequest::StreamRange { range: TokenRange::full(), after: None, max_rows: 1 },
                 PeerRequest::FetchRange { range: TokenRange::new(Token(3), Token(-3)), source: NodeId::new("n2") },
                 PeerRequest::Sees { node: NodeId::new("n4") },
-                PeerRequest::StoreRows { rows: vec![StreamedRow { key: versions.clone(), versions: VersionedRow(versions.clone()) }] },
+                PeerRequest::StoreRows { rows: vec![StreamedRow { key: versions.clone(), versions: VersionedRow(versions.clone()) }], handover: false },
+                PeerRequest::StoreRows { rows: Vec::new(), handover: true },
                 PeerRequest::Read { row: RowId { table: TableId(7), partition: PartitionKey::new(versions.clone()).unwrap(), clustering: ClusteringKey::empty() } },
                 PeerRequest::Replicate { row: RowId { table: TableId(u64::MAX), partition: PartitionKey::default(), clustering: ClusteringKey::empty() }, versions: VersionedRow(versions.clone()) },
                 PeerRequest::StoreHint { target: NodeId::new("n3"), row: RowId { table: TableId(1), partition: PartitionKey::default(), clustering: ClusteringKey::empty() }, versions: VersionedRow(versions.clone()), created_micros: Some(-7) },
