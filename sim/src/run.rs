@@ -425,22 +425,28 @@ impl Run {
         self.recorder.node_lost(&node);
         self.cluster.retire(&node, "removed");
         self.refresh_contacts();
-        // Refused while the failure detector still counts it up.
-        let until = Instant::now() + Duration::from_secs(60);
+        // As an operator would, asks again until the removal succeeds: it
+        // is refused, or fails once started, while the failure detector
+        // still counts the node up or a survivor it copies from is down.
+        let until = Instant::now() + Duration::from_secs(120);
         loop {
             let request = ClientRequest::RemoveNode { node: node.clone() };
             match self.target.call(&remover, request).await {
-                Ok(_) => break,
+                Ok(_) if self.follow(&remover, "removenode").await => break,
+                Ok(_) => {}
                 Err(error) if Instant::now() >= until => {
                     self.recorder
                         .fault(format!("removenode {node} refused: {error}"));
                     return;
                 }
-                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+                Err(_) => {}
             }
-        }
-        if !self.follow(&remover, "removenode").await {
-            return;
+            if Instant::now() >= until {
+                self.recorder
+                    .fault(format!("removenode {node} given up after 120 s"));
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
         self.recorder.fault(format!("{node} removed"));
         // Half the time its disk is replaced and it joins again, empty.
