@@ -1,18 +1,70 @@
-//! The simulator in CI: one seed replays byte for byte, and a budget of
-//! seeds (`RINGDB_SIM_SEEDS`, default below; `RINGDB_SIM_FIRST` the first)
-//! keeps every promise. A failing seed prints the command that replays it
+//! The simulator in CI: one seed replays byte for byte; a budget of seeds
+//! keeps every promise, the first half in the default profile and the
+//! second in the purge-heavy one (`RINGDB_SIM_SEEDS`, default below;
+//! `RINGDB_SIM_FIRST` the first); and the seeds that found bugs keep
+//! finding them fixed. A failing seed prints the command that replays it
 //! and writes its history.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ringdb_sim::{Options, Report, run};
 
 /// Seeds per CI run: a thousand, each with every fault and topology
-/// change (about 12 minutes on two cores).
+/// change, half of them purge-heavy (about 12 minutes on two cores).
 const CI_SEEDS: u64 = 1_000;
+
+/// Seeds that found bugs, in the profile that found them (`true`:
+/// `--purges`), replayed in every run.
+const FOUND_BUGS: &[(u64, bool, &str)] = &[
+    (
+        61,
+        false,
+        "a wiped node with a clock behind its removed life retired itself",
+    ),
+    (
+        59,
+        true,
+        "a repair of one table purged the tombstones of every table",
+    ),
+    (
+        382,
+        true,
+        "removenode restored a range from one survivor: a delete came back",
+    ),
+    (
+        2585,
+        true,
+        "removenode restored a range from one survivor: a stale read",
+    ),
+    (
+        2640,
+        true,
+        "a node whose join failed kept rows it took in while pending",
+    ),
+    (
+        2975,
+        true,
+        "a node whose join failed kept rows it took in while pending",
+    ),
+    (
+        2969,
+        true,
+        "a node forming a cluster gave up on a source not yet heard from",
+    ),
+    (
+        3654,
+        true,
+        "a decommission's receiver dropped tombstones past the grace",
+    ),
+    (
+        4207,
+        true,
+        "a removal that failed once started was not asked again",
+    ),
+];
 
 #[test]
 fn one_seed_replays_byte_for_byte() {
@@ -30,52 +82,72 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+fn options(seed: u64, purges: bool) -> Options {
+    Options {
+        purges,
+        ..Options::new(seed)
+    }
+}
+
 #[test]
 fn every_seed_of_the_ci_budget_keeps_every_promise() {
     let seeds = env("RINGDB_SIM_SEEDS", CI_SEEDS);
     let first = env("RINGDB_SIM_FIRST", 1);
-    let next = AtomicU64::new(first);
-    let reports: Mutex<Vec<Report>> = Mutex::new(Vec::new());
+    let purges_from = first + seeds / 2;
+    let runs: Vec<Options> = (first..first + seeds)
+        .map(|seed| options(seed, seed >= purges_from))
+        .collect();
+    run_all(&runs, &format!("{seeds} seeds"));
+}
+
+#[test]
+fn the_seeds_that_found_bugs_keep_every_promise() {
+    let runs: Vec<Options> = FOUND_BUGS
+        .iter()
+        .map(|&(seed, purges, _)| options(seed, purges))
+        .collect();
+    run_all(&runs, "the seeds that found bugs");
+}
+
+/// Runs `runs` on every core, summarizes them, and fails with the replay
+/// command and history of each failing one.
+fn run_all(runs: &[Options], what: &str) {
+    let next = AtomicUsize::new(0);
+    let reports: Mutex<Vec<(Report, bool)>> = Mutex::new(Vec::new());
     let started = Instant::now();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
-                loop {
-                    let seed = next.fetch_add(1, Ordering::Relaxed);
-                    if seed >= first + seeds {
-                        break;
-                    }
-                    let report = run(&Options::new(seed));
+                while let Some(options) = runs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let report = run(options);
                     let mut kept = report.clone();
                     if report.passed() {
                         kept.history.events.clear();
                     }
-                    reports.lock().unwrap().push(kept);
+                    reports.lock().unwrap().push((kept, options.purges));
                 }
             });
         }
     });
     let elapsed = started.elapsed();
     let reports = reports.into_inner().unwrap();
-    summarize(&reports, elapsed);
-    let failed: Vec<&Report> = reports.iter().filter(|r| !r.passed()).collect();
-    for report in &failed {
+    let all: Vec<Report> = reports.iter().map(|(report, _)| report.clone()).collect();
+    summarize(&all, elapsed);
+    let failed: Vec<&(Report, bool)> = reports.iter().filter(|(r, _)| !r.passed()).collect();
+    for (report, purges) in &failed {
         let path = std::env::temp_dir().join(format!("ringdb-sim-{}.history", report.seed));
         std::fs::write(&path, report.history.to_text()).unwrap();
+        let flag = if *purges { " --purges" } else { "" };
         eprintln!(
-            "seed {} failed: {:#?}\n  replay: ringdb sim --seed {}\n  history: {}",
+            "seed {} failed: {:#?}\n  replay: ringdb sim --seed {}{flag}\n  history: {}",
             report.seed,
             report.violations,
             report.seed,
             path.display()
         );
     }
-    assert!(
-        failed.is_empty(),
-        "{} of {seeds} seeds failed",
-        failed.len()
-    );
+    assert!(failed.is_empty(), "{} of {what} failed", failed.len());
 }
 
 fn summarize(reports: &[Report], elapsed: Duration) {
