@@ -4,26 +4,23 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use ringdb_proto::{
-    ClientReply, ClientRequest, ConsistencyLevel, Context, MAX_FRAME_BYTES, NodeStatus, Receipt,
-    RepairStats, RepairSummary, RequestError, Row, RowAddress, Sibling, TopologyNode,
+    ClientReply, ClientRequest, ConsistencyLevel, Context, NodeStatus, Receipt, RepairStats,
+    RepairSummary, RequestError, Row, RowAddress, Sibling, TopologyNode,
 };
 use ringdb_ring::{NodeId, Replication, Ring, Token, TokenRange};
 
-use crate::transport::{CallError, Multiplexed};
-
-type Connection = Multiplexed<ClientRequest, ClientReply>;
+use crate::pool::{Connection, Dialer, Pool};
+use crate::transport::CallError;
 
 /// How many nodes one request may try before giving up.
 const MAX_ATTEMPTS: usize = 3;
 /// How long after one node the next is dialled when connecting to the
 /// first of several that answers.
 const DIAL_STAGGER: Duration = Duration::from_millis(250);
-/// How long a node that could not be reached is tried last.
-const FAILED_NODE_BACKOFF: Duration = Duration::from_secs(30);
 /// How much longer than the request's budget the client waits, so that the
 /// coordinator's own timeout answer (which counts acknowledgements) arrives
 /// before the client gives up.
@@ -31,7 +28,7 @@ const ANSWER_MARGIN: Duration = Duration::from_millis(500);
 /// How old the ring may get before a request fetches it again.
 const TOPOLOGY_REFRESH: Duration = Duration::from_secs(10);
 /// The server name the client presents; nodes are verified by CA, not name.
-const SERVER_NAME: &str = "ringdb-node";
+pub(crate) const SERVER_NAME: &str = "ringdb-node";
 
 /// How to reach a cluster.
 #[derive(Clone, Debug)]
@@ -216,11 +213,9 @@ struct Routing {
 /// A connection to a ringdb cluster. Cheap to share: wrap it in an `Arc`.
 pub struct Client {
     pub(crate) config: ClientConfig,
-    endpoint: quinn::Endpoint,
-    quic: quinn::ClientConfig,
+    dialer: Dialer,
     routing: RwLock<Option<Routing>>,
-    connections: Mutex<HashMap<SocketAddr, Arc<Connection>>>,
-    failed: Mutex<HashMap<SocketAddr, Instant>>,
+    pool: Arc<Pool>,
     /// Whether a request is refreshing the topology.
     refreshing: AtomicBool,
 }
@@ -236,13 +231,16 @@ impl Client {
         };
         let endpoint = quinn::Endpoint::client(bind)
             .map_err(|e| ClientError::Config(format!("cannot open a UDP socket: {e}")))?;
-        let client = Client {
-            config,
+        let dialer = Dialer {
             endpoint,
             quic,
+            connect_timeout: config.connect_timeout,
+        };
+        let client = Client {
+            config,
+            dialer,
             routing: RwLock::new(None),
-            connections: Mutex::new(HashMap::new()),
-            failed: Mutex::new(HashMap::new()),
+            pool: Arc::default(),
             refreshing: AtomicBool::new(false),
         };
         if client.config.token_aware {
@@ -458,13 +456,7 @@ impl Client {
                 candidates.push(address);
             }
         }
-        let failed = self.failed.lock().expect("failed nodes");
-        let recently_failed = |address: &SocketAddr| {
-            failed
-                .get(address)
-                .is_some_and(|at| at.elapsed() < FAILED_NODE_BACKOFF)
-        };
-        candidates.sort_by_key(recently_failed);
+        candidates.sort_by_key(|address| self.pool.goes_last(address));
         candidates
     }
 
@@ -492,7 +484,12 @@ impl Client {
                 .await
             {
                 Ok(reply) => return Ok((address, reply)),
-                Err(error) => tried.push((address, error.to_string())),
+                Err(error) => {
+                    if matches!(error, CallError::Timeout(_)) {
+                        self.pool.set_aside(address);
+                    }
+                    tried.push((address, error.to_string()));
+                }
             }
         }
         Err(ClientError::NoConnection { tried })
@@ -567,13 +564,13 @@ impl Client {
             };
             match error {
                 CallError::NotSent { .. } | CallError::ConnectionLost { .. } => {
-                    self.forget_connection(address);
+                    self.pool.forget(address);
                 }
                 // Silent past the coordinator's own timeout answer: dead,
                 // paused or swamped. A killed node's connection still looks
                 // open until QUIC's idle timeout, so the node goes last for
                 // a while rather than time out every request routed to it.
-                CallError::Timeout(_) => self.set_aside(address),
+                CallError::Timeout(_) => self.pool.set_aside(address),
                 _ => {}
             }
             let error = match error {
@@ -597,13 +594,14 @@ impl Client {
     }
 
     /// Connects to the first of `addresses` that answers, preferring them
-    /// in order: each is dialled [`DIAL_STAGGER`] after the one before (an
-    /// open connection answers at once), and the first handshake to
-    /// complete wins ("happy eyeballs"). QUIC over UDP learns nothing from
+    /// in order: each is tried [`DIAL_STAGGER`] after the one before (even
+    /// one with an open connection waits its turn), and the first to be
+    /// connected wins ("happy eyeballs"). QUIC over UDP learns nothing from
     /// a dead port until its handshake times out, so a dead node costs
-    /// one stagger, not a handshake timeout. Nodes that fail, or were still
-    /// silent when a later one answered, are tried last for
-    /// [`FAILED_NODE_BACKOFF`].
+    /// one stagger, not a handshake timeout. Those preferred to the winner
+    /// but still handshaking go on dialling in the background and are
+    /// tried last until they connect; nodes that fail are tried last for a
+    /// while (see [`Pool`]).
     async fn connect_first(
         &self,
         addresses: &[SocketAddr],
@@ -611,7 +609,6 @@ impl Client {
         type Dial<'a> = std::pin::Pin<
             Box<dyn Future<Output = (SocketAddr, Result<Arc<Connection>, String>)> + Send + 'a>,
         >;
-        let started = Instant::now();
         let mut dials: Vec<(SocketAddr, Dial<'_>)> = addresses
             .iter()
             .enumerate()
@@ -655,81 +652,29 @@ impl Client {
         let Some((winner, connection)) = outcome else {
             return Err(ClientError::NoConnection { tried });
         };
-        // Those dialled well before the winner and still silent are
-        // probably dead: tried last for a while.
+        // Those preferred to the winner but still silent finish dialling in
+        // the background: a slow handshake connects for the next request,
+        // a dead node is set aside when its handshake times out.
         let position = addresses.iter().position(|a| *a == winner).unwrap_or(0);
-        let answered_after = started.elapsed();
-        let mut failed = self.failed.lock().expect("failed nodes");
-        for (i, (address, _)) in dials.iter().enumerate() {
-            let earlier = addresses.iter().position(|a| a == address).unwrap_or(i) < position;
-            if earlier && answered_after > DIAL_STAGGER {
-                failed.insert(*address, Instant::now());
+        for (address, _) in &dials {
+            if addresses[..position].contains(address) {
+                self.pool.dial_in_background(&self.dialer, *address);
             }
         }
         Ok((winner, connection))
     }
 
     async fn connection(&self, address: SocketAddr) -> Result<Arc<Connection>, String> {
-        if let Some(connection) = self
-            .connections
-            .lock()
-            .expect("connections")
-            .get(&address)
-            .filter(|connection| !connection.is_closed())
-        {
-            return Ok(connection.clone());
+        if let Some(connection) = self.pool.open_connection(address) {
+            return Ok(connection);
         }
-        match self.open(address).await {
-            Ok(connection) => {
-                self.failed.lock().expect("failed nodes").remove(&address);
-                let mut connections = self.connections.lock().expect("connections");
-                let entry = connections
-                    .entry(address)
-                    .and_modify(|existing| {
-                        if existing.is_closed() {
-                            *existing = connection.clone();
-                        }
-                    })
-                    .or_insert(connection);
-                Ok(entry.clone())
-            }
+        match self.dialer.open(address).await {
+            Ok(connection) => Ok(self.pool.connected(address, connection)),
             Err(reason) => {
-                self.set_aside(address);
+                self.pool.set_aside(address);
                 Err(reason)
             }
         }
-    }
-
-    async fn open(&self, address: SocketAddr) -> Result<Arc<Connection>, String> {
-        let connecting = self
-            .endpoint
-            .connect_with(self.quic.clone(), address, SERVER_NAME)
-            .map_err(|e| e.to_string())?;
-        let connection = tokio::time::timeout(self.config.connect_timeout, connecting)
-            .await
-            .map_err(|_| format!("no handshake within {:?}", self.config.connect_timeout))?
-            .map_err(|e| e.to_string())?;
-        let multiplexed = Multiplexed::open(connection, MAX_FRAME_BYTES)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(Arc::new(multiplexed))
-    }
-
-    fn forget_connection(&self, address: SocketAddr) {
-        self.connections
-            .lock()
-            .expect("connections")
-            .remove(&address);
-        self.set_aside(address);
-    }
-
-    /// Tries `address` last for [`FAILED_NODE_BACKOFF`], or until a new
-    /// connection to it opens.
-    fn set_aside(&self, address: SocketAddr) {
-        self.failed
-            .lock()
-            .expect("failed nodes")
-            .insert(address, Instant::now());
     }
 }
 

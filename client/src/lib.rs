@@ -16,17 +16,22 @@
 //!
 //! What is retried on another node is what is safe to retry:
 //! - anything that never reached a node (no connection) or that a node
-//!   refused before acting (`Unavailable`, `Overloaded`);
+//!   refused before acting because it is busy (`Overloaded`);
 //! - reads, which change nothing, after a timeout or a lost connection.
 //!
 //! A write that timed out or whose connection dropped after sending is **not**
 //! retried: it may have been applied, and writing it again would add a
-//! sibling. The error says so.
+//! sibling. The error says so. `Unavailable` (too few live replicas) is
+//! the coordinator's verdict on the replicas, which another coordinator
+//! would share: it is returned, not retried.
 //!
 //! A node that could not be reached, or left a request unanswered past the
 //! coordinator's own timeout (a killed process's connection looks open
-//! until QUIC's idle timeout), is tried last for 30 seconds: one request
-//! pays for a dead node, not every request routed to it.
+//! until QUIC's idle timeout), is tried last for 30 seconds: the requests
+//! already waiting on a dead node pay for it, not every request routed to
+//! it until the connection times out. A preferred node whose handshake is
+//! slower than another node's answer goes on dialling in the background
+//! and is preferred again once connected.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), ringdb_client::ClientError> {
@@ -45,6 +50,7 @@
 
 mod client;
 mod operations;
+mod pool;
 
 /// Requests multiplexed over long-lived QUIC streams (from `ringdb-wire`,
 /// shared with the node).

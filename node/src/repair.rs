@@ -23,8 +23,9 @@
 //! reconciles only that table's rows, so it purges only that table's
 //! tombstones. Only rows that are nothing
 //! but tombstones older than `antientropy.tombstone_grace_secs` go, and a
-//! replica that receives such a row where it has nothing does not store it
-//! again. The grace is at least the hint window, so no hint older than the
+//! replica that receives such a row from a repair where it has nothing
+//! does not store it again (a decommissioning node's handover is stored as
+//! it is: the sender keeps no copy). The grace is at least the hint window, so no hint older than the
 //! tombstone can still be replayed.
 
 use std::sync::{Arc, Mutex};

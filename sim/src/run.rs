@@ -428,22 +428,20 @@ impl Run {
         // As an operator would, asks again until the removal succeeds: it
         // is refused, or fails once started, while the failure detector
         // still counts the node up or a survivor it copies from is down.
-        let until = Instant::now() + Duration::from_secs(120);
+        let started = Instant::now();
+        let until = started + Duration::from_secs(120);
         loop {
             let request = ClientRequest::RemoveNode { node: node.clone() };
-            match self.target.call(&remover, request).await {
+            let last = match self.target.call(&remover, request).await {
                 Ok(_) if self.follow(&remover, "removenode").await => break,
-                Ok(_) => {}
-                Err(error) if Instant::now() >= until => {
-                    self.recorder
-                        .fault(format!("removenode {node} refused: {error}"));
-                    return;
-                }
-                Err(_) => {}
-            }
+                Ok(_) => "it failed once started".to_string(),
+                Err(error) => format!("refused: {error}"),
+            };
             if Instant::now() >= until {
-                self.recorder
-                    .fault(format!("removenode {node} given up after 120 s"));
+                self.recorder.fault(format!(
+                    "removenode {node} given up after {:?}; last {last}",
+                    started.elapsed()
+                ));
                 return;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -136,7 +136,9 @@ fn run_all(runs: &[Options], what: &str) {
     summarize(&all, elapsed);
     let failed: Vec<&(Report, bool)> = reports.iter().filter(|(r, _)| !r.passed()).collect();
     for (report, purges) in &failed {
-        let path = std::env::temp_dir().join(format!("ringdb-sim-{}.history", report.seed));
+        let profile = if *purges { "-purges" } else { "" };
+        let path =
+            std::env::temp_dir().join(format!("ringdb-sim-{}{profile}.history", report.seed));
         std::fs::write(&path, report.history.to_text()).unwrap();
         let flag = if *purges { " --purges" } else { "" };
         eprintln!(

@@ -1,0 +1,129 @@
+//! The client's connections, and the nodes it keeps off for a while: a
+//! pool shared with the dials that finish in the background.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ringdb_proto::{ClientReply, ClientRequest, MAX_FRAME_BYTES};
+
+use crate::client::SERVER_NAME;
+use crate::transport::Multiplexed;
+
+pub(crate) type Connection = Multiplexed<ClientRequest, ClientReply>;
+
+/// How long a node that could not be reached is tried last.
+const FAILED_NODE_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How to open a connection to a node.
+#[derive(Clone)]
+pub(crate) struct Dialer {
+    pub endpoint: quinn::Endpoint,
+    pub quic: quinn::ClientConfig,
+    pub connect_timeout: Duration,
+}
+
+impl Dialer {
+    pub async fn open(&self, address: SocketAddr) -> Result<Arc<Connection>, String> {
+        let connecting = self
+            .endpoint
+            .connect_with(self.quic.clone(), address, SERVER_NAME)
+            .map_err(|e| e.to_string())?;
+        let connection = tokio::time::timeout(self.connect_timeout, connecting)
+            .await
+            .map_err(|_| format!("no handshake within {:?}", self.connect_timeout))?
+            .map_err(|e| e.to_string())?;
+        let multiplexed = Multiplexed::open(connection, MAX_FRAME_BYTES)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Arc::new(multiplexed))
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Pool {
+    connections: Mutex<HashMap<SocketAddr, Arc<Connection>>>,
+    /// Nodes that could not be reached, or left a request unanswered, and
+    /// when.
+    failed: Mutex<HashMap<SocketAddr, Instant>>,
+    /// Nodes being dialled in the background.
+    dialing: Mutex<HashSet<SocketAddr>>,
+}
+
+impl Pool {
+    /// The open connection to `address`, if any.
+    pub fn open_connection(&self, address: SocketAddr) -> Option<Arc<Connection>> {
+        self.connections
+            .lock()
+            .expect("connections")
+            .get(&address)
+            .filter(|connection| !connection.is_closed())
+            .cloned()
+    }
+
+    /// Keeps a new connection to `address` (or the one another dial opened
+    /// first) and brings the node back to the front.
+    pub fn connected(&self, address: SocketAddr, connection: Arc<Connection>) -> Arc<Connection> {
+        self.failed.lock().expect("failed nodes").remove(&address);
+        let mut connections = self.connections.lock().expect("connections");
+        connections
+            .entry(address)
+            .and_modify(|existing| {
+                if existing.is_closed() {
+                    *existing = connection.clone();
+                }
+            })
+            .or_insert(connection)
+            .clone()
+    }
+
+    /// Drops the connection to `address` and sets the node aside.
+    pub fn forget(&self, address: SocketAddr) {
+        self.connections
+            .lock()
+            .expect("connections")
+            .remove(&address);
+        self.set_aside(address);
+    }
+
+    /// Tries `address` last for [`FAILED_NODE_BACKOFF`], or until a new
+    /// connection to it opens.
+    pub fn set_aside(&self, address: SocketAddr) {
+        self.failed
+            .lock()
+            .expect("failed nodes")
+            .insert(address, Instant::now());
+    }
+
+    /// Whether `address` goes last: it recently failed, or its connection
+    /// is still being dialled in the background.
+    pub fn goes_last(&self, address: &SocketAddr) -> bool {
+        let failed = self
+            .failed
+            .lock()
+            .expect("failed nodes")
+            .get(address)
+            .is_some_and(|at| at.elapsed() < FAILED_NODE_BACKOFF);
+        failed || self.dialing.lock().expect("dialing").contains(address)
+    }
+
+    /// Finishes dialling `address` in the background (a request went to a
+    /// node that answered sooner): its connection is there for the next
+    /// request, and the node goes last until then. One dial per node.
+    pub fn dial_in_background(self: &Arc<Self>, dialer: &Dialer, address: SocketAddr) {
+        if !self.dialing.lock().expect("dialing").insert(address) {
+            return;
+        }
+        let (pool, dialer) = (self.clone(), dialer.clone());
+        tokio::spawn(async move {
+            match dialer.open(address).await {
+                Ok(connection) => {
+                    pool.connected(address, connection);
+                }
+                Err(_) => pool.set_aside(address),
+            }
+            pool.dialing.lock().expect("dialing").remove(&address);
+        });
+    }
+}
