@@ -486,7 +486,7 @@ impl Client {
                 Ok(reply) => return Ok((address, reply)),
                 Err(error) => {
                     if matches!(error, CallError::Timeout(_)) {
-                        self.pool.set_aside(address);
+                        self.pool.set_aside(address, &error.to_string());
                     }
                     tried.push((address, error.to_string()));
                 }
@@ -564,13 +564,13 @@ impl Client {
             };
             match error {
                 CallError::NotSent { .. } | CallError::ConnectionLost { .. } => {
-                    self.pool.forget(address);
+                    self.pool.forget(address, &error.to_string());
                 }
                 // Silent past the coordinator's own timeout answer: dead,
                 // paused or swamped. A killed node's connection still looks
                 // open until QUIC's idle timeout, so the node goes last for
                 // a while rather than time out every request routed to it.
-                CallError::Timeout(_) => self.pool.set_aside(address),
+                CallError::Timeout(_) => self.pool.set_aside(address, &error.to_string()),
                 _ => {}
             }
             let error = match error {
@@ -665,16 +665,7 @@ impl Client {
     }
 
     async fn connection(&self, address: SocketAddr) -> Result<Arc<Connection>, String> {
-        if let Some(connection) = self.pool.open_connection(address) {
-            return Ok(connection);
-        }
-        match self.dialer.open(address).await {
-            Ok(connection) => Ok(self.pool.connected(address, connection)),
-            Err(reason) => {
-                self.pool.set_aside(address);
-                Err(reason)
-            }
-        }
+        self.pool.connect(&self.dialer, address).await
     }
 }
 

@@ -44,14 +44,54 @@ impl Dialer {
 #[derive(Default)]
 pub(crate) struct Pool {
     connections: Mutex<HashMap<SocketAddr, Arc<Connection>>>,
-    /// Nodes that could not be reached, or left a request unanswered, and
-    /// when.
-    failed: Mutex<HashMap<SocketAddr, Instant>>,
+    /// Nodes that could not be reached, or left a request unanswered: when,
+    /// and why.
+    failed: Mutex<HashMap<SocketAddr, (Instant, String)>>,
     /// Nodes being dialled in the background.
     dialing: Mutex<HashSet<SocketAddr>>,
+    /// One dial at a time per node: requests that need the same node wait
+    /// for its handshake rather than each open a connection of their own.
+    turns: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Pool {
+    /// The connection to `address`: the open one, or a new one (dialled
+    /// once however many requests need it at the same time).
+    pub async fn connect(
+        &self,
+        dialer: &Dialer,
+        address: SocketAddr,
+    ) -> Result<Arc<Connection>, String> {
+        if let Some(connection) = self.open_connection(address) {
+            return Ok(connection);
+        }
+        let turn = self
+            .turns
+            .lock()
+            .expect("dial turns")
+            .entry(address)
+            .or_default()
+            .clone();
+        let asked = Instant::now();
+        let _turn = turn.lock().await;
+        if let Some(connection) = self.open_connection(address) {
+            return Ok(connection);
+        }
+        // The dial this request waited for failed: its answer is this one's.
+        if let Some((at, reason)) = self.failed.lock().expect("failed nodes").get(&address)
+            && *at >= asked
+        {
+            return Err(reason.clone());
+        }
+        match dialer.open(address).await {
+            Ok(connection) => Ok(self.connected(address, connection)),
+            Err(reason) => {
+                self.set_aside(address, &reason);
+                Err(reason)
+            }
+        }
+    }
+
     /// The open connection to `address`, if any.
     pub fn open_connection(&self, address: SocketAddr) -> Option<Arc<Connection>> {
         self.connections
@@ -79,21 +119,21 @@ impl Pool {
     }
 
     /// Drops the connection to `address` and sets the node aside.
-    pub fn forget(&self, address: SocketAddr) {
+    pub fn forget(&self, address: SocketAddr, reason: &str) {
         self.connections
             .lock()
             .expect("connections")
             .remove(&address);
-        self.set_aside(address);
+        self.set_aside(address, reason);
     }
 
     /// Tries `address` last for [`FAILED_NODE_BACKOFF`], or until a new
     /// connection to it opens.
-    pub fn set_aside(&self, address: SocketAddr) {
+    pub fn set_aside(&self, address: SocketAddr, reason: &str) {
         self.failed
             .lock()
             .expect("failed nodes")
-            .insert(address, Instant::now());
+            .insert(address, (Instant::now(), reason.to_owned()));
     }
 
     /// Whether `address` goes last: it recently failed, or its connection
@@ -104,7 +144,7 @@ impl Pool {
             .lock()
             .expect("failed nodes")
             .get(address)
-            .is_some_and(|at| at.elapsed() < FAILED_NODE_BACKOFF);
+            .is_some_and(|(at, _)| at.elapsed() < FAILED_NODE_BACKOFF);
         failed || self.dialing.lock().expect("dialing").contains(address)
     }
 
@@ -117,12 +157,8 @@ impl Pool {
         }
         let (pool, dialer) = (self.clone(), dialer.clone());
         tokio::spawn(async move {
-            match dialer.open(address).await {
-                Ok(connection) => {
-                    pool.connected(address, connection);
-                }
-                Err(_) => pool.set_aside(address),
-            }
+            // A failure sets the node aside.
+            let _ = pool.connect(&dialer, address).await;
             pool.dialing.lock().expect("dialing").remove(&address);
         });
     }

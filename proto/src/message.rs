@@ -766,4 +766,37 @@ mod tests {
             "unavailable: 3 replicas required but only 2 alive; nothing was written"
         );
     }
+
+    /// `StoreRows` gained `handover`: a node that does not know it sends
+    /// none (read as `false`, a repair's rows), and ignores it when sent.
+    #[test]
+    fn store_rows_without_handover_is_understood_both_ways() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        enum Before {
+            StoreRows { rows: Vec<StreamedRow> },
+        }
+        let rows = vec![StreamedRow {
+            key: vec![1, 2],
+            versions: VersionedRow(vec![3]),
+        }];
+        let before = Before::StoreRows { rows: rows.clone() };
+        let mut frame = Vec::new();
+        encode_frame(&before, MAX_FRAME_BYTES, &mut frame).unwrap();
+        let (now, _): (PeerRequest, _) = decode_frame(&frame, MAX_FRAME_BYTES).unwrap().unwrap();
+        assert_eq!(
+            now,
+            PeerRequest::StoreRows {
+                rows: rows.clone(),
+                handover: false
+            }
+        );
+        let handover = PeerRequest::StoreRows {
+            rows: rows.clone(),
+            handover: true,
+        };
+        frame.clear();
+        encode_frame(&handover, MAX_FRAME_BYTES, &mut frame).unwrap();
+        let (old, _): (Before, _) = decode_frame(&frame, MAX_FRAME_BYTES).unwrap().unwrap();
+        assert_eq!(old, before);
+    }
 }
