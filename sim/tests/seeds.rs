@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use ringdb_sim::{Options, Report, run};
 
 /// Seeds per CI run: a thousand, each with every fault and topology
-/// change, half of them purge-heavy (about 12 minutes on two cores).
+/// change, half of them purge-heavy (about 15 minutes on two cores).
 const CI_SEEDS: u64 = 1_000;
 
 /// Seeds that found bugs, in the profile that found them (`true`:
