@@ -466,20 +466,19 @@ async fn a_token_aware_client_writes_to_replicas_and_routes_around_a_killed_node
     use ringdb::client::ClientError;
     let cluster = Cluster::start(3);
     let client = cluster.token_aware_client().await;
+    let write = |key: String| {
+        let client = &client;
+        async move {
+            let columns = columns("v");
+            let consistency = ConsistencyLevel::Quorum;
+            (client.put(&row(&key), columns, Context::empty(), consistency)).await
+        }
+    };
     // Each write goes to a replica of its row: all three coordinate, and
     // the client holds a connection to each (the killed node's stays open).
     let mut coordinators = std::collections::BTreeSet::new();
     for i in 0..30 {
-        let key = format!("before{i}");
-        let written = client
-            .put(
-                &row(&key),
-                columns("v"),
-                Context::empty(),
-                ConsistencyLevel::Quorum,
-            )
-            .await
-            .unwrap();
+        let written = write(format!("before{i}")).await.unwrap();
         coordinators.insert(written.receipt.coordinator.expect("a coordinator"));
     }
     assert_eq!(coordinators.len(), 3, "coordinators: {coordinators:?}");
@@ -487,15 +486,7 @@ async fn a_token_aware_client_writes_to_replicas_and_routes_around_a_killed_node
     let mut unknown = Vec::new();
     for i in 0..30 {
         let key = format!("after{i}");
-        match client
-            .put(
-                &row(&key),
-                columns("v"),
-                Context::empty(),
-                ConsistencyLevel::Quorum,
-            )
-            .await
-        {
+        match write(key.clone()).await {
             Ok(_) => {}
             Err(error @ (ClientError::Timeout { .. } | ClientError::ConnectionLost { .. })) => {
                 unknown.push(format!("{key}: {error}"));
