@@ -482,6 +482,22 @@ async fn a_token_aware_client_writes_to_replicas_and_routes_around_a_killed_node
         coordinators.insert(written.receipt.coordinator.expect("a coordinator"));
     }
     assert_eq!(coordinators.len(), 3, "coordinators: {coordinators:?}");
+    // Without token awareness a client sends everything to its contact
+    // point, even once it has fetched the topology (tests ask one node
+    // for its view so).
+    for n in 1..=3 {
+        let pinned = cluster.client(n).await;
+        for i in 0..3 {
+            pinned.refresh_topology().await.unwrap();
+            let columns = columns("v");
+            let key = row(&format!("pinned{n}-{i}"));
+            let written = (pinned.put(&key, columns, Context::empty(), ConsistencyLevel::Quorum))
+                .await
+                .unwrap();
+            let coordinator = written.receipt.coordinator.expect("a coordinator");
+            assert_eq!(coordinator.as_str(), format!("node{n}"));
+        }
+    }
     cluster.kill(1).await;
     let mut unknown = Vec::new();
     for i in 0..30 {

@@ -432,10 +432,13 @@ impl Client {
 
     /// The nodes to try for a row, best first: its replicas in ring order
     /// when the ring is known, then the other nodes; nodes that recently
-    /// could not be reached go last.
+    /// could not be reached go last. Without token-aware routing, only the
+    /// contact points, in order: a topology fetched on request does not
+    /// send requests elsewhere.
     fn candidates(&self, token: Option<Token>) -> Vec<SocketAddr> {
         let mut candidates = Vec::new();
-        if let Some(routing) = self.routing.read().expect("routing").as_ref() {
+        let routing = self.routing.read().expect("routing");
+        if let Some(routing) = routing.as_ref().filter(|_| self.config.token_aware) {
             if let Some(token) = token {
                 for replica in routing.ring.replicas(token, &routing.replication) {
                     if let Some(&address) = routing.addresses.get(&replica) {
@@ -451,6 +454,7 @@ impl Client {
                 }
             }
         }
+        drop(routing);
         for &address in &self.config.contact_points {
             if !candidates.contains(&address) {
                 candidates.push(address);
