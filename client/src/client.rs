@@ -8,8 +8,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use ringdb_proto::{
-    ClientReply, ClientRequest, ConsistencyLevel, Context, NodeStatus, Receipt, RepairStats,
-    RepairSummary, RequestError, Row, RowAddress, Sibling, TopologyNode,
+    ClientReply, ClientRequest, ConsistencyLevel, Context, NodeStatus, Query, QueryResult, Receipt,
+    RepairStats, RepairSummary, RequestError, Row, RowAddress, Sibling, TopologyNode,
 };
 use ringdb_ring::{NodeId, Replication, Ring, Token, TokenRange};
 
@@ -332,6 +332,20 @@ impl Client {
             .await
             .map(|reply| (address, reply))
             .map_err(|error| client_error(address, error, true))
+    }
+
+    /// Runs one CQL statement (see [`Query`]): schema statements
+    /// (`CREATE`, `ALTER`, `DROP`), `USE` and `DESCRIBE` so far.
+    pub async fn query(&self, query: Query) -> Result<QueryResult, ClientError> {
+        // Not retried once sent, as a write: a schema change may have
+        // been made by a node that did not answer in time.
+        match self
+            .request(None, ClientRequest::Query(query), RequestKind::Write)
+            .await?
+        {
+            (_, ClientReply::Result(result)) => Ok(result),
+            (node, _) => Err(ClientError::UnexpectedReply(node)),
+        }
     }
 
     /// Reads a row at `consistency`.

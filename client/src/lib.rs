@@ -63,7 +63,7 @@ pub use client::{
 };
 pub use operations::operation_result;
 pub use ringdb_proto::{
-    ClusteringKey, ConsistencyLevel, Context, HintCounters, NodeStatus, OperationOutcome,
-    OperationStatus, PartitionKey, ReadFirst, Receipt, RepairStats, RepairSummary, RequestError,
-    Row, RowAddress, Sibling, Value,
+    ClusteringKey, ConsistencyLevel, Context, CqlType, HintCounters, NodeStatus, OperationOutcome,
+    OperationStatus, PartitionKey, Query, QueryResult, ReadFirst, Receipt, RepairStats,
+    RepairSummary, RequestError, Row, RowAddress, Rows, Sibling, Value,
 };

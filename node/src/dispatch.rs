@@ -28,6 +28,8 @@ use crate::network::{BoxFuture, Incoming};
 use crate::operations::{Kind, Operations};
 use crate::repair::{self, AntiEntropy};
 use crate::replica::Replica;
+use crate::schema::Schemas;
+use crate::statements::Statements;
 use crate::storage::{RowKey, decode_versions};
 use crate::streaming;
 use crate::topology::{self, Topology};
@@ -40,6 +42,8 @@ pub(crate) struct Dispatcher {
     pub(crate) antientropy: Arc<AntiEntropy>,
     pub(crate) cleanup: Arc<Cleanup>,
     pub(crate) topology: Arc<Topology>,
+    pub(crate) schemas: Arc<Schemas>,
+    pub(crate) statements: Arc<Statements>,
 }
 
 impl Incoming for Dispatcher {
@@ -77,6 +81,10 @@ impl Dispatcher {
             | ClientRequest::LocalGet { .. } => {
                 let coordinator = self.coordinator.clone();
                 coordinator.serve_client(request, deadline, false).await
+            }
+            ClientRequest::Query(query) => {
+                let result = self.statements.execute(query, deadline).await?;
+                Ok(ClientReply::Result(result))
             }
             ClientRequest::Topology => Ok(self.topology()),
             ClientRequest::Status => Ok(self.status()),
@@ -174,6 +182,11 @@ impl Dispatcher {
             PeerRequest::TreeHashes { .. }
             | PeerRequest::LeafItems { .. }
             | PeerRequest::ReadRows { .. } => self.serve_repair(request).await,
+            PeerRequest::PullSchema => Ok(PeerReply::Schema(self.schemas.encoded())),
+            PeerRequest::PushSchema(bytes) => {
+                self.schemas.merge(&bytes).await?;
+                Ok(PeerReply::Applied)
+            }
         }
     }
 
@@ -400,6 +413,7 @@ impl Services {
     pub(crate) fn new(
         replica: &Arc<Replica>,
         hints: Arc<Hints>,
+        schemas: Arc<Schemas>,
         background: mpsc::Sender<BackgroundJob>,
         cancel: CancellationToken,
     ) -> Services {
@@ -432,6 +446,11 @@ impl Services {
             antientropy: antientropy.clone(),
             cleanup,
             topology: topology.clone(),
+            statements: Arc::new(Statements {
+                replica: replica.clone(),
+                schemas: schemas.clone(),
+            }),
+            schemas,
         });
         Services {
             handoff,

@@ -166,6 +166,8 @@ mod operations;
 mod repair;
 mod replica;
 mod restore;
+pub mod schema;
+mod statements;
 pub mod storage;
 mod streaming;
 pub mod tls;

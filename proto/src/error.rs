@@ -94,6 +94,24 @@ pub enum RequestError {
         /// The node that refused.
         node: NodeId,
     },
+    /// A statement that is not CQL, uses a feature ringdb does not have,
+    /// or does not fit the schema: where, and what is wrong there.
+    #[error("line {line}:{column}: {message}")]
+    InvalidStatement {
+        /// The line, from 1.
+        line: u32,
+        /// The column, from 1.
+        column: u32,
+        /// What was expected there, or the feature refused.
+        message: String,
+    },
+    /// A statement creates a keyspace or table that exists (without `IF
+    /// NOT EXISTS`).
+    #[error("{what} already exists")]
+    AlreadyExists {
+        /// `keyspace shop`, `table shop.t`.
+        what: String,
+    },
     /// The node failed while serving the request (storage error); the
     /// outcome of a write is unknown.
     #[error("server error on {node}: {reason}")]

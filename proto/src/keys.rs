@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::clustering::{Input, Order, decode_component, encode_component};
+use crate::{CqlType, Value};
+
 /// The largest serialized partition key, in bytes (Cassandra's limit: 64 KiB − 1).
 pub const MAX_PARTITION_KEY_BYTES: usize = u16::MAX as usize;
 /// The largest serialized clustering key, in bytes.
@@ -58,6 +61,26 @@ pub enum KeyError {
         /// The limit.
         max: usize,
     },
+    /// A key column with no value: key columns cannot be null.
+    #[error("a key column cannot be null")]
+    NullComponent,
+    /// A key column's value of the wrong type.
+    #[error("key column of type {expected} given a {got}")]
+    WrongType {
+        /// The column's type.
+        expected: CqlType,
+        /// What the value is.
+        got: String,
+    },
+    /// An empty partition key value, which Cassandra refuses too.
+    #[error("a partition key cannot be empty")]
+    EmptyPartitionKey,
+    /// Partition key bytes that do not decode as the table's key columns.
+    #[error("partition key bytes do not decode as the table's key columns")]
+    MalformedPartition,
+    /// Clustering key bytes that do not decode as the table's clustering columns.
+    #[error("clustering key bytes do not decode as the table's clustering columns")]
+    MalformedClustering,
 }
 
 impl PartitionKey {
@@ -76,6 +99,70 @@ impl PartitionKey {
     /// The serialized bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
+    }
+
+    /// The partition key of a table whose partition key columns hold
+    /// `values`, serialized as Cassandra does, so that its token is the
+    /// one Cassandra and its drivers compute: one column is its value's
+    /// bytes; several are each `length (u16) ‖ bytes ‖ 0x00`.
+    pub fn from_values(values: &[(&Value, CqlType)]) -> Result<PartitionKey, KeyError> {
+        let mut bytes = Vec::new();
+        for (value, ty) in values {
+            if matches!(value, Value::Null) {
+                return Err(KeyError::NullComponent);
+            }
+            if !value.fits(*ty) {
+                return Err(KeyError::WrongType {
+                    expected: *ty,
+                    got: value.kind().to_string(),
+                });
+            }
+            let serialized = value.to_cassandra_bytes();
+            if values.len() == 1 {
+                bytes = serialized;
+                continue;
+            }
+            let len =
+                u16::try_from(serialized.len()).map_err(|_| KeyError::PartitionKeyTooLong {
+                    len: serialized.len(),
+                    max: MAX_PARTITION_KEY_BYTES,
+                })?;
+            bytes.extend(len.to_be_bytes());
+            bytes.extend(serialized);
+            bytes.push(0);
+        }
+        if bytes.is_empty() {
+            return Err(KeyError::EmptyPartitionKey);
+        }
+        PartitionKey::new(bytes)
+    }
+
+    /// The values of the partition key columns, of `types`, that
+    /// [`PartitionKey::from_values`] serialized.
+    pub fn decode(&self, types: &[CqlType]) -> Result<Vec<Value>, KeyError> {
+        let decode = |ty: CqlType, bytes: &[u8]| {
+            Value::from_cassandra_bytes(ty, bytes).map_err(|_| KeyError::MalformedPartition)
+        };
+        if let [ty] = types {
+            return Ok(vec![decode(*ty, &self.0)?]);
+        }
+        let mut rest = self.0.as_slice();
+        let mut values = Vec::with_capacity(types.len());
+        for ty in types {
+            let Some((len, tail)) = rest.split_first_chunk::<2>() else {
+                return Err(KeyError::MalformedPartition);
+            };
+            let len = usize::from(u16::from_be_bytes(*len));
+            if tail.len() < len + 1 || tail[len] != 0 {
+                return Err(KeyError::MalformedPartition);
+            }
+            values.push(decode(*ty, &tail[..len])?);
+            rest = &tail[len + 1..];
+        }
+        if !rest.is_empty() {
+            return Err(KeyError::MalformedPartition);
+        }
+        Ok(values)
     }
 }
 
@@ -100,6 +187,39 @@ impl ClusteringKey {
     /// The order-preserving bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
+    }
+
+    /// The clustering key of the clustering column values `values`, each
+    /// with its column's type and order: the full key, or a prefix of it
+    /// (the first columns, for a slice), whose bytes are a prefix of the
+    /// full keys that start with these values. See `clustering.rs`.
+    pub fn encode(values: &[(&Value, CqlType, Order)]) -> Result<ClusteringKey, KeyError> {
+        let mut bytes = Vec::new();
+        for (value, ty, order) in values {
+            encode_component(value, *ty, *order, &mut bytes)?;
+            if bytes.len() > MAX_CLUSTERING_KEY_BYTES {
+                break;
+            }
+        }
+        ClusteringKey::new(bytes)
+    }
+
+    /// The clustering column values [`ClusteringKey::encode`] encoded, for
+    /// columns of `columns` (type and order); a prefix decodes to as many
+    /// values as it holds.
+    pub fn decode(&self, columns: &[(CqlType, Order)]) -> Result<Vec<Value>, KeyError> {
+        let mut input = Input::new(&self.0);
+        let mut values = Vec::with_capacity(columns.len());
+        for (ty, order) in columns {
+            if input.is_empty() {
+                break;
+            }
+            values.push(decode_component(&mut input, *ty, *order)?);
+        }
+        if !input.is_empty() {
+            return Err(KeyError::MalformedClustering);
+        }
+        Ok(values)
     }
 }
 

@@ -6,6 +6,17 @@
 //! compiling the server, and the messages of the client and internode
 //! protocols with the typed errors that answer them.
 //!
+//! Rows are typed: a [`Value`] is one of the CQL types ([`CqlType`]), a
+//! table ([`TableDefinition`]) names its partition key, clustering and
+//! regular columns, and a keyspace ([`KeyspaceDefinition`]) its
+//! replication. Keys are built from values so that placement and order
+//! agree with Cassandra: [`PartitionKey::from_values`] serializes a
+//! (composite) partition key exactly as Cassandra does, so its Murmur3
+//! token is the one Cassandra's drivers compute (pinned by known answers
+//! from the `cassandra-driver` package), and [`ClusteringKey::encode`]
+//! makes bytes whose order is the clustering order, `ASC` or `DESC`, so a
+//! slice of a partition is one scan (`clustering.rs` says how).
+//!
 //! Everything here crosses the wire or the disk as MessagePack with named
 //! fields; keys and blobs go through `serde_bytes` (a MessagePack `bin`, not
 //! an array of integers: about four times cheaper to encode).
@@ -19,16 +30,21 @@
 //! ```
 
 mod cluster;
+mod clustering;
 mod consistency;
 mod error;
 mod frame;
 mod keys;
 mod message;
 mod operation;
+mod query;
 mod repair;
+mod schema;
+mod types;
 mod value;
 
 pub use cluster::ClusterSettings;
+pub use clustering::Order;
 pub use consistency::{ConsistencyLevel, UnknownConsistencyLevel};
 pub use error::RequestError;
 pub use frame::{
@@ -41,8 +57,15 @@ pub use keys::{
 };
 pub use message::{
     ClientReply, ClientRequest, Context, NodeStatus, PeerReply, PeerRequest, ReadFirst, Receipt,
-    Request, Response, RowAddress, RowId, Sibling, StreamedRow, TopologyNode, VersionedRow,
+    Request, Response, RowAddress, RowId, SchemaBytes, Sibling, StreamedRow, TopologyNode,
+    VersionedRow,
 };
 pub use operation::{OperationOutcome, OperationStatus};
+pub use query::{MAX_BOUND_VALUES, Query, QueryResult, Rows};
 pub use repair::{HintCounters, RepairStats, RepairSummary, TreeItem};
-pub use value::{Row, Value};
+pub use schema::{
+    ColumnDefinition, ColumnKind, ConflictMode, KeyspaceDefinition, MAX_COLUMNS, MAX_NAME_CHARS,
+    MAX_REPLICATION_FACTOR, SchemaError, TableDefinition, check_name, quoted,
+};
+pub use types::{CqlType, UnknownType};
+pub use value::{NANOS_PER_DAY, Row, Value, ValueError};

@@ -27,8 +27,8 @@ use ringdb_ring::{Location, NodeId, Replication, Token, TokenRange};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ClusterSettings, ClusteringKey, ConsistencyLevel, OperationStatus, PartitionKey, RepairStats,
-    RepairSummary, RequestError, Row, TableId, TreeItem,
+    ClusterSettings, ClusteringKey, ConsistencyLevel, OperationStatus, PartitionKey, Query,
+    QueryResult, RepairStats, RepairSummary, RequestError, Row, TableId, TreeItem,
 };
 
 /// A request in its envelope.
@@ -162,6 +162,8 @@ pub enum ClientRequest {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         sloppy: bool,
     },
+    /// Run a CQL statement (answered with [`ClientReply::Result`]).
+    Query(Query),
     /// The cluster's nodes, their client addresses and tokens, and the
     /// replication, so that a client can send each request to a replica.
     Topology,
@@ -319,6 +321,8 @@ pub struct NodeStatus {
 /// What a node answers a client.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ClientReply {
+    /// What a [`ClientRequest::Query`] did.
+    Result(QueryResult),
     /// The answer to [`ClientRequest::Get`]. No siblings means not found (or
     /// deleted); the context is worth passing back even then, so that a
     /// write after it supersedes the tombstone it saw.
@@ -500,6 +504,27 @@ pub enum PeerRequest {
         /// Storage keys.
         keys: Vec<serde_bytes::ByteBuf>,
     },
+    /// The receiver's whole schema, asked by a node whose schema version
+    /// differs from the one the receiver gossips. Answered with
+    /// [`PeerReply::Schema`].
+    PullSchema,
+    /// Schema entries a node changed (a DDL statement ran there), pushed at
+    /// once so that every node has them before gossip would tell it: the
+    /// receiver merges them into its own (answered with
+    /// [`PeerReply::Applied`]).
+    PushSchema(SchemaBytes),
+}
+
+/// A schema (or some of its entries), encoded by the node's schema module
+/// (opaque here, like [`VersionedRow`]): what nodes exchange so that every
+/// one of them converges to the same keyspaces and tables.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaBytes(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+impl fmt::Debug for SchemaBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SchemaBytes({} bytes)", self.0.len())
+    }
 }
 
 /// One row in a stream between nodes.
@@ -559,6 +584,8 @@ pub enum PeerReply {
         /// Whether the range has more rows after these.
         more: bool,
     },
+    /// The answer to [`PeerRequest::PullSchema`]: the whole schema.
+    Schema(SchemaBytes),
 }
 
 #[cfg(test)]

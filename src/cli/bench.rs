@@ -113,7 +113,10 @@ fn outcome(error: &ClientError) -> &'static str {
         ClientError::Request(RequestError::Overloaded { .. }) => "overloaded",
         // A client is never refused for its cluster settings (nodes are).
         ClientError::Request(
-            RequestError::InvalidRequest { .. } | RequestError::SettingsMismatch { .. },
+            RequestError::InvalidRequest { .. }
+            | RequestError::SettingsMismatch { .. }
+            | RequestError::InvalidStatement { .. }
+            | RequestError::AlreadyExists { .. },
         ) => "invalid",
         ClientError::Request(RequestError::Server { .. }) => "server",
         ClientError::Request(RequestError::DamagedData { .. }) => "damaged_data",

@@ -221,13 +221,8 @@ fn show_columns(columns: &Row) -> String {
 
 fn show_value(value: &Value) -> String {
     match value {
-        Value::Null => "null".into(),
-        Value::Boolean(b) => b.to_string(),
-        Value::Int(i) => i.to_string(),
-        Value::BigInt(i) => i.to_string(),
-        Value::Double(d) => d.to_string(),
         Value::Text(t) => format!("{t:?}"),
-        Value::Blob(b) => format!("0x{}", hex::encode(b)),
+        other => other.to_string(),
     }
 }
 

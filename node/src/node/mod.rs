@@ -18,6 +18,7 @@ use crate::hints::{self, Hints};
 use crate::membership::{GossipTask, Membership, SeedWatch, View};
 use crate::network::{Faults, Faulty, Hello, Network};
 use crate::replica::Replica;
+use crate::schema::Schemas;
 use crate::storage::Engine;
 use crate::storage::{Storage, StorageError};
 use crate::tls::{NodeCertificate, TlsError};
@@ -173,9 +174,11 @@ impl Node {
             config.hints.clone(),
             world.clock.clone(),
         )?);
+        let schemas = Arc::new(Schemas::open(replica.clone()).map_err(NodeError::Storage)?);
         let mut tasks = JoinSet::new();
         tasks.spawn(gossip_task.run());
-        let coordinator = serve(&replica, hints, &mut tasks, &cancel);
+        schemas.announce().await;
+        let coordinator = serve(&replica, hints, schemas, &mut tasks, &cancel);
         let handle = NodeHandle {
             id: config.node_id.clone(),
             internode_address,
@@ -368,16 +371,18 @@ fn gossiper(
 }
 
 /// Wires the services around `replica` and spawns their tasks: serving
-/// peers and clients, background jobs, hint replay, Merkle trees,
-/// anti-entropy and restores. Returns the topology service.
+/// peers and clients, background jobs, schema agreement, hint replay,
+/// Merkle trees, anti-entropy and restores. Returns the topology service.
 fn serve(
     replica: &Arc<Replica>,
     hints: Arc<Hints>,
+    schemas: Arc<Schemas>,
     tasks: &mut JoinSet<()>,
     cancel: &CancellationToken,
 ) -> Arc<Topology> {
     let (background, jobs) = mpsc::channel(BACKGROUND_QUEUE);
-    let services = Services::new(replica, hints, background, cancel.clone());
+    tasks.spawn(schemas.clone().run(cancel.clone()));
+    let services = Services::new(replica, hints, schemas, background, cancel.clone());
     let hello = Hello {
         generation: replica.generation,
         settings: replica.settings.clone(),

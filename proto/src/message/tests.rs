@@ -3,7 +3,10 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::{MAX_FRAME_BYTES, OperationOutcome, Value, decode_frame, encode_frame};
+use crate::{
+    CqlType, MAX_FRAME_BYTES, OperationOutcome, Query, QueryResult, Rows, Value, decode_frame,
+    encode_frame,
+};
 
 fn address() -> impl Strategy<Value = RowAddress> {
     (
@@ -59,6 +62,22 @@ fn client_request() -> impl Strategy<Value = ClientRequest> {
             table,
             ranges: vec![TokenRange::new(Token(-4), Token(8)), TokenRange::full()]
         }),
+        (
+            ".{0,40}",
+            proptest::collection::vec(crate::value::strategies::value(), 0..4),
+            proptest::option::of("[a-z]{1,8}"),
+            level(),
+            any::<bool>()
+        )
+            .prop_map(
+                |(cql, values, keyspace, consistency, tracing)| ClientRequest::Query(Query {
+                    cql,
+                    values,
+                    keyspace,
+                    consistency,
+                    tracing
+                })
+            ),
         Just(ClientRequest::RepairStats),
         Just(ClientRequest::Cleanup),
         Just(ClientRequest::Topology),
@@ -94,6 +113,14 @@ fn request_error() -> impl Strategy<Value = RequestError> {
         "[a-z0-9]{1,8}".prop_map(|node| RequestError::UnreachableContext {
             node: NodeId::new(node),
         }),
+        (any::<u32>(), any::<u32>(), ".{0,20}").prop_map(|(line, column, message)| {
+            RequestError::InvalidStatement {
+                line,
+                column,
+                message,
+            }
+        }),
+        ".{0,20}".prop_map(|what| RequestError::AlreadyExists { what }),
     ]
 }
 
@@ -134,6 +161,8 @@ proptest! {
             PeerRequest::TreeHashes { range: TokenRange::full(), level: 2, nodes: vec![0, 31, 1023] },
             PeerRequest::LeafItems { range: TokenRange::new(Token(1), Token(2)), leaves: vec![5], table: Some(TableId(3)), after: Some(serde_bytes::ByteBuf::from(versions.clone())) },
             PeerRequest::ReadRows { keys: vec![serde_bytes::ByteBuf::from(versions.clone())] },
+            PeerRequest::PullSchema,
+            PeerRequest::PushSchema(SchemaBytes(versions.clone())),
         ];
         for request in requests {
             prop_assert_eq!(round_trip(&request), request);
@@ -147,6 +176,7 @@ proptest! {
             Response { id: 7, body: Ok(PeerReply::Hashes(versions.clone())) },
             Response { id: 8, body: Ok(PeerReply::Sees { in_ring: false, in_future: true }) },
             Response { id: 8, body: Ok(PeerReply::Items { items: vec![TreeItem { key: versions.clone(), digest: vec![1; 32] }], resume: Some((3, serde_bytes::ByteBuf::from(versions.clone()))) }) },
+            Response { id: 9, body: Ok(PeerReply::Schema(SchemaBytes(versions.clone()))) },
             Response { id: 3, body: Err(error) },
         ];
         for response in responses {
@@ -163,6 +193,11 @@ proptest! {
             Ok(ClientReply::Topology { nodes: vec![TopologyNode { id: NodeId::new("n1"), client_address: "127.0.0.1:9042".into(), location: Location::default(), tokens: vec![Token(-3), Token(i64::MAX)], reachable }], replication: Replication::Simple { factor: 3 } }),
             Ok(ClientReply::Status { answered_by: NodeId::new("n2"), nodes: vec![NodeStatus { id: NodeId::new("n1"), up: reachable, status: "Normal".into(), internode_address: Some("127.0.0.1:7000".into()), client_address: None, load_bytes: Some(12345), tokens: vec![Token(1)], owns: 0.5, location: Location::default(), generation: 17, clock_offset_ms: Some(-3), damage: Some("restoring".into()), operation: Some("decommission: streaming range 1 of 2".into()) }], replication: Replication::Simple { factor: 3 } }),
             Ok(ClientReply::Done { summary: "left the ring".into() }),
+            Ok(ClientReply::Result(QueryResult::Void)),
+            Ok(ClientReply::Result(QueryResult::SetKeyspace("shop".into()))),
+            Ok(ClientReply::Result(QueryResult::SchemaChange { change: "CREATED TABLE shop.t".into(), version: Some("abc".into()) })),
+            Ok(ClientReply::Result(QueryResult::Description("CREATE KEYSPACE …".into()))),
+            Ok(ClientReply::Result(QueryResult::Rows(Rows { columns: vec![("k".into(), CqlType::Int), ("v".into(), CqlType::Text)], rows: vec![vec![Value::Int(1), Value::Null]] }))),
             Ok(ClientReply::Operation(OperationStatus { node: NodeId::new("n1"), kind: "decommission n1".into(), started_micros: 1, progress: "done".into(), outcome: OperationOutcome::Aborted { summary: "normal again".into() } })),
             Ok(ClientReply::Repaired(RepairSummary { ranges_compared: 4, ranges_differing: vec![(TokenRange::full(), NodeId::new("n3"))], ranges_failed: vec![], keys_repaired: 1, bytes_sent: 4096, tombstones_purged: 0 })),
             Ok(ClientReply::RepairStats(RepairStats { hints_pending: vec![(NodeId::new("n3"), 100)], trees_ready: reachable, ..RepairStats::default() })),

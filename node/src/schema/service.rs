@@ -1,0 +1,285 @@
+//! The schema service: this node's schema, kept on disk, announced by
+//! gossip, and brought level with the other nodes'.
+//!
+//! A DDL statement run here is planned ([`super::ddl`]), merged, written
+//! to disk (synced) before it is acknowledged, announced (the new version
+//! in gossip) and pushed to every live peer at once, so that a table
+//! created through one node is usable through the others within
+//! milliseconds rather than a gossip round. Gossip is the safety net: a
+//! task compares the version each live peer announces with this node's
+//! and pulls the whole schema of a peer that differs, then merges it.
+//! Merging is idempotent and commutative, so pushes and pulls in any
+//! order, repeated or lost, leave every node with the same schema.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ringdb_gossip::{StateKey, StateValue};
+use ringdb_proto::{PeerReply, PeerRequest, RequestError, SchemaBytes};
+use ringdb_ring::NodeId;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::ddl::{self, DdlError};
+use super::{Schema, SchemaVersion, Stamp};
+use crate::error::{TaskError, ask};
+use crate::replica::Replica;
+use crate::storage::StorageError;
+
+/// Where the schema is kept in the storage's metadata.
+const SCHEMA_META: &str = "schema";
+/// The format of what is kept there (its first byte).
+const SCHEMA_FORMAT: u8 = 1;
+/// How often the schema task compares versions with the peers'.
+const CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a pull or a push may take.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The schema service.
+pub(crate) struct Schemas {
+    replica: Arc<Replica>,
+    schema: watch::Sender<Arc<Schema>>,
+    /// The last stamp's microseconds: stamps of this node only increase.
+    last_micros: Mutex<i64>,
+    /// Serializes changes, so that what is on disk is always a schema this
+    /// node held.
+    changing: tokio::sync::Mutex<()>,
+}
+
+impl Schemas {
+    /// The service, with the schema this node stored last.
+    pub(crate) fn open(replica: Arc<Replica>) -> Result<Schemas, StorageError> {
+        let schema = match replica.storage.get_meta(SCHEMA_META)? {
+            None => Schema::default(),
+            Some(bytes) => decode_stored(&bytes).map_err(|error| StorageError::Corrupt {
+                what: "schema",
+                detail: error.to_string(),
+            })?,
+        };
+        Ok(Schemas {
+            replica,
+            schema: watch::Sender::new(Arc::new(schema)),
+            last_micros: Mutex::new(i64::MIN),
+            changing: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Announces this node's schema version by gossip (at start).
+    pub(crate) async fn announce(&self) {
+        let version = self.current().version();
+        self.replica
+            .gossip
+            .set_state(StateValue::SchemaVersion(version.to_string()))
+            .await;
+    }
+
+    /// The schema now.
+    pub(crate) fn current(&self) -> Arc<Schema> {
+        self.schema.borrow().clone()
+    }
+
+    /// Runs a DDL statement: plans it against the schema now, stores and
+    /// announces the change, and pushes it to the live peers. Returns the
+    /// new version, or `None` when `IF [NOT] EXISTS` made it a no-op.
+    pub(crate) async fn execute(
+        &self,
+        statement: &ringdb_cql::ast::Statement,
+        keyspace: Option<&str>,
+        deadline: Instant,
+    ) -> Result<Option<SchemaVersion>, SchemaFailure> {
+        let guard = self.changing.lock().await;
+        let stamp = self.stamp();
+        let current = self.current();
+        let Some(change) = ddl::plan(&current, statement, keyspace, &stamp)? else {
+            return Ok(None);
+        };
+        let mut next = (*current).clone();
+        next.merge(&change);
+        self.store(next).await?;
+        drop(guard);
+        let version = self.current().version();
+        info!(%version, "schema changed here");
+        self.push(&change, deadline).await;
+        Ok(Some(version))
+    }
+
+    /// Merges a schema (or some entries) a peer sent; returns whether this
+    /// node's changed.
+    pub(crate) async fn merge(&self, incoming: &SchemaBytes) -> Result<bool, RequestError> {
+        let incoming = decode(&incoming.0).map_err(|e| RequestError::invalid(e.to_string()))?;
+        let _guard = self.changing.lock().await;
+        let mut next = (*self.current()).clone();
+        if !next.merge(&incoming) {
+            return Ok(false);
+        }
+        self.store(next)
+            .await
+            .map_err(|e| self.replica.server_error(e.to_string()))?;
+        debug!(version = %self.current().version(), "merged a peer's schema");
+        Ok(true)
+    }
+
+    /// This node's whole schema, for a peer that pulls it.
+    pub(crate) fn encoded(&self) -> SchemaBytes {
+        SchemaBytes(rmp_serde::to_vec(&*self.current()).expect("a schema encodes"))
+    }
+
+    /// Waits, at most `within`, until keyspace `name` exists here; returns
+    /// whether it does.
+    pub(crate) async fn wait_for_keyspace(&self, name: &str, within: Duration) -> bool {
+        let mut changes = self.schema.subscribe();
+        let found = changes.wait_for(|schema| schema.keyspace(name).is_some());
+        matches!(tokio::time::timeout(within, found).await, Ok(Ok(_)))
+    }
+
+    /// Stores `next` (synced), then makes it current and announces it.
+    async fn store(&self, next: Schema) -> Result<(), StorageError> {
+        let mut bytes = vec![SCHEMA_FORMAT];
+        bytes.extend(rmp_serde::to_vec(&next).expect("a schema encodes"));
+        self.replica
+            .storage
+            .blocking(move |storage| storage.put_meta(SCHEMA_META, &bytes))
+            .await?;
+        self.schema.send_replace(Arc::new(next));
+        self.announce().await;
+        Ok(())
+    }
+
+    /// A stamp later than every one this node issued before.
+    fn stamp(&self) -> Stamp {
+        let mut last = self.last_micros.lock().expect("schema stamps");
+        let micros = self.replica.now_micros().max(last.saturating_add(1));
+        *last = micros;
+        Stamp {
+            micros,
+            node: self.replica.me.clone(),
+        }
+    }
+
+    /// Sends `change` to every live peer, waiting for their answers until
+    /// `deadline` at most (a peer that misses it pulls it later).
+    async fn push(&self, change: &Schema, deadline: Instant) {
+        let bytes = SchemaBytes(rmp_serde::to_vec(change).expect("a schema encodes"));
+        let deadline = deadline.min(Instant::now() + EXCHANGE_TIMEOUT);
+        let view = self.replica.membership.view();
+        let mut pushes = tokio::task::JoinSet::new();
+        for peer in view
+            .nodes
+            .keys()
+            .filter(|n| **n != self.replica.me && view.is_up(n))
+        {
+            let (peers, peer) = (self.replica.peers.clone(), peer.clone());
+            let request = PeerRequest::PushSchema(bytes.clone());
+            pushes.spawn(async move {
+                if let Err(error) = ask(&*peers, &peer, request, deadline).await {
+                    debug!(%error, "schema push failed; the peer will pull it");
+                }
+            });
+        }
+        while pushes.join_next().await.is_some() {}
+    }
+
+    /// The schema task: pulls the schema of each live peer that announces
+    /// a version other than this node's, until `cancel`.
+    pub(crate) async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let mut pulled: BTreeMap<NodeId, String> = BTreeMap::new();
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(CHECK_INTERVAL) => {}
+            }
+            let mine = self.current().version().to_string();
+            for (peer, theirs) in self.differing(&mine) {
+                // Each version of a peer is pulled once: if merging it
+                // did not make the versions equal, the peer lacks what
+                // this node has, and pulls it itself.
+                if pulled.get(&peer) == Some(&theirs) {
+                    continue;
+                }
+                match self.pull(&peer).await {
+                    Ok(()) => {
+                        pulled.insert(peer, theirs);
+                    }
+                    Err(error) => warn!(%peer, %error, "could not pull the schema"),
+                }
+            }
+        }
+    }
+
+    /// The live peers whose announced schema version is not `mine`.
+    fn differing(&self, mine: &str) -> Vec<(NodeId, String)> {
+        let view = self.replica.membership.view();
+        view.nodes
+            .iter()
+            .filter(|(id, node)| **id != self.replica.me && node.up)
+            .filter_map(|(id, node)| match node.state.get(StateKey::SchemaVersion) {
+                Some(StateValue::SchemaVersion(theirs)) if theirs != mine => {
+                    Some((id.clone(), theirs.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn pull(&self, peer: &NodeId) -> Result<(), TaskError> {
+        let deadline = Instant::now() + EXCHANGE_TIMEOUT;
+        match ask(
+            &*self.replica.peers,
+            peer,
+            PeerRequest::PullSchema,
+            deadline,
+        )
+        .await?
+        {
+            PeerReply::Schema(bytes) => {
+                self.merge(&bytes).await?;
+                Ok(())
+            }
+            other => Err(TaskError::unexpected(peer, &other)),
+        }
+    }
+}
+
+/// Why a DDL statement did not change the schema.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SchemaFailure {
+    /// The statement was refused.
+    #[error(transparent)]
+    Refused(#[from] DdlError),
+    /// The change could not be stored.
+    #[error("the schema change could not be stored: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// Why schema bytes were refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DecodeError {
+    /// Not a schema.
+    #[error("not a schema: {0}")]
+    Decode(#[from] rmp_serde::decode::Error),
+    /// A schema that breaks a rule.
+    #[error("an invalid schema: {0}")]
+    Invalid(#[from] ringdb_proto::SchemaError),
+    /// Stored by a later release.
+    #[error("unknown schema format {0}")]
+    Format(u8),
+}
+
+/// A schema a peer sent: decoded and checked.
+fn decode(bytes: &[u8]) -> Result<Schema, DecodeError> {
+    let schema: Schema = rmp_serde::from_slice(bytes)?;
+    schema.validate()?;
+    Ok(schema)
+}
+
+/// The stored schema: its format byte, then the schema.
+fn decode_stored(bytes: &[u8]) -> Result<Schema, DecodeError> {
+    match bytes.split_first() {
+        Some((&SCHEMA_FORMAT, rest)) => decode(rest),
+        Some((format, _)) => Err(DecodeError::Format(*format)),
+        None => Err(DecodeError::Format(0)),
+    }
+}
