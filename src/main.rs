@@ -87,6 +87,15 @@ enum Command {
         /// Node ids to issue certificates for.
         nodes: Vec<String>,
     },
+    /// A cqlsh-like shell: CQL statements ending in ';', CONSISTENCY,
+    /// TRACING, EXPAND, PAGING, SOURCE, HELP, EXIT.
+    ///
+    /// Interactive on a terminal (history in ~/.ringdb_history, Tab
+    /// completes keywords, keyspaces, tables and columns); with -e, -f or
+    /// piped input it runs the statements in order and exits non-zero at
+    /// the first error. Connects to the `ringdb dev` cluster in --dev-dir
+    /// unless --host is given.
+    Shell(cli::shell::ShellArgs),
     /// Read a row: print its value (every sibling, if writes were
     /// concurrent) and its context.
     Get {
@@ -390,6 +399,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return cli::data::run(&connection, consistency, table, key, context, operation).await;
         }
         Command::Bench(args) => cli::bench::run(&args).await?,
+        Command::Shell(args) => return cli::shell::run(args).await,
         Command::Sim(_) => unreachable!("ringdb sim runs before the runtime starts"),
         Command::Status { connection } => return cli::admin::status(&connection).await,
         Command::Ring { connection } => return cli::admin::ring(&connection).await,

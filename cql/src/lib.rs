@@ -48,7 +48,7 @@ mod parser;
 mod values;
 
 pub use lexer::{Position, Token, TokenKind, tokenize};
-pub use parser::{is_reserved, parse, parse_statement};
+pub use parser::{MAX_STATEMENT_BYTES, is_reserved, parse, parse_statement};
 pub use values::{LiteralError, literal_value};
 
 /// Why CQL text was refused.

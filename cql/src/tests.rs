@@ -312,6 +312,23 @@ fn syntax_errors_point_at_line_and_column() {
 }
 
 #[test]
+fn deep_nesting_and_huge_texts_are_refused_not_overflowed() {
+    let deep = format!(
+        "SELECT * FROM t WHERE k = {}1{}",
+        "f(".repeat(10_000),
+        ")".repeat(10_000)
+    );
+    assert_eq!(error(&deep), "line 1:91: values nested more than 32 deep");
+    let maps = format!("CREATE KEYSPACE k WITH r = {}", "{1: ".repeat(100_000));
+    assert!(error(&maps).ends_with("values nested more than 32 deep"));
+    let huge = format!(
+        "SELECT * FROM t WHERE k = '{}'",
+        "x".repeat(MAX_STATEMENT_BYTES)
+    );
+    assert!(error(&huge).starts_with("line 1:1: the text is 1048604 bytes"));
+}
+
+#[test]
 fn unsupported_features_are_named() {
     let cases = [
         (

@@ -288,7 +288,10 @@ fn decode_decimal(input: &mut Input<'_>) -> Result<Value, KeyError> {
     // value = 0.digits × 10^exponent = digits × 10^(exponent − len), and
     // unscaled = value × 10^scale: the digits and as many trailing zeros
     // as the encoding dropped (bounded by what a key can hold).
-    let zeros = exponent + i64::from(scale) - digits.len() as i64;
+    let zeros = exponent
+        .checked_add(i64::from(scale))
+        .and_then(|z| z.checked_sub(digits.len() as i64))
+        .ok_or(KeyError::MalformedClustering)?;
     if digits.first().is_none_or(|d| *d == 0) || !(0..=MAX_DECIMAL_ZEROS).contains(&zeros) {
         return Err(KeyError::MalformedClustering);
     }
@@ -533,6 +536,13 @@ mod tests {
                 for (value, (ty, _)) in values.iter().zip(&types) {
                     prop_assert!(value.fits(*ty));
                 }
+                // What decodes is what encoding those values makes.
+                let again: Vec<(&Value, CqlType, Order)> = values
+                    .iter()
+                    .zip(&types)
+                    .map(|(value, (ty, order))| (value, *ty, *order))
+                    .collect();
+                prop_assert_eq!(ClusteringKey::encode(&again).unwrap(), key);
             }
         }
     }

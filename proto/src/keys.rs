@@ -219,6 +219,15 @@ impl ClusteringKey {
         if !input.is_empty() {
             return Err(KeyError::MalformedClustering);
         }
+        // Only the bytes `encode` makes: two keys never decode alike.
+        let again: Vec<(&Value, CqlType, Order)> = values
+            .iter()
+            .zip(columns)
+            .map(|(value, (ty, order))| (value, *ty, *order))
+            .collect();
+        if ClusteringKey::encode(&again).as_ref() != Ok(self) {
+            return Err(KeyError::MalformedClustering);
+        }
         Ok(values)
     }
 }

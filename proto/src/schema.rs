@@ -27,6 +27,8 @@ pub const MAX_NAME_CHARS: usize = 48;
 pub const MAX_COLUMNS: usize = 1024;
 /// The largest replication factor (per datacenter).
 pub const MAX_REPLICATION_FACTOR: usize = 32;
+/// The longest table comment, in bytes.
+pub const MAX_COMMENT_BYTES: usize = 4096;
 
 /// A keyspace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,6 +215,12 @@ impl TableDefinition {
         if !self.columns.is_sorted_by_key(|c| rank(&c.kind)) {
             return Err(SchemaError(format!(
                 "table {}: key columns must come first",
+                self.name
+            )));
+        }
+        if self.comment.len() > MAX_COMMENT_BYTES {
+            return Err(SchemaError(format!(
+                "table {}: a comment is at most {MAX_COMMENT_BYTES} bytes",
                 self.name
             )));
         }

@@ -283,10 +283,10 @@ impl fmt::Display for Value {
             Value::Uuid(uuid) => write!(f, "{uuid}"),
             Value::Timestamp(millis) => show_timestamp(*millis, f),
             Value::Date(days) => {
-                let date = time::Date::from_julian_day(UNIX_EPOCH_JULIAN_DAY + days);
-                match date {
-                    Ok(date) => write!(f, "{date}"),
-                    Err(_) => write!(f, "{days}"),
+                let julian = UNIX_EPOCH_JULIAN_DAY.checked_add(*days);
+                match julian.map(time::Date::from_julian_day) {
+                    Some(Ok(date)) => write!(f, "{date}"),
+                    _ => write!(f, "{days}"),
                 }
             }
             Value::Time(nanos) => {
@@ -330,6 +330,10 @@ fn show_decimal(unscaled: &BigInt, scale: i32, f: &mut fmt::Formatter<'_>) -> fm
         } else {
             write!(f, "{sign}{digits}E+{zeros}")
         };
+    }
+    if scale as usize > digits.len() + 32 {
+        // An exponent rather than pages of zeros.
+        return write!(f, "{sign}{digits}E-{scale}");
     }
     let scale = scale as usize;
     let padded = format!("{digits:0>width$}", width = scale + 1);
@@ -537,6 +541,8 @@ mod tests {
         assert_eq!(shown(decimal(-1, 3)), "-0.001");
         assert_eq!(shown(decimal(15, -2)), "1500");
         assert_eq!(shown(decimal(15, -40)), "15E+40");
+        assert_eq!(shown(decimal(15, i32::MAX)), "15E-2147483647");
+        assert_eq!(shown(Value::Date(i32::MAX)), "2147483647");
         assert_eq!(shown(Value::Blob(vec![0xca, 0xfe])), "0xcafe");
         assert_eq!(shown(Value::Double(0.1)), "0.1");
         assert_eq!(shown(Value::Float(f32::NEG_INFINITY)), "-Infinity");

@@ -6,5 +6,6 @@ pub mod cert;
 pub mod data;
 pub mod dev;
 pub mod repair;
+pub mod shell;
 pub mod sim;
 pub mod start;

@@ -111,14 +111,34 @@ pub(crate) struct Parser {
     next: usize,
     /// Anonymous bind markers seen so far (the next one's index).
     markers: usize,
+    /// How deep in nested terms (function arguments, maps) the parser is.
+    depth: usize,
 }
+
+/// The largest statement text, in bytes: a statement is parsed whole, so
+/// this bounds the memory a client can make a node spend on it.
+pub const MAX_STATEMENT_BYTES: usize = 1 << 20;
+
+/// How deeply terms may nest (`f(g(…))`, maps in maps): the parser
+/// recurses once a level, so this bounds its stack.
+pub(crate) const MAX_TERM_DEPTH: usize = 32;
 
 impl Parser {
     fn new(text: &str) -> Result<Parser, ParseError> {
+        if text.len() > MAX_STATEMENT_BYTES {
+            return Err(ParseError::Syntax {
+                position: Position { line: 1, column: 1 },
+                message: format!(
+                    "the text is {} bytes; the limit is {MAX_STATEMENT_BYTES}",
+                    text.len()
+                ),
+            });
+        }
         Ok(Parser {
             tokens: tokenize(text)?,
             next: 0,
             markers: 0,
+            depth: 0,
         })
     }
 

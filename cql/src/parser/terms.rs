@@ -4,7 +4,7 @@ use std::str::FromStr;
 
 use ringdb_proto::CqlType;
 
-use super::{Parser, is_reserved};
+use super::{MAX_TERM_DEPTH, Parser, is_reserved};
 use crate::ParseError;
 use crate::ast::{BindMarker, Literal, Property, TableName, Term, TermKind};
 use crate::lexer::{Position, TokenKind};
@@ -80,6 +80,19 @@ impl Parser {
 
     /// A value: a constant, a bind marker, a function call or a map.
     pub(super) fn term(&mut self) -> Result<Term, ParseError> {
+        if self.depth >= MAX_TERM_DEPTH {
+            return Err(ParseError::Syntax {
+                position: self.position(),
+                message: format!("values nested more than {MAX_TERM_DEPTH} deep"),
+            });
+        }
+        self.depth += 1;
+        let term = self.term_here();
+        self.depth -= 1;
+        term
+    }
+
+    fn term_here(&mut self) -> Result<Term, ParseError> {
         let position = self.position();
         let token = self.peek().kind.clone();
         let kind = match token {

@@ -121,7 +121,7 @@ impl Planner<'_> {
             .schema
             .keyspaces
             .get(name)
-            .map_or(0, |e| e.incarnation + 1);
+            .map_or(0, |e| e.incarnation.saturating_add(1));
         Ok(Some(self.keyspace_change(
             keyspace,
             self.stamp,
@@ -235,7 +235,7 @@ impl Planner<'_> {
             .schema
             .tables
             .get(&key)
-            .map_or(0, |e| e.incarnation + 1);
+            .map_or(0, |e| e.incarnation.saturating_add(1));
         let keyspace_created = &self.schema.keyspaces[&keyspace].created;
         let mut table = table_definition(create, &keyspace)?;
         table.id = table_id(&keyspace, name, keyspace_created, incarnation);

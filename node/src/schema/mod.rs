@@ -6,9 +6,13 @@
 //! another version pulls the peer's schema and merges it into its own.
 //!
 //! **Merging.** The schema is a map from names to entries, each stamped
-//! with when and where it last changed ([`Stamp`]: wall-clock microseconds,
-//! then the node's id to break ties), and merging keeps, name by name, the
-//! entry with the highest stamp. A drop is an entry without a definition
+//! with when and where it last changed ([`Stamp`]: microseconds, then the
+//! node's id to break ties; a node stamps a change later than both its
+//! clock and every stamp it holds, a Lamport clock, so a change always
+//! follows what its node had seen, whatever the clocks), and merging
+//! keeps, name by name, the entry of the latest incarnation (how many
+//! times the name was created), a drop before a change within one, and
+//! the highest stamp after that. A drop is an entry without a definition
 //! (a tombstone), so it spreads like any change. Merging is commutative,
 //! associative and idempotent, so nodes that have merged the same changes
 //! hold the same schema and the same digest, whatever the order; two
@@ -36,6 +40,12 @@ use std::collections::BTreeMap;
 use ringdb_proto::{KeyspaceDefinition, SchemaError, TableDefinition, TableId};
 use ringdb_ring::NodeId;
 use serde::{Deserialize, Serialize};
+
+/// Stamps are below this (year 148,000 or so): a peer cannot freeze an
+/// entry with a stamp nothing can follow.
+pub const MAX_STAMP_MICROS: i64 = 1 << 62;
+/// Incarnations are below this.
+pub const MAX_INCARNATION: u32 = u32::MAX / 2;
 
 /// When and where a schema entry changed: ordered by time, then node.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -154,9 +164,47 @@ impl Schema {
         })
     }
 
+    /// The latest change's stamp in microseconds (`i64::MIN` when empty):
+    /// a node stamps its next change later than this, whatever its clock.
+    pub fn latest_micros(&self) -> i64 {
+        let keyspaces = self.keyspaces.values().map(|e| e.changed.micros);
+        let tables = self.tables.values().map(|e| e.changed.micros);
+        keyspaces.chain(tables).max().unwrap_or(i64::MIN)
+    }
+
     /// Checks a schema that came from a peer or the disk: every definition
-    /// valid and filed under its own name.
+    /// valid and filed under its own name, stamps in order and in range,
+    /// and no two live tables under one id.
     pub fn validate(&self) -> Result<(), SchemaError> {
+        let stamps = self
+            .keyspaces
+            .values()
+            .map(|e| (&e.created, &e.changed, e.incarnation))
+            .chain(
+                self.tables
+                    .values()
+                    .map(|e| (&e.created, &e.changed, e.incarnation)),
+            );
+        for (created, changed, incarnation) in stamps {
+            if created > changed
+                || changed.micros >= MAX_STAMP_MICROS
+                || incarnation >= MAX_INCARNATION
+            {
+                return Err(SchemaError(format!(
+                    "an entry stamped {changed:?}, created {created:?}, incarnation {incarnation}"
+                )));
+            }
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for table in self.tables.values().filter(|e| self.is_live(e)) {
+            let table = table.definition.as_ref().expect("live");
+            if !ids.insert(table.id) {
+                return Err(SchemaError(format!(
+                    "two tables with the id of {}.{}",
+                    table.keyspace, table.name
+                )));
+            }
+        }
         for (name, entry) in &self.keyspaces {
             if let Some(keyspace) = &entry.definition {
                 keyspace.validate()?;
@@ -183,6 +231,17 @@ impl Schema {
     }
 }
 
+/// The stamp of a change made by `node`: later than its clock (`now`),
+/// than `last` (its previous stamp) and than every stamp in `schema` (a
+/// Lamport clock), so the change follows whatever the node had seen.
+pub fn next_stamp(schema: &Schema, last: i64, now: i64, node: &NodeId) -> Stamp {
+    let after = last.max(schema.latest_micros()).saturating_add(1);
+    Stamp {
+        micros: now.max(after),
+        node: node.clone(),
+    }
+}
+
 /// Keeps, for each key, the entry with the latest change.
 fn merge_map<K: Ord + Clone, T: Clone + PartialEq + Serialize>(
     mine: &mut BTreeMap<K, Entry<T>>,
@@ -201,11 +260,14 @@ fn merge_map<K: Ord + Clone, T: Clone + PartialEq + Serialize>(
     changed
 }
 
-/// Whether `entry` wins over `current`: a later change; between changes
-/// with one stamp (which a node never issues twice), the larger encoding,
-/// so that every node picks the same.
+/// Whether `entry` wins over `current`: a later incarnation (a name
+/// dropped and created again); within one, a drop; then the later change;
+/// between changes with one stamp (which no node issues twice), the larger
+/// encoding, so that every node picks the same. So a change made by a
+/// node that had not heard of a drop, or of a newer incarnation, loses.
 fn supersedes<T: PartialEq + Serialize>(entry: &Entry<T>, current: &Entry<T>) -> bool {
-    match entry.changed.cmp(&current.changed) {
+    let rank = |e: &Entry<T>| (e.incarnation, e.definition.is_none(), e.changed.clone());
+    match rank(entry).cmp(&rank(current)) {
         std::cmp::Ordering::Greater => true,
         std::cmp::Ordering::Less => false,
         std::cmp::Ordering::Equal => {

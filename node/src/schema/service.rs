@@ -42,6 +42,8 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) struct Schemas {
     replica: Arc<Replica>,
     schema: watch::Sender<Arc<Schema>>,
+    /// The current schema's version (computed once per change).
+    version: Mutex<String>,
     /// The last stamp's microseconds: stamps of this node only increase.
     last_micros: Mutex<i64>,
     /// Serializes changes, so that what is on disk is always a schema this
@@ -61,6 +63,7 @@ impl Schemas {
         };
         Ok(Schemas {
             replica,
+            version: Mutex::new(schema.version().to_string()),
             schema: watch::Sender::new(Arc::new(schema)),
             last_micros: Mutex::new(i64::MIN),
             changing: tokio::sync::Mutex::new(()),
@@ -69,10 +72,10 @@ impl Schemas {
 
     /// Announces this node's schema version by gossip (at start).
     pub(crate) async fn announce(&self) {
-        let version = self.current().version();
+        let version = self.version_text();
         self.replica
             .gossip
-            .set_state(StateValue::SchemaVersion(version.to_string()))
+            .set_state(StateValue::SchemaVersion(version))
             .await;
     }
 
@@ -81,29 +84,48 @@ impl Schemas {
         self.schema.borrow().clone()
     }
 
-    /// Runs a DDL statement: plans it against the schema now, stores and
-    /// announces the change, and pushes it to the live peers. Returns the
-    /// new version, or `None` when `IF [NOT] EXISTS` made it a no-op.
+    /// Runs a DDL statement: brings this node level with live peers whose
+    /// schema differs (so that the statement sees their changes), plans it
+    /// against the schema now, stores and announces the change, and pushes
+    /// it to the live peers. Returns the new version, or `None` when
+    /// `IF [NOT] EXISTS` made it a no-op.
     pub(crate) async fn execute(
         &self,
         statement: &ringdb_cql::ast::Statement,
         keyspace: Option<&str>,
         deadline: Instant,
     ) -> Result<Option<SchemaVersion>, SchemaFailure> {
+        self.catch_up(deadline).await;
         let guard = self.changing.lock().await;
-        let stamp = self.stamp();
         let current = self.current();
+        let stamp = self.stamp(&current);
         let Some(change) = ddl::plan(&current, statement, keyspace, &stamp)? else {
             return Ok(None);
         };
         let mut next = (*current).clone();
-        next.merge(&change);
+        if !next.merge(&change) {
+            // A later stamp than every one held always wins; not winning
+            // would be a bug, and must not be acknowledged.
+            return Err(SchemaFailure::Lost);
+        }
+        let version = next.version();
         self.store(next).await?;
         drop(guard);
-        let version = self.current().version();
         info!(%version, "schema changed here");
         self.push(&change, deadline).await;
         Ok(Some(version))
+    }
+
+    /// Pulls the schema of the live peers that announce another version,
+    /// until `deadline` at most (a second at most).
+    async fn catch_up(&self, deadline: Instant) {
+        let deadline = deadline.min(Instant::now() + EXCHANGE_TIMEOUT / 2);
+        let mine = self.version_text();
+        for (peer, _) in self.differing(&mine) {
+            if let Err(error) = self.pull(&peer, deadline).await {
+                debug!(%peer, %error, "could not pull the schema before a change");
+            }
+        }
     }
 
     /// Merges a schema (or some entries) a peer sent; returns whether this
@@ -118,7 +140,7 @@ impl Schemas {
         self.store(next)
             .await
             .map_err(|e| self.replica.server_error(e.to_string()))?;
-        debug!(version = %self.current().version(), "merged a peer's schema");
+        debug!(version = %self.version_text(), "merged a peer's schema");
         Ok(true)
     }
 
@@ -139,24 +161,32 @@ impl Schemas {
     async fn store(&self, next: Schema) -> Result<(), StorageError> {
         let mut bytes = vec![SCHEMA_FORMAT];
         bytes.extend(rmp_serde::to_vec(&next).expect("a schema encodes"));
-        self.replica
+        let stored = self
+            .replica
             .storage
             .blocking(move |storage| storage.put_meta(SCHEMA_META, &bytes))
-            .await?;
+            .await;
+        if let Err(error) = stored {
+            self.replica.storage.note_damage(&error);
+            return Err(error);
+        }
+        *self.version.lock().expect("schema version") = next.version().to_string();
         self.schema.send_replace(Arc::new(next));
         self.announce().await;
         Ok(())
     }
 
-    /// A stamp later than every one this node issued before.
-    fn stamp(&self) -> Stamp {
+    /// The version of the current schema, as gossip carries it.
+    fn version_text(&self) -> String {
+        self.version.lock().expect("schema version").clone()
+    }
+
+    /// The stamp of this node's next change (see [`super::next_stamp`]).
+    fn stamp(&self, schema: &Schema) -> Stamp {
         let mut last = self.last_micros.lock().expect("schema stamps");
-        let micros = self.replica.now_micros().max(last.saturating_add(1));
-        *last = micros;
-        Stamp {
-            micros,
-            node: self.replica.me.clone(),
-        }
+        let stamp = super::next_stamp(schema, *last, self.replica.now_micros(), &self.replica.me);
+        *last = stamp.micros;
+        stamp
     }
 
     /// Sends `change` to every live peer, waiting for their answers until
@@ -191,7 +221,7 @@ impl Schemas {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep(CHECK_INTERVAL) => {}
             }
-            let mine = self.current().version().to_string();
+            let mine = self.version_text();
             for (peer, theirs) in self.differing(&mine) {
                 // Each version of a peer is pulled once: if merging it
                 // did not make the versions equal, the peer lacks what
@@ -199,7 +229,7 @@ impl Schemas {
                 if pulled.get(&peer) == Some(&theirs) {
                     continue;
                 }
-                match self.pull(&peer).await {
+                match self.pull(&peer, Instant::now() + EXCHANGE_TIMEOUT).await {
                     Ok(()) => {
                         pulled.insert(peer, theirs);
                     }
@@ -224,8 +254,7 @@ impl Schemas {
             .collect()
     }
 
-    async fn pull(&self, peer: &NodeId) -> Result<(), TaskError> {
-        let deadline = Instant::now() + EXCHANGE_TIMEOUT;
+    async fn pull(&self, peer: &NodeId, deadline: Instant) -> Result<(), TaskError> {
         match ask(
             &*self.replica.peers,
             peer,
@@ -252,6 +281,10 @@ pub(crate) enum SchemaFailure {
     /// The change could not be stored.
     #[error("the schema change could not be stored: {0}")]
     Storage(#[from] StorageError),
+    /// The change did not win over what this node holds (never expected:
+    /// it is stamped after everything held).
+    #[error("the schema change was superseded as it was made; run it again")]
+    Lost,
 }
 
 /// Why schema bytes were refused.

@@ -86,7 +86,7 @@ impl Statements {
             .await
             .map_err(|failure| match failure {
                 SchemaFailure::Refused(error) => ddl_error(error),
-                SchemaFailure::Storage(error) => self.replica.server_error(error.to_string()),
+                other => self.replica.server_error(other.to_string()),
             })?;
         Ok(QueryResult::SchemaChange {
             change: change_of(statement, keyspace),

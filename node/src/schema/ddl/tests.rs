@@ -1,3 +1,4 @@
+use crate::schema::next_stamp;
 use ringdb_proto::{ColumnKind, ConflictMode, CqlType, Order};
 use ringdb_ring::{NodeId, Replication};
 
@@ -269,4 +270,80 @@ fn schemas_from_peers_are_validated() {
     let bytes = rmp_serde::to_vec(&schema).unwrap();
     let decoded: Schema = rmp_serde::from_slice(&bytes).unwrap();
     assert_eq!(decoded.version(), schema.version());
+}
+
+#[test]
+fn a_change_through_a_node_whose_clock_is_behind_still_follows_what_it_saw() {
+    // The keyspace is created on n1 at t = 1000; n2's clock says 500.
+    let mut schema = Schema::default();
+    run(
+        &mut schema,
+        "CREATE KEYSPACE shop WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+        1000,
+        "n1",
+    )
+    .unwrap();
+    let stamp = next_stamp(&schema, i64::MIN, 500, &NodeId::new("n2"));
+    assert!(stamp.micros > 1000);
+    let statement = ringdb_cql::parse_statement("CREATE TABLE t (k int PRIMARY KEY)").unwrap();
+    let change = plan(&schema, &statement, Some("shop"), &stamp)
+        .unwrap()
+        .unwrap();
+    assert!(schema.merge(&change));
+    assert!(schema.table("shop", "t").is_some(), "the table is live");
+    // And a drop through it then wins over the create.
+    let stamp = next_stamp(&schema, stamp.micros, 501, &NodeId::new("n2"));
+    let statement = ringdb_cql::parse_statement("DROP TABLE t").unwrap();
+    let change = plan(&schema, &statement, Some("shop"), &stamp)
+        .unwrap()
+        .unwrap();
+    assert!(schema.merge(&change));
+    assert!(schema.table("shop", "t").is_none());
+}
+
+#[test]
+fn a_change_from_a_node_that_missed_a_drop_or_a_newer_table_loses() {
+    let mut schema = shop();
+    run(&mut schema, "CREATE TABLE t (k int PRIMARY KEY)", 2, "n1").unwrap();
+    let stale = schema.clone();
+    run(&mut schema, "DROP TABLE t", 3, "n1").unwrap();
+    // A node that still has t alters it later by its clock: the drop wins.
+    let mut behind = stale.clone();
+    run(&mut behind, "ALTER TABLE t ADD v int", 50, "n2").unwrap();
+    let mut merged = schema.clone();
+    merged.merge(&behind);
+    assert!(merged.table("shop", "t").is_none(), "the drop wins");
+    // t is created again (a new incarnation, a new id); a late ALTER of
+    // the old one does not replace it.
+    run(
+        &mut schema,
+        "CREATE TABLE t (k int PRIMARY KEY, w text)",
+        4,
+        "n1",
+    )
+    .unwrap();
+    let new_id = schema.table("shop", "t").unwrap().id;
+    schema.merge(&behind);
+    let table = schema.table("shop", "t").unwrap();
+    assert_eq!(table.id, new_id);
+    assert!(table.column("w").is_some() && table.column("v").is_none());
+}
+
+#[test]
+fn schemas_with_impossible_stamps_or_shared_ids_are_refused() {
+    let mut schema = shop();
+    run(&mut schema, "CREATE TABLE a (k int PRIMARY KEY)", 2, "n1").unwrap();
+    run(&mut schema, "CREATE TABLE b (k int PRIMARY KEY)", 3, "n1").unwrap();
+    let mut future = schema.clone();
+    future.keyspaces.get_mut("shop").unwrap().created.micros = 99;
+    assert!(future.validate().is_err(), "created after changed");
+    let mut frozen = schema.clone();
+    frozen.keyspaces.get_mut("shop").unwrap().changed.micros = i64::MAX;
+    assert!(frozen.validate().is_err(), "a stamp nothing can follow");
+    let mut shared = schema.clone();
+    let id = shared.table("shop", "a").unwrap().id;
+    let b = shared.tables.get_mut(&("shop".into(), "b".into())).unwrap();
+    b.definition.as_mut().unwrap().id = id;
+    assert!(shared.validate().is_err(), "two tables, one id");
+    assert_eq!(schema.validate(), Ok(()));
 }

@@ -1,0 +1,458 @@
+//! `ringdb shell`: a cqlsh-like shell.
+//!
+//! CQL statements end at `;` (they may span lines) and run on the node;
+//! the shell's own commands (`CONSISTENCY`, `TRACING`, `EXPAND`, `PAGING`,
+//! `SOURCE`, `HELP`, `EXIT`) run here and need no `;`. Interactive, it
+//! keeps a history (`~/.ringdb_history`) and completes keywords, keyspace,
+//! table and column names with Tab. With `-e` or `-f`, or input that is
+//! not a terminal, it runs the statements in order and stops at the first
+//! error, with a non-zero exit status.
+
+mod complete;
+mod render;
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use ringdb::client::{Client, ConsistencyLevel, Query, QueryResult};
+use ringdb_cql::split_statements;
+use rustyline::error::ReadlineError;
+
+use crate::cli::data::Connection;
+use complete::{Completions, ShellHelper};
+
+/// `ringdb shell` options.
+#[derive(clap::Args)]
+pub struct ShellArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// The keyspace to start in (as `USE`).
+    #[arg(short = 'k', long, value_name = "KEYSPACE")]
+    keyspace: Option<String>,
+    /// Run these statements (`;` between them) and exit.
+    #[arg(short = 'e', long, value_name = "STATEMENTS", conflicts_with = "file")]
+    execute: Option<String>,
+    /// Run the statements of this file and exit.
+    #[arg(short = 'f', long, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// The consistency level of data statements (`CONSISTENCY` changes it).
+    #[arg(long, value_name = "LEVEL", default_value = "one")]
+    consistency: ConsistencyLevel,
+}
+
+/// What a session remembers between statements.
+struct Session {
+    client: Client,
+    keyspace: Option<String>,
+    consistency: ConsistencyLevel,
+    tracing: bool,
+    expand: bool,
+    /// Rows per page when interactive; `None`: no paging.
+    paging: Option<usize>,
+    interactive: bool,
+    /// Names offered by completion, refreshed after schema changes.
+    completions: Arc<Mutex<Completions>>,
+}
+
+/// Whether the session goes on after a statement.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Exit,
+}
+
+/// Runs the shell; the exit status is non-zero when a statement failed
+/// (with `-e`, `-f` or piped input).
+pub async fn run(args: ShellArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::connect(args.connection.config()?)
+        .await
+        .context("cannot connect to the cluster")?;
+    let interactive =
+        args.execute.is_none() && args.file.is_none() && std::io::stdin().is_terminal();
+    let mut session = Session {
+        client,
+        keyspace: None,
+        consistency: args.consistency,
+        tracing: false,
+        expand: false,
+        paging: Some(100),
+        interactive,
+        completions: Arc::default(),
+    };
+    if let Some(keyspace) = &args.keyspace
+        && session
+            .run_text(&format!("USE \"{}\";", keyspace.replace('"', "\"\"")))
+            .await
+            .is_err()
+    {
+        return Ok(ExitCode::FAILURE);
+    }
+    let text = match (&args.execute, &args.file) {
+        (Some(text), _) => text.clone(),
+        (None, Some(file)) => read_file(file)?,
+        (None, None) if interactive => return session.interactive().await,
+        (None, None) => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            text
+        }
+    };
+    Ok(match session.run_text(&text).await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(()) => ExitCode::FAILURE,
+    })
+}
+
+fn read_file(file: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+}
+
+impl Session {
+    /// The interactive loop: a prompt, multi-line statements, history.
+    async fn interactive(mut self) -> anyhow::Result<ExitCode> {
+        let config = rustyline::Config::builder().auto_add_history(false).build();
+        let mut editor: rustyline::Editor<ShellHelper, rustyline::history::FileHistory> =
+            rustyline::Editor::with_config(config)?;
+        editor.set_helper(Some(ShellHelper::new(self.completions.clone())));
+        let history = std::env::var_os("HOME").map(|home| Path::new(&home).join(".ringdb_history"));
+        if let Some(history) = &history {
+            // No history yet is fine.
+            let _ = editor.load_history(history);
+        }
+        self.refresh_completions().await;
+        println!("Connected to ringdb. Statements end with ';'. HELP for help, EXIT to leave.");
+        let mut buffer = String::new();
+        loop {
+            let prompt = match (&self.keyspace, buffer.is_empty()) {
+                (Some(keyspace), true) => format!("ringdb:{keyspace}> "),
+                (None, true) => "ringdb> ".to_string(),
+                (_, false) => "   ...> ".to_string(),
+            };
+            let line = match editor.readline(&prompt) {
+                Ok(line) => line,
+                Err(ReadlineError::Interrupted) => {
+                    buffer.clear();
+                    continue;
+                }
+                Err(ReadlineError::Eof) => break,
+                Err(error) => return Err(error.into()),
+            };
+            buffer.push_str(&line);
+            buffer.push('\n');
+            let statements = take_statements(&mut buffer);
+            for statement in statements {
+                // History is a convenience: failing to add is not an error.
+                let _ = editor.add_history_entry(statement.trim());
+                if let Ok(Flow::Exit) = self.run_one(&statement).await {
+                    buffer.clear();
+                    return Ok(save(&mut editor, history.as_deref()));
+                }
+            }
+        }
+        Ok(save(&mut editor, history.as_deref()))
+    }
+
+    /// Runs every statement of `text` in order, stopping at the first
+    /// error (reported on stderr) or `EXIT`.
+    async fn run_text(&mut self, text: &str) -> Result<Flow, ()> {
+        let mut buffer = text.to_string();
+        let mut statements = take_statements(&mut buffer);
+        // A last statement without its `;`.
+        if !buffer.trim().is_empty() {
+            statements.push(std::mem::take(&mut buffer));
+        }
+        for statement in statements {
+            if self.run_one(&statement).await? == Flow::Exit {
+                return Ok(Flow::Exit);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Runs one statement or shell command; errors are printed.
+    async fn run_one(&mut self, statement: &str) -> Result<Flow, ()> {
+        let trimmed = statement.trim().trim_end_matches(';').trim();
+        if trimmed.is_empty() {
+            return Ok(Flow::Continue);
+        }
+        match self.command(trimmed).await {
+            Some(Ok(flow)) => return Ok(flow),
+            Some(Err(message)) => {
+                eprintln!("{message}");
+                return Err(());
+            }
+            None => {}
+        }
+        let query = Query {
+            cql: statement.trim().to_string(),
+            values: Vec::new(),
+            keyspace: self.keyspace.clone(),
+            consistency: self.consistency,
+            tracing: self.tracing,
+        };
+        match self.client.query(query).await {
+            Ok(result) => {
+                self.show(&result).await;
+                Ok(Flow::Continue)
+            }
+            Err(error) => {
+                eprintln!("{}", render::error(&error, statement.trim()));
+                Err(())
+            }
+        }
+    }
+
+    async fn show(&mut self, result: &QueryResult) {
+        match result {
+            QueryResult::SetKeyspace(keyspace) => self.keyspace = Some(keyspace.clone()),
+            QueryResult::SchemaChange { .. } if self.interactive => {
+                self.refresh_completions().await
+            }
+            _ => {}
+        }
+        let text = render::result(result, self.expand);
+        self.print_paged(&text);
+        if self.tracing {
+            println!("\n(no trace was recorded: this node does not trace statements yet)\n");
+        }
+    }
+
+    /// Prints `text`, a page at a time when interactive with paging on.
+    fn print_paged(&self, text: &str) {
+        let mut stdout = std::io::stdout().lock();
+        let page = match self.paging {
+            Some(page) if self.interactive => page,
+            _ => {
+                // A closed stdout (a pipe) ends nothing else.
+                let _ = stdout.write_all(text.as_bytes());
+                return;
+            }
+        };
+        for (n, line) in text.lines().enumerate() {
+            if n > 0 && n % page == 0 {
+                print!("---MORE---");
+                let _ = std::io::stdout().flush();
+                let mut answer = String::new();
+                if std::io::stdin().read_line(&mut answer).is_err() || answer.trim() == "q" {
+                    return;
+                }
+            }
+            let _ = writeln!(stdout, "{line}");
+        }
+    }
+
+    /// Keyspace, table and column names for completion, from the node.
+    async fn refresh_completions(&self) {
+        let names = complete::fetch(&self.client, self.consistency).await;
+        *self.completions.lock().expect("completions") = names;
+    }
+}
+
+/// The complete statements at the start of `buffer` (taken out of it),
+/// and shell commands, which end at the end of their line.
+fn take_statements(buffer: &mut String) -> Vec<String> {
+    let mut taken = Vec::new();
+    loop {
+        let start = blank_prefix(buffer);
+        let rest = &buffer[start..];
+        let first_word = rest
+            .split(|c: char| c.is_whitespace() || c == ';')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let line_end = rest.find('\n');
+        match line_end {
+            Some(end) if SHELL_COMMANDS.contains(&first_word.as_str()) => {
+                let command = rest[..end].to_string();
+                buffer.drain(..start + end + 1);
+                taken.push(command);
+            }
+            _ => break,
+        }
+    }
+    let (complete, rest) = split_statements(buffer);
+    taken.extend(complete.into_iter().map(str::to_string));
+    let rest = rest.to_string();
+    *buffer = if blank_prefix(&rest) == rest.len() {
+        String::new()
+    } else {
+        rest
+    };
+    taken
+}
+
+/// The length of the whitespace and comments at the start of `text`.
+fn blank_prefix(text: &str) -> usize {
+    let mut at = 0;
+    loop {
+        let rest = &text[at..];
+        let trimmed = rest.trim_start();
+        at += rest.len() - trimmed.len();
+        if trimmed.starts_with("--") || trimmed.starts_with("//") {
+            match trimmed.find('\n') {
+                Some(end) => at += end + 1,
+                None => return text.len(),
+            }
+        } else if let Some(comment) = trimmed.strip_prefix("/*") {
+            match comment.find("*/") {
+                Some(end) => at += end + 4,
+                None => return at,
+            }
+        } else {
+            return at;
+        }
+    }
+}
+
+/// The shell's own commands (the first word).
+const SHELL_COMMANDS: &[&str] = &[
+    "CONSISTENCY",
+    "SERIAL",
+    "TRACING",
+    "EXPAND",
+    "PAGING",
+    "SOURCE",
+    "HELP",
+    "EXIT",
+    "QUIT",
+];
+
+const HELP: &str = "\
+CQL statements end with ';' and may span lines:
+  CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3};
+  USE ks;  CREATE TABLE t (k text, c int, v text, PRIMARY KEY (k, c));
+  DESCRIBE KEYSPACES | KEYSPACE [ks] | TABLES | TABLE t | CLUSTER;
+Shell commands (no ';' needed):
+  CONSISTENCY [level]     show or set the consistency level (ONE, QUORUM, ALL, LOCAL_QUORUM...)
+  TRACING ON|OFF          show the coordinator's trace after each statement
+  EXPAND ON|OFF           show each row as a block of column | value lines
+  PAGING ON|OFF|N         page long results, N lines at a time
+  SOURCE 'file'           run the statements of a file
+  HELP, EXIT";
+
+impl Session {
+    /// Runs a shell command, if `text` is one: its flow, or its error.
+    async fn command(&mut self, text: &str) -> Option<Result<Flow, String>> {
+        let mut words = text.split_whitespace();
+        let first = words.next()?.to_ascii_uppercase();
+        let argument = words.next().map(str::to_ascii_uppercase);
+        let flag = |value: &Option<String>, now: bool| match value.as_deref() {
+            None => Ok(!now),
+            Some("ON") => Ok(true),
+            Some("OFF") => Ok(false),
+            Some(other) => Err(format!("expected ON or OFF, not {other}")),
+        };
+        let done = Some(Ok(Flow::Continue));
+        match first.as_str() {
+            "EXIT" | "QUIT" => Some(Ok(Flow::Exit)),
+            "HELP" => {
+                println!("{HELP}");
+                done
+            }
+            "CONSISTENCY" => match argument {
+                None => {
+                    println!("Current consistency level is {}.", self.consistency);
+                    done
+                }
+                Some(level) => match level.parse::<ConsistencyLevel>() {
+                    Ok(level) => {
+                        self.consistency = level;
+                        println!("Consistency level set to {level}.");
+                        done
+                    }
+                    Err(error) => Some(Err(error.to_string())),
+                },
+            },
+            "SERIAL" => Some(Err(
+                "ringdb has no lightweight transactions, so no SERIAL CONSISTENCY".into(),
+            )),
+            "TRACING" => match flag(&argument, self.tracing) {
+                Ok(on) => {
+                    self.tracing = on;
+                    println!("Tracing is {}.", if on { "on" } else { "off" });
+                    done
+                }
+                Err(error) => Some(Err(error)),
+            },
+            "EXPAND" => match flag(&argument, self.expand) {
+                Ok(on) => {
+                    self.expand = on;
+                    println!("Expanded output is {}.", if on { "on" } else { "off" });
+                    done
+                }
+                Err(error) => Some(Err(error)),
+            },
+            "PAGING" => Some(self.paging(argument.as_deref())),
+            "SOURCE" => Some(self.source(text).await),
+            _ => None,
+        }
+    }
+
+    fn paging(&mut self, argument: Option<&str>) -> Result<Flow, String> {
+        self.paging = match argument {
+            None => {
+                println!(
+                    "Paging is {}.",
+                    self.paging
+                        .map_or("off".to_string(), |n| format!("on, {n} lines per page"))
+                );
+                return Ok(Flow::Continue);
+            }
+            Some("ON") => Some(self.paging.unwrap_or(100)),
+            Some("OFF") => None,
+            Some(number) => match number.parse::<usize>() {
+                Ok(lines) if lines > 0 => Some(lines),
+                _ => {
+                    return Err(format!(
+                        "expected ON, OFF or a number of lines, not {number}"
+                    ));
+                }
+            },
+        };
+        Ok(Flow::Continue)
+    }
+
+    /// `SOURCE 'file'`: the file's statements, stopping at the first error.
+    async fn source(&mut self, text: &str) -> Result<Flow, String> {
+        let file = text["SOURCE".len()..].trim().trim_matches('\'');
+        let contents = read_file(Path::new(file)).map_err(|e| format!("{e:#}"))?;
+        Box::pin(self.run_text(&contents))
+            .await
+            .map_err(|()| format!("SOURCE '{file}' stopped at the error above"))
+    }
+}
+
+/// Saves the history (best effort) and ends the session.
+fn save(
+    editor: &mut rustyline::Editor<ShellHelper, rustyline::history::FileHistory>,
+    history: Option<&Path>,
+) -> ExitCode {
+    if let Some(history) = history {
+        // Not being able to keep the history loses nothing else.
+        let _ = editor.save_history(history);
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_end_at_their_line_and_statements_at_semicolons() {
+        let mut buffer =
+            "-- a tour\nCONSISTENCY ALL\nDESCRIBE\n  TABLE t; /* x */ EXPAND ON\nUSE".to_string();
+        let taken = take_statements(&mut buffer);
+        assert_eq!(taken, ["CONSISTENCY ALL", "DESCRIBE\n  TABLE t;"]);
+        assert_eq!(buffer, " /* x */ EXPAND ON\nUSE");
+        let taken = take_statements(&mut buffer);
+        assert_eq!(taken, ["EXPAND ON"]);
+        assert_eq!(buffer, "USE");
+        let mut comment_only = "-- nothing\n".to_string();
+        assert!(take_statements(&mut comment_only).is_empty());
+        assert!(comment_only.is_empty());
+    }
+}
