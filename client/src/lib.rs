@@ -12,6 +12,11 @@
 //! sibling and an opaque [`Context`]; pass the context back with the next
 //! write of the row so that the write supersedes exactly what was read.
 //!
+//! CQL statements go through [`Client::query`] with a [`Query`] (the
+//! statement, bound values, the session's keyspace and level); the node
+//! parses and runs them (`ringdb shell` is built on it). A statement is
+//! not retried once sent, like a write.
+//!
 //! ## Retries
 //!
 //! What is retried on another node is what is safe to retry:

@@ -23,9 +23,17 @@
 //!   read: the ring of normal members and who is up. A replica counts as
 //!   alive when the phi-accrual detector says so and its connection is up.
 //! - the coordinator (private): the write and read paths of DESIGN.md.
+//! - [`schema`]: keyspaces and typed tables, a state every node converges
+//!   to (entries stamped by a Lamport clock, merged by incarnation, drop
+//!   and stamp; deterministic table ids), DDL planning, and the service
+//!   that stores the schema, pushes changes to live peers and pulls a
+//!   peer's when gossip shows another version.
+//! - the statement engine (private, `statements/`): CQL statements from
+//!   the client protocol, parsed with `ringdb-cql` and run: `USE`, DDL and
+//!   `DESCRIBE` so far.
 //!
 //! **Layers.** The services (the coordinator, hinted handoff, anti-entropy,
-//! cleanup, topology changes and their operations) each hold the node's
+//! cleanup, topology changes and their operations, schema, statements) each hold the node's
 //! `Replica` handle (who it is, its storage, peers, view, settings and
 //! clock) and their own state, never one another whole; the dispatcher
 //! (`dispatch.rs`) is the node's [`network::Incoming`] and routes every
