@@ -42,6 +42,12 @@ enum Command {
         /// Number of nodes of a new cluster (replication factor min(3, N)).
         #[arg(long, default_value_t = 3)]
         nodes: usize,
+        /// Spread a new cluster's nodes over this many datacenters, dc1,
+        /// dc2…, in blocks (6 nodes over 2: node1-3 in dc1, node4-6 in
+        /// dc2), for NetworkTopologyStrategy keyspaces. With 1, every node
+        /// is in datacenter1.
+        #[arg(long, default_value_t = 1)]
+        datacenters: usize,
         /// The cluster's folder.
         #[arg(long, default_value = "ringdb-dev")]
         dir: PathBuf,
@@ -337,6 +343,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Dev {
             nodes,
+            datacenters,
             dir,
             detach,
             stop,
@@ -358,7 +365,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            return cli::dev::run(&dir.canonicalize()?, nodes, detach, &settings).await;
+            let layout = cli::dev::Layout { nodes, datacenters };
+            return cli::dev::run(&dir.canonicalize()?, layout, detach, &settings).await;
         }
         Command::Start { config } => cli::start::run(&config).await?,
         Command::Cert {

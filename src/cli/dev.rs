@@ -34,14 +34,35 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(600);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Starts (making it first if needed) the cluster in `dir`.
+/// How many nodes a new cluster has, over how many datacenters.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    /// Nodes.
+    pub nodes: usize,
+    /// Datacenters the nodes are spread over, in blocks.
+    pub datacenters: usize,
+}
+
+impl Layout {
+    /// The datacenter of node `i` (from 0): `datacenter1` when there is
+    /// one, else `dc1`, `dc2`… in blocks of consecutive nodes.
+    fn datacenter_of(self, i: usize) -> Option<String> {
+        (self.datacenters > 1).then(|| format!("dc{}", i * self.datacenters / self.nodes + 1))
+    }
+}
+
 pub async fn run(
     dir: &Path,
-    nodes: usize,
+    layout: Layout,
     detach: bool,
     settings: &[String],
 ) -> anyhow::Result<ExitCode> {
+    let nodes = layout.nodes;
     if nodes == 0 {
         bail!("--nodes must be at least 1");
+    }
+    if layout.datacenters == 0 || layout.datacenters > nodes {
+        bail!("--datacenters must be 1 to the number of nodes ({nodes})");
     }
     let (configs, fresh) = match existing_configs(dir)? {
         Some(configs) => {
@@ -60,7 +81,7 @@ pub async fn run(
             }
             (configs, false)
         }
-        None => (create(dir, nodes, settings)?, true),
+        None => (create(dir, layout, settings)?, true),
     };
     for path in &configs {
         if let Some(pid) = running_pid(path) {
@@ -191,7 +212,13 @@ pub async fn add(dir: &Path, settings: &[String]) -> anyhow::Result<ExitCode> {
     // The cluster has data: the new node streams its ranges before serving.
     let mut cluster = first.cluster.clone();
     cluster.auto_bootstrap = true;
-    let path = write_node(dir, &ca, &id, (ports[0], ports[1]), cluster, settings)?;
+    let node = NewNode {
+        id: &id,
+        addresses: (ports[0], ports[1]),
+        cluster,
+        datacenter: None,
+    };
+    let path = write_node(dir, &ca, node, settings)?;
     let folder = dir.join(id.as_str());
 
     let exe = std::env::current_exe().context("cannot find the ringdb executable")?;
@@ -268,14 +295,28 @@ fn free_ports(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
 
 /// Makes node `id`'s folder in `dir`: its certificate and a node.toml
 /// listening on `(internode, client)` in `cluster`; returns the config's path.
+/// A node of a new cluster (or one added to it).
+struct NewNode<'a> {
+    id: &'a NodeId,
+    /// Its internode and client addresses.
+    addresses: (SocketAddr, SocketAddr),
+    cluster: ClusterConfig,
+    /// Its datacenter, when not the default.
+    datacenter: Option<String>,
+}
+
 fn write_node(
     dir: &Path,
     ca: &ClusterCa,
-    id: &NodeId,
-    (internode, client): (SocketAddr, SocketAddr),
-    cluster: ClusterConfig,
+    node: NewNode<'_>,
     settings: &[String],
 ) -> anyhow::Result<PathBuf> {
+    let NewNode {
+        id,
+        addresses: (internode, client),
+        cluster,
+        datacenter,
+    } = node;
     let folder = dir.join(id.as_str());
     std::fs::create_dir_all(&folder)?;
     cert::issue(ca, &folder, id)?;
@@ -286,6 +327,9 @@ fn write_node(
     };
     let mut config = Config::new(id.clone(), "data".into(), internode, client, tls);
     config.cluster = cluster;
+    if let Some(datacenter) = datacenter {
+        config.datacenter = datacenter;
+    }
     let config = apply_settings(config, settings)?;
     let path = folder.join("node.toml");
     std::fs::write(&path, config.to_toml())?;
@@ -326,7 +370,8 @@ fn apply_settings(config: Config, settings: &[String]) -> anyhow::Result<Config>
 }
 
 /// Makes the folder of a new cluster: certificates, node configs, client file.
-fn create(dir: &Path, nodes: usize, settings: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+fn create(dir: &Path, layout: Layout, settings: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+    let nodes = layout.nodes;
     std::fs::create_dir_all(dir)?;
     let dir = dir.canonicalize()?;
     let ca = cert::load_or_create_ca(&dir, "dev")?;
@@ -343,14 +388,13 @@ fn create(dir: &Path, nodes: usize, settings: &[String]) -> anyhow::Result<Vec<P
     for i in 0..nodes {
         let id = NodeId::new(format!("node{}", i + 1));
         let addresses = (ports[2 * i], ports[2 * i + 1]);
-        paths.push(write_node(
-            &dir,
-            &ca,
-            &id,
+        let node = NewNode {
+            id: &id,
             addresses,
-            cluster.clone(),
-            settings,
-        )?);
+            cluster: cluster.clone(),
+            datacenter: layout.datacenter_of(i),
+        };
+        paths.push(write_node(&dir, &ca, node, settings)?);
     }
     let client = ClientFile {
         contact_points: (0..nodes).map(|i| ports[2 * i + 1]).collect(),
@@ -539,4 +583,22 @@ fn alive(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .is_ok_and(|stat| stat.split_whitespace().nth(2) == Some("Z"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_are_spread_over_datacenters_in_blocks() {
+        let layout = |nodes, datacenters| Layout { nodes, datacenters };
+        let of = |l: Layout| (0..l.nodes).map(|i| l.datacenter_of(i)).collect::<Vec<_>>();
+        assert_eq!(of(layout(3, 1)), [None, None, None]);
+        let six = of(layout(6, 2));
+        let names: Vec<&str> = six.iter().map(|d| d.as_deref().unwrap()).collect();
+        assert_eq!(names, ["dc1", "dc1", "dc1", "dc2", "dc2", "dc2"]);
+        let five = of(layout(5, 3));
+        let names: Vec<&str> = five.iter().map(|d| d.as_deref().unwrap()).collect();
+        assert_eq!(names, ["dc1", "dc1", "dc2", "dc2", "dc3"]);
+    }
 }
