@@ -50,13 +50,16 @@ fn the_shell_runs_statements_from_e_f_and_a_terminal() {
     let file = cluster.dir().join("tour.cql");
     std::fs::write(
         &file,
-        "-- a tour\nCONSISTENCY ALL\nDESCRIBE\n  TABLE events;\n/* done */ DESCRIBE KEYSPACES;\n",
+        "-- a tour\nCONSISTENCY ALL\nDESCRIBE\n  TABLE events;\nEXPAND ON\n/* done */ DESCRIBE KEYSPACES;\nCONSISTENCY\n",
     )
     .unwrap();
     let toured = shell(&cluster, &["-k", "shop", "-f", file.to_str().unwrap()]);
     assert!(toured.status.success(), "{}", stderr(&toured));
     let text = stdout(&toured);
     assert!(text.contains("Consistency level set to ALL."), "{text}");
+    // A shell command between statements takes nothing with it.
+    assert!(text.contains("Expanded output is on."), "{text}");
+    assert!(text.contains("Current consistency level is ALL."), "{text}");
     assert!(text.contains("CREATE TABLE shop.events ("), "{text}");
     assert!(text.contains("CLUSTERING ORDER BY (at DESC)"), "{text}");
     assert!(text.contains("shop"), "{text}");

@@ -96,6 +96,15 @@ async fn a_schema_made_through_one_node_reaches_every_node_and_survives_kill_9()
         "line 1:8: ringdb does not support secondary indexes (CREATE INDEX)"
     );
 
+    // DESCRIBE of what does not exist says so.
+    let missing = run(&clients[2], None, "DESCRIBE typo_ks")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        missing.to_string(),
+        "invalid request: keyspace typo_ks does not exist"
+    );
+
     // A node that was down when the schema changed pulls it once back.
     cluster.kill(2).await;
     run(&clients[0], Some("shop"), "DROP TABLE events")

@@ -25,10 +25,17 @@ pub(super) fn schema(
             let name = name.as_deref().or(current).ok_or(DdlError::NoKeyspace)?;
             keyspace(schema, name)
         }
-        Describe::Tables => Ok(tables(schema, current)),
+        Describe::Tables => {
+            if let Some(keyspace) = current.filter(|k| schema.keyspace(k).is_none()) {
+                return Err(DdlError::UnknownKeyspace(keyspace.to_string()));
+            }
+            Ok(tables(schema, current))
+        }
         Describe::Table(name) => table(schema, name, current),
-        Describe::Name(name) => match (&name.keyspace, schema.keyspace(&name.name)) {
-            (None, Some(_)) => keyspace(schema, &name.name),
+        Describe::Name(name) => match (&name.keyspace, schema.keyspace(&name.name), current) {
+            (None, Some(_), _) => keyspace(schema, &name.name),
+            // Neither a keyspace nor, without a current keyspace, a table.
+            (None, None, None) => Err(DdlError::UnknownKeyspace(name.name.clone())),
             _ => table(schema, name, current),
         },
         Describe::Cluster => Ok(String::new()),

@@ -142,7 +142,7 @@ impl Session {
             };
             buffer.push_str(&line);
             buffer.push('\n');
-            let statements = take_statements(&mut buffer);
+            let statements = take_statements(&mut buffer, false);
             for statement in statements {
                 // History is a convenience: failing to add is not an error.
                 let _ = editor.add_history_entry(statement.trim());
@@ -159,11 +159,8 @@ impl Session {
     /// error (reported on stderr) or `EXIT`.
     async fn run_text(&mut self, text: &str) -> Result<Flow, ()> {
         let mut buffer = text.to_string();
-        let mut statements = take_statements(&mut buffer);
-        // A last statement without its `;`.
-        if !buffer.trim().is_empty() {
-            statements.push(std::mem::take(&mut buffer));
-        }
+        // The last statement may lack its `;`.
+        let statements = take_statements(&mut buffer, true);
         for statement in statements {
             if self.run_one(&statement).await? == Flow::Exit {
                 return Ok(Flow::Exit);
@@ -251,37 +248,44 @@ impl Session {
     }
 }
 
-/// The complete statements at the start of `buffer` (taken out of it),
-/// and shell commands, which end at the end of their line.
-fn take_statements(buffer: &mut String) -> Vec<String> {
+/// Takes the complete units at the start of `buffer` out of it, in
+/// order: shell commands, which end at the end of their line or at `;`,
+/// and CQL statements, which end at `;` (outside strings and comments).
+/// At the end of the input (`at_end`), what is left is a last unit too.
+fn take_statements(buffer: &mut String, at_end: bool) -> Vec<String> {
     let mut taken = Vec::new();
     loop {
         let start = blank_prefix(buffer);
+        if start == buffer.len() {
+            buffer.clear();
+            return taken;
+        }
         let rest = &buffer[start..];
         let first_word = rest
             .split(|c: char| c.is_whitespace() || c == ';')
             .next()
             .unwrap_or_default()
             .to_ascii_uppercase();
-        let line_end = rest.find('\n');
-        match line_end {
-            Some(end) if SHELL_COMMANDS.contains(&first_word.as_str()) => {
-                let command = rest[..end].to_string();
-                buffer.drain(..start + end + 1);
-                taken.push(command);
+        let end = if SHELL_COMMANDS.contains(&first_word.as_str()) {
+            rest.find(['\n', ';'])
+                .map(|end| (rest[..end].to_string(), end + 1))
+        } else {
+            let (complete, _) = split_statements(rest);
+            complete.first().map(|s| (s.to_string(), s.len()))
+        };
+        match end {
+            Some((unit, length)) => {
+                taken.push(unit);
+                buffer.drain(..start + length);
             }
-            _ => break,
+            None if at_end => {
+                taken.push(rest.to_string());
+                buffer.clear();
+                return taken;
+            }
+            None => return taken,
         }
     }
-    let (complete, rest) = split_statements(buffer);
-    taken.extend(complete.into_iter().map(str::to_string));
-    let rest = rest.to_string();
-    *buffer = if blank_prefix(&rest) == rest.len() {
-        String::new()
-    } else {
-        rest
-    };
-    taken
 }
 
 /// The length of the whitespace and comments at the start of `text`.
@@ -339,8 +343,9 @@ impl Session {
         let mut words = text.split_whitespace();
         let first = words.next()?.to_ascii_uppercase();
         let argument = words.next().map(str::to_ascii_uppercase);
+        // Without an argument, a setting is shown, not changed (as cqlsh).
         let flag = |value: &Option<String>, now: bool| match value.as_deref() {
-            None => Ok(!now),
+            None => Ok(now),
             Some("ON") => Ok(true),
             Some("OFF") => Ok(false),
             Some(other) => Err(format!("expected ON or OFF, not {other}")),
@@ -372,7 +377,8 @@ impl Session {
             "TRACING" => match flag(&argument, self.tracing) {
                 Ok(on) => {
                     self.tracing = on;
-                    println!("Tracing is {}.", if on { "on" } else { "off" });
+                    let now = if argument.is_none() { "currently " } else { "" };
+                    println!("Tracing is {now}{}.", if on { "on" } else { "off" });
                     done
                 }
                 Err(error) => Some(Err(error)),
@@ -380,7 +386,8 @@ impl Session {
             "EXPAND" => match flag(&argument, self.expand) {
                 Ok(on) => {
                     self.expand = on;
-                    println!("Expanded output is {}.", if on { "on" } else { "off" });
+                    let now = if argument.is_none() { "currently " } else { "" };
+                    println!("Expanded output is {now}{}.", if on { "on" } else { "off" });
                     done
                 }
                 Err(error) => Some(Err(error)),
@@ -442,17 +449,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn commands_end_at_their_line_and_statements_at_semicolons() {
+    fn commands_end_at_their_line_or_semicolon_and_statements_at_semicolons() {
         let mut buffer =
             "-- a tour\nCONSISTENCY ALL\nDESCRIBE\n  TABLE t; /* x */ EXPAND ON\nUSE".to_string();
-        let taken = take_statements(&mut buffer);
-        assert_eq!(taken, ["CONSISTENCY ALL", "DESCRIBE\n  TABLE t;"]);
-        assert_eq!(buffer, " /* x */ EXPAND ON\nUSE");
-        let taken = take_statements(&mut buffer);
-        assert_eq!(taken, ["EXPAND ON"]);
+        let taken = take_statements(&mut buffer, false);
+        assert_eq!(
+            taken,
+            ["CONSISTENCY ALL", "DESCRIBE\n  TABLE t;", "EXPAND ON"]
+        );
         assert_eq!(buffer, "USE");
+        assert_eq!(take_statements(&mut buffer, true), ["USE"]);
+        assert!(buffer.is_empty());
+        // A command between statements does not swallow the next one.
+        let mut script = "USE ks;\nTRACING ON\nCREATE TABLE t (k int PRIMARY KEY);\n".to_string();
+        assert_eq!(
+            take_statements(&mut script, true),
+            [
+                "USE ks;",
+                "TRACING ON",
+                "CREATE TABLE t (k int PRIMARY KEY);"
+            ]
+        );
+        let mut line = "CONSISTENCY QUORUM; DESCRIBE KEYSPACES;\n".to_string();
+        assert_eq!(
+            take_statements(&mut line, false),
+            ["CONSISTENCY QUORUM", "DESCRIBE KEYSPACES;"]
+        );
+        let mut waiting = "USE ks; TRACING ON".to_string();
+        assert_eq!(take_statements(&mut waiting, false), ["USE ks;"]);
+        assert_eq!(waiting, " TRACING ON");
         let mut comment_only = "-- nothing\n".to_string();
-        assert!(take_statements(&mut comment_only).is_empty());
+        assert!(take_statements(&mut comment_only, true).is_empty());
         assert!(comment_only.is_empty());
     }
 }
