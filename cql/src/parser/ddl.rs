@@ -135,10 +135,7 @@ impl Parser {
         loop {
             let position = self.position();
             if self.accept_keywords(&["clustering", "order", "by"]) {
-                create.clustering_order = self.parenthesized(|p| {
-                    let (name, _) = p.name("a clustering column")?;
-                    Ok((name, p.order().unwrap_or_default()))
-                })?;
+                create.clustering_order = self.parenthesized(Parser::ordered_column)?;
             } else if self.accept_keywords(&["compact", "storage"]) {
                 return Err(Self::unsupported(position, "COMPACT STORAGE"));
             } else {
@@ -151,8 +148,14 @@ impl Parser {
         }
     }
 
+    /// `column [ASC|DESC]` (ascending when neither is written).
+    pub(super) fn ordered_column(&mut self) -> Result<(String, Order), ParseError> {
+        let (name, _) = self.name("a clustering column")?;
+        Ok((name, self.order().unwrap_or_default()))
+    }
+
     /// `ASC` or `DESC`, if next.
-    pub(super) fn order(&mut self) -> Option<Order> {
+    fn order(&mut self) -> Option<Order> {
         if self.accept_keyword("asc") {
             Some(Order::Asc)
         } else if self.accept_keyword("desc") {

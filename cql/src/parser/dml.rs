@@ -32,10 +32,7 @@ impl Parser {
         }
         let mut order_by = Vec::new();
         if self.accept_keywords(&["order", "by"]) {
-            order_by = self.comma_separated(|p| {
-                let (name, _) = p.name("a clustering column")?;
-                Ok((name, p.order().unwrap_or_default()))
-            })?;
+            order_by = self.comma_separated(Parser::ordered_column)?;
         }
         let mut per_partition_limit = None;
         if self.accept_keywords(&["per", "partition", "limit"]) {

@@ -343,13 +343,6 @@ impl Session {
         let mut words = text.split_whitespace();
         let first = words.next()?.to_ascii_uppercase();
         let argument = words.next().map(str::to_ascii_uppercase);
-        // Without an argument, a setting is shown, not changed (as cqlsh).
-        let flag = |value: &Option<String>, now: bool| match value.as_deref() {
-            None => Ok(now),
-            Some("ON") => Ok(true),
-            Some("OFF") => Ok(false),
-            Some(other) => Err(format!("expected ON or OFF, not {other}")),
-        };
         let done = Some(Ok(Flow::Continue));
         match first.as_str() {
             "EXIT" | "QUIT" => Some(Ok(Flow::Exit)),
@@ -374,24 +367,12 @@ impl Session {
             "SERIAL" => Some(Err(
                 "ringdb has no lightweight transactions, so no SERIAL CONSISTENCY".into(),
             )),
-            "TRACING" => match flag(&argument, self.tracing) {
-                Ok(on) => {
-                    self.tracing = on;
-                    let now = if argument.is_none() { "currently " } else { "" };
-                    println!("Tracing is {now}{}.", if on { "on" } else { "off" });
-                    done
-                }
-                Err(error) => Some(Err(error)),
-            },
-            "EXPAND" => match flag(&argument, self.expand) {
-                Ok(on) => {
-                    self.expand = on;
-                    let now = if argument.is_none() { "currently " } else { "" };
-                    println!("Expanded output is {now}{}.", if on { "on" } else { "off" });
-                    done
-                }
-                Err(error) => Some(Err(error)),
-            },
+            "TRACING" => Some(toggle("Tracing", &mut self.tracing, argument.as_deref())),
+            "EXPAND" => Some(toggle(
+                "Expanded output",
+                &mut self.expand,
+                argument.as_deref(),
+            )),
             "PAGING" => Some(self.paging(argument.as_deref())),
             "SOURCE" => Some(self.source(text).await),
             _ => None,
@@ -430,6 +411,25 @@ impl Session {
             .await
             .map_err(|()| format!("SOURCE '{file}' stopped at the error above"))
     }
+}
+
+/// `TRACING`/`EXPAND [ON|OFF]`: sets `setting`, or without an argument
+/// shows it (as cqlsh does).
+fn toggle(name: &str, setting: &mut bool, argument: Option<&str>) -> Result<Flow, String> {
+    let now = match argument {
+        None => "currently ",
+        Some("ON") => {
+            *setting = true;
+            ""
+        }
+        Some("OFF") => {
+            *setting = false;
+            ""
+        }
+        Some(other) => return Err(format!("expected ON or OFF, not {other}")),
+    };
+    println!("{name} is {now}{}.", if *setting { "on" } else { "off" });
+    Ok(Flow::Continue)
 }
 
 /// Saves the history (best effort) and ends the session.
