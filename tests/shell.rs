@@ -45,6 +45,32 @@ fn the_shell_runs_statements_from_e_f_and_a_terminal() {
         ],
     );
     assert!(made.status.success(), "{}", stderr(&made));
+    let log = cluster.dir().join("log.cql");
+    let inserts: String = (0..100)
+        .map(|at| format!("INSERT INTO shop.log (device, at, v) VALUES ('d', {at}, 'v{at}');\n"))
+        .collect();
+    std::fs::write(
+        &log,
+        format!("CREATE TABLE shop.log (device text, at int, v text, PRIMARY KEY (device, at));\n{inserts}"),
+    )
+    .unwrap();
+    let logged = shell(&cluster, &["-f", log.to_str().unwrap()]);
+    assert!(logged.status.success(), "{}", stderr(&logged));
+    // A slice, in reverse: every page of it in one table when not on a terminal.
+    let slice = shell(
+        &cluster,
+        &[
+            "-k",
+            "shop",
+            "-e",
+            "SELECT at, v FROM log WHERE device = 'd' AND at > 95 ORDER BY at DESC",
+        ],
+    );
+    assert!(slice.status.success(), "{}", stderr(&slice));
+    assert_eq!(
+        stdout(&slice),
+        "\n at | v   \n----+-----\n 99 | v99 \n 98 | v98 \n 97 | v97 \n 96 | v96 \n\n(4 rows)\n"
+    );
 
     // -f: comments, statements over several lines, shell commands.
     let file = cluster.dir().join("tour.cql");
@@ -106,9 +132,161 @@ fn the_shell_runs_statements_from_e_f_and_a_terminal() {
     session.expect("...> ").unwrap();
     session.send_line("KEYSPACES;").unwrap();
     session.expect("shop").unwrap();
+    // Paging: a page of 30 rows at a time, the next on Enter.
+    // (Each line waits for the prompt: the line editor drops what is typed
+    // before it starts reading.)
+    session.expect("ringdb:shop> ").unwrap();
+    session.send_line("PAGING 30").unwrap();
+    session.expect("ringdb:shop> ").unwrap();
+    session
+        .send_line("SELECT at FROM log WHERE device = 'd' AND at >= 10 AND at < 90;")
+        .unwrap();
+    session.expect("---MORE---").unwrap();
+    session.send("\r").unwrap();
+    session.expect("---MORE---").unwrap();
+    session.send("\r").unwrap();
+    session.expect("(20 rows)").unwrap();
     session.send_line("EXIT").unwrap();
     let status = session.get_process().wait().unwrap();
     assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
     let history = std::fs::read_to_string(cluster.dir().join(".ringdb_history")).unwrap();
     assert!(history.contains("USE shop;"), "{history}");
+}
+
+/// Stops (SIGSTOP) or continues (SIGCONT) node `n`.
+fn signal(cluster: &Cluster, n: usize, signal: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(cluster.pid_of(n));
+    nix::sys::signal::kill(pid, signal).expect("signal a node");
+}
+
+/// `ringdb shell --host <node n> ARGS` in keyspace shop, to completion.
+fn shell_on(cluster: &Cluster, n: usize, statements: &str) -> Output {
+    let ca = cluster.dir().join("ca.pem");
+    Command::new(env!("CARGO_BIN_EXE_ringdb"))
+        .arg("shell")
+        .args(["--host", &cluster.client_address(n).to_string()])
+        .args(["--ca", ca.to_str().unwrap(), "-k", "shop", "-e", statements])
+        .env("HOME", cluster.dir())
+        .output()
+        .expect("run ringdb shell")
+}
+
+/// [`shell_on`], again until it succeeds (at most 30 s).
+fn until_ok(cluster: &Cluster, n: usize, statements: &str) -> Output {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let output = shell_on(cluster, n, statements);
+        if output.status.success() || std::time::Instant::now() > deadline {
+            return output;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn concurrent_writes_show_as_siblings_and_a_write_with_the_session_context_resolves_them() {
+    use nix::sys::signal::Signal::{SIGCONT, SIGSTOP};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut cluster = Cluster::start(3);
+    let made = shell(
+        &cluster,
+        &[
+            "-e",
+            "CREATE KEYSPACE shop WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3};
+             CREATE TABLE shop.users (id int PRIMARY KEY, name text)",
+        ],
+    );
+    assert!(made.status.success(), "{}", stderr(&made));
+    // Two writes that cannot see each other: one through node1 while node2
+    // is down, the other through node2 while node1 and node3 are stopped.
+    runtime.block_on(cluster.kill(2));
+    let first = shell_on(
+        &cluster,
+        1,
+        "CONSISTENCY ONE; INSERT INTO users (id, name) VALUES (1, 'ada')",
+    );
+    assert!(first.status.success(), "{}", stderr(&first));
+    signal(&cluster, 1, SIGSTOP);
+    signal(&cluster, 3, SIGSTOP);
+    cluster.restart(2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let second = shell_on(
+            &cluster,
+            2,
+            "CONSISTENCY ONE; INSERT INTO users (id, name) VALUES (1, 'bea')",
+        );
+        if second.status.success() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", stderr(&second));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    signal(&cluster, 1, SIGCONT);
+    signal(&cluster, 3, SIGCONT);
+    // A read at ALL shows both versions, marked.
+    let select = "CONSISTENCY ALL; SELECT * FROM users WHERE id = 1";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let read = shell_on(&cluster, 1, select);
+        let text = stdout(&read);
+        if read.status.success() && text.contains("[2/2]") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{text}{}",
+            stderr(&read)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(text.contains("| ada"), "{text}");
+    assert!(text.contains("| bea"), "{text}");
+    assert!(text.contains("(2 rows)"), "{text}");
+    // The session that read both writes the row with what it read: one
+    // version is left, everywhere.
+    let resolved = until_ok(
+        &cluster,
+        3,
+        &format!("{select}; UPDATE users SET name = 'cy' WHERE id = 1"),
+    );
+    assert!(resolved.status.success(), "{}", stderr(&resolved));
+    assert!(stdout(&resolved).contains("[2/2]"), "{}", stdout(&resolved));
+    for n in 1..=3 {
+        // Once node n's failure detector counts every peer back up.
+        let read = until_ok(&cluster, n, select);
+        assert_eq!(
+            stdout(&read),
+            "Consistency level set to ALL.\n\n id | name \n----+------\n  1 | cy   \n\n(1 rows)\n",
+            "{}",
+            stderr(&read)
+        );
+    }
+    // TRACING ON: a QUORUM read's trace names the replicas asked and
+    // those that answered.
+    let traced = until_ok(
+        &cluster,
+        1,
+        "TRACING ON; CONSISTENCY QUORUM; SELECT * FROM users WHERE id = 1",
+    );
+    let text = stdout(&traced);
+    assert!(text.contains("Tracing session:"), "{text}");
+    assert!(text.contains(" asked node"), "{text}");
+    assert!(text.matches(" answered ").count() >= 2, "{text}");
+    // At ALL with a node down: Unavailable, with what was required and alive.
+    runtime.block_on(cluster.kill(2));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let read = shell_on(&cluster, 1, select);
+        let error = stderr(&read);
+        if !read.status.success() && error.contains("unavailable") {
+            assert!(
+                error.contains("3 replicas required but only 2 alive"),
+                "{error}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{error}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -8,7 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Cluster, DEADLINE, wait_until};
-use ringdb::client::{Client, ClientError, ConsistencyLevel, Query, QueryResult, RequestError};
+use ringdb::client::{
+    Client, ClientError, ConsistencyLevel, Query, QueryResult, RequestError, Value,
+};
 use tokio::time::Instant;
 
 /// Runs `cql` through `client` in keyspace `keyspace`.
@@ -19,11 +21,8 @@ async fn run(
 ) -> Result<QueryResult, ClientError> {
     client
         .query(Query {
-            cql: cql.to_string(),
-            values: Vec::new(),
             keyspace: keyspace.map(str::to_string),
-            consistency: ConsistencyLevel::Quorum,
-            tracing: false,
+            ..Query::new(cql, ConsistencyLevel::Quorum)
         })
         .await
 }
@@ -144,5 +143,202 @@ async fn a_schema_made_through_one_node_reaches_every_node_and_survives_kill_9()
     assert!(
         text.is_some_and(|t| t.contains("k int")),
         "node3 lost the schema"
+    );
+}
+
+/// The rows of a `SELECT` (all its pages, `page_size` rows at a time).
+async fn select(client: &Client, cql: &str, page_size: Option<u32>) -> Vec<Vec<Value>> {
+    let mut query = Query {
+        keyspace: Some("shop".into()),
+        page_size,
+        ..Query::new(cql, ConsistencyLevel::Quorum)
+    };
+    let mut rows = Vec::new();
+    loop {
+        let result = client.query(query.clone()).await.unwrap();
+        let QueryResult::Rows(page) = result else {
+            panic!("{cql}: {result:?}")
+        };
+        if let Some(size) = page_size {
+            assert!(page.rows.len() <= size as usize, "{cql}: page too long");
+        }
+        rows.extend(page.rows);
+        match page.paging_state {
+            Some(state) => query.paging_state = Some(state),
+            None => return rows,
+        }
+    }
+}
+
+/// The `at` column (the clustering key) of rows of `shop.log`.
+fn ats(rows: &[Vec<Value>]) -> Vec<i32> {
+    rows.iter()
+        .map(|row| match row[1] {
+            Value::Int(at) => at,
+            ref other => panic!("at is {other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_are_written_sliced_paged_updated_and_deleted_through_any_node() {
+    let cluster = Cluster::start(3);
+    let (one, two) = (cluster.client(1).await, cluster.client(2).await);
+    run(&one, None, KEYSPACE).await.unwrap();
+    run(
+        &one,
+        Some("shop"),
+        "CREATE TABLE log (device text, at int, reading double, note text, \
+         PRIMARY KEY (device, at)) WITH CLUSTERING ORDER BY (at DESC)",
+    )
+    .await
+    .unwrap();
+    // 100 rows of one partition, through node1; one of another.
+    for at in 0..100 {
+        let insert = Query {
+            keyspace: Some("shop".into()),
+            values: vec![Value::Int(at), Value::Double(f64::from(at) / 2.0)],
+            ..Query::new(
+                "INSERT INTO log (device, at, reading) VALUES ('d1', ?, ?)",
+                ConsistencyLevel::Quorum,
+            )
+        };
+        let written = one.query(insert).await.unwrap();
+        assert!(matches!(written, QueryResult::Written { ref contexts } if contexts.len() == 1));
+    }
+    run(
+        &one,
+        Some("shop"),
+        "INSERT INTO log (device, at) VALUES ('d2', 7)",
+    )
+    .await
+    .unwrap();
+
+    // Read through node2: the whole partition in clustering order (DESC),
+    // a slice in order and in reverse, with and without paging.
+    let all = select(&two, "SELECT * FROM log WHERE device = 'd1'", None).await;
+    assert_eq!(ats(&all), (0..100).rev().collect::<Vec<_>>());
+    assert_eq!(all[0][2], Value::Double(49.5));
+    let slice = "SELECT * FROM log WHERE device = 'd1' AND at >= 10 AND at < 30";
+    let expected: Vec<i32> = (10..30).rev().collect();
+    assert_eq!(ats(&select(&two, slice, None).await), expected);
+    assert_eq!(ats(&select(&two, slice, Some(7)).await), expected);
+    let reverse = format!("{slice} ORDER BY at ASC");
+    let ascending: Vec<i32> = (10..30).collect();
+    assert_eq!(ats(&select(&two, &reverse, Some(6)).await), ascending);
+    let limited = select(&two, &format!("{reverse} LIMIT 5"), Some(2)).await;
+    assert_eq!(ats(&limited), vec![10, 11, 12, 13, 14]);
+    let both = "SELECT * FROM log WHERE device IN ('d1', 'd2') AND at IN (7, 8) \
+                PER PARTITION LIMIT 1";
+    assert_eq!(ats(&select(&two, both, Some(1)).await), vec![8, 7]);
+    let count = select(&two, "SELECT COUNT(*) FROM log WHERE device = 'd1'", None).await;
+    assert_eq!(count, vec![vec![Value::BigInt(100)]]);
+
+    // UPDATE writes the columns it names over the others; DELETE of a
+    // column removes only it.
+    run(
+        &two,
+        Some("shop"),
+        "UPDATE log SET note = 'checked' WHERE device = 'd1' AND at = 42",
+    )
+    .await
+    .unwrap();
+    let row = select(
+        &one,
+        "SELECT reading, note FROM log WHERE device = 'd1' AND at = 42",
+        None,
+    )
+    .await;
+    assert_eq!(
+        row,
+        vec![vec![Value::Double(21.0), Value::Text("checked".into())]]
+    );
+    run(
+        &one,
+        Some("shop"),
+        "DELETE reading FROM log WHERE device = 'd1' AND at = 42",
+    )
+    .await
+    .unwrap();
+    let row = select(
+        &two,
+        "SELECT reading, note FROM log WHERE device = 'd1' AND at = 42",
+        None,
+    )
+    .await;
+    assert_eq!(row, vec![vec![Value::Null, Value::Text("checked".into())]]);
+
+    // DELETE of a row and of a clustering range, then the slice again.
+    run(
+        &two,
+        Some("shop"),
+        "DELETE FROM log WHERE device = 'd1' AND at = 15",
+    )
+    .await
+    .unwrap();
+    run(
+        &one,
+        Some("shop"),
+        "DELETE FROM log WHERE device = 'd1' AND at >= 20 AND at <= 25",
+    )
+    .await
+    .unwrap();
+    let left: Vec<i32> = (10..30)
+        .filter(|at| *at != 15 && !(20..=25).contains(at))
+        .collect();
+    assert_eq!(ats(&select(&one, &reverse, Some(4)).await), left);
+
+    // A traced QUORUM read lists the replicas asked and those that answered.
+    let traced = Query {
+        keyspace: Some("shop".into()),
+        tracing: true,
+        ..Query::new(
+            "SELECT * FROM log WHERE device = 'd1' AND at = 3",
+            ConsistencyLevel::Quorum,
+        )
+    };
+    let (result, trace) = two.query_traced(traced).await.unwrap();
+    assert!(matches!(result, QueryResult::Rows(ref rows) if rows.rows.len() == 1));
+    let activities: Vec<&str> = trace.iter().map(|e| e.activity.as_str()).collect();
+    let asked = activities
+        .iter()
+        .find(|a| a.starts_with("asked "))
+        .expect("asked");
+    assert_eq!(asked.matches("node").count(), 2, "{activities:?}");
+    let answered = activities
+        .iter()
+        .filter(|a| a.ends_with(" answered"))
+        .count();
+    assert!(answered >= 2, "{activities:?}");
+    assert!(trace.iter().all(|e| e.source == "node2"), "{trace:?}");
+    assert!(trace.is_sorted_by_key(|e| e.elapsed_micros), "{trace:?}");
+
+    // What is not there, or not allowed, says so.
+    let unknown = run(&two, Some("shop"), "SELECT * FROM nope WHERE k = 1").await;
+    assert_eq!(
+        unknown.unwrap_err().to_string(),
+        "invalid request: table shop.nope does not exist"
+    );
+    let scan = run(&two, Some("shop"), "SELECT * FROM log WHERE at > 3").await;
+    assert!(
+        scan.as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("ALLOW FILTERING"),
+        "{scan:?}"
+    );
+    let typed = run(
+        &two,
+        Some("shop"),
+        "INSERT INTO log (device, at) VALUES ('d1', 'x')",
+    )
+    .await;
+    assert!(
+        typed
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("'x' is not a valid int"),
+        "{typed:?}"
     );
 }

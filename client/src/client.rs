@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ringdb_proto::{
     ClientReply, ClientRequest, ConsistencyLevel, Context, NodeStatus, Query, QueryResult, Receipt,
-    RepairStats, RepairSummary, RequestError, Row, RowAddress, Sibling, TopologyNode,
+    RepairStats, RepairSummary, RequestError, Row, RowAddress, Sibling, TopologyNode, TraceEvent,
 };
 use ringdb_ring::{NodeId, Replication, Ring, Token, TokenRange};
 
@@ -334,16 +334,26 @@ impl Client {
             .map_err(|error| client_error(address, error, true))
     }
 
-    /// Runs one CQL statement (see [`Query`]): schema statements
-    /// (`CREATE`, `ALTER`, `DROP`), `USE` and `DESCRIBE` so far.
+    /// Runs one CQL statement (see [`Query`]): `SELECT`, `INSERT`,
+    /// `UPDATE`, `DELETE`, `BATCH`, schema statements, `USE`, `DESCRIBE`.
     pub async fn query(&self, query: Query) -> Result<QueryResult, ClientError> {
+        Ok(self.query_traced(query).await?.0)
+    }
+
+    /// [`Client::query`], with the coordinator's trace of the statement
+    /// when `query.tracing` is set.
+    pub async fn query_traced(
+        &self,
+        query: Query,
+    ) -> Result<(QueryResult, Vec<TraceEvent>), ClientError> {
         // Not retried once sent, as a write: a schema change may have
         // been made by a node that did not answer in time.
         match self
             .request(None, ClientRequest::Query(query), RequestKind::Write)
             .await?
         {
-            (_, ClientReply::Result(result)) => Ok(result),
+            (_, ClientReply::Result(result)) => Ok((result, Vec::new())),
+            (_, ClientReply::Traced { result, trace }) => Ok((result, trace)),
             (node, _) => Err(ClientError::UnexpectedReply(node)),
         }
     }

@@ -69,6 +69,7 @@ pub use client::{
 pub use operations::operation_result;
 pub use ringdb_proto::{
     ClusteringKey, ConsistencyLevel, Context, CqlType, HintCounters, NodeStatus, OperationOutcome,
-    OperationStatus, PartitionKey, Query, QueryResult, ReadFirst, Receipt, RepairStats,
-    RepairSummary, RequestError, Row, RowAddress, Rows, Sibling, Value,
+    OperationStatus, PagingState, PartitionKey, Query, QueryResult, ReadFirst, Receipt,
+    RepairStats, RepairSummary, RequestError, Row, RowAddress, RowContext, RowRef, Rows, Sibling,
+    SiblingMark, TraceEvent, Value,
 };

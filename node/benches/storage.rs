@@ -107,7 +107,7 @@ fn main() {
         let storage = Storage::open(dir.path(), &config).unwrap();
         let node = NodeId::new("bench");
         let written = storage
-            .write(&key(0), None, &node, version(0), RowLimits::NONE)
+            .write(&key(0), None, &node, (version(0), false), RowLimits::NONE)
             .unwrap();
         written.encoded.len()
     };
@@ -143,7 +143,7 @@ fn main() {
             rows,
             |_, i| {
                 storage
-                    .write(&key(i), None, &node, version(i), RowLimits::NONE)
+                    .write(&key(i), None, &node, (version(i), false), RowLimits::NONE)
                     .unwrap();
             },
         ));
@@ -165,7 +165,7 @@ fn main() {
             |_, i| {
                 let k = key(i % hot);
                 storage
-                    .write(&k, None, &node, version(i), RowLimits::NONE)
+                    .write(&k, None, &node, (version(i), false), RowLimits::NONE)
                     .unwrap();
             },
         ));

@@ -33,6 +33,7 @@ use crate::statements::Statements;
 use crate::storage::{RowKey, decode_versions};
 use crate::streaming;
 use crate::topology::{self, Topology};
+use crate::trace;
 
 /// The node's services, for routing.
 pub(crate) struct Dispatcher {
@@ -77,10 +78,19 @@ impl Dispatcher {
         match request {
             ClientRequest::Get { .. }
             | ClientRequest::Put { .. }
+            | ClientRequest::Update { .. }
             | ClientRequest::Delete { .. }
             | ClientRequest::LocalGet { .. } => {
                 let coordinator = self.coordinator.clone();
                 coordinator.serve_client(request, deadline, false).await
+            }
+            ClientRequest::Query(query) if query.tracing => {
+                let run = self.statements.execute(query, deadline);
+                let (result, trace) = trace::traced(me.to_string(), run).await;
+                Ok(ClientReply::Traced {
+                    result: result?,
+                    trace,
+                })
             }
             ClientRequest::Query(query) => {
                 let result = self.statements.execute(query, deadline).await?;
@@ -166,6 +176,7 @@ impl Dispatcher {
             }
             PeerRequest::Replicate { .. }
             | PeerRequest::Read { .. }
+            | PeerRequest::ReadSlice(_)
             | PeerRequest::Coordinate { .. } => {
                 let coordinator = self.coordinator.clone();
                 coordinator.serve_peer(from, request, deadline).await
@@ -441,7 +452,7 @@ impl Services {
         });
         let dispatcher = Arc::new(Dispatcher {
             replica: replica.clone(),
-            coordinator,
+            coordinator: coordinator.clone(),
             handoff: handoff.clone(),
             antientropy: antientropy.clone(),
             cleanup,
@@ -449,6 +460,7 @@ impl Services {
             statements: Arc::new(Statements {
                 replica: replica.clone(),
                 schemas: schemas.clone(),
+                coordinator: coordinator.clone(),
             }),
             schemas,
         });

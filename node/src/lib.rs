@@ -180,6 +180,7 @@ pub mod storage;
 mod streaming;
 pub mod tls;
 mod topology;
+mod trace;
 pub mod transport;
 pub mod world;
 

@@ -62,7 +62,7 @@ fn child(dir: &Path, mode: &str, round: u64) {
                             &key(round, thread, i % ROWS),
                             None,
                             node,
-                            version,
+                            (version, false),
                             RowLimits::NONE,
                         )
                         .unwrap();

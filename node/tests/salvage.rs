@@ -37,7 +37,7 @@ fn damaged_store(data: &Path) -> String {
     let me = NodeId::new("n1");
     for i in 0..ROWS {
         storage
-            .write(&key(i), None, &me, version(i), RowLimits::NONE)
+            .write(&key(i), None, &me, (version(i), false), RowLimits::NONE)
             .unwrap();
     }
     storage.flush().unwrap();

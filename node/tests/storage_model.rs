@@ -260,7 +260,7 @@ proptest! {
                     };
                     let seen = given.clone().map_or_else(|| before.context(), |c| c.intersection(&before.context()));
                     let (expected, dot) = before.write(&seen, &actor(0, epoch), floor, version(Some(value))).unwrap();
-                    let written = storage.write(key, given.as_ref(), &me, version(Some(value)), RowLimits::NONE).unwrap();
+                    let written = storage.write(key, given.as_ref(), &me, (version(Some(value)), false), RowLimits::NONE).unwrap();
                     prop_assert_eq!(&written.row, &expected);
                     prop_assert_eq!(&written.dot, &dot);
                     prop_assert_eq!(&written.context, &seen.with(dot.clone()));
@@ -272,7 +272,7 @@ proptest! {
                     let before = model.current(key);
                     let floor = model.floors.get(&key.encode()).copied().unwrap_or_default();
                     let (expected, dot) = before.write(&before.context(), &actor(0, epoch), floor, version(None)).unwrap();
-                    let written = storage.write(key, Some(&before.context()), &me, version(None), RowLimits::NONE).unwrap();
+                    let written = storage.write(key, Some(&before.context()), &me, (version(None), false), RowLimits::NONE).unwrap();
                     prop_assert_eq!(&written.row, &expected);
                     prop_assert!(issued.insert((key.encode(), dot.clone())), "dot {:?} issued twice", dot);
                     model.rows.insert(key.encode(), (key.clone(), expected));
@@ -362,7 +362,13 @@ fn a_restored_backup_never_reissues_a_dot() {
     let key = &keys()[0];
     let write = |storage: &Storage, value: i64| {
         storage
-            .write(key, None, &me, version(Some(value)), RowLimits::NONE)
+            .write(
+                key,
+                None,
+                &me,
+                (version(Some(value)), false),
+                RowLimits::NONE,
+            )
             .unwrap()
             .dot
     };
@@ -449,10 +455,13 @@ fn size_estimates_grow_with_flushed_data() {
                 &key,
                 None,
                 &me,
-                RowVersion {
-                    timestamp_micros: 0,
-                    row: Some(row),
-                },
+                (
+                    RowVersion {
+                        timestamp_micros: 0,
+                        row: Some(row),
+                    },
+                    false,
+                ),
                 RowLimits::NONE,
             )
             .unwrap();
@@ -500,7 +509,13 @@ fn a_row_written_again_after_its_purge_keeps_a_bounded_history() {
     let write = |value: Option<i64>| {
         let context = storage.get(key).unwrap().unwrap_or_default().context();
         storage
-            .write(key, Some(&context), &me, version(value), RowLimits::NONE)
+            .write(
+                key,
+                Some(&context),
+                &me,
+                (version(value), false),
+                RowLimits::NONE,
+            )
             .unwrap()
     };
     for value in 0..5 {
@@ -540,14 +555,14 @@ fn a_purged_row_keeps_its_history_across_reopens() {
         let storage = Storage::open(dir.path(), &StorageConfig::default()).unwrap();
         assert!(storage.purged_history(key).unwrap().is_empty());
         let written = storage
-            .write(key, None, &me, version(Some(1)), RowLimits::NONE)
+            .write(key, None, &me, (version(Some(1)), false), RowLimits::NONE)
             .unwrap();
         let deleted = storage
             .write(
                 key,
                 Some(&written.context),
                 &me,
-                version(None),
+                (version(None), false),
                 RowLimits::NONE,
             )
             .unwrap();

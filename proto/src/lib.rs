@@ -57,11 +57,14 @@ pub use keys::{
 };
 pub use message::{
     ClientReply, ClientRequest, Context, NodeStatus, PeerReply, PeerRequest, ReadFirst, Receipt,
-    Request, Response, RowAddress, RowId, SchemaBytes, Sibling, StreamedRow, TopologyNode,
-    VersionedRow,
+    Request, Response, RowAddress, RowId, SchemaBytes, Sibling, SliceRead, StreamedRow,
+    TABLE_ID_PREFIX, TopologyNode, VersionedRow,
 };
 pub use operation::{OperationOutcome, OperationStatus};
-pub use query::{MAX_BOUND_VALUES, Query, QueryResult, Rows};
+pub use query::{
+    MAX_BOUND_VALUES, MAX_SESSION_CONTEXTS, PagingState, Query, QueryResult, RowContext, RowRef,
+    Rows, SiblingMark, TraceEvent,
+};
 pub use repair::{HintCounters, RepairStats, RepairSummary, TreeItem};
 pub use schema::{
     ColumnDefinition, ColumnKind, ConflictMode, KeyspaceDefinition, MAX_COLUMNS, MAX_NAME_CHARS,

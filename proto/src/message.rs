@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     ClusterSettings, ClusteringKey, ConsistencyLevel, OperationStatus, PartitionKey, Query,
-    QueryResult, RepairStats, RepairSummary, RequestError, Row, TableId, TreeItem,
+    QueryResult, RepairStats, RepairSummary, RequestError, Row, TableId, TraceEvent, TreeItem,
 };
 
 /// A request in its envelope.
@@ -52,10 +52,14 @@ pub struct Response<T> {
     pub body: Result<T, RequestError>,
 }
 
+/// How [`RowAddress::table`] names a table by its id: `#` and 16 hex digits.
+pub const TABLE_ID_PREFIX: char = '#';
+
 /// Addresses a row by table name, as clients do (tables are named).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RowAddress {
-    /// The table's name.
+    /// The table's name (a key-value table), or `#` and the id of a CQL
+    /// table in 16 hex digits ([`RowAddress::of_table`]).
     pub table: String,
     /// The serialized partition key.
     pub partition: PartitionKey,
@@ -81,6 +85,16 @@ impl RowAddress {
             table: table.into(),
             partition,
             clustering: ClusteringKey::empty(),
+        }
+    }
+
+    /// A row of the table stored under `id` (a CQL table: its rows are
+    /// addressed by id, since a name can be dropped and made again).
+    pub fn of_table(id: TableId, partition: PartitionKey, clustering: ClusteringKey) -> RowAddress {
+        RowAddress {
+            table: format!("{TABLE_ID_PREFIX}{:016x}", id.0),
+            partition,
+            clustering,
         }
     }
 
@@ -149,6 +163,20 @@ pub enum ClientRequest {
         /// a hint, and the fallback's acknowledgement counts.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         sloppy: bool,
+    },
+    /// Write some of a row's columns (CQL's `INSERT` and `UPDATE`): the new
+    /// version holds these columns and, for every column not given, its
+    /// value in the versions it supersedes (the latest written, when they
+    /// differ); a `null` column is removed. Answered like [`ClientRequest::Put`].
+    Update {
+        /// Which row.
+        row: RowAddress,
+        /// The columns written; `null` removes one.
+        columns: Row,
+        /// The context of the read this write follows, or empty.
+        context: Context,
+        /// How many replicas must acknowledge.
+        consistency: ConsistencyLevel,
     },
     /// Delete a row: a tombstone that supersedes what the context has seen.
     Delete {
@@ -323,6 +351,13 @@ pub struct NodeStatus {
 pub enum ClientReply {
     /// What a [`ClientRequest::Query`] did.
     Result(QueryResult),
+    /// What a [`ClientRequest::Query`] with `tracing` did, and its trace.
+    Traced {
+        /// What it did.
+        result: QueryResult,
+        /// The coordinator's events, in order.
+        trace: Vec<TraceEvent>,
+    },
     /// The answer to [`ClientRequest::Get`]. No siblings means not found (or
     /// deleted); the context is worth passing back even then, so that a
     /// write after it supersedes the tombstone it saw.
@@ -504,6 +539,13 @@ pub enum PeerRequest {
         /// Storage keys.
         keys: Vec<serde_bytes::ByteBuf>,
     },
+    /// A page of one partition's rows, for a `SELECT`: the rows whose
+    /// clustering keys lie in `[start, end)` (bytes of order-preserving
+    /// clustering keys; no `end`: the partition's last), in clustering
+    /// order or in reverse, at most `limit` of them (tombstones count).
+    /// Answered with [`PeerReply::Rows`], whose keys are storage keys;
+    /// `more` says the page stopped at the limit.
+    ReadSlice(SliceRead),
     /// The receiver's whole schema, asked by a node whose schema version
     /// differs from the one the receiver gossips. Answered with
     /// [`PeerReply::Schema`].
@@ -513,6 +555,25 @@ pub enum PeerRequest {
     /// receiver merges them into its own (answered with
     /// [`PeerReply::Applied`]).
     PushSchema(SchemaBytes),
+}
+
+/// Which rows of a partition [`PeerRequest::ReadSlice`] asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SliceRead {
+    /// The table.
+    pub table: TableId,
+    /// The partition.
+    pub partition: PartitionKey,
+    /// The first clustering key included (bytes; empty: the first row).
+    #[serde(with = "serde_bytes")]
+    pub start: Vec<u8>,
+    /// The clustering key the slice ends before (bytes; `None`: the end).
+    #[serde(with = "serde_bytes")]
+    pub end: Option<Vec<u8>>,
+    /// From the end of the slice backwards.
+    pub reverse: bool,
+    /// The most rows, tombstones included.
+    pub limit: u32,
 }
 
 /// A schema (or some of its entries), encoded by the node's schema module

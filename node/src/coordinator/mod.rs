@@ -61,7 +61,7 @@ use std::time::Duration;
 
 use ringdb_proto::{
     ClientReply, ClientRequest, ConsistencyLevel, Context, PeerReply, PeerRequest, Receipt,
-    RequestError, Row, RowAddress, RowId, TableId, VersionedRow,
+    RequestError, Row, RowAddress, RowId, StreamedRow, TABLE_ID_PREFIX, TableId, VersionedRow,
 };
 use ringdb_ring::NodeId;
 use tokio::sync::{Semaphore, mpsc};
@@ -78,10 +78,11 @@ use crate::storage::{RowKey, RowLimits, StoredRow, decode_versions, encode_row};
 mod forwarded;
 mod quorum;
 mod read;
+mod slice;
 mod write;
 
 use quorum::Quorum;
-use read::siblings_of;
+pub(crate) use read::siblings_of;
 use write::Write;
 
 /// How long past a request's deadline a forwarding node waits for the
@@ -125,6 +126,15 @@ impl Deref for Coordinator {
 /// them ids), a table is named by its use and its id is the first eight
 /// bytes of the blake3 hash of the name.
 pub fn table_id(name: &str) -> Result<TableId, RequestError> {
+    // A CQL table, by id (`RowAddress::of_table`).
+    if let Some(hex) = name.strip_prefix(TABLE_ID_PREFIX) {
+        return match u64::from_str_radix(hex, 16) {
+            Ok(id) if hex.len() == 16 => Ok(TableId(id)),
+            _ => Err(RequestError::invalid(format!(
+                "table {name:?}: a table id is {TABLE_ID_PREFIX} and 16 hex digits"
+            ))),
+        };
+    }
     let valid = !name.is_empty()
         && name.len() <= MAX_TABLE_NAME
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
@@ -165,6 +175,24 @@ impl Coordinator {
                     context,
                     consistency,
                     sloppy,
+                    patch: false,
+                };
+                self.write(write, deadline, forwarded).await
+            }
+            ClientRequest::Update {
+                row,
+                columns,
+                context,
+                consistency,
+            } => {
+                self.check_row_size(&columns)?;
+                let write = Write {
+                    row,
+                    columns: Some(columns),
+                    context,
+                    consistency,
+                    sloppy: false,
+                    patch: true,
                 };
                 self.write(write, deadline, forwarded).await
             }
@@ -180,6 +208,7 @@ impl Coordinator {
                     context,
                     consistency,
                     sloppy,
+                    patch: false,
                 };
                 self.write(write, deadline, forwarded).await
             }
@@ -263,6 +292,23 @@ impl Coordinator {
                 Ok(PeerReply::Row(
                     stored.map(|stored| VersionedRow(encode_row(&stored))),
                 ))
+            }
+            PeerRequest::ReadSlice(read) => {
+                let token = ringdb_ring::Token::of(read.partition.as_bytes());
+                if !self.replicates(token) {
+                    return Err(RequestError::NotAReplica {
+                        node: self.me.clone(),
+                    });
+                }
+                let (rows, more) = self.blocking(move |storage| storage.slice(&read)).await?;
+                let rows = rows
+                    .into_iter()
+                    .map(|(key, versions)| StreamedRow {
+                        key,
+                        versions: VersionedRow(versions),
+                    })
+                    .collect();
+                Ok(PeerReply::Rows { rows, more })
             }
             PeerRequest::Coordinate { id, request } => {
                 // Longer than any run of it lives, so that a late duplicate

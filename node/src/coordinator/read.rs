@@ -19,6 +19,7 @@ use super::quorum::{Quorum, Shortfall};
 use super::{BackgroundJob, Coordinator};
 use crate::causality::CausalContext;
 use crate::storage::{RowKey, StoredRow, decode_versions, encode_row};
+use crate::trace;
 
 impl Coordinator {
     pub(super) async fn read(
@@ -80,51 +81,88 @@ impl Coordinator {
         id: &RowId,
         deadline: Instant,
     ) -> Result<Vec<(NodeId, StoredRow)>, RequestError> {
-        let first = quorum
-            .first_asks(alive)
-            .map_err(|short| RequestError::Unavailable {
-                required: short.required,
-                alive: short.have,
-            })?;
-        let mut reads = JoinSet::new();
-        for replica in &first {
-            self.spawn_read(&mut reads, replica, id, deadline);
-        }
-        let mut gathering = Gathering::new(first, alive);
-        let speculative = Duration::from_millis(self.limits.speculative_retry_ms);
-        let mut speculate_at = Instant::now() + speculative;
-        while !quorum.met_by(&gathering.answered) {
-            let wait_until = if gathering.spares.is_empty() {
-                deadline
-            } else {
-                speculate_at.min(deadline)
-            };
-            let ask = match tokio::time::timeout_at(wait_until, reads.join_next()).await {
-                Ok(Some(Ok((replica, outcome)))) => gathering.answer(replica, outcome),
-                Ok(Some(Err(error))) => {
-                    debug!(%error, "replica read task failed");
-                    Ask::Replacements
-                }
-                // Speculative retry: a replica is slow (or silently gone):
-                // ask a spare rather than wait for the deadline.
-                Err(_) if Instant::now() < deadline && !gathering.spares.is_empty() => {
-                    debug!("speculative read");
-                    speculate_at = Instant::now() + speculative;
-                    Ask::Speculative
-                }
-                Ok(None) if gathering.damaged.is_some() => {
-                    return Err(gathering.damaged.expect("checked"));
-                }
-                Ok(None) | Err(_) => return Err(gathering.timeout(quorum)),
-            };
-            for spare in gathering.asks(ask, quorum) {
-                self.spawn_read(&mut reads, &spare, id, deadline);
-                gathering.outstanding.push(spare);
-            }
-        }
-        Ok(gathering.answers)
+        let spawn = |reads: &mut Reads<StoredRow>, replica: &NodeId| {
+            self.spawn_read(reads, replica, id, deadline);
+        };
+        gather(
+            quorum,
+            alive,
+            deadline,
+            self.limits.speculative_retry_ms,
+            spawn,
+        )
+        .await
     }
+}
 
+/// Reads from the live replicas until `quorum` is met: those asked first,
+/// a spare for each that fails, and one more whenever those asked are
+/// slower than the speculative retry delay. `spawn` starts one replica's read.
+pub(super) async fn gather<T: Send + 'static>(
+    quorum: &Quorum,
+    alive: &[NodeId],
+    deadline: Instant,
+    speculative_retry_ms: u64,
+    spawn: impl Fn(&mut Reads<T>, &NodeId),
+) -> Result<Vec<(NodeId, T)>, RequestError> {
+    let first = quorum
+        .first_asks(alive)
+        .map_err(|short| RequestError::Unavailable {
+            required: short.required,
+            alive: short.have,
+        })?;
+    let mut reads = JoinSet::new();
+    for replica in &first {
+        spawn(&mut reads, replica);
+    }
+    trace::event(|| format!("asked {}", names(&first)));
+    let mut gathering = Gathering::new(first, alive);
+    let speculative = Duration::from_millis(speculative_retry_ms);
+    let mut speculate_at = Instant::now() + speculative;
+    while !quorum.met_by(&gathering.answered) {
+        let wait_until = if gathering.spares.is_empty() {
+            deadline
+        } else {
+            speculate_at.min(deadline)
+        };
+        let ask = match tokio::time::timeout_at(wait_until, reads.join_next()).await {
+            Ok(Some(Ok((replica, outcome)))) => {
+                trace::event(|| match &outcome {
+                    Ok(_) => format!("{replica} answered"),
+                    Err(error) => format!("{replica} failed: {error}"),
+                });
+                gathering.answer(replica, outcome)
+            }
+            Ok(Some(Err(error))) => {
+                debug!(%error, "replica read task failed");
+                Ask::Replacements
+            }
+            // Speculative retry: a replica is slow (or silently gone):
+            // ask a spare rather than wait for the deadline.
+            Err(_) if Instant::now() < deadline && !gathering.spares.is_empty() => {
+                debug!("speculative read");
+                trace::event(|| "speculative retry: the replicas asked are slow".into());
+                speculate_at = Instant::now() + speculative;
+                Ask::Speculative
+            }
+            Ok(None) if gathering.damaged.is_some() => {
+                return Err(gathering.damaged.expect("checked"));
+            }
+            Ok(None) | Err(_) => return Err(gathering.timeout(quorum)),
+        };
+        for spare in gathering.asks(ask, quorum) {
+            trace::event(|| format!("asked spare {spare}"));
+            spawn(&mut reads, &spare);
+            gathering.outstanding.push(spare);
+        }
+    }
+    Ok(gathering.answers)
+}
+
+/// The reads in flight: each replica's answer.
+pub(super) type Reads<T> = JoinSet<(NodeId, Result<T, RequestError>)>;
+
+impl Coordinator {
     /// Blocking read repair: writes the merge to the replicas read that
     /// are behind it, and returns those repaired; a timeout if too few of
     /// the replicas read hold the merge by the deadline.
@@ -142,6 +180,9 @@ impl Coordinator {
             .filter(|(_, stored)| !stored.descends(merged))
             .map(|(replica, _)| replica.clone())
             .collect();
+        if !behind.is_empty() {
+            trace::event(|| format!("read repair of {}", names(&behind)));
+        }
         let repaired = self.repair(id, merged, &behind, deadline).await;
         if repaired.len() < behind.len() {
             // The answers that hold the merge now.
@@ -167,7 +208,7 @@ impl Coordinator {
     /// What a read at `level` needs: `required` of the row's `replicas`
     /// and, while a node joins or leaves, as many of the replicas of the
     /// ring after the change (see [`Quorum`]).
-    fn read_quorum(
+    pub(super) fn read_quorum(
         &self,
         row: &RowAddress,
         replicas: Vec<NodeId>,
@@ -186,7 +227,7 @@ impl Coordinator {
 
     fn spawn_read(
         self: &Arc<Self>,
-        reads: &mut JoinSet<(NodeId, Result<StoredRow, RequestError>)>,
+        reads: &mut Reads<StoredRow>,
         replica: &NodeId,
         id: &RowId,
         deadline: Instant,
@@ -215,7 +256,7 @@ impl Coordinator {
 
     /// Merges `merged` into each of `replicas`; returns those that took it
     /// before the deadline.
-    async fn repair(
+    pub(super) async fn repair(
         &self,
         id: &RowId,
         merged: &StoredRow,
@@ -301,19 +342,19 @@ enum Ask {
 
 /// A read's progress: the replicas it may still ask, those asked that have
 /// not answered, the answers, and a damaged replica's error.
-struct Gathering {
+struct Gathering<T> {
     spares: Vec<NodeId>,
     outstanding: Vec<NodeId>,
-    answers: Vec<(NodeId, StoredRow)>,
+    answers: Vec<(NodeId, T)>,
     answered: Vec<NodeId>,
     /// A replica that answered it holds damaged data: if the level cannot
     /// be met without it, that is the read's error.
     damaged: Option<RequestError>,
 }
 
-impl Gathering {
+impl<T> Gathering<T> {
     /// Asked `first`; the rest of `alive` are spares.
-    fn new(first: Vec<NodeId>, alive: &[NodeId]) -> Gathering {
+    fn new(first: Vec<NodeId>, alive: &[NodeId]) -> Gathering<T> {
         Gathering {
             spares: alive
                 .iter()
@@ -338,7 +379,7 @@ impl Gathering {
     }
 
     /// Notes a replica's answer; returns whom to ask more.
-    fn answer(&mut self, replica: NodeId, outcome: Result<StoredRow, RequestError>) -> Ask {
+    fn answer(&mut self, replica: NodeId, outcome: Result<T, RequestError>) -> Ask {
         self.outstanding.retain(|r| *r != replica);
         match outcome {
             Ok(stored) => {
@@ -385,7 +426,7 @@ fn read_answer(answer: Result<PeerReply, CallError>) -> Result<StoredRow, Reques
 }
 
 /// The live versions of a row, as a reader sees them.
-pub(super) fn siblings_of(merged: &StoredRow) -> Vec<Sibling> {
+pub(crate) fn siblings_of(merged: &StoredRow) -> Vec<Sibling> {
     merged
         .siblings()
         .filter_map(|(dot, version)| {
@@ -397,4 +438,10 @@ pub(super) fn siblings_of(merged: &StoredRow) -> Vec<Sibling> {
             })
         })
         .collect()
+}
+
+/// Node names for a trace: `node1, node2`.
+pub(super) fn names(nodes: &[NodeId]) -> String {
+    let names: Vec<String> = nodes.iter().map(ToString::to_string).collect();
+    names.join(", ")
 }

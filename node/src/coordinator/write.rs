@@ -17,6 +17,7 @@ use tracing::debug;
 use super::{Coordinator, FORWARD_GRACE, Quorum, REDIAL_WAIT};
 use crate::causality::{CausalContext, VersionVector};
 use crate::storage::{RowKey, RowVersion, StoredRow, decode_versions};
+use crate::trace;
 
 /// The answer of one replica (or fallback) to a write.
 struct Ack {
@@ -36,6 +37,9 @@ pub(super) struct Write {
     pub(super) context: Context,
     pub(super) consistency: ConsistencyLevel,
     pub(super) sloppy: bool,
+    /// The columns are written over those of the versions superseded
+    /// ([`ClientRequest::Update`]), not instead of them.
+    pub(super) patch: bool,
 }
 
 impl Write {
@@ -47,8 +51,15 @@ impl Write {
             context,
             consistency,
             sloppy,
+            patch,
         } = self;
         match columns {
+            Some(columns) if patch => ClientRequest::Update {
+                row,
+                columns,
+                context,
+                consistency,
+            },
             Some(columns) => ClientRequest::Put {
                 row,
                 columns,
@@ -133,6 +144,7 @@ impl Coordinator {
         // Without a context, the write supersedes what this coordinator
         // holds (read under the row lock): concurrent only with what it has
         // not seen. A context is clamped to the row's history here.
+        let patch = write.patch;
         let version = RowVersion {
             timestamp_micros: self.now_micros(),
             row: write.columns,
@@ -140,11 +152,25 @@ impl Coordinator {
         let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone());
         let (me, limits) = (self.me.clone(), self.row_limits());
         let written = self
-            .blocking(move |storage| storage.write(&key, context.as_ref(), &me, version, limits))
+            .blocking(move |storage| {
+                storage.write(&key, context.as_ref(), &me, (version, patch), limits)
+            })
             .await?;
         let versions = VersionedRow(written.encoded);
+        trace::event(|| {
+            let dot = &written.dot;
+            let actor = format!("{}@{:x}", dot.actor.node, dot.actor.epoch);
+            format!("wrote locally as {actor}:{}", dot.counter)
+        });
         let write = Arc::new((id, versions));
         let mut acks = self.send_write(&targets, &write, deadline);
+        trace::event(|| {
+            let others: Vec<String> = (targets.alive.iter())
+                .filter(|r| **r != self.me)
+                .map(ToString::to_string)
+                .collect();
+            format!("sent the write to {}", others.join(", "))
+        });
         // Down replicas without a fallback get a hint here.
         let unhinted: Vec<NodeId> = targets
             .down
@@ -153,6 +179,9 @@ impl Coordinator {
             .cloned()
             .collect();
         receipt.hinted = self.handoff.hint(&write.0, &write.1, unhinted).await;
+        if !receipt.hinted.is_empty() {
+            trace::event(|| format!("stored hints for {:?} (down)", receipt.hinted));
+        }
         let waited = await_acks(&mut acks, required, &mut receipt, deadline).await;
         // The acknowledgements still to come are not waited for: each ack
         // task stores a hint if its replica fails or misses the deadline.
@@ -498,6 +527,7 @@ impl Coordinator {
             let Ok(call) = self.peers.send(target, coordinate, deadline) else {
                 continue;
             };
+            trace::event(|| format!("not a replica: forwarded the write to {target}"));
             let answer = match call.answer(deadline + FORWARD_GRACE).await {
                 Ok(PeerReply::Coordinated(reply)) => Ok(reply),
                 Ok(other) => Err(RequestError::Server {
@@ -544,6 +574,7 @@ async fn await_acks(
     while acknowledged < required {
         match tokio::time::timeout_at(deadline, acks.join_next()).await {
             Ok(Some(Ok(ack))) if ack.applied => {
+                trace::event(|| format!("{} acknowledged", ack.node));
                 match ack.stands_in_for {
                     Some(replica) => receipt.fallbacks.push((ack.node, replica)),
                     None => receipt.acknowledged.push(ack.node),

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ringdb_gossip::{StateKey, StateValue};
-use ringdb_proto::{PeerReply, PeerRequest, RequestError, SchemaBytes};
+use ringdb_proto::{PeerReply, PeerRequest, RequestError, SchemaBytes, TableDefinition};
 use ringdb_ring::NodeId;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -155,6 +155,22 @@ impl Schemas {
         let mut changes = self.schema.subscribe();
         let found = changes.wait_for(|schema| schema.keyspace(name).is_some());
         matches!(tokio::time::timeout(within, found).await, Ok(Ok(_)))
+    }
+
+    /// Waits, at most `within`, until table `name` of `keyspace` exists
+    /// here; returns it if it does.
+    pub(crate) async fn wait_for_table(
+        &self,
+        keyspace: &str,
+        name: &str,
+        within: Duration,
+    ) -> Option<TableDefinition> {
+        let mut changes = self.schema.subscribe();
+        let found = changes.wait_for(|schema| schema.table(keyspace, name).is_some());
+        match tokio::time::timeout(within, found).await {
+            Ok(Ok(schema)) => schema.table(keyspace, name).cloned(),
+            _ => None,
+        }
     }
 
     /// Stores `next` (synced), then makes it current and announces it.

@@ -14,15 +14,21 @@
 //! arrive, briefly, before it is refused as unknown.
 
 mod describe;
+mod restrict;
+mod select;
+mod terms;
+mod write;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use ringdb_cql::ast::TableName;
 use ringdb_cql::ast::{Describe, Statement};
 use ringdb_cql::{ParseError, parse_statement};
-use ringdb_proto::{Query, QueryResult, RequestError};
+use ringdb_proto::{MAX_SESSION_CONTEXTS, Query, QueryResult, RequestError, TableDefinition};
 use tokio::time::Instant;
 
+use crate::coordinator::Coordinator;
 use crate::replica::Replica;
 use crate::schema::ddl::DdlError;
 use crate::schema::{SchemaFailure, Schemas};
@@ -35,6 +41,7 @@ const SCHEMA_WAIT: Duration = Duration::from_secs(2);
 pub(crate) struct Statements {
     pub(crate) replica: Arc<Replica>,
     pub(crate) schemas: Arc<Schemas>,
+    pub(crate) coordinator: Arc<Coordinator>,
 }
 
 impl Statements {
@@ -44,6 +51,11 @@ impl Statements {
         query: Query,
         deadline: Instant,
     ) -> Result<QueryResult, RequestError> {
+        if query.contexts.len() > MAX_SESSION_CONTEXTS {
+            return Err(RequestError::invalid(format!(
+                "a statement carries at most {MAX_SESSION_CONTEXTS} row contexts"
+            )));
+        }
         let statement = parse_statement(&query.cql).map_err(syntax_error)?;
         let keyspace = query.keyspace.as_deref();
         match &statement {
@@ -58,14 +70,37 @@ impl Statements {
             | Statement::AlterTable { .. }
             | Statement::DropTable { .. } => self.ddl(&statement, keyspace, deadline).await,
             Statement::Describe(describe) => self.describe(describe, keyspace).await,
+            Statement::Select(select) => self.select(select, &query, deadline).await,
             Statement::Insert(_)
             | Statement::Update(_)
             | Statement::Delete(_)
-            | Statement::Select(_)
-            | Statement::Batch(_) => Err(RequestError::invalid(
-                "this node runs schema statements (CREATE, ALTER, DROP, USE, DESCRIBE); \
-                 SELECT, INSERT, UPDATE, DELETE and BATCH are not executed yet",
-            )),
+            | Statement::Batch(_) => self.write(&statement, &query, deadline).await,
+        }
+    }
+
+    /// The table `name` names (in the session's keyspace when it names
+    /// none), waiting for the schema to bring it at most [`SCHEMA_WAIT`].
+    async fn table(
+        &self,
+        name: &TableName,
+        keyspace: Option<&str>,
+    ) -> Result<TableDefinition, RequestError> {
+        let Some(keyspace) = name.keyspace.as_deref().or(keyspace) else {
+            return Err(ddl_error(DdlError::NoKeyspace));
+        };
+        match self
+            .schemas
+            .wait_for_table(keyspace, &name.name, SCHEMA_WAIT)
+            .await
+        {
+            Some(table) => Ok(table),
+            None if self.schemas.current().keyspace(keyspace).is_none() => {
+                Err(ddl_error(DdlError::UnknownKeyspace(keyspace.to_string())))
+            }
+            None => Err(ddl_error(DdlError::UnknownTable {
+                keyspace: keyspace.to_string(),
+                table: name.name.clone(),
+            })),
         }
     }
 

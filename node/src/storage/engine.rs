@@ -97,6 +97,15 @@ pub trait Reader {
         start: &[u8],
         end: Option<&[u8]>,
     ) -> Box<dyn Iterator<Item = Item> + 'a>;
+
+    /// The items of `family` from `start` (inclusive) up to `end`
+    /// (exclusive; the family's end without it), in reverse key order.
+    fn scan_reverse<'a>(
+        &'a self,
+        family: Family,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Box<dyn Iterator<Item = Item> + 'a>;
 }
 
 /// Work handed to [`Engine::run`].

@@ -156,6 +156,43 @@ fn scan_from<'a>(
     }))
 }
 
+/// [`scan_from`] backwards: from the last key under `end` down to `start`.
+fn scan_back<'a>(
+    read: impl Fn(&Bound<Vec<u8>>) -> Option<Item> + 'a,
+    end: Option<&[u8]>,
+) -> Box<dyn Iterator<Item = Item> + 'a> {
+    let mut upto = match end {
+        Some(end) => Bound::Excluded(end.to_vec()),
+        None => Bound::Unbounded,
+    };
+    let mut failed = false;
+    Box::new(std::iter::from_fn(move || {
+        if failed {
+            return None;
+        }
+        let item = read(&upto)?;
+        match &item {
+            Ok((key, _)) => upto = Bound::Excluded(key.clone()),
+            Err(_) => failed = true,
+        }
+        Some(item)
+    }))
+}
+
+/// The last item of `family` at or after `start` and under `upto`.
+fn previous_item(
+    families: &Families,
+    family: Family,
+    start: &[u8],
+    upto: &Bound<Vec<u8>>,
+) -> Option<(Vec<u8>, Vec<u8>)> {
+    let keys = families.get(&family)?;
+    let (key, value) = keys
+        .range((Bound::Included(start.to_vec()), upto.clone()))
+        .next_back()?;
+    Some((key.clone(), value.clone()))
+}
+
 fn next_item(
     families: &Families,
     family: Family,
@@ -186,6 +223,22 @@ impl Reader for MemoryEngine {
             start,
         )
     }
+
+    fn scan_reverse<'a>(
+        &'a self,
+        family: Family,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Box<dyn Iterator<Item = Item> + 'a> {
+        let start = start.to_vec();
+        scan_back(
+            move |upto| match self.live() {
+                Ok(state) => previous_item(&state.current, family, &start, upto).map(Ok),
+                Err(error) => Some(Err(error)),
+            },
+            end,
+        )
+    }
 }
 
 /// A copy of every family.
@@ -202,6 +255,19 @@ impl Reader for Snapshot {
         scan_from(
             move |from| next_item(&self.0, family, from, end.as_deref()).map(Ok),
             start,
+        )
+    }
+
+    fn scan_reverse<'a>(
+        &'a self,
+        family: Family,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Box<dyn Iterator<Item = Item> + 'a> {
+        let start = start.to_vec();
+        scan_back(
+            move |upto| previous_item(&self.0, family, &start, upto).map(Ok),
+            end,
         )
     }
 }

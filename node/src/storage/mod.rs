@@ -53,7 +53,8 @@ pub use keys::RowKey;
 pub use memory::{MemoryDisk, MemoryEngine};
 pub use retired::RETIRED_FILE;
 pub use rocks::RocksEngine;
-pub use rows::{RowLimits, Written};
+pub(crate) use rows::next_prefix;
+pub use rows::{RowLimits, SliceRows, Written};
 pub use salvage::DamageRecord;
 
 use crate::causality::format1::DvvSetV1;

@@ -103,8 +103,8 @@ impl Storage {
 fn scan<'a>(
     db: &'a DB,
     cf: &ColumnFamily,
-    start: &[u8],
-    end: Option<&[u8]>,
+    (start, end): (&[u8], Option<&[u8]>),
+    direction: Direction,
     snapshot: Option<&'a rocksdb::Snapshot<'a>>,
 ) -> Box<dyn Iterator<Item = Item> + 'a> {
     let mut options = ReadOptions::default();
@@ -114,7 +114,14 @@ fn scan<'a>(
     if let Some(end) = end {
         options.set_iterate_upper_bound(end.to_vec());
     }
-    let mode = IteratorMode::From(start, Direction::Forward);
+    let mode = match direction {
+        Direction::Forward => IteratorMode::From(start, Direction::Forward),
+        // From the last key under the upper bound, down to `start`.
+        Direction::Reverse => {
+            options.set_iterate_lower_bound(start.to_vec());
+            IteratorMode::End
+        }
+    };
     Box::new(db.iterator_cf_opt(cf, options, mode).map(|item| {
         let (key, value) = item?;
         Ok((key.into_vec(), value.into_vec()))
@@ -128,7 +135,18 @@ impl Reader for RocksEngine {
         start: &[u8],
         end: Option<&[u8]>,
     ) -> Box<dyn Iterator<Item = Item> + 'a> {
-        scan(&self.db, self.cf(family), start, end, None)
+        let bounds = (start, end);
+        scan(&self.db, self.cf(family), bounds, Direction::Forward, None)
+    }
+
+    fn scan_reverse<'a>(
+        &'a self,
+        family: Family,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Box<dyn Iterator<Item = Item> + 'a> {
+        let bounds = (start, end);
+        scan(&self.db, self.cf(family), bounds, Direction::Reverse, None)
     }
 }
 
@@ -146,11 +164,29 @@ impl Reader for Snapshot<'_> {
         end: Option<&[u8]>,
     ) -> Box<dyn Iterator<Item = Item> + 'a> {
         let engine = self.engine;
+        let (bounds, forward) = ((start, end), Direction::Forward);
         scan(
             &engine.db,
             engine.cf(family),
-            start,
-            end,
+            bounds,
+            forward,
+            Some(&self.snapshot),
+        )
+    }
+
+    fn scan_reverse<'a>(
+        &'a self,
+        family: Family,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Box<dyn Iterator<Item = Item> + 'a> {
+        let engine = self.engine;
+        let (bounds, reverse) = ((start, end), Direction::Reverse);
+        scan(
+            &engine.db,
+            engine.cf(family),
+            bounds,
+            reverse,
             Some(&self.snapshot),
         )
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use ringdb_antientropy::tree::{Hash, Tree, Trees, item_hash, leaf_range, version_digest};
-use ringdb_proto::{TableId, TreeItem};
+use ringdb_proto::{ClusteringKey, Row, SliceRead, TableId, TreeItem, Value};
 use ringdb_ring::{NodeId, TokenRange};
 
 use super::{
@@ -172,12 +172,15 @@ impl Storage {
     /// new dot comes after every dot of this life's actor that the row, the
     /// context or a deleted copy of the row ever held. Refused, with nothing
     /// stored, if the row would break `limits`.
+    ///
+    /// With `patch`, the version's columns are written over those of the
+    /// versions it supersedes (CQL's `INSERT` and `UPDATE`; see [`patched`]).
     pub fn write(
         &self,
         key: &RowKey,
         context: Option<&VersionVector>,
         node: &NodeId,
-        version: RowVersion,
+        (version, patch): (RowVersion, bool),
         limits: RowLimits,
     ) -> Result<Written, StorageError> {
         let actor = self.actor(node);
@@ -186,6 +189,13 @@ impl Storage {
             let seen = match context {
                 Some(context) => context.intersection(&history),
                 None => history,
+            };
+            let version = match (patch, version.row.clone()) {
+                (true, Some(columns)) => RowVersion {
+                    row: Some(patched(current, &seen, columns)),
+                    ..version.clone()
+                },
+                _ => version.clone(),
             };
             let (next, dot) = current.write(&seen, &actor, floor, version)?;
             Ok(Change {
@@ -395,6 +405,39 @@ impl Storage {
                         !matches!((item, &after), (Ok((key, _)), Some(after)) if key == after)
                     })
             })
+    }
+
+    /// A page of one partition's rows, for a `SELECT` ([`SliceRead`]): the
+    /// storage keys and encoded sibling sets of the rows whose clustering
+    /// keys lie in `[start, end)`, forwards or in reverse, at most `limit`
+    /// (tombstones included); and whether the page stopped at the limit.
+    ///
+    /// [`SliceRead`]: ringdb_proto::SliceRead
+    pub fn slice(&self, read: &SliceRead) -> Result<SliceRows, StorageError> {
+        let key = RowKey::new(read.table, read.partition.clone(), ClusteringKey::empty());
+        self.check_restored(key.token)?;
+        let prefix = key.encode();
+        let mut start = prefix.clone();
+        start.extend_from_slice(&read.start);
+        let end = match &read.end {
+            Some(end) => Some([prefix.as_slice(), end].concat()),
+            None => next_prefix(&prefix),
+        };
+        let items = if read.reverse {
+            self.engine
+                .scan_reverse(Family::Data, &start, end.as_deref())
+        } else {
+            self.engine.scan(Family::Data, &start, end.as_deref())
+        };
+        let limit = read.limit.max(1) as usize;
+        let mut rows = Vec::new();
+        for item in items {
+            if rows.len() == limit {
+                return Ok((rows, true));
+            }
+            rows.push(item?);
+        }
+        Ok((rows, false))
     }
 
     /// Deletes every row whose token lies in `range` (a range this node no
@@ -640,4 +683,50 @@ fn retree(tree: &Tree, key: &RowKey, encoded: &[u8], old: Option<Hash>, new: Opt
     for digest in [old, new].into_iter().flatten() {
         tree.toggle(key.token, &item_hash(encoded, &digest));
     }
+}
+
+/// A page of a slice: storage keys and encoded sibling sets, and whether
+/// the page stopped at its limit.
+pub type SliceRows = (Vec<(Vec<u8>, Vec<u8>)>, bool);
+
+/// The first key after every key that starts with `prefix` (`None`: no
+/// such key, the prefix is all `0xFF`).
+pub(crate) fn next_prefix(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut next = prefix.to_vec();
+    while let Some(last) = next.pop() {
+        if last < u8::MAX {
+            next.push(last + 1);
+            return Some(next);
+        }
+    }
+    None
+}
+
+/// The columns of a patch write (CQL's `INSERT` and `UPDATE`): those of
+/// the versions of `current` that `seen` covers (the versions the write
+/// supersedes), oldest first, a tombstone clearing what came before it;
+/// then `patch` over them, a `null` removing its column. When superseded
+/// siblings disagree on a column, the latest written wins it.
+fn patched(current: &StoredRow, seen: &VersionVector, patch: Row) -> Row {
+    let mut superseded: Vec<&RowVersion> = current
+        .siblings()
+        .filter(|(dot, _)| seen.contains(dot))
+        .map(|(_, version)| version)
+        .collect();
+    superseded.sort_by_key(|version| version.timestamp_micros);
+    let mut row = Row::new();
+    for version in superseded {
+        match &version.row {
+            Some(columns) => row.extend(columns.iter().map(|(k, v)| (k.clone(), v.clone()))),
+            None => row.clear(),
+        }
+    }
+    for (name, value) in patch {
+        if value == Value::Null {
+            row.remove(&name);
+        } else {
+            row.insert(name, value);
+        }
+    }
+    row
 }

@@ -75,7 +75,10 @@ fn client_request() -> impl Strategy<Value = ClientRequest> {
                     values,
                     keyspace,
                     consistency,
-                    tracing
+                    tracing,
+                    page_size: None,
+                    paging_state: None,
+                    contexts: Vec::new(),
                 })
             ),
         Just(ClientRequest::RepairStats),
@@ -197,7 +200,7 @@ proptest! {
             Ok(ClientReply::Result(QueryResult::SetKeyspace("shop".into()))),
             Ok(ClientReply::Result(QueryResult::SchemaChange { change: "CREATED TABLE shop.t".into(), version: Some("abc".into()) })),
             Ok(ClientReply::Result(QueryResult::Description("CREATE KEYSPACE …".into()))),
-            Ok(ClientReply::Result(QueryResult::Rows(Rows { columns: vec![("k".into(), CqlType::Int), ("v".into(), CqlType::Text)], rows: vec![vec![Value::Int(1), Value::Null]] }))),
+            Ok(ClientReply::Result(QueryResult::Rows(Rows { columns: vec![("k".into(), CqlType::Int), ("v".into(), CqlType::Text)], rows: vec![vec![Value::Int(1), Value::Null]], ..Rows::default() }))),
             Ok(ClientReply::Operation(OperationStatus { node: NodeId::new("n1"), kind: "decommission n1".into(), started_micros: 1, progress: "done".into(), outcome: OperationOutcome::Aborted { summary: "normal again".into() } })),
             Ok(ClientReply::Repaired(RepairSummary { ranges_compared: 4, ranges_differing: vec![(TokenRange::full(), NodeId::new("n3"))], ranges_failed: vec![], keys_repaired: 1, bytes_sent: 4096, tombstones_purged: 0 })),
             Ok(ClientReply::RepairStats(RepairStats { hints_pending: vec![(NodeId::new("n3"), 100)], trees_ready: reachable, ..RepairStats::default() })),

@@ -24,13 +24,7 @@ pub struct Completions {
 
 /// Reads the schema's names through `client` (none if it cannot).
 pub async fn fetch(client: &Client, consistency: ConsistencyLevel) -> Completions {
-    let describe = |what: &str| Query {
-        cql: format!("DESCRIBE {what}"),
-        values: Vec::new(),
-        keyspace: None,
-        consistency,
-        tracing: false,
-    };
+    let describe = |what: &str| Query::new(format!("DESCRIBE {what}"), consistency);
     let mut names = Completions::default();
     let Ok(QueryResult::Description(keyspaces)) = client.query(describe("KEYSPACES")).await else {
         return names;

@@ -11,13 +11,16 @@
 mod complete;
 mod render;
 
+use std::collections::VecDeque;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use ringdb::client::{Client, ConsistencyLevel, Query, QueryResult};
+use ringdb::client::{
+    Client, ClientError, ConsistencyLevel, Query, QueryResult, RowContext, Rows, TraceEvent,
+};
 use ringdb_cql::split_statements;
 use rustyline::error::ReadlineError;
 
@@ -55,7 +58,16 @@ struct Session {
     interactive: bool,
     /// Names offered by completion, refreshed after schema changes.
     completions: Arc<Mutex<Completions>>,
+    /// What the session last read or wrote of each row, latest last: its
+    /// writes hand these back, so that a write supersedes every version
+    /// (sibling) the session was shown, and its own earlier writes.
+    contexts: VecDeque<RowContext>,
+    /// The trace of the last statement (with `TRACING ON`).
+    trace: Vec<TraceEvent>,
 }
+
+/// The most row contexts a session keeps.
+const SESSION_CONTEXTS: usize = 1_000;
 
 /// Whether the session goes on after a statement.
 #[derive(PartialEq, Eq)]
@@ -81,6 +93,8 @@ pub async fn run(args: ShellArgs) -> anyhow::Result<ExitCode> {
         paging: Some(100),
         interactive,
         completions: Arc::default(),
+        contexts: VecDeque::new(),
+        trace: Vec::new(),
     };
     if let Some(keyspace) = &args.keyspace
         && session
@@ -183,22 +197,82 @@ impl Session {
             }
             None => {}
         }
-        let query = Query {
-            cql: statement.trim().to_string(),
-            values: Vec::new(),
-            keyspace: self.keyspace.clone(),
-            consistency: self.consistency,
-            tracing: self.tracing,
-        };
-        match self.client.query(query).await {
-            Ok(result) => {
-                self.show(&result).await;
-                Ok(Flow::Continue)
-            }
+        match self.query(statement.trim()).await {
+            Ok(()) => Ok(Flow::Continue),
             Err(error) => {
                 eprintln!("{}", render::error(&error, statement.trim()));
                 Err(())
             }
+        }
+    }
+
+    /// Runs a CQL statement and shows its result: a page at a time when
+    /// interactive with paging on, else every page as one table.
+    async fn query(&mut self, cql: &str) -> Result<(), ClientError> {
+        let paged = self.paging.filter(|_| self.interactive);
+        let first_word = cql
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        let writes = matches!(
+            first_word.as_str(),
+            "INSERT" | "UPDATE" | "DELETE" | "BEGIN"
+        );
+        let mut query = Query {
+            keyspace: self.keyspace.clone(),
+            tracing: self.tracing,
+            page_size: paged.map(|n| n as u32),
+            contexts: if writes {
+                self.contexts.iter().cloned().collect()
+            } else {
+                Vec::new()
+            },
+            ..Query::new(cql, self.consistency)
+        };
+        let mut all: Option<Rows> = None;
+        loop {
+            let (result, trace) = self.client.query_traced(query.clone()).await?;
+            self.remember(&result);
+            self.trace = trace;
+            let QueryResult::Rows(rows) = result else {
+                self.show(&result).await;
+                return Ok(());
+            };
+            let next = rows.paging_state.clone();
+            if paged.is_some() {
+                self.show(&QueryResult::Rows(rows)).await;
+                if next.is_none() || !more() {
+                    return Ok(());
+                }
+            } else {
+                all = Some(match all {
+                    None => rows,
+                    Some(before) => join(before, rows),
+                });
+                if next.is_none() {
+                    let rows = all.take().expect("rows");
+                    self.show(&QueryResult::Rows(rows)).await;
+                    return Ok(());
+                }
+            }
+            query.paging_state = next;
+        }
+    }
+
+    /// Keeps the contexts of the rows a result read or wrote.
+    fn remember(&mut self, result: &QueryResult) {
+        let contexts = match result {
+            QueryResult::Rows(rows) => &rows.contexts,
+            QueryResult::Written { contexts } => contexts,
+            _ => return,
+        };
+        for context in contexts {
+            self.contexts.retain(|c| c.row != context.row);
+            self.contexts.push_back(context.clone());
+        }
+        while self.contexts.len() > SESSION_CONTEXTS {
+            self.contexts.pop_front();
         }
     }
 
@@ -211,34 +285,15 @@ impl Session {
             _ => {}
         }
         let text = render::result(result, self.expand);
-        self.print_paged(&text);
+        self.print(&text);
         if self.tracing {
-            println!("\n(no trace was recorded: this node does not trace statements yet)\n");
+            self.print(&render::trace(&self.trace));
         }
     }
 
-    /// Prints `text`, a page at a time when interactive with paging on.
-    fn print_paged(&self, text: &str) {
-        let mut stdout = std::io::stdout().lock();
-        let page = match self.paging {
-            Some(page) if self.interactive => page,
-            _ => {
-                // A closed stdout (a pipe) ends nothing else.
-                let _ = stdout.write_all(text.as_bytes());
-                return;
-            }
-        };
-        for (n, line) in text.lines().enumerate() {
-            if n > 0 && n % page == 0 {
-                print!("---MORE---");
-                let _ = std::io::stdout().flush();
-                let mut answer = String::new();
-                if std::io::stdin().read_line(&mut answer).is_err() || answer.trim() == "q" {
-                    return;
-                }
-            }
-            let _ = writeln!(stdout, "{line}");
-        }
+    /// Prints `text` (a closed stdout, a pipe, ends nothing else).
+    fn print(&self, text: &str) {
+        let _ = std::io::stdout().lock().write_all(text.as_bytes());
     }
 
     /// Keyspace, table and column names for completion, from the node.
@@ -246,6 +301,29 @@ impl Session {
         let names = complete::fetch(&self.client, self.consistency).await;
         *self.completions.lock().expect("completions") = names;
     }
+}
+
+/// Asks whether to show the next page; Enter says yes, `q` or the end of
+/// input no.
+fn more() -> bool {
+    print!("---MORE---");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    matches!(std::io::stdin().read_line(&mut answer), Ok(n) if n > 0) && answer.trim() != "q"
+}
+
+/// The rows of two pages of one result, as one.
+fn join(mut first: Rows, second: Rows) -> Rows {
+    if !second.siblings.is_empty() || !first.siblings.is_empty() {
+        first.siblings.resize(first.rows.len(), None);
+        let mut marks = second.siblings;
+        marks.resize(second.rows.len(), None);
+        first.siblings.extend(marks);
+    }
+    first.rows.extend(second.rows);
+    first.contexts.extend(second.contexts);
+    first.paging_state = second.paging_state;
+    first
 }
 
 /// Takes the complete units at the start of `buffer` out of it, in

@@ -1,0 +1,477 @@
+//! `INSERT`, `UPDATE`, `DELETE` and `BATCH`.
+//!
+//! An `INSERT` or `UPDATE` writes the columns it names over the row's
+//! other columns ([`ClientRequest::Update`]): a column it does not name
+//! keeps its value, a `null` removes one. What the write supersedes is what
+//! the session last read of the row ([`Query::contexts`]) or, without
+//! that, what the coordinator holds. `DELETE` of rows is a tombstone for
+//! each; `DELETE` of columns writes them `null`; a `DELETE` of a clustering
+//! range or of a whole partition reads the rows in it at the statement's
+//! level and deletes each with the context its read returned (so a row
+//! written concurrently elsewhere, which that read did not see, survives:
+//! there are no range tombstones yet).
+//!
+//! A `BATCH` runs its statements one after another, each at the batch's
+//! level, and stops at the first that fails: the ones before it stay
+//! written. It is not atomic, even within a partition.
+
+use ringdb_cql::ast::{Batch, Delete, Insert, Statement, TableName, Update, Using};
+use ringdb_proto::{
+    ClientReply, ClientRequest, ClusteringKey, ColumnKind, ConsistencyLevel, Context, PartitionKey,
+    Query, QueryResult, RequestError, Row, RowAddress, RowContext, RowRef, SliceRead,
+    TableDefinition, Value,
+};
+use tokio::time::Instant;
+
+use super::Statements;
+use super::restrict::selection;
+use super::terms::{Bindings, invalid_at};
+use crate::causality::CausalContext;
+use crate::storage::RowKey;
+
+/// The most rows a range or partition `DELETE` deletes.
+const MAX_RANGE_DELETE: usize = 10_000;
+
+impl Statements {
+    /// Runs `INSERT`, `UPDATE`, `DELETE` or `BATCH`.
+    pub(super) async fn write(
+        &self,
+        statement: &Statement,
+        query: &Query,
+        deadline: Instant,
+    ) -> Result<QueryResult, RequestError> {
+        let mut written = Vec::new();
+        self.write_into(statement, query, deadline, &mut written)
+            .await?;
+        Ok(QueryResult::Written { contexts: written })
+    }
+
+    /// Runs a write, adding the context of each row written to `written`.
+    async fn write_into(
+        &self,
+        statement: &Statement,
+        query: &Query,
+        deadline: Instant,
+        written: &mut Vec<RowContext>,
+    ) -> Result<(), RequestError> {
+        match statement {
+            Statement::Insert(insert) => self.insert(insert, query, deadline, written).await,
+            Statement::Update(update) => self.update(update, query, deadline, written).await,
+            Statement::Delete(delete) => self.delete(delete, query, deadline, written).await,
+            Statement::Batch(batch) => self.batch(batch, query, deadline, written).await,
+            _ => Err(RequestError::invalid("not a write")),
+        }
+    }
+
+    async fn insert(
+        &self,
+        insert: &Insert,
+        query: &Query,
+        deadline: Instant,
+        written: &mut Vec<RowContext>,
+    ) -> Result<(), RequestError> {
+        let table = self.table(&insert.table, query.keyspace.as_deref()).await?;
+        check_using(&insert.using, &insert.table)?;
+        let bindings = self.bindings(query);
+        let mut values: Vec<Option<Value>> = vec![None; table.columns.len()];
+        for (name, term) in insert.columns.iter().zip(&insert.values) {
+            let index = column_index(&table, name, term.position)?;
+            if values[index].is_some() {
+                return Err(invalid_at(
+                    term.position,
+                    format!("column {name} is given twice"),
+                ));
+            }
+            values[index] = Some(bindings.value(term, table.columns[index].ty, name)?);
+        }
+        let missing = table
+            .columns
+            .iter()
+            .zip(&values)
+            .find(|(c, v)| c.kind != ColumnKind::Regular && v.is_none());
+        if let Some((column, _)) = missing {
+            return Err(invalid_at(
+                insert.table.position,
+                format!("the primary key column {} is not given", column.name),
+            ));
+        }
+        let key: Vec<Value> = table
+            .columns
+            .iter()
+            .zip(&values)
+            .filter(|(c, _)| c.kind != ColumnKind::Regular)
+            .map(|(_, v)| v.clone().expect("checked"))
+            .collect();
+        let (partition, clustering) = row_key(&table, &key, insert.table.position)?;
+        let columns: Row = table
+            .columns
+            .iter()
+            .zip(values)
+            .filter(|(c, _)| c.kind == ColumnKind::Regular)
+            .filter_map(|(c, v)| Some((c.name.clone(), v?)))
+            .collect();
+        self.update_row(
+            &table,
+            (partition, clustering),
+            columns,
+            query,
+            deadline,
+            written,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        update: &Update,
+        query: &Query,
+        deadline: Instant,
+        written: &mut Vec<RowContext>,
+    ) -> Result<(), RequestError> {
+        let table = self.table(&update.table, query.keyspace.as_deref()).await?;
+        check_using(&update.using, &update.table)?;
+        let bindings = self.bindings(query);
+        let mut columns = Row::new();
+        for (name, term) in &update.assignments {
+            let index = column_index(&table, name, term.position)?;
+            let column = &table.columns[index];
+            if column.kind != ColumnKind::Regular {
+                return Err(invalid_at(
+                    term.position,
+                    format!("{name} is part of the primary key: it cannot be SET"),
+                ));
+            }
+            columns.insert(name.clone(), bindings.value(term, column.ty, name)?);
+        }
+        for (partition, clustering) in
+            self.rows_named(&table, &update.selection, &bindings, &update.table)?
+        {
+            self.update_row(
+                &table,
+                (partition, clustering),
+                columns.clone(),
+                query,
+                deadline,
+                written,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn delete(
+        &self,
+        delete: &Delete,
+        query: &Query,
+        deadline: Instant,
+        written: &mut Vec<RowContext>,
+    ) -> Result<(), RequestError> {
+        let table = self.table(&delete.table, query.keyspace.as_deref()).await?;
+        check_using(&delete.using, &delete.table)?;
+        let bindings = self.bindings(query);
+        let at = delete.table.position;
+        if !delete.columns.is_empty() {
+            let mut columns = Row::new();
+            for name in &delete.columns {
+                let index = column_index(&table, name, at)?;
+                if table.columns[index].kind != ColumnKind::Regular {
+                    return Err(invalid_at(
+                        at,
+                        format!("{name} is part of the primary key: delete the row instead"),
+                    ));
+                }
+                columns.insert(name.clone(), Value::Null);
+            }
+            for (partition, clustering) in
+                self.rows_named(&table, &delete.selection, &bindings, &delete.table)?
+            {
+                self.update_row(
+                    &table,
+                    (partition, clustering),
+                    columns.clone(),
+                    query,
+                    deadline,
+                    written,
+                )
+                .await?;
+            }
+            return Ok(());
+        }
+        let where_ = selection(&table, &delete.selection, &bindings, at)?;
+        if where_.names_rows(&table) {
+            for partition in &where_.partitions {
+                for clustering in where_.clustering_keys(&table)? {
+                    let context = session_context(&table, partition, &clustering, query);
+                    self.delete_row(
+                        &table,
+                        (partition.clone(), clustering),
+                        context,
+                        query.consistency,
+                        deadline,
+                        written,
+                    )
+                    .await?;
+                }
+            }
+            return Ok(());
+        }
+        let slices = where_.slices(&table, false)?;
+        for partition in &where_.partitions {
+            for slice in &slices {
+                self.delete_slice(
+                    &table,
+                    partition,
+                    slice,
+                    query.consistency,
+                    deadline,
+                    written,
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn batch(
+        &self,
+        batch: &Batch,
+        query: &Query,
+        deadline: Instant,
+        written: &mut Vec<RowContext>,
+    ) -> Result<(), RequestError> {
+        if batch.using.timestamp.is_some() || batch.using.ttl.is_some() {
+            return Err(RequestError::invalid(
+                "ringdb does not support USING TIMESTAMP or TTL on a BATCH",
+            ));
+        }
+        for statement in &batch.statements {
+            Box::pin(self.write_into(statement, query, deadline, written)).await?;
+        }
+        Ok(())
+    }
+
+    /// The rows a `WHERE` clause of an `UPDATE` or column `DELETE` names:
+    /// the full primary key, by `=` or `IN`.
+    fn rows_named(
+        &self,
+        table: &TableDefinition,
+        relations: &[ringdb_cql::ast::Relation],
+        bindings: &Bindings<'_>,
+        name: &TableName,
+    ) -> Result<Vec<(PartitionKey, ClusteringKey)>, RequestError> {
+        let where_ = selection(table, relations, bindings, name.position)?;
+        if !where_.names_rows(table) {
+            return Err(invalid_at(
+                name.position,
+                "every primary key column must be restricted by = or IN",
+            ));
+        }
+        let clustering = where_.clustering_keys(table)?;
+        let mut rows = Vec::new();
+        for partition in &where_.partitions {
+            for key in &clustering {
+                rows.push((partition.clone(), key.clone()));
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Writes `columns` over a row.
+    async fn update_row(
+        &self,
+        table: &TableDefinition,
+        (partition, clustering): (PartitionKey, ClusteringKey),
+        columns: Row,
+        query: &Query,
+        deadline: Instant,
+        written: &mut Vec<RowContext>,
+    ) -> Result<(), RequestError> {
+        let context = session_context(table, &partition, &clustering, query);
+        let row = RowRef(RowKey::new(table.id, partition.clone(), clustering.clone()).encode());
+        let request = ClientRequest::Update {
+            row: RowAddress::of_table(table.id, partition, clustering),
+            columns,
+            context,
+            consistency: query.consistency,
+        };
+        let coordinator = self.coordinator.clone();
+        let reply = coordinator.serve_client(request, deadline, false).await?;
+        note_written(row, reply, written);
+        Ok(())
+    }
+
+    /// Deletes a row: what `context` saw of it, or without one what a read
+    /// at `consistency` finds.
+    async fn delete_row(
+        &self,
+        table: &TableDefinition,
+        (partition, clustering): (PartitionKey, ClusteringKey),
+        context: Context,
+        consistency: ConsistencyLevel,
+        deadline: Instant,
+        written: &mut Vec<RowContext>,
+    ) -> Result<(), RequestError> {
+        let row = RowRef(RowKey::new(table.id, partition.clone(), clustering.clone()).encode());
+        let request = ClientRequest::Delete {
+            row: RowAddress::of_table(table.id, partition, clustering),
+            context,
+            consistency,
+            sloppy: false,
+        };
+        let coordinator = self.coordinator.clone();
+        let reply = coordinator.serve_client(request, deadline, false).await?;
+        note_written(row, reply, written);
+        Ok(())
+    }
+
+    /// Deletes the rows of a slice that a read at `consistency` finds.
+    async fn delete_slice(
+        &self,
+        table: &TableDefinition,
+        partition: &PartitionKey,
+        slice: &super::restrict::Slice,
+        consistency: ConsistencyLevel,
+        deadline: Instant,
+        written: &mut Vec<RowContext>,
+    ) -> Result<(), RequestError> {
+        let mut start = slice.start.clone();
+        let mut deleted = 0;
+        loop {
+            let read = SliceRead {
+                table: table.id,
+                partition: partition.clone(),
+                start: start.clone(),
+                end: slice.end.clone(),
+                reverse: false,
+                limit: 1_000,
+            };
+            let coordinator = self.coordinator.clone();
+            let page = coordinator.read_slice(read, consistency, deadline).await?;
+            for (clustering, stored) in &page.rows {
+                if stored.values().all(|v| v.row.is_none()) {
+                    continue;
+                }
+                if deleted == MAX_RANGE_DELETE {
+                    return Err(RequestError::invalid(format!(
+                        "the DELETE stopped after {MAX_RANGE_DELETE} rows; run it again for the rest"
+                    )));
+                }
+                let context = Context(CausalContext::encode(&stored.context()));
+                self.delete_row(
+                    table,
+                    (partition.clone(), clustering.clone()),
+                    context,
+                    consistency,
+                    deadline,
+                    written,
+                )
+                .await?;
+                deleted += 1;
+            }
+            match page.resume {
+                Some(resume) => start = [resume.as_bytes(), &[0]].concat(),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    fn bindings<'a>(&self, query: &'a Query) -> Bindings<'a> {
+        Bindings {
+            values: &query.values,
+            now_micros: self.replica.now_micros(),
+        }
+    }
+}
+
+/// `USING TIMESTAMP` and `TTL`, which ringdb does not take yet.
+fn check_using(using: &Using, table: &TableName) -> Result<(), RequestError> {
+    if let Some(term) = &using.timestamp {
+        return Err(invalid_at(
+            term.position,
+            "ringdb does not support USING TIMESTAMP yet: the coordinator stamps each write",
+        ));
+    }
+    if let Some(term) = &using.ttl {
+        return Err(invalid_at(term.position, "ringdb does not support TTL"));
+    }
+    let _ = table;
+    Ok(())
+}
+
+fn column_index(
+    table: &TableDefinition,
+    name: &str,
+    at: ringdb_cql::Position,
+) -> Result<usize, RequestError> {
+    table
+        .columns
+        .iter()
+        .position(|c| c.name == name)
+        .ok_or_else(|| {
+            invalid_at(
+                at,
+                format!("undefined column {name} in table {}", table.name),
+            )
+        })
+}
+
+/// The partition and clustering keys of a row's key column values (in the
+/// table's key order).
+fn row_key(
+    table: &TableDefinition,
+    key: &[Value],
+    at: ringdb_cql::Position,
+) -> Result<(PartitionKey, ClusteringKey), RequestError> {
+    let error = |e: ringdb_proto::KeyError| invalid_at(at, e.to_string());
+    let partition_columns = table.partition_key().count();
+    let parts: Vec<(&Value, ringdb_proto::CqlType)> = table
+        .partition_key()
+        .zip(key)
+        .map(|(column, value)| (value, column.ty))
+        .collect();
+    let partition = PartitionKey::from_values(&parts).map_err(error)?;
+    let clustering: Vec<(&Value, ringdb_proto::CqlType, ringdb_proto::Order)> = table
+        .clustering()
+        .zip(&key[partition_columns..])
+        .map(|(column, value)| {
+            let order = match column.kind {
+                ColumnKind::Clustering(order) => order,
+                _ => ringdb_proto::Order::Asc,
+            };
+            (value, column.ty, order)
+        })
+        .collect();
+    if clustering
+        .iter()
+        .any(|(value, _, _)| **value == Value::Null)
+    {
+        return Err(invalid_at(at, "a clustering column cannot be null"));
+    }
+    let clustering = ClusteringKey::encode(&clustering).map_err(error)?;
+    Ok((partition, clustering))
+}
+
+/// The context the session handed back for this row, if it did.
+fn session_context(
+    table: &TableDefinition,
+    partition: &PartitionKey,
+    clustering: &ClusteringKey,
+    query: &Query,
+) -> Context {
+    let row = RowRef(RowKey::new(table.id, partition.clone(), clustering.clone()).encode());
+    query
+        .contexts
+        .iter()
+        .find(|c| c.row == row)
+        .map(|c| c.context.clone())
+        .unwrap_or_default()
+}
+
+/// Adds a written row's context (from its coordinator's answer) to `written`.
+fn note_written(row: RowRef, reply: ClientReply, written: &mut Vec<RowContext>) {
+    if let ClientReply::Written { context, .. } = reply {
+        written.retain(|c| c.row != row);
+        written.push(RowContext { row, context });
+    }
+}
