@@ -342,3 +342,111 @@ async fn rows_are_written_sliced_paged_updated_and_deleted_through_any_node() {
         "{typed:?}"
     );
 }
+
+/// Runs `cql` in keyspace `world` at `level` through `client`.
+async fn at_level(
+    client: &Client,
+    level: ConsistencyLevel,
+    cql: &str,
+) -> Result<QueryResult, ClientError> {
+    client
+        .query(Query {
+            keyspace: Some("world".into()),
+            ..Query::new(cql, level)
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_quorum_is_met_in_one_datacenter_and_each_quorum_needs_every_one() {
+    let cluster = Cluster::start_in_datacenters(6, 2);
+    let client = cluster.client(1).await;
+    let keyspace = "CREATE KEYSPACE world WITH replication = \
+                    {'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 3}";
+    run(&client, None, keyspace).await.unwrap();
+    run(
+        &client,
+        Some("world"),
+        "CREATE TABLE t (k int PRIMARY KEY, v text)",
+    )
+    .await
+    .unwrap();
+    // Every level works with both datacenters up.
+    for level in [ConsistencyLevel::EachQuorum, ConsistencyLevel::LocalQuorum] {
+        let insert = format!("INSERT INTO t (k, v) VALUES (1, '{level}')");
+        at_level(&client, level, &insert).await.unwrap();
+    }
+    // dc2 (node4-6) goes down entirely.
+    for n in 4..=6 {
+        cluster.kill(n).await;
+    }
+    for n in 4..=6 {
+        cluster.wait_convicted(1, n).await;
+    }
+    let local = ConsistencyLevel::LocalQuorum;
+    at_level(
+        &client,
+        local,
+        "INSERT INTO t (k, v) VALUES (2, 'dc1 only')",
+    )
+    .await
+    .unwrap();
+    let read = at_level(&client, local, "SELECT v FROM t WHERE k = 2").await;
+    assert!(
+        matches!(&read, Ok(QueryResult::Rows(rows)) if rows.rows == vec![vec![Value::Text("dc1 only".into())]]),
+        "{read:?}"
+    );
+    at_level(
+        &client,
+        ConsistencyLevel::LocalOne,
+        "SELECT v FROM t WHERE k = 1",
+    )
+    .await
+    .unwrap();
+    // EACH_QUORUM needs 2 of dc2's 3, and QUORUM 4 of all 6.
+    let each = at_level(
+        &client,
+        ConsistencyLevel::EachQuorum,
+        "INSERT INTO t (k, v) VALUES (3, 'x')",
+    )
+    .await;
+    assert!(
+        matches!(
+            each,
+            Err(ClientError::Request(RequestError::Unavailable {
+                required: 2,
+                alive: 0
+            }))
+        ),
+        "{each:?}"
+    );
+    let each = at_level(
+        &client,
+        ConsistencyLevel::EachQuorum,
+        "SELECT v FROM t WHERE k = 1",
+    )
+    .await;
+    assert!(
+        matches!(
+            each,
+            Err(ClientError::Request(RequestError::Unavailable { .. }))
+        ),
+        "{each:?}"
+    );
+    let quorum = at_level(
+        &client,
+        ConsistencyLevel::Quorum,
+        "INSERT INTO t (k, v) VALUES (3, 'x')",
+    )
+    .await;
+    assert!(
+        matches!(
+            quorum,
+            Err(ClientError::Request(RequestError::Unavailable {
+                required: 4,
+                alive: 3
+            }))
+        ),
+        "{quorum:?}"
+    );
+}

@@ -22,6 +22,7 @@
 //! seeds = ["127.0.0.1:7001"]   # internode addresses of one or more nodes
 //! ```
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -242,6 +243,14 @@ pub struct ClusterConfig {
     /// Replicas of every row. Default: 3.
     #[serde(default = "default_replication_factor")]
     pub replication_factor: usize,
+    /// Replicas per datacenter (NetworkTopologyStrategy), e.g.
+    /// `{ dc1 = 3, dc2 = 3 }`: each row has this many replicas in each
+    /// datacenter named, on distinct racks first, and none in the others;
+    /// `replication_factor` must then be their sum. LOCAL_QUORUM and
+    /// EACH_QUORUM count per datacenter. Default: none (the first
+    /// `replication_factor` nodes clockwise).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub datacenter_replication: BTreeMap<String, usize>,
     /// Vnode tokens a new node takes. Default: 16. Tokens are chosen once,
     /// when the node first joins (to split the largest ranges of the ring it
     /// finds), and kept in its data directory.
@@ -271,6 +280,7 @@ impl Default for ClusterConfig {
         ClusterConfig {
             name: default_cluster_name(),
             replication_factor: default_replication_factor(),
+            datacenter_replication: BTreeMap::new(),
             num_tokens: default_num_tokens(),
             seeds: Vec::new(),
             auto_bootstrap: true,
@@ -428,6 +438,15 @@ impl Config {
         }
         if self.cluster.replication_factor == 0 {
             return invalid("cluster.replication_factor must be at least 1".into());
+        }
+        let per_datacenter: usize = self.cluster.datacenter_replication.values().sum();
+        if !self.cluster.datacenter_replication.is_empty()
+            && per_datacenter != self.cluster.replication_factor
+        {
+            return invalid(format!(
+                "cluster.replication_factor ({}) must be the sum of cluster.datacenter_replication ({per_datacenter})",
+                self.cluster.replication_factor
+            ));
         }
         if self.cluster.num_tokens == 0 {
             return invalid("cluster.num_tokens must be at least 1".into());

@@ -575,3 +575,87 @@ fn a_purged_row_keeps_its_history_across_reopens() {
     assert!(history.dominates(&deleted), "{history:?} lacks {deleted:?}");
     assert!(storage.purged_history(&keys()[1]).unwrap().is_empty());
 }
+
+/// A memory engine's storage.
+fn memory_storage() -> Storage {
+    let disk = MemoryDisk::new(SyncMode::Always);
+    Storage::new(Arc::new(disk.engine()), &Random::from_os()).unwrap()
+}
+
+fn patch_of(pairs: &[(&str, Value)]) -> RowVersion {
+    let row: Row = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    RowVersion {
+        timestamp_micros: 0,
+        row: Some(row),
+    }
+}
+
+/// The live versions of a row, each as its columns.
+fn live(storage: &Storage, key: &RowKey) -> Vec<Row> {
+    let stored = storage.get(key).unwrap().unwrap_or_default();
+    stored.values().filter_map(|v| v.row.clone()).collect()
+}
+
+#[test]
+fn a_patch_with_a_stale_context_keeps_the_columns_written_since() {
+    let storage = memory_storage();
+    let me = NodeId::new("n1");
+    let key = RowKey::new(
+        TableId(7),
+        PartitionKey::new(b"k".to_vec()).unwrap(),
+        ClusteringKey::empty(),
+    );
+    let at = |micros, version: RowVersion| RowVersion {
+        timestamp_micros: micros,
+        ..version
+    };
+    let first = patch_of(&[("a", Value::Int(1)), ("b", Value::Int(1))]);
+    let read = storage
+        .write(&key, None, &me, (at(1, first), true), RowLimits::NONE)
+        .unwrap()
+        .context;
+    // Another session sets b; then the first writes a with what it read.
+    let b = patch_of(&[("b", Value::Int(2))]);
+    storage
+        .write(&key, None, &me, (at(2, b), true), RowLimits::NONE)
+        .unwrap();
+    let a = patch_of(&[("a", Value::Int(5))]);
+    storage
+        .write(&key, Some(&read), &me, (at(3, a), true), RowLimits::NONE)
+        .unwrap();
+    let versions = live(&storage, &key);
+    let latest: Row = [
+        ("a".to_string(), Value::Int(5)),
+        ("b".to_string(), Value::Int(2)),
+    ]
+    .into();
+    assert!(versions.contains(&latest), "{versions:?}");
+    assert!(
+        versions.iter().all(|v| v.get("b") == Some(&Value::Int(2))),
+        "{versions:?}"
+    );
+}
+
+#[test]
+fn a_column_delete_of_a_missing_row_makes_no_row() {
+    let storage = memory_storage();
+    let me = NodeId::new("n1");
+    let key = RowKey::new(
+        TableId(7),
+        PartitionKey::new(b"k".to_vec()).unwrap(),
+        ClusteringKey::empty(),
+    );
+    let delete = patch_of(&[("a", Value::Null)]);
+    storage
+        .write(&key, None, &me, (delete, true), RowLimits::NONE)
+        .unwrap();
+    assert!(live(&storage, &key).is_empty());
+    // A row written with no column but its key (an INSERT of the key) is a row.
+    storage
+        .write(&key, None, &me, (patch_of(&[]), true), RowLimits::NONE)
+        .unwrap();
+    assert_eq!(live(&storage, &key), vec![Row::new()]);
+}

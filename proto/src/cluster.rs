@@ -1,5 +1,7 @@
 //! The settings every node of a cluster shares, checked when nodes connect.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// The settings every node of a cluster must share, told in the hello of
@@ -12,6 +14,9 @@ pub struct ClusterSettings {
     pub name: String,
     /// The replication factor (`cluster.replication_factor`).
     pub replication_factor: usize,
+    /// Replicas per datacenter (`cluster.datacenter_replication`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub datacenter_replication: BTreeMap<String, usize>,
 }
 
 impl ClusterSettings {
@@ -26,6 +31,14 @@ impl ClusterSettings {
                 "cluster.replication_factor",
                 self.replication_factor.to_string(),
                 other.replication_factor.to_string(),
+            ));
+        }
+        if self.datacenter_replication != other.datacenter_replication {
+            let show = |factors: &BTreeMap<String, usize>| format!("{factors:?}");
+            return Some((
+                "cluster.datacenter_replication",
+                show(&self.datacenter_replication),
+                show(&other.datacenter_replication),
             ));
         }
         None

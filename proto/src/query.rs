@@ -79,8 +79,8 @@ pub struct RowContext {
     pub context: Context,
 }
 
-/// A row of a result that is one of several concurrent versions of its row
-/// (siblings): which one, and who wrote it.
+/// Which version of its row a row of a result is (more than one when
+/// writes were concurrent: siblings), and who wrote it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiblingMark {
     /// Its position among its row's versions, from 1.
@@ -126,8 +126,9 @@ pub struct Rows {
     pub columns: Vec<(String, CqlType)>,
     /// The rows, each with a value per column.
     pub rows: Vec<Vec<Value>>,
-    /// For each row, in order, its mark when it is one of several
-    /// concurrent versions of its row; empty when no row is.
+    /// For each row, in order, which version of its row it is and who
+    /// wrote it (a row with concurrent versions, siblings, comes once per
+    /// version); empty for results that are not rows of a table.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub siblings: Vec<Option<SiblingMark>>,
     /// The context of every row read (once per row, whatever its siblings),

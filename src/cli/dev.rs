@@ -5,6 +5,7 @@
 //! for the data commands. Later runs start the same nodes on the same ports,
 //! with their data.
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -48,6 +49,19 @@ impl Layout {
     /// one, else `dc1`, `dc2`… in blocks of consecutive nodes.
     fn datacenter_of(self, i: usize) -> Option<String> {
         (self.datacenters > 1).then(|| format!("dc{}", i * self.datacenters / self.nodes + 1))
+    }
+
+    /// With several datacenters, replicas per datacenter: 3, or as many as
+    /// it has nodes (empty with one datacenter: `replication_factor` rules).
+    fn datacenter_replication(self) -> BTreeMap<String, usize> {
+        let mut factors = BTreeMap::new();
+        for i in 0..self.nodes {
+            if let Some(datacenter) = self.datacenter_of(i) {
+                let factor = factors.entry(datacenter).or_insert(0);
+                *factor = (*factor + 1).min(3);
+            }
+        }
+        factors
     }
 }
 
@@ -376,9 +390,14 @@ fn create(dir: &Path, layout: Layout, settings: &[String]) -> anyhow::Result<Vec
     let dir = dir.canonicalize()?;
     let ca = cert::load_or_create_ca(&dir, "dev")?;
     let ports = free_ports(nodes * 2)?;
+    let datacenter_replication = layout.datacenter_replication();
     let cluster = ClusterConfig {
         name: "dev".into(),
-        replication_factor: 3.min(nodes),
+        replication_factor: match datacenter_replication.values().sum() {
+            0 => 3.min(nodes),
+            sum => sum,
+        },
+        datacenter_replication,
         seeds: vec![ports[0]],
         // A brand-new cluster: there is no data to stream to its first nodes.
         auto_bootstrap: false,
@@ -588,6 +607,19 @@ fn alive(pid: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_datacenter_has_three_replicas_or_as_many_as_its_nodes() {
+        let layout = |nodes, datacenters| Layout { nodes, datacenters };
+        assert!(layout(3, 1).datacenter_replication().is_empty());
+        let two = layout(6, 2).datacenter_replication();
+        assert_eq!(two, BTreeMap::from([("dc1".into(), 3), ("dc2".into(), 3)]));
+        let small = layout(5, 2).datacenter_replication();
+        assert_eq!(
+            small,
+            BTreeMap::from([("dc1".into(), 3), ("dc2".into(), 2)])
+        );
+    }
 
     #[test]
     fn nodes_are_spread_over_datacenters_in_blocks() {

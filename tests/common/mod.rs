@@ -63,11 +63,23 @@ impl Cluster {
     /// Starts a cluster of `nodes` whose node configs have `settings`
     /// (`ringdb dev --set section.key=value`).
     pub fn start_with(nodes: usize, settings: &[&str]) -> Cluster {
+        let settings: Vec<&str> = settings.iter().flat_map(|s| ["--set", s]).collect();
+        Cluster::start_args(nodes, &settings)
+    }
+
+    /// Starts a cluster of `nodes` spread over `datacenters` (`dc1`, `dc2`…
+    /// in blocks, three replicas in each, or as many as it has nodes).
+    pub fn start_in_datacenters(nodes: usize, datacenters: usize) -> Cluster {
+        Cluster::start_args(nodes, &["--datacenters", &datacenters.to_string()])
+    }
+
+    /// `ringdb dev --detach --nodes N ARGS`.
+    fn start_args(nodes: usize, args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temporary folder");
         let output = Command::new(env!("CARGO_BIN_EXE_ringdb"))
             .args(["dev", "--detach", "--nodes", &nodes.to_string(), "--dir"])
             .arg(dir.path())
-            .args(settings.iter().flat_map(|s| ["--set", s]))
+            .args(args)
             .output()
             .expect("run ringdb dev");
         assert!(

@@ -63,7 +63,7 @@ use ringdb_proto::{
     ClientReply, ClientRequest, ConsistencyLevel, Context, PeerReply, PeerRequest, Receipt,
     RequestError, Row, RowAddress, RowId, StreamedRow, TABLE_ID_PREFIX, TableId, VersionedRow,
 };
-use ringdb_ring::NodeId;
+use ringdb_ring::{NodeId, Replication};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -338,7 +338,7 @@ impl Coordinator {
         row: &RowAddress,
         level: ConsistencyLevel,
         write: bool,
-    ) -> Result<(RowId, Vec<NodeId>, usize), RequestError> {
+    ) -> Result<Plan, RequestError> {
         let table = table_id(&row.table)?;
         if level == ConsistencyLevel::Any && !write {
             return Err(RequestError::invalid(
@@ -352,25 +352,104 @@ impl Coordinator {
         }
         let view = self.membership.view();
         let mut replicas = view.ring.replicas(row.token(), &self.replication);
-        let mut required = level.required(self.replication.total_factor());
         // While a node joins or leaves, writes also go to the replicas the
         // new ring adds, and wait for them too (Cassandra's pending ranges):
         // a write acknowledged during the change is on enough replicas of
         // the ring after it.
+        let mut pending = Vec::new();
         if write && let Some(future) = &view.future {
-            for pending in future.replicas(row.token(), &self.replication) {
-                if !replicas.contains(&pending) {
-                    replicas.push(pending);
-                    required += 1;
+            for node in future.replicas(row.token(), &self.replication) {
+                if !replicas.contains(&node) {
+                    pending.push(node);
                 }
             }
         }
+        let quorum = self.level_quorum(&replicas, &pending, level);
+        replicas.extend(pending);
         let id = RowId {
             table,
             partition: row.partition.clone(),
             clustering: row.clustering.clone(),
         };
-        Ok((id, replicas, required))
+        Ok(Plan {
+            id,
+            required: quorum.required(),
+            replicas,
+            quorum,
+        })
+    }
+
+    /// What `level` needs of `replicas`, and of `pending` (replicas a
+    /// topology change adds, each needed on top): with replicas per
+    /// datacenter, LOCAL_ONE and LOCAL_QUORUM count the replicas in this
+    /// node's datacenter, and EACH_QUORUM a quorum in every datacenter, as
+    /// Cassandra does; the other levels (and every level without per
+    /// datacenter replication) count the replicas together.
+    fn level_quorum(
+        &self,
+        replicas: &[NodeId],
+        pending: &[NodeId],
+        level: ConsistencyLevel,
+    ) -> Quorum {
+        let view = self.membership.view();
+        let datacenter_of = |node: &NodeId| -> Option<String> {
+            let member = view.ring.members().get(node).or_else(|| {
+                let future = view.future.as_ref()?;
+                future.members().get(node)
+            })?;
+            Some(member.location.datacenter.clone())
+        };
+        let group = |datacenter: &str, factor: usize| {
+            let of = |nodes: &[NodeId]| -> Vec<NodeId> {
+                (nodes.iter())
+                    .filter(|n| datacenter_of(n).as_deref() == Some(datacenter))
+                    .cloned()
+                    .collect()
+            };
+            let extra = of(pending);
+            let mut members = of(replicas);
+            let required = level.required(factor) + extra.len();
+            members.extend(extra);
+            (members, required)
+        };
+        let factors = match &self.replication {
+            Replication::PerDatacenter { factors } => factors,
+            _ => return self.global_quorum(replicas, pending, level),
+        };
+        match level {
+            ConsistencyLevel::LocalOne | ConsistencyLevel::LocalQuorum => {
+                let local = datacenter_of(&self.me).unwrap_or_default();
+                let factor = factors.get(&local).copied().unwrap_or(0);
+                let (members, required) = group(&local, factor);
+                Quorum::new(members, required)
+            }
+            ConsistencyLevel::EachQuorum => {
+                let mut groups = factors
+                    .iter()
+                    .filter(|(_, factor)| **factor > 0)
+                    .map(|(datacenter, factor)| group(datacenter, *factor));
+                let Some((members, required)) = groups.next() else {
+                    return self.global_quorum(replicas, pending, level);
+                };
+                groups.fold(Quorum::new(members, required), |quorum, (m, r)| {
+                    quorum.and(m, r)
+                })
+            }
+            _ => self.global_quorum(replicas, pending, level),
+        }
+    }
+
+    /// `level`'s count of every replica together, and each pending one.
+    fn global_quorum(
+        &self,
+        replicas: &[NodeId],
+        pending: &[NodeId],
+        level: ConsistencyLevel,
+    ) -> Quorum {
+        let required = level.required(self.replication.total_factor()) + pending.len();
+        let mut all = replicas.to_vec();
+        all.extend(pending.iter().cloned());
+        Quorum::new(all, required)
     }
 
     /// The replicas that are reachable: this node first when it is one.
@@ -414,6 +493,18 @@ impl Coordinator {
         }
         alive
     }
+}
+
+/// Where a request's row lives and what its level needs.
+struct Plan {
+    /// The row.
+    id: RowId,
+    /// Its replicas (with those a topology change adds).
+    replicas: Vec<NodeId>,
+    /// The answers the level needs, every group together (for errors).
+    required: usize,
+    /// Which answers the level needs.
+    quorum: Quorum,
 }
 
 /// Background jobs that run at once.

@@ -59,6 +59,18 @@ impl Quorum {
         self
     }
 
+    /// The answers every group needs, together.
+    pub(super) fn required(&self) -> usize {
+        self.groups.iter().map(|g| g.required).sum()
+    }
+
+    /// Also every group of `other`.
+    pub(super) fn with(self, other: Quorum) -> Quorum {
+        other.groups.into_iter().fold(self, |quorum, group| {
+            quorum.and(group.replicas, group.required)
+        })
+    }
+
     /// Every replica of any group, each once, in group order.
     pub(super) fn candidates(&self) -> Vec<NodeId> {
         let mut all: Vec<NodeId> = Vec::new();

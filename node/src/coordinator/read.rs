@@ -44,8 +44,9 @@ impl Coordinator {
         consistency: ConsistencyLevel,
         deadline: Instant,
     ) -> Result<(StoredRow, Receipt), RequestError> {
-        let (id, replicas, required) = self.plan(row, consistency, false)?;
-        let quorum = self.read_quorum(row, replicas, required, consistency);
+        let plan = self.plan(row, consistency, false)?;
+        let (id, required) = (plan.id.clone(), plan.required);
+        let quorum = self.read_quorum(row, plan.quorum, consistency);
         let alive = self.alive(&quorum, deadline).await;
         let answers = self.gather(&quorum, &alive, &id, deadline).await?;
         let merged = answers
@@ -205,21 +206,19 @@ impl Coordinator {
         Ok(repaired)
     }
 
-    /// What a read at `level` needs: `required` of the row's `replicas`
-    /// and, while a node joins or leaves, as many of the replicas of the
-    /// ring after the change (see [`Quorum`]).
+    /// What a read at `level` needs: what `quorum` asks of the row's
+    /// replicas and, while a node joins or leaves, as much of the replicas
+    /// of the ring after the change (see [`Quorum`]).
     pub(super) fn read_quorum(
         &self,
         row: &RowAddress,
-        replicas: Vec<NodeId>,
-        required: usize,
+        quorum: Quorum,
         level: ConsistencyLevel,
     ) -> Quorum {
-        let quorum = Quorum::new(replicas, required);
         match &self.membership.view().future {
             Some(future) => {
                 let after = future.replicas(row.token(), &self.replication);
-                quorum.and(after, level.required(self.replication.total_factor()))
+                quorum.with(self.level_quorum(&after, &[], level))
             }
             None => quorum,
         }

@@ -52,14 +52,15 @@ impl Coordinator {
         let deadline = deadline.min(Instant::now() + self.limits.timeout());
         let address =
             RowAddress::of_table(read.table, read.partition.clone(), ClusteringKey::empty());
-        let (_, replicas, required) = self.plan(&address, consistency, false)?;
-        let quorum = self.read_quorum(&address, replicas, required, consistency);
+        let plan = self.plan(&address, consistency, false)?;
+        let (replicas, required) = (plan.replicas.len(), plan.required);
+        let quorum = self.read_quorum(&address, plan.quorum, consistency);
         let alive = self.alive(&quorum, deadline).await;
         trace::event(|| {
             format!(
                 "reading a slice of partition 0x{} at {consistency}: {} replicas ({required} required), {} alive",
                 hex::encode(read.partition.as_bytes()),
-                quorum.candidates().len(),
+                replicas,
                 alive.len()
             )
         });

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::{Coordinator, FORWARD_GRACE, Quorum, REDIAL_WAIT};
+use super::{Coordinator, FORWARD_GRACE, Plan, Quorum, REDIAL_WAIT};
 use crate::causality::{CausalContext, VersionVector};
 use crate::storage::{RowKey, RowVersion, StoredRow, decode_versions};
 use crate::trace;
@@ -93,11 +93,20 @@ impl Coordinator {
         deadline: Instant,
         forwarded: bool,
     ) -> Result<ClientReply, RequestError> {
-        let (id, replicas, required) = self.plan(&write.row, write.consistency, true)?;
+        if write.patch && write.consistency == ConsistencyLevel::Any {
+            return Err(RequestError::invalid(
+                "INSERT and UPDATE cannot be written at consistency ANY: writing some of a \
+                 row's columns needs one of its replicas; use ONE",
+            ));
+        }
+        let Plan {
+            id,
+            replicas,
+            required,
+            quorum,
+        } = self.plan(&write.row, write.consistency, true)?;
         if replicas.contains(&self.me) {
-            return self
-                .write_here(write, id, replicas, required, deadline)
-                .await;
+            return self.write_here(write, id, replicas, quorum, deadline).await;
         }
         if forwarded {
             return Err(RequestError::invalid(
@@ -123,16 +132,16 @@ impl Coordinator {
 
     /// A write coordinated by one of its replicas: the new version is made
     /// here, then sent to the other live replicas (and fallbacks), and
-    /// acknowledged once `required` of them applied it.
+    /// acknowledged once enough of them (`quorum`) applied it.
     async fn write_here(
         self: Arc<Self>,
         write: Write,
         id: RowId,
         replicas: Vec<NodeId>,
-        required: usize,
+        quorum: Quorum,
         deadline: Instant,
     ) -> Result<ClientReply, RequestError> {
-        let targets = self.targets(&write, replicas, required, deadline).await?;
+        let targets = self.targets(&write, replicas, &quorum, deadline).await?;
         let mut receipt = Receipt {
             coordinator: Some(self.me.clone()),
             acknowledged: vec![self.me.clone()],
@@ -182,7 +191,7 @@ impl Coordinator {
         if !receipt.hinted.is_empty() {
             trace::event(|| format!("stored hints for {:?} (down)", receipt.hinted));
         }
-        let waited = await_acks(&mut acks, required, &mut receipt, deadline).await;
+        let waited = await_acks(&mut acks, &quorum, &mut receipt, deadline).await;
         // The acknowledgements still to come are not waited for: each ack
         // task stores a hint if its replica fails or misses the deadline.
         acks.detach_all();
@@ -195,18 +204,16 @@ impl Coordinator {
 
     /// The replicas a write goes to now: those counted alive, and under a
     /// sloppy quorum each down replica's write to the first live node past
-    /// the replicas (its fallback), whose hint counts. Unavailable when
-    /// fewer than `required` are left.
+    /// the replicas (its fallback), whose hint counts for that replica.
+    /// Unavailable when those left cannot meet `quorum`.
     async fn targets(
         &self,
         write: &Write,
         replicas: Vec<NodeId>,
-        required: usize,
+        quorum: &Quorum,
         deadline: Instant,
     ) -> Result<Targets, RequestError> {
-        let alive = self
-            .alive(&Quorum::new(replicas.clone(), required), deadline)
-            .await;
+        let alive = self.alive(quorum, deadline).await;
         let down: Vec<NodeId> = replicas
             .iter()
             .filter(|r| !alive.contains(r))
@@ -217,10 +224,12 @@ impl Coordinator {
         } else {
             Vec::new()
         };
-        if alive.len() + fallbacks.len() < required {
+        let mut counted = alive.clone();
+        counted.extend(fallbacks.iter().map(|(_, replica)| replica.clone()));
+        if let Some(short) = quorum.shortfall(&counted) {
             return Err(RequestError::Unavailable {
-                required,
-                alive: alive.len() + fallbacks.len(),
+                required: short.required,
+                alive: short.have,
             });
         }
         Ok(Targets {
@@ -566,20 +575,27 @@ fn decode_context(context: &Context) -> Result<Option<VersionVector>, RequestErr
 /// noting each in the receipt; a timeout when the deadline comes first.
 async fn await_acks(
     acks: &mut JoinSet<Ack>,
-    required: usize,
+    quorum: &Quorum,
     receipt: &mut Receipt,
     deadline: Instant,
 ) -> Result<(), RequestError> {
-    let mut acknowledged = 1;
-    while acknowledged < required {
+    // The replicas the acknowledgements count for (a fallback's, for the
+    // replica it stands in for); the coordinator's own first.
+    let mut counted = receipt.acknowledged.clone();
+    while let Some(short) = quorum.shortfall(&counted) {
         match tokio::time::timeout_at(deadline, acks.join_next()).await {
             Ok(Some(Ok(ack))) if ack.applied => {
                 trace::event(|| format!("{} acknowledged", ack.node));
                 match ack.stands_in_for {
-                    Some(replica) => receipt.fallbacks.push((ack.node, replica)),
-                    None => receipt.acknowledged.push(ack.node),
+                    Some(replica) => {
+                        counted.push(replica.clone());
+                        receipt.fallbacks.push((ack.node, replica));
+                    }
+                    None => {
+                        counted.push(ack.node.clone());
+                        receipt.acknowledged.push(ack.node);
+                    }
                 }
-                acknowledged += 1;
             }
             Ok(Some(Ok(ack))) => {
                 if ack.hinted {
@@ -590,8 +606,8 @@ async fn await_acks(
             // The replicas still due hint themselves at the deadline.
             Ok(None) | Err(_) => {
                 return Err(RequestError::Timeout {
-                    required,
-                    acknowledged,
+                    required: short.required,
+                    acknowledged: short.have,
                     write: true,
                 });
             }

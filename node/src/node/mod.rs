@@ -178,7 +178,7 @@ impl Node {
         let mut tasks = JoinSet::new();
         tasks.spawn(gossip_task.run());
         schemas.announce().await;
-        let coordinator = serve(&replica, hints, schemas, &mut tasks, &cancel);
+        let coordinator = serve(&replica, hints, schemas.clone(), &mut tasks, &cancel);
         let handle = NodeHandle {
             id: config.node_id.clone(),
             internode_address,
@@ -190,6 +190,7 @@ impl Node {
             faults,
             peers,
             membership,
+            schemas,
         };
         let joined = enter_ring(
             &config,
@@ -271,6 +272,7 @@ fn replica(
         settings: ClusterSettings {
             name: config.cluster.name.clone(),
             replication_factor: config.cluster.replication_factor,
+            datacenter_replication: config.cluster.datacenter_replication.clone(),
         },
         limits: config.requests.clone(),
         streaming: config.streaming.clone(),
@@ -281,10 +283,16 @@ fn replica(
     Ok((replica, gossip_task, seeds))
 }
 
-/// Where replicas go: `replication_factor` nodes clockwise on the ring.
+/// Where replicas go: `replication_factor` nodes clockwise on the ring,
+/// or with `datacenter_replication`, so many in each datacenter.
 fn replication(config: &Config) -> Replication {
-    Replication::Simple {
-        factor: config.cluster.replication_factor,
+    if config.cluster.datacenter_replication.is_empty() {
+        return Replication::Simple {
+            factor: config.cluster.replication_factor,
+        };
+    }
+    Replication::PerDatacenter {
+        factors: config.cluster.datacenter_replication.clone(),
     }
 }
 
@@ -520,9 +528,16 @@ pub struct NodeHandle {
     faults: Arc<Faults>,
     peers: Arc<dyn Network>,
     membership: Arc<Membership>,
+    schemas: Arc<Schemas>,
 }
 
 impl NodeHandle {
+    /// Table `name` of `keyspace`, as this node's schema has it (its id is
+    /// what `RowAddress::of_table` addresses its rows by).
+    pub fn table(&self, keyspace: &str, name: &str) -> Option<ringdb_proto::TableDefinition> {
+        self.schemas.current().table(keyspace, name).cloned()
+    }
+
     /// The node's id.
     pub fn id(&self) -> &NodeId {
         &self.id

@@ -3,7 +3,9 @@
 //! `LIMIT`, `PER PARTITION LIMIT`, `COUNT(*)` and paging.
 //!
 //! A row with concurrent versions (siblings) comes back once per version,
-//! each marked ([`SiblingMark`]), so that nothing concurrent is hidden; a
+//! each marked ([`SiblingMark`]: which version, of how many, and the dot
+//! that wrote it; every row has its mark), so that nothing concurrent is
+//! hidden; a
 //! `lww` table shows only the latest written. Every row read comes with its
 //! context ([`RowContext`]): a session that hands it back with its next
 //! write of the row supersedes every version it was shown.
@@ -31,6 +33,9 @@ use crate::storage::{RowKey, RowVersion, StoredRow};
 
 /// Rows in a page when the session asks for none (or more).
 const MAX_PAGE: u32 = 5_000;
+/// The bytes of values past which a page ends (it holds a row at least),
+/// so that it fits in a message.
+const MAX_PAGE_BYTES: usize = 8 << 20;
 /// The most rows asked of a replica at once.
 const MAX_SLICE_READ: u32 = 1_000;
 
@@ -61,6 +66,15 @@ struct Page {
     rows: Rows,
     /// CQL rows in it (siblings of a row count once).
     count: u64,
+    /// The bytes of its values, about.
+    bytes: usize,
+}
+
+impl Page {
+    /// Whether it holds as many rows, or bytes, as a page may.
+    fn full(&self, size: u64) -> bool {
+        self.count >= size || (self.count > 0 && self.bytes >= MAX_PAGE_BYTES)
+    }
 }
 
 impl Statements {
@@ -91,7 +105,7 @@ impl Statements {
         let slices = where_.slices(&table, reverse)?;
         let per_partition = limit_of(&bindings, select.per_partition_limit.as_ref())?;
         let limit = limit_of(&bindings, select.limit.as_ref())?;
-        let statement = statement_hash(&query.cql);
+        let statement = statement_hash(query);
         let mut cursor = match &query.paging_state {
             Some(state) => decode_cursor(state, statement, &where_, slices.len())?,
             None => Cursor {
@@ -110,6 +124,7 @@ impl Statements {
                 ..Rows::default()
             },
             count: 0,
+            bytes: 0,
         };
         let scan = Scan {
             table: &table,
@@ -133,9 +148,6 @@ impl Statements {
             let bytes = rmp_serde::to_vec(&cursor).expect("a cursor encodes");
             page.rows.paging_state = Some(PagingState(bytes));
         }
-        if page.rows.siblings.iter().all(Option::is_none) {
-            page.rows.siblings.clear();
-        }
         Ok(QueryResult::Rows(page.rows))
     }
 
@@ -154,7 +166,7 @@ impl Statements {
                 if cursor.returned >= scan.limit {
                     return Ok(true);
                 }
-                if page.count >= scan.page_size {
+                if page.full(scan.page_size) {
                     return Ok(false);
                 }
                 if cursor.in_partition >= scan.per_partition {
@@ -204,7 +216,7 @@ impl Statements {
             .await?;
         let mut emitted = 0;
         for (clustering, stored) in &read_page.rows {
-            if emitted >= wanted {
+            if emitted >= wanted || page.full(scan.page_size) {
                 return Ok(false);
             }
             cursor.after = Some(clustering.as_bytes().to_vec());
@@ -255,25 +267,24 @@ fn resume(slice: &Slice, after: Option<&[u8]>, reverse: bool) -> (Vec<u8>, Optio
 }
 
 /// The versions of a row a reader is shown: its live siblings (oldest
-/// first), or for a `lww` table the latest written of them.
+/// first), or for a `lww` table the latest written of its versions, if
+/// that is not a tombstone.
 fn live_versions<'a>(
     table: &TableDefinition,
     stored: &'a StoredRow,
 ) -> Vec<(String, &'a RowVersion)> {
     let mut versions: Vec<(String, &RowVersion)> = stored
         .siblings()
-        .filter(|(_, version)| version.row.is_some())
         .map(|(dot, version)| {
             let writer = format!("{}@{:x}:{}", dot.actor.node, dot.actor.epoch, dot.counter);
             (writer, version)
         })
         .collect();
     versions.sort_by(|(a, x), (b, y)| (x.timestamp_micros, a).cmp(&(y.timestamp_micros, b)));
-    if table.conflict == ConflictMode::Lww
-        && let Some(latest) = versions.pop()
-    {
-        return vec![latest];
+    if table.conflict == ConflictMode::Lww {
+        versions = versions.pop().into_iter().collect();
     }
+    versions.retain(|(_, version)| version.row.is_some());
     versions
 }
 
@@ -319,8 +330,9 @@ fn emit(
                 },
             })
             .collect();
+        page.bytes += rmp_serde::to_vec(&row).map_or(0, |bytes| bytes.len());
         page.rows.rows.push(row);
-        page.rows.siblings.push((count > 1).then(|| SiblingMark {
+        page.rows.siblings.push(Some(SiblingMark {
             index: index as u32 + 1,
             count,
             writer: writer.clone(),
@@ -471,9 +483,17 @@ fn limit_of(
     }
 }
 
-fn statement_hash(cql: &str) -> u64 {
-    let hash = blake3::hash(cql.trim().as_bytes());
-    u64::from_be_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"))
+/// What a paging state is checked to belong to: the statement's text and
+/// bound values.
+fn statement_hash(query: &Query) -> u64 {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(query.cql.trim().as_bytes());
+    hasher.update(&rmp_serde::to_vec(&query.values).unwrap_or_default());
+    u64::from_be_bytes(
+        hasher.finalize().as_bytes()[..8]
+            .try_into()
+            .expect("8 bytes"),
+    )
 }
 
 /// A paging state, checked to belong to this statement.

@@ -187,6 +187,10 @@ fn previous_item(
     upto: &Bound<Vec<u8>>,
 ) -> Option<(Vec<u8>, Vec<u8>)> {
     let keys = families.get(&family)?;
+    // An upper bound below the start is an empty range (`range` panics).
+    if matches!(upto, Bound::Excluded(end) if end.as_slice() < start) {
+        return None;
+    }
     let (key, value) = keys
         .range((Bound::Included(start.to_vec()), upto.clone()))
         .next_back()?;

@@ -192,7 +192,7 @@ impl Storage {
             };
             let version = match (patch, version.row.clone()) {
                 (true, Some(columns)) => RowVersion {
-                    row: Some(patched(current, &seen, columns)),
+                    row: patched(current, columns),
                     ..version.clone()
                 },
                 _ => version.clone(),
@@ -430,12 +430,14 @@ impl Storage {
             self.engine.scan(Family::Data, &start, end.as_deref())
         };
         let limit = read.limit.max(1) as usize;
-        let mut rows = Vec::new();
+        let (mut rows, mut bytes) = (Vec::new(), 0);
         for item in items {
-            if rows.len() == limit {
+            if rows.len() == limit || bytes >= MAX_SLICE_BYTES {
                 return Ok((rows, true));
             }
-            rows.push(item?);
+            let (key, value) = item?;
+            bytes += key.len() + value.len();
+            rows.push((key, value));
         }
         Ok((rows, false))
     }
@@ -685,6 +687,10 @@ fn retree(tree: &Tree, key: &RowKey, encoded: &[u8], old: Option<Hash>, new: Opt
     }
 }
 
+/// The bytes of rows past which a page of a slice stops (it holds one row
+/// at least), so that it fits in a message with room to spare.
+const MAX_SLICE_BYTES: usize = 4 << 20;
+
 /// A page of a slice: storage keys and encoded sibling sets, and whether
 /// the page stopped at its limit.
 pub type SliceRows = (Vec<(Vec<u8>, Vec<u8>)>, bool);
@@ -703,24 +709,25 @@ pub(crate) fn next_prefix(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The columns of a patch write (CQL's `INSERT` and `UPDATE`): those of
-/// the versions of `current` that `seen` covers (the versions the write
-/// supersedes), oldest first, a tombstone clearing what came before it;
-/// then `patch` over them, a `null` removing its column. When superseded
-/// siblings disagree on a column, the latest written wins it.
-fn patched(current: &StoredRow, seen: &VersionVector, patch: Row) -> Row {
-    let mut superseded: Vec<&RowVersion> = current
-        .siblings()
-        .filter(|(dot, _)| seen.contains(dot))
-        .map(|(_, version)| version)
-        .collect();
-    superseded.sort_by_key(|version| version.timestamp_micros);
+/// the row's versions here, oldest first (the latest written wins a
+/// column they disagree on), a tombstone clearing what came before it;
+/// then `patch` over them, a `null` removing its column. Every version
+/// counts, not only those the write supersedes: a session whose context
+/// is out of date (another session wrote the row since its read) must not
+/// write the other's columns away. A patch of only `null`s that leaves no
+/// column (a column `DELETE` of a row that has no other) is a tombstone,
+/// so that it does not make a row appear.
+fn patched(current: &StoredRow, patch: Row) -> Option<Row> {
+    let mut versions: Vec<&RowVersion> = current.values().collect();
+    versions.sort_by_key(|version| version.timestamp_micros);
     let mut row = Row::new();
-    for version in superseded {
+    for version in versions {
         match &version.row {
             Some(columns) => row.extend(columns.iter().map(|(k, v)| (k.clone(), v.clone()))),
             None => row.clear(),
         }
     }
+    let only_nulls = patch.values().all(|value| *value == Value::Null) && !patch.is_empty();
     for (name, value) in patch {
         if value == Value::Null {
             row.remove(&name);
@@ -728,5 +735,5 @@ fn patched(current: &StoredRow, seen: &VersionVector, patch: Row) -> Row {
             row.insert(name, value);
         }
     }
-    row
+    (!(only_nulls && row.is_empty())).then_some(row)
 }

@@ -150,7 +150,7 @@ proptest! {
         let requests = [
             PeerRequest::Coordinate { id: 3, request: body },
             PeerRequest::Hello { generation: 7, settings: None },
-            PeerRequest::Hello { generation: 8, settings: Some(ClusterSettings { name: "c".into(), replication_factor: 3 }) },
+            PeerRequest::Hello { generation: 8, settings: Some(ClusterSettings { name: "c".into(), replication_factor: 3, datacenter_replication: Default::default() }) },
             PeerRequest::Gossip(versions.clone()),
             PeerRequest::StreamRange { range: TokenRange::new(Token(-5), Token(9)), after: Some(versions.clone()), max_rows: 100 },
             PeerRequest::StreamRange { range: TokenRange::full(), after: None, max_rows: 1 },

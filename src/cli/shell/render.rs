@@ -26,7 +26,8 @@ pub fn result(result: &QueryResult, expand: bool) -> String {
 fn table(rows: &Rows) -> String {
     let mut table = Table::new();
     table.load_preset(CQLSH_STYLE);
-    let marked = !rows.siblings.is_empty();
+    // Marks are shown when some row has siblings.
+    let marked = rows.siblings.iter().flatten().any(|mark| mark.count > 1);
     let mut header: Vec<&str> = Vec::new();
     if marked {
         header.push(SIBLING_HEADER);
@@ -62,7 +63,9 @@ const SIBLING_HEADER: &str = "[sibling]";
 /// Row `n`'s sibling mark: `[1/2] writer`, or nothing.
 fn sibling(rows: &Rows, n: usize) -> String {
     match rows.siblings.get(n) {
-        Some(Some(mark)) => format!("[{}/{}] {}", mark.index, mark.count, mark.writer),
+        Some(Some(mark)) if mark.count > 1 => {
+            format!("[{}/{}] {}", mark.index, mark.count, mark.writer)
+        }
         _ => String::new(),
     }
 }
@@ -89,7 +92,7 @@ fn expanded(rows: &Rows) -> String {
         let mut table = Table::new();
         table.load_preset(CQLSH_STYLE);
         table.set_header([format!("@ Row {}", n + 1), String::new()]);
-        if !rows.siblings.is_empty() {
+        if rows.siblings.iter().flatten().any(|mark| mark.count > 1) {
             table.add_row([SIBLING_HEADER.to_string(), sibling(rows, n)]);
         }
         for ((name, _), value) in rows.columns.iter().zip(row) {
