@@ -29,8 +29,12 @@
 //!   that stores the schema, pushes changes to live peers and pulls a
 //!   peer's when gossip shows another version.
 //! - the statement engine (private, `statements/`): CQL statements from
-//!   the client protocol, parsed with `ringdb-cql` and run: `USE`, DDL and
-//!   `DESCRIBE` so far.
+//!   the client protocol, parsed with `ringdb-cql` and run: `USE`, DDL,
+//!   `DESCRIBE`, and `SELECT`/`INSERT`/`UPDATE`/`DELETE`/`BATCH` on the
+//!   coordinator's data path (a `SELECT` reads partition slices:
+//!   `coordinator/slice.rs`; an `INSERT` or `UPDATE` is a patch write of
+//!   the columns it names). With `tracing`, the coordinator's events are
+//!   recorded (`trace.rs`) and returned.
 //!
 //! **Layers.** The services (the coordinator, hinted handoff, anti-entropy,
 //! cleanup, topology changes and their operations, schema, statements) each hold the node's

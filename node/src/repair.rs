@@ -49,7 +49,7 @@ use crate::cleanup::Cleanup;
 use crate::error::{self, TaskError};
 use crate::membership::View;
 use crate::replica::Replica;
-use crate::storage::{Storage, StorageError, purgeable};
+use crate::storage::{RowKey, Storage, StorageError, StoredRow, purgeable};
 use crate::streaming::{self, Throttle};
 
 /// How long the ring must stay still before the trees follow it.
@@ -262,6 +262,16 @@ async fn repair_range(
         ));
         return Ok(());
     }
+    // The tombstones that may be purged after the round: those here before
+    // it began, so that every exchange saw them. One written during the
+    // round (stamped long ago by a coordinator whose clock is behind, so
+    // already past the grace) may have missed a replica compared earlier.
+    let before = purge_cutoff(coordinator);
+    let candidates = coordinator
+        .storage
+        .blocking(move |storage| purge_candidates(storage, range, table, before))
+        .await
+        .map_err(|e| coordinator.server_error(e.to_string()))?;
     let mut complete = true;
     // Rows the exchanges changed here: a row that came from a later
     // replica may be missing on one compared before it.
@@ -298,10 +308,9 @@ async fn repair_range(
     // supersedes).
     let settled = coordinator.membership.view().future.is_none();
     if complete && changed_here == 0 && settled {
-        let before = purge_cutoff(coordinator);
         let purged = coordinator
             .storage
-            .blocking(move |storage| purge_tombstones(storage, range, table, before))
+            .blocking(move |storage| purge_tombstones(storage, candidates, before))
             .await
             .map_err(|e| coordinator.server_error(e.to_string()))?;
         round.summary.tombstones_purged += purged;
@@ -550,32 +559,44 @@ async fn send_rows(
     Ok(())
 }
 
-/// Purges the rows of `range` (only `table`'s when given: only they were
-/// reconciled) that are nothing but tombstones older than `before`; returns
-/// how many. Storage remembers the dots this node issued for each, so that
-/// a later write of the row never issues one of them again.
-fn purge_tombstones(
+/// The rows of `range` (only `table`'s when given: only they are
+/// reconciled) that are nothing but tombstones older than `before`, as
+/// they are now.
+fn purge_candidates(
     storage: &Storage,
     range: TokenRange,
     table: Option<TableId>,
     before: i64,
-) -> Result<u64, StorageError> {
-    let candidates: Vec<_> = storage
+) -> Result<Vec<(RowKey, StoredRow)>, StorageError> {
+    storage
         .scan(range)
         .filter_map(|item| match item {
             Ok((key, row))
                 if table.is_none_or(|table| key.table == table) && purgeable(&row, before) =>
             {
-                Some(Ok(key))
+                Some(Ok((key, row)))
             }
             Ok(_) => None,
             Err(error) => Some(Err(error)),
         })
-        .collect::<Result<_, _>>()?;
+        .collect()
+}
+
+/// Purges each of `candidates` that is still as it was (the round that
+/// just ended saw it so); returns how many. Storage remembers the dots
+/// this node issued for each, so that a later write of the row never
+/// issues one of them again.
+fn purge_tombstones(
+    storage: &Storage,
+    candidates: Vec<(RowKey, StoredRow)>,
+    before: i64,
+) -> Result<u64, StorageError> {
     let mut purged = 0;
-    for key in candidates {
+    for (key, seen) in candidates {
         // Checked again under the row lock: a write may have come since.
-        if storage.purge(&key, |current| purgeable(current, before))? {
+        if storage.purge(&key, |current| {
+            *current == seen && purgeable(current, before)
+        })? {
             purged += 1;
         }
     }

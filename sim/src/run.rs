@@ -9,7 +9,9 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use ringdb_node::storage::SyncMode;
-use ringdb_proto::{ClientReply, ClientRequest, OperationOutcome};
+use ringdb_proto::{
+    ClientReply, ClientRequest, ConsistencyLevel, OperationOutcome, Query, TableId,
+};
 use ringdb_ring::{NodeId, Replication, Token};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -18,6 +20,7 @@ use crate::checker::{self, Checked, Violation};
 use crate::cluster::{Cluster, ClusterTarget, NodeSettings};
 use crate::history::{Event, History, Key};
 use crate::network::{LinkModel, Net, NetCounters};
+use crate::statements;
 use crate::workload::{self, Recorder, Target, Workload};
 
 /// How long the cluster may take to form, or to settle after the faults.
@@ -40,6 +43,9 @@ pub struct Options {
     /// the runs an operator's repair schedule instead of frequent
     /// background anti-entropy.
     pub purges: bool,
+    /// Clients also run CQL statements on a clustering table
+    /// (`statements.rs`).
+    pub statements: bool,
 }
 
 impl Options {
@@ -50,6 +56,7 @@ impl Options {
             fault_phase: Duration::from_secs(40),
             topology: true,
             purges: false,
+            statements: false,
         }
     }
 }
@@ -117,6 +124,8 @@ struct Run {
     topology: bool,
     /// Whether an operator's repair schedule runs alongside the clients.
     scheduled_repairs: bool,
+    /// The id of the statement workload's table, once made.
+    cql_table: Option<TableId>,
 }
 
 async fn simulate(options: Options) -> Report {
@@ -169,6 +178,7 @@ async fn simulate(options: Options) -> Report {
         next_index: nodes + 1,
         topology: false,
         scheduled_repairs: antientropy_secs > 60,
+        cql_table: None,
     };
     let handoff = if hints { "on" } else { "off" };
     run.recorder.fault(format!(
@@ -221,10 +231,53 @@ impl Run {
         done && self.violations.is_empty()
     }
 
+    /// Makes the statement workload's table through a node (before any
+    /// fault) and waits until every running node has it; returns its id.
+    async fn make_schema(&mut self) -> Option<TableId> {
+        let until = Instant::now() + SETTLE_WITHIN;
+        for cql in statements::SCHEMA {
+            loop {
+                let node = self.cluster.running().first()?.clone();
+                let request = ClientRequest::Query(Query::new(cql, ConsistencyLevel::Quorum));
+                match self.target.call(&node, request).await {
+                    Ok(_) => break,
+                    Err(error) if Instant::now() > until => {
+                        self.violation("schema", format!("{cql}: {error}"));
+                        return None;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        }
+        loop {
+            let tables: Vec<Option<TableId>> = (self.cluster.running().iter())
+                .map(|node| Some(self.cluster.handle(node)?.table("sim", "rows")?.id))
+                .collect();
+            if let Some(Some(id)) = tables.first()
+                && tables.iter().all(|t| *t == Some(*id))
+            {
+                return Some(*id);
+            }
+            if Instant::now() > until {
+                let detail = format!("sim.rows has not reached every node: {tables:?}");
+                self.violation("schema", detail);
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Clients and the nemesis.
     async fn phase(&mut self, options: &Options) {
+        let mut workload = Workload::new(3, 3, 3, options.purges);
+        if options.statements
+            && let Some(table) = self.make_schema().await
+        {
+            self.cql_table = Some(table);
+            workload = workload.with_statements(table);
+        }
         let until = Instant::now() + options.fault_phase;
-        let workload = Arc::new(Workload::new(3, 3, 3, options.purges));
+        let workload = Arc::new(workload);
         let mut clients = JoinSet::new();
         for client in 0..self.rng.random_range(3..=workload::MAX_CLIENTS) {
             let seed = self.rng.random();
@@ -607,7 +660,11 @@ impl Run {
     /// the final state. Returns how long it took after heal.
     async fn converge(&mut self, healed: Instant) -> Option<Duration> {
         let until = healed + CONVERGE_WITHIN;
-        let keys = workload::all_keys(&Workload::new(3, 3, 3, true));
+        let mut workload = Workload::new(3, 3, 3, true);
+        if let Some(table) = self.cql_table {
+            workload = workload.with_statements(table);
+        }
+        let keys = workload::all_keys(&workload);
         while Instant::now() < until {
             for node in self.cluster.running() {
                 let request = ClientRequest::Repair {
@@ -639,7 +696,7 @@ impl Run {
         let replication = Replication::Simple { factor: 3 };
         let mut finals = BTreeMap::new();
         for key in keys {
-            let address = workload::address(key);
+            let address = workload::address_in(key, self.cql_table);
             let token = Token::of(address.partition.as_bytes());
             let mut states = Vec::new();
             for replica in view.ring.replicas(token, &replication) {

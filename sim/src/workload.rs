@@ -18,13 +18,14 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use ringdb_proto::{
     ClientReply, ClientRequest, ClusteringKey, ConsistencyLevel, Context, PartitionKey,
-    RequestError, Row, RowAddress, Sibling, Value,
+    RequestError, Row, RowAddress, Sibling, TableId, Value,
 };
 use ringdb_ring::NodeId;
 use ringdb_wire::multiplex::CallError;
 use tokio::time::Instant;
 
 use crate::history::{Event, History, Key, Op, Outcome, Seen};
+use crate::statements;
 
 /// How long a client waits for an answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -68,6 +69,11 @@ impl Recorder {
         self.start.elapsed().as_millis() as u64
     }
 
+    /// A new operation id.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Adds an event.
     pub fn record(&self, event: Event) {
         self.history.lock().expect("history").events.push(event);
@@ -96,7 +102,7 @@ impl Recorder {
         self.history.lock().expect("history").clone()
     }
 
-    fn value(&self) -> u64 {
+    pub(crate) fn value(&self) -> u64 {
         self.next_value.fetch_add(1, Ordering::Relaxed)
     }
 }
@@ -115,6 +121,9 @@ pub struct Workload {
     /// Whether one delete of a cycle row in three is for the rest of the
     /// run, and resting rows are read now and then.
     pub resting: bool,
+    /// The id of `sim.rows` once made: its rows are in `keys` then (see
+    /// `statements.rs`).
+    pub cql_table: Option<TableId>,
 }
 
 impl Workload {
@@ -156,11 +165,31 @@ impl Workload {
             think: Duration::from_millis(40),
             cycle_rows: if purges { CYCLE_ROWS } else { 1 },
             resting: purges,
+            cql_table: None,
         }
+    }
+
+    /// With the statement workload on `sim.rows`, stored under `table`.
+    pub fn with_statements(mut self, table: TableId) -> Workload {
+        self.cql_table = Some(table);
+        self.keys.extend((0..statements::CQL_ROWS).map(|key| Key {
+            table: statements::CQL_TABLE,
+            key,
+            chain: false,
+        }));
+        self
     }
 }
 
-/// The address of a workload row.
+/// The address of a workload row (of `sim.rows`, stored under `cql_table`).
+pub fn address_in(key: &Key, cql_table: Option<TableId>) -> RowAddress {
+    match cql_table {
+        Some(table) if key.table == statements::CQL_TABLE => statements::address(key, table),
+        _ => address(key),
+    }
+}
+
+/// The address of a workload row of the key-value tables.
 pub fn address(key: &Key) -> RowAddress {
     RowAddress {
         table: key.table_name(),
@@ -228,7 +257,9 @@ pub async fn run_client(
     while Instant::now() < until {
         let key = *workload.keys.choose(&mut rng).expect("keys");
         let level = |rng: &mut StdRng| *workload.levels.choose(rng).expect("levels");
-        if rng.random_bool(0.1) {
+        if key.table == statements::CQL_TABLE {
+            session.statement(key, level(&mut rng), &mut rng).await;
+        } else if rng.random_bool(0.1) {
             let level = level(&mut rng);
             let row = rng.random_range(0..workload.cycle_rows);
             let cycle_key = cycle_key(client, row);
@@ -346,10 +377,10 @@ fn read_level(level: ConsistencyLevel) -> ConsistencyLevel {
     }
 }
 
-struct Session {
-    client: u32,
-    target: Arc<dyn Target>,
-    recorder: Arc<Recorder>,
+pub(crate) struct Session {
+    pub(crate) client: u32,
+    pub(crate) target: Arc<dyn Target>,
+    pub(crate) recorder: Arc<Recorder>,
 }
 
 impl Session {
@@ -568,7 +599,7 @@ fn describe(receipt: &ringdb_proto::Receipt) -> String {
     text
 }
 
-fn outcome(answer: &Result<ClientReply, CallError>) -> Outcome {
+pub(crate) fn outcome(answer: &Result<ClientReply, CallError>) -> Outcome {
     match answer {
         Ok(ClientReply::Read {
             siblings, receipt, ..

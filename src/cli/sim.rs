@@ -38,6 +38,12 @@ pub struct SimArgs {
     /// every 600 s with an operator's repair schedule instead
     #[arg(long)]
     purges: bool,
+
+    /// Clients also run CQL statements on a table with a clustering column
+    /// (inserts, slice reads in either order, range deletes), checked as
+    /// the key-value rows are
+    #[arg(long)]
+    statements: bool,
 }
 
 impl SimArgs {
@@ -45,6 +51,7 @@ impl SimArgs {
         Options {
             topology: !self.no_topology,
             purges: self.purges,
+            statements: self.statements,
             ..Options::new(seed)
         }
     }
@@ -56,7 +63,8 @@ impl SimArgs {
             ""
         };
         let purges = if self.purges { " --purges" } else { "" };
-        format!("ringdb sim --seed {seed}{topology}{purges}")
+        let statements = if self.statements { " --statements" } else { "" };
+        format!("ringdb sim --seed {seed}{topology}{purges}{statements}")
     }
 }
 

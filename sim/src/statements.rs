@@ -1,0 +1,203 @@
+//! The statement workload: CQL on a table with a clustering column,
+//! `sim.rows (p text, c int, v bigint, PRIMARY KEY (p, c)) WITH
+//! CLUSTERING ORDER BY (c DESC)`, through the nodes' statement engine.
+//!
+//! Its rows are workload keys of table [`CQL_TABLE`]: key `k` is partition
+//! `p{k / 4}`, clustering key `c = k % 4`, so the checkers check them as
+//! they check the key-value rows. A statement that touches several rows is
+//! recorded as one operation per row, invoked and completed together:
+//!
+//! - `INSERT` of a unique value (a blind write: no context);
+//! - a slice `SELECT … WHERE p = ? AND c >= ? AND c <= ?`, in either
+//!   order: a read of every row of the slice (a row it does not return was
+//!   read empty);
+//! - a range `DELETE … WHERE p = ? AND c >= ? AND c <= ?`: a blind delete
+//!   of every row of the range (it deletes what a read at its level finds,
+//!   as a blind delete of one row does).
+
+use rand::Rng;
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use ringdb_proto::{
+    ClientReply, ClientRequest, ClusteringKey, ConsistencyLevel, CqlType, Order, PartitionKey,
+    Query, QueryResult, RowAddress, TableId, Value,
+};
+use ringdb_wire::multiplex::CallError;
+
+use crate::history::{Event, Key, Op, Outcome, Seen};
+use crate::workload::{Session, outcome};
+
+/// The workload table number of `sim.rows`' rows.
+pub const CQL_TABLE: u8 = 2;
+/// Rows of `sim.rows` the workload uses (two partitions).
+pub const CQL_ROWS: u32 = 8;
+/// Clustering keys per partition.
+const PER_PARTITION: u32 = 4;
+/// The statements that make the schema, in order.
+pub const SCHEMA: [&str; 2] = [
+    "CREATE KEYSPACE IF NOT EXISTS sim WITH replication = \
+     {'class': 'SimpleStrategy', 'replication_factor': 3}",
+    "CREATE TABLE IF NOT EXISTS sim.rows (p text, c int, v bigint, PRIMARY KEY (p, c)) \
+     WITH CLUSTERING ORDER BY (c DESC)",
+];
+
+/// The partition and clustering key of workload key `key` of `sim.rows`.
+fn keys_of(key: &Key) -> (String, i32) {
+    (
+        format!("p{}", key.key / PER_PARTITION),
+        (key.key % PER_PARTITION) as i32,
+    )
+}
+
+/// The address of a row of `sim.rows`, stored under table id `table`.
+pub fn address(key: &Key, table: TableId) -> RowAddress {
+    let (partition, clustering) = keys_of(key);
+    let partition = PartitionKey::from_values(&[(&Value::Text(partition), CqlType::Text)])
+        .expect("a short text key");
+    let clustering = ClusteringKey::encode(&[(&Value::Int(clustering), CqlType::Int, Order::Desc)])
+        .expect("an int key");
+    RowAddress::of_table(table, partition, clustering)
+}
+
+/// ANY is not for partial writes (statements refuse it): ONE instead.
+fn statement_level(level: ConsistencyLevel) -> ConsistencyLevel {
+    match level {
+        ConsistencyLevel::Any => ConsistencyLevel::One,
+        level => level,
+    }
+}
+
+impl Session {
+    /// One statement on `key`'s partition: an insert of `key` (half the
+    /// time), a slice read around it, or a range delete.
+    pub(crate) async fn statement(&self, key: Key, level: ConsistencyLevel, rng: &mut StdRng) {
+        let level = statement_level(level);
+        let (partition, clustering) = keys_of(&key);
+        if rng.random_bool(0.5) {
+            let value = self.recorder.value();
+            let op = Op::Put {
+                key,
+                value,
+                consistency: level,
+                seen: Seen::Blind,
+            };
+            let cql = format!(
+                "INSERT INTO sim.rows (p, c, v) VALUES ('{partition}', {clustering}, {value})"
+            );
+            self.run_statement(vec![op], cql, level, rng).await;
+            return;
+        }
+        // A range of the partition's clustering keys.
+        let first = key.key - key.key % PER_PARTITION;
+        let (a, b) = (
+            rng.random_range(0..PER_PARTITION),
+            rng.random_range(0..PER_PARTITION),
+        );
+        let (low, high) = (a.min(b), a.max(b));
+        let rows: Vec<Key> = (low..=high)
+            .map(|c| Key {
+                key: first + c,
+                ..key
+            })
+            .collect();
+        let range = format!("p = '{partition}' AND c >= {low} AND c <= {high}");
+        if rng.random_bool(0.2) {
+            let ops = rows
+                .iter()
+                .map(|key| Op::Delete {
+                    key: *key,
+                    consistency: level,
+                    seen: Seen::Blind,
+                })
+                .collect();
+            let cql = format!("DELETE FROM sim.rows WHERE {range}");
+            self.run_statement(ops, cql, level, rng).await;
+            return;
+        }
+        let order = *["ASC", "DESC"].choose(rng).expect("orders");
+        let ops = rows
+            .iter()
+            .map(|key| Op::Get {
+                key: *key,
+                consistency: level,
+            })
+            .collect();
+        let cql = format!("SELECT c, v FROM sim.rows WHERE {range} ORDER BY c {order}");
+        self.run_statement(ops, cql, level, rng).await;
+    }
+
+    /// Runs `cql` at `level` against a random contact point, recorded as
+    /// `ops` (one per row it touches), invoked and completed together.
+    async fn run_statement(
+        &self,
+        ops: Vec<Op>,
+        cql: String,
+        level: ConsistencyLevel,
+        rng: &mut StdRng,
+    ) {
+        let nodes = self.target.contact_points();
+        let Some(node) = nodes.choose(rng).cloned() else {
+            return;
+        };
+        let invoked = self.recorder.now_ms();
+        let ids: Vec<u64> = ops.iter().map(|_| self.recorder.next_id()).collect();
+        for (op, id) in ops.iter().zip(&ids) {
+            self.recorder.record(Event::Invoke {
+                at_ms: invoked,
+                id: *id,
+                client: self.client,
+                node: node.to_string(),
+                op: op.clone(),
+            });
+        }
+        let request = ClientRequest::Query(Query::new(cql, level));
+        let answer = self.target.call(&node, request).await;
+        let completed = self.recorder.now_ms();
+        for (op, id) in ops.iter().zip(ids) {
+            self.recorder.record(Event::Complete {
+                at_ms: completed,
+                id,
+                outcome: row_outcome(&answer, op),
+            });
+        }
+    }
+}
+
+/// What a statement's answer says of one of the rows it touched.
+fn row_outcome(answer: &Result<ClientReply, CallError>, op: &Op) -> Outcome {
+    let rows = match answer {
+        Ok(ClientReply::Result(QueryResult::Written { .. })) => {
+            return Outcome::Written {
+                receipt: "a statement".into(),
+            };
+        }
+        Ok(ClientReply::Result(QueryResult::Rows(rows))) => rows,
+        Ok(ClientReply::Result(other)) => {
+            return Outcome::Unknown(format!("unexpected result {other:?}"));
+        }
+        // The rest as a key-value request's answer.
+        _ => return outcome(answer),
+    };
+    let (_, clustering) = keys_of(&op.key());
+    let mut versions: Vec<(u64, String)> = Vec::new();
+    for (index, row) in rows.rows.iter().enumerate() {
+        let (Some(Value::Int(c)), Some(Value::BigInt(v))) = (row.first(), row.get(1)) else {
+            continue;
+        };
+        if *c != clustering {
+            continue;
+        }
+        let writer = match rows.siblings.get(index) {
+            Some(Some(mark)) => mark.writer.clone(),
+            _ => String::new(),
+        };
+        versions.push((*v as u64, writer));
+    }
+    versions.sort();
+    let (values, writers) = versions.into_iter().unzip();
+    Outcome::Read {
+        values,
+        writers,
+        receipt: "a statement".into(),
+    }
+}
