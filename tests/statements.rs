@@ -314,6 +314,19 @@ async fn rows_are_written_sliced_paged_updated_and_deleted_through_any_node() {
     assert!(trace.is_sorted_by_key(|e| e.elapsed_micros), "{trace:?}");
 
     // What is not there, or not allowed, says so.
+    let other = run(
+        &two,
+        None,
+        "CREATE KEYSPACE other WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 2}",
+    )
+    .await;
+    assert_eq!(
+        other.unwrap_err().to_string(),
+        "invalid request: keyspace other: this cluster places the rows of every keyspace by its \
+         own replication, {'class': 'SimpleStrategy', 'replication_factor': '3'} \
+         (cluster.replication_factor, cluster.datacenter_replication); ringdb does not support \
+         another per keyspace yet"
+    );
     let unknown = run(&two, Some("shop"), "SELECT * FROM nope WHERE k = 1").await;
     assert_eq!(
         unknown.unwrap_err().to_string(),
@@ -376,6 +389,28 @@ async fn local_quorum_is_met_in_one_datacenter_and_each_quorum_needs_every_one()
         let insert = format!("INSERT INTO t (k, v) VALUES (1, '{level}')");
         at_level(&client, level, &insert).await.unwrap();
     }
+    // A LOCAL_QUORUM write waits for dc1 but goes to dc2's replicas too
+    // (not hinted for them).
+    let traced = Query {
+        keyspace: Some("world".into()),
+        tracing: true,
+        ..Query::new(
+            "INSERT INTO t (k, v) VALUES (9, 'everywhere')",
+            ConsistencyLevel::LocalQuorum,
+        )
+    };
+    let (_, trace) = client.query_traced(traced).await.unwrap();
+    let sent = trace
+        .iter()
+        .find(|e| e.activity.starts_with("sent the write to"))
+        .expect("a send");
+    for node in ["node2", "node3", "node4", "node5", "node6"] {
+        assert!(sent.activity.contains(node), "{trace:?}");
+    }
+    assert!(
+        !trace.iter().any(|e| e.activity.contains("hints")),
+        "{trace:?}"
+    );
     // dc2 (node4-6) goes down entirely.
     for n in 4..=6 {
         cluster.kill(n).await;

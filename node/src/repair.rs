@@ -306,7 +306,12 @@ async fn repair_range(
     // nothing here, and not while a topology change is under way (a
     // pending replica, not compared, may have streamed a row the tombstone
     // supersedes).
-    let settled = coordinator.membership.view().future.is_none();
+    // Nor when the ring changed during the round: a node that joined
+    // meanwhile may have streamed the row from a replica that lacked the
+    // tombstone, and it was not compared.
+    let now = coordinator.membership.view();
+    let settled =
+        now.future.is_none() && now.ring.replicas(range.end, &coordinator.replication) == replicas;
     if complete && changed_here == 0 && settled {
         let purged = coordinator
             .storage

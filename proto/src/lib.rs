@@ -68,7 +68,7 @@ pub use query::{
 pub use repair::{HintCounters, RepairStats, RepairSummary, TreeItem};
 pub use schema::{
     ColumnDefinition, ColumnKind, ConflictMode, KeyspaceDefinition, MAX_COLUMNS, MAX_NAME_CHARS,
-    MAX_REPLICATION_FACTOR, SchemaError, TableDefinition, check_name, quoted,
+    MAX_REPLICATION_FACTOR, SchemaError, TableDefinition, check_name, quoted, replication_cql,
 };
 pub use types::{CqlType, UnknownType};
 pub use value::{NANOS_PER_DAY, Row, Value, ValueError};

@@ -147,26 +147,32 @@ impl KeyspaceDefinition {
 
     /// `CREATE KEYSPACE …` for `DESCRIBE`.
     pub fn to_cql(&self) -> String {
-        let replication = match &self.replication {
-            Replication::Simple { factor } => {
-                format!("'class': 'SimpleStrategy', 'replication_factor': '{factor}'")
-            }
-            Replication::RackAware { factor } => {
-                format!("'class': 'NetworkTopologyStrategy', 'replication_factor': '{factor}'")
-            }
-            Replication::PerDatacenter { factors } => {
-                let mut text = "'class': 'NetworkTopologyStrategy'".to_string();
-                for (datacenter, factor) in factors {
-                    write!(text, ", '{datacenter}': '{factor}'").expect("a String");
-                }
-                text
-            }
-        };
         format!(
-            "CREATE KEYSPACE {} WITH replication = {{{replication}}};",
-            quoted(&self.name)
+            "CREATE KEYSPACE {} WITH replication = {};",
+            quoted(&self.name),
+            replication_cql(&self.replication)
         )
     }
+}
+
+/// A replication as CQL writes it: `{'class': 'SimpleStrategy', …}`.
+pub fn replication_cql(replication: &Replication) -> String {
+    let options = match replication {
+        Replication::Simple { factor } => {
+            format!("'class': 'SimpleStrategy', 'replication_factor': '{factor}'")
+        }
+        Replication::RackAware { factor } => {
+            format!("'class': 'NetworkTopologyStrategy', 'replication_factor': '{factor}'")
+        }
+        Replication::PerDatacenter { factors } => {
+            let mut text = "'class': 'NetworkTopologyStrategy'".to_string();
+            for (datacenter, factor) in factors {
+                write!(text, ", '{datacenter}': '{factor}'").expect("a String");
+            }
+            text
+        }
+    };
+    format!("{{{options}}}")
 }
 
 impl TableDefinition {

@@ -13,7 +13,12 @@
 //!   read empty);
 //! - a range `DELETE … WHERE p = ? AND c >= ? AND c <= ?`: a blind delete
 //!   of every row of the range (it deletes what a read at its level finds,
-//!   as a blind delete of one row does).
+//!   as a blind delete of one row does);
+//! - a chain, as a session does: `SELECT` of one row, then an `INSERT` or a
+//!   `DELETE` of it handing back the context the read returned, which
+//!   supersedes exactly the values the read saw (so the checkers can tell
+//!   a resurrected value); a row the read did not find has no context, and
+//!   the write after it is a blind one.
 
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -73,6 +78,10 @@ impl Session {
     pub(crate) async fn statement(&self, key: Key, level: ConsistencyLevel, rng: &mut StdRng) {
         let level = statement_level(level);
         let (partition, clustering) = keys_of(&key);
+        if rng.random_bool(0.2) {
+            self.statement_chain(key, level, rng).await;
+            return;
+        }
         if rng.random_bool(0.5) {
             let value = self.recorder.value();
             let op = Op::Put {
@@ -84,7 +93,8 @@ impl Session {
             let cql = format!(
                 "INSERT INTO sim.rows (p, c, v) VALUES ('{partition}', {clustering}, {value})"
             );
-            self.run_statement(vec![op], cql, level, rng).await;
+            self.run_statement(vec![op], Query::new(cql, level), rng)
+                .await;
             return;
         }
         // A range of the partition's clustering keys.
@@ -111,7 +121,7 @@ impl Session {
                 })
                 .collect();
             let cql = format!("DELETE FROM sim.rows WHERE {range}");
-            self.run_statement(ops, cql, level, rng).await;
+            self.run_statement(ops, Query::new(cql, level), rng).await;
             return;
         }
         let order = *["ASC", "DESC"].choose(rng).expect("orders");
@@ -123,22 +133,74 @@ impl Session {
             })
             .collect();
         let cql = format!("SELECT c, v FROM sim.rows WHERE {range} ORDER BY c {order}");
-        self.run_statement(ops, cql, level, rng).await;
+        self.run_statement(ops, Query::new(cql, level), rng).await;
     }
 
-    /// Runs `cql` at `level` against a random contact point, recorded as
-    /// `ops` (one per row it touches), invoked and completed together.
+    /// Reads one row, then writes or deletes it with the read's context.
+    async fn statement_chain(&self, key: Key, level: ConsistencyLevel, rng: &mut StdRng) {
+        let (partition, clustering) = keys_of(&key);
+        let row = format!("p = '{partition}' AND c = {clustering}");
+        let get = Op::Get {
+            key,
+            consistency: level,
+        };
+        let cql = format!("SELECT c, v FROM sim.rows WHERE {row}");
+        let answer = self
+            .run_statement(vec![get.clone()], Query::new(cql, level), rng)
+            .await;
+        let Some(ClientReply::Result(QueryResult::Rows(rows))) = answer else {
+            return;
+        };
+        let contexts = rows.contexts.clone();
+        let read = Ok(ClientReply::Result(QueryResult::Rows(rows)));
+        let Outcome::Read { values, .. } = row_outcome(&read, &get) else {
+            return;
+        };
+        // A row the read did not find comes without a context: the write
+        // is then a blind one (it supersedes what its coordinator holds).
+        let seen = if values.is_empty() {
+            Seen::Blind
+        } else {
+            Seen::Values(values)
+        };
+        let (op, cql) = if rng.random_bool(0.3) {
+            let op = Op::Delete {
+                key,
+                consistency: level,
+                seen,
+            };
+            (op, format!("DELETE FROM sim.rows WHERE {row}"))
+        } else {
+            let value = self.recorder.value();
+            let op = Op::Put {
+                key,
+                value,
+                consistency: level,
+                seen,
+            };
+            let cql = format!(
+                "INSERT INTO sim.rows (p, c, v) VALUES ('{partition}', {clustering}, {value})"
+            );
+            (op, cql)
+        };
+        let query = Query {
+            contexts,
+            ..Query::new(cql, level)
+        };
+        self.run_statement(vec![op], query, rng).await;
+    }
+
+    /// Runs `query` against a random contact point, recorded as `ops`
+    /// (one per row it touches), invoked and completed together; returns
+    /// the answer.
     async fn run_statement(
         &self,
         ops: Vec<Op>,
-        cql: String,
-        level: ConsistencyLevel,
+        query: Query,
         rng: &mut StdRng,
-    ) {
+    ) -> Option<ClientReply> {
         let nodes = self.target.contact_points();
-        let Some(node) = nodes.choose(rng).cloned() else {
-            return;
-        };
+        let node = nodes.choose(rng).cloned()?;
         let invoked = self.recorder.now_ms();
         let ids: Vec<u64> = ops.iter().map(|_| self.recorder.next_id()).collect();
         for (op, id) in ops.iter().zip(&ids) {
@@ -150,16 +212,23 @@ impl Session {
                 op: op.clone(),
             });
         }
-        let request = ClientRequest::Query(Query::new(cql, level));
-        let answer = self.target.call(&node, request).await;
+        let answer = self.target.call(&node, ClientRequest::Query(query)).await;
         let completed = self.recorder.now_ms();
+        let several = ops.len() > 1;
         for (op, id) in ops.iter().zip(ids) {
+            let mut outcome = row_outcome(&answer, op);
+            // A statement of several rows that failed may have written
+            // some of them before it did.
+            if let (true, Outcome::Refused(why)) = (several, &outcome) {
+                outcome = Outcome::Unknown(why.clone());
+            }
             self.recorder.record(Event::Complete {
                 at_ms: completed,
                 id,
-                outcome: row_outcome(&answer, op),
+                outcome,
             });
         }
+        answer.ok()
     }
 }
 

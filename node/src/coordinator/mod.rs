@@ -72,6 +72,7 @@ use tokio_util::sync::CancellationToken;
 use crate::causality::CausalContext;
 use crate::cleanup::Cleanup;
 use crate::hints::Handoff;
+use crate::membership::View;
 use crate::replica::Replica;
 use crate::storage::{RowKey, RowLimits, StoredRow, decode_versions, encode_row};
 
@@ -392,13 +393,7 @@ impl Coordinator {
         level: ConsistencyLevel,
     ) -> Quorum {
         let view = self.membership.view();
-        let datacenter_of = |node: &NodeId| -> Option<String> {
-            let member = view.ring.members().get(node).or_else(|| {
-                let future = view.future.as_ref()?;
-                future.members().get(node)
-            })?;
-            Some(member.location.datacenter.clone())
-        };
+        let datacenter_of = |node: &NodeId| datacenter_of(&view, node);
         let group = |datacenter: &str, factor: usize| {
             let of = |nodes: &[NodeId]| -> Vec<NodeId> {
                 (nodes.iter())
@@ -439,6 +434,27 @@ impl Coordinator {
         }
     }
 
+    /// The replicas a write at `level` not coordinated here may be
+    /// forwarded to: for LOCAL_ONE and LOCAL_QUORUM with replicas per
+    /// datacenter, those of this node's datacenter (its level counts them,
+    /// and a coordinator elsewhere would count its own).
+    fn forward_targets(&self, replicas: &[NodeId], level: ConsistencyLevel) -> Vec<NodeId> {
+        let local = matches!(
+            level,
+            ConsistencyLevel::LocalOne | ConsistencyLevel::LocalQuorum
+        );
+        if !local || !matches!(self.replication, Replication::PerDatacenter { .. }) {
+            return replicas.to_vec();
+        }
+        let view = self.membership.view();
+        let datacenter = |node: &NodeId| datacenter_of(&view, node);
+        let mine = datacenter(&self.me);
+        (replicas.iter())
+            .filter(|r| mine.is_some() && datacenter(r) == mine)
+            .cloned()
+            .collect()
+    }
+
     /// `level`'s count of every replica together, and each pending one.
     fn global_quorum(
         &self,
@@ -459,8 +475,19 @@ impl Coordinator {
     /// waited for briefly — at most [`REDIAL_WAIT`], and a quarter of the
     /// time left — rather than counted out.
     async fn alive(&self, quorum: &Quorum, deadline: Instant) -> Vec<NodeId> {
+        self.alive_of(&quorum.candidates(), quorum, deadline).await
+    }
+
+    /// [`Coordinator::alive`] of `replicas` (a write goes to every replica,
+    /// even those its level does not count, such as the other datacenters'
+    /// at LOCAL_QUORUM).
+    async fn alive_of(
+        &self,
+        replicas: &[NodeId],
+        quorum: &Quorum,
+        deadline: Instant,
+    ) -> Vec<NodeId> {
         let view = self.membership.view();
-        let replicas = quorum.candidates();
         let mut alive: Vec<NodeId> = replicas
             .iter()
             .filter(|r| **r == self.me)
@@ -493,6 +520,16 @@ impl Coordinator {
         }
         alive
     }
+}
+
+/// The datacenter of `node` in `view`'s ring (or the ring after the change
+/// in progress, for a joining node).
+fn datacenter_of(view: &View, node: &NodeId) -> Option<String> {
+    let member = view.ring.members().get(node).or_else(|| {
+        let future = view.future.as_ref()?;
+        future.members().get(node)
+    })?;
+    Some(member.location.datacenter.clone())
 }
 
 /// Where a request's row lives and what its level needs.

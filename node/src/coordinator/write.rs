@@ -119,7 +119,8 @@ impl Coordinator {
         let any = write.consistency == ConsistencyLevel::Any;
         if !any || replicas.iter().any(|r| self.is_up(r)) {
             let request = write.clone().into_request();
-            match self.forward(&replicas, required, request, deadline).await {
+            let targets = self.forward_targets(&replicas, write.consistency);
+            match self.forward(&targets, required, request, deadline).await {
                 Some(answer) => return answer,
                 None if !any => {
                     return Err(RequestError::Unavailable { required, alive: 0 });
@@ -213,7 +214,7 @@ impl Coordinator {
         quorum: &Quorum,
         deadline: Instant,
     ) -> Result<Targets, RequestError> {
-        let alive = self.alive(quorum, deadline).await;
+        let alive = self.alive_of(&replicas, quorum, deadline).await;
         let down: Vec<NodeId> = replicas
             .iter()
             .filter(|r| !alive.contains(r))

@@ -43,6 +43,9 @@ pub enum DdlError {
     /// A table without a keyspace, in a session without one.
     #[error("no keyspace has been specified: USE one, or name the table as keyspace.table")]
     NoKeyspace,
+    /// The statement asks for what this cluster does not do.
+    #[error("{0}")]
+    Unsupported(String),
     /// The statement is not valid here.
     #[error("line {position}: {reason}")]
     Invalid {

@@ -102,6 +102,18 @@ impl Schemas {
         let Some(change) = ddl::plan(&current, statement, keyspace, &stamp)? else {
             return Ok(None);
         };
+        // Rows are placed by the cluster's replication: a keyspace asking
+        // for another would be silently replicated otherwise.
+        let cluster = &self.replica.replication;
+        if let Some(keyspace) = change.live_keyspaces().find(|k| k.replication != *cluster) {
+            return Err(SchemaFailure::Refused(DdlError::Unsupported(format!(
+                "keyspace {}: this cluster places the rows of every keyspace by its own \
+                 replication, {} (cluster.replication_factor, cluster.datacenter_replication); \
+                 ringdb does not support another per keyspace yet",
+                keyspace.name,
+                ringdb_proto::replication_cql(cluster)
+            ))));
+        }
         let mut next = (*current).clone();
         if !next.merge(&change) {
             // A later stamp than every one held always wins; not winning

@@ -158,9 +158,21 @@ impl Session {
             buffer.push('\n');
             let statements = take_statements(&mut buffer, false);
             for statement in statements {
-                // History is a convenience: failing to add is not an error.
+                // History is a convenience: failing to keep it is not an
+                // error. Saved after each statement: a shell killed later
+                // keeps it.
                 let _ = editor.add_history_entry(statement.trim());
-                if let Ok(Flow::Exit) = self.run_one(&statement).await {
+                save(&mut editor, history.as_deref());
+                // Ctrl-C while a statement runs gives the prompt back (the
+                // node may still complete it), as cqlsh does.
+                let outcome = tokio::select! {
+                    outcome = self.run_one(&statement) => outcome,
+                    _ = tokio::signal::ctrl_c() => {
+                        eprintln!("\ncancelled: the node may still complete the statement");
+                        Err(())
+                    }
+                };
+                if let Ok(Flow::Exit) = outcome {
                     buffer.clear();
                     return Ok(save(&mut editor, history.as_deref()));
                 }
@@ -483,8 +495,14 @@ impl Session {
 
     /// `SOURCE 'file'`: the file's statements, stopping at the first error.
     async fn source(&mut self, text: &str) -> Result<Flow, String> {
-        let file = text["SOURCE".len()..].trim().trim_matches('\'');
-        let contents = read_file(Path::new(file)).map_err(|e| format!("{e:#}"))?;
+        let file = text["SOURCE".len()..].trim();
+        let file = file.trim_matches('\'').trim_matches('"');
+        // `~/…` is the home folder, as in a shell.
+        let path = match (file.strip_prefix("~/"), std::env::var_os("HOME")) {
+            (Some(rest), Some(home)) => Path::new(&home).join(rest),
+            _ => PathBuf::from(file),
+        };
+        let contents = read_file(&path).map_err(|e| format!("{e:#}"))?;
         Box::pin(self.run_text(&contents))
             .await
             .map_err(|()| format!("SOURCE '{file}' stopped at the error above"))
