@@ -171,16 +171,22 @@ fn shell_on(cluster: &Cluster, n: usize, statements: &str) -> Output {
         .expect("run ringdb shell")
 }
 
-/// [`shell_on`], again until it succeeds (at most 30 s).
-fn until_ok(cluster: &Cluster, n: usize, statements: &str) -> Output {
+/// [`shell_on`], again until `done` holds of its output (at most 30 s);
+/// the last output.
+fn until(cluster: &Cluster, n: usize, statements: &str, done: impl Fn(&Output) -> bool) -> Output {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let output = shell_on(cluster, n, statements);
-        if output.status.success() || std::time::Instant::now() > deadline {
+        if done(&output) || std::time::Instant::now() > deadline {
             return output;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// [`shell_on`], again until it succeeds (at most 30 s).
+fn until_ok(cluster: &Cluster, n: usize, statements: &str) -> Output {
+    until(cluster, n, statements, |output| output.status.success())
 }
 
 #[test]
@@ -209,37 +215,21 @@ fn concurrent_writes_show_as_siblings_and_a_write_with_the_session_context_resol
     signal(&cluster, 1, SIGSTOP);
     signal(&cluster, 3, SIGSTOP);
     cluster.restart(2);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let second = shell_on(
-            &cluster,
-            2,
-            "CONSISTENCY ONE; INSERT INTO users (id, name) VALUES (1, 'bea')",
-        );
-        if second.status.success() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{}", stderr(&second));
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let second = until_ok(
+        &cluster,
+        2,
+        "CONSISTENCY ONE; INSERT INTO users (id, name) VALUES (1, 'bea')",
+    );
+    assert!(second.status.success(), "{}", stderr(&second));
     signal(&cluster, 1, SIGCONT);
     signal(&cluster, 3, SIGCONT);
     // A read at ALL shows both versions, marked.
     let select = "CONSISTENCY ALL; SELECT * FROM users WHERE id = 1";
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let text = loop {
-        let read = shell_on(&cluster, 1, select);
-        let text = stdout(&read);
-        if read.status.success() && text.contains("[2/2]") {
-            break text;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{text}{}",
-            stderr(&read)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let read = until(&cluster, 1, select, |read| {
+        read.status.success() && stdout(read).contains("[2/2]")
+    });
+    let text = stdout(&read);
+    assert!(text.contains("[2/2]"), "{text}{}", stderr(&read));
     assert!(text.contains("| ada"), "{text}");
     assert!(text.contains("| bea"), "{text}");
     assert!(text.contains("(2 rows)"), "{text}");
@@ -275,18 +265,12 @@ fn concurrent_writes_show_as_siblings_and_a_write_with_the_session_context_resol
     assert!(text.matches(" answered ").count() >= 2, "{text}");
     // At ALL with a node down: Unavailable, with what was required and alive.
     runtime.block_on(cluster.kill(2));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let read = shell_on(&cluster, 1, select);
-        let error = stderr(&read);
-        if !read.status.success() && error.contains("unavailable") {
-            assert!(
-                error.contains("3 replicas required but only 2 alive"),
-                "{error}"
-            );
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{error}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let read = until(&cluster, 1, select, |read| {
+        !read.status.success() && stderr(read).contains("unavailable")
+    });
+    let error = stderr(&read);
+    assert!(
+        error.contains("3 replicas required but only 2 alive"),
+        "{error}"
+    );
 }

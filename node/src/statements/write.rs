@@ -144,20 +144,9 @@ impl Statements {
             }
             columns.insert(name.clone(), bindings.value(term, column.ty, name)?);
         }
-        for (partition, clustering) in
-            self.rows_named(&table, &update.selection, &bindings, &update.table)?
-        {
-            self.update_row(
-                &table,
-                (partition, clustering),
-                columns.clone(),
-                query,
-                deadline,
-                written,
-            )
-            .await?;
-        }
-        Ok(())
+        let rows = self.rows_named(&table, &update.selection, &bindings, &update.table)?;
+        self.update_rows(&table, rows, &columns, query, deadline, written)
+            .await
     }
 
     async fn delete(
@@ -183,20 +172,10 @@ impl Statements {
                 }
                 columns.insert(name.clone(), Value::Null);
             }
-            for (partition, clustering) in
-                self.rows_named(&table, &delete.selection, &bindings, &delete.table)?
-            {
-                self.update_row(
-                    &table,
-                    (partition, clustering),
-                    columns.clone(),
-                    query,
-                    deadline,
-                    written,
-                )
-                .await?;
-            }
-            return Ok(());
+            let rows = self.rows_named(&table, &delete.selection, &bindings, &delete.table)?;
+            return self
+                .update_rows(&table, rows, &columns, query, deadline, written)
+                .await;
         }
         let where_ = selection(&table, &delete.selection, &bindings, at)?;
         if where_.names_rows(&table) {
@@ -275,6 +254,23 @@ impl Statements {
             }
         }
         Ok(rows)
+    }
+
+    /// Writes `columns` over each of `rows`.
+    async fn update_rows(
+        &self,
+        table: &TableDefinition,
+        rows: Vec<(PartitionKey, ClusteringKey)>,
+        columns: &Row,
+        query: &Query,
+        deadline: Instant,
+        written: &mut Vec<RowContext>,
+    ) -> Result<(), RequestError> {
+        for row in rows {
+            self.update_row(table, row, columns.clone(), query, deadline, written)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Writes `columns` over a row.
