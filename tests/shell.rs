@@ -146,6 +146,20 @@ fn the_shell_runs_statements_from_e_f_and_a_terminal() {
     session.expect("---MORE---").unwrap();
     session.send("\r").unwrap();
     session.expect("(20 rows)").unwrap();
+    // Ctrl-C at ---MORE--- stops paging and gives the prompt back.
+    session.expect("ringdb:shop> ").unwrap();
+    session
+        .send_line("SELECT at FROM log WHERE device = 'd' AND at >= 10 AND at < 90;")
+        .unwrap();
+    session.expect("---MORE---").unwrap();
+    session.send("\x03").unwrap();
+    session.expect("ringdb:shop> ").unwrap();
+    // The shell's own commands complete too.
+    session.send("TRAC").unwrap();
+    session.send("\t").unwrap();
+    session.expect("TRACING").unwrap();
+    session.send(" OFF\r").unwrap();
+    session.expect("ringdb:shop> ").unwrap();
     session.send_line("EXIT").unwrap();
     let status = session.get_process().wait().unwrap();
     assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");

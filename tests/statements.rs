@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{Cluster, DEADLINE, wait_until};
 use ringdb::client::{
-    Client, ClientError, ConsistencyLevel, Query, QueryResult, RequestError, Value,
+    Client, ClientError, ConsistencyLevel, CqlType, Query, QueryResult, RequestError, Value,
 };
 use tokio::time::Instant;
 
@@ -193,19 +193,80 @@ async fn rows_are_written_sliced_paged_updated_and_deleted_through_any_node() {
     )
     .await
     .unwrap();
-    // 100 rows of one partition, through node1; one of another.
+    // 100 rows of one partition, through node1 with a prepared statement;
+    // one of another.
+    let insert = one
+        .prepare(
+            "INSERT INTO log (device, at, reading) VALUES ('d1', ?, ?)",
+            Some("shop"),
+        )
+        .await
+        .unwrap();
+    let markers: Vec<(&str, CqlType)> = (insert.markers.iter())
+        .map(|m| (m.name.as_str(), m.ty))
+        .collect();
+    assert_eq!(
+        markers,
+        [("at", CqlType::Int), ("reading", CqlType::Double)]
+    );
+    let values = |at: i32| vec![Value::Int(at), Value::Double(f64::from(at) / 2.0)];
     for at in 0..100 {
-        let insert = Query {
-            keyspace: Some("shop".into()),
-            values: vec![Value::Int(at), Value::Double(f64::from(at) / 2.0)],
-            ..Query::new(
-                "INSERT INTO log (device, at, reading) VALUES ('d1', ?, ?)",
-                ConsistencyLevel::Quorum,
-            )
-        };
-        let written = one.query(insert).await.unwrap();
+        let query = insert.bind(values(at), ConsistencyLevel::Quorum).unwrap();
+        let written = one.query(query).await.unwrap();
         assert!(matches!(written, QueryResult::Written { ref contexts } if contexts.len() == 1));
     }
+    let wrong = insert.bind(
+        vec![Value::Text("x".into()), Value::Double(0.0)],
+        ConsistencyLevel::Quorum,
+    );
+    assert_eq!(
+        wrong.unwrap_err().to_string(),
+        "value 1 (at): expected a value of type int, got text"
+    );
+    // Node2 never prepared it: by id alone it says so, and the client
+    // sends the text along by itself.
+    let mut by_id = insert.bind(values(5), ConsistencyLevel::Quorum).unwrap();
+    by_id.cql.clear();
+    let unprepared = two.query(by_id.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            unprepared,
+            ClientError::Request(RequestError::Unprepared { .. })
+        ),
+        "{unprepared:?}"
+    );
+    let query = insert.bind(values(5), ConsistencyLevel::Quorum).unwrap();
+    two.query(query).await.unwrap();
+    two.query(by_id).await.unwrap();
+    // A prepared SELECT pages through a node that had not prepared it (its
+    // first page goes with the text, the next by id alone).
+    let pages = two
+        .prepare(
+            "SELECT device, at FROM log WHERE device = ? AND at < ?",
+            Some("shop"),
+        )
+        .await
+        .unwrap();
+    let node3 = cluster.client(3).await;
+    let mut query = pages
+        .bind(
+            vec![Value::Text("d1".into()), Value::Int(50)],
+            ConsistencyLevel::Quorum,
+        )
+        .unwrap();
+    query.page_size = Some(7);
+    let mut seen = Vec::new();
+    loop {
+        let QueryResult::Rows(page) = node3.query(query.clone()).await.unwrap() else {
+            panic!("not rows")
+        };
+        seen.extend(page.rows);
+        match page.paging_state {
+            Some(state) => query.paging_state = Some(state),
+            None => break,
+        }
+    }
+    assert_eq!(ats(&seen), (0..50).rev().collect::<Vec<_>>());
     run(
         &one,
         Some("shop"),
@@ -353,6 +414,61 @@ async fn rows_are_written_sliced_paged_updated_and_deleted_through_any_node() {
             .to_string()
             .contains("'x' is not a valid int"),
         "{typed:?}"
+    );
+
+    // A last-write-wins table takes USING TIMESTAMP: an older write
+    // changes nothing, a newer one wins; a table of siblings refuses it.
+    run(
+        &one,
+        Some("shop"),
+        "CREATE TABLE prices (item text PRIMARY KEY, cents int) WITH conflict_mode = 'lww'",
+    )
+    .await
+    .unwrap();
+    for (cents, at) in [(100, 5_000), (90, 4_000), (120, 6_000), (80, 1_000)] {
+        let cql = format!(
+            "INSERT INTO prices (item, cents) VALUES ('tea', {cents}) USING TIMESTAMP {at}"
+        );
+        run(&two, Some("shop"), &cql).await.unwrap();
+    }
+    let price = "SELECT cents, writetime(cents) FROM prices WHERE item = 'tea'";
+    assert_eq!(
+        select(&one, price, None).await,
+        vec![vec![Value::Int(120), Value::BigInt(6_000)]]
+    );
+    // Written without a timestamp after it, it is stamped after it.
+    run(
+        &one,
+        Some("shop"),
+        "UPDATE prices SET cents = 130 WHERE item = 'tea'",
+    )
+    .await
+    .unwrap();
+    let latest = select(&two, price, None).await;
+    assert_eq!(latest[0][0], Value::Int(130));
+    let sibling_table = run(
+        &one,
+        Some("shop"),
+        "INSERT INTO log (device, at) VALUES ('d9', 1) USING TIMESTAMP 5",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        sibling_table
+            .to_string()
+            .contains("USING TIMESTAMP is for last-write-wins tables"),
+        "{sibling_table}"
+    );
+    let delete = run(
+        &one,
+        Some("shop"),
+        "DELETE FROM prices USING TIMESTAMP 9000 WHERE item = 'tea'",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        delete.to_string().contains("INSERT and UPDATE only"),
+        "{delete}"
     );
 }
 

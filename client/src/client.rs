@@ -8,8 +8,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use ringdb_proto::{
-    ClientReply, ClientRequest, ConsistencyLevel, Context, NodeStatus, Query, QueryResult, Receipt,
-    RepairStats, RepairSummary, RequestError, Row, RowAddress, Sibling, TopologyNode, TraceEvent,
+    BindError, ClientReply, ClientRequest, ConsistencyLevel, Context, NodeStatus, Prepared, Query,
+    QueryResult, Receipt, RepairStats, RepairSummary, RequestError, Row, RowAddress, Sibling,
+    TopologyNode, TraceEvent,
 };
 use ringdb_ring::{NodeId, Replication, Ring, Token, TokenRange};
 
@@ -93,6 +94,10 @@ pub enum ClientError {
         /// Whether it was a write.
         write: bool,
     },
+    /// Values that do not fit a prepared statement's bind markers; nothing
+    /// was sent.
+    #[error(transparent)]
+    Bind(#[from] BindError),
     /// The client's configuration is not usable (for example the CA file).
     #[error("client configuration: {0}")]
     Config(String),
@@ -342,10 +347,27 @@ impl Client {
 
     /// [`Client::query`], with the coordinator's trace of the statement
     /// when `query.tracing` is set.
+    ///
+    /// A query of a prepared statement ([`Prepared::bind`]) is sent by its
+    /// id alone; a node that does not hold it answers so before doing
+    /// anything, and the query is sent again with its text.
     pub async fn query_traced(
         &self,
-        query: Query,
+        mut query: Query,
     ) -> Result<(QueryResult, Vec<TraceEvent>), ClientError> {
+        let text = match query.prepared {
+            Some(_) => std::mem::take(&mut query.cql),
+            None => String::new(),
+        };
+        let mut answer = self.run_query(query.clone()).await;
+        if let Err(ClientError::Request(RequestError::Unprepared { .. })) = answer {
+            query.cql = text;
+            answer = self.run_query(query).await;
+        }
+        answer
+    }
+
+    async fn run_query(&self, query: Query) -> Result<(QueryResult, Vec<TraceEvent>), ClientError> {
         // Not retried once sent, as a write: a schema change may have
         // been made by a node that did not answer in time.
         match self
@@ -354,6 +376,35 @@ impl Client {
         {
             (_, ClientReply::Result(result)) => Ok((result, Vec::new())),
             (_, ClientReply::Traced { result, trace }) => Ok((result, trace)),
+            (node, _) => Err(ClientError::UnexpectedReply(node)),
+        }
+    }
+
+    /// Prepares a statement, with `keyspace` for its unqualified names:
+    /// the node parses and checks it once and says what each bind marker
+    /// takes. Run it with [`Prepared::bind`] and [`Client::query`]:
+    ///
+    /// ```no_run
+    /// # async fn f(client: &ringdb_client::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use ringdb_proto::{ConsistencyLevel, Value};
+    /// let insert = client
+    ///     .prepare("INSERT INTO events (user, at, what) VALUES (?, ?, ?)", Some("shop"))
+    ///     .await?;
+    /// let values = vec![Value::Text("ada".into()), Value::Timestamp(0), Value::Text("login".into())];
+    /// client.query(insert.bind(values, ConsistencyLevel::Quorum)?).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn prepare(
+        &self,
+        cql: &str,
+        keyspace: Option<&str>,
+    ) -> Result<Prepared, ClientError> {
+        let request = ClientRequest::Prepare {
+            cql: cql.to_string(),
+            keyspace: keyspace.map(str::to_string),
+        };
+        match self.request(None, request, RequestKind::Read).await? {
+            (_, ClientReply::Prepared(prepared)) => Ok(prepared),
             (node, _) => Err(ClientError::UnexpectedReply(node)),
         }
     }

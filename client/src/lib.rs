@@ -15,7 +15,12 @@
 //! CQL statements go through [`Client::query`] with a [`Query`] (the
 //! statement, bound values, the session's keyspace and level); the node
 //! parses and runs them (`ringdb shell` is built on it). A statement is
-//! not retried once sent, like a write.
+//! not retried once sent, like a write. A statement run many times is
+//! prepared once ([`Client::prepare`]): the node parses and checks it and
+//! says what type each bind marker takes, [`Prepared::bind`] checks the
+//! values against those types before anything is sent, and the query
+//! carries the statement's id instead of its text (sent again with the
+//! text, by the client itself, to a node that does not hold it).
 //!
 //! ## Retries
 //!
@@ -68,8 +73,8 @@ pub use client::{
 };
 pub use operations::operation_result;
 pub use ringdb_proto::{
-    ClusteringKey, ConsistencyLevel, Context, CqlType, HintCounters, NodeStatus, OperationOutcome,
-    OperationStatus, PagingState, PartitionKey, Query, QueryResult, ReadFirst, Receipt,
-    RepairStats, RepairSummary, RequestError, Row, RowAddress, RowContext, RowRef, Rows, Sibling,
-    SiblingMark, TraceEvent, Value,
+    BindError, ClusteringKey, ConsistencyLevel, Context, CqlType, HintCounters, Marker, NodeStatus,
+    OperationOutcome, OperationStatus, PagingState, PartitionKey, Prepared, PreparedId, Query,
+    QueryResult, ReadFirst, Receipt, RepairStats, RepairSummary, RequestError, Row, RowAddress,
+    RowContext, RowRef, Rows, Sibling, SiblingMark, TraceEvent, Value,
 };

@@ -29,7 +29,7 @@ use crate::operations::{Kind, Operations};
 use crate::repair::{self, AntiEntropy};
 use crate::replica::Replica;
 use crate::schema::Schemas;
-use crate::statements::Statements;
+use crate::statements::{self, Statements};
 use crate::storage::{RowKey, decode_versions};
 use crate::streaming;
 use crate::topology::{self, Topology};
@@ -75,6 +75,19 @@ impl Dispatcher {
         deadline: Instant,
     ) -> Result<ClientReply, RequestError> {
         let me = &self.replica.me;
+        if let ClientRequest::Update {
+            row,
+            timestamp: Some(at),
+            ..
+        } = &request
+        {
+            // The statement engine checks its own; a raw request is checked
+            // here, before the coordinator trusts it.
+            let schema = self.schemas.current();
+            let table = schema.table_by_id(table_id(&row.table)?);
+            let now = self.replica.now_micros();
+            statements::check_timestamp(table, *at, now).map_err(RequestError::invalid)?;
+        }
         match request {
             ClientRequest::Get { .. }
             | ClientRequest::Put { .. }
@@ -95,6 +108,10 @@ impl Dispatcher {
             ClientRequest::Query(query) => {
                 let result = self.statements.execute(query, deadline).await?;
                 Ok(ClientReply::Result(result))
+            }
+            ClientRequest::Prepare { cql, keyspace } => {
+                let prepared = self.statements.prepare(cql, keyspace).await?;
+                Ok(ClientReply::Prepared(prepared))
             }
             ClientRequest::Topology => Ok(self.topology()),
             ClientRequest::Status => Ok(self.status()),
@@ -461,6 +478,7 @@ impl Services {
                 replica: replica.clone(),
                 schemas: schemas.clone(),
                 coordinator: coordinator.clone(),
+                prepared: Default::default(),
             }),
             schemas,
         });

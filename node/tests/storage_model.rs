@@ -177,6 +177,22 @@ fn version(value: Option<i64>) -> RowVersion {
     }
 }
 
+/// `version` as a write that supersedes what `seen` covers of `before`
+/// stamps it: after every version it supersedes.
+fn stamped_after(before: &StoredRow, seen: &VersionVector, version: RowVersion) -> RowVersion {
+    let latest = before
+        .siblings()
+        .filter(|(dot, _)| seen.contains(dot))
+        .map(|(_, superseded)| superseded.timestamp_micros)
+        .max();
+    RowVersion {
+        timestamp_micros: latest.map_or(version.timestamp_micros, |at| {
+            version.timestamp_micros.max(at + 1)
+        }),
+        ..version
+    }
+}
+
 /// The ranges the Merkle trees cover in the model test.
 fn tree_ranges() -> Vec<TokenRange> {
     vec![
@@ -259,7 +275,8 @@ proptest! {
                         Context::Forged => Some(before.context().with(Dot { actor: actor(7, 1), counter: 5 })),
                     };
                     let seen = given.clone().map_or_else(|| before.context(), |c| c.intersection(&before.context()));
-                    let (expected, dot) = before.write(&seen, &actor(0, epoch), floor, version(Some(value))).unwrap();
+                    let new = stamped_after(&before, &seen, version(Some(value)));
+                    let (expected, dot) = before.write(&seen, &actor(0, epoch), floor, new).unwrap();
                     let written = storage.write(key, given.as_ref(), &me, (version(Some(value)), false), RowLimits::NONE).unwrap();
                     prop_assert_eq!(&written.row, &expected);
                     prop_assert_eq!(&written.dot, &dot);
@@ -271,7 +288,8 @@ proptest! {
                     let key = &keys[key];
                     let before = model.current(key);
                     let floor = model.floors.get(&key.encode()).copied().unwrap_or_default();
-                    let (expected, dot) = before.write(&before.context(), &actor(0, epoch), floor, version(None)).unwrap();
+                    let new = stamped_after(&before, &before.context(), version(None));
+                    let (expected, dot) = before.write(&before.context(), &actor(0, epoch), floor, new).unwrap();
                     let written = storage.write(key, Some(&before.context()), &me, (version(None), false), RowLimits::NONE).unwrap();
                     prop_assert_eq!(&written.row, &expected);
                     prop_assert!(issued.insert((key.encode(), dot.clone())), "dot {:?} issued twice", dot);
@@ -658,4 +676,63 @@ fn a_column_delete_of_a_missing_row_makes_no_row() {
         .write(&key, None, &me, (patch_of(&[]), true), RowLimits::NONE)
         .unwrap();
     assert_eq!(live(&storage, &key), vec![Row::new()]);
+}
+
+/// The versions of a row, each as (timestamp, columns or a tombstone).
+fn stamped_versions(storage: &Storage, key: &RowKey) -> Vec<(i64, Option<Row>)> {
+    let stored = storage.get(key).unwrap().unwrap_or_default();
+    let mut versions: Vec<(i64, Option<Row>)> = stored
+        .values()
+        .map(|v| (v.timestamp_micros, v.row.clone()))
+        .collect();
+    versions.sort_by_key(|(at, _)| *at);
+    versions
+}
+
+#[test]
+fn a_write_is_stamped_after_what_it_supersedes_and_an_explicit_older_one_changes_nothing() {
+    let storage = memory_storage();
+    let me = NodeId::new("n1");
+    let key = RowKey::new(
+        TableId(7),
+        PartitionKey::new(b"k".to_vec()).unwrap(),
+        ClusteringKey::empty(),
+    );
+    let at = |micros, pairs: &[(&str, Value)]| RowVersion {
+        timestamp_micros: micros,
+        ..patch_of(pairs)
+    };
+    let one = |n| [("a", Value::Int(n))];
+    let write = |version: RowVersion, explicit: Option<i64>| {
+        storage
+            .write_stamped(&key, None, &me, (version, false, explicit), RowLimits::NONE)
+            .unwrap()
+    };
+    // A coordinator whose clock is ahead writes at 1000; one whose clock
+    // is behind (at 10) supersedes it, so is stamped after it: 1001.
+    write(at(1_000, &one(1)), None);
+    write(at(10, &one(2)), None);
+    let row = |n| Some(Row::from([("a".to_string(), Value::Int(n))]));
+    assert_eq!(stamped_versions(&storage, &key), vec![(1_001, row(2))]);
+    // USING TIMESTAMP older than the row's version: the row is unchanged.
+    write(at(2_000, &one(3)), Some(500));
+    assert_eq!(stamped_versions(&storage, &key), vec![(1_001, row(2))]);
+    // Newer: it wins, with its own timestamp (not the coordinator's clock).
+    write(at(2_000, &one(4)), Some(1_500));
+    assert_eq!(stamped_versions(&storage, &key), vec![(1_500, row(4))]);
+    // A tie keeps the version there (a tombstone would win it).
+    write(at(2_000, &one(5)), Some(1_500));
+    assert_eq!(stamped_versions(&storage, &key), vec![(1_500, row(4))]);
+    // A tombstone with its own timestamp keeps it: a later explicit write
+    // wins over it (the clock would have hidden it), an earlier one not.
+    let tombstone = RowVersion {
+        timestamp_micros: 9_000,
+        row: None,
+    };
+    write(tombstone, Some(1_600));
+    assert_eq!(stamped_versions(&storage, &key), vec![(1_600, None)]);
+    write(at(9_000, &one(6)), Some(1_550));
+    assert_eq!(stamped_versions(&storage, &key), vec![(1_600, None)]);
+    write(at(9_000, &one(7)), Some(1_700));
+    assert_eq!(stamped_versions(&storage, &key), vec![(1_700, row(7))]);
 }

@@ -112,6 +112,16 @@ pub enum RequestError {
         /// `keyspace shop`, `table shop.t`.
         what: String,
     },
+    /// A query names a prepared statement ([`Query::prepared`]) this node
+    /// does not hold (it restarted since, or it was prepared elsewhere):
+    /// send it again with its text. Nothing was done.
+    ///
+    /// [`Query::prepared`]: crate::Query::prepared
+    #[error("statement {id} is not prepared on this node; send it again with its text")]
+    Unprepared {
+        /// The prepared statement's id, in hex.
+        id: String,
+    },
     /// The node failed while serving the request (storage error); the
     /// outcome of a write is unknown.
     #[error("server error on {node}: {reason}")]

@@ -62,13 +62,14 @@ pub use message::{
 };
 pub use operation::{OperationOutcome, OperationStatus};
 pub use query::{
-    MAX_BOUND_VALUES, MAX_SESSION_CONTEXTS, PagingState, Query, QueryResult, RowContext, RowRef,
-    Rows, SiblingMark, TraceEvent,
+    BindError, MAX_BOUND_VALUES, MAX_SESSION_CONTEXTS, Marker, PagingState, Prepared, PreparedId,
+    Query, QueryResult, RowContext, RowRef, Rows, SiblingMark, TraceEvent,
 };
 pub use repair::{HintCounters, RepairStats, RepairSummary, TreeItem};
 pub use schema::{
     ColumnDefinition, ColumnKind, ConflictMode, KeyspaceDefinition, MAX_COLUMNS, MAX_NAME_CHARS,
-    MAX_REPLICATION_FACTOR, SchemaError, TableDefinition, check_name, quoted, replication_cql,
+    MAX_REPLICATION_FACTOR, RESERVED_WORDS, SchemaError, TableDefinition, check_name, is_reserved,
+    quoted, replication_cql,
 };
 pub use types::{CqlType, UnknownType};
 pub use value::{NANOS_PER_DAY, Row, Value, ValueError};

@@ -27,8 +27,9 @@ use ringdb_ring::{Location, NodeId, Replication, Token, TokenRange};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ClusterSettings, ClusteringKey, ConsistencyLevel, OperationStatus, PartitionKey, Query,
-    QueryResult, RepairStats, RepairSummary, RequestError, Row, TableId, TraceEvent, TreeItem,
+    ClusterSettings, ClusteringKey, ConsistencyLevel, OperationStatus, PartitionKey, Prepared,
+    Query, QueryResult, RepairStats, RepairSummary, RequestError, Row, TableId, TraceEvent,
+    TreeItem,
 };
 
 /// A request in its envelope.
@@ -177,6 +178,10 @@ pub enum ClientRequest {
         context: Context,
         /// How many replicas must acknowledge.
         consistency: ConsistencyLevel,
+        /// The version's timestamp (CQL's `USING TIMESTAMP`), for a
+        /// last-write-wins table; the coordinator's clock without it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timestamp: Option<i64>,
     },
     /// Delete a row: a tombstone that supersedes what the context has seen.
     Delete {
@@ -192,6 +197,15 @@ pub enum ClientRequest {
     },
     /// Run a CQL statement (answered with [`ClientReply::Result`]).
     Query(Query),
+    /// Parse and check a CQL statement once, to run it many times with
+    /// different values ([`Query::prepared`]). Answered with
+    /// [`ClientReply::Prepared`].
+    Prepare {
+        /// The statement.
+        cql: String,
+        /// The keyspace its unqualified names are in.
+        keyspace: Option<String>,
+    },
     /// The cluster's nodes, their client addresses and tokens, and the
     /// replication, so that a client can send each request to a replica.
     Topology,
@@ -358,6 +372,8 @@ pub enum ClientReply {
         /// The coordinator's events, in order.
         trace: Vec<TraceEvent>,
     },
+    /// The answer to [`ClientRequest::Prepare`].
+    Prepared(Prepared),
     /// The answer to [`ClientRequest::Get`]. No siblings means not found (or
     /// deleted); the context is worth passing back even then, so that a
     /// write after it supersedes the tombstone it saw.

@@ -42,6 +42,18 @@ pub struct Query {
     /// sibling it showed), not only what the coordinator holds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contexts: Vec<RowContext>,
+    /// The statement prepared as this ([`ClientRequest::Prepare`]): the node
+    /// runs the statement it parsed then, and `cql` may be left empty. A
+    /// node that does not hold it (restarted, or never asked) answers
+    /// [`RequestError::Unprepared`]; sent again with `cql`, the node parses
+    /// it once more (checking that it is the statement prepared as `id`)
+    /// and keeps it. [`Prepared::bind`] makes such a query, and the client
+    /// resends it with its text by itself.
+    ///
+    /// [`ClientRequest::Prepare`]: crate::ClientRequest::Prepare
+    /// [`RequestError::Unprepared`]: crate::RequestError::Unprepared
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepared: Option<PreparedId>,
 }
 
 impl Query {
@@ -56,7 +68,107 @@ impl Query {
             page_size: None,
             paging_state: None,
             contexts: Vec::new(),
+            prepared: None,
         }
+    }
+}
+
+/// A prepared statement's name: the same on every node for the same text
+/// and keyspace (a hash of both), so a query prepared through one node
+/// runs through any other that prepared it too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PreparedId(pub [u8; 16]);
+
+impl std::fmt::Display for PreparedId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One bind marker of a prepared statement: what value it takes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marker {
+    /// The column it is compared with or written to (as cqlsh and
+    /// Cassandra's drivers name it), or `[limit]`, `[timestamp]`…
+    pub name: String,
+    /// The type of value it takes.
+    pub ty: CqlType,
+}
+
+/// A statement parsed and checked once by a node, to run many times with
+/// different values ([`ClientRequest::Prepare`]).
+///
+/// [`ClientRequest::Prepare`]: crate::ClientRequest::Prepare
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Prepared {
+    /// Its name on the nodes.
+    pub id: PreparedId,
+    /// Its text.
+    pub cql: String,
+    /// The keyspace its unqualified names are in.
+    pub keyspace: Option<String>,
+    /// Its bind markers, in order.
+    pub markers: Vec<Marker>,
+}
+
+/// Values that do not fit a prepared statement's markers.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BindError {
+    /// Not one value per marker.
+    #[error("the statement takes {expected} values, not {given}")]
+    Count {
+        /// Markers.
+        expected: usize,
+        /// Values given.
+        given: usize,
+    },
+    /// A value of the wrong type.
+    #[error("value {position} ({name}): {error}")]
+    Type {
+        /// Its position, from 1.
+        position: usize,
+        /// Its marker's name.
+        name: String,
+        /// What does not fit.
+        error: crate::ValueError,
+    },
+}
+
+impl Prepared {
+    /// A query running this statement with `values` (one per marker, each
+    /// of its marker's type; `null` fits any) at `consistency`.
+    pub fn bind(
+        &self,
+        values: Vec<Value>,
+        consistency: ConsistencyLevel,
+    ) -> Result<Query, BindError> {
+        if values.len() != self.markers.len() {
+            return Err(BindError::Count {
+                expected: self.markers.len(),
+                given: values.len(),
+            });
+        }
+        let values = values
+            .into_iter()
+            .zip(&self.markers)
+            .enumerate()
+            .map(|(index, (value, marker))| {
+                value.checked(marker.ty).map_err(|error| BindError::Type {
+                    position: index + 1,
+                    name: marker.name.clone(),
+                    error,
+                })
+            })
+            .collect::<Result<Vec<Value>, BindError>>()?;
+        Ok(Query {
+            values,
+            keyspace: self.keyspace.clone(),
+            prepared: Some(self.id),
+            ..Query::new(self.cql.clone(), consistency)
+        })
     }
 }
 
@@ -149,4 +261,45 @@ pub struct TraceEvent {
     pub source: String,
     /// Microseconds since the statement arrived at the node.
     pub elapsed_micros: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binding_checks_every_value_against_its_marker() {
+        let prepared = Prepared {
+            id: PreparedId([7; 16]),
+            cql: "SELECT * FROM t WHERE k = ? LIMIT ?".into(),
+            keyspace: Some("ks".into()),
+            markers: vec![
+                Marker {
+                    name: "k".into(),
+                    ty: CqlType::Text,
+                },
+                Marker {
+                    name: "[limit]".into(),
+                    ty: CqlType::Int,
+                },
+            ],
+        };
+        let level = ConsistencyLevel::One;
+        let query = prepared
+            .bind(vec![Value::Text("a".into()), Value::Null], level)
+            .unwrap();
+        assert_eq!(query.prepared, Some(PreparedId([7; 16])));
+        assert_eq!(query.keyspace.as_deref(), Some("ks"));
+        assert_eq!(query.cql, prepared.cql);
+        let short = prepared.bind(vec![Value::Text("a".into())], level);
+        assert_eq!(
+            short.unwrap_err().to_string(),
+            "the statement takes 2 values, not 1"
+        );
+        let wrong = prepared.bind(vec![Value::Text("a".into()), Value::BigInt(3)], level);
+        assert_eq!(
+            wrong.unwrap_err().to_string(),
+            "value 2 ([limit]): expected a value of type int, got bigint"
+        );
+    }
 }

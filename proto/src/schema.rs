@@ -46,8 +46,16 @@ pub enum ConflictMode {
     /// reads until a write that saw them resolves them (the default).
     #[default]
     Siblings,
-    /// The write with the highest timestamp wins, as in Cassandra. Under
-    /// clock skew a later write with an earlier timestamp is lost.
+    /// The version with the highest timestamp wins, as in Cassandra, but a
+    /// whole row at a time (not per column). Timestamps come from a hybrid
+    /// logical clock per row: a write is stamped after every version it
+    /// supersedes, so a write that saw another (it read it, or its
+    /// coordinator held it) always wins over it, whatever the clocks. What
+    /// it loses under clock skew: of two concurrent writes (neither saw the
+    /// other), the one from the coordinator whose clock is ahead wins, even
+    /// if it was made earlier, and the other is silently dropped; a node
+    /// whose clock is ahead by a minute wins every race for that minute.
+    /// `USING TIMESTAMP` sets the timestamp by hand.
     Lww,
 }
 
@@ -298,13 +306,79 @@ impl TableDefinition {
     }
 }
 
+/// Words that cannot be unquoted names (Cassandra's reserved keywords).
+pub const RESERVED_WORDS: &[&str] = &[
+    "add",
+    "allow",
+    "alter",
+    "and",
+    "apply",
+    "asc",
+    "authorize",
+    "batch",
+    "begin",
+    "by",
+    "columnfamily",
+    "create",
+    "delete",
+    "desc",
+    "describe",
+    "drop",
+    "entries",
+    "execute",
+    "from",
+    "full",
+    "grant",
+    "if",
+    "in",
+    "index",
+    "infinity",
+    "insert",
+    "into",
+    "keyspace",
+    "limit",
+    "modify",
+    "nan",
+    "norecursive",
+    "not",
+    "null",
+    "of",
+    "on",
+    "or",
+    "order",
+    "primary",
+    "rename",
+    "replace",
+    "revoke",
+    "schema",
+    "select",
+    "set",
+    "table",
+    "to",
+    "token",
+    "truncate",
+    "unlogged",
+    "update",
+    "use",
+    "using",
+    "view",
+    "where",
+    "with",
+];
+
+/// Whether `word` is reserved (and so must be quoted to be a name).
+pub fn is_reserved(word: &str) -> bool {
+    RESERVED_WORDS.contains(&word.to_ascii_lowercase().as_str())
+}
+
 /// A name as CQL must write it: quoted unless it is lowercase letters,
-/// digits and `_`, starting with a letter.
+/// digits and `_`, starting with a letter, and not a reserved word.
 pub fn quoted(name: &str) -> String {
     let plain = name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !is_reserved(name);
     if plain {
         name.to_string()
     } else {
@@ -360,6 +434,17 @@ mod tests {
             "CREATE KEYSPACE shop WITH replication = {'class': 'NetworkTopologyStrategy', \
              'dc1': '3', 'dc2': '2'};"
         );
+    }
+
+    #[test]
+    fn names_are_quoted_when_cql_would_not_read_them_back_as_names() {
+        assert_eq!(quoted("reading"), "reading");
+        assert_eq!(quoted("Reading"), "\"Reading\"");
+        assert_eq!(quoted("select"), "\"select\"");
+        assert_eq!(quoted("token"), "\"token\"");
+        assert_eq!(quoted("say \"hi\""), "\"say \"\"hi\"\"\"");
+        // Keywords that Cassandra does not reserve stay plain.
+        assert_eq!(quoted("timestamp"), "timestamp");
     }
 
     #[test]

@@ -116,8 +116,10 @@ fn outcome(error: &ClientError) -> &'static str {
             RequestError::InvalidRequest { .. }
             | RequestError::SettingsMismatch { .. }
             | RequestError::InvalidStatement { .. }
-            | RequestError::AlreadyExists { .. },
-        ) => "invalid",
+            | RequestError::AlreadyExists { .. }
+            | RequestError::Unprepared { .. },
+        )
+        | ClientError::Bind(_) => "invalid",
         ClientError::Request(RequestError::Server { .. }) => "server",
         ClientError::Request(RequestError::DamagedData { .. }) => "damaged_data",
         ClientError::Timeout { .. } => "client_timeout",

@@ -41,69 +41,9 @@ pub fn parse_statement(text: &str) -> Result<Statement, ParseError> {
     Ok(statement)
 }
 
-/// Words that cannot be unquoted names (Cassandra's reserved keywords).
-const RESERVED: &[&str] = &[
-    "add",
-    "allow",
-    "alter",
-    "and",
-    "apply",
-    "asc",
-    "authorize",
-    "batch",
-    "begin",
-    "by",
-    "columnfamily",
-    "create",
-    "delete",
-    "desc",
-    "describe",
-    "drop",
-    "entries",
-    "execute",
-    "from",
-    "full",
-    "grant",
-    "if",
-    "in",
-    "index",
-    "infinity",
-    "insert",
-    "into",
-    "keyspace",
-    "limit",
-    "modify",
-    "nan",
-    "norecursive",
-    "not",
-    "null",
-    "of",
-    "on",
-    "or",
-    "order",
-    "primary",
-    "rename",
-    "replace",
-    "revoke",
-    "schema",
-    "select",
-    "set",
-    "table",
-    "to",
-    "token",
-    "truncate",
-    "unlogged",
-    "update",
-    "use",
-    "using",
-    "view",
-    "where",
-    "with",
-];
-
 /// Whether `word` is reserved (and so must be quoted to be a name).
 pub fn is_reserved(word: &str) -> bool {
-    RESERVED.contains(&word.to_ascii_lowercase().as_str())
+    ringdb_proto::is_reserved(word)
 }
 
 pub(crate) struct Parser {

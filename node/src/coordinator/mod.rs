@@ -177,6 +177,7 @@ impl Coordinator {
                     consistency,
                     sloppy,
                     patch: false,
+                    timestamp: None,
                 };
                 self.write(write, deadline, forwarded).await
             }
@@ -185,6 +186,7 @@ impl Coordinator {
                 columns,
                 context,
                 consistency,
+                timestamp,
             } => {
                 self.check_row_size(&columns)?;
                 let write = Write {
@@ -194,6 +196,7 @@ impl Coordinator {
                     consistency,
                     sloppy: false,
                     patch: true,
+                    timestamp,
                 };
                 self.write(write, deadline, forwarded).await
             }
@@ -210,6 +213,7 @@ impl Coordinator {
                     consistency,
                     sloppy,
                     patch: false,
+                    timestamp: None,
                 };
                 self.write(write, deadline, forwarded).await
             }

@@ -40,6 +40,8 @@ pub(super) struct Write {
     /// The columns are written over those of the versions superseded
     /// ([`ClientRequest::Update`]), not instead of them.
     pub(super) patch: bool,
+    /// The version's timestamp as the client gave it (`USING TIMESTAMP`).
+    pub(super) timestamp: Option<i64>,
 }
 
 impl Write {
@@ -52,6 +54,7 @@ impl Write {
             consistency,
             sloppy,
             patch,
+            timestamp,
         } = self;
         match columns {
             Some(columns) if patch => ClientRequest::Update {
@@ -59,6 +62,7 @@ impl Write {
                 columns,
                 context,
                 consistency,
+                timestamp,
             },
             Some(columns) => ClientRequest::Put {
                 row,
@@ -154,7 +158,7 @@ impl Coordinator {
         // Without a context, the write supersedes what this coordinator
         // holds (read under the row lock): concurrent only with what it has
         // not seen. A context is clamped to the row's history here.
-        let patch = write.patch;
+        let (patch, explicit) = (write.patch, write.timestamp);
         let version = RowVersion {
             timestamp_micros: self.now_micros(),
             row: write.columns,
@@ -163,7 +167,8 @@ impl Coordinator {
         let (me, limits) = (self.me.clone(), self.row_limits());
         let written = self
             .blocking(move |storage| {
-                storage.write(&key, context.as_ref(), &me, (version, patch), limits)
+                let new = (version, patch, explicit);
+                storage.write_stamped(&key, context.as_ref(), &me, new, limits)
             })
             .await?;
         let versions = VersionedRow(written.encoded);

@@ -14,6 +14,7 @@
 //! arrive, briefly, before it is refused as unknown.
 
 mod describe;
+mod prepared;
 mod restrict;
 mod select;
 mod terms;
@@ -22,9 +23,9 @@ mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ringdb_cql::ParseError;
 use ringdb_cql::ast::TableName;
 use ringdb_cql::ast::{Describe, Statement};
-use ringdb_cql::{ParseError, parse_statement};
 use ringdb_proto::{MAX_SESSION_CONTEXTS, Query, QueryResult, RequestError, TableDefinition};
 use tokio::time::Instant;
 
@@ -32,6 +33,8 @@ use crate::coordinator::Coordinator;
 use crate::replica::Replica;
 use crate::schema::ddl::DdlError;
 use crate::schema::{SchemaFailure, Schemas};
+pub(crate) use prepared::PreparedCache;
+pub(crate) use write::check_timestamp;
 
 /// How long a statement naming an unknown keyspace or table waits for the
 /// schema to bring it.
@@ -42,6 +45,7 @@ pub(crate) struct Statements {
     pub(crate) replica: Arc<Replica>,
     pub(crate) schemas: Arc<Schemas>,
     pub(crate) coordinator: Arc<Coordinator>,
+    pub(crate) prepared: PreparedCache,
 }
 
 impl Statements {
@@ -56,9 +60,15 @@ impl Statements {
                 "a statement carries at most {MAX_SESSION_CONTEXTS} row contexts"
             )));
         }
-        let statement = parse_statement(&query.cql).map_err(syntax_error)?;
-        let keyspace = query.keyspace.as_deref();
-        match &statement {
+        let kept = self.statement_of(query.prepared, &query.cql, query.keyspace.as_deref())?;
+        // A prepared statement runs in the keyspace it was prepared in.
+        let query = Query {
+            keyspace: kept.keyspace.clone(),
+            ..query
+        };
+        let keyspace = kept.keyspace.as_deref();
+        let statement = &kept.statement;
+        match statement {
             Statement::Use { keyspace } => {
                 self.wait_for_keyspace(keyspace).await?;
                 Ok(QueryResult::SetKeyspace(keyspace.clone()))
@@ -68,13 +78,13 @@ impl Statements {
             | Statement::DropKeyspace { .. }
             | Statement::CreateTable(_)
             | Statement::AlterTable { .. }
-            | Statement::DropTable { .. } => self.ddl(&statement, keyspace, deadline).await,
+            | Statement::DropTable { .. } => self.ddl(statement, keyspace, deadline).await,
             Statement::Describe(describe) => self.describe(describe, keyspace).await,
             Statement::Select(select) => self.select(select, &query, deadline).await,
             Statement::Insert(_)
             | Statement::Update(_)
             | Statement::Delete(_)
-            | Statement::Batch(_) => self.write(&statement, &query, deadline).await,
+            | Statement::Batch(_) => self.write(statement, &query, deadline).await,
         }
     }
 

@@ -280,7 +280,16 @@ fn live_versions<'a>(
             (writer, version)
         })
         .collect();
-    versions.sort_by(|(a, x), (b, y)| (x.timestamp_micros, a).cmp(&(y.timestamp_micros, b)));
+    // Oldest first; of two written at once a tombstone last (it wins a tie
+    // in a lww table, as it does when written: `Storage::write_stamped`).
+    let order = |(writer, version): &(String, &RowVersion)| {
+        (
+            version.timestamp_micros,
+            version.row.is_none(),
+            writer.clone(),
+        )
+    };
+    versions.sort_by_key(order);
     if table.conflict == ConflictMode::Lww {
         versions = versions.pop().into_iter().collect();
     }
@@ -487,7 +496,11 @@ fn limit_of(
 /// bound values.
 fn statement_hash(query: &Query) -> u64 {
     let mut hasher = blake3::Hasher::new();
-    hasher.update(query.cql.trim().as_bytes());
+    // A prepared statement's pages may go by id alone or with its text.
+    match &query.prepared {
+        Some(id) => hasher.update(b"prepared\0").update(&id.0),
+        None => hasher.update(query.cql.trim().as_bytes()),
+    };
     hasher.update(&rmp_serde::to_vec(&query.values).unwrap_or_default());
     u64::from_be_bytes(
         hasher.finalize().as_bytes()[..8]

@@ -11,15 +11,20 @@
 //! written concurrently elsewhere, which that read did not see, survives:
 //! there are no range tombstones yet).
 //!
+//! `USING TIMESTAMP` stamps an `INSERT` or `UPDATE` of a last-write-wins
+//! table by hand (see `Storage::write_stamped`: a write older than the
+//! version it supersedes changes nothing); a `DELETE` is always stamped by
+//! its coordinator, and a table of siblings takes no timestamps at all.
+//!
 //! A `BATCH` runs its statements one after another, each at the batch's
 //! level, and stops at the first that fails: the ones before it stay
 //! written. It is not atomic, even within a partition.
 
 use ringdb_cql::ast::{Batch, Delete, Insert, Statement, TableName, Update, Using};
 use ringdb_proto::{
-    ClientReply, ClientRequest, ClusteringKey, ColumnKind, ConsistencyLevel, Context, PartitionKey,
-    Query, QueryResult, RequestError, Row, RowAddress, RowContext, RowRef, SliceRead,
-    TableDefinition, Value,
+    ClientReply, ClientRequest, ClusteringKey, ColumnKind, ConflictMode, ConsistencyLevel, Context,
+    CqlType, PartitionKey, Query, QueryResult, RequestError, Row, RowAddress, RowContext, RowRef,
+    SliceRead, TableDefinition, Value,
 };
 use tokio::time::Instant;
 
@@ -71,8 +76,8 @@ impl Statements {
         written: &mut Vec<RowContext>,
     ) -> Result<(), RequestError> {
         let table = self.table(&insert.table, query.keyspace.as_deref()).await?;
-        check_using(&insert.using, &insert.table)?;
         let bindings = self.bindings(query);
+        let timestamp = using_timestamp(&insert.using, &table, &bindings)?;
         let mut values: Vec<Option<Value>> = vec![None; table.columns.len()];
         for (name, term) in insert.columns.iter().zip(&insert.values) {
             let index = column_index(&table, name, term.position)?;
@@ -113,7 +118,7 @@ impl Statements {
         self.update_row(
             &table,
             (partition, clustering),
-            columns,
+            (columns, timestamp),
             query,
             deadline,
             written,
@@ -130,8 +135,8 @@ impl Statements {
         written: &mut Vec<RowContext>,
     ) -> Result<(), RequestError> {
         let table = self.table(&update.table, query.keyspace.as_deref()).await?;
-        check_using(&update.using, &update.table)?;
         let bindings = self.bindings(query);
+        let timestamp = using_timestamp(&update.using, &table, &bindings)?;
         let mut columns = Row::new();
         for (name, term) in &update.assignments {
             let index = column_index(&table, name, term.position)?;
@@ -145,8 +150,15 @@ impl Statements {
             columns.insert(name.clone(), bindings.value(term, column.ty, name)?);
         }
         let rows = self.rows_named(&table, &update.selection, &bindings, &update.table)?;
-        self.update_rows(&table, rows, &columns, query, deadline, written)
-            .await
+        self.update_rows(
+            &table,
+            rows,
+            (&columns, timestamp),
+            query,
+            deadline,
+            written,
+        )
+        .await
     }
 
     async fn delete(
@@ -157,7 +169,7 @@ impl Statements {
         written: &mut Vec<RowContext>,
     ) -> Result<(), RequestError> {
         let table = self.table(&delete.table, query.keyspace.as_deref()).await?;
-        check_using(&delete.using, &delete.table)?;
+        check_delete_using(&delete.using)?;
         let bindings = self.bindings(query);
         let at = delete.table.position;
         if !delete.columns.is_empty() {
@@ -174,7 +186,7 @@ impl Statements {
             }
             let rows = self.rows_named(&table, &delete.selection, &bindings, &delete.table)?;
             return self
-                .update_rows(&table, rows, &columns, query, deadline, written)
+                .update_rows(&table, rows, (&columns, None), query, deadline, written)
                 .await;
         }
         let where_ = selection(&table, &delete.selection, &bindings, at)?;
@@ -256,29 +268,30 @@ impl Statements {
         Ok(rows)
     }
 
-    /// Writes `columns` over each of `rows`.
+    /// Writes `columns` over each of `rows` (stamped `timestamp`, if given).
     async fn update_rows(
         &self,
         table: &TableDefinition,
         rows: Vec<(PartitionKey, ClusteringKey)>,
-        columns: &Row,
+        (columns, timestamp): (&Row, Option<i64>),
         query: &Query,
         deadline: Instant,
         written: &mut Vec<RowContext>,
     ) -> Result<(), RequestError> {
         for row in rows {
-            self.update_row(table, row, columns.clone(), query, deadline, written)
+            let write = (columns.clone(), timestamp);
+            self.update_row(table, row, write, query, deadline, written)
                 .await?;
         }
         Ok(())
     }
 
-    /// Writes `columns` over a row.
+    /// Writes `columns` over a row (stamped `timestamp`, if given).
     async fn update_row(
         &self,
         table: &TableDefinition,
         (partition, clustering): (PartitionKey, ClusteringKey),
-        columns: Row,
+        (columns, timestamp): (Row, Option<i64>),
         query: &Query,
         deadline: Instant,
         written: &mut Vec<RowContext>,
@@ -290,6 +303,7 @@ impl Statements {
             columns,
             context,
             consistency: query.consistency,
+            timestamp,
         };
         let coordinator = self.coordinator.clone();
         let reply = coordinator.serve_client(request, deadline, false).await?;
@@ -380,18 +394,79 @@ impl Statements {
     }
 }
 
-/// `USING TIMESTAMP` and `TTL`, which ringdb does not take yet.
-fn check_using(using: &Using, table: &TableName) -> Result<(), RequestError> {
+/// The `USING TIMESTAMP` of an `INSERT` or `UPDATE`: only for a
+/// last-write-wins table (a table of siblings orders versions by their
+/// causal contexts, not by time). `TTL` is refused.
+fn using_timestamp(
+    using: &Using,
+    table: &TableDefinition,
+    bindings: &Bindings<'_>,
+) -> Result<Option<i64>, RequestError> {
+    if let Some(term) = &using.ttl {
+        return Err(invalid_at(term.position, "ringdb does not support TTL"));
+    }
+    let Some(term) = &using.timestamp else {
+        return Ok(None);
+    };
+    if table.conflict != ConflictMode::Lww {
+        let why = check_timestamp(Some(table), 0, 0).expect_err("not lww");
+        return Err(invalid_at(term.position, why));
+    }
+    match bindings.value(term, CqlType::BigInt, "USING TIMESTAMP")? {
+        Value::BigInt(micros) => {
+            check_timestamp(Some(table), micros, bindings.now_micros)
+                .map_err(|why| invalid_at(term.position, why))?;
+            Ok(Some(micros))
+        }
+        _ => Err(invalid_at(term.position, "USING TIMESTAMP cannot be null")),
+    }
+}
+
+/// How far past the coordinator's clock a `USING TIMESTAMP` may be: a
+/// version stamped far ahead wins every race until then (a timestamp in
+/// nanoseconds, by mistake, for ever).
+const MAX_AHEAD_MICROS: i64 = 24 * 3600 * 1_000_000;
+
+/// Whether a write of `table` (`None`: unknown) may be stamped `at` by its
+/// client, when the coordinator's clock says `now`.
+pub(crate) fn check_timestamp(
+    table: Option<&TableDefinition>,
+    at: i64,
+    now: i64,
+) -> Result<(), String> {
+    let Some(table) = table else {
+        return Err("a timestamp is given for a table this node does not know".into());
+    };
+    if table.conflict != ConflictMode::Lww {
+        return Err(format!(
+            "USING TIMESTAMP is for last-write-wins tables (WITH conflict_mode = 'lww'): {} \
+             keeps concurrent writes as siblings, ordered by what each write saw, not by \
+             timestamps",
+            table.name
+        ));
+    }
+    if at > now.saturating_add(MAX_AHEAD_MICROS) {
+        return Err(format!(
+            "USING TIMESTAMP {at} is more than a day ahead of this node's clock ({now}); \
+             timestamps are microseconds since the Unix epoch"
+        ));
+    }
+    Ok(())
+}
+
+/// A `DELETE` takes neither `USING TIMESTAMP` nor `TTL`.
+pub(super) fn check_delete_using(using: &Using) -> Result<(), RequestError> {
     if let Some(term) = &using.timestamp {
         return Err(invalid_at(
             term.position,
-            "ringdb does not support USING TIMESTAMP yet: the coordinator stamps each write",
+            "a DELETE is stamped by its coordinator: ringdb takes USING TIMESTAMP on INSERT and \
+             UPDATE only (a tombstone stamped in the past could be purged before it reached \
+             every replica)",
         ));
     }
     if let Some(term) = &using.ttl {
         return Err(invalid_at(term.position, "ringdb does not support TTL"));
     }
-    let _ = table;
     Ok(())
 }
 
@@ -469,5 +544,49 @@ fn note_written(row: RowRef, reply: ClientReply, written: &mut Vec<RowContext>) 
     if let ClientReply::Written { context, .. } = reply {
         written.retain(|c| c.row != row);
         written.push(RowContext { row, context });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ringdb_proto::{ColumnDefinition, TableId};
+
+    use super::*;
+
+    fn table(conflict: ConflictMode) -> TableDefinition {
+        let column = |name: &str, kind| ColumnDefinition {
+            name: name.into(),
+            ty: CqlType::Int,
+            kind,
+        };
+        TableDefinition {
+            keyspace: "shop".into(),
+            name: "prices".into(),
+            id: TableId(7),
+            columns: vec![
+                column("item", ColumnKind::PartitionKey),
+                column("cents", ColumnKind::Regular),
+            ],
+            conflict,
+            comment: String::new(),
+        }
+    }
+
+    /// Checked for statements and for raw requests alike: a timestamp on a
+    /// table of siblings would make a write lose to what it supersedes.
+    #[test]
+    fn a_client_timestamp_is_taken_for_lww_tables_and_not_far_ahead() {
+        let now = 1_700_000_000_000_000;
+        let lww = table(ConflictMode::Lww);
+        assert_eq!(check_timestamp(Some(&lww), now - 5, now), Ok(()));
+        assert_eq!(check_timestamp(Some(&lww), 1, now), Ok(()));
+        let nanos = check_timestamp(Some(&lww), now * 1000, now).unwrap_err();
+        assert!(nanos.contains("more than a day ahead"), "{nanos}");
+        let siblings = check_timestamp(Some(&table(ConflictMode::Siblings)), 1, now).unwrap_err();
+        assert!(
+            siblings.contains("for last-write-wins tables"),
+            "{siblings}"
+        );
+        assert!(check_timestamp(None, 1, now).is_err());
     }
 }

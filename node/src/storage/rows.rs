@@ -175,12 +175,35 @@ impl Storage {
     ///
     /// With `patch`, the version's columns are written over those of the
     /// versions it supersedes (CQL's `INSERT` and `UPDATE`; see [`patched`]).
+    ///
+    /// The version is stamped after every version it supersedes (a hybrid
+    /// logical clock per row): a write that follows another, causally, is
+    /// the later one for a last-write-wins table and `writetime`, whatever
+    /// the coordinators' clocks.
     pub fn write(
         &self,
         key: &RowKey,
         context: Option<&VersionVector>,
         node: &NodeId,
         (version, patch): (RowVersion, bool),
+        limits: RowLimits,
+    ) -> Result<Written, StorageError> {
+        self.write_stamped(key, context, node, (version, patch, None), limits)
+    }
+
+    /// [`Storage::write`], with the version stamped `explicit` (CQL's
+    /// `USING TIMESTAMP`, last-write-wins tables only) rather than after
+    /// what it supersedes: if a superseded version is as late or later,
+    /// that version wins and the new one takes its place unchanged (a
+    /// tombstone wins a tie, as in Cassandra). Either way the version is as
+    /// late as every version it supersedes, so a tombstone made this way is
+    /// no sooner purgeable than one stamped by the clock.
+    pub fn write_stamped(
+        &self,
+        key: &RowKey,
+        context: Option<&VersionVector>,
+        node: &NodeId,
+        (version, patch, explicit): (RowVersion, bool, Option<i64>),
         limits: RowLimits,
     ) -> Result<Written, StorageError> {
         let actor = self.actor(node);
@@ -197,6 +220,7 @@ impl Storage {
                 },
                 _ => version.clone(),
             };
+            let version = stamped(current, &seen, version, explicit);
             let (next, dot) = current.write(&seen, &actor, floor, version)?;
             Ok(Change {
                 next,
@@ -706,6 +730,43 @@ pub(crate) fn next_prefix(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+/// `version` stamped for a write superseding what `seen` covers of
+/// `current` (see [`Storage::write_stamped`]).
+fn stamped(
+    current: &StoredRow,
+    seen: &VersionVector,
+    version: RowVersion,
+    explicit: Option<i64>,
+) -> RowVersion {
+    // The latest superseded version; a tombstone first among equals.
+    let latest = current
+        .siblings()
+        .filter(|(dot, _)| seen.contains(dot))
+        .map(|(_, superseded)| superseded)
+        .max_by_key(|v| (v.timestamp_micros, v.row.is_none()));
+    match (explicit, latest) {
+        (Some(at), Some(latest))
+            if (latest.timestamp_micros, latest.row.is_none()) >= (at, version.row.is_none()) =>
+        {
+            latest.clone()
+        }
+        // Later than every version it supersedes, so as safe from an early
+        // purge as a write stamped by the clock (see `Storage::write`); a
+        // tombstone that supersedes nothing deletes nothing if purged.
+        (Some(at), _) => RowVersion {
+            timestamp_micros: at,
+            row: version.row,
+        },
+        (None, Some(latest)) => RowVersion {
+            timestamp_micros: version
+                .timestamp_micros
+                .max(latest.timestamp_micros.saturating_add(1)),
+            row: version.row,
+        },
+        (None, None) => version,
+    }
 }
 
 /// The columns of a patch write (CQL's `INSERT` and `UPDATE`): those of

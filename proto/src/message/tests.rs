@@ -4,8 +4,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::{
-    CqlType, MAX_FRAME_BYTES, OperationOutcome, Query, QueryResult, Rows, Value, decode_frame,
-    encode_frame,
+    CqlType, MAX_FRAME_BYTES, OperationOutcome, PreparedId, Query, QueryResult, Rows, Value,
+    decode_frame, encode_frame,
 };
 
 fn address() -> impl Strategy<Value = RowAddress> {
@@ -67,10 +67,11 @@ fn client_request() -> impl Strategy<Value = ClientRequest> {
             proptest::collection::vec(crate::value::strategies::value(), 0..4),
             proptest::option::of("[a-z]{1,8}"),
             level(),
-            any::<bool>()
+            any::<bool>(),
+            proptest::option::of(any::<[u8; 16]>())
         )
-            .prop_map(
-                |(cql, values, keyspace, consistency, tracing)| ClientRequest::Query(Query {
+            .prop_map(|(cql, values, keyspace, consistency, tracing, prepared)| {
+                ClientRequest::Query(Query {
                     cql,
                     values,
                     keyspace,
@@ -79,8 +80,11 @@ fn client_request() -> impl Strategy<Value = ClientRequest> {
                     page_size: None,
                     paging_state: None,
                     contexts: Vec::new(),
+                    prepared: prepared.map(PreparedId),
                 })
-            ),
+            }),
+        (".{0,40}", proptest::option::of("[a-z]{1,8}"))
+            .prop_map(|(cql, keyspace)| ClientRequest::Prepare { cql, keyspace }),
         Just(ClientRequest::RepairStats),
         Just(ClientRequest::Cleanup),
         Just(ClientRequest::Topology),
@@ -124,6 +128,7 @@ fn request_error() -> impl Strategy<Value = RequestError> {
             }
         }),
         ".{0,20}".prop_map(|what| RequestError::AlreadyExists { what }),
+        "[0-9a-f]{32}".prop_map(|id| RequestError::Unprepared { id }),
     ]
 }
 

@@ -1,11 +1,15 @@
 //! Tab completion: keywords, and the keyspace, table and column names of
 //! the schema (read with `DESCRIBE` and parsed back), chosen by the word
 //! before the cursor: after `USE` or `KEYSPACE` keyspaces, after `FROM`,
-//! `INTO`, `UPDATE` or `TABLE` tables, elsewhere keywords and columns.
+//! `INTO`, `UPDATE` or `TABLE` tables, after `CONSISTENCY` levels, after
+//! `TRACING`, `EXPAND` or `PAGING` `ON`/`OFF`, elsewhere keywords and
+//! columns, and at the start of a line the shell's own commands too.
 
 use std::sync::{Arc, Mutex};
 
 use ringdb::client::{Client, ConsistencyLevel, Query, QueryResult};
+
+use super::SHELL_COMMANDS;
 use ringdb_cql::ast::Statement;
 use rustyline::completion::{Completer, Pair};
 use rustyline::highlight::Highlighter;
@@ -68,19 +72,29 @@ impl ShellHelper {
     fn candidates(&self, previous: &str, partial: &str) -> Vec<String> {
         let names = self.completions.lock().expect("completions");
         let previous = previous.to_ascii_uppercase();
+        // Words of the language are offered in the case being typed.
+        let lower = partial.chars().all(|c| !c.is_ascii_uppercase()) && !partial.is_empty();
+        let words = |words: &mut dyn Iterator<Item = String>| -> Vec<String> {
+            words
+                .map(|k| if lower { k.to_ascii_lowercase() } else { k })
+                .collect()
+        };
         let pool: Vec<String> = match previous.as_str() {
             "USE" | "KEYSPACE" => names.keyspaces.clone(),
             "FROM" | "INTO" | "UPDATE" | "TABLE" => names.tables.clone(),
+            "CONSISTENCY" => words(&mut ConsistencyLevel::ALL_LEVELS.iter().map(|l| l.to_string())),
+            "TRACING" | "EXPAND" | "PAGING" => {
+                words(&mut ["ON", "OFF"].map(String::from).into_iter())
+            }
             _ => {
-                let lower = partial.chars().all(|c| !c.is_ascii_uppercase()) && !partial.is_empty();
-                let keywords = ringdb_cql::KEYWORDS.iter().map(|k| {
-                    if lower {
-                        k.to_ascii_lowercase()
-                    } else {
-                        k.to_string()
-                    }
-                });
-                keywords.chain(names.columns.iter().cloned()).collect()
+                let mut keywords = ringdb_cql::KEYWORDS.iter().map(|k| k.to_string());
+                let mut found = words(&mut keywords);
+                // The shell's own commands start a line.
+                if previous.is_empty() {
+                    found.extend(words(&mut SHELL_COMMANDS.iter().map(|c| c.to_string())));
+                }
+                found.extend(names.columns.iter().cloned());
+                found
             }
         };
         let mut found: Vec<String> = pool
@@ -154,5 +168,14 @@ mod tests {
         assert_eq!(helper.candidates("SELECT", "rea"), ["reading"]);
         assert_eq!(helper.candidates("", "SEL"), ["SELECT"]);
         assert_eq!(helper.candidates("", "sel"), ["select"]);
+        assert_eq!(helper.candidates("", "CONS"), ["CONSISTENCY"]);
+        assert_eq!(helper.candidates("", "tra"), ["tracing"]);
+        assert_eq!(
+            helper.candidates("consistency", "LOCAL_"),
+            ["LOCAL_ONE", "LOCAL_QUORUM"]
+        );
+        assert_eq!(helper.candidates("TRACING", "o"), ["off", "on"]);
+        // Not in the middle of a statement.
+        assert!(helper.candidates("SELECT", "CONS").is_empty());
     }
 }

@@ -315,13 +315,16 @@ impl Session {
     }
 }
 
-/// Asks whether to show the next page; Enter says yes, `q` or the end of
-/// input no.
+/// Asks whether to show the next page; Enter says yes, `q`, Ctrl-C or the
+/// end of input no. Read by the line editor (in raw mode: Ctrl-C is a key
+/// there, not a signal that the blocked read would never see).
 fn more() -> bool {
-    print!("---MORE---");
-    let _ = std::io::stdout().flush();
-    let mut answer = String::new();
-    matches!(std::io::stdin().read_line(&mut answer), Ok(n) if n > 0) && answer.trim() != "q"
+    let Ok(mut editor) = rustyline::DefaultEditor::new() else {
+        return false;
+    };
+    editor
+        .readline("---MORE---")
+        .is_ok_and(|answer| answer.trim() != "q")
 }
 
 /// The rows of two pages of one result, as one.
@@ -402,7 +405,7 @@ fn blank_prefix(text: &str) -> usize {
 }
 
 /// The shell's own commands (the first word).
-const SHELL_COMMANDS: &[&str] = &[
+pub(super) const SHELL_COMMANDS: &[&str] = &[
     "CONSISTENCY",
     "SERIAL",
     "TRACING",
