@@ -287,4 +287,14 @@ fn concurrent_writes_show_as_siblings_and_a_write_with_the_session_context_resol
         error.contains("3 replicas required but only 2 alive"),
         "{error}"
     );
+    // Traced, the failure comes with what the coordinator found.
+    let traced = until(&cluster, 1, &format!("TRACING ON; {select}"), |read| {
+        !read.status.success() && stderr(read).contains("unavailable")
+    });
+    let trace = stdout(&traced);
+    assert!(
+        trace.contains("unavailable: 3 replicas needed, alive: node1, node3")
+            || trace.contains("unavailable: 3 replicas needed, alive: node3, node1"),
+        "{trace}"
+    );
 }

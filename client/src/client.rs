@@ -347,36 +347,51 @@ impl Client {
 
     /// [`Client::query`], with the coordinator's trace of the statement
     /// when `query.tracing` is set.
+    pub async fn query_traced(
+        &self,
+        query: Query,
+    ) -> Result<(QueryResult, Vec<TraceEvent>), ClientError> {
+        let (result, trace) = self.query_with_trace(query).await;
+        Ok((result?, trace))
+    }
+
+    /// [`Client::query_traced`], with the trace also when the statement
+    /// failed (what the coordinator did before it gave up: the replicas it
+    /// found alive, those it asked…).
     ///
     /// A query of a prepared statement ([`Prepared::bind`]) is sent by its
     /// id alone; a node that does not hold it answers so before doing
     /// anything, and the query is sent again with its text.
-    pub async fn query_traced(
+    pub async fn query_with_trace(
         &self,
         mut query: Query,
-    ) -> Result<(QueryResult, Vec<TraceEvent>), ClientError> {
+    ) -> (Result<QueryResult, ClientError>, Vec<TraceEvent>) {
         let text = match query.prepared {
             Some(_) => std::mem::take(&mut query.cql),
             None => String::new(),
         };
-        let mut answer = self.run_query(query.clone()).await;
-        if let Err(ClientError::Request(RequestError::Unprepared { .. })) = answer {
+        let answer = self.run_query(query.clone()).await;
+        if let (Err(ClientError::Request(RequestError::Unprepared { .. })), _) = answer {
             query.cql = text;
-            answer = self.run_query(query).await;
+            return self.run_query(query).await;
         }
         answer
     }
 
-    async fn run_query(&self, query: Query) -> Result<(QueryResult, Vec<TraceEvent>), ClientError> {
+    async fn run_query(&self, query: Query) -> (Result<QueryResult, ClientError>, Vec<TraceEvent>) {
         // Not retried once sent, as a write: a schema change may have
         // been made by a node that did not answer in time.
         match self
             .request(None, ClientRequest::Query(query), RequestKind::Write)
-            .await?
+            .await
         {
-            (_, ClientReply::Result(result)) => Ok((result, Vec::new())),
-            (_, ClientReply::Traced { result, trace }) => Ok((result, trace)),
-            (node, _) => Err(ClientError::UnexpectedReply(node)),
+            Ok((_, ClientReply::Result(result))) => (Ok(result), Vec::new()),
+            Ok((_, ClientReply::Traced { result, trace })) => (Ok(result), trace),
+            Ok((_, ClientReply::TracedFailure { error, trace })) => {
+                (Err(ClientError::Request(error)), trace)
+            }
+            Ok((node, _)) => (Err(ClientError::UnexpectedReply(node)), Vec::new()),
+            Err(error) => (Err(error), Vec::new()),
         }
     }
 

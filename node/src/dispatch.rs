@@ -100,9 +100,11 @@ impl Dispatcher {
             ClientRequest::Query(query) if query.tracing => {
                 let run = self.statements.execute(query, deadline);
                 let (result, trace) = trace::traced(me.to_string(), run).await;
-                Ok(ClientReply::Traced {
-                    result: result?,
-                    trace,
+                Ok(match result {
+                    Ok(result) => ClientReply::Traced { result, trace },
+                    // Before anything ran: the client sends it again.
+                    Err(error @ RequestError::Unprepared { .. }) => return Err(error),
+                    Err(error) => ClientReply::TracedFailure { error, trace },
                 })
             }
             ClientRequest::Query(query) => {

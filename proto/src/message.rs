@@ -372,6 +372,14 @@ pub enum ClientReply {
         /// The coordinator's events, in order.
         trace: Vec<TraceEvent>,
     },
+    /// A [`ClientRequest::Query`] with `tracing` failed: why, and the
+    /// coordinator's events up to then.
+    TracedFailure {
+        /// Why it failed.
+        error: RequestError,
+        /// The coordinator's events, in order.
+        trace: Vec<TraceEvent>,
+    },
     /// The answer to [`ClientRequest::Prepare`].
     Prepared(Prepared),
     /// The answer to [`ClientRequest::Get`]. No siblings means not found (or

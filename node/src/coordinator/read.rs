@@ -106,12 +106,19 @@ pub(super) async fn gather<T: Send + 'static>(
     speculative_retry_ms: u64,
     spawn: impl Fn(&mut Reads<T>, &NodeId),
 ) -> Result<Vec<(NodeId, T)>, RequestError> {
-    let first = quorum
-        .first_asks(alive)
-        .map_err(|short| RequestError::Unavailable {
+    let first = quorum.first_asks(alive).map_err(|short| {
+        trace::event(|| {
+            format!(
+                "unavailable: {} replicas needed, alive: {}",
+                short.required,
+                names(alive)
+            )
+        });
+        RequestError::Unavailable {
             required: short.required,
             alive: short.have,
-        })?;
+        }
+    })?;
     let mut reads = JoinSet::new();
     for replica in &first {
         spawn(&mut reads, replica);

@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::read::names;
 use super::{Coordinator, FORWARD_GRACE, Plan, Quorum, REDIAL_WAIT};
 use crate::causality::{CausalContext, VersionVector};
 use crate::storage::{RowKey, RowVersion, StoredRow, decode_versions};
@@ -233,6 +234,14 @@ impl Coordinator {
         let mut counted = alive.clone();
         counted.extend(fallbacks.iter().map(|(_, replica)| replica.clone()));
         if let Some(short) = quorum.shortfall(&counted) {
+            trace::event(|| {
+                format!(
+                    "unavailable: {} replicas needed, alive: {}; down: {}",
+                    short.required,
+                    names(&counted),
+                    names(&down)
+                )
+            });
             return Err(RequestError::Unavailable {
                 required: short.required,
                 alive: short.have,

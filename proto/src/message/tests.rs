@@ -201,6 +201,8 @@ proptest! {
             Ok(ClientReply::Topology { nodes: vec![TopologyNode { id: NodeId::new("n1"), client_address: "127.0.0.1:9042".into(), location: Location::default(), tokens: vec![Token(-3), Token(i64::MAX)], reachable }], replication: Replication::Simple { factor: 3 } }),
             Ok(ClientReply::Status { answered_by: NodeId::new("n2"), nodes: vec![NodeStatus { id: NodeId::new("n1"), up: reachable, status: "Normal".into(), internode_address: Some("127.0.0.1:7000".into()), client_address: None, load_bytes: Some(12345), tokens: vec![Token(1)], owns: 0.5, location: Location::default(), generation: 17, clock_offset_ms: Some(-3), damage: Some("restoring".into()), operation: Some("decommission: streaming range 1 of 2".into()) }], replication: Replication::Simple { factor: 3 } }),
             Ok(ClientReply::Done { summary: "left the ring".into() }),
+            Ok(ClientReply::TracedFailure { error: RequestError::Unavailable { required: 3, alive: 2 }, trace: vec![TraceEvent { activity: "unavailable".into(), source: "n1".into(), elapsed_micros: 12 }] }),
+            Ok(ClientReply::Prepared(crate::Prepared { id: PreparedId([3; 16]), cql: "SELECT * FROM t WHERE k = ?".into(), keyspace: None, markers: vec![crate::Marker { name: "k".into(), ty: CqlType::Int }] })),
             Ok(ClientReply::Result(QueryResult::Void)),
             Ok(ClientReply::Result(QueryResult::SetKeyspace("shop".into()))),
             Ok(ClientReply::Result(QueryResult::SchemaChange { change: "CREATED TABLE shop.t".into(), version: Some("abc".into()) })),

@@ -209,10 +209,14 @@ impl Session {
             }
             None => {}
         }
+        self.trace.clear();
         match self.query(statement.trim()).await {
             Ok(()) => Ok(Flow::Continue),
             Err(error) => {
                 eprintln!("{}", render::error(&error, statement.trim()));
+                if self.tracing && !self.trace.is_empty() {
+                    self.print(&render::trace(&self.trace));
+                }
                 Err(())
             }
         }
@@ -244,9 +248,11 @@ impl Session {
         };
         let mut all: Option<Rows> = None;
         loop {
-            let (result, trace) = self.client.query_traced(query.clone()).await?;
-            self.remember(&result);
+            let (result, trace) = self.client.query_with_trace(query.clone()).await;
+            // A failed statement's trace too: what the coordinator found.
             self.trace = trace;
+            let result = result?;
+            self.remember(&result);
             let QueryResult::Rows(rows) = result else {
                 self.show(&result).await;
                 return Ok(());
