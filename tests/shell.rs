@@ -154,6 +154,10 @@ fn the_shell_runs_statements_from_e_f_and_a_terminal() {
     session.expect("---MORE---").unwrap();
     session.send("\x03").unwrap();
     session.expect("ringdb:shop> ").unwrap();
+    // The terminal resized after it (a second line editor, dropped, would
+    // have left rustyline's SIGWINCH handler writing to a closed pipe).
+    let pid = nix::unistd::Pid::from_raw(session.get_process().pid().as_raw());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGWINCH).unwrap();
     // The shell's own commands complete too.
     session.send("TRAC").unwrap();
     session.send("\t").unwrap();

@@ -102,8 +102,11 @@ impl Dispatcher {
                 let (result, trace) = trace::traced(me.to_string(), run).await;
                 Ok(match result {
                     Ok(result) => ClientReply::Traced { result, trace },
-                    // Before anything ran: the client sends it again.
-                    Err(error @ RequestError::Unprepared { .. }) => return Err(error),
+                    // Refused before anything ran: the client sends it again
+                    // (with its text, or to another node), as untraced.
+                    Err(
+                        error @ (RequestError::Unprepared { .. } | RequestError::Overloaded { .. }),
+                    ) => return Err(error),
                     Err(error) => ClientReply::TracedFailure { error, trace },
                 })
             }

@@ -128,6 +128,9 @@ impl Coordinator {
             match self.forward(&targets, required, request, deadline).await {
                 Some(answer) => return answer,
                 None if !any => {
+                    trace::event(|| {
+                        format!("unavailable: no replica of {} is up", names(&replicas))
+                    });
                     return Err(RequestError::Unavailable { required, alive: 0 });
                 }
                 None => {}
@@ -238,7 +241,7 @@ impl Coordinator {
                 format!(
                     "unavailable: {} replicas needed, alive: {}; down: {}",
                     short.required,
-                    names(&counted),
+                    names(&alive),
                     names(&down)
                 )
             });

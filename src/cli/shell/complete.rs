@@ -126,7 +126,10 @@ impl Completer for ShellHelper {
                 i + before[i..].chars().next().map_or(1, char::len_utf8)
             });
         let partial = &before[start..];
-        let previous = before[..start].split_whitespace().last().unwrap_or("");
+        // A word after `;` starts a statement (or a shell command).
+        let previous = (before[..start].split_whitespace().last())
+            .filter(|word| !word.ends_with(';'))
+            .unwrap_or("");
         let candidates = self
             .candidates(previous, partial)
             .into_iter()
@@ -177,5 +180,13 @@ mod tests {
         assert_eq!(helper.candidates("TRACING", "o"), ["off", "on"]);
         // Not in the middle of a statement.
         assert!(helper.candidates("SELECT", "CONS").is_empty());
+        // After a `;`, a new statement or command starts.
+        let history = rustyline::history::DefaultHistory::new();
+        let context = Context::new(&history);
+        let line = "USE shop; TRAC";
+        let (start, found) = helper.complete(line, line.len(), &context).unwrap();
+        assert_eq!(start, 10);
+        let found: Vec<&str> = found.iter().map(|p| p.replacement.as_str()).collect();
+        assert_eq!(found, ["TRACING"]);
     }
 }

@@ -4,7 +4,7 @@
 //! the shell's own commands (`CONSISTENCY`, `TRACING`, `EXPAND`, `PAGING`,
 //! `SOURCE`, `HELP`, `EXIT`) run here and need no `;`. Interactive, it
 //! keeps a history (`~/.ringdb_history`) and completes keywords, keyspace,
-//! table and column names with Tab. With `-e` or `-f`, or input that is
+//! table and column names, and its own commands, with Tab. With `-e` or `-f`, or input that is
 //! not a terminal, it runs the statements in order and stops at the first
 //! error, with a non-zero exit status.
 
@@ -64,7 +64,13 @@ struct Session {
     contexts: VecDeque<RowContext>,
     /// The trace of the last statement (with `TRACING ON`).
     trace: Vec<TraceEvent>,
+    /// The line editor, when interactive: the prompt and ---MORE--- (one
+    /// editor only: rustyline keeps its signal handling in a global that a
+    /// second editor, dropped, would leave broken).
+    editor: Option<Arc<Mutex<LineEditor>>>,
 }
+
+type LineEditor = rustyline::Editor<ShellHelper, rustyline::history::FileHistory>;
 
 /// The most row contexts a session keeps.
 const SESSION_CONTEXTS: usize = 1_000;
@@ -95,6 +101,7 @@ pub async fn run(args: ShellArgs) -> anyhow::Result<ExitCode> {
         completions: Arc::default(),
         contexts: VecDeque::new(),
         trace: Vec::new(),
+        editor: None,
     };
     if let Some(keyspace) = &args.keyspace
         && session
@@ -128,14 +135,15 @@ impl Session {
     /// The interactive loop: a prompt, multi-line statements, history.
     async fn interactive(mut self) -> anyhow::Result<ExitCode> {
         let config = rustyline::Config::builder().auto_add_history(false).build();
-        let mut editor: rustyline::Editor<ShellHelper, rustyline::history::FileHistory> =
-            rustyline::Editor::with_config(config)?;
+        let mut editor: LineEditor = rustyline::Editor::with_config(config)?;
         editor.set_helper(Some(ShellHelper::new(self.completions.clone())));
         let history = std::env::var_os("HOME").map(|home| Path::new(&home).join(".ringdb_history"));
         if let Some(history) = &history {
             // No history yet is fine.
             let _ = editor.load_history(history);
         }
+        let editor = Arc::new(Mutex::new(editor));
+        self.editor = Some(editor.clone());
         self.refresh_completions().await;
         println!("Connected to ringdb. Statements end with ';'. HELP for help, EXIT to leave.");
         let mut buffer = String::new();
@@ -145,7 +153,7 @@ impl Session {
                 (None, true) => "ringdb> ".to_string(),
                 (_, false) => "   ...> ".to_string(),
             };
-            let line = match editor.readline(&prompt) {
+            let line = match lock(&editor).readline(&prompt) {
                 Ok(line) => line,
                 Err(ReadlineError::Interrupted) => {
                     buffer.clear();
@@ -161,8 +169,8 @@ impl Session {
                 // History is a convenience: failing to keep it is not an
                 // error. Saved after each statement: a shell killed later
                 // keeps it.
-                let _ = editor.add_history_entry(statement.trim());
-                save(&mut editor, history.as_deref());
+                let _ = lock(&editor).add_history_entry(statement.trim());
+                save(&mut lock(&editor), history.as_deref());
                 // Ctrl-C while a statement runs gives the prompt back (the
                 // node may still complete it), as cqlsh does.
                 let outcome = tokio::select! {
@@ -174,11 +182,11 @@ impl Session {
                 };
                 if let Ok(Flow::Exit) = outcome {
                     buffer.clear();
-                    return Ok(save(&mut editor, history.as_deref()));
+                    return Ok(save(&mut lock(&editor), history.as_deref()));
                 }
             }
         }
-        Ok(save(&mut editor, history.as_deref()))
+        Ok(save(&mut lock(&editor), history.as_deref()))
     }
 
     /// Runs every statement of `text` in order, stopping at the first
@@ -260,7 +268,7 @@ impl Session {
             let next = rows.paging_state.clone();
             if paged.is_some() {
                 self.show(&QueryResult::Rows(rows)).await;
-                if next.is_none() || !more() {
+                if next.is_none() || !self.more() {
                     return Ok(());
                 }
             } else {
@@ -314,6 +322,18 @@ impl Session {
         let _ = std::io::stdout().lock().write_all(text.as_bytes());
     }
 
+    /// Asks whether to show the next page; Enter says yes, `q`, Ctrl-C or
+    /// the end of input no. Read by the session's line editor, in raw mode:
+    /// Ctrl-C is a key there, not a signal that a blocked read never sees.
+    fn more(&self) -> bool {
+        let Some(editor) = &self.editor else {
+            return false;
+        };
+        lock(editor)
+            .readline("---MORE---")
+            .is_ok_and(|answer| answer.trim() != "q")
+    }
+
     /// Keyspace, table and column names for completion, from the node.
     async fn refresh_completions(&self) {
         let names = complete::fetch(&self.client, self.consistency).await;
@@ -321,16 +341,12 @@ impl Session {
     }
 }
 
-/// Asks whether to show the next page; Enter says yes, `q`, Ctrl-C or the
-/// end of input no. Read by the line editor (in raw mode: Ctrl-C is a key
-/// there, not a signal that the blocked read would never see).
-fn more() -> bool {
-    let Ok(mut editor) = rustyline::DefaultEditor::new() else {
-        return false;
-    };
+/// The line editor, whoever held it before (it holds no invariant a
+/// panic could break).
+fn lock(editor: &Mutex<LineEditor>) -> std::sync::MutexGuard<'_, LineEditor> {
     editor
-        .readline("---MORE---")
-        .is_ok_and(|answer| answer.trim() != "q")
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The rows of two pages of one result, as one.
@@ -538,10 +554,7 @@ fn toggle(name: &str, setting: &mut bool, argument: Option<&str>) -> Result<Flow
 }
 
 /// Saves the history (best effort) and ends the session.
-fn save(
-    editor: &mut rustyline::Editor<ShellHelper, rustyline::history::FileHistory>,
-    history: Option<&Path>,
-) -> ExitCode {
+fn save(editor: &mut LineEditor, history: Option<&Path>) -> ExitCode {
     if let Some(history) = history {
         // Not being able to keep the history loses nothing else.
         let _ = editor.save_history(history);
