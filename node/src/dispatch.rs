@@ -86,7 +86,8 @@ impl Dispatcher {
             let schema = self.schemas.current();
             let table = schema.table_by_id(table_id(&row.table)?);
             let now = self.replica.now_micros();
-            statements::check_timestamp(table, *at, now).map_err(RequestError::invalid)?;
+            statements::check_timestamp(table, *at, now)
+                .map_err(|why| RequestError::invalid(why.to_string()))?;
         }
         match request {
             ClientRequest::Get { .. }

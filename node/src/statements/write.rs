@@ -410,12 +410,12 @@ fn using_timestamp(
     };
     if table.conflict != ConflictMode::Lww {
         let why = check_timestamp(Some(table), 0, 0).expect_err("not lww");
-        return Err(invalid_at(term.position, why));
+        return Err(invalid_at(term.position, why.to_string()));
     }
     match bindings.value(term, CqlType::BigInt, "USING TIMESTAMP")? {
         Value::BigInt(micros) => {
             check_timestamp(Some(table), micros, bindings.now_micros)
-                .map_err(|why| invalid_at(term.position, why))?;
+                .map_err(|why| invalid_at(term.position, why.to_string()))?;
             Ok(Some(micros))
         }
         _ => Err(invalid_at(term.position, "USING TIMESTAMP cannot be null")),
@@ -427,29 +427,40 @@ fn using_timestamp(
 /// nanoseconds, by mistake, for ever).
 const MAX_AHEAD_MICROS: i64 = 24 * 3600 * 1_000_000;
 
+/// Why a write may not be stamped by its client.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TimestampRefused {
+    #[error("a timestamp is given for a table this node does not know")]
+    UnknownTable,
+    #[error(
+        "USING TIMESTAMP is for last-write-wins tables (WITH conflict_mode = 'lww'): {table} \
+         keeps concurrent writes as siblings, ordered by what each write saw, not by timestamps"
+    )]
+    NotLww { table: String },
+    #[error(
+        "USING TIMESTAMP {at} is more than a day ahead of this node's clock ({now}); \
+         timestamps are microseconds since the Unix epoch"
+    )]
+    TooFarAhead { at: i64, now: i64 },
+}
+
 /// Whether a write of `table` (`None`: unknown) may be stamped `at` by its
 /// client, when the coordinator's clock says `now`.
 pub(crate) fn check_timestamp(
     table: Option<&TableDefinition>,
     at: i64,
     now: i64,
-) -> Result<(), String> {
+) -> Result<(), TimestampRefused> {
     let Some(table) = table else {
-        return Err("a timestamp is given for a table this node does not know".into());
+        return Err(TimestampRefused::UnknownTable);
     };
     if table.conflict != ConflictMode::Lww {
-        return Err(format!(
-            "USING TIMESTAMP is for last-write-wins tables (WITH conflict_mode = 'lww'): {} \
-             keeps concurrent writes as siblings, ordered by what each write saw, not by \
-             timestamps",
-            table.name
-        ));
+        return Err(TimestampRefused::NotLww {
+            table: table.name.clone(),
+        });
     }
     if at > now.saturating_add(MAX_AHEAD_MICROS) {
-        return Err(format!(
-            "USING TIMESTAMP {at} is more than a day ahead of this node's clock ({now}); \
-             timestamps are microseconds since the Unix epoch"
-        ));
+        return Err(TimestampRefused::TooFarAhead { at, now });
     }
     Ok(())
 }
@@ -581,12 +592,16 @@ mod tests {
         assert_eq!(check_timestamp(Some(&lww), now - 5, now), Ok(()));
         assert_eq!(check_timestamp(Some(&lww), 1, now), Ok(()));
         let nanos = check_timestamp(Some(&lww), now * 1000, now).unwrap_err();
-        assert!(nanos.contains("more than a day ahead"), "{nanos}");
+        assert!(
+            nanos.to_string().contains("more than a day ahead"),
+            "{nanos}"
+        );
         let siblings = check_timestamp(Some(&table(ConflictMode::Siblings)), 1, now).unwrap_err();
         assert!(
-            siblings.contains("for last-write-wins tables"),
+            siblings.to_string().contains("for last-write-wins tables"),
             "{siblings}"
         );
-        assert!(check_timestamp(None, 1, now).is_err());
+        let unknown = check_timestamp(None, 1, now);
+        assert_eq!(unknown, Err(TimestampRefused::UnknownTable));
     }
 }
