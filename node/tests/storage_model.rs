@@ -611,6 +611,15 @@ fn patch_of(pairs: &[(&str, Value)]) -> RowVersion {
     }
 }
 
+/// Row `k` of table 7, which the patch and stamping tests write.
+fn row_k() -> RowKey {
+    RowKey::new(
+        TableId(7),
+        PartitionKey::new(b"k".to_vec()).unwrap(),
+        ClusteringKey::empty(),
+    )
+}
+
 /// The live versions of a row, each as its columns.
 fn live(storage: &Storage, key: &RowKey) -> Vec<Row> {
     let stored = storage.get(key).unwrap().unwrap_or_default();
@@ -621,11 +630,7 @@ fn live(storage: &Storage, key: &RowKey) -> Vec<Row> {
 fn a_patch_with_a_stale_context_keeps_the_columns_written_since() {
     let storage = memory_storage();
     let me = NodeId::new("n1");
-    let key = RowKey::new(
-        TableId(7),
-        PartitionKey::new(b"k".to_vec()).unwrap(),
-        ClusteringKey::empty(),
-    );
+    let key = row_k();
     let at = |micros, version: RowVersion| RowVersion {
         timestamp_micros: micros,
         ..version
@@ -661,11 +666,7 @@ fn a_patch_with_a_stale_context_keeps_the_columns_written_since() {
 fn a_column_delete_of_a_missing_row_makes_no_row() {
     let storage = memory_storage();
     let me = NodeId::new("n1");
-    let key = RowKey::new(
-        TableId(7),
-        PartitionKey::new(b"k".to_vec()).unwrap(),
-        ClusteringKey::empty(),
-    );
+    let key = row_k();
     let delete = patch_of(&[("a", Value::Null)]);
     storage
         .write(&key, None, &me, (delete, true), RowLimits::NONE)
@@ -693,11 +694,7 @@ fn stamped_versions(storage: &Storage, key: &RowKey) -> Vec<(i64, Option<Row>)> 
 fn a_write_is_stamped_after_what_it_supersedes_and_an_explicit_older_one_changes_nothing() {
     let storage = memory_storage();
     let me = NodeId::new("n1");
-    let key = RowKey::new(
-        TableId(7),
-        PartitionKey::new(b"k".to_vec()).unwrap(),
-        ClusteringKey::empty(),
-    );
+    let key = row_k();
     let at = |micros, pairs: &[(&str, Value)]| RowVersion {
         timestamp_micros: micros,
         ..patch_of(pairs)

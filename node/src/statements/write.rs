@@ -409,8 +409,11 @@ fn using_timestamp(
         return Ok(None);
     };
     if table.conflict != ConflictMode::Lww {
-        let why = check_timestamp(Some(table), 0, 0).expect_err("not lww");
-        return Err(invalid_at(term.position, why.to_string()));
+        let table = table.name.clone();
+        return Err(invalid_at(
+            term.position,
+            TimestampRefused::NotLww { table }.to_string(),
+        ));
     }
     match bindings.value(term, CqlType::BigInt, "USING TIMESTAMP")? {
         Value::BigInt(micros) => {
