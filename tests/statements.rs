@@ -601,3 +601,118 @@ async fn local_quorum_is_met_in_one_datacenter_and_each_quorum_needs_every_one()
         "{quorum:?}"
     );
 }
+
+/// The rows of partition 'a' of `batches.t`, read through `client` at
+/// `level`, as (c, v).
+async fn rows_of_a(client: &Client, level: ConsistencyLevel) -> Vec<(i32, String)> {
+    let query = Query {
+        keyspace: Some("batches".into()),
+        ..Query::new("SELECT c, v FROM t WHERE k = 'a'", level)
+    };
+    let QueryResult::Rows(rows) = client.query(query).await.unwrap() else {
+        panic!("not rows")
+    };
+    (rows.rows.into_iter())
+        .map(|row| match row.as_slice() {
+            [Value::Int(c), Value::Text(v)] => (*c, v.clone()),
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+/// A batch of one partition is applied whole: its coordinator writes its
+/// rows in one write, and a replica that was down gets them as one hint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_one_partition_is_written_whole_and_hinted_as_one() {
+    let mut cluster = Cluster::start(3);
+    let one = cluster.client(1).await;
+    let keyspace = KEYSPACE.replace("shop", "batches");
+    run(&one, None, &keyspace).await.unwrap();
+    let table = "CREATE TABLE t (k text, c int, v text, PRIMARY KEY (k, c))";
+    run(&one, Some("batches"), table).await.unwrap();
+    let old = "INSERT INTO t (k, c, v) VALUES ('a', 3, 'old')";
+    run(&one, Some("batches"), old).await.unwrap();
+    cluster.kill(3).await;
+    cluster.wait_convicted(1, 3).await;
+    let before = one.repair_stats().await.unwrap().hints;
+
+    // Two changes of row 1 combine; row 3 is deleted.
+    let batch = "BEGIN BATCH\n\
+                   INSERT INTO t (k, c, v) VALUES ('a', 1, 'x');\n\
+                   INSERT INTO t (k, c, v) VALUES ('a', 2, 'y');\n\
+                   UPDATE t SET v = 'z' WHERE k = 'a' AND c = 1;\n\
+                   DELETE FROM t WHERE k = 'a' AND c = 3;\n\
+                 APPLY BATCH";
+    let traced = Query {
+        keyspace: Some("batches".into()),
+        tracing: true,
+        ..Query::new(batch, ConsistencyLevel::Quorum)
+    };
+    let (result, trace) = one.query_traced(traced).await.unwrap();
+    assert!(
+        matches!(result, QueryResult::Written { ref contexts } if contexts.len() == 3),
+        "{result:?}"
+    );
+    let activities: Vec<&str> = trace.iter().map(|e| e.activity.as_str()).collect();
+    assert!(
+        activities.contains(&"wrote 3 rows locally, in one write"),
+        "{activities:?}"
+    );
+    let after = one.repair_stats().await.unwrap().hints;
+    assert_eq!(after.written, before.written + 1, "one hint for the batch");
+    let two = cluster.client(2).await;
+    let expected = vec![(1, "z".to_string()), (2, "y".to_string())];
+    assert_eq!(rows_of_a(&two, ConsistencyLevel::Quorum).await, expected);
+
+    // A session that read row 2 updates it, then deletes a range holding
+    // it, in one batch: the row goes (the delete supersedes what the read
+    // saw and what the update wrote).
+    let read = Query {
+        keyspace: Some("batches".into()),
+        ..Query::new(
+            "SELECT v FROM t WHERE k = 'a' AND c = 2",
+            ConsistencyLevel::Quorum,
+        )
+    };
+    let QueryResult::Rows(rows) = two.query(read).await.unwrap() else {
+        panic!("not rows")
+    };
+    assert!(!rows.contexts.is_empty());
+    let batch = Query {
+        keyspace: Some("batches".into()),
+        contexts: rows.contexts,
+        ..Query::new(
+            "BEGIN BATCH\n\
+               UPDATE t SET v = 'w' WHERE k = 'a' AND c = 2;\n\
+               DELETE FROM t WHERE k = 'a' AND c >= 2;\n\
+             APPLY BATCH",
+            ConsistencyLevel::Quorum,
+        )
+    };
+    two.query(batch).await.unwrap();
+    let expected = vec![(1, "z".to_string())];
+    assert_eq!(rows_of_a(&one, ConsistencyLevel::Quorum).await, expected);
+
+    // Node3 comes back and gets the hints (one per batch); then it alone
+    // answers.
+    let written = two.repair_stats().await.unwrap().hints.written;
+    let hinted = one.repair_stats().await.unwrap().hints.written + written;
+    cluster.restart(3);
+    wait_until("the batches' hints are delivered", DEADLINE, || async {
+        let mut delivered = 0;
+        for client in [&one, &two] {
+            match client.repair_stats().await {
+                Ok(stats) => delivered += stats.hints.delivered,
+                Err(_) => return false,
+            }
+        }
+        delivered >= hinted
+    })
+    .await;
+    cluster.kill(1).await;
+    cluster.kill(2).await;
+    cluster.wait_convicted(3, 1).await;
+    cluster.wait_convicted(3, 2).await;
+    let three = cluster.client(3).await;
+    assert_eq!(rows_of_a(&three, ConsistencyLevel::One).await, expected);
+}

@@ -19,8 +19,12 @@ use std::time::Duration;
 pub use ringdb_proto::HintCounters;
 use serde::{Deserialize, Serialize};
 
-/// The format byte in front of every stored hint.
+/// The format byte in front of every stored hint of one row.
 const HINT_FORMAT: u8 = 1;
+/// The format byte of a hint of several rows: a node that knows only
+/// [`HINT_FORMAT`] does not decode it, and drops it as malformed (counted
+/// in `dropped_other`) rather than replaying its first row alone.
+const HINT_FORMAT_ROWS: u8 = 2;
 
 /// One hinted mutation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +37,21 @@ pub struct HintRecord {
     pub versions: Vec<u8>,
     /// When the hint was written, in microseconds since the Unix epoch.
     pub created_micros: i64,
+    /// The other rows written with this one, atomically (rows of the same
+    /// partition, a `BATCH`): the hint is replayed whole.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<HintRow>,
+}
+
+/// Another row of a hint of several rows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HintRow {
+    /// The row's storage key.
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    /// The encoded sibling set.
+    #[serde(with = "serde_bytes")]
+    pub versions: Vec<u8>,
 }
 
 /// A stored hint does not decode.
@@ -43,7 +62,12 @@ pub struct MalformedHint(String);
 impl HintRecord {
     /// The stored form: a format byte and named MessagePack.
     pub fn encode(&self) -> Vec<u8> {
-        let mut bytes = vec![HINT_FORMAT];
+        let format = if self.more.is_empty() {
+            HINT_FORMAT
+        } else {
+            HINT_FORMAT_ROWS
+        };
+        let mut bytes = vec![format];
         rmp_serde::encode::write_named(&mut bytes, self).expect("a hint always encodes");
         bytes
     }
@@ -51,7 +75,7 @@ impl HintRecord {
     /// Decodes what [`HintRecord::encode`] made.
     pub fn decode(bytes: &[u8]) -> Result<HintRecord, MalformedHint> {
         match bytes.split_first() {
-            Some((&HINT_FORMAT, rest)) => {
+            Some((&(HINT_FORMAT | HINT_FORMAT_ROWS), rest)) => {
                 rmp_serde::from_slice(rest).map_err(|e| MalformedHint(e.to_string()))
             }
             Some((format, _)) => Err(MalformedHint(format!("unknown hint format {format}"))),
@@ -342,7 +366,28 @@ mod tests {
             key: key.as_bytes().to_vec(),
             versions: vec![7; 100],
             created_micros,
+            more: Vec::new(),
         }
+    }
+
+    /// A hint of several rows is one record, and a node that knows hints of
+    /// one row only refuses it (format byte 2) rather than replaying part.
+    #[test]
+    fn a_hint_of_several_rows_round_trips_under_its_own_format() {
+        let mut hint = record("a", 5);
+        assert_eq!(hint.encode()[0], 1);
+        hint.more.push(HintRow {
+            key: b"b".to_vec(),
+            versions: vec![8; 10],
+        });
+        let bytes = hint.encode();
+        assert_eq!(bytes[0], 2);
+        assert_eq!(HintRecord::decode(&bytes), Ok(hint));
+        let error = HintRecord::decode(&[3, 0x80]).unwrap_err();
+        assert!(
+            error.to_string().contains("unknown hint format 3"),
+            "{error}"
+        );
     }
 
     fn limits(cap: u64) -> HintLimits {

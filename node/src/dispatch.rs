@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use ringdb_gossip::Status;
 use ringdb_proto::{
-    ClientReply, ClientRequest, PeerReply, PeerRequest, RepairStats, RepairSummary, RequestError,
+    ClientReply, ClientRequest, PartitionVersions, PeerReply, PeerRequest, RepairStats,
+    RepairSummary, RequestError,
 };
 use ringdb_ring::NodeId;
 use tokio::sync::mpsc;
@@ -75,24 +76,12 @@ impl Dispatcher {
         deadline: Instant,
     ) -> Result<ClientReply, RequestError> {
         let me = &self.replica.me;
-        if let ClientRequest::Update {
-            row,
-            timestamp: Some(at),
-            ..
-        } = &request
-        {
-            // The statement engine checks its own; a raw request is checked
-            // here, before the coordinator trusts it.
-            let schema = self.schemas.current();
-            let table = schema.table_by_id(table_id(&row.table)?);
-            let now = self.replica.now_micros();
-            statements::check_timestamp(table, *at, now)
-                .map_err(|why| RequestError::invalid(why.to_string()))?;
-        }
+        self.check_timestamps(&request)?;
         match request {
             ClientRequest::Get { .. }
             | ClientRequest::Put { .. }
             | ClientRequest::Update { .. }
+            | ClientRequest::WriteRows { .. }
             | ClientRequest::Delete { .. }
             | ClientRequest::LocalGet { .. } => {
                 let coordinator = self.coordinator.clone();
@@ -198,18 +187,16 @@ impl Dispatcher {
                 })
             }
             PeerRequest::Replicate { .. }
+            | PeerRequest::ReplicateRows(_)
             | PeerRequest::Read { .. }
             | PeerRequest::ReadSlice(_)
             | PeerRequest::Coordinate { .. } => {
                 let coordinator = self.coordinator.clone();
                 coordinator.serve_peer(from, request, deadline).await
             }
-            PeerRequest::StoreHint {
-                target,
-                row,
-                versions,
-                created_micros,
-            } => self.store_hint(target, row, versions, created_micros).await,
+            PeerRequest::StoreHint { .. } | PeerRequest::StoreHintRows { .. } => {
+                self.store_hint(request).await
+            }
             PeerRequest::StreamRange { .. }
             | PeerRequest::StoreRows { .. }
             | PeerRequest::FetchRange { .. } => self.serve_stream(request).await,
@@ -222,6 +209,33 @@ impl Dispatcher {
                 Ok(PeerReply::Applied)
             }
         }
+    }
+
+    /// Checks the timestamps a raw write gives (`USING TIMESTAMP`) before
+    /// the coordinator trusts them; the statement engine checks its own.
+    fn check_timestamps(&self, request: &ClientRequest) -> Result<(), RequestError> {
+        let (table, stamps): (&str, Vec<i64>) = match request {
+            ClientRequest::Update {
+                row,
+                timestamp: Some(at),
+                ..
+            } => (&row.table, vec![*at]),
+            ClientRequest::WriteRows { table, rows, .. } => {
+                (table, rows.iter().filter_map(|row| row.timestamp).collect())
+            }
+            _ => return Ok(()),
+        };
+        if stamps.is_empty() {
+            return Ok(());
+        }
+        let schema = self.schemas.current();
+        let table = schema.table_by_id(table_id(table)?);
+        let now = self.replica.now_micros();
+        for at in stamps {
+            statements::check_timestamp(table, at, now)
+                .map_err(|why| RequestError::invalid(why.to_string()))?;
+        }
+        Ok(())
     }
 
     fn hello(
@@ -264,15 +278,32 @@ impl Dispatcher {
         Ok(PeerReply::Gossip(reply))
     }
 
-    async fn store_hint(
-        &self,
-        target: NodeId,
-        row: ringdb_proto::RowId,
-        versions: ringdb_proto::VersionedRow,
-        created_micros: Option<i64>,
-    ) -> Result<PeerReply, RequestError> {
-        decode_versions(&versions.0)
-            .map_err(|e| RequestError::invalid(format!("malformed versioned row: {e}")))?;
+    async fn store_hint(&self, request: PeerRequest) -> Result<PeerReply, RequestError> {
+        let (target, rows, created_micros) = match request {
+            PeerRequest::StoreHint {
+                target,
+                row,
+                versions,
+                created_micros,
+            } => (
+                target,
+                PartitionVersions::one(&row, versions),
+                created_micros,
+            ),
+            PeerRequest::StoreHintRows {
+                target,
+                rows,
+                created_micros,
+            } => {
+                rows.check()?;
+                (target, rows, created_micros)
+            }
+            _ => return Err(RequestError::invalid("not a hint")),
+        };
+        for (_, versions) in &rows.rows {
+            decode_versions(&versions.0)
+                .map_err(|e| RequestError::invalid(format!("malformed versioned row: {e}")))?;
+        }
         if !self.handoff.hints.enabled() {
             return Err(RequestError::invalid(format!(
                 "{} does not store hints (hints.enabled is false)",
@@ -281,7 +312,7 @@ impl Dispatcher {
         }
         let hinted = self
             .handoff
-            .hint_created(&row, &versions, vec![target.clone()], created_micros)
+            .hint_created(&rows, vec![target.clone()], created_micros)
             .await;
         if hinted.is_empty() {
             return Err(RequestError::overloaded(format!(

@@ -23,9 +23,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ringdb_antientropy::hints::{Due, HintCounters, HintLimits, HintQueue, HintRecord, NotStored};
+use ringdb_antientropy::hints::{
+    Due, HintCounters, HintLimits, HintQueue, HintRecord, HintRow, NotStored,
+};
 use ringdb_gossip::Status;
-use ringdb_proto::{PeerReply, PeerRequest, RowId, VersionedRow};
+use ringdb_proto::{PartitionVersions, PeerReply, PeerRequest, VersionedRow};
 use ringdb_ring::{NodeId, Ring};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -79,17 +81,17 @@ impl Hints {
         self.config.enabled
     }
 
-    /// Stores a hint of `versions` (an encoded sibling set) for the row at
-    /// storage key `key`, for `target`. Blocks on storage: call it from a
-    /// blocking thread when writes wait for the disk. Returns whether the
-    /// hint was stored (not over the window or the cap).
+    /// Stores a hint of `rows` (encoded sibling sets of rows of one
+    /// partition, kept as one hint and replayed whole) for `target`. Blocks
+    /// on storage: call it from a blocking thread when writes wait for the
+    /// disk. Returns whether the hint was stored (not over the window or
+    /// the cap).
     /// `created_micros` is when the hint was first written (a hint handed
     /// over by a leaving node keeps its age); `None`: now.
     pub(crate) fn store(
         &self,
         target: &NodeId,
-        key: Vec<u8>,
-        versions: Vec<u8>,
+        rows: &PartitionVersions,
         created_micros: Option<i64>,
     ) -> Result<bool, StorageError> {
         let down_for = self
@@ -98,10 +100,19 @@ impl Hints {
             .expect("down_since")
             .get(target)
             .map_or(Duration::ZERO, |since| since.elapsed());
+        let mut keyed = rows.row_ids().map(|(id, versions)| {
+            let key = RowKey::new(id.table, id.partition, id.clustering).encode();
+            HintRow {
+                key,
+                versions: versions.0.clone(),
+            }
+        });
+        let first = keyed.next().expect("a hint holds a row");
         let record = HintRecord {
-            key,
-            versions,
+            key: first.key,
+            versions: first.versions,
             created_micros: created_micros.unwrap_or_else(|| self.clock.now_micros()),
+            more: keyed.collect(),
         };
         let stored =
             self.queue
@@ -165,36 +176,29 @@ impl std::ops::Deref for Handoff {
 }
 
 impl Handoff {
-    /// Stores hints for `targets` here; returns those hinted.
-    pub(crate) async fn hint(
-        &self,
-        id: &RowId,
-        versions: &VersionedRow,
-        targets: Vec<NodeId>,
-    ) -> Vec<NodeId> {
-        self.hint_created(id, versions, targets, None).await
+    /// Stores hints of `rows` for `targets` here; returns those hinted.
+    pub(crate) async fn hint(&self, rows: &PartitionVersions, targets: Vec<NodeId>) -> Vec<NodeId> {
+        self.hint_created(rows, targets, None).await
     }
 
     /// [`Handoff::hint`], for a hint first written at `created_micros`
     /// (one handed over by a leaving node keeps its age).
     pub(crate) async fn hint_created(
         &self,
-        id: &RowId,
-        versions: &VersionedRow,
+        rows: &PartitionVersions,
         targets: Vec<NodeId>,
         created_micros: Option<i64>,
     ) -> Vec<NodeId> {
-        if targets.is_empty() || !self.hints.enabled() {
+        if targets.is_empty() || !self.hints.enabled() || rows.rows.is_empty() {
             return Vec::new();
         }
-        let key = RowKey::new(id.table, id.partition.clone(), id.clustering.clone()).encode();
         let hints = self.hints.clone();
-        let bytes = versions.0.clone();
+        let rows = rows.clone();
         let outcome = self
             .blocking(move |_| {
                 let mut hinted = Vec::new();
                 for target in targets {
-                    if hints.store(&target, key.clone(), bytes.clone(), created_micros)? {
+                    if hints.store(&target, &rows, created_micros)? {
                         hinted.push(target);
                     }
                 }
@@ -207,35 +211,24 @@ impl Handoff {
         })
     }
 
-    /// Delivers a sibling set to every replica of its row now: merged here
-    /// when this node is one, sent to the live ones, hinted for the others.
-    /// Returns whether every replica took it or got a hint.
-    pub(crate) async fn deliver_everywhere(&self, row: &RowId, versions: &[u8]) -> bool {
-        let token = ringdb_ring::Token::of(row.partition.as_bytes());
+    /// Delivers sibling sets of rows of one partition to every replica of
+    /// the partition now: merged here when this node is one, sent to the
+    /// live ones, hinted for the others. Returns whether every replica took
+    /// them or got a hint.
+    pub(crate) async fn deliver_everywhere(&self, rows: &PartitionVersions) -> bool {
+        let token = ringdb_ring::Token::of(rows.partition.as_bytes());
         let replicas = self
             .membership
             .view()
             .ring
             .replicas(token, &self.replication);
-        let versions = VersionedRow(versions.to_vec());
         let deadline = Instant::now() + self.limits.timeout();
         let mut missed = Vec::new();
         for replica in &replicas {
             let done = if *replica == self.me {
-                let key = RowKey::new(row.table, row.partition.clone(), row.clustering.clone());
-                match decode_versions(&versions.0) {
-                    Ok(incoming) => self
-                        .blocking(move |storage| storage.merge(&key, &incoming))
-                        .await
-                        .is_ok(),
-                    Err(_) => false,
-                }
+                self.merge_here(rows).await
             } else if self.is_up(replica) {
-                let request = PeerRequest::Replicate {
-                    row: row.clone(),
-                    versions: versions.clone(),
-                };
-                match self.peers.send(replica, request, deadline) {
+                match self.peers.send(replica, rows.replicate(), deadline) {
                     Ok(call) => matches!(call.answer(deadline).await, Ok(PeerReply::Applied)),
                     Err(_) => false,
                 }
@@ -247,7 +240,26 @@ impl Handoff {
             }
         }
         let wanted = missed.len();
-        !replicas.is_empty() && self.hint(row, &versions, missed).await.len() == wanted
+        !replicas.is_empty() && self.hint(rows, missed).await.len() == wanted
+    }
+
+    /// Merges sibling sets of rows of one partition here, in one write;
+    /// whether they were.
+    async fn merge_here(&self, rows: &PartitionVersions) -> bool {
+        let decoded: Result<Vec<_>, _> = rows
+            .row_ids()
+            .map(|(id, versions)| {
+                let key = RowKey::new(id.table, id.partition, id.clustering);
+                decode_versions(&versions.0).map(|row| (key, row))
+            })
+            .collect();
+        match decoded {
+            Ok(decoded) => self
+                .blocking(move |storage| storage.merge_rows(&decoded))
+                .await
+                .is_ok(),
+            Err(_) => false,
+        }
     }
 }
 
@@ -322,11 +334,7 @@ async fn replay(
             if cancel.is_cancelled() {
                 return Ok(());
             }
-            let row = row_id(&hint)?;
-            let request = PeerRequest::Replicate {
-                row,
-                versions: VersionedRow(hint.record.versions.clone()),
-            };
+            let request = hinted_rows(&hint)?.replicate();
             let deadline = Instant::now() + REPLAY_TIMEOUT;
             match ask(coordinator.peers.as_ref(), target, request, deadline).await? {
                 PeerReply::Applied => {}
@@ -364,13 +372,8 @@ async fn redirect(coordinator: &Arc<Handoff>, target: &NodeId) -> Result<(), Tas
             break;
         }
         for hint in batch {
-            let row = row_id(&hint);
-            let delivered = match &row {
-                Ok(row) => {
-                    coordinator
-                        .deliver_everywhere(row, &hint.record.versions)
-                        .await
-                }
+            let delivered = match &hinted_rows(&hint) {
+                Ok(rows) => coordinator.deliver_everywhere(rows).await,
                 Err(_) => false,
             };
             let name = target.as_str().to_owned();
@@ -405,14 +408,27 @@ async fn expire(coordinator: &Arc<Handoff>, target: &NodeId) -> Result<(), TaskE
     Ok(())
 }
 
-fn row_id(hint: &Due) -> Result<RowId, TaskError> {
-    let key = RowKey::decode(&hint.record.key)?;
+/// The rows of a hint (one, or several of one partition), checked.
+fn hinted_rows(hint: &Due) -> Result<PartitionVersions, TaskError> {
+    let first = RowKey::decode(&hint.record.key)?;
     decode_versions(&hint.record.versions)?;
-    Ok(RowId {
-        table: key.table,
-        partition: key.partition,
-        clustering: key.clustering,
-    })
+    let mut rows = PartitionVersions {
+        table: first.table,
+        partition: first.partition,
+        rows: vec![(first.clustering, VersionedRow(hint.record.versions.clone()))],
+    };
+    for row in &hint.record.more {
+        let key = RowKey::decode(&row.key)?;
+        decode_versions(&row.versions)?;
+        if key.table != rows.table || key.partition != rows.partition {
+            return Err(TaskError::Refused(
+                "a stored hint holds rows of more than one partition".into(),
+            ));
+        }
+        rows.rows
+            .push((key.clustering, VersionedRow(row.versions.clone())));
+    }
+    Ok(rows)
 }
 
 /// Hands this node's hints over before it leaves the ring (decommission):
@@ -451,30 +467,21 @@ async fn hand_over_one(
     target: &NodeId,
     hint: &Due,
 ) -> Result<(), TaskError> {
-    let row = row_id(hint)?;
+    let rows = hinted_rows(hint)?;
     let view = coordinator.membership.view();
-    let versions = VersionedRow(hint.record.versions.clone());
     let deadline = Instant::now() + REPLAY_TIMEOUT;
     let answered = |answer: Result<PeerReply, _>| matches!(answer, Ok(PeerReply::Applied));
     if matches!(view.status(target), Some(Status::Left | Status::Removed)) {
-        if coordinator
-            .deliver_everywhere(&row, &hint.record.versions)
-            .await
-        {
+        if coordinator.deliver_everywhere(&rows).await {
             return Ok(());
         }
-    } else if coordinator.is_up(target) {
-        let request = PeerRequest::Replicate {
-            row: row.clone(),
-            versions: versions.clone(),
-        };
-        if let Ok(call) = coordinator.peers.send(target, request, deadline)
-            && answered(call.answer(deadline).await)
-        {
-            return Ok(());
-        }
+    } else if coordinator.is_up(target)
+        && let Ok(call) = coordinator.peers.send(target, rows.replicate(), deadline)
+        && answered(call.answer(deadline).await)
+    {
+        return Ok(());
     }
-    let token = ringdb_ring::Token::of(row.partition.as_bytes());
+    let token = ringdb_ring::Token::of(rows.partition.as_bytes());
     let mut keepers: Vec<NodeId> = future.replicas(token, &coordinator.replication);
     keepers.extend(future.members().keys().cloned());
     let mut tried: Vec<NodeId> = Vec::new();
@@ -487,12 +494,7 @@ async fn hand_over_one(
             continue;
         }
         tried.push(keeper.clone());
-        let request = PeerRequest::StoreHint {
-            target: target.clone(),
-            row: row.clone(),
-            versions: versions.clone(),
-            created_micros: Some(hint.record.created_micros),
-        };
+        let request = store_hint(target, &rows, Some(hint.record.created_micros));
         if let Ok(call) = coordinator.peers.send(&keeper, request, deadline)
             && answered(call.answer(deadline).await)
         {
@@ -502,4 +504,27 @@ async fn hand_over_one(
     Err(TaskError::Refused(format!(
         "no node took a hint for {target}: it is down and no other node stores hints for it"
     )))
+}
+
+/// The request that has another node keep `rows` as a hint for `target`:
+/// [`PeerRequest::StoreHint`] for one row (which every node version takes),
+/// else [`PeerRequest::StoreHintRows`].
+pub(crate) fn store_hint(
+    target: &NodeId,
+    rows: &PartitionVersions,
+    created_micros: Option<i64>,
+) -> PeerRequest {
+    match rows.row_ids().collect::<Vec<_>>().as_slice() {
+        [(row, versions)] => PeerRequest::StoreHint {
+            target: target.clone(),
+            row: row.clone(),
+            versions: (*versions).clone(),
+            created_micros,
+        },
+        _ => PeerRequest::StoreHintRows {
+            target: target.clone(),
+            rows: rows.clone(),
+            created_micros,
+        },
+    }
 }

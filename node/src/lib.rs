@@ -33,7 +33,9 @@
 //!   `DESCRIBE`, and `SELECT`/`INSERT`/`UPDATE`/`DELETE`/`BATCH` on the
 //!   coordinator's data path (a `SELECT` reads partition slices:
 //!   `coordinator/slice.rs`; an `INSERT` or `UPDATE` is a patch write of
-//!   the columns it names). With `tracing`, the coordinator's events are
+//!   the columns it names; the rows a statement or `BATCH` writes in one
+//!   partition go as one request, applied atomically by every replica:
+//!   `coordinator/rows.rs`). With `tracing`, the coordinator's events are
 //!   recorded (`trace.rs`) and returned.
 //!
 //! **Layers.** The services (the coordinator, hinted handoff, anti-entropy,

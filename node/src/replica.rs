@@ -86,7 +86,10 @@ impl Replica {
             Ok(value) => Ok(value),
             // A write over the row's limits: nothing was stored.
             Err(
-                error @ (StorageError::TooManySiblings { .. } | StorageError::RowTooLarge { .. }),
+                error @ (StorageError::TooManySiblings { .. }
+                | StorageError::RowTooLarge { .. }
+                | StorageError::RowTwice
+                | StorageError::WriteTooLarge { .. }),
             ) => Err(RequestError::invalid(error.to_string())),
             Err(error) if self.storage.note_damage(&error) => Err(self.damaged(&error.to_string())),
             Err(error @ StorageError::Restoring { .. }) => Err(self.damaged(&error.to_string())),

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use ringdb_node::causality::{ActorId, Dot, Floor, VersionVector};
 use ringdb_node::storage::{
-    MemoryDisk, RowKey, RowLimits, RowVersion, Storage, StorageConfig, StoredRow, SyncMode,
+    MemoryDisk, RowKey, RowLimits, RowVersion, RowWriteHere, Storage, StorageConfig, StoredRow,
+    SyncMode,
 };
 use ringdb_node::world::Random;
 use ringdb_proto::{ClusteringKey, PartitionKey, Row, TableId, Value};
@@ -732,4 +733,101 @@ fn a_write_is_stamped_after_what_it_supersedes_and_an_explicit_older_one_changes
     assert_eq!(stamped_versions(&storage, &key), vec![(1_600, None)]);
     write(at(9_000, &one(7)), Some(1_700));
     assert_eq!(stamped_versions(&storage, &key), vec![(1_700, row(7))]);
+}
+
+/// Rows 0..n of partition `k` of table 7.
+fn rows_of_k(n: u8) -> Vec<RowKey> {
+    (0..n)
+        .map(|c| {
+            let partition = PartitionKey::new(b"k".to_vec()).unwrap();
+            RowKey::new(TableId(7), partition, ClusteringKey::new(vec![c]).unwrap())
+        })
+        .collect()
+}
+
+fn writes_of(keys: &[RowKey], columns: &[(&str, Value)]) -> Vec<RowWriteHere> {
+    keys.iter()
+        .map(|key| RowWriteHere {
+            key: key.clone(),
+            context: None,
+            version: patch_of(columns),
+            patch: true,
+            explicit: None,
+        })
+        .collect()
+}
+
+/// A batch of one partition is stored whole or not at all: when one of
+/// its rows would break the limits, none is written.
+#[test]
+fn rows_written_together_are_stored_all_or_none() {
+    let storage = memory_storage();
+    let me = NodeId::new("n1");
+    let keys = rows_of_k(3);
+    let limits = RowLimits {
+        max_siblings: 8,
+        max_bytes: 512,
+    };
+    let mut writes = writes_of(&keys[..2], &[("v", Value::Int(1))]);
+    writes.extend(writes_of(
+        &keys[2..],
+        &[("v", Value::Text("x".repeat(1000)))],
+    ));
+    let refused = storage.write_rows(writes, &me, limits).unwrap_err();
+    assert!(
+        refused.to_string().contains("the limit is 512 bytes"),
+        "{refused}"
+    );
+    assert!(keys.iter().all(|key| storage.get(key).unwrap().is_none()));
+
+    let written = storage
+        .write_rows(writes_of(&keys, &[("v", Value::Int(2))]), &me, limits)
+        .unwrap();
+    assert_eq!(written.len(), 3);
+    let value: Row = [("v".to_string(), Value::Int(2))].into();
+    for (key, written) in keys.iter().zip(&written) {
+        assert_eq!(live(&storage, key), vec![value.clone()]);
+        assert_eq!(
+            storage.get(key).unwrap().unwrap().context(),
+            written.context
+        );
+    }
+    // A row named twice is refused, and nothing of the write is stored.
+    let twice = writes_of(&[keys[0].clone(), keys[1].clone(), keys[0].clone()], &[]);
+    assert!(storage.write_rows(twice, &me, limits).is_err());
+    assert_eq!(live(&storage, &keys[1]), vec![value.clone()]);
+}
+
+/// A replica merges a batch's rows in one write, as it merges one row.
+#[test]
+fn rows_merged_together_match_rows_merged_one_by_one() {
+    let (coordinator, together, alone) = (memory_storage(), memory_storage(), memory_storage());
+    let me = NodeId::new("n1");
+    let keys = rows_of_k(4);
+    for storage in [&together, &alone] {
+        storage.rebuild_trees(tree_ranges()).unwrap();
+    }
+    let written = coordinator
+        .write_rows(
+            writes_of(&keys, &[("v", Value::Int(3))]),
+            &me,
+            RowLimits::NONE,
+        )
+        .unwrap();
+    let rows: Vec<(RowKey, StoredRow)> = keys
+        .iter()
+        .cloned()
+        .zip(written.iter().map(|w| w.row.clone()))
+        .collect();
+    together.merge_rows(&rows).unwrap();
+    for (key, row) in &rows {
+        alone.merge(key, row).unwrap();
+    }
+    for key in &keys {
+        assert_eq!(together.get(key).unwrap(), alone.get(key).unwrap());
+        assert_eq!(together.get(key).unwrap(), coordinator.get(key).unwrap());
+    }
+    let (maintained, rebuilt) = tree_roots(&together);
+    assert_eq!(maintained, rebuilt);
+    assert_eq!(tree_roots(&alone).0, maintained);
 }

@@ -37,6 +37,7 @@ mod frame;
 mod keys;
 mod message;
 mod operation;
+mod partition;
 mod query;
 mod repair;
 mod schema;
@@ -61,6 +62,9 @@ pub use message::{
     TABLE_ID_PREFIX, TopologyNode, VersionedRow,
 };
 pub use operation::{OperationOutcome, OperationStatus};
+pub use partition::{
+    MAX_PARTITION_ROWS, PartitionVersions, RowChange, RowWrite, check_partition_rows,
+};
 pub use query::{
     BindError, MAX_BOUND_VALUES, MAX_SESSION_CONTEXTS, Marker, PagingState, Prepared, PreparedId,
     Query, QueryResult, RowContext, RowRef, Rows, SiblingMark, TraceEvent,

@@ -27,9 +27,9 @@ use ringdb_ring::{Location, NodeId, Replication, Token, TokenRange};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ClusterSettings, ClusteringKey, ConsistencyLevel, OperationStatus, PartitionKey, Prepared,
-    Query, QueryResult, RepairStats, RepairSummary, RequestError, Row, TableId, TraceEvent,
-    TreeItem,
+    ClusterSettings, ClusteringKey, ConsistencyLevel, OperationStatus, PartitionKey,
+    PartitionVersions, Prepared, Query, QueryResult, RepairStats, RepairSummary, RequestError, Row,
+    RowWrite, TableId, TraceEvent, TreeItem,
 };
 
 /// A request in its envelope.
@@ -194,6 +194,20 @@ pub enum ClientRequest {
         /// Sloppy quorum, as for [`ClientRequest::Put`].
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         sloppy: bool,
+    },
+    /// Write rows of one partition together (a `BATCH`): each row's new
+    /// version is made under the partition's lock, and every replica stores
+    /// the set in one atomic write. Answered with
+    /// [`ClientReply::WrittenRows`].
+    WriteRows {
+        /// The table, named as in [`RowAddress::table`].
+        table: String,
+        /// The serialized partition key.
+        partition: PartitionKey,
+        /// The rows, each named once.
+        rows: Vec<RowWrite>,
+        /// How many replicas must acknowledge.
+        consistency: ConsistencyLevel,
     },
     /// Run a CQL statement (answered with [`ClientReply::Result`]).
     Query(Query),
@@ -401,6 +415,14 @@ pub enum ClientReply {
         /// Who acknowledged.
         receipt: Receipt,
     },
+    /// The answer to [`ClientRequest::WriteRows`].
+    WrittenRows {
+        /// Each row's context after the write at its coordinator, in the
+        /// request's order.
+        contexts: Vec<Context>,
+        /// Who acknowledged.
+        receipt: Receipt,
+    },
     /// The answer to [`ClientRequest::Topology`].
     Topology {
         /// Every node of the ring.
@@ -507,6 +529,21 @@ pub enum PeerRequest {
         /// purged there, and storing it again would make it bounce.
         #[serde(default)]
         handover: bool,
+    },
+    /// Merge these sibling sets of rows of one partition, all in one
+    /// atomic write (see [`PartitionVersions`]). Answered with
+    /// [`PeerReply::Applied`] once durable per the replica's sync mode.
+    ReplicateRows(PartitionVersions),
+    /// Keep these sibling sets of rows of one partition as one hint for
+    /// `target`, replayed whole ([`PeerRequest::StoreHint`] for several rows).
+    StoreHintRows {
+        /// The replica the write was for.
+        target: NodeId,
+        /// The rows.
+        rows: PartitionVersions,
+        /// As for [`PeerRequest::StoreHint`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        created_micros: Option<i64>,
     },
     /// Keep this sibling set as a hint for `target`, which is down (a
     /// fallback in a sloppy quorum, or a node handing its hints over before

@@ -79,11 +79,13 @@ use crate::storage::{RowKey, RowLimits, StoredRow, decode_versions, encode_row};
 mod forwarded;
 mod quorum;
 mod read;
+mod rows;
 mod slice;
 mod write;
 
 use quorum::Quorum;
 pub(crate) use read::siblings_of;
+use rows::RowsWrite;
 use write::Write;
 
 /// How long past a request's deadline a forwarding node waits for the
@@ -178,6 +180,8 @@ impl Coordinator {
                     sloppy,
                     patch: false,
                     timestamp: None,
+                    replaces: false,
+                    and_unread: false,
                 };
                 self.write(write, deadline, forwarded).await
             }
@@ -197,6 +201,8 @@ impl Coordinator {
                     sloppy: false,
                     patch: true,
                     timestamp,
+                    replaces: false,
+                    and_unread: false,
                 };
                 self.write(write, deadline, forwarded).await
             }
@@ -214,8 +220,24 @@ impl Coordinator {
                     sloppy,
                     patch: false,
                     timestamp: None,
+                    replaces: false,
+                    and_unread: false,
                 };
                 self.write(write, deadline, forwarded).await
+            }
+            ClientRequest::WriteRows {
+                table,
+                partition,
+                rows,
+                consistency,
+            } => {
+                let write = RowsWrite {
+                    table,
+                    partition,
+                    rows,
+                    consistency,
+                };
+                self.write_rows(write, deadline, forwarded).await
             }
             ClientRequest::LocalGet { row } => self.local_get(row).await,
             // Admin requests are the dispatcher's; none is coordinated for
@@ -286,6 +308,7 @@ impl Coordinator {
                     .await?;
                 Ok(PeerReply::Applied)
             }
+            PeerRequest::ReplicateRows(rows) => self.replicate_rows(rows).await,
             PeerRequest::Read { row } => {
                 let key = RowKey::new(row.table, row.partition, row.clustering);
                 if !self.replicates(key.token) {

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use ringdb_proto::{
-    ClientReply, ClientRequest, ConsistencyLevel, Context, PeerReply, PeerRequest, ReadFirst,
-    Receipt, RequestError, Row, RowAddress, RowId, VersionedRow,
+    ClientReply, ClientRequest, ConsistencyLevel, Context, PartitionVersions, PeerReply,
+    PeerRequest, ReadFirst, Receipt, RequestError, Row, RowAddress, RowId, VersionedRow,
 };
 use ringdb_ring::NodeId;
 use ringdb_wire::multiplex::CallError;
@@ -21,7 +21,7 @@ use crate::storage::{RowKey, RowVersion, StoredRow, decode_versions};
 use crate::trace;
 
 /// The answer of one replica (or fallback) to a write.
-struct Ack {
+pub(super) struct Ack {
     node: NodeId,
     /// The replica a fallback stands in for (sloppy quorum).
     stands_in_for: Option<NodeId>,
@@ -43,6 +43,13 @@ pub(super) struct Write {
     pub(super) patch: bool,
     /// The version's timestamp as the client gave it (`USING TIMESTAMP`).
     pub(super) timestamp: Option<i64>,
+    /// The version replaces the row (a delete, then columns): without a
+    /// context it supersedes what a read at its level finds, as a delete
+    /// does.
+    pub(super) replaces: bool,
+    /// Besides its context, the write supersedes what it would without one
+    /// ([`ringdb_proto::RowWrite::and_unread`]).
+    pub(super) and_unread: bool,
 }
 
 impl Write {
@@ -56,6 +63,8 @@ impl Write {
             sloppy,
             patch,
             timestamp,
+            replaces: _,
+            and_unread: _,
         } = self;
         match columns {
             Some(columns) if patch => ClientRequest::Update {
@@ -84,11 +93,11 @@ impl Write {
 
 /// Where a write coordinated here goes: the replicas counted alive, those
 /// down, and the fallbacks standing in for some of those down.
-struct Targets {
-    alive: Vec<NodeId>,
-    down: Vec<NodeId>,
+pub(super) struct Targets {
+    pub(super) alive: Vec<NodeId>,
+    pub(super) down: Vec<NodeId>,
     /// (fallback, the replica it stands in for).
-    fallbacks: Vec<(NodeId, NodeId)>,
+    pub(super) fallbacks: Vec<(NodeId, NodeId)>,
 }
 
 impl Coordinator {
@@ -181,7 +190,7 @@ impl Coordinator {
             let actor = format!("{}@{:x}", dot.actor.node, dot.actor.epoch);
             format!("wrote locally as {actor}:{}", dot.counter)
         });
-        let write = Arc::new((id, versions));
+        let write = Arc::new(PartitionVersions::one(&id, versions));
         let mut acks = self.send_write(&targets, &write, deadline);
         trace::event(|| {
             let others: Vec<String> = (targets.alive.iter())
@@ -197,7 +206,7 @@ impl Coordinator {
             .filter(|r| !targets.fallbacks.iter().any(|(_, replica)| replica == *r))
             .cloned()
             .collect();
-        receipt.hinted = self.handoff.hint(&write.0, &write.1, unhinted).await;
+        receipt.hinted = self.handoff.hint(&write, unhinted).await;
         if !receipt.hinted.is_empty() {
             trace::event(|| format!("stored hints for {:?} (down)", receipt.hinted));
         }
@@ -216,7 +225,7 @@ impl Coordinator {
     /// sloppy quorum each down replica's write to the first live node past
     /// the replicas (its fallback), whose hint counts for that replica.
     /// Unavailable when those left cannot meet `quorum`.
-    async fn targets(
+    pub(super) async fn targets(
         &self,
         write: &Write,
         replicas: Vec<NodeId>,
@@ -260,7 +269,7 @@ impl Coordinator {
     /// The context the write supersedes: the client's, once this replica
     /// holds the history it names; for a delete without one, what a read
     /// at the write's level returns (recorded in the receipt).
-    async fn write_context(
+    pub(super) async fn write_context(
         self: &Arc<Self>,
         write: &Write,
         id: &RowId,
@@ -269,13 +278,15 @@ impl Coordinator {
         deadline: Instant,
     ) -> Result<Option<VersionVector>, RequestError> {
         let mut context = decode_context(&write.context)?;
-        if write.columns.is_none() && context.is_none() {
+        let deletes = write.columns.is_none() || write.replaces;
+        if deletes && (context.is_none() || write.and_unread) {
             // A delete without a context deletes what a read at its level
             // returns, not only what this replica holds.
             let (merged, read) = self
                 .read_first(&write.row, write.consistency, deadline)
                 .await?;
-            context = Some(merged.context());
+            let found = merged.context();
+            context = Some(context.map_or(found.clone(), |given| given.merge(&found)));
             receipt.read_first = Some(read);
         }
         if let Some(context) = &context
@@ -285,32 +296,29 @@ impl Coordinator {
                 node: self.me.clone(),
             });
         }
+        // A write of columns that also supersedes what this replica holds
+        // supersedes all of it, now that it holds what its context names.
+        if write.and_unread && !deletes {
+            return Ok(None);
+        }
         Ok(context)
     }
 
-    /// Sends the written row to the other live replicas and, as hints, to
+    /// Sends the written rows to the other live replicas and, as hints, to
     /// the fallbacks; their answers arrive in the returned set.
-    fn send_write(
+    pub(super) fn send_write(
         self: &Arc<Self>,
         targets: &Targets,
-        write: &Arc<(RowId, VersionedRow)>,
+        write: &Arc<PartitionVersions>,
         deadline: Instant,
     ) -> JoinSet<Ack> {
         let mut acks = JoinSet::new();
         for peer in targets.alive.iter().filter(|p| **p != self.me) {
-            let request = PeerRequest::Replicate {
-                row: write.0.clone(),
-                versions: write.1.clone(),
-            };
+            let request = write.replicate();
             self.spawn_ack(&mut acks, peer, None, request, deadline, write);
         }
         for (fallback, replica) in &targets.fallbacks {
-            let request = PeerRequest::StoreHint {
-                target: replica.clone(),
-                row: write.0.clone(),
-                versions: write.1.clone(),
-                created_micros: None,
-            };
+            let request = crate::hints::store_hint(replica, write, None);
             let stands_in_for = Some(replica.clone());
             self.spawn_ack(&mut acks, fallback, stands_in_for, request, deadline, write);
         }
@@ -414,7 +422,7 @@ impl Coordinator {
         stands_in_for: Option<NodeId>,
         request: PeerRequest,
         deadline: Instant,
-        write: &Arc<(RowId, VersionedRow)>,
+        write: &Arc<PartitionVersions>,
     ) {
         let node = peer.clone();
         let call = self.peers.send(peer, request.clone(), deadline);
@@ -444,11 +452,7 @@ impl Coordinator {
             if !applied {
                 debug!(peer = %node, ?answer, "replica did not acknowledge the write");
                 let target = stands_in_for.clone().unwrap_or_else(|| node.clone());
-                hinted = !this
-                    .handoff
-                    .hint(&write.0, &write.1, vec![target])
-                    .await
-                    .is_empty();
+                hinted = !this.handoff.hint(&write, vec![target]).await.is_empty();
             }
             Ack {
                 node,
@@ -517,7 +521,8 @@ impl Coordinator {
             .blocking(move |storage| storage.write_elsewhere(&key, context.as_ref(), &me, version))
             .await?;
         let versions = VersionedRow(written.encoded);
-        let hinted = self.handoff.hint(&id, &versions, replicas.clone()).await;
+        let rows = PartitionVersions::one(&id, versions);
+        let hinted = self.handoff.hint(&rows, replicas.clone()).await;
         if hinted.is_empty() {
             return Err(RequestError::Unavailable {
                 required: 1,
@@ -537,7 +542,7 @@ impl Coordinator {
     /// Sends a write to the first reachable replica to coordinate it, and
     /// returns its answer; `None` when it could be sent to none (nothing
     /// was written).
-    async fn forward(
+    pub(super) async fn forward(
         &self,
         replicas: &[NodeId],
         required: usize,
@@ -591,7 +596,7 @@ fn decode_context(context: &Context) -> Result<Option<VersionVector>, RequestErr
 
 /// Waits until `required` replicas (this one included) applied the write,
 /// noting each in the receipt; a timeout when the deadline comes first.
-async fn await_acks(
+pub(super) async fn await_acks(
     acks: &mut JoinSet<Ack>,
     quorum: &Quorum,
     receipt: &mut Receipt,

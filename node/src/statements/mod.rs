@@ -13,6 +13,7 @@
 //! (it was just created through another node) waits for the schema to
 //! arrive, briefly, before it is refused as unknown.
 
+mod apply;
 mod describe;
 mod prepared;
 mod restrict;

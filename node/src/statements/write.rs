@@ -1,7 +1,7 @@
 //! `INSERT`, `UPDATE`, `DELETE` and `BATCH`.
 //!
 //! An `INSERT` or `UPDATE` writes the columns it names over the row's
-//! other columns ([`ClientRequest::Update`]): a column it does not name
+//! other columns ([`ringdb_proto::ClientRequest::Update`]): a column it does not name
 //! keeps its value, a `null` removes one. What the write supersedes is what
 //! the session last read of the row ([`Query::contexts`]) or, without
 //! that, what the coordinator holds. `DELETE` of rows is a tombstone for
@@ -14,28 +14,37 @@
 //! `USING TIMESTAMP` stamps an `INSERT` or `UPDATE` of a last-write-wins
 //! table by hand (see `Storage::write_stamped`: a write older than the
 //! version it supersedes changes nothing); a `DELETE` is always stamped by
-//! its coordinator, and a table of siblings takes no timestamps at all.
+//! its coordinator (a batch refuses to combine it with a change of the row
+//! stamped by hand), and a table of siblings takes no timestamps at all.
 //!
-//! A `BATCH` runs its statements one after another, each at the batch's
-//! level, and stops at the first that fails: the ones before it stay
-//! written. It is not atomic, even within a partition.
+//! A statement is planned first, row by row, into [`Changes`] (reading the
+//! rows of a range it deletes), then applied a partition at a time: each
+//! partition's rows in one request that its replicas apply atomically (see
+//! `apply.rs`). A `BATCH` plans all its statements, then applies them
+//! together, at the batch's level: atomic per partition, not across
+//! partitions.
 
 use ringdb_cql::ast::{Batch, Delete, Insert, Statement, TableName, Update, Using};
 use ringdb_proto::{
-    ClientReply, ClientRequest, ClusteringKey, ColumnKind, ConflictMode, ConsistencyLevel, Context,
-    CqlType, PartitionKey, Query, QueryResult, RequestError, Row, RowAddress, RowContext, RowRef,
-    SliceRead, TableDefinition, Value,
+    ClusteringKey, ColumnKind, ConflictMode, ConsistencyLevel, Context, CqlType, PartitionKey,
+    Query, QueryResult, RequestError, Row, RowChange, RowRef, RowWrite, SliceRead, TableDefinition,
+    Value,
 };
 use tokio::time::Instant;
 
 use super::Statements;
+use super::apply::Changes;
 use super::restrict::selection;
 use super::terms::{Bindings, invalid_at};
 use crate::causality::CausalContext;
 use crate::storage::RowKey;
 
-/// The most rows a range or partition `DELETE` deletes.
+/// The most rows a range or partition `DELETE` deletes, alone (in a batch,
+/// the batch's limit of rows per partition holds).
 const MAX_RANGE_DELETE: usize = 10_000;
+/// A range `DELETE` alone is applied a page of its read at a time, or
+/// sooner once its rows take this many bytes.
+const FLUSH_BYTES: usize = 1 << 20;
 
 impl Statements {
     /// Runs `INSERT`, `UPDATE`, `DELETE` or `BATCH`.
@@ -45,25 +54,27 @@ impl Statements {
         query: &Query,
         deadline: Instant,
     ) -> Result<QueryResult, RequestError> {
-        let mut written = Vec::new();
-        self.write_into(statement, query, deadline, &mut written)
-            .await?;
-        Ok(QueryResult::Written { contexts: written })
+        let mut changes = Changes::default();
+        self.plan(statement, query, deadline, &mut changes).await?;
+        (self.apply(&mut changes, query.consistency, deadline)).await?;
+        Ok(QueryResult::Written {
+            contexts: changes.applied,
+        })
     }
 
-    /// Runs a write, adding the context of each row written to `written`.
-    async fn write_into(
+    /// Adds the rows a write changes to `changes`.
+    async fn plan(
         &self,
         statement: &Statement,
         query: &Query,
         deadline: Instant,
-        written: &mut Vec<RowContext>,
+        changes: &mut Changes,
     ) -> Result<(), RequestError> {
         match statement {
-            Statement::Insert(insert) => self.insert(insert, query, deadline, written).await,
-            Statement::Update(update) => self.update(update, query, deadline, written).await,
-            Statement::Delete(delete) => self.delete(delete, query, deadline, written).await,
-            Statement::Batch(batch) => self.batch(batch, query, deadline, written).await,
+            Statement::Insert(insert) => self.insert(insert, query, changes).await,
+            Statement::Update(update) => self.update(update, query, changes).await,
+            Statement::Delete(delete) => self.delete(delete, query, deadline, changes).await,
+            Statement::Batch(batch) => self.batch(batch, query, deadline, changes).await,
             _ => Err(RequestError::invalid("not a write")),
         }
     }
@@ -72,8 +83,7 @@ impl Statements {
         &self,
         insert: &Insert,
         query: &Query,
-        deadline: Instant,
-        written: &mut Vec<RowContext>,
+        changes: &mut Changes,
     ) -> Result<(), RequestError> {
         let table = self.table(&insert.table, query.keyspace.as_deref()).await?;
         let bindings = self.bindings(query);
@@ -115,24 +125,22 @@ impl Statements {
             .filter(|(c, _)| c.kind == ColumnKind::Regular)
             .filter_map(|(c, v)| Some((c.name.clone(), v?)))
             .collect();
-        self.update_row(
-            &table,
-            (partition, clustering),
-            (columns, timestamp),
-            query,
-            deadline,
-            written,
-        )
-        .await?;
-        Ok(())
+        let context = session_context(&table, &partition, &clustering, query);
+        let row = RowWrite {
+            clustering,
+            change: RowChange::Update(columns),
+            context,
+            timestamp,
+            and_unread: false,
+        };
+        changes.add(&table, partition, row)
     }
 
     async fn update(
         &self,
         update: &Update,
         query: &Query,
-        deadline: Instant,
-        written: &mut Vec<RowContext>,
+        changes: &mut Changes,
     ) -> Result<(), RequestError> {
         let table = self.table(&update.table, query.keyspace.as_deref()).await?;
         let bindings = self.bindings(query);
@@ -150,15 +158,7 @@ impl Statements {
             columns.insert(name.clone(), bindings.value(term, column.ty, name)?);
         }
         let rows = self.rows_named(&table, &update.selection, &bindings, &update.table)?;
-        self.update_rows(
-            &table,
-            rows,
-            (&columns, timestamp),
-            query,
-            deadline,
-            written,
-        )
-        .await
+        update_rows(&table, rows, (&columns, timestamp), query, changes)
     }
 
     async fn delete(
@@ -166,7 +166,7 @@ impl Statements {
         delete: &Delete,
         query: &Query,
         deadline: Instant,
-        written: &mut Vec<RowContext>,
+        changes: &mut Changes,
     ) -> Result<(), RequestError> {
         let table = self.table(&delete.table, query.keyspace.as_deref()).await?;
         check_delete_using(&delete.using)?;
@@ -185,24 +185,21 @@ impl Statements {
                 columns.insert(name.clone(), Value::Null);
             }
             let rows = self.rows_named(&table, &delete.selection, &bindings, &delete.table)?;
-            return self
-                .update_rows(&table, rows, (&columns, None), query, deadline, written)
-                .await;
+            return update_rows(&table, rows, (&columns, None), query, changes);
         }
         let where_ = selection(&table, &delete.selection, &bindings, at)?;
         if where_.names_rows(&table) {
             for partition in &where_.partitions {
                 for clustering in where_.clustering_keys(&table)? {
                     let context = session_context(&table, partition, &clustering, query);
-                    self.delete_row(
-                        &table,
-                        (partition.clone(), clustering),
+                    let row = RowWrite {
+                        clustering,
+                        change: RowChange::Delete,
                         context,
-                        query.consistency,
-                        deadline,
-                        written,
-                    )
-                    .await?;
+                        timestamp: None,
+                        and_unread: false,
+                    };
+                    changes.add(&table, partition.clone(), row)?;
                 }
             }
             return Ok(());
@@ -216,7 +213,7 @@ impl Statements {
                     slice,
                     query.consistency,
                     deadline,
-                    written,
+                    changes,
                 )
                 .await?;
             }
@@ -229,15 +226,16 @@ impl Statements {
         batch: &Batch,
         query: &Query,
         deadline: Instant,
-        written: &mut Vec<RowContext>,
+        changes: &mut Changes,
     ) -> Result<(), RequestError> {
         if batch.using.timestamp.is_some() || batch.using.ttl.is_some() {
             return Err(RequestError::invalid(
                 "ringdb does not support USING TIMESTAMP or TTL on a BATCH",
             ));
         }
+        changes.in_batch = true;
         for statement in &batch.statements {
-            Box::pin(self.write_into(statement, query, deadline, written)).await?;
+            Box::pin(self.plan(statement, query, deadline, changes)).await?;
         }
         Ok(())
     }
@@ -268,74 +266,10 @@ impl Statements {
         Ok(rows)
     }
 
-    /// Writes `columns` over each of `rows` (stamped `timestamp`, if given).
-    async fn update_rows(
-        &self,
-        table: &TableDefinition,
-        rows: Vec<(PartitionKey, ClusteringKey)>,
-        (columns, timestamp): (&Row, Option<i64>),
-        query: &Query,
-        deadline: Instant,
-        written: &mut Vec<RowContext>,
-    ) -> Result<(), RequestError> {
-        for row in rows {
-            let write = (columns.clone(), timestamp);
-            self.update_row(table, row, write, query, deadline, written)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Writes `columns` over a row (stamped `timestamp`, if given).
-    async fn update_row(
-        &self,
-        table: &TableDefinition,
-        (partition, clustering): (PartitionKey, ClusteringKey),
-        (columns, timestamp): (Row, Option<i64>),
-        query: &Query,
-        deadline: Instant,
-        written: &mut Vec<RowContext>,
-    ) -> Result<(), RequestError> {
-        let context = session_context(table, &partition, &clustering, query);
-        let row = RowRef(RowKey::new(table.id, partition.clone(), clustering.clone()).encode());
-        let request = ClientRequest::Update {
-            row: RowAddress::of_table(table.id, partition, clustering),
-            columns,
-            context,
-            consistency: query.consistency,
-            timestamp,
-        };
-        let coordinator = self.coordinator.clone();
-        let reply = coordinator.serve_client(request, deadline, false).await?;
-        note_written(row, reply, written);
-        Ok(())
-    }
-
-    /// Deletes a row: what `context` saw of it, or without one what a read
-    /// at `consistency` finds.
-    async fn delete_row(
-        &self,
-        table: &TableDefinition,
-        (partition, clustering): (PartitionKey, ClusteringKey),
-        context: Context,
-        consistency: ConsistencyLevel,
-        deadline: Instant,
-        written: &mut Vec<RowContext>,
-    ) -> Result<(), RequestError> {
-        let row = RowRef(RowKey::new(table.id, partition.clone(), clustering.clone()).encode());
-        let request = ClientRequest::Delete {
-            row: RowAddress::of_table(table.id, partition, clustering),
-            context,
-            consistency,
-            sloppy: false,
-        };
-        let coordinator = self.coordinator.clone();
-        let reply = coordinator.serve_client(request, deadline, false).await?;
-        note_written(row, reply, written);
-        Ok(())
-    }
-
-    /// Deletes the rows of a slice that a read at `consistency` finds.
+    /// Deletes the rows of a slice that a read at `consistency` finds,
+    /// each with the context its read returned, and in a batch the rows of
+    /// the slice that earlier statements write. Alone, the statement is
+    /// applied a page at a time and stops after [`MAX_RANGE_DELETE`] rows.
     async fn delete_slice(
         &self,
         table: &TableDefinition,
@@ -343,10 +277,20 @@ impl Statements {
         slice: &super::restrict::Slice,
         consistency: ConsistencyLevel,
         deadline: Instant,
-        written: &mut Vec<RowContext>,
+        changes: &mut Changes,
     ) -> Result<(), RequestError> {
-        let mut start = slice.start.clone();
-        let mut deleted = 0;
+        let range = (slice.start.as_slice(), slice.end.as_deref());
+        for clustering in changes.planned_in(table.id, partition, range) {
+            let row = RowWrite {
+                clustering,
+                change: RowChange::Delete,
+                context: Context::empty(),
+                timestamp: None,
+                and_unread: false,
+            };
+            changes.add(table, partition.clone(), row)?;
+        }
+        let (mut start, mut deleted) = (slice.start.clone(), 0);
         loop {
             let read = SliceRead {
                 table: table.id,
@@ -362,22 +306,27 @@ impl Statements {
                 if stored.values().all(|v| v.row.is_none()) {
                     continue;
                 }
-                if deleted == MAX_RANGE_DELETE {
+                if deleted == MAX_RANGE_DELETE && !changes.in_batch {
+                    self.apply(changes, consistency, deadline).await?;
                     return Err(RequestError::invalid(format!(
                         "the DELETE stopped after {MAX_RANGE_DELETE} rows; run it again for the rest"
                     )));
                 }
-                let context = Context(CausalContext::encode(&stored.context()));
-                self.delete_row(
-                    table,
-                    (partition.clone(), clustering.clone()),
-                    context,
-                    consistency,
-                    deadline,
-                    written,
-                )
-                .await?;
+                let row = RowWrite {
+                    clustering: clustering.clone(),
+                    change: RowChange::Delete,
+                    context: Context(CausalContext::encode(&stored.context())),
+                    timestamp: None,
+                    and_unread: false,
+                };
+                changes.add(table, partition.clone(), row)?;
                 deleted += 1;
+                if !changes.in_batch && changes.bytes() >= FLUSH_BYTES {
+                    self.apply(changes, consistency, deadline).await?;
+                }
+            }
+            if !changes.in_batch {
+                self.apply(changes, consistency, deadline).await?;
             }
             match page.resume {
                 Some(resume) => start = [resume.as_bytes(), &[0]].concat(),
@@ -392,6 +341,27 @@ impl Statements {
             now_micros: self.replica.now_micros(),
         }
     }
+}
+
+/// Writes `columns` over each of `rows` (stamped `timestamp`, if given).
+fn update_rows(
+    table: &TableDefinition,
+    rows: Vec<(PartitionKey, ClusteringKey)>,
+    (columns, timestamp): (&Row, Option<i64>),
+    query: &Query,
+    changes: &mut Changes,
+) -> Result<(), RequestError> {
+    for (partition, clustering) in rows {
+        let row = RowWrite {
+            context: session_context(table, &partition, &clustering, query),
+            clustering,
+            change: RowChange::Update(columns.clone()),
+            timestamp,
+            and_unread: false,
+        };
+        changes.add(table, partition, row)?;
+    }
+    Ok(())
 }
 
 /// The `USING TIMESTAMP` of an `INSERT` or `UPDATE`: only for a
@@ -551,14 +521,6 @@ fn session_context(
         .find(|c| c.row == row)
         .map(|c| c.context.clone())
         .unwrap_or_default()
-}
-
-/// Adds a written row's context (from its coordinator's answer) to `written`.
-fn note_written(row: RowRef, reply: ClientReply, written: &mut Vec<RowContext>) {
-    if let ClientReply::Written { context, .. } = reply {
-        written.retain(|c| c.row != row);
-        written.push(RowContext { row, context });
-    }
 }
 
 #[cfg(test)]

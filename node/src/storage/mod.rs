@@ -33,6 +33,7 @@ mod engine;
 mod hint_store;
 mod keys;
 mod memory;
+mod partition;
 mod retired;
 mod rocks;
 mod rows;
@@ -51,6 +52,7 @@ pub use durability::SyncMode;
 pub use engine::{Batch, Change, Engine, Family, Item, Job, Reader};
 pub use keys::RowKey;
 pub use memory::{MemoryDisk, MemoryEngine};
+pub use partition::{MAX_PARTITION_WRITE_BYTES, RowWriteHere};
 pub use retired::RETIRED_FILE;
 pub use rocks::RocksEngine;
 pub(crate) use rows::next_prefix;
@@ -166,6 +168,20 @@ pub enum StorageError {
     )]
     RowTooLarge {
         /// Encoded bytes the row would take.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A write of several rows names one of them twice.
+    #[error("a write of several rows names one of them twice")]
+    RowTwice,
+    /// The rows of one write would take more bytes together than the limit.
+    #[error(
+        "the rows written together would take {bytes} bytes; the limit is {max} bytes: write \
+         them in smaller batches"
+    )]
+    WriteTooLarge {
+        /// Encoded bytes the rows would take.
         bytes: usize,
         /// The limit.
         max: usize,

@@ -9,10 +9,10 @@ use ringdb_proto::{ClusteringKey, Row, SliceRead, TableId, TreeItem, Value};
 use ringdb_ring::{NodeId, TokenRange};
 
 use super::{
-    Batch, Family, LOCK_STRIPES, ROW_FORMAT, Reader, RowKey, RowVersion, Storage, StorageError,
-    StoredRow, decode_row, encode_row, exclusive_end,
+    Batch, Family, ROW_FORMAT, Reader, RowKey, RowVersion, Storage, StorageError, StoredRow,
+    decode_row, encode_row, exclusive_end,
 };
-use crate::causality::{Dot, Floor, VersionVector};
+use crate::causality::{ActorId, Dot, Floor, VersionVector};
 
 /// Limits a write coordinated here must keep the row within (Riak's
 /// `verify_object_limits`): concurrent writes pile up as siblings, and a row
@@ -65,17 +65,17 @@ pub struct Written {
 }
 
 /// A change of one row, computed under its lock.
-struct Change<T> {
-    next: StoredRow,
+pub(super) struct Change<T> {
+    pub(super) next: StoredRow,
     /// Refuse the change if the row would break these.
-    limits: RowLimits,
+    pub(super) limits: RowLimits,
     /// A dot to remember issuing without storing the row (a write kept only
     /// as hints).
-    issued: Option<u64>,
+    pub(super) issued: Option<u64>,
     /// The row is deleted because every replica holds it superseded (a
     /// purged tombstone): its dots may be counted as seen by the next write.
-    purged: bool,
-    out: T,
+    pub(super) purged: bool,
+    pub(super) out: T,
 }
 
 impl Storage {
@@ -107,7 +107,7 @@ impl Storage {
 
     /// What this life issued for a row it has deleted since (nothing when
     /// it deleted none).
-    fn floor(&self, encoded: &[u8]) -> Result<Floor, StorageError> {
+    pub(super) fn floor(&self, encoded: &[u8]) -> Result<Floor, StorageError> {
         if !self.forgotten.load(Ordering::Acquire) {
             return Ok(Floor::default());
         }
@@ -203,32 +203,12 @@ impl Storage {
         key: &RowKey,
         context: Option<&VersionVector>,
         node: &NodeId,
-        (version, patch, explicit): (RowVersion, bool, Option<i64>),
+        new: (RowVersion, bool, Option<i64>),
         limits: RowLimits,
     ) -> Result<Written, StorageError> {
         let actor = self.actor(node);
         let (row, encoded, (dot, context)) = self.modify(key, true, |current, floor| {
-            let history = current.context();
-            let seen = match context {
-                Some(context) => context.intersection(&history),
-                None => history,
-            };
-            let version = match (patch, version.row.clone()) {
-                (true, Some(columns)) => RowVersion {
-                    row: patched(current, columns),
-                    ..version.clone()
-                },
-                _ => version.clone(),
-            };
-            let version = stamped(current, &seen, version, explicit);
-            let (next, dot) = current.write(&seen, &actor, floor, version)?;
-            Ok(Change {
-                next,
-                limits,
-                issued: None,
-                purged: false,
-                out: (dot.clone(), seen.with(dot)),
-            })
+            stamp_write(current, floor, context, &actor, new, limits)
         })?;
         Ok(Written {
             row,
@@ -281,67 +261,11 @@ impl Storage {
         Ok(written)
     }
 
-    /// The read-modify-write under the row lock behind every change of a
-    /// row: reads the row and the floor of this life's dots for it, applies
-    /// `change`, checks the limits, and writes the row (deleted when empty,
-    /// remembering the dots this life issued for it), its tree item, and
-    /// any dot issued without storing the row. With `wait`, returns once the
-    /// change is as durable as the sync mode promises.
-    fn modify<T>(
-        &self,
-        key: &RowKey,
-        wait: bool,
-        change: impl FnOnce(&StoredRow, Floor) -> Result<Change<T>, StorageError>,
-    ) -> Result<(StoredRow, Vec<u8>, T), StorageError> {
-        let encoded = key.encode();
-        let stripe = (key.token.offset() as usize) & (LOCK_STRIPES - 1);
-        let (next, bytes, out, sequence) = {
-            let _guard = self.locks[stripe].lock().expect("row lock");
-            let trees = self.trees.read().expect("trees lock");
-            // Only a row of a range this node keeps a tree for is hashed.
-            let tree = trees.tree_of(key.token);
-            let stored = self.engine.get(Family::Data, &encoded)?;
-            let (current, old_digest) = match &stored {
-                Some(bytes) => (decode_row(bytes)?, tree.map(|_| version_digest(bytes))),
-                None => (StoredRow::new(), None),
-            };
-            let floor = self.floor(&encoded)?;
-            let change = change(&current, floor)?;
-            let mut batch = Batch::default();
-            let remember = self.remember(&encoded, &current, floor, &change, &mut batch)?;
-            let Change {
-                next, limits, out, ..
-            } = change;
-            let (changed, bytes) =
-                stage_row(&encoded, stored, &current, &next, limits, &mut batch)?;
-            let sequence = if batch.is_empty() {
-                // Nothing to write, but what we read may be another writer's
-                // not yet durable write: wait for it like for our own.
-                self.engine.latest_sequence()
-            } else {
-                let sequence = self.engine.write(batch, false)?;
-                if remember != floor {
-                    self.forgotten.store(true, Ordering::Release);
-                }
-                if let (Some(tree), true) = (tree, changed) {
-                    let new = (!next.is_empty()).then(|| version_digest(&bytes));
-                    retree(tree, key, &encoded, old_digest, new);
-                }
-                sequence
-            };
-            (next, bytes, out, sequence)
-        };
-        if wait {
-            self.engine.wait_durable(sequence);
-        }
-        Ok((next, bytes, out))
-    }
-
     /// The floor of this life's dots for a row after `change`: every dot
     /// it issued, and, when the row goes, every dot the row held (and, for
     /// a purge, the row's history, kept in the purged family). Adds what
     /// changed to `batch`.
-    fn remember<T>(
+    pub(super) fn remember<T>(
         &self,
         encoded: &[u8],
         current: &StoredRow,
@@ -678,7 +602,7 @@ fn decode_history(bytes: &[u8]) -> Result<VersionVector, StorageError> {
 /// and its bytes; a change, within `limits`, is added to `batch`. A row
 /// stored in an older format is rewritten when touched, so that replicas
 /// agree on its bytes (and Merkle digests).
-fn stage_row(
+pub(super) fn stage_row(
     encoded: &[u8],
     stored: Option<Vec<u8>>,
     current: &StoredRow,
@@ -705,7 +629,13 @@ fn stage_row(
 
 /// Moves a row's item in its range's tree from its old version (if it had
 /// one) to its new one (if it has one).
-fn retree(tree: &Tree, key: &RowKey, encoded: &[u8], old: Option<Hash>, new: Option<Hash>) {
+pub(super) fn retree(
+    tree: &Tree,
+    key: &RowKey,
+    encoded: &[u8],
+    old: Option<Hash>,
+    new: Option<Hash>,
+) {
     for digest in [old, new].into_iter().flatten() {
         tree.toggle(key.token, &item_hash(encoded, &digest));
     }
@@ -730,6 +660,39 @@ pub(crate) fn next_prefix(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+/// The change a write coordinated here makes to `current` (see
+/// [`Storage::write_stamped`]), and its dot and context.
+pub(super) fn stamp_write(
+    current: &StoredRow,
+    floor: Floor,
+    context: Option<&VersionVector>,
+    actor: &ActorId,
+    (version, patch, explicit): (RowVersion, bool, Option<i64>),
+    limits: RowLimits,
+) -> Result<Change<(Dot, VersionVector)>, StorageError> {
+    let history = current.context();
+    let seen = match context {
+        Some(context) => context.intersection(&history),
+        None => history,
+    };
+    let version = match (patch, version.row.clone()) {
+        (true, Some(columns)) => RowVersion {
+            row: patched(current, columns),
+            ..version
+        },
+        _ => version,
+    };
+    let version = stamped(current, &seen, version, explicit);
+    let (next, dot) = current.write(&seen, actor, floor, version)?;
+    Ok(Change {
+        next,
+        limits,
+        issued: None,
+        purged: false,
+        out: (dot.clone(), seen.with(dot)),
+    })
 }
 
 /// `version` stamped for a write superseding what `seen` covers of
