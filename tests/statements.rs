@@ -337,6 +337,20 @@ async fn rows_are_written_sliced_paged_updated_and_deleted_through_any_node() {
     )
     .await
     .unwrap();
+    // A SELECT of the deleted row finds nothing, but says what it saw, so
+    // that a write after it supersedes just the delete.
+    let deleted = Query {
+        keyspace: Some("shop".into()),
+        ..Query::new(
+            "SELECT * FROM log WHERE device = 'd1' AND at = 15",
+            ConsistencyLevel::Quorum,
+        )
+    };
+    let QueryResult::Rows(found) = one.query(deleted).await.unwrap() else {
+        panic!("not rows")
+    };
+    assert!(found.rows.is_empty(), "{found:?}");
+    assert_eq!(found.contexts.len(), 1, "{found:?}");
     run(
         &one,
         Some("shop"),

@@ -222,6 +222,17 @@ impl Statements {
             cursor.after = Some(clustering.as_bytes().to_vec());
             let versions = live_versions(scan.table, stored);
             if versions.is_empty() {
+                // A row the SELECT names that is deleted: its context, so
+                // that a write after it supersedes the delete it saw (and
+                // not what the coordinator holds, which may be a sibling
+                // the session never saw).
+                if !scan.count && scan.where_.names_rows(scan.table) {
+                    let key = RowKey::new(scan.table.id, partition.clone(), clustering.clone());
+                    page.rows.contexts.push(RowContext {
+                        row: RowRef(key.encode()),
+                        context: Context(CausalContext::encode(&stored.context())),
+                    });
+                }
                 continue;
             }
             emitted += 1;

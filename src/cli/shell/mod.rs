@@ -136,7 +136,9 @@ impl Session {
     async fn interactive(mut self) -> anyhow::Result<ExitCode> {
         let config = rustyline::Config::builder().auto_add_history(false).build();
         let mut editor: LineEditor = rustyline::Editor::with_config(config)?;
-        editor.set_helper(Some(ShellHelper::new(self.completions.clone())));
+        let pending = Arc::new(Mutex::new(String::new()));
+        let helper = ShellHelper::new(self.completions.clone(), pending.clone());
+        editor.set_helper(Some(helper));
         let history = std::env::var_os("HOME").map(|home| Path::new(&home).join(".ringdb_history"));
         if let Some(history) = &history {
             // No history yet is fine.
@@ -153,6 +155,7 @@ impl Session {
                 (None, true) => "ringdb> ".to_string(),
                 (_, false) => "   ...> ".to_string(),
             };
+            pending.lock().expect("pending").clone_from(&buffer);
             let line = match lock(&editor).readline(&prompt) {
                 Ok(line) => line,
                 Err(ReadlineError::Interrupted) => {
