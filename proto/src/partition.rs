@@ -131,11 +131,6 @@ impl PartitionVersions {
             _ => crate::PeerRequest::ReplicateRows(self.clone()),
         }
     }
-
-    /// The bytes of the sibling sets.
-    pub fn bytes(&self) -> usize {
-        self.rows.iter().map(|(_, versions)| versions.0.len()).sum()
-    }
 }
 
 #[cfg(test)]
