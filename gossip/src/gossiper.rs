@@ -136,6 +136,47 @@ impl std::fmt::Display for GossipError {
 
 impl std::error::Error for GossipError {}
 
+/// A step of an operator's removal of a dead node, see [`Gossiper::remove`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemovalStep {
+    /// Mark it removing: its ranges are being copied to their next replicas.
+    Begin,
+    /// Mark it removed: out of the ring.
+    Finish,
+    /// Put a removing node back to normal.
+    Abort,
+}
+
+/// `state` in the generation above its own, holding what it held (without
+/// its tokens unless `tokens`) at version 1, and `status` and the life it
+/// removes at version 2: newer than anything the node's own process said
+/// in its generation.
+fn forced_newer(state: &EndpointState, status: Status, tokens: bool) -> EndpointState {
+    let mut states: BTreeMap<StateKey, Versioned> = state
+        .states
+        .iter()
+        .filter(|(key, _)| tokens || **key != StateKey::Tokens)
+        .map(|(key, v)| {
+            let value = Versioned {
+                value: v.value.clone(),
+                version: 1,
+            };
+            (*key, value)
+        })
+        .collect();
+    for value in [
+        StateValue::Status(status),
+        StateValue::RemovalOf(state.generation),
+    ] {
+        states.insert(value.key(), Versioned { value, version: 2 });
+    }
+    EndpointState {
+        generation: state.generation + 1,
+        heartbeat: 2,
+        states,
+    }
+}
+
 /// Liveness bookkeeping of one peer.
 struct Liveness {
     window: ArrivalWindow,
@@ -257,46 +298,57 @@ impl Gossiper {
         self.events.push(Event::Changed(self.me.clone()));
     }
 
-    /// Marks a dead node removed (`removenode`), in a generation above its
-    /// own, so that no gossip of its old process can bring it back. The node
-    /// itself can return only as a new member: a new generation announcing
-    /// itself as joining.
-    pub fn remove(&mut self, node: &NodeId) -> Result<(), GossipError> {
+    /// Takes a dead node through one step of its removal by an operator
+    /// (`removenode`): [`RemovalStep::Begin`] marks it removing (still in
+    /// the ring, with its tokens, while its ranges are copied),
+    /// [`RemovalStep::Finish`] marks it removed (no tokens), and
+    /// [`RemovalStep::Abort`] puts a removing node back to normal. The first
+    /// step forces a generation above the node's own, as Cassandra's
+    /// removenode does, so that no gossip of its old process can undo it,
+    /// and records the life it removes ([`StateValue::RemovalOf`]); every
+    /// step after it, of this removal or of one asked again after an
+    /// abort, is a newer version in that generation. A removed node can
+    /// return only as a new member: a new generation announcing itself
+    /// joining.
+    pub fn remove(&mut self, node: &NodeId, step: RemovalStep) -> Result<(), GossipError> {
         if node == &self.me {
             return Err(GossipError::RemoveSelf);
         }
-        if self.is_alive(node) {
+        if step != RemovalStep::Abort && self.is_alive(node) {
             return Err(GossipError::NodeAlive(node.clone()));
         }
         let state = self
             .states
             .get_mut(node)
             .ok_or_else(|| GossipError::UnknownNode(node.clone()))?;
-        // Cassandra's removenode forces a newer generation the same way.
-        let mut states: BTreeMap<StateKey, Versioned> = state
-            .states
-            .iter()
-            .filter(|(key, _)| **key != StateKey::Tokens)
-            .map(|(key, v)| {
-                let value = Versioned {
-                    value: v.value.clone(),
-                    version: 1,
-                };
-                (*key, value)
-            })
-            .collect();
-        states.insert(
-            StateKey::Status,
-            Versioned {
-                value: StateValue::Status(Status::Removed),
-                version: 2,
-            },
-        );
-        *state = EndpointState {
-            generation: state.generation + 1,
-            heartbeat: 2,
-            states,
+        let now = state.status();
+        let (status, tokens) = match step {
+            // Nothing to do: already so, or gone.
+            RemovalStep::Begin if !matches!(now, Status::Normal | Status::Leaving) => {
+                return Ok(());
+            }
+            RemovalStep::Abort if now != Status::Removing => return Ok(()),
+            RemovalStep::Finish if now == Status::Removed => return Ok(()),
+            RemovalStep::Begin => (Status::Removing, true),
+            RemovalStep::Finish => (Status::Removed, false),
+            RemovalStep::Abort => (Status::Normal, true),
         };
+        if state.get(StateKey::RemovalOf).is_some() {
+            let version = state.max_version() + 1;
+            let mut set = |value: StateValue| {
+                let key = value.key();
+                state.states.insert(key, Versioned { value, version });
+            };
+            set(StateValue::Status(status));
+            if !tokens {
+                // An empty list, not a missing key: peers keep a key a
+                // delta lacks.
+                set(StateValue::Tokens(Vec::new()));
+            }
+            state.heartbeat = version;
+        } else {
+            *state = forced_newer(state, status, tokens);
+        }
         if let Some(liveness) = self.liveness.get_mut(node) {
             liveness.alive = false;
         }
@@ -511,8 +563,14 @@ impl Gossiper {
                     .states
                     .iter()
                     .any(|v| v.value == StateValue::Status(Status::Removed));
+                // One above the removed life (older removals did not say
+                // which life they removed: then their generation's).
+                let of = delta.states.iter().find_map(|v| match v.value {
+                    StateValue::RemovalOf(of) => Some(of + 1),
+                    _ => None,
+                });
                 let event = Event::RemovedSelf {
-                    generation: delta.generation,
+                    generation: of.unwrap_or(delta.generation),
                 };
                 if removed && !self.events.contains(&event) {
                     self.events.push(event);

@@ -50,8 +50,10 @@
 //! heartbeat moves.
 //!
 //! The one exception is removal: `removenode` ([`Gossiper::remove`]) writes
-//! a dead node's state as `Removed` in a generation above its own, as
-//! Cassandra does. Stale gossip of the old process then loses everywhere,
+//! a dead node's state in a generation above its own, as Cassandra does:
+//! first as `Removing` (still in the ring while its ranges are copied to
+//! their next replicas, which take its writes meanwhile), then as
+//! `Removed`, a newer version in that generation. Stale gossip of the old process then loses everywhere,
 //! and the node can only come back as a new member (a new generation that
 //! announces itself joining). A removed node that comes back anyway is sent
 //! its removed state whatever its generation, and hears it as
@@ -74,6 +76,6 @@ mod state;
 pub use detector::DetectorConfig;
 pub use gossiper::{
     Event, GOSSIP_INTERVAL, GossipConfig, GossipError, GossipMessage, Gossiper, LOCAL_PAUSE,
-    Outbound, Peer,
+    Outbound, Peer, RemovalStep,
 };
 pub use state::{Digest, EndpointDelta, EndpointState, StateKey, StateValue, Status, Versioned};

@@ -24,6 +24,12 @@ pub enum Status {
     /// Removed by an operator (`removenode`) while dead; never comes back
     /// with its old generation.
     Removed,
+    /// Being removed by an operator (`removenode`) while dead: still in the
+    /// ring with its tokens, never counted alive, while its ranges are
+    /// copied to their next replicas, which take its ranges' writes
+    /// meanwhile (as for a node leaving). Last, so that states saved before
+    /// it existed decode the same.
+    Removing,
 }
 
 impl Status {
@@ -41,6 +47,7 @@ impl fmt::Display for Status {
             Status::Leaving => "Leaving",
             Status::Left => "Left",
             Status::Removed => "Removed",
+            Status::Removing => "Removing",
         })
     }
 }
@@ -69,6 +76,8 @@ pub enum StateKey {
     Damage,
     /// [`StateValue::Operation`].
     Operation,
+    /// [`StateValue::RemovalOf`].
+    RemovalOf,
 }
 
 /// One application state's value.
@@ -98,6 +107,11 @@ pub enum StateValue {
     /// The topology operation it runs and where it stands, for `ringdb
     /// status`; `None`: none.
     Operation(Option<String>),
+    /// Written by an operator's removal (`removenode`), never by the node:
+    /// the generation of the node's life being removed, which its state
+    /// is forced one generation above. Later steps of the removal (or its
+    /// abort, and a removal asked again) stay in that generation.
+    RemovalOf(u64),
 }
 
 impl StateValue {
@@ -114,6 +128,7 @@ impl StateValue {
             StateValue::ActorEpoch(_) => StateKey::ActorEpoch,
             StateValue::Damage(_) => StateKey::Damage,
             StateValue::Operation(_) => StateKey::Operation,
+            StateValue::RemovalOf(_) => StateKey::RemovalOf,
         }
     }
 }

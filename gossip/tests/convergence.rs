@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ringdb_gossip::{
-    Event, GossipConfig, GossipMessage, Gossiper, Outbound, Peer, StateValue, Status,
+    Event, GossipConfig, GossipMessage, Gossiper, Outbound, Peer, RemovalStep, StateValue, Status,
 };
 use ringdb_ring::{NodeId, Token};
 
@@ -351,8 +351,23 @@ fn a_removed_node_does_not_come_back_through_stale_gossip() {
     // node4 is cut off before the removal, still holding node5 as normal.
     sim.partition(&[4], &[1, 2, 3]);
     // A live node cannot be removed; node5 is dead.
-    assert!(sim.nodes.get_mut(&id(1)).unwrap().remove(&id(2)).is_err());
-    sim.nodes.get_mut(&id(1)).unwrap().remove(&id(5)).unwrap();
+    let node1 = sim.nodes.get_mut(&id(1)).unwrap();
+    assert!(node1.remove(&id(2), RemovalStep::Begin).is_err());
+    // First removing: still in the ring with its tokens, at every node
+    // that hears it.
+    node1.remove(&id(5), RemovalStep::Begin).unwrap();
+    sim.rounds_until(20, |sim| {
+        [1, 2, 3].iter().all(|&i| {
+            let state = sim.nodes[&id(i)].state(&id(5)).unwrap();
+            state.status() == Status::Removing && !state.tokens().is_empty()
+        })
+    })
+    .expect("removing spread");
+    sim.nodes
+        .get_mut(&id(1))
+        .unwrap()
+        .remove(&id(5), RemovalStep::Finish)
+        .unwrap();
     sim.rounds_until(20, |sim| {
         [1, 2, 3]
             .iter()
@@ -406,6 +421,59 @@ fn a_removed_node_does_not_come_back_through_stale_gossip() {
 }
 
 #[test]
+fn an_aborted_removal_puts_the_node_back_in_the_ring_as_it_was() {
+    let mut sim = Sim::new(4, &[1], 23);
+    sim.rounds_until(50, Sim::everyone_knows_everyone)
+        .expect("formed");
+    sim.stop(4);
+    sim.rounds_until(15, |sim| sim.running().all(|(_, g)| !g.is_alive(&id(4))))
+        .expect("node4 seen down");
+    let node1 = sim.nodes.get_mut(&id(1)).unwrap();
+    node1.remove(&id(4), RemovalStep::Begin).unwrap();
+    // Asked again (a resumed removal), nothing changes.
+    let removing = node1.state(&id(4)).unwrap().clone();
+    node1.remove(&id(4), RemovalStep::Begin).unwrap();
+    assert_eq!(node1.state(&id(4)), Some(&removing));
+    sim.rounds_until(20, |sim| {
+        sim.running()
+            .all(|(_, g)| g.state(&id(4)).unwrap().status() == Status::Removing)
+    })
+    .expect("removing spread");
+    sim.nodes
+        .get_mut(&id(1))
+        .unwrap()
+        .remove(&id(4), RemovalStep::Abort)
+        .unwrap();
+    sim.rounds_until(20, |sim| {
+        sim.running().all(|(_, g)| {
+            let state = g.state(&id(4)).unwrap();
+            state.status() == Status::Normal && state.tokens() == [Token(4000)]
+        })
+    })
+    .expect("normal again, with its tokens, everywhere");
+    // Removed again, and finished: still the generation the first step
+    // forced, so the old process, back, knows the removal is of its life.
+    let node1 = sim.nodes.get_mut(&id(1)).unwrap();
+    node1.remove(&id(4), RemovalStep::Begin).unwrap();
+    node1.remove(&id(4), RemovalStep::Finish).unwrap();
+    assert_eq!(node1.state(&id(4)).unwrap().generation, removing.generation);
+    sim.rounds_until(20, |sim| {
+        sim.running()
+            .all(|(_, g)| g.state(&id(4)).unwrap().status() == Status::Removed)
+    })
+    .expect("removed everywhere");
+    sim.start(4, 1, Status::Normal);
+    for _ in 0..10 {
+        sim.round();
+    }
+    let events = sim.nodes.get_mut(&id(4)).unwrap().take_events();
+    assert!(
+        events.contains(&Event::RemovedSelf { generation: 2 }),
+        "the old process hears its life 1 was removed: {events:?}"
+    );
+}
+
+#[test]
 fn a_restart_of_every_node_keeps_the_ring_and_the_removals_without_a_seed() {
     let mut sim = Sim::new(5, &[1], 17);
     sim.rounds_until(50, Sim::everyone_knows_everyone)
@@ -413,7 +481,11 @@ fn a_restart_of_every_node_keeps_the_ring_and_the_removals_without_a_seed() {
     sim.stop(5);
     sim.rounds_until(15, |sim| sim.running().all(|(_, g)| !g.is_alive(&id(5))))
         .expect("node5 seen down");
-    sim.nodes.get_mut(&id(1)).unwrap().remove(&id(5)).unwrap();
+    sim.nodes
+        .get_mut(&id(1))
+        .unwrap()
+        .remove(&id(5), RemovalStep::Finish)
+        .unwrap();
     sim.rounds_until(20, |sim| {
         sim.running()
             .all(|(_, g)| g.state(&id(5)).unwrap().status() == Status::Removed)

@@ -113,9 +113,12 @@
 //! **Leaving.** `decommission` streams a node's ranges to the nodes that the
 //! ring without it adds and hands the hints it holds over to their targets'
 //! replicas, then the node announces it has left; `removenode`
-//! marks a dead node removed and has each new replica of its ranges fetch
-//! them from a survivor (a node that died joining is removed with its
-//! pending ranges, and nothing to fetch). One topology change at a time. A
+//! marks a dead node removing (still in the ring, never counted alive, its
+//! ranges' next replicas pending as for a leaving node), has each new
+//! replica fetch its ranges from every survivor, and only then marks it
+//! removed, so that no new replica serves a read before it holds the
+//! range (a node that died joining is removed with its pending ranges, and
+//! nothing to fetch). One topology change at a time. A
 //! node that left or was removed marks its data directory and never serves
 //! it again. Both run as a task of the node asked (`operations.rs`), not
 //! of the request: the command follows them and may go away, `--abort`

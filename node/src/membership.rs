@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringdb_gossip::{
-    EndpointState, Event, GOSSIP_INTERVAL, GossipError, GossipMessage, Gossiper, Peer, StateValue,
-    Status,
+    EndpointState, Event, GOSSIP_INTERVAL, GossipError, GossipMessage, Gossiper, Peer, RemovalStep,
+    StateValue, Status,
 };
 use ringdb_proto::{NodeStatus, PeerReply, PeerRequest, TopologyNode};
 use ringdb_ring::{NodeId, Replication, Ring, TokenRange};
@@ -58,11 +58,12 @@ pub struct NodeView {
 /// The cluster as this node sees it at one moment.
 #[derive(Clone, Debug, Default)]
 pub struct View {
-    /// The ring: members that are normal or leaving, with their tokens.
+    /// The ring: members that are normal, leaving or being removed, with
+    /// their tokens.
     pub ring: Ring,
     /// The ring once the topology change in progress completes (joining
-    /// nodes in, leaving nodes out), if one is: writes also go to the
-    /// replicas it adds (pending ranges).
+    /// nodes in, leaving and removed nodes out), if one is: writes also go
+    /// to the replicas it adds (pending ranges).
     pub future: Option<Ring>,
     /// Every node known, this one included.
     pub nodes: BTreeMap<NodeId, NodeView>,
@@ -126,14 +127,17 @@ impl View {
             .collect()
     }
 
-    /// A node other than `me` that is joining or leaving, if any: the
-    /// topology change in progress.
+    /// A node other than `me` that is joining, leaving or being removed,
+    /// if any: the topology change in progress.
     pub fn change_in_progress(&self, me: &NodeId) -> Option<(NodeId, Status)> {
         self.nodes.iter().find_map(|(id, node)| {
             let status = node.state.status();
             let changing = status == Status::Leaving
                 || (status == Status::Joining && !node.state.tokens().is_empty());
-            (id != me && changing && node.up).then(|| (id.clone(), status))
+            // A removal is in progress while its node is removing, though
+            // the node is down.
+            let removing = status == Status::Removing;
+            (id != me && (changing && node.up || removing)).then(|| (id.clone(), status))
         })
     }
 }
@@ -203,11 +207,12 @@ pub(crate) enum GossipInput {
     },
     /// Set one of this node's application states.
     SetState(StateValue),
-    /// Mark a dead node removed (`removenode`), if its status is still
-    /// `expect` (what the caller decided on).
+    /// Take a dead node through a step of its removal (`removenode`), if
+    /// its status is still `expect` (what the caller decided on).
     Remove {
         node: NodeId,
         expect: Status,
+        step: RemovalStep,
         reply: oneshot::Sender<Result<(), RemoveError>>,
     },
 }
@@ -257,12 +262,19 @@ impl GossipHandle {
         answer.await.ok().flatten()
     }
 
-    /// Marks a dead node removed, if its status is still `expect`.
-    pub(crate) async fn remove(&self, node: NodeId, expect: Status) -> Result<(), RemoveError> {
+    /// Takes a dead node through `step` of its removal, if its status is
+    /// still `expect`.
+    pub(crate) async fn remove(
+        &self,
+        node: NodeId,
+        expect: Status,
+        step: RemovalStep,
+    ) -> Result<(), RemoveError> {
         let (reply, answer) = oneshot::channel();
         let input = GossipInput::Remove {
             node,
             expect,
+            step,
             reply,
         };
         let shutting_down = |_| RemoveError::ShuttingDown;
@@ -454,12 +466,13 @@ impl GossipTask {
             GossipInput::Remove {
                 node,
                 expect,
+                step,
                 reply,
             } => {
                 let now = self.gossiper.state(&node).map(|state| state.status());
                 let outcome = match now {
                     Some(status) if status != expect => Err(RemoveError::Changed { node, status }),
-                    _ => self.gossiper.remove(&node).map_err(RemoveError::from),
+                    _ => self.gossiper.remove(&node, step).map_err(RemoveError::from),
                 };
                 // The caller may have given up: nothing to do.
                 let _ = reply.send(outcome);
@@ -485,11 +498,14 @@ impl GossipTask {
         for (node, state) in self.gossiper.states() {
             match state.status() {
                 Status::Joining if !state.tokens().is_empty() => joining.push(node.clone()),
-                Status::Leaving => leaving.push(node.clone()),
+                // A node being removed is replaced as a leaving node is:
+                // its ranges' next replicas are pending while they are
+                // copied.
+                Status::Leaving | Status::Removing => leaving.push(node.clone()),
                 _ => {}
             }
             let status = state.status();
-            if matches!(status, Status::Normal | Status::Leaving)
+            if matches!(status, Status::Normal | Status::Leaving | Status::Removing)
                 && !state.tokens().is_empty()
                 && let Err(error) =
                     ring.add_node(node.clone(), state.location(), state.tokens().to_vec())
@@ -498,7 +514,8 @@ impl GossipTask {
             }
             let view = NodeView {
                 state: state.clone(),
-                up: self.gossiper.is_alive(node),
+                // An operator said it is dead (stale gossip of it is not).
+                up: self.gossiper.is_alive(node) && status != Status::Removing,
             };
             nodes.insert(node.clone(), view);
         }

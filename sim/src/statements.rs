@@ -8,6 +8,9 @@
 //! recorded as one operation per row, invoked and completed together:
 //!
 //! - `INSERT` of a unique value (a blind write: no context);
+//! - a `BATCH` of inserts of unique values into two rows of the partition
+//!   and, half the time, the delete of a third (blind): written together,
+//!   atomically on each replica;
 //! - a slice `SELECT … WHERE p = ? AND c >= ? AND c <= ?`, in either
 //!   order: a read of every row of the slice (a row it does not return was
 //!   read empty);
@@ -17,13 +20,12 @@
 //! - a chain, as a session does: `SELECT` of one row, then an `INSERT` or a
 //!   `DELETE` of it handing back the context the read returned, which
 //!   supersedes exactly the values the read saw (so the checkers can tell
-//!   a resurrected value); a row the read did not find has no live value,
-//!   and the write after it is checked as a blind one (it carries the
-//!   context of the delete the read found, if any, which supersedes less).
+//!   a resurrected value); a row the read did not find has no context, and
+//!   the write after it is a blind one.
 
 use rand::Rng;
 use rand::rngs::StdRng;
-use rand::seq::IndexedRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use ringdb_proto::{
     ClientReply, ClientRequest, ClusteringKey, ConsistencyLevel, CqlType, Order, PartitionKey,
     Query, QueryResult, RowAddress, TableId, Value,
@@ -83,6 +85,10 @@ impl Session {
             self.statement_chain(key, level, rng).await;
             return;
         }
+        if rng.random_bool(0.15) {
+            self.statement_batch(key, level, rng).await;
+            return;
+        }
         if rng.random_bool(0.5) {
             let value = self.recorder.value();
             let op = Op::Put {
@@ -137,6 +143,52 @@ impl Session {
         self.run_statement(ops, Query::new(cql, level), rng).await;
     }
 
+    /// A batch on `key`'s partition: inserts into `key` and another row,
+    /// and half the time the delete of a third.
+    async fn statement_batch(&self, key: Key, level: ConsistencyLevel, rng: &mut StdRng) {
+        let first = key.key - key.key % PER_PARTITION;
+        let mut others: Vec<u32> = (0..PER_PARTITION)
+            .map(|c| first + c)
+            .filter(|k| *k != key.key)
+            .collect();
+        others.shuffle(rng);
+        let deletes = usize::from(rng.random_bool(0.5));
+        let mut ops = Vec::new();
+        let mut statements = Vec::new();
+        for (index, row) in [key.key]
+            .into_iter()
+            .chain(others)
+            .take(2 + deletes)
+            .enumerate()
+        {
+            let row = Key { key: row, ..key };
+            let (partition, clustering) = keys_of(&row);
+            if index < 2 {
+                let value = self.recorder.value();
+                ops.push(Op::Put {
+                    key: row,
+                    value,
+                    consistency: level,
+                    seen: Seen::Blind,
+                });
+                statements.push(format!(
+                    "INSERT INTO sim.rows (p, c, v) VALUES ('{partition}', {clustering}, {value})"
+                ));
+            } else {
+                ops.push(Op::Delete {
+                    key: row,
+                    consistency: level,
+                    seen: Seen::Blind,
+                });
+                statements.push(format!(
+                    "DELETE FROM sim.rows WHERE p = '{partition}' AND c = {clustering}"
+                ));
+            }
+        }
+        let cql = format!("BEGIN BATCH\n  {};\nAPPLY BATCH", statements.join(";\n  "));
+        self.run_statement(ops, Query::new(cql, level), rng).await;
+    }
+
     /// Reads one row, then writes or deletes it with the read's context.
     async fn statement_chain(&self, key: Key, level: ConsistencyLevel, rng: &mut StdRng) {
         let (partition, clustering) = keys_of(&key);
@@ -157,9 +209,8 @@ impl Session {
         let Outcome::Read { values, .. } = row_outcome(&read, &get) else {
             return;
         };
-        // A row the read did not find has no live value: the write is
-        // checked as a blind one (which supersedes what its coordinator
-        // holds, more than the context of a delete the read found).
+        // A row the read did not find comes without a context: the write
+        // is then a blind one (it supersedes what its coordinator holds).
         let seen = if values.is_empty() {
             Seen::Blind
         } else {

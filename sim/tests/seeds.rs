@@ -16,59 +16,75 @@ use ringdb_sim::{Options, Report, run};
 /// change, half of them purge-heavy (about 15 minutes on two cores).
 const CI_SEEDS: u64 = 1_000;
 
-/// Seeds that found bugs, in the profile that found them (`true`:
-/// `--purges`), replayed in every run.
-const FOUND_BUGS: &[(u64, bool, &str)] = &[
+/// The workload a seed runs.
+#[derive(Clone, Copy)]
+enum Profile {
+    Default,
+    /// `--purges`.
+    Purges,
+    /// `--statements`.
+    Statements,
+}
+
+/// Seeds that found bugs, in the profile that found them, replayed in
+/// every run.
+const FOUND_BUGS: &[(u64, Profile, &str)] = &[
     (
         9560,
-        true,
+        Profile::Purges,
         "a tombstone written during a repair round, by a coordinator whose clock was behind \
          (past the grace at once), was purged before a replica compared earlier had it",
     ),
     (
         61,
-        false,
+        Profile::Default,
         "a wiped node with a clock behind its removed life retired itself",
     ),
     (
         59,
-        true,
+        Profile::Purges,
         "a repair of one table purged the tombstones of every table",
     ),
     (
         382,
-        true,
+        Profile::Purges,
         "removenode restored a range from one survivor: a delete came back",
     ),
     (
         2585,
-        true,
+        Profile::Purges,
         "removenode restored a range from one survivor: a stale read",
     ),
     (
         2640,
-        true,
+        Profile::Purges,
         "a node whose join failed kept rows it took in while pending",
     ),
     (
         2975,
-        true,
+        Profile::Purges,
         "a node whose join failed kept rows it took in while pending",
     ),
     (
         2969,
-        true,
+        Profile::Purges,
         "a node forming a cluster gave up on a source not yet heard from",
     ),
     (
         3654,
-        true,
+        Profile::Purges,
         "a decommission's receiver dropped tombstones past the grace",
     ),
     (
         4207,
-        true,
+        Profile::Purges,
         "a removal that failed once started was not asked again",
+    ),
+    (
+        20022,
+        Profile::Statements,
+        "removenode gossiped the ring without the dead node before its ranges were copied: \
+         a new replica answered a read at ONE without a write acknowledged at ALL",
     ),
 ];
 
@@ -88,9 +104,10 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn options(seed: u64, purges: bool) -> Options {
+fn options(seed: u64, profile: Profile) -> Options {
     Options {
-        purges,
+        purges: matches!(profile, Profile::Purges),
+        statements: matches!(profile, Profile::Statements),
         ..Options::new(seed)
     }
 }
@@ -101,7 +118,14 @@ fn every_seed_of_the_ci_budget_keeps_every_promise() {
     let first = env("RINGDB_SIM_FIRST", 1);
     let purges_from = first + seeds / 2;
     let runs: Vec<Options> = (first..first + seeds)
-        .map(|seed| options(seed, seed >= purges_from))
+        .map(|seed| {
+            let profile = if seed >= purges_from {
+                Profile::Purges
+            } else {
+                Profile::Default
+            };
+            options(seed, profile)
+        })
         .collect();
     run_all(&runs, &format!("{seeds} seeds"));
 }
@@ -116,10 +140,7 @@ fn every_seed_of_the_statement_budget_keeps_every_promise() {
     let seeds = env("RINGDB_SIM_STATEMENT_SEEDS", STATEMENT_SEEDS);
     let first = env("RINGDB_SIM_STATEMENT_FIRST", STATEMENT_FIRST);
     let runs: Vec<Options> = (first..first + seeds)
-        .map(|seed| Options {
-            statements: true,
-            ..Options::new(seed)
-        })
+        .map(|seed| options(seed, Profile::Statements))
         .collect();
     run_all(&runs, &format!("{seeds} seeds with statements"));
 }
@@ -128,7 +149,7 @@ fn every_seed_of_the_statement_budget_keeps_every_promise() {
 fn the_seeds_that_found_bugs_keep_every_promise() {
     let runs: Vec<Options> = FOUND_BUGS
         .iter()
-        .map(|&(seed, purges, _)| options(seed, purges))
+        .map(|&(seed, profile, _)| options(seed, profile))
         .collect();
     run_all(&runs, "the seeds that found bugs");
 }

@@ -33,13 +33,17 @@ pub async fn status(connection: &Connection) -> anyhow::Result<ExitCode> {
         let title = format!("Datacenter: {datacenter}");
         println!("{title}\n{}", "=".repeat(title.len()));
         println!("Status=Up/Down");
-        println!("|/ State=Normal/Leaving/Joining/Left/Removed");
+        println!("|/ State=Normal/Leaving or being removed/Joining/Left/Removed");
         println!(
             "{:<3} {:<12} {:<22} {:>10} {:>6} {:>8}  {:<24} Rack",
             "--", "Node", "Address", "Load", "Tokens", "Owns", "Host ID (generation)"
         );
         for node in nodes {
-            let state = node.status.chars().next().unwrap_or('?');
+            // A node being removed is leaving the ring, as nodetool shows it.
+            let state = match node.status.as_str() {
+                "Removing" => 'L',
+                status => status.chars().next().unwrap_or('?'),
+            };
             println!(
                 "{:<3} {:<12} {:<22} {:>10} {:>6} {:>7.1}%  {:<24} {}",
                 format!("{}{state}", if node.up { 'U' } else { 'D' }),
@@ -70,11 +74,13 @@ pub async fn status(connection: &Connection) -> anyhow::Result<ExitCode> {
 pub(crate) fn notes(status: &ClusterStatus) -> Vec<String> {
     let mut notes = Vec::new();
     for node in &status.nodes {
-        if matches!(node.status.as_str(), "Joining" | "Leaving") && !node.tokens.is_empty() {
-            let doing = if node.status == "Joining" {
-                "joining (streaming the ranges it will own)"
-            } else {
-                "leaving (streaming its ranges to their next owners)"
+        if matches!(node.status.as_str(), "Joining" | "Leaving" | "Removing")
+            && !node.tokens.is_empty()
+        {
+            let doing = match node.status.as_str() {
+                "Joining" => "joining (streaming the ranges it will own)",
+                "Leaving" => "leaving (streaming its ranges to their next owners)",
+                _ => "being removed (its ranges copied from the survivors to their next replicas)",
             };
             let down = if node.up { "" } else { ", but it is down" };
             notes.push(format!(
@@ -420,7 +426,9 @@ pub async fn get_endpoints(
     };
     let mut ring = ringdb::ring::Ring::new();
     for node in &status.nodes {
-        if matches!(node.status.as_str(), "Normal" | "Leaving") && !node.tokens.is_empty() {
+        if matches!(node.status.as_str(), "Normal" | "Leaving" | "Removing")
+            && !node.tokens.is_empty()
+        {
             ring.add_node(node.id.clone(), node.location.clone(), node.tokens.clone())?;
         }
     }

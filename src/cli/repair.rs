@@ -41,7 +41,9 @@ pub async fn run(args: &RepairArgs) -> anyhow::Result<ExitCode> {
     // The ranges the node replicates, from the ring it gossips.
     let mut ring = Ring::new();
     for node in &status.nodes {
-        if matches!(node.status.as_str(), "Normal" | "Leaving") && !node.tokens.is_empty() {
+        if matches!(node.status.as_str(), "Normal" | "Leaving" | "Removing")
+            && !node.tokens.is_empty()
+        {
             ring.add_node(node.id.clone(), node.location.clone(), node.tokens.clone())?;
         }
     }

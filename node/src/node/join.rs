@@ -284,7 +284,7 @@ pub(super) fn overlapping(view: &View, me: &NodeId, tokens: &[Token]) -> Option<
         .filter(|(id, n)| {
             let status = n.state.status();
             *id != me
-                && (matches!(status, Status::Normal | Status::Leaving)
+                && (matches!(status, Status::Normal | Status::Leaving | Status::Removing)
                     || (status == Status::Joining && *id < me))
                 && n.state.tokens().iter().any(|t| tokens.contains(t))
         })

@@ -122,6 +122,10 @@ pub(crate) fn bootstrap_plan(c: &Topology, ring: &Ring, future: &Ring) -> Vec<Ra
 /// Refuses a change while another is in progress.
 pub(super) fn one_change_at_a_time(c: &Topology, view: &View) -> Result<(), RequestError> {
     match view.change_in_progress(&c.me) {
+        Some((node, Status::Removing)) => Err(RequestError::invalid(format!(
+            "another topology change is in progress: {node} is being removed; wait for it \
+             to finish, or finish it with `ringdb removenode {node}` (one change at a time)"
+        ))),
         Some((node, status)) => Err(RequestError::invalid(format!(
             "another topology change is in progress: {node} is {status}; \
              wait for it to finish (one change at a time)"
@@ -570,10 +574,6 @@ pub(crate) async fn aborted(c: &Topology, kind: &Kind) -> String {
                 c.me
             )
         }
-        Kind::RemoveNode(node) => format!(
-            "{node} stays removed, but some of its ranges may be short of a replica: run \
-             `ringdb removenode {node}` on {} again to finish restoring them",
-            c.me
-        ),
+        Kind::RemoveNode(node) => removal::aborted(c, node).await,
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringdb_gossip::Status;
+use ringdb_gossip::{RemovalStep, Status};
 use ringdb_proto::{PeerReply, PeerRequest, RequestError};
 use ringdb_ring::{Location, NodeId, Ring, Token, TokenRange};
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,7 @@ use tracing::info;
 
 use super::{Topology, one_change_at_a_time};
 use crate::error::{TaskError, ask};
+use crate::membership::{RemoveError, View};
 use crate::storage::StorageError;
 use crate::streaming;
 
@@ -32,7 +33,7 @@ pub(crate) struct Removal {
     pub tokens: Vec<Token>,
     /// The ranges restored so far.
     pub done: Vec<TokenRange>,
-    /// Whether the node is already marked removed.
+    /// Whether the node is already marked removed (its ranges restored).
     pub announced: bool,
     /// It was joining: nothing to restore.
     pub joining: bool,
@@ -90,8 +91,16 @@ pub(crate) fn plan_removal(c: &Topology, node: &NodeId) -> Result<Removal, Reque
         )));
     }
     let joining = view.status(node) == Some(Status::Joining);
-    if !joining {
+    // The node's own removal may be in progress (its remover lost its
+    // plan): asked again, this node finishes it.
+    let own = matches!(view.change_in_progress(&c.me), Some((other, _)) if other == *node);
+    if !joining && !own {
         one_change_at_a_time(c, &view)?;
+    }
+    if let Some(runner) = running_elsewhere(c, &view, node) {
+        return Err(RequestError::invalid(format!(
+            "{runner} is removing {node}: follow it there (`--follow`), or abort it there first"
+        )));
     }
     let member = view.ring.members().get(node);
     if member.is_none() && !joining {
@@ -109,9 +118,30 @@ pub(crate) fn plan_removal(c: &Topology, node: &NodeId) -> Result<Removal, Reque
     })
 }
 
+/// A live node other than this one running the removal of `node`.
+fn running_elsewhere(c: &Topology, view: &View, node: &NodeId) -> Option<NodeId> {
+    // As `Operations` gossips it: "removenode <node>: <progress>".
+    let kind = format!("removenode {node}");
+    view.nodes
+        .iter()
+        .find(|(id, n)| {
+            **id != c.me
+                && n.up
+                && n.state
+                    .operation()
+                    .is_some_and(|op| op.split(':').next() == Some(kind.as_str()))
+        })
+        .map(|(id, _)| id.clone())
+}
+
 /// Removes a dead node and restores its ranges' replicas from survivors,
 /// keeping its progress in the data directory (run as an operation, see
-/// [`start`]).
+/// [`start`]). As Cassandra's removenode does, the node is first marked
+/// removing: it stays in the ring, so reads of its ranges go to the
+/// survivors, and its ranges' next replicas are pending, so writes reach
+/// them too. Only once they hold the ranges is the node marked removed and
+/// they serve reads (announcing the removal first let a new replica answer
+/// reads of ranges it did not hold yet: sim seed 20022 --statements).
 pub(crate) async fn remove_node(
     c: Arc<Topology>,
     mut removal: Removal,
@@ -122,7 +152,7 @@ pub(crate) async fn remove_node(
         // A node that died joining replicates nothing yet: removing it
         // drops its pending ranges, and there is nothing to restore.
         c.gossip
-            .remove(node.clone(), Status::Joining)
+            .remove(node.clone(), Status::Joining, RemovalStep::Finish)
             .await
             .map_err(|e| RequestError::invalid(e.to_string()))?;
         info!(removed = %node, "removed a dead joining node and its pending ranges");
@@ -131,21 +161,30 @@ pub(crate) async fn remove_node(
              replica yet; nothing to restore)"
         ));
     }
-    announce_removal(c, &mut removal).await?;
-    // Copy only once this node's view has the ring without the node, so
-    // that writes from then on reach the new replicas too.
-    wait_removed(c, &node).await?;
-    let mut before = c.membership.view().ring.clone();
-    before
-        .add_node(
-            node.clone(),
-            removal.location.clone(),
-            removal.tokens.clone(),
-        )
-        .map_err(|e| c.server_error(format!("the ring before the removal: {e}")))?;
-    let mut after = before.clone();
-    after.remove_node(&node);
+    mark_removing(c, &removal).await?;
     let started = Instant::now();
+    let (ranges, copies, members) = match restore_ranges(c, &mut removal).await {
+        Ok(restored) => restored,
+        Err(error) => return Err(give_up(c, &node, error).await),
+    };
+    announce_removal(c, &mut removal).await?;
+    wait_for_view(c, &node, "out of its ring", |view| {
+        !view.ring.members().contains_key(&node) && view.status(&node) == Some(Status::Removed)
+    })
+    .await?;
+    save_removal(c, None)?;
+    Ok(removed_summary(c, &node, started, ranges, copies, members))
+}
+
+/// Copies every range of the removed node not yet restored, from every
+/// survivor to each new replica, saving progress after each; returns the
+/// ranges, the copies made, and the members left.
+async fn restore_ranges(
+    c: &Topology,
+    removal: &mut Removal,
+) -> Result<(usize, usize, usize), RequestError> {
+    let node = removal.node.clone();
+    let (before, after) = rings(c, removal)?;
     let (mut ranges, mut copies) = (0, 0);
     let affected: Vec<(TokenRange, Vec<NodeId>)> = before
         .replicated_ranges(&c.replication)
@@ -158,16 +197,77 @@ pub(crate) async fn remove_node(
         if removal.done.contains(&range) {
             continue;
         }
+        // Removed already: a removal the previous version of ringdb
+        // announced before it copied.
+        let status = c.membership.view().status(&node);
+        if !matches!(status, Some(Status::Removing | Status::Removed)) {
+            return Err(RequestError::invalid(format!(
+                "{node} came back during its removal (it is {}): it is not removed",
+                status.map_or("unknown".into(), |s| s.to_string())
+            )));
+        }
         c.operations
             .progress(format!("restoring range {ranges} of {total}"))
             .await;
         copies += restore_range(c, &node, range, &replicas, &after).await?;
         removal.done.push(range);
-        save_removal(c, Some(&removal))?;
+        save_removal(c, Some(removal))?;
     }
-    save_removal(c, None)?;
-    let members = after.members().len();
-    Ok(removed_summary(c, &node, started, ranges, copies, members))
+    Ok((ranges, copies, after.members().len()))
+}
+
+/// A removal that cannot finish puts the node back to normal (so that no
+/// change is left half made, blocking others) and drops its plan; returns
+/// `error`, saying so.
+async fn give_up(c: &Topology, node: &NodeId, error: RequestError) -> RequestError {
+    let undone = match undo_removing(c, node).await {
+        Ok(()) => format!(
+            "{node} is not removed (back to normal): run `ringdb removenode {node}` again if it \
+             is still needed"
+        ),
+        Err(undo) => format!("and it could not be put back to normal: {undo}"),
+    };
+    match error {
+        RequestError::InvalidRequest { reason } => {
+            RequestError::invalid(format!("{reason}; {undone}"))
+        }
+        RequestError::Server { reason, .. } => c.server_error(format!("{reason}; {undone}")),
+        other => c.server_error(format!("{other}; {undone}")),
+    }
+}
+
+/// Puts a node this node was removing back to normal, through the gossip
+/// task (after any step of the removal still queued there), and drops the
+/// plan.
+async fn undo_removing(c: &Topology, node: &NodeId) -> Result<(), RequestError> {
+    match c
+        .gossip
+        .remove(node.clone(), Status::Removing, RemovalStep::Abort)
+        .await
+    {
+        // Not removing (any more): nothing to put back.
+        Ok(()) | Err(RemoveError::Changed { .. }) => {}
+        Err(error) => return Err(c.server_error(error.to_string())),
+    }
+    save_removal(c, None)
+}
+
+/// The ring with the removed node and the ring without it.
+fn rings(c: &Topology, removal: &Removal) -> Result<(Ring, Ring), RequestError> {
+    let mut before = c.membership.view().ring.clone();
+    // Out of the ring already if the removal was announced before this
+    // node stopped.
+    before.remove_node(&removal.node);
+    before
+        .add_node(
+            removal.node.clone(),
+            removal.location.clone(),
+            removal.tokens.clone(),
+        )
+        .map_err(|e| c.server_error(format!("the ring before the removal: {e}")))?;
+    let mut after = before.clone();
+    after.remove_node(&removal.node);
+    Ok((before, after))
 }
 
 /// What `ringdb removenode` reports once `node` is removed.
@@ -196,32 +296,75 @@ fn removed_summary(
     }
 }
 
-/// Gossips the removal (keeping the plan first, so that a restart resumes
-/// it), or, resuming, gossips it again if it was cut short before.
+/// Marks the node removing (keeping the plan first, so that a restart
+/// resumes it), and waits until this node's view has its ranges' next
+/// replicas pending: writes from then on reach them.
+async fn mark_removing(c: &Topology, removal: &Removal) -> Result<(), RequestError> {
+    let node = removal.node.clone();
+    match c.membership.view().status(&node) {
+        // Marked removed before this node stopped: the ranges were
+        // restored (or, by an older version, are restored after).
+        Some(Status::Removed) => return Ok(()),
+        Some(Status::Removing) => {
+            info!(removing = %node, done = removal.done.len(), "resuming the restore of a dead node's replicas");
+        }
+        status => {
+            save_removal(c, Some(removal))?;
+            let expect = status.unwrap_or(Status::Normal);
+            let marked = c
+                .gossip
+                .remove(node.clone(), expect, RemovalStep::Begin)
+                .await;
+            if let Err(error) = marked {
+                save_removal(c, None)?;
+                return Err(RequestError::invalid(error.to_string()));
+            }
+            info!(removing = %node, "removing a dead node; restoring its replicas");
+        }
+    }
+    wait_for_view(c, &node, "removing, its next replicas pending", |view| {
+        view.status(&node) == Some(Status::Removing)
+            && view
+                .future
+                .as_ref()
+                .is_some_and(|future| !future.members().contains_key(&node))
+    })
+    .await
+}
+
+/// Marks the node removed, once its ranges are restored (nothing to do if
+/// it was, before this node stopped).
 async fn announce_removal(c: &Topology, removal: &mut Removal) -> Result<(), RequestError> {
     let node = removal.node.clone();
-    if !removal.announced {
-        let view = c.membership.view();
-        let status = view.status(&node).unwrap_or(Status::Normal);
-        removal.announced = true;
-        save_removal(c, Some(removal))?;
-        if let Err(error) = c.gossip.remove(node.clone(), status).await {
-            save_removal(c, None)?;
-            return Err(RequestError::invalid(error.to_string()));
-        }
-        info!(removed = %node, "removed a dead node; restoring its replicas");
+    if c.membership.view().status(&node) == Some(Status::Removed) {
         return Ok(());
     }
-    info!(removed = %node, done = removal.done.len(), "resuming the restore of a removed node's replicas");
-    // Cut short between keeping the plan and the removal's gossip.
-    let status = c.membership.view().status(&node);
-    if let Some(status) = status.filter(|s| *s != Status::Removed) {
-        c.gossip
-            .remove(node.clone(), status)
-            .await
-            .map_err(|e| RequestError::invalid(e.to_string()))?;
-    }
+    c.gossip
+        .remove(node.clone(), Status::Removing, RemovalStep::Finish)
+        .await
+        .map_err(|e| RequestError::invalid(e.to_string()))?;
+    removal.announced = true;
+    save_removal(c, Some(removal))?;
+    info!(removed = %node, "removed a dead node, its replicas restored");
     Ok(())
+}
+
+/// Puts things back after a removal of `node` was aborted: a node still
+/// removing is normal again (and the plan dropped); one already removed
+/// stays removed.
+pub(crate) async fn aborted(c: &Topology, node: &NodeId) -> String {
+    if c.membership.view().status(node) == Some(Status::Removed) {
+        return format!(
+            "{node} stays removed: its ranges were restored before it was marked removed"
+        );
+    }
+    match undo_removing(c, node).await {
+        Ok(()) => format!(
+            "{node} is not removed (normal again, down); the rows already copied stay on its \
+             ranges' next replicas (run `ringdb cleanup` there)"
+        ),
+        Err(error) => format!("{node} could not be put back to normal: {error}"),
+    }
 }
 
 /// Copies `range`, which the removed `node` replicated with `replicas`,
@@ -305,26 +448,27 @@ async fn copy_range(
     }
 }
 
-/// Waits until this node's view has `node` out of the ring (the gossip
-/// task publishes a removal a moment after it accepted it).
-async fn wait_removed(c: &Topology, node: &NodeId) -> Result<(), RequestError> {
-    let give_up = Instant::now() + REMOVED_WAIT;
-    loop {
-        let view = c.membership.view();
-        if !view.ring.members().contains_key(node) && view.status(node) == Some(Status::Removed) {
-            return Ok(());
-        }
-        if Instant::now() >= give_up {
-            return Err(c.server_error(format!(
-                "{node} is still in this node's ring {REMOVED_WAIT:?} after its removal; run \
-                 `ringdb removenode {node}` again"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+/// Waits until this node's view of `node` is `what` (the gossip task
+/// publishes a change a moment after it accepted it).
+async fn wait_for_view(
+    c: &Topology,
+    node: &NodeId,
+    what: &str,
+    mut condition: impl FnMut(&View) -> bool,
+) -> Result<(), RequestError> {
+    if c.membership
+        .wait_for(VIEW_WAIT, |view| condition(view))
+        .await
+    {
+        return Ok(());
     }
+    Err(c.server_error(format!(
+        "{node} is not {what} in this node's view {VIEW_WAIT:?} after the change; run \
+         `ringdb removenode {node}` again"
+    )))
 }
 
-/// How long a removal waits for the ring without the removed node.
-const REMOVED_WAIT: Duration = Duration::from_secs(30);
+/// How long a removal waits for its own gossip in this node's view.
+const VIEW_WAIT: Duration = Duration::from_secs(30);
 /// How long one range copy for a removal may take.
 const RANGE_COPY_TIMEOUT: Duration = Duration::from_secs(3600);
