@@ -667,8 +667,10 @@ async fn every_row_is_read_at_one_through_every_node_while_node4_is_removing(
 /// Issue 12 item 1, removenode. Before: a removal cut midway left ranges
 /// short of a replica, and asking again was refused ("node4 is not in the
 /// ring (already removed or left)"). Now it is a task of the node asked,
-/// which keeps its plan: aborted midway, it goes on when asked again, and
-/// when that node is killed midway, it finishes by itself after the restart.
+/// which keeps its plan: aborted midway, it puts node4 back to normal and
+/// starts again when asked again; when that node is killed midway, it
+/// finishes by itself after the restart, and node4, started again with its
+/// old data, knows the removal is of its life and stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removal_cut_short_finishes_when_asked_again() {
     let mut cluster = Cluster::start_with(4, &["streaming.max_mib_per_sec=0.02"]);
@@ -688,11 +690,16 @@ async fn a_removal_cut_short_finishes_when_asked_again() {
     let aborted = ringdb_admin(&cluster, 1, &["removenode", "--abort"]);
     let said = String::from_utf8_lossy(&aborted.stderr);
     assert!(
-        said.contains("was aborted") && said.contains("again"),
+        said.contains("was aborted") && said.contains("node4 is not removed"),
         "{said}"
     );
-    // Asked again, it goes on; node1 is killed midway, and finishes it by
-    // itself once restarted.
+    wait_until("node4 is normal again", DEADLINE, || async {
+        let status = cluster.client(2).await.status().await.unwrap();
+        node(&status, "node4").status == "Normal"
+    })
+    .await;
+    // Asked again, it starts again; node1 is killed midway, and finishes it
+    // by itself once restarted.
     let mut again = spawn_admin(&cluster, 1, &["removenode", "node4"]);
     wait_until("node1 restores node4's ranges again", DEADLINE, || async {
         cluster
@@ -717,6 +724,14 @@ async fn a_removal_cut_short_finishes_when_asked_again() {
     .await;
     let log = cluster.log_of(1);
     assert!(log.contains("restored to full replication"), "{log}");
+    // node4, started again with its old data, hears it was removed (in the
+    // removal's generation, though the removal was aborted, asked again
+    // and resumed after node1's restart) and stops.
+    cluster.restart(4);
+    wait_until("node4 stops, removed", DEADLINE, || async {
+        cluster.log_of(4).contains("removed from the cluster")
+    })
+    .await;
     // Three nodes at replication factor 3: each holds every row.
     for n in 1..=3 {
         let client = cluster.client(n).await;

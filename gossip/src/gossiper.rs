@@ -333,8 +333,19 @@ impl Gossiper {
             RemovalStep::Finish => (Status::Removed, false),
             RemovalStep::Abort => (Status::Normal, true),
         };
-        if state.get(StateKey::RemovalOf).is_some() {
-            let version = state.max_version() + 1;
+        // Already in a removal's generation (a state saved before
+        // `RemovalOf` existed is removing without it).
+        if state.get(StateKey::RemovalOf).is_some() || now == Status::Removing {
+            // Steps rank Finish over Begin over Abort, so that two made at
+            // once from one version (two removers, one aborting) do not
+            // leave peers with equal versions of different values; the
+            // heartbeat stays, or peers would count the node alive.
+            let rank = match step {
+                RemovalStep::Abort => 1,
+                RemovalStep::Begin => 2,
+                RemovalStep::Finish => 3,
+            };
+            let version = state.max_version() + rank;
             let mut set = |value: StateValue| {
                 let key = value.key();
                 state.states.insert(key, Versioned { value, version });
@@ -345,7 +356,6 @@ impl Gossiper {
                 // delta lacks.
                 set(StateValue::Tokens(Vec::new()));
             }
-            state.heartbeat = version;
         } else {
             *state = forced_newer(state, status, tokens);
         }

@@ -451,6 +451,11 @@ fn an_aborted_removal_puts_the_node_back_in_the_ring_as_it_was() {
         })
     })
     .expect("normal again, with its tokens, everywhere");
+    // Hearing of the steps is not hearing from the node: still down.
+    for _ in 0..5 {
+        sim.round();
+        assert!(sim.running().all(|(_, g)| !g.is_alive(&id(4))));
+    }
     // Removed again, and finished: still the generation the first step
     // forced, so the old process, back, knows the removal is of its life.
     let node1 = sim.nodes.get_mut(&id(1)).unwrap();
@@ -471,6 +476,42 @@ fn an_aborted_removal_puts_the_node_back_in_the_ring_as_it_was() {
         events.contains(&Event::RemovedSelf { generation: 2 }),
         "the old process hears its life 1 was removed: {events:?}"
     );
+}
+
+#[test]
+fn a_removal_finished_on_one_node_and_aborted_on_another_at_once_ends_removed_everywhere() {
+    let mut sim = Sim::new(4, &[1], 29);
+    sim.rounds_until(50, Sim::everyone_knows_everyone)
+        .expect("formed");
+    sim.stop(4);
+    sim.rounds_until(15, |sim| sim.running().all(|(_, g)| !g.is_alive(&id(4))))
+        .expect("node4 seen down");
+    sim.nodes
+        .get_mut(&id(1))
+        .unwrap()
+        .remove(&id(4), RemovalStep::Begin)
+        .unwrap();
+    sim.rounds_until(20, |sim| {
+        sim.running()
+            .all(|(_, g)| g.state(&id(4)).unwrap().status() == Status::Removing)
+    })
+    .expect("removing spread");
+    // From the same state, node1 aborts and node2 finishes.
+    sim.nodes
+        .get_mut(&id(1))
+        .unwrap()
+        .remove(&id(4), RemovalStep::Abort)
+        .unwrap();
+    sim.nodes
+        .get_mut(&id(2))
+        .unwrap()
+        .remove(&id(4), RemovalStep::Finish)
+        .unwrap();
+    sim.rounds_until(20, |sim| {
+        sim.running()
+            .all(|(_, g)| g.state(&id(4)).unwrap().status() == Status::Removed)
+    })
+    .expect("one outcome everywhere: removed");
 }
 
 #[test]

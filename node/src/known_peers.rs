@@ -55,12 +55,16 @@ const PEERS_KEY: &str = "known_peers";
 const PEERS_FORMAT: u8 = 1;
 
 /// The states kept: what places a node in the ring and reaches it.
-const DURABLE: [StateKey; 5] = [
+const DURABLE: [StateKey; 6] = [
     StateKey::Status,
     StateKey::Tokens,
     StateKey::InternodeAddress,
     StateKey::ClientAddress,
     StateKey::Location,
+    // Which life an operator's removal is of: a removal resumed after a
+    // restart stays in its generation, and the node knows the removal is
+    // its own.
+    StateKey::RemovalOf,
 ];
 
 /// The nodes a node knew, as saved.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::info;
 
-use super::{Topology, one_change_at_a_time};
+use super::{RING_SETTLE, Topology, one_change_at_a_time};
 use crate::error::{TaskError, ask};
 use crate::membership::{RemoveError, View};
 use crate::storage::StorageError;
@@ -161,17 +161,25 @@ pub(crate) async fn remove_node(
              replica yet; nothing to restore)"
         ));
     }
-    mark_removing(c, &removal).await?;
+    // Gossiped at once, so that no other node starts this removal too.
+    c.operations
+        .progress("marking the node removing".into())
+        .await;
     let started = Instant::now();
-    let (ranges, copies, members) = match restore_ranges(c, &mut removal).await {
+    let removed = async {
+        mark_removing(c, &removal).await?;
+        let restored = restore_ranges(c, &mut removal).await?;
+        announce_removal(c, &mut removal).await?;
+        wait_for_view(c, &node, "out of its ring", |view| {
+            !view.ring.members().contains_key(&node) && view.status(&node) == Some(Status::Removed)
+        })
+        .await?;
+        Ok(restored)
+    };
+    let (ranges, copies, members) = match removed.await {
         Ok(restored) => restored,
         Err(error) => return Err(give_up(c, &node, error).await),
     };
-    announce_removal(c, &mut removal).await?;
-    wait_for_view(c, &node, "out of its ring", |view| {
-        !view.ring.members().contains_key(&node) && view.status(&node) == Some(Status::Removed)
-    })
-    .await?;
     save_removal(c, None)?;
     Ok(removed_summary(c, &node, started, ranges, copies, members))
 }
@@ -218,14 +226,19 @@ async fn restore_ranges(
 
 /// A removal that cannot finish puts the node back to normal (so that no
 /// change is left half made, blocking others) and drops its plan; returns
-/// `error`, saying so.
+/// `error`, saying so. A node already marked removed stays so, and the
+/// plan is kept: asked again, this node finishes restoring its ranges.
 async fn give_up(c: &Topology, node: &NodeId, error: RequestError) -> RequestError {
-    let undone = match undo_removing(c, node).await {
-        Ok(()) => format!(
-            "{node} is not removed (back to normal): run `ringdb removenode {node}` again if it \
-             is still needed"
-        ),
-        Err(undo) => format!("and it could not be put back to normal: {undo}"),
+    let undone = if c.membership.view().status(node) == Some(Status::Removed) {
+        format!("{node} is removed: run `ringdb removenode {node}` again to finish")
+    } else {
+        match undo_removing(c, node).await {
+            Ok(()) => format!(
+                "{node} is not removed (back to normal): run `ringdb removenode {node}` again \
+                 if it is still needed"
+            ),
+            Err(undo) => format!("and it could not be put back to normal: {undo}"),
+        }
     };
     match error {
         RequestError::InvalidRequest { reason } => {
@@ -329,7 +342,12 @@ async fn mark_removing(c: &Topology, removal: &Removal) -> Result<(), RequestErr
                 .as_ref()
                 .is_some_and(|future| !future.members().contains_key(&node))
     })
-    .await
+    .await?;
+    // As a decommission does: a moment for the other nodes' views, so
+    // that their writes too reach the next replicas before they are
+    // copied to.
+    tokio::time::sleep(RING_SETTLE).await;
+    Ok(())
 }
 
 /// Marks the node removed, once its ranges are restored (nothing to do if
