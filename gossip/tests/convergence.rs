@@ -190,6 +190,33 @@ impl Sim {
         None
     }
 
+    /// A cluster of `n` formed, then node `down` stopped until every other
+    /// node sees it down.
+    fn formed_then_down(n: usize, seed: u64, down: usize) -> Sim {
+        let mut sim = Sim::new(n, &[1], seed);
+        sim.rounds_until(50, Sim::everyone_knows_everyone)
+            .expect("formed");
+        sim.stop(down);
+        sim.rounds_until(15, |sim| sim.running().all(|(_, g)| !g.is_alive(&id(down))))
+            .expect("seen down");
+        sim
+    }
+
+    /// Node `by` takes node `node` through `step` of its removal.
+    fn removal_step(&mut self, by: usize, node: usize, step: RemovalStep) {
+        let gossiper = self.nodes.get_mut(&id(by)).unwrap();
+        gossiper.remove(&id(node), step).unwrap();
+    }
+
+    /// Waits until every running node holds `node` as `status`.
+    fn until_all_see(&mut self, node: usize, status: Status, what: &str) {
+        self.rounds_until(20, |sim| {
+            sim.running()
+                .all(|(_, g)| g.state(&id(node)).unwrap().status() == status)
+        })
+        .expect(what);
+    }
+
     fn everyone_knows_everyone(&self) -> bool {
         let members: Vec<&NodeId> = self.running().map(|(n, _)| n).collect();
         self.running().all(|(_, g)| {
@@ -422,28 +449,15 @@ fn a_removed_node_does_not_come_back_through_stale_gossip() {
 
 #[test]
 fn an_aborted_removal_puts_the_node_back_in_the_ring_as_it_was() {
-    let mut sim = Sim::new(4, &[1], 23);
-    sim.rounds_until(50, Sim::everyone_knows_everyone)
-        .expect("formed");
-    sim.stop(4);
-    sim.rounds_until(15, |sim| sim.running().all(|(_, g)| !g.is_alive(&id(4))))
-        .expect("node4 seen down");
+    let mut sim = Sim::formed_then_down(4, 23, 4);
     let node1 = sim.nodes.get_mut(&id(1)).unwrap();
     node1.remove(&id(4), RemovalStep::Begin).unwrap();
     // Asked again (a resumed removal), nothing changes.
     let removing = node1.state(&id(4)).unwrap().clone();
     node1.remove(&id(4), RemovalStep::Begin).unwrap();
     assert_eq!(node1.state(&id(4)), Some(&removing));
-    sim.rounds_until(20, |sim| {
-        sim.running()
-            .all(|(_, g)| g.state(&id(4)).unwrap().status() == Status::Removing)
-    })
-    .expect("removing spread");
-    sim.nodes
-        .get_mut(&id(1))
-        .unwrap()
-        .remove(&id(4), RemovalStep::Abort)
-        .unwrap();
+    sim.until_all_see(4, Status::Removing, "removing spread");
+    sim.removal_step(1, 4, RemovalStep::Abort);
     sim.rounds_until(20, |sim| {
         sim.running().all(|(_, g)| {
             let state = g.state(&id(4)).unwrap();
@@ -462,11 +476,7 @@ fn an_aborted_removal_puts_the_node_back_in_the_ring_as_it_was() {
     node1.remove(&id(4), RemovalStep::Begin).unwrap();
     node1.remove(&id(4), RemovalStep::Finish).unwrap();
     assert_eq!(node1.state(&id(4)).unwrap().generation, removing.generation);
-    sim.rounds_until(20, |sim| {
-        sim.running()
-            .all(|(_, g)| g.state(&id(4)).unwrap().status() == Status::Removed)
-    })
-    .expect("removed everywhere");
+    sim.until_all_see(4, Status::Removed, "removed everywhere");
     sim.start(4, 1, Status::Normal);
     for _ in 0..10 {
         sim.round();
@@ -480,58 +490,20 @@ fn an_aborted_removal_puts_the_node_back_in_the_ring_as_it_was() {
 
 #[test]
 fn a_removal_finished_on_one_node_and_aborted_on_another_at_once_ends_removed_everywhere() {
-    let mut sim = Sim::new(4, &[1], 29);
-    sim.rounds_until(50, Sim::everyone_knows_everyone)
-        .expect("formed");
-    sim.stop(4);
-    sim.rounds_until(15, |sim| sim.running().all(|(_, g)| !g.is_alive(&id(4))))
-        .expect("node4 seen down");
-    sim.nodes
-        .get_mut(&id(1))
-        .unwrap()
-        .remove(&id(4), RemovalStep::Begin)
-        .unwrap();
-    sim.rounds_until(20, |sim| {
-        sim.running()
-            .all(|(_, g)| g.state(&id(4)).unwrap().status() == Status::Removing)
-    })
-    .expect("removing spread");
+    let mut sim = Sim::formed_then_down(4, 29, 4);
+    sim.removal_step(1, 4, RemovalStep::Begin);
+    sim.until_all_see(4, Status::Removing, "removing spread");
     // From the same state, node1 aborts and node2 finishes.
-    sim.nodes
-        .get_mut(&id(1))
-        .unwrap()
-        .remove(&id(4), RemovalStep::Abort)
-        .unwrap();
-    sim.nodes
-        .get_mut(&id(2))
-        .unwrap()
-        .remove(&id(4), RemovalStep::Finish)
-        .unwrap();
-    sim.rounds_until(20, |sim| {
-        sim.running()
-            .all(|(_, g)| g.state(&id(4)).unwrap().status() == Status::Removed)
-    })
-    .expect("one outcome everywhere: removed");
+    sim.removal_step(1, 4, RemovalStep::Abort);
+    sim.removal_step(2, 4, RemovalStep::Finish);
+    sim.until_all_see(4, Status::Removed, "one outcome everywhere: removed");
 }
 
 #[test]
 fn a_restart_of_every_node_keeps_the_ring_and_the_removals_without_a_seed() {
-    let mut sim = Sim::new(5, &[1], 17);
-    sim.rounds_until(50, Sim::everyone_knows_everyone)
-        .expect("formed");
-    sim.stop(5);
-    sim.rounds_until(15, |sim| sim.running().all(|(_, g)| !g.is_alive(&id(5))))
-        .expect("node5 seen down");
-    sim.nodes
-        .get_mut(&id(1))
-        .unwrap()
-        .remove(&id(5), RemovalStep::Finish)
-        .unwrap();
-    sim.rounds_until(20, |sim| {
-        sim.running()
-            .all(|(_, g)| g.state(&id(5)).unwrap().status() == Status::Removed)
-    })
-    .expect("removal spread");
+    let mut sim = Sim::formed_then_down(5, 17, 5);
+    sim.removal_step(1, 5, RemovalStep::Finish);
+    sim.until_all_see(5, Status::Removed, "removal spread");
     // Every node stops; the seed, node1, never comes back.
     for i in 1..=4 {
         sim.stop(i);

@@ -33,8 +33,6 @@ pub(crate) struct Removal {
     pub tokens: Vec<Token>,
     /// The ranges restored so far.
     pub done: Vec<TokenRange>,
-    /// Whether the node is already marked removed (its ranges restored).
-    pub announced: bool,
     /// It was joining: nothing to restore.
     pub joining: bool,
 }
@@ -113,7 +111,6 @@ pub(crate) fn plan_removal(c: &Topology, node: &NodeId) -> Result<Removal, Reque
         location: member.map(|m| m.location.clone()).unwrap_or_default(),
         tokens: member.map(|m| m.tokens.clone()).unwrap_or_default(),
         done: Vec::new(),
-        announced: false,
         joining,
     })
 }
@@ -169,7 +166,7 @@ pub(crate) async fn remove_node(
     let removed = async {
         mark_removing(c, &removal).await?;
         let restored = restore_ranges(c, &mut removal).await?;
-        announce_removal(c, &mut removal).await?;
+        announce_removal(c, &removal).await?;
         wait_for_view(c, &node, "out of its ring", |view| {
             !view.ring.members().contains_key(&node) && view.status(&node) == Some(Status::Removed)
         })
@@ -352,7 +349,7 @@ async fn mark_removing(c: &Topology, removal: &Removal) -> Result<(), RequestErr
 
 /// Marks the node removed, once its ranges are restored (nothing to do if
 /// it was, before this node stopped).
-async fn announce_removal(c: &Topology, removal: &mut Removal) -> Result<(), RequestError> {
+async fn announce_removal(c: &Topology, removal: &Removal) -> Result<(), RequestError> {
     let node = removal.node.clone();
     if c.membership.view().status(&node) == Some(Status::Removed) {
         return Ok(());
@@ -361,8 +358,6 @@ async fn announce_removal(c: &Topology, removal: &mut Removal) -> Result<(), Req
         .remove(node.clone(), Status::Removing, RemovalStep::Finish)
         .await
         .map_err(|e| RequestError::invalid(e.to_string()))?;
-    removal.announced = true;
-    save_removal(c, Some(removal))?;
     info!(removed = %node, "removed a dead node, its replicas restored");
     Ok(())
 }
