@@ -389,19 +389,6 @@ async fn rows_are_written_sliced_paged_updated_and_deleted_through_any_node() {
     assert!(trace.is_sorted_by_key(|e| e.elapsed_micros), "{trace:?}");
 
     // What is not there, or not allowed, says so.
-    let other = run(
-        &two,
-        None,
-        "CREATE KEYSPACE other WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 2}",
-    )
-    .await;
-    assert_eq!(
-        other.unwrap_err().to_string(),
-        "invalid request: keyspace other: this cluster places the rows of every keyspace by its \
-         own replication, {'class': 'SimpleStrategy', 'replication_factor': '3'} \
-         (cluster.replication_factor, cluster.datacenter_replication); ringdb does not support \
-         another per keyspace yet"
-    );
     let unknown = run(&two, Some("shop"), "SELECT * FROM nope WHERE k = 1").await;
     assert_eq!(
         unknown.unwrap_err().to_string(),

@@ -158,8 +158,10 @@ pub struct ClusterStatus {
     pub answered_by: NodeId,
     /// Every node it knows of.
     pub nodes: Vec<NodeStatus>,
-    /// How data is replicated.
+    /// How data is replicated (the cluster's replication).
     pub replication: Replication,
+    /// The other replications keyspaces place their tables' rows by.
+    pub placements: Vec<Replication>,
 }
 
 /// How a write is acknowledged.
@@ -291,10 +293,12 @@ impl Client {
                 answered_by,
                 nodes,
                 replication,
+                placements,
             } => Ok(ClusterStatus {
                 answered_by,
                 nodes,
                 replication,
+                placements,
             }),
             _ => Err(ClientError::UnexpectedReply(reply.0)),
         }

@@ -39,11 +39,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ringdb_gossip::Status;
-use ringdb_proto::RequestError;
+use ringdb_proto::{RequestError, TableId};
 use ringdb_ring::{NodeId, Replication, Token, TokenRange};
 use tracing::info;
 
 use crate::membership::View;
+use crate::placement::Group;
 use crate::replica::Replica;
 
 /// What a cleanup did.
@@ -98,14 +99,15 @@ pub(crate) struct Arrivals {
 impl Arrivals {
     /// Notes rows of `tokens` arriving here (checked only while a cleanup
     /// runs: the check looks the tokens up in the ring).
-    pub(crate) fn note(&self, c: &Replica, tokens: impl IntoIterator<Item = Token>) {
+    pub(crate) fn note(&self, c: &Replica, rows: impl IntoIterator<Item = (TableId, Token)>) {
         if !self.cleaning.load(Ordering::SeqCst) {
             return;
         }
         let view = c.membership.view();
-        let foreign = tokens
-            .into_iter()
-            .any(|token| !view.ring.replicas(token, &c.replication).contains(&c.me));
+        let placements = c.placement.now();
+        let foreign = rows.into_iter().any(|(table, token)| {
+            !(view.ring.replicas(token, placements.of(table))).contains(&c.me)
+        });
         if foreign {
             self.incoming();
         }
@@ -167,7 +169,16 @@ pub(crate) async fn cleanup(c: &Arc<Cleanup>) -> Result<Cleaned, RequestError> {
     if let Some(reason) = refusal(&c.me, &view) {
         return Err(RequestError::invalid(reason));
     }
-    let ranges = foreign_ranges(&c.me, &view, &c.replication);
+    if let Some(reason) = c.schema_disagreement() {
+        return Err(RequestError::invalid(reason));
+    }
+    // Each group's ranges this node does not replicate, and the group.
+    let foreign: Vec<(Group, TokenRange)> = (c.placement.now().groups().into_iter())
+        .flat_map(|group| {
+            let ranges = foreign_ranges(&c.me, &view, &group.replication);
+            ranges.into_iter().map(move |range| (group.clone(), range))
+        })
+        .collect();
     let (membership, me) = (c.membership.clone(), c.me.clone());
     let ring = view.ring.clone();
     let this = c.clone();
@@ -185,8 +196,10 @@ pub(crate) async fn cleanup(c: &Arc<Cleanup>) -> Result<Cleaned, RequestError> {
                 now.ring == ring && refusal(&me, &now).is_none()
             };
             let quiet = || this.arrivals.count.load(Ordering::SeqCst) == arrived;
-            for range in ranges {
-                let (rows, complete) = storage.delete_range_while(range, unchanged, quiet)?;
+            for (group, range) in foreign {
+                let holds = |table| group.holds(table);
+                let (rows, complete) =
+                    storage.delete_range_while(range, holds, unchanged, quiet)?;
                 cleaned.rows += rows;
                 if !complete {
                     return Ok::<_, crate::storage::StorageError>((cleaned, false));

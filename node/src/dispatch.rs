@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use ringdb_gossip::Status;
 use ringdb_proto::{
     ClientReply, ClientRequest, PartitionVersions, PeerReply, PeerRequest, RepairStats,
-    RepairSummary, RequestError,
+    RepairSummary, RequestError, TableId,
 };
 use ringdb_ring::NodeId;
 use tokio::sync::mpsc;
@@ -330,20 +330,24 @@ impl Dispatcher {
                 range,
                 after,
                 max_rows,
+                placement,
             } => {
                 let max_rows = max_rows.clamp(1, 4 * streaming::PAGE_ROWS);
+                let group = repair::local_group(replica, placement.as_ref())?;
                 let (rows, more) = replica
                     .storage
-                    .blocking(move |storage| streaming::page(storage, range, after, max_rows))
+                    .blocking(move |storage| {
+                        streaming::page(storage, &group, range, after, max_rows)
+                    })
                     .await
                     .map_err(|e| replica.server_error(e.to_string()))?;
                 Ok(PeerReply::Rows { rows, more })
             }
             PeerRequest::StoreRows { rows, handover } => {
-                let tokens = rows.iter().filter_map(|row| RowKey::decode(&row.key).ok());
+                let keys = rows.iter().filter_map(|row| RowKey::decode(&row.key).ok());
                 self.cleanup
                     .arrivals
-                    .note(replica, tokens.map(|key| key.token));
+                    .note(replica, keys.map(|key| (key.table, key.token)));
                 let purged_before = (!handover).then(|| repair::purge_cutoff(replica));
                 replica
                     .storage
@@ -351,13 +355,19 @@ impl Dispatcher {
                     .await?;
                 Ok(PeerReply::Applied)
             }
-            PeerRequest::FetchRange { range, source } => {
+            PeerRequest::FetchRange {
+                range,
+                source,
+                placement,
+            } => {
+                let group = repair::local_group(replica, placement.as_ref())?;
                 self.cleanup.arrivals.incoming();
                 let mut throttle = streaming::Throttle::new(replica.streaming.bytes_per_sec());
                 let streamed = streaming::fetch(
                     &*replica.peers,
                     &replica.storage,
                     &source,
+                    &group,
                     range,
                     None,
                     &mut throttle,
@@ -380,9 +390,10 @@ impl Dispatcher {
                 range,
                 level,
                 nodes,
+                placement,
             } => {
                 let trees = replica.storage.trees();
-                let tree = repair::local_tree(replica, &trees, range)?;
+                let tree = repair::local_tree(replica, &trees, placement.as_ref(), range)?;
                 let hashes = tree.hashes(level, &nodes).ok_or_else(|| {
                     RequestError::invalid(format!("no node {nodes:?} at level {level}"))
                 })?;
@@ -393,7 +404,10 @@ impl Dispatcher {
                 leaves,
                 table,
                 after,
+                placement,
             } => {
+                let group = repair::local_group(replica, placement.as_ref())?;
+                let holds = move |t: TableId| group.holds(t) && table.is_none_or(|only| t == only);
                 let (items, resume) = replica
                     .storage
                     .blocking(move |storage| {
@@ -401,7 +415,7 @@ impl Dispatcher {
                         storage.leaf_items(
                             range,
                             &leaves,
-                            table,
+                            holds,
                             after.as_deref(),
                             streaming::PAGE_BYTES,
                         )
@@ -441,7 +455,7 @@ impl Dispatcher {
             hints_pending,
             hints,
             trees_ready: trees.is_ready(),
-            tree_ranges: trees.ranges().count() as u64,
+            tree_ranges: trees.count() as u64,
             antientropy: self.antientropy.repairs.lock().expect("repairs").clone(),
             rows_cleaned: self.cleanup.cleaned.load(Ordering::Relaxed),
         }
@@ -461,6 +475,10 @@ impl Dispatcher {
                         .map(|micros| micros / 1000)
                 }),
             replication: replica.replication.clone(),
+            placements: (replica.placement.now().groups().into_iter())
+                .skip(1)
+                .map(|group| group.replication)
+                .collect(),
         }
     }
 }

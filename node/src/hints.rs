@@ -221,7 +221,7 @@ impl Handoff {
             .membership
             .view()
             .ring
-            .replicas(token, &self.replication);
+            .replicas(token, &self.placement.of(rows.table));
         let deadline = Instant::now() + self.limits.timeout();
         let mut missed = Vec::new();
         for replica in &replicas {
@@ -482,7 +482,7 @@ async fn hand_over_one(
         return Ok(());
     }
     let token = ringdb_ring::Token::of(rows.partition.as_bytes());
-    let mut keepers: Vec<NodeId> = future.replicas(token, &coordinator.replication);
+    let mut keepers: Vec<NodeId> = future.replicas(token, &coordinator.placement.of(rows.table));
     keepers.extend(future.members().keys().cloned());
     let mut tried: Vec<NodeId> = Vec::new();
     for keeper in keepers {

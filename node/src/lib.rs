@@ -180,6 +180,7 @@ pub mod membership;
 pub mod network;
 mod node;
 mod operations;
+pub mod placement;
 mod repair;
 mod replica;
 mod restore;

@@ -11,12 +11,14 @@
 
 use std::sync::Arc;
 
-use ringdb_proto::{ClusterSettings, RequestError};
+use ringdb_gossip::{StateKey, StateValue};
+use ringdb_proto::{ClusterSettings, RequestError, TableId};
 use ringdb_ring::{NodeId, Replication, Ring, Token};
 
 use crate::config::{AntiEntropyConfig, RequestConfig, StreamingConfig};
 use crate::membership::{GossipHandle, Membership};
 use crate::network::Network;
+use crate::placement::Placement;
 use crate::storage::{Storage, StorageError};
 use crate::world::{Clock, Random};
 
@@ -28,7 +30,10 @@ pub(crate) struct Replica {
     pub(crate) peers: Arc<dyn Network>,
     pub(crate) membership: Arc<Membership>,
     pub(crate) gossip: GossipHandle,
+    /// The cluster's replication (`cluster.*` in the configuration).
     pub(crate) replication: Replication,
+    /// The replication of each table's keyspace (`placement.rs`).
+    pub(crate) placement: Arc<Placement>,
     /// The settings every node of the cluster must share.
     pub(crate) settings: ClusterSettings,
     pub(crate) limits: RequestConfig,
@@ -52,12 +57,37 @@ impl Replica {
         self.membership.view().is_up(node) && self.peers.is_alive(node)
     }
 
-    /// Whether this node replicates `token` in its view of the ring, now
-    /// or once the topology change in progress completes.
-    pub(crate) fn replicates(&self, token: Token) -> bool {
+    /// Whether this node replicates `table`'s rows of `token` in its view
+    /// of the ring, now or once the topology change in progress completes.
+    pub(crate) fn replicates(&self, table: TableId, token: Token) -> bool {
+        let replication = self.placement.of(table);
         let view = self.membership.view();
-        let mine = |ring: &Ring| ring.replicas(token, &self.replication).contains(&self.me);
+        let mine = |ring: &Ring| ring.replicas(token, &replication).contains(&self.me);
         mine(&view.ring) || view.future.as_ref().is_some_and(mine)
+    }
+
+    /// Why a change that needs every table's placement must wait for the
+    /// schema, if it must: a live node holding another schema version may
+    /// know a keyspace placed otherwise than this node thinks, and rows of
+    /// a table this node does not know yet are counted in the cluster's
+    /// group here.
+    pub(crate) fn schema_disagreement(&self) -> Option<String> {
+        let view = self.membership.view();
+        let version = |node: &NodeId| match view.nodes.get(node)?.state.get(StateKey::SchemaVersion)
+        {
+            Some(StateValue::SchemaVersion(version)) => Some(version.clone()),
+            _ => None,
+        };
+        let mine = version(&self.me);
+        let differs = (view.nodes.iter())
+            .filter(|(id, node)| **id != self.me && node.up)
+            .map(|(id, _)| id)
+            .find(|id| version(id).is_some_and(|theirs| Some(&theirs) != mine.as_ref()))?;
+        Some(format!(
+            "{differs} holds another schema version than {}: wait for the schemas to agree \
+             (`DESCRIBE CLUSTER` shows them)",
+            self.me
+        ))
     }
 
     /// A [`RequestError::Server`] of this node.

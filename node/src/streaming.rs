@@ -17,6 +17,7 @@ use tracing::info;
 
 use crate::error::{TaskError, ask};
 use crate::network::Network;
+use crate::placement::Group;
 use crate::storage::{RowKey, Storage, StorageError, decode_versions, purgeable};
 
 /// Most rows in one page of a stream.
@@ -50,11 +51,12 @@ impl Streamed {
     }
 }
 
-/// One page of `range` after `after`, from local storage: up to
-/// `max_rows` rows, ending early once it holds [`PAGE_BYTES`] (always at
-/// least one row).
+/// One page of `group`'s rows of `range` after `after`, from local
+/// storage: up to `max_rows` rows, ending early once it holds
+/// [`PAGE_BYTES`] (always at least one row).
 pub(crate) fn page(
     storage: &Storage,
+    group: &Group,
     range: TokenRange,
     after: Option<Vec<u8>>,
     max_rows: u32,
@@ -65,6 +67,9 @@ pub(crate) fn page(
     for item in scan.by_ref() {
         // Stored bytes are already the wire's versioned row: shipped as is.
         let (key, versions) = item?;
+        if !RowKey::table_of(&key).is_some_and(|table| group.holds(table)) {
+            continue;
+        }
         bytes += key.len() + versions.len();
         rows.push(StreamedRow {
             key,
@@ -146,13 +151,15 @@ pub(crate) fn store(
     Ok(streamed)
 }
 
-/// Pulls every row of `range` from `source` into local storage, starting
-/// after `after`; `checkpoint` is told the last key stored after each page
-/// (to resume from after a restart).
+/// Pulls every row of `group`'s tables in `range` from `source` into
+/// local storage, starting after `after`; `checkpoint` is told the last key
+/// stored after each page (to resume from after a restart).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn fetch(
     peers: &dyn Network,
     storage: &Arc<Storage>,
     source: &NodeId,
+    group: &Group,
     range: TokenRange,
     mut after: Option<Vec<u8>>,
     throttle: &mut Throttle,
@@ -164,6 +171,7 @@ pub(crate) async fn fetch(
             range,
             after: after.clone(),
             max_rows: PAGE_ROWS,
+            placement: group.wire(),
         };
         let deadline = Instant::now() + PAGE_TIMEOUT;
         let (rows, more) = match ask(peers, source, request, deadline).await? {
@@ -192,22 +200,23 @@ pub(crate) async fn fetch(
     }
 }
 
-/// Pushes every row of `range` in local storage to `target`, which takes
-/// this node's place as its replica (a handover: stored as it is, see
-/// [`PeerRequest::StoreRows`]).
+/// Pushes every row of `group`'s tables in `range` in local storage to
+/// `target`, which takes this node's place as its replica (a handover:
+/// stored as it is, see [`PeerRequest::StoreRows`]).
 pub(crate) async fn push(
     peers: &dyn Network,
     storage: &Arc<Storage>,
     target: &NodeId,
+    group: &Group,
     range: TokenRange,
     throttle: &mut Throttle,
 ) -> Result<Streamed, TaskError> {
     let mut streamed = Streamed::default();
     let mut after = None;
     loop {
-        let from = after.clone();
+        let (from, of) = (after.clone(), group.clone());
         let (rows, more) = storage
-            .blocking(move |local| page(local, range, from, PAGE_ROWS))
+            .blocking(move |local| page(local, &of, range, from, PAGE_ROWS))
             .await?;
         after = rows.last().map(|row| row.key.clone());
         let mut page_bytes = 0;

@@ -447,8 +447,11 @@ pub enum ClientReply {
         answered_by: NodeId,
         /// Every node it knows of.
         nodes: Vec<NodeStatus>,
-        /// How data is replicated.
+        /// How data is replicated (the cluster's replication).
         replication: Replication,
+        /// The other replications keyspaces place their tables' rows by.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        placements: Vec<Replication>,
     },
 }
 
@@ -505,6 +508,11 @@ pub enum PeerRequest {
         after: Option<Vec<u8>>,
         /// Most rows in one page.
         max_rows: u32,
+        /// The placement group whose tree or rows are meant: the tables
+        /// this replication places (`None`: the cluster's replication,
+        /// every table no keyspace places otherwise).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        placement: Option<Replication>,
     },
     /// Fetch every row of `range` from `source` and store it (a new
     /// replica of a removed node's range). Answered with
@@ -514,6 +522,11 @@ pub enum PeerRequest {
         range: TokenRange,
         /// The replica to stream it from.
         source: NodeId,
+        /// The placement group whose tree or rows are meant: the tables
+        /// this replication places (`None`: the cluster's replication,
+        /// every table no keyspace places otherwise).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        placement: Option<Replication>,
     },
     /// Store these rows, merging them with what is stored (a repair, or a
     /// leaving node handing its ranges over). Answered with
@@ -578,6 +591,11 @@ pub enum PeerRequest {
         level: u8,
         /// Node indexes at that level.
         nodes: Vec<u32>,
+        /// The placement group whose tree or rows are meant: the tables
+        /// this replication places (`None`: the cluster's replication,
+        /// every table no keyspace places otherwise).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        placement: Option<Replication>,
     },
     /// The items (key, version digest) of these leaves of `range`'s tree,
     /// in leaf order. Answered with [`PeerReply::Items`], a page at a time:
@@ -592,6 +610,11 @@ pub enum PeerRequest {
         /// Resume the first leaf after this storage key (a page left off there).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         after: Option<serde_bytes::ByteBuf>,
+        /// The placement group whose tree or rows are meant: the tables
+        /// this replication places (`None`: the cluster's replication,
+        /// every table no keyspace places otherwise).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        placement: Option<Replication>,
     },
     /// The stored sibling sets of these rows, by storage key. Answered with
     /// [`PeerReply::Rows`] (rows not stored are left out), in key order; a

@@ -693,10 +693,13 @@ impl Run {
     async fn compare(&self, keys: &[Key]) -> Option<BTreeMap<Key, (Vec<u64>, Vec<String>)>> {
         let running = self.cluster.running();
         let view = self.cluster.handle(running.first()?)?.view();
-        let replication = Replication::Simple { factor: 3 };
         let mut finals = BTreeMap::new();
         for key in keys {
             let address = workload::address_in(key, self.cql_table);
+            let replication = match (self.cql_table, key.table == statements::CQL_TABLE) {
+                (Some(_), true) => statements::keyspace_replication(),
+                _ => Replication::Simple { factor: 3 },
+            };
             let token = Token::of(address.partition.as_bytes());
             let mut states = Vec::new();
             for replica in view.ring.replicas(token, &replication) {

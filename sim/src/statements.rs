@@ -41,10 +41,20 @@ pub const CQL_TABLE: u8 = 2;
 pub const CQL_ROWS: u32 = 8;
 /// Clustering keys per partition.
 const PER_PARTITION: u32 = 4;
+/// The replication of the `sim` keyspace.
+pub fn keyspace_replication() -> ringdb_ring::Replication {
+    ringdb_ring::Replication::PerDatacenter {
+        factors: [("datacenter1".to_string(), 3)].into(),
+    }
+}
+
 /// The statements that make the schema, in order.
 pub const SCHEMA: [&str; 2] = [
+    // Placed by another replication than the cluster's (SimpleStrategy,
+    // 3), with as many replicas: the keyspace's rows have their own
+    // Merkle trees, streams and cleanup, and the checkers' quorums hold.
     "CREATE KEYSPACE IF NOT EXISTS sim WITH replication = \
-     {'class': 'SimpleStrategy', 'replication_factor': 3}",
+     {'class': 'NetworkTopologyStrategy', 'datacenter1': 3}",
     "CREATE TABLE IF NOT EXISTS sim.rows (p text, c int, v bigint, PRIMARY KEY (p, c)) \
      WITH CLUSTERING ORDER BY (c DESC)",
 ];

@@ -432,8 +432,8 @@ pub async fn get_endpoints(
             ring.add_node(node.id.clone(), node.location.clone(), node.tokens.clone())?;
         }
     }
-    // Every table shares the one ring until keyspaces have their own
-    // replication; the name is still checked.
+    // A key-value table's rows are placed by the cluster's replication
+    // (a CQL table's by its keyspace's); the name is still checked.
     if let Err(error) = ringdb::node::table_id(table) {
         eprintln!("error: {error}");
         return Ok(ExitCode::from(super::data::exit::INVALID));

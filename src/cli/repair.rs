@@ -48,7 +48,16 @@ pub async fn run(args: &RepairArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let node = status.answered_by.clone();
-    let ranges = ring.ranges_of(&node, &status.replication);
+    // Every replication's: each keyspace's places its rows.
+    let mut ranges = ring.ranges_of(&node, &status.replication);
+    for replication in &status.placements {
+        for range in ring.ranges_of(&node, replication) {
+            if !ranges.contains(&range) {
+                ranges.push(range);
+            }
+        }
+    }
+    ranges.sort_by_key(|range| range.end);
     if ranges.is_empty() {
         eprintln!("error: {node} replicates no range (it is not a normal member of the ring)");
         return Ok(ExitCode::FAILURE);

@@ -298,12 +298,14 @@ impl Coordinator {
                 // A coordinator whose view is behind (a node that left, or
                 // was removed and started again empty) must not count this
                 // node's acknowledgement: reads would not look here.
-                if !self.replicates(key.token) {
+                if !self.replicates(key.table, key.token) {
                     return Err(RequestError::NotAReplica {
                         node: self.me.clone(),
                     });
                 }
-                self.cleanup.arrivals.note(&self.replica, [key.token]);
+                self.cleanup
+                    .arrivals
+                    .note(&self.replica, [(key.table, key.token)]);
                 self.blocking(move |storage| storage.merge(&key, &incoming))
                     .await?;
                 Ok(PeerReply::Applied)
@@ -311,7 +313,7 @@ impl Coordinator {
             PeerRequest::ReplicateRows(rows) => self.replicate_rows(rows).await,
             PeerRequest::Read { row } => {
                 let key = RowKey::new(row.table, row.partition, row.clustering);
-                if !self.replicates(key.token) {
+                if !self.replicates(key.table, key.token) {
                     return Err(RequestError::NotAReplica {
                         node: self.me.clone(),
                     });
@@ -323,7 +325,7 @@ impl Coordinator {
             }
             PeerRequest::ReadSlice(read) => {
                 let token = ringdb_ring::Token::of(read.partition.as_bytes());
-                if !self.replicates(token) {
+                if !self.replicates(read.table, token) {
                     return Err(RequestError::NotAReplica {
                         node: self.me.clone(),
                     });
@@ -378,21 +380,22 @@ impl Coordinator {
                 "consistency ANY needs hinted handoff, which is disabled on this node (hints.enabled)",
             ));
         }
+        let replication = self.placement.of(table);
         let view = self.membership.view();
-        let mut replicas = view.ring.replicas(row.token(), &self.replication);
+        let mut replicas = view.ring.replicas(row.token(), &replication);
         // While a node joins or leaves, writes also go to the replicas the
         // new ring adds, and wait for them too (Cassandra's pending ranges):
         // a write acknowledged during the change is on enough replicas of
         // the ring after it.
         let mut pending = Vec::new();
         if write && let Some(future) = &view.future {
-            for node in future.replicas(row.token(), &self.replication) {
+            for node in future.replicas(row.token(), &replication) {
                 if !replicas.contains(&node) {
                     pending.push(node);
                 }
             }
         }
-        let quorum = self.level_quorum(&replicas, &pending, level);
+        let quorum = self.level_quorum(&replication, &replicas, &pending, level);
         replicas.extend(pending);
         let id = RowId {
             table,
@@ -415,6 +418,7 @@ impl Coordinator {
     /// datacenter replication) count the replicas together.
     fn level_quorum(
         &self,
+        replication: &Replication,
         replicas: &[NodeId],
         pending: &[NodeId],
         level: ConsistencyLevel,
@@ -434,9 +438,9 @@ impl Coordinator {
             members.extend(extra);
             (members, required)
         };
-        let factors = match &self.replication {
+        let factors = match replication {
             Replication::PerDatacenter { factors } => factors,
-            _ => return self.global_quorum(replicas, pending, level),
+            _ => return global_quorum(replication, replicas, pending, level),
         };
         match level {
             ConsistencyLevel::LocalOne | ConsistencyLevel::LocalQuorum => {
@@ -451,13 +455,13 @@ impl Coordinator {
                     .filter(|(_, factor)| **factor > 0)
                     .map(|(datacenter, factor)| group(datacenter, *factor));
                 let Some((members, required)) = groups.next() else {
-                    return self.global_quorum(replicas, pending, level);
+                    return global_quorum(replication, replicas, pending, level);
                 };
                 groups.fold(Quorum::new(members, required), |quorum, (m, r)| {
                     quorum.and(m, r)
                 })
             }
-            _ => self.global_quorum(replicas, pending, level),
+            _ => global_quorum(replication, replicas, pending, level),
         }
     }
 
@@ -465,12 +469,17 @@ impl Coordinator {
     /// forwarded to: for LOCAL_ONE and LOCAL_QUORUM with replicas per
     /// datacenter, those of this node's datacenter (its level counts them,
     /// and a coordinator elsewhere would count its own).
-    fn forward_targets(&self, replicas: &[NodeId], level: ConsistencyLevel) -> Vec<NodeId> {
+    fn forward_targets(
+        &self,
+        row: &RowAddress,
+        replicas: &[NodeId],
+        level: ConsistencyLevel,
+    ) -> Vec<NodeId> {
         let local = matches!(
             level,
             ConsistencyLevel::LocalOne | ConsistencyLevel::LocalQuorum
         );
-        if !local || !matches!(self.replication, Replication::PerDatacenter { .. }) {
+        if !local || !matches!(self.placed(row), Replication::PerDatacenter { .. }) {
             return replicas.to_vec();
         }
         let view = self.membership.view();
@@ -482,17 +491,10 @@ impl Coordinator {
             .collect()
     }
 
-    /// `level`'s count of every replica together, and each pending one.
-    fn global_quorum(
-        &self,
-        replicas: &[NodeId],
-        pending: &[NodeId],
-        level: ConsistencyLevel,
-    ) -> Quorum {
-        let required = level.required(self.replication.total_factor()) + pending.len();
-        let mut all = replicas.to_vec();
-        all.extend(pending.iter().cloned());
-        Quorum::new(all, required)
+    /// The replication that places `row`'s table (the cluster's for a
+    /// malformed table, which [`Coordinator::plan`] refuses anyway).
+    pub(super) fn placed(&self, row: &RowAddress) -> Replication {
+        table_id(&row.table).map_or_else(|_| self.replication.clone(), |t| self.placement.of(t))
     }
 
     /// The replicas that are reachable: this node first when it is one.
@@ -547,6 +549,19 @@ impl Coordinator {
         }
         alive
     }
+}
+
+/// `level`'s count of every replica together, and each pending one.
+fn global_quorum(
+    replication: &Replication,
+    replicas: &[NodeId],
+    pending: &[NodeId],
+    level: ConsistencyLevel,
+) -> Quorum {
+    let required = level.required(replication.total_factor()) + pending.len();
+    let mut all = replicas.to_vec();
+    all.extend(pending.iter().cloned());
+    Quorum::new(all, required)
 }
 
 /// The datacenter of `node` in `view`'s ring (or the ring after the change

@@ -224,8 +224,9 @@ impl Coordinator {
     ) -> Quorum {
         match &self.membership.view().future {
             Some(future) => {
-                let after = future.replicas(row.token(), &self.replication);
-                quorum.with(self.level_quorum(&after, &[], level))
+                let replication = self.placed(row);
+                let after = future.replicas(row.token(), &replication);
+                quorum.with(self.level_quorum(&replication, &after, &[], level))
             }
             None => quorum,
         }

@@ -114,7 +114,7 @@ impl Coordinator {
                 "forwarded to a node that is not a replica: the nodes disagree about the ring",
             ));
         }
-        let targets = self.forward_targets(&replicas, write.consistency);
+        let targets = self.forward_targets(&writes[0].row, &replicas, write.consistency);
         let request = write.into_request();
         match self.forward(&targets, required, request, deadline).await {
             Some(answer) => answer,
@@ -294,10 +294,10 @@ impl Coordinator {
         rows: PartitionVersions,
     ) -> Result<PeerReply, RequestError> {
         rows.check()?;
-        let token = Token::of(rows.partition.as_bytes());
+        let (table, token) = (rows.table, Token::of(rows.partition.as_bytes()));
         // As for one row: a coordinator whose view is behind must not
         // count this node.
-        if !self.replicates(token) {
+        if !self.replicates(table, token) {
             return Err(RequestError::NotAReplica {
                 node: self.me.clone(),
             });
@@ -308,7 +308,7 @@ impl Coordinator {
                 .map_err(|e| RequestError::invalid(format!("malformed versioned row: {e}")))?;
             decoded.push((RowKey::new(id.table, id.partition, id.clustering), incoming));
         }
-        self.cleanup.arrivals.note(&self.replica, [token]);
+        self.cleanup.arrivals.note(&self.replica, [(table, token)]);
         self.blocking(move |storage| storage.merge_rows(&decoded))
             .await?;
         Ok(PeerReply::Applied)

@@ -133,7 +133,7 @@ impl Coordinator {
         let any = write.consistency == ConsistencyLevel::Any;
         if !any || replicas.iter().any(|r| self.is_up(r)) {
             let request = write.clone().into_request();
-            let targets = self.forward_targets(&replicas, write.consistency);
+            let targets = self.forward_targets(&write.row, &replicas, write.consistency);
             match self.forward(&targets, required, request, deadline).await {
                 Some(answer) => return answer,
                 None if !any => {
@@ -473,7 +473,7 @@ impl Coordinator {
         let view = self.membership.view();
         let mut candidates = view
             .ring
-            .fallbacks(row.token(), &self.replication)
+            .fallbacks(row.token(), &self.placed(row))
             .into_iter()
             .filter(|n| !replicas.contains(n) && *n != self.me && self.is_up(n));
         down.iter()

@@ -57,6 +57,12 @@ pub(super) async fn join(
         };
         let bootstrap = config.cluster.auto_bootstrap;
         if bootstrap {
+            // Each keyspace's replication decides what this node streams.
+            if let Err(error) = node.schemas.learn_from_peers(SCHEMA_WAIT).await {
+                return Err(NodeError::Join(format!(
+                    "cannot learn the schema before streaming: {error}"
+                )));
+            }
             let plan = topology::bootstrap_plan(coordinator, &ring, &future);
             if let Some(why) = wait_for_sources(coordinator, &plan).await {
                 return Err(NodeError::Join(why));
@@ -171,6 +177,9 @@ async fn choose_tokens(
     }
     Ok(Some((ring, future, tokens)))
 }
+
+/// How long a joining node tries to learn the schema of the live members.
+const SCHEMA_WAIT: Duration = Duration::from_secs(30);
 
 /// How long a joining node waits for the replicas it must stream from to
 /// be seen up: one that has just started may not have heard from them, or

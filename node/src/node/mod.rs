@@ -17,6 +17,7 @@ use crate::dispatch::Services;
 use crate::hints::{self, Hints};
 use crate::membership::{GossipTask, Membership, SeedWatch, View};
 use crate::network::{Faults, Faulty, Hello, Network};
+use crate::placement::Placement;
 use crate::replica::Replica;
 use crate::schema::Schemas;
 use crate::storage::Engine;
@@ -269,6 +270,7 @@ fn replica(
         membership,
         gossip,
         replication: replication(config),
+        placement: Arc::new(Placement::new(replication(config))),
         settings: ClusterSettings {
             name: config.cluster.name.clone(),
             replication_factor: config.cluster.replication_factor,

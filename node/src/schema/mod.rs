@@ -153,6 +153,20 @@ impl Schema {
             .find(|table| table.id == id)
     }
 
+    /// Each live table, with the replication of its keyspace.
+    pub fn placed_tables(&self) -> Vec<(TableId, ringdb_ring::Replication)> {
+        (self.tables.values())
+            .filter(|entry| self.is_live(entry))
+            .filter_map(|entry| entry.definition.as_ref())
+            .filter_map(|table| {
+                Some((
+                    table.id,
+                    self.keyspace(&table.keyspace)?.replication.clone(),
+                ))
+            })
+            .collect()
+    }
+
     /// Whether a table entry is live: defined, in a live keyspace, and
     /// created after that keyspace was.
     fn is_live(&self, entry: &Entry<TableDefinition>) -> bool {

@@ -61,6 +61,7 @@ impl Schemas {
                 detail: error.to_string(),
             })?,
         };
+        replica.placement.set(schema.placed_tables());
         Ok(Schemas {
             replica,
             version: Mutex::new(schema.version().to_string()),
@@ -102,18 +103,6 @@ impl Schemas {
         let Some(change) = ddl::plan(&current, statement, keyspace, &stamp)? else {
             return Ok(None);
         };
-        // Rows are placed by the cluster's replication: a keyspace asking
-        // for another would be silently replicated otherwise.
-        let cluster = &self.replica.replication;
-        if let Some(keyspace) = change.live_keyspaces().find(|k| k.replication != *cluster) {
-            return Err(SchemaFailure::Refused(DdlError::Unsupported(format!(
-                "keyspace {}: this cluster places the rows of every keyspace by its own \
-                 replication, {} (cluster.replication_factor, cluster.datacenter_replication); \
-                 ringdb does not support another per keyspace yet",
-                keyspace.name,
-                ringdb_proto::replication_cql(cluster)
-            ))));
-        }
         let mut next = (*current).clone();
         if !next.merge(&change) {
             // A later stamp than every one held always wins; not winning
@@ -137,6 +126,31 @@ impl Schemas {
             if let Err(error) = self.pull(&peer, deadline).await {
                 debug!(%peer, %error, "could not pull the schema before a change");
             }
+        }
+    }
+
+    /// Pulls the schema of every live peer that announces another version
+    /// than this node's, until every pull succeeded (this node then holds
+    /// every entry they hold) or `within` passed; returns the last pull's
+    /// error then. A joining node does this before it plans what
+    /// to stream: each keyspace's replication decides which ranges it gets.
+    pub(crate) async fn learn_from_peers(&self, within: Duration) -> Result<(), TaskError> {
+        let until = Instant::now() + within;
+        loop {
+            let mut failed = None;
+            for (peer, _) in self.differing(&self.version_text()) {
+                let deadline = (Instant::now() + EXCHANGE_TIMEOUT).min(until);
+                if let Err(error) = self.pull(&peer, deadline).await {
+                    failed = Some(error);
+                }
+            }
+            let Some(failed) = failed else {
+                return Ok(());
+            };
+            if Instant::now() >= until {
+                return Err(failed);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
@@ -199,6 +213,7 @@ impl Schemas {
             return Err(error);
         }
         *self.version.lock().expect("schema version") = next.version().to_string();
+        self.replica.placement.set(next.placed_tables());
         self.schema.send_replace(Arc::new(next));
         self.announce().await;
         Ok(())

@@ -57,6 +57,14 @@ impl RowKey {
         bytes
     }
 
+    /// The table of an encoded storage key, if it is long enough to say.
+    pub fn table_of(encoded: &[u8]) -> Option<TableId> {
+        let bytes = encoded.get(8..16)?;
+        Some(TableId(u64::from_be_bytes(
+            bytes.try_into().expect("8 bytes"),
+        )))
+    }
+
     /// Decodes a storage key.
     pub fn decode(bytes: &[u8]) -> Result<RowKey, StorageError> {
         let corrupt = |detail: &str| StorageError::Corrupt {

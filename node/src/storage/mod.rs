@@ -38,12 +38,12 @@ mod retired;
 mod rocks;
 mod rows;
 mod salvage;
+mod trees;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 
-use ringdb_antientropy::tree::Trees;
 use ringdb_proto::Row;
 use ringdb_ring::{NodeId, Token};
 use serde::{Deserialize, Serialize};
@@ -58,6 +58,7 @@ pub use rocks::RocksEngine;
 pub(crate) use rows::next_prefix;
 pub use rows::{RowLimits, SliceRows, Written};
 pub use salvage::DamageRecord;
+pub use trees::GroupTrees;
 
 use crate::causality::format1::DvvSetV1;
 use crate::causality::{ActorId, DvvSet, InvalidDvvSet};
@@ -245,11 +246,12 @@ pub struct Storage {
     /// so `dots` may hold a floor for some row).
     forgotten: AtomicBool,
     next_hint: AtomicU64,
-    /// The Merkle trees of the ranges this node replicates. Writers hold
+    /// The Merkle trees of the ranges this node replicates, per placement
+    /// group (`trees.rs`). Writers hold
     /// the read lock from their engine write to their tree update, so a
     /// rebuild's snapshot (taken under the write lock) sees every write
     /// whose update went to the trees it replaces, and none of the others.
-    trees: RwLock<Arc<Trees>>,
+    trees: RwLock<Arc<GroupTrees>>,
     /// Damage found in this life (see [`Storage::note_damage`]).
     damage_found: Mutex<Option<String>>,
     /// Told when damage is first found.
@@ -270,7 +272,7 @@ impl Storage {
             epoch: 0,
             forgotten: AtomicBool::new(false),
             next_hint: AtomicU64::new(0),
-            trees: RwLock::new(Arc::new(Trees::new([]))),
+            trees: RwLock::new(Arc::new(GroupTrees::default())),
             damage_found: Mutex::new(None),
             damage_alarm: tokio::sync::watch::Sender::new(false),
             restoring: RwLock::new(Vec::new()),

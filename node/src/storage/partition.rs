@@ -152,7 +152,7 @@ impl Storage {
         let mut staged = Vec::with_capacity(keys.len());
         let mut forgotten = false;
         for (i, (key, encoded)) in keys.iter().zip(&encoded).enumerate() {
-            let hashed = trees.tree_of(key.token).is_some();
+            let hashed = trees.tree_of(key.table, key.token).is_some();
             let (row, remembered) = self.stage(encoded, hashed, &mut batch, |current, floor| {
                 change(i, current, floor)
             })?;
@@ -180,7 +180,7 @@ impl Storage {
         }
         for ((key, encoded), row) in keys.iter().zip(&encoded).zip(&staged) {
             // Only a row of a range this node keeps a tree for is hashed.
-            if let (Some(tree), true) = (trees.tree_of(key.token), row.changed) {
+            if let (Some(tree), true) = (trees.tree_of(key.table, key.token), row.changed) {
                 let new = (!row.next.is_empty()).then(|| version_digest(&row.bytes));
                 retree(tree, key, encoded, row.old_digest, new);
             }

@@ -1,11 +1,10 @@
 //! Rows: read, write under the row lock, merge, scan, delete, and the
 //! Merkle trees kept in step with every change.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use ringdb_antientropy::tree::{Hash, Tree, Trees, item_hash, leaf_range, version_digest};
-use ringdb_proto::{ClusteringKey, Row, SliceRead, TableId, TreeItem, Value};
+use ringdb_antientropy::tree::{Hash, Tree, item_hash};
+use ringdb_proto::{ClusteringKey, Row, SliceRead, TableId, Value};
 use ringdb_ring::{NodeId, TokenRange};
 
 use super::{
@@ -329,7 +328,7 @@ impl Storage {
     }
 
     /// [`Storage::scan_encoded`] in `reader` (the engine, or a snapshot).
-    fn scan_at<'a>(
+    pub(super) fn scan_at<'a>(
         &self,
         reader: &'a dyn Reader,
         range: TokenRange,
@@ -396,15 +395,19 @@ impl Storage {
     /// rows it deleted. Not synced: a delete lost to a machine crash only
     /// leaves a row to clean up again.
     pub fn delete_range(&self, range: TokenRange) -> Result<u64, StorageError> {
-        Ok(self.delete_range_while(range, || true, || true)?.0)
+        Ok(self
+            .delete_range_while(range, |_| true, || true, || true)?
+            .0)
     }
 
-    /// [`Storage::delete_range`], asking `keep_going` before each batch of
-    /// rows and `still` under each row's lock, before deleting it; returns
-    /// the rows deleted and whether the range is done.
+    /// [`Storage::delete_range`] of the tables `holds` holds, asking
+    /// `keep_going` before each batch of rows and `still` under each row's
+    /// lock, before deleting it; returns the rows deleted and whether the
+    /// range is done.
     pub fn delete_range_while(
         &self,
         range: TokenRange,
+        holds: impl Fn(TableId) -> bool,
         mut keep_going: impl FnMut() -> bool,
         still: impl Fn() -> bool,
     ) -> Result<(u64, bool), StorageError> {
@@ -424,6 +427,9 @@ impl Storage {
             }
             for key in keys {
                 let key = RowKey::decode(&key)?;
+                if !holds(key.table) {
+                    continue;
+                }
                 let (_, _, stopped) = self.modify(&key, false, |current, _| {
                     let stopped = !still();
                     deleted += u64::from(!stopped && !current.is_empty());
@@ -467,78 +473,6 @@ impl Storage {
     /// durability never needs it, the WAL has every write).
     pub fn flush(&self) -> Result<(), StorageError> {
         self.engine.flush(Family::Data)
-    }
-
-    /// Replaces the Merkle trees with trees over `ranges`, built from the
-    /// stored rows (a scan of each range). Writes made meanwhile update
-    /// the new trees already; the trees are ready once the scan is done.
-    pub fn rebuild_trees(&self, ranges: Vec<TokenRange>) -> Result<Arc<Trees>, StorageError> {
-        let fresh = Arc::new(Trees::new(ranges.iter().copied()));
-        let snapshot = {
-            let mut trees = self.trees.write().expect("trees lock");
-            *trees = fresh.clone();
-            self.engine.snapshot()
-        };
-        for range in ranges {
-            for item in self.scan_at(&*snapshot, range, None) {
-                let (key, value) = item?;
-                let token = RowKey::decode(&key)?.token;
-                fresh.toggle(token, &item_hash(&key, &version_digest(&value)));
-            }
-        }
-        fresh.set_ready();
-        Ok(fresh)
-    }
-
-    /// The current Merkle trees.
-    pub fn trees(&self) -> Arc<Trees> {
-        self.trees.read().expect("trees lock").clone()
-    }
-
-    /// The items (storage key, version digest) of `leaves` of `range`'s
-    /// tree, leaf by leaf; only `table`'s when given; in the first leaf only
-    /// those after the key `after`. Stops once the items hold `max_bytes`
-    /// (at least one item), and then says where to resume: the leaf, and the
-    /// last key returned of it.
-    #[allow(clippy::type_complexity)]
-    pub fn leaf_items(
-        &self,
-        range: TokenRange,
-        leaves: &[u32],
-        table: Option<TableId>,
-        after: Option<&[u8]>,
-        max_bytes: usize,
-    ) -> Result<(Vec<TreeItem>, Option<(u32, Vec<u8>)>), StorageError> {
-        let mut items = Vec::new();
-        let mut bytes = 0;
-        for (i, &leaf) in leaves.iter().enumerate() {
-            let Some(tokens) = leaf_range(range, leaf as usize) else {
-                continue;
-            };
-            let start = if i == 0 {
-                after.map(<[u8]>::to_vec)
-            } else {
-                None
-            };
-            // The last key returned of this leaf (empty: none yet).
-            let mut last = start.clone().unwrap_or_default();
-            for item in self.scan_encoded(tokens, start) {
-                let (key, value) = item?;
-                if table.is_some_and(|t| key.get(8..16) != Some(&t.0.to_be_bytes()[..])) {
-                    continue;
-                }
-                if bytes >= max_bytes {
-                    return Ok((items, Some((leaf, last))));
-                }
-                bytes += key.len() + 32;
-                last.clone_from(&key);
-                items.push(TreeItem {
-                    key,
-                    digest: version_digest(&value).to_vec(),
-                });
-            }
-        }
-        Ok((items, None))
     }
 
     /// The stored bytes of a row, by storage key.

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use ringdb_gossip::{StateValue, Status};
 use ringdb_proto::{OperationStatus, PeerReply, PeerRequest, RequestError};
-use ringdb_ring::{NodeId, Ring, TokenRange};
+use ringdb_ring::{NodeId, Replication, Ring, TokenRange};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -35,6 +35,7 @@ use crate::hints;
 use crate::hints::Handoff;
 use crate::membership::View;
 use crate::operations::{Job, Kind, Operations, Undo};
+use crate::placement::Group;
 use crate::replica::Replica;
 use crate::storage::{Storage, StorageError};
 use crate::streaming::{self, Streamed};
@@ -69,6 +70,10 @@ pub(crate) struct RangeProgress {
     pub after: Option<Vec<u8>>,
     /// Whether the range is complete.
     pub done: bool,
+    /// The placement group whose rows are streamed ([`Group::wire`]:
+    /// `None` for the cluster's replication's).
+    #[serde(default)]
+    pub placement: Option<Replication>,
 }
 
 /// The bootstrap still to do, from the data directory (empty when none).
@@ -94,13 +99,28 @@ pub(crate) fn save_bootstrap(
 /// the replica that gives the range up (Cassandra's consistent range
 /// movement; others after it only when `streaming.consistent_range_movement`
 /// is off), or from every replica when nobody gives it up.
+/// One plan per placement group, each streaming only the group's tables.
 pub(crate) fn bootstrap_plan(c: &Topology, ring: &Ring, future: &Ring) -> Vec<RangeProgress> {
+    let groups = c.placement.now().groups();
+    groups
+        .iter()
+        .flat_map(|group| group_bootstrap_plan(c, group, ring, future))
+        .collect()
+}
+
+fn group_bootstrap_plan(
+    c: &Topology,
+    group: &Group,
+    ring: &Ring,
+    future: &Ring,
+) -> Vec<RangeProgress> {
+    let replication = &group.replication;
     future
-        .ranges_of(&c.me, &c.replication)
+        .ranges_of(&c.me, replication)
         .into_iter()
         .map(|range| {
-            let old = ring.replicas(range.end, &c.replication);
-            let new = future.replicas(range.end, &c.replication);
+            let old = ring.replicas(range.end, replication);
+            let new = future.replicas(range.end, replication);
             let (mut sources, others): (Vec<NodeId>, Vec<NodeId>) =
                 old.into_iter().partition(|node| !new.contains(node));
             let every = sources.is_empty();
@@ -114,6 +134,7 @@ pub(crate) fn bootstrap_plan(c: &Topology, ring: &Ring, future: &Ring) -> Vec<Ra
                 sources_done: 0,
                 after: None,
                 done: false,
+                placement: group.wire(),
             }
         })
         .collect()
@@ -173,6 +194,8 @@ async fn stream_range(
 ) -> Result<Streamed, TaskError> {
     let range = progress[i].range;
     let after = progress[i].after.clone();
+    let group = crate::repair::local_group(c, progress[i].placement.as_ref())
+        .map_err(|error| TaskError::Refused(error.to_string()))?;
     let snapshot: Vec<RangeProgress> = progress.to_vec();
     let storage = c.storage.clone();
     let checkpoint = |key: &[u8]| {
@@ -181,7 +204,7 @@ async fn stream_range(
         save_bootstrap(&storage, &saved)
     };
     streaming::fetch(
-        &*c.peers, &c.storage, source, range, after, throttle, checkpoint,
+        &*c.peers, &c.storage, source, &group, range, after, throttle, checkpoint,
     )
     .await
 }
@@ -294,7 +317,15 @@ pub(crate) fn check_decommission(c: &Topology) -> Result<(), RequestError> {
                 .map_or("unknown".into(), |s| s.to_string())
         )));
     }
-    let factor = c.replication.total_factor();
+    if let Some(reason) = c.schema_disagreement() {
+        return Err(RequestError::invalid(reason));
+    }
+    let placements = c.placement.now();
+    let groups = placements.groups();
+    let factor = (groups.iter())
+        .map(|group| group.replication.total_factor())
+        .max()
+        .unwrap_or(0);
     if view.ring.len() <= factor {
         return Err(RequestError::invalid(format!(
             "the ring has {} nodes for replication factor {factor}: without this node some \
@@ -453,18 +484,8 @@ pub(crate) async fn decommission(c: Arc<Topology>) -> Result<String, RequestErro
         .await;
     c.operations.progress("announced leaving".into()).await;
     tokio::time::sleep(RING_SETTLE).await;
-    let handovers: Vec<(TokenRange, Vec<NodeId>)> = ring
-        .replicated_ranges(&c.replication)
-        .into_iter()
-        .filter(|(_, replicas)| replicas.contains(&c.me))
-        .map(|(range, replicas)| {
-            let new: Vec<NodeId> = future
-                .replicas(range.end, &c.replication)
-                .into_iter()
-                .filter(|n| !replicas.contains(n))
-                .collect();
-            (range, new)
-        })
+    let handovers: Vec<Handover> = (c.placement.now().groups().into_iter())
+        .flat_map(|group| handovers_of(c, &group, &ring, &future))
         .collect();
     let started = Instant::now();
     let streamed = hand_ranges_over(c, &handovers, started).await?;
@@ -497,16 +518,37 @@ pub(crate) async fn decommission(c: Arc<Topology>) -> Result<String, RequestErro
     ))
 }
 
+/// A range of a group's rows this node gives up, and its new replicas.
+type Handover = (Group, TokenRange, Vec<NodeId>);
+
+/// The ranges of `group`'s rows this node gives up when `ring` becomes
+/// `future`, each with the replicas `future` adds.
+fn handovers_of(c: &Topology, group: &Group, ring: &Ring, future: &Ring) -> Vec<Handover> {
+    let replication = &group.replication;
+    ring.replicated_ranges(replication)
+        .into_iter()
+        .filter(|(_, replicas)| replicas.contains(&c.me))
+        .map(|(range, replicas)| {
+            let new: Vec<NodeId> = future
+                .replicas(range.end, replication)
+                .into_iter()
+                .filter(|n| !replicas.contains(n))
+                .collect();
+            (group.clone(), range, new)
+        })
+        .collect()
+}
+
 /// Streams each range this node gives up to its new replicas; on failure
 /// the node is normal again.
 async fn hand_ranges_over(
     c: &Topology,
-    handovers: &[(TokenRange, Vec<NodeId>)],
+    handovers: &[Handover],
     started: Instant,
 ) -> Result<Streamed, RequestError> {
     let mut streamed = Streamed::default();
     let mut throttle = streaming::Throttle::new(c.streaming.bytes_per_sec());
-    for (i, (range, targets)) in handovers.iter().enumerate() {
+    for (i, (group, range, targets)) in handovers.iter().enumerate() {
         c.operations
             .progress(format!(
                 "streaming range {} of {} ({} rows, {:.2} MiB so far)",
@@ -517,7 +559,8 @@ async fn hand_ranges_over(
             ))
             .await;
         for target in targets {
-            match streaming::push(&*c.peers, &c.storage, target, *range, &mut throttle).await {
+            let push = streaming::push(&*c.peers, &c.storage, target, group, *range, &mut throttle);
+            match push.await {
                 Ok(moved) => streamed.add(moved),
                 Err(error) => {
                     // Back to normal: the ring is as it was.

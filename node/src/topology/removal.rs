@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ringdb_gossip::{RemovalStep, Status};
 use ringdb_proto::{PeerReply, PeerRequest, RequestError};
-use ringdb_ring::{Location, NodeId, Ring, Token, TokenRange};
+use ringdb_ring::{Location, NodeId, Replication, Ring, Token, TokenRange};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::info;
@@ -15,6 +15,7 @@ use tracing::info;
 use super::{RING_SETTLE, Topology, one_change_at_a_time};
 use crate::error::{TaskError, ask};
 use crate::membership::{RemoveError, View};
+use crate::placement::Group;
 use crate::storage::StorageError;
 use crate::streaming;
 
@@ -35,6 +36,28 @@ pub(crate) struct Removal {
     pub done: Vec<TokenRange>,
     /// It was joining: nothing to restore.
     pub joining: bool,
+    /// The ranges of another placement group than the cluster's restored
+    /// so far (those of the cluster's are in `done`).
+    #[serde(default)]
+    pub done_placed: Vec<(Replication, TokenRange)>,
+}
+
+impl Removal {
+    /// Whether `group`'s `range` was restored.
+    fn restored(&self, group: &Group, range: TokenRange) -> bool {
+        match group.wire() {
+            None => self.done.contains(&range),
+            Some(replication) => self.done_placed.contains(&(replication, range)),
+        }
+    }
+
+    /// Notes that `group`'s `range` was restored.
+    fn note_restored(&mut self, group: &Group, range: TokenRange) {
+        match group.wire() {
+            None => self.done.push(range),
+            Some(replication) => self.done_placed.push((replication, range)),
+        }
+    }
 }
 
 /// The removal this node was running when it stopped, if any.
@@ -100,6 +123,9 @@ pub(crate) fn plan_removal(c: &Topology, node: &NodeId) -> Result<Removal, Reque
             "{runner} is removing {node}: follow it there (`--follow`), or abort it there first"
         )));
     }
+    if let Some(reason) = c.schema_disagreement() {
+        return Err(RequestError::invalid(reason));
+    }
     let member = view.ring.members().get(node);
     if member.is_none() && !joining {
         return Err(RequestError::invalid(format!(
@@ -111,6 +137,7 @@ pub(crate) fn plan_removal(c: &Topology, node: &NodeId) -> Result<Removal, Reque
         location: member.map(|m| m.location.clone()).unwrap_or_default(),
         tokens: member.map(|m| m.tokens.clone()).unwrap_or_default(),
         done: Vec::new(),
+        done_placed: Vec::new(),
         joining,
     })
 }
@@ -191,15 +218,19 @@ async fn restore_ranges(
     let node = removal.node.clone();
     let (before, after) = rings(c, removal)?;
     let (mut ranges, mut copies) = (0, 0);
-    let affected: Vec<(TokenRange, Vec<NodeId>)> = before
-        .replicated_ranges(&c.replication)
+    let affected: Vec<(Group, TokenRange, Vec<NodeId>)> = (c.placement.now().groups())
         .into_iter()
-        .filter(|(_, replicas)| replicas.contains(&node))
+        .flat_map(|group| {
+            let ranges = before.replicated_ranges(&group.replication);
+            (ranges.into_iter())
+                .filter(|(_, replicas)| replicas.contains(&node))
+                .map(move |(range, replicas)| (group.clone(), range, replicas))
+        })
         .collect();
     let total = affected.len();
-    for (range, replicas) in affected {
+    for (group, range, replicas) in affected {
         ranges += 1;
-        if removal.done.contains(&range) {
+        if removal.restored(&group, range) {
             continue;
         }
         // Removed already: a removal the previous version of ringdb
@@ -214,8 +245,9 @@ async fn restore_ranges(
         c.operations
             .progress(format!("restoring range {ranges} of {total}"))
             .await;
-        copies += restore_range(c, &node, range, &replicas, &after).await?;
-        removal.done.push(range);
+        let at = (&group, range);
+        copies += restore_range(c, &node, at, &replicas, &after).await?;
+        removal.note_restored(&group, range);
         save_removal(c, Some(removal))?;
     }
     Ok((ranges, copies, after.members().len()))
@@ -289,7 +321,10 @@ fn removed_summary(
     copies: usize,
     members: usize,
 ) -> String {
-    let factor = c.replication.total_factor();
+    let factor = (c.placement.now().groups().iter())
+        .map(|group| group.replication.total_factor())
+        .max()
+        .unwrap_or(0);
     let elapsed = started.elapsed().as_secs_f64();
     if members < factor {
         format!(
@@ -390,7 +425,7 @@ pub(crate) async fn aborted(c: &Topology, node: &NodeId) -> String {
 async fn restore_range(
     c: &Topology,
     node: &NodeId,
-    range: TokenRange,
+    (group, range): (&Group, TokenRange),
     replicas: &[NodeId],
     after: &Ring,
 ) -> Result<usize, RequestError> {
@@ -407,13 +442,13 @@ async fn restore_range(
         )));
     }
     let new = after
-        .replicas(range.end, &c.replication)
+        .replicas(range.end, &group.replication)
         .into_iter()
         .filter(|n| !replicas.contains(n));
     let mut copies = 0;
     for target in new {
         for source in &survivors {
-            copy_range(c, source, &target, range)
+            copy_range(c, source, &target, (group, range))
                 .await
                 .map_err(|error| {
                     c.server_error(format!(
@@ -433,7 +468,7 @@ async fn copy_range(
     c: &Topology,
     source: &NodeId,
     target: &NodeId,
-    range: TokenRange,
+    (group, range): (&Group, TokenRange),
 ) -> Result<(), TaskError> {
     if *target == c.me {
         let mut throttle = streaming::Throttle::new(c.streaming.bytes_per_sec());
@@ -441,6 +476,7 @@ async fn copy_range(
             &*c.peers,
             &c.storage,
             source,
+            group,
             range,
             None,
             &mut throttle,
@@ -452,6 +488,7 @@ async fn copy_range(
     let request = PeerRequest::FetchRange {
         range,
         source: source.clone(),
+        placement: group.wire(),
     };
     let deadline = Instant::now() + RANGE_COPY_TIMEOUT;
     match ask(c.peers.as_ref(), target, request, deadline).await {

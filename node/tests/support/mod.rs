@@ -19,7 +19,7 @@ pub fn tree_roots(storage: &Storage) -> (Vec<[u8; 32]>, Vec<[u8; 32]>) {
             .map(|range| trees.tree(range).unwrap().hash(0, 0))
             .collect::<Vec<_>>()
     };
-    let maintained = roots(&storage.trees());
+    let maintained = roots(storage.trees().cluster().expect("trees"));
     let rebuilt = roots(&storage.rebuild_trees(tree_ranges()).unwrap());
     (maintained, rebuilt)
 }

@@ -3,10 +3,14 @@
 //! background rounds, `ringdb repair`, and tombstone purging.
 //!
 //! **Trees.** Storage keeps one tree per vnode range this node replicates
-//! (`ringdb_antientropy::tree` has the shape and why), updated by every
-//! write under the row lock. A task rebuilds them from a snapshot scan at
-//! start and whenever the ranges this node replicates change (a node
-//! joined or left); exchanges wait until they are ready.
+//! (`ringdb_antientropy::tree` has the shape and why), per placement group
+//! (`placement.rs`: the tables one replication places, over the ranges it
+//! gives this node), updated by every write under the row lock. A task
+//! (`maintain.rs`) rebuilds them from a snapshot scan at start and whenever
+//! the ranges this node replicates change (a node joined or left) or a
+//! group's tables do (a keyspace of another replication, or a table in
+//! one, was created, altered or dropped); exchanges wait until they are
+//! ready, and name their group to the peer.
 //!
 //! **An exchange** of range R with replica P: ask P's root, descend into
 //! the differing subtrees (`Exchange`), fetch P's items of the differing
@@ -33,24 +37,27 @@ use std::time::Duration;
 
 use ringdb_antientropy::exchange::{Exchange, Step, diff_items};
 use ringdb_antientropy::tree::{Hash, Tree, Trees};
-use ringdb_gossip::Status;
+use ringdb_proto::replication_cql;
 use ringdb_proto::{
     PeerReply, PeerRequest, RepairSummary, RequestError, StreamedRow, TableId, TreeItem,
     VersionedRow,
 };
-use ringdb_ring::{NodeId, TokenRange};
+use ringdb_ring::{NodeId, Replication, TokenRange};
 use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use crate::cleanup;
 use crate::cleanup::Cleanup;
 use crate::error::{self, TaskError};
-use crate::membership::View;
+use crate::placement::Group;
 use crate::replica::Replica;
-use crate::storage::{RowKey, Storage, StorageError, StoredRow, purgeable};
+use crate::storage::{GroupTrees, RowKey, Storage, StorageError, StoredRow, purgeable};
 use crate::streaming::{self, Throttle};
+
+mod maintain;
+
+pub(crate) use maintain::maintain_trees;
 
 /// How long the ring must stay still before the trees follow it.
 const TREE_SETTLE: Duration = Duration::from_secs(2);
@@ -93,13 +100,14 @@ pub(crate) fn purge_cutoff(coordinator: &Replica) -> i64 {
     coordinator.now_micros().saturating_sub(grace)
 }
 
-/// This node's tree of exactly `range`, or why there is none. A range
-/// this node replicates in its current ring but has no tree for yet means
-/// its trees are being rebuilt after a ring change: retryable, like a
-/// first build.
+/// This node's tree of exactly `range` in the group a message names
+/// ([`Group::wire`]), or why there is none. A range this node replicates
+/// in its current ring but has no tree for yet means its trees are being
+/// rebuilt after a ring or schema change: retryable, like a first build.
 pub(crate) fn local_tree<'a>(
     coordinator: &Replica,
-    trees: &'a Trees,
+    trees: &'a GroupTrees,
+    placement: Option<&Replication>,
     range: TokenRange,
 ) -> Result<&'a Tree, RequestError> {
     let me = &coordinator.me;
@@ -109,30 +117,55 @@ pub(crate) fn local_tree<'a>(
     if !trees.is_ready() {
         return Err(RequestError::overloaded(format!("{me} {STILL_BUILDING}")));
     }
-    trees.tree(range).ok_or_else(|| {
-        if wanted_ranges(coordinator).contains(&range) {
+    let tree = trees
+        .group(placement)
+        .and_then(|(_, trees)| trees.tree(range));
+    tree.ok_or_else(|| {
+        let wanted = wanted_trees(coordinator);
+        let group = wanted.iter().find(|(g, _)| g.wire().as_ref() == placement);
+        if group.is_some_and(|(_, ranges)| ranges.contains(&range)) {
             RequestError::overloaded(format!("{me} {STILL_BUILDING} for its new ranges"))
         } else {
             RequestError::invalid(format!(
-                "{me} keeps no tree for {range}: it does not replicate it, or the nodes \
-                 disagree about the ring"
+                "{me} keeps no tree for {range}{}: it does not replicate it, or the nodes \
+                 disagree about the ring or the schema",
+                placement.map_or(String::new(), |r| format!(" of {}", replication_cql(r)))
             ))
         }
     })
 }
 
-/// The ranges this node should keep trees for in its current ring, in
-/// token order.
-fn wanted_ranges(coordinator: &Replica) -> Vec<TokenRange> {
+/// The group a message names ([`Group::wire`]) in this node's schema.
+pub(crate) fn local_group(
+    coordinator: &Replica,
+    placement: Option<&Replication>,
+) -> Result<Group, RequestError> {
+    coordinator.placement.now().group(placement).ok_or_else(|| {
+        RequestError::overloaded(format!(
+            "{} places no table by {} yet: its schema is behind",
+            coordinator.me,
+            placement.map_or("the cluster's replication".into(), replication_cql)
+        ))
+    })
+}
+
+/// Each placement group and the ranges this node should keep its trees
+/// for in its current ring, in token order.
+pub(super) fn wanted_trees(coordinator: &Replica) -> Vec<(Group, Vec<TokenRange>)> {
     let view = coordinator.membership.view();
-    let mut wanted = if view.ring.members().contains_key(&coordinator.me) {
-        view.ring
-            .ranges_of(&coordinator.me, &coordinator.replication)
-    } else {
-        Vec::new()
-    };
-    wanted.sort_by_key(|range| range.end);
-    wanted
+    let member = view.ring.members().contains_key(&coordinator.me);
+    let groups = coordinator.placement.now().groups();
+    (groups.into_iter())
+        .map(|group| {
+            let mut ranges = if member {
+                view.ring.ranges_of(&coordinator.me, &group.replication)
+            } else {
+                Vec::new()
+            };
+            ranges.sort_by_key(|range| range.end);
+            (group, ranges)
+        })
+        .collect()
 }
 
 /// The stored rows among `keys` (storage keys), as they are stored, in
@@ -198,11 +231,6 @@ pub(crate) async fn repair(
     deadline: Instant,
 ) -> Result<RepairSummary, RequestError> {
     let trees = ready_trees(coordinator, deadline).await?;
-    let ranges = if ranges.is_empty() {
-        trees.ranges().collect()
-    } else {
-        ranges
-    };
     let view = coordinator.membership.view();
     let mut round = Round {
         summary: RepairSummary::default(),
@@ -210,9 +238,28 @@ pub(crate) async fn repair(
         deadline,
         still_building: Vec::new(),
     };
+    for (group, group_trees) in trees.groups() {
+        if table.is_some_and(|table| !group.holds(table)) {
+            continue;
+        }
+        // Of the ranges asked for, those this group keeps a tree for.
+        let mine: Vec<TokenRange> = (group_trees.ranges())
+            .filter(|range| ranges.is_empty() || ranges.contains(range))
+            .collect();
+        for range in mine {
+            let replicas = view.ring.replicas(range.end, &group.replication);
+            let at = (group, &**group_trees);
+            repair_range(coordinator, at, range, &replicas, table, &mut round).await?;
+        }
+    }
     for range in ranges {
-        let replicas = view.ring.replicas(range.end, &coordinator.replication);
-        repair_range(coordinator, &trees, range, &replicas, table, &mut round).await?;
+        if !trees.groups().any(|(_, trees)| trees.tree(range).is_some()) {
+            round.summary.ranges_failed.push((
+                range,
+                coordinator.me.clone(),
+                "this node keeps no tree for the range (not a replica of it)".into(),
+            ));
+        }
     }
     let mut totals = coordinator.repairs.lock().expect("repairs");
     totals.add(round.summary.clone());
@@ -228,10 +275,10 @@ pub(crate) async fn repair(
 async fn ready_trees(
     coordinator: &Arc<AntiEntropy>,
     deadline: Instant,
-) -> Result<Arc<Trees>, RequestError> {
+) -> Result<Arc<GroupTrees>, RequestError> {
     let mut trees = coordinator.storage.trees();
     let give_up = Instant::now() + TREES_WAIT;
-    while !trees.is_ready() || !trees.ranges().eq(wanted_ranges(coordinator)) {
+    while !trees.is_ready() || trees.plan() != wanted_trees(coordinator) {
         if Instant::now() >= give_up.min(deadline) {
             return Err(RequestError::overloaded(format!(
                 "{} {STILL_BUILDING}; retry in a moment",
@@ -248,7 +295,7 @@ async fn ready_trees(
 /// the grace when every replica was reconciled and nothing changed here.
 async fn repair_range(
     coordinator: &Arc<AntiEntropy>,
-    trees: &Trees,
+    (group, trees): (&Group, &Trees),
     range: TokenRange,
     replicas: &[NodeId],
     table: Option<TableId>,
@@ -262,6 +309,10 @@ async fn repair_range(
         ));
         return Ok(());
     }
+    let holds = Holds {
+        group: group.clone(),
+        table,
+    };
     // The tombstones that may be purged after the round: those here before
     // it began, so that every exchange saw them. One written during the
     // round (stamped long ago by a coordinator whose clock is behind, so
@@ -269,7 +320,10 @@ async fn repair_range(
     let before = purge_cutoff(coordinator);
     let candidates = coordinator
         .storage
-        .blocking(move |storage| purge_candidates(storage, range, table, before))
+        .blocking({
+            let holds = holds.clone();
+            move |storage| purge_candidates(storage, range, holds, before)
+        })
         .await
         .map_err(|e| coordinator.server_error(e.to_string()))?;
     let mut complete = true;
@@ -290,7 +344,8 @@ async fn repair_range(
             continue;
         }
         round.summary.ranges_compared += 1;
-        match exchange_when_ready(coordinator, trees, range, peer, table, round).await {
+        let at = (group, trees);
+        match exchange_when_ready(coordinator, at, range, peer, &holds, round).await {
             Ok(changed) => changed_here += changed,
             Err(error) => {
                 debug!(%range, %peer, %error, "range exchange failed");
@@ -311,7 +366,7 @@ async fn repair_range(
     // tombstone, and it was not compared.
     let now = coordinator.membership.view();
     let settled =
-        now.future.is_none() && now.ring.replicas(range.end, &coordinator.replication) == replicas;
+        now.future.is_none() && now.ring.replicas(range.end, &group.replication) == replicas;
     if complete && changed_here == 0 && settled {
         let purged = coordinator
             .storage
@@ -327,16 +382,16 @@ async fn repair_range(
 /// started to build its trees (a scan of its data) rather than give up.
 async fn exchange_when_ready(
     coordinator: &Arc<AntiEntropy>,
-    trees: &Trees,
+    at: (&Group, &Trees),
     range: TokenRange,
     peer: &NodeId,
-    table: Option<TableId>,
+    holds: &Holds,
     round: &mut Round,
 ) -> Result<u64, TaskError> {
     let mut outcome = Err(TaskError::Refused(format!("{peer} is down")));
     let give_up = Instant::now() + TREES_WAIT;
     while coordinator.is_up(peer) {
-        outcome = exchange(coordinator, trees, range, peer, table, round).await;
+        outcome = exchange(coordinator, at, range, peer, holds, round).await;
         // Its trees lag (it answers Overloaded until they are built).
         if !outcome.as_ref().is_err_and(TaskError::is_overloaded) {
             break;
@@ -383,21 +438,36 @@ async fn ask(
 /// changed here.
 async fn exchange(
     coordinator: &Arc<AntiEntropy>,
-    trees: &Trees,
+    (group, trees): (&Group, &Trees),
     range: TokenRange,
     peer: &NodeId,
-    table: Option<TableId>,
+    holds: &Holds,
     round: &mut Round,
 ) -> Result<u64, TaskError> {
-    let Some(leaves) = differing_leaves(coordinator, trees, range, peer, round).await? else {
+    let placement = group.wire();
+    if let Some(detail) = coordinator.storage.damage_found() {
+        return Err(coordinator.damaged(&detail).into());
+    }
+    let Some(tree) = trees.tree(range) else {
+        return Err(TaskError::Refused(format!("no tree for {range} here")));
+    };
+    let Some(leaves) = differing_leaves(coordinator, (&placement, tree), peer, round).await? else {
         return Ok(0);
     };
     round.summary.ranges_differing.push((range, peer.clone()));
-    let mut theirs = their_items(coordinator, range, peer, table, &leaves, round).await?;
+    let asked = Asked {
+        placement,
+        table: holds.table,
+        range,
+    };
+    let mut theirs = their_items(coordinator, &asked, peer, &leaves, round).await?;
     theirs.sort_by(|a, b| a.key.cmp(&b.key));
+    let holds = holds.clone();
     let mine = coordinator
         .storage
-        .blocking(move |storage| storage.leaf_items(range, &leaves, table, None, usize::MAX))
+        .blocking(move |storage| {
+            storage.leaf_items(range, &leaves, |t| holds.holds(t), None, usize::MAX)
+        })
         .await?
         .0;
     let diff = diff_items(&mine, &theirs);
@@ -413,16 +483,15 @@ async fn exchange(
     Ok(changed_here)
 }
 
-/// Descends the two Merkle trees of `range` from the root; the leaves that
+/// Descends the two Merkle trees of a range from the root (this node's
+/// `tree`, and the peer's of the group `placement` names); the leaves that
 /// differ, or `None` when the trees are the same.
 async fn differing_leaves(
     coordinator: &Arc<AntiEntropy>,
-    trees: &Trees,
-    range: TokenRange,
+    (placement, tree): (&Option<Replication>, &Tree),
     peer: &NodeId,
     round: &mut Round,
 ) -> Result<Option<Vec<u32>>, TaskError> {
-    let tree = local_tree(coordinator, trees, range)?;
     let (mut exchange, mut step) = Exchange::start();
     loop {
         match step {
@@ -430,9 +499,10 @@ async fn differing_leaves(
             Step::Items { leaves } => return Ok(Some(leaves)),
             Step::Hashes { level, nodes } => {
                 let request = PeerRequest::TreeHashes {
-                    range,
+                    range: tree.range(),
                     level,
                     nodes,
+                    placement: placement.clone(),
                 };
                 let hashes = match ask(coordinator, peer, request, round).await? {
                     PeerReply::Hashes(bytes) if bytes.len() % 32 == 0 => bytes
@@ -452,12 +522,32 @@ async fn differing_leaves(
     }
 }
 
+/// Which rows a repair reconciles: its group's, only one table's when
+/// given.
+#[derive(Clone)]
+struct Holds {
+    group: Group,
+    table: Option<TableId>,
+}
+
+impl Holds {
+    fn holds(&self, table: TableId) -> bool {
+        self.group.holds(table) && self.table.is_none_or(|only| table == only)
+    }
+}
+
+/// The items a repair asks a peer for: of which group, table and range.
+struct Asked {
+    placement: Option<Replication>,
+    table: Option<TableId>,
+    range: TokenRange,
+}
+
 /// The peer's items (key and version digest) of `leaves`, a page at a time.
 async fn their_items(
     coordinator: &Arc<AntiEntropy>,
-    range: TokenRange,
+    asked: &Asked,
     peer: &NodeId,
-    table: Option<TableId>,
     leaves: &[u32],
     round: &mut Round,
 ) -> Result<Vec<TreeItem>, TaskError> {
@@ -465,10 +555,11 @@ async fn their_items(
     let (mut remaining, mut after) = (leaves.to_vec(), None);
     loop {
         let request = PeerRequest::LeafItems {
-            range,
+            range: asked.range,
             leaves: remaining.clone(),
-            table,
+            table: asked.table,
             after: after.take(),
+            placement: asked.placement.clone(),
         };
         match ask(coordinator, peer, request, round).await? {
             PeerReply::Items { items, resume } => {
@@ -564,21 +655,18 @@ async fn send_rows(
     Ok(())
 }
 
-/// The rows of `range` (only `table`'s when given: only they are
-/// reconciled) that are nothing but tombstones older than `before`, as
-/// they are now.
+/// The rows of `range` that a round reconciles (`holds`) and that are
+/// nothing but tombstones older than `before`, as they are now.
 fn purge_candidates(
     storage: &Storage,
     range: TokenRange,
-    table: Option<TableId>,
+    holds: Holds,
     before: i64,
 ) -> Result<Vec<(RowKey, StoredRow)>, StorageError> {
     storage
         .scan(range)
         .filter_map(|item| match item {
-            Ok((key, row))
-                if table.is_none_or(|table| key.table == table) && purgeable(&row, before) =>
-            {
+            Ok((key, row)) if holds.holds(key.table) && purgeable(&row, before) => {
                 Some(Ok((key, row)))
             }
             Ok(_) => None,
@@ -606,132 +694,6 @@ fn purge_tombstones(
         }
     }
     Ok(purged)
-}
-
-/// Keeps the Merkle trees over the ranges this node replicates: builds
-/// them at start and again when the ring has changed and stayed still; and
-/// once a change took ranges from this node, cleans them up (`cleanup.rs`).
-pub(crate) async fn maintain_trees(coordinator: Arc<AntiEntropy>, cancel: CancellationToken) {
-    let mut views = coordinator.membership.subscribe();
-    // Every range this node has replicated, in any ring this process has
-    // seen it a member of, since its last cleanup: a range among them it
-    // no longer replicates once the ring settles is to be cleaned up.
-    // Every view is looked at, not only settled ones, so that a change
-    // that follows another before the ring settles is not missed.
-    let mut held: Vec<TokenRange> = Vec::new();
-    note_held(&coordinator, &mut held);
-    loop {
-        // Wait for the ring to stay still for a moment.
-        loop {
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => return,
-                changed = tokio::time::timeout(TREE_SETTLE, views.changed()) => match changed {
-                    Err(_) => break,
-                    Ok(Err(_)) => return,
-                    Ok(Ok(())) => note_held(&coordinator, &mut held),
-                },
-            }
-        }
-        let view = coordinator.membership.view();
-        let retry = !rebuild_trees(&coordinator).await;
-        clean_up_if_settled(&coordinator, &view, &mut held).await;
-        // Sleep until the next change (or until it is time to try a failed
-        // build again).
-        let retry_at = retry.then(|| tokio::time::Instant::now() + TREE_RETRY);
-        tokio::select! {
-            biased;
-            () = cancel.cancelled() => return,
-            () = async { tokio::time::sleep_until(retry_at.expect("set")).await }, if retry_at.is_some() => {}
-            changed = views.changed() => match changed {
-                Ok(()) => note_held(&coordinator, &mut held),
-                Err(_) => return,
-            },
-        }
-    }
-}
-
-/// Adds the ranges this node replicates now to `held`, with those of a
-/// change's future ring (a change that streamed rows here and was then
-/// abandoned leaves them to clean up).
-fn note_held(coordinator: &AntiEntropy, held: &mut Vec<TokenRange>) {
-    let view = coordinator.membership.view();
-    let future = view
-        .future
-        .as_ref()
-        .map(|future| future.ranges_of(&coordinator.me, &coordinator.replication));
-    for range in wanted_ranges(coordinator)
-        .into_iter()
-        .chain(future.into_iter().flatten())
-    {
-        if !held.contains(&range) {
-            held.push(range);
-        }
-    }
-}
-
-/// Builds the trees again when the ranges this node replicates changed
-/// (or a build failed); returns false when the build failed.
-async fn rebuild_trees(coordinator: &AntiEntropy) -> bool {
-    let wanted = wanted_ranges(coordinator);
-    let current = coordinator.storage.trees();
-    let have: Vec<TokenRange> = current.ranges().collect();
-    if have == wanted && (current.is_ready() || wanted.is_empty()) {
-        return true;
-    }
-    let started = Instant::now();
-    let count = wanted.len();
-    let built = coordinator
-        .storage
-        .blocking(move |storage| storage.rebuild_trees(wanted))
-        .await;
-    match built {
-        Ok(_) => {
-            info!(
-                ranges = count,
-                ms = started.elapsed().as_millis() as u64,
-                "Merkle trees built"
-            );
-            true
-        }
-        Err(error) => {
-            coordinator.storage.note_damage(&error);
-            warn!(%error, "cannot build the Merkle trees; trying again in {TREE_RETRY:?}");
-            false
-        }
-    }
-}
-
-/// Once the ring is settled with this node a normal member, deletes the
-/// rows of the `held` ranges it no longer replicates; `held` is then what
-/// it replicates now (kept, for the next settled ring, if it failed).
-async fn clean_up_if_settled(coordinator: &AntiEntropy, view: &View, held: &mut Vec<TokenRange>) {
-    let stable = view.ring.members().contains_key(&coordinator.me)
-        && view.future.is_none()
-        && view.change_in_progress(&coordinator.me).is_none()
-        && view.status(&coordinator.me) == Some(Status::Normal);
-    if !stable {
-        return;
-    }
-    let now = view
-        .ring
-        .ranges_of(&coordinator.me, &coordinator.replication);
-    if cleanup::needs_cleanup(held, &now, &cleanup::all_ranges(view)) {
-        match cleanup::cleanup(&coordinator.cleanup).await {
-            Ok(cleaned) => {
-                info!(
-                    rows = cleaned.rows,
-                    "a topology change took ranges from this node: cleaned them up"
-                );
-            }
-            Err(error) => {
-                // Kept for the next settled ring to try again.
-                warn!(%error, "cleanup after a topology change did not finish");
-                return;
-            }
-        }
-    }
-    *held = now;
 }
 
 /// Background anti-entropy: a round over every range each interval.
