@@ -1,6 +1,7 @@
 //! Replication per keyspace, over real processes: a keyspace's rows are
-//! placed by its own replication, not the cluster's, and its consistency
-//! levels, Merkle trees and repairs count its replicas.
+//! placed by its own replication, not the cluster's, its consistency
+//! levels, Merkle trees and repairs count its replicas, and an altered
+//! replication holds once repaired.
 
 mod common;
 
@@ -10,6 +11,7 @@ use common::Cluster;
 use ringdb::client::{
     Client, ClientError, ConsistencyLevel, Query, QueryResult, RequestError, Value,
 };
+use ringdb::ring::NodeId;
 
 /// Runs `cql` through `client` at `level`.
 async fn run(
@@ -47,7 +49,7 @@ async fn a_keyspace_places_its_rows_by_its_own_replication() {
     let mut cluster = Cluster::start_with(4, &["hints.enabled=false", "antientropy.enabled=false"]);
     let client = cluster.client(1).await;
     let all = ConsistencyLevel::All;
-    for (keyspace, factor) in [("solo", 1), ("pair", 2)] {
+    for (keyspace, factor) in [("solo", 1), ("pair", 2), ("lone", 1)] {
         let create = format!(
             "CREATE KEYSPACE {keyspace} WITH replication = \
              {{'class': 'SimpleStrategy', 'replication_factor': {factor}}}"
@@ -108,4 +110,48 @@ async fn a_keyspace_places_its_rows_by_its_own_replication() {
     assert!(again.ranges_compared > 0, "{again:?}");
     let status = client.status().await.unwrap();
     assert_eq!(status.placements.len(), 2, "{status:?}");
+
+    // Altered to three replicas and repaired on every node, solo keeps
+    // every row with node4 down again.
+    let alter = "ALTER KEYSPACE solo WITH replication = \
+                 {'class': 'SimpleStrategy', 'replication_factor': 3}";
+    run(&client, all, alter).await.unwrap();
+    for n in 1..=4 {
+        let repaired = cluster
+            .client(n)
+            .await
+            .repair(None, Vec::new(), Duration::from_secs(120))
+            .await
+            .unwrap();
+        assert!(repaired.ranges_failed.is_empty(), "node{n}: {repaired:?}");
+    }
+    cluster.kill(4).await;
+    cluster.wait_convicted(1, 4).await;
+    for k in 0..40 {
+        assert_eq!(
+            read_one(&client, "solo.t", k).await,
+            Some(format!("solo{k}"))
+        );
+    }
+
+    // node4 is removed: pair's ranges it held are copied to their new
+    // replicas, and lone's (one replica) are lost with it, which does not
+    // stop the removal.
+    let removed = client
+        .remove_node(&NodeId::new("node4"), Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert!(removed.contains("had no other replica"), "{removed}");
+    for k in (0..40).chain(100..140) {
+        let select = format!("SELECT v FROM pair.t WHERE k = {k}");
+        let Ok(QueryResult::Rows(rows)) = run(&client, all, &select).await else {
+            panic!("pair {k} at ALL after the removal")
+        };
+        let expected = if k < 100 {
+            format!("pair{k}")
+        } else {
+            format!("late{k}")
+        };
+        assert_eq!(rows.rows, vec![vec![Value::Text(expected)]], "pair {k}");
+    }
 }

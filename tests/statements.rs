@@ -659,6 +659,11 @@ async fn a_batch_of_one_partition_is_written_whole_and_hinted_as_one() {
         activities.contains(&"wrote 3 rows locally, in one write"),
         "{activities:?}"
     );
+    // The DELETE's read of what it deletes is traced too.
+    assert!(
+        activities.iter().any(|a| a.starts_with("asked ")),
+        "{activities:?}"
+    );
     let after = one.repair_stats().await.unwrap().hints;
     assert_eq!(after.written, before.written + 1, "one hint for the batch");
     let two = cluster.client(2).await;

@@ -172,8 +172,11 @@ pub(crate) async fn cleanup(c: &Arc<Cleanup>) -> Result<Cleaned, RequestError> {
     if let Some(reason) = c.schema_disagreement() {
         return Err(RequestError::invalid(reason));
     }
-    // Each group's ranges this node does not replicate, and the group.
-    let foreign: Vec<(Group, TokenRange)> = (c.placement.now().groups().into_iter())
+    // Each group's ranges this node does not replicate, and the group, as
+    // placed now: a change of placement (a keyspace created or altered)
+    // stops the cleanup, checked under each row's lock.
+    let placements = c.placement.now();
+    let foreign: Vec<(Group, TokenRange)> = (placements.groups().into_iter())
         .flat_map(|group| {
             let ranges = foreign_ranges(&c.me, &view, &group.replication);
             ranges.into_iter().map(move |range| (group.clone(), range))
@@ -189,13 +192,17 @@ pub(crate) async fn cleanup(c: &Arc<Cleanup>) -> Result<Cleaned, RequestError> {
         .blocking(move |storage| {
             let mut cleaned = Cleaned::default();
             // Stop as soon as the ring changes or a change begins (checked per
-            // batch of rows), or rows arrive for a range this node gave up
-            // (checked per row, under its lock).
+            // batch of rows), or rows arrive for a range this node gave up,
+            // or tables are placed otherwise (checked per row, under its
+            // lock).
             let unchanged = || {
                 let now = membership.view();
                 now.ring == ring && refusal(&me, &now).is_none()
             };
-            let quiet = || this.arrivals.count.load(Ordering::SeqCst) == arrived;
+            let quiet = || {
+                this.arrivals.count.load(Ordering::SeqCst) == arrived
+                    && Arc::ptr_eq(&this.placement.now(), &placements)
+            };
             for (group, range) in foreign {
                 let holds = |table| group.holds(table);
                 let (rows, complete) =

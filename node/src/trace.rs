@@ -5,18 +5,20 @@
 //! task a recorder; the data path notes what it does with [`event`] (which
 //! replicas it asks, which answer and when, speculative retries, read
 //! repairs, hints, forwarding), at no cost when nothing is recorded. Only
-//! the statement's own task records: the per-replica tasks it spawns do
-//! not, so the events are the coordinator's view (when it learnt of an
-//! answer), which is what a user reading a trace wants.
+//! the statement's own task records, and the tasks it runs a part of the
+//! statement in ([`follow`]: a batch's reads of its rows' contexts): the
+//! per-replica tasks it spawns do not, so the events are the coordinator's
+//! view (when it learnt of an answer), which is what a user reading a trace
+//! wants.
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ringdb_proto::TraceEvent;
 use tokio::time::Instant;
 
 tokio::task_local! {
-    static RECORDER: Recorder;
+    static RECORDER: Arc<Recorder>;
 }
 
 struct Recorder {
@@ -33,11 +35,11 @@ pub(crate) async fn traced<T>(
     source: String,
     work: impl Future<Output = T>,
 ) -> (T, Vec<TraceEvent>) {
-    let recorder = Recorder {
+    let recorder = Arc::new(Recorder {
         source,
         started: Instant::now(),
         events: Mutex::new(Vec::new()),
-    };
+    });
     RECORDER
         .scope(recorder, async {
             let output = work.await;
@@ -45,6 +47,18 @@ pub(crate) async fn traced<T>(
             (output, events)
         })
         .await
+}
+
+/// `work`, recording into the current task's trace if it is traced: for a
+/// part of the statement run in a task of its own.
+pub(crate) fn follow<F: Future>(work: F) -> impl Future<Output = F::Output> {
+    let recorder = RECORDER.try_with(Arc::clone).ok();
+    async move {
+        match recorder {
+            Some(recorder) => RECORDER.scope(recorder, work).await,
+            None => work.await,
+        }
+    }
 }
 
 /// Records an event when the current task is traced (`activity` is only

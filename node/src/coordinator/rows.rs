@@ -233,7 +233,7 @@ impl Coordinator {
                 partition: write.row.partition.clone(),
                 clustering: write.row.clustering.clone(),
             };
-            tasks.spawn(async move {
+            tasks.spawn(trace::follow(async move {
                 let _permit = gate.acquire_owned().await;
                 if Instant::now() >= deadline {
                     return (
@@ -248,7 +248,7 @@ impl Coordinator {
                 let mut receipt = Receipt::default();
                 let found = (this.write_context(&write, &id, &alive, &mut receipt, deadline)).await;
                 (index, found.map(|context| (context, receipt.read_first)))
-            });
+            }));
         }
         let mut found: Vec<Option<RowContextFound>> = vec![None; writes.len()];
         while let Some(joined) = tasks.join_next().await {

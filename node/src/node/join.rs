@@ -13,6 +13,7 @@ use tracing::info;
 use super::{NodeError, NodeHandle, TOKENS_KEY};
 use crate::config::Config;
 use crate::membership::{SeedWatch, View};
+use crate::streaming::Streamed;
 use crate::topology::{self, Topology};
 
 /// How long a seed starting for the first time listens for an existing
@@ -354,9 +355,28 @@ pub(super) async fn finish_bootstrap(
 ) -> Result<(), NodeError> {
     let mut progress = topology::load_bootstrap(&node.storage)?;
     topology::await_seen_joining(coordinator).await;
-    let streamed = topology::run_bootstrap(coordinator, &mut progress)
-        .await
-        .map_err(|e| NodeError::Join(format!("bootstrap streaming failed: {e}")))?;
+    let mut streamed = Streamed::default();
+    loop {
+        let moved = topology::run_bootstrap(coordinator, &mut progress)
+            .await
+            .map_err(|e| NodeError::Join(format!("bootstrap streaming failed: {e}")))?;
+        streamed.add(moved);
+        // A keyspace of another replication whose schema reached this node
+        // after it planned (a peer's version was not in its view yet): its
+        // rows are streamed too.
+        if let Err(error) = node.schemas.learn_from_peers(SCHEMA_WAIT).await {
+            return Err(NodeError::Join(format!(
+                "cannot learn the schema before becoming normal: {error}"
+            )));
+        }
+        let late = topology::unplanned(coordinator, &progress);
+        if late.is_empty() {
+            break;
+        }
+        info!(node = %node.id, ranges = late.len(), "streaming the ranges of a keyspace learned late");
+        progress.extend(late);
+        topology::save_bootstrap(&node.storage, &progress)?;
+    }
     info!(node = %node.id, rows = streamed.rows, bytes = streamed.bytes, "bootstrap streaming complete");
     topology::save_bootstrap(&node.storage, &[])?;
     become_normal(node, coordinator).await

@@ -367,7 +367,10 @@ async fn repair_range(
     let now = coordinator.membership.view();
     let settled =
         now.future.is_none() && now.ring.replicas(range.end, &group.replication) == replicas;
-    if complete && changed_here == 0 && settled {
+    // Nor while the live nodes' schemas disagree: one may count this
+    // group's tables otherwise, and have compared them with other nodes.
+    let agreed = coordinator.schema_disagreement().is_none();
+    if complete && changed_here == 0 && settled && agreed {
         let purged = coordinator
             .storage
             .blocking(move |storage| purge_tombstones(storage, candidates, before))

@@ -108,6 +108,20 @@ pub(crate) fn bootstrap_plan(c: &Topology, ring: &Ring, future: &Ring) -> Vec<Ra
         .collect()
 }
 
+/// The plans of the placement groups `progress` has none for: those of a
+/// keyspace whose schema reached this node after it planned its bootstrap.
+pub(crate) fn unplanned(c: &Topology, progress: &[RangeProgress]) -> Vec<RangeProgress> {
+    let view = c.membership.view();
+    let Some(future) = &view.future else {
+        return Vec::new();
+    };
+    let groups = c.placement.now().groups();
+    (groups.iter())
+        .filter(|group| !progress.iter().any(|p| p.placement == group.wire()))
+        .flat_map(|group| group_bootstrap_plan(c, group, &view.ring, future))
+        .collect()
+}
+
 fn group_bootstrap_plan(
     c: &Topology,
     group: &Group,
@@ -167,6 +181,15 @@ pub(crate) async fn run_bootstrap(
     let mut throttle = streaming::Throttle::new(c.streaming.bytes_per_sec());
     for i in 0..total {
         if progress[i].done {
+            continue;
+        }
+        // No keyspace is placed by the range's replication any more (it
+        // was dropped or altered since the plan): nothing to stream.
+        let placement = progress[i].placement.as_ref();
+        if placement.is_some() && c.placement.now().group(placement).is_none() {
+            warn!(range = %progress[i].range, "no keyspace is placed by this range's replication any more; not streaming it");
+            progress[i].done = true;
+            save_bootstrap(&c.storage, progress)?;
             continue;
         }
         let moved = if progress[i].every {

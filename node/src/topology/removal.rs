@@ -10,7 +10,7 @@ use ringdb_proto::{PeerReply, PeerRequest, RequestError};
 use ringdb_ring::{Location, NodeId, Replication, Ring, Token, TokenRange};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{RING_SETTLE, Topology, one_change_at_a_time};
 use crate::error::{TaskError, ask};
@@ -200,24 +200,30 @@ pub(crate) async fn remove_node(
         .await?;
         Ok(restored)
     };
-    let (ranges, copies, members) = match removed.await {
+    let restored = match removed.await {
         Ok(restored) => restored,
         Err(error) => return Err(give_up(c, &node, error).await),
     };
     save_removal(c, None)?;
-    Ok(removed_summary(c, &node, started, ranges, copies, members))
+    Ok(removed_summary(c, &node, started, &restored))
+}
+
+/// What a removal restored: the removed node's ranges, the copies made,
+/// the ranges no other replica held (a keyspace of one replica), and the
+/// members left.
+struct Restored {
+    ranges: usize,
+    copies: usize,
+    lost: usize,
+    members: usize,
 }
 
 /// Copies every range of the removed node not yet restored, from every
-/// survivor to each new replica, saving progress after each; returns the
-/// ranges, the copies made, and the members left.
-async fn restore_ranges(
-    c: &Topology,
-    removal: &mut Removal,
-) -> Result<(usize, usize, usize), RequestError> {
+/// survivor to each new replica, saving progress after each.
+async fn restore_ranges(c: &Topology, removal: &mut Removal) -> Result<Restored, RequestError> {
     let node = removal.node.clone();
     let (before, after) = rings(c, removal)?;
-    let (mut ranges, mut copies) = (0, 0);
+    let (mut ranges, mut copies, mut lost) = (0, 0, 0);
     let affected: Vec<(Group, TokenRange, Vec<NodeId>)> = (c.placement.now().groups())
         .into_iter()
         .flat_map(|group| {
@@ -246,11 +252,19 @@ async fn restore_ranges(
             .progress(format!("restoring range {ranges} of {total}"))
             .await;
         let at = (&group, range);
-        copies += restore_range(c, &node, at, &replicas, &after).await?;
+        match restore_range(c, &node, at, &replicas, &after).await? {
+            Some(made) => copies += made,
+            None => lost += 1,
+        }
         removal.note_restored(&group, range);
         save_removal(c, Some(removal))?;
     }
-    Ok((ranges, copies, after.members().len()))
+    Ok(Restored {
+        ranges,
+        copies,
+        lost,
+        members: after.members().len(),
+    })
 }
 
 /// A removal that cannot finish puts the node back to normal (so that no
@@ -313,14 +327,20 @@ fn rings(c: &Topology, removal: &Removal) -> Result<(Ring, Ring), RequestError> 
 }
 
 /// What `ringdb removenode` reports once `node` is removed.
-fn removed_summary(
-    c: &Topology,
-    node: &NodeId,
-    started: Instant,
-    ranges: usize,
-    copies: usize,
-    members: usize,
-) -> String {
+fn removed_summary(c: &Topology, node: &NodeId, started: Instant, restored: &Restored) -> String {
+    let Restored {
+        ranges,
+        copies,
+        lost,
+        members,
+    } = *restored;
+    let lost = match lost {
+        0 => String::new(),
+        n => format!(
+            "; {n} of its ranges had no other replica (a keyspace of one replica): their rows \
+             are lost with it"
+        ),
+    };
     let factor = (c.placement.now().groups().iter())
         .map(|group| group.replication.total_factor())
         .max()
@@ -331,12 +351,12 @@ fn removed_summary(
             "{node} removed in {elapsed:.1} s; {ranges} of its ranges copied to {copies} new \
              replicas, but only {members} nodes remain for replication factor {factor}: every \
              range has {members} of {factor} replicas (consistency levels that need {factor} \
-             fail) until nodes are added"
+             fail) until nodes are added{lost}"
         )
     } else {
         format!(
             "{node} removed in {elapsed:.1} s; {ranges} of its ranges restored to full \
-             replication ({factor} of {factor} replicas) by {copies} copies"
+             replication by {copies} copies{lost}"
         )
     }
 }
@@ -417,7 +437,7 @@ pub(crate) async fn aborted(c: &Topology, node: &NodeId) -> String {
 
 /// Copies `range`, which the removed `node` replicated with `replicas`,
 /// from every surviving replica to each replica the ring `after` the
-/// removal adds; returns how many copies it made. Every survivor, not one:
+/// removal adds; returns how many copies it made (`None`: no survivor). Every survivor, not one:
 /// a write acknowledged by the removed node and one survivor is on that
 /// survivor alone, and copying from another would leave it on one replica
 /// of three (a quorum read could miss it, a delete could come back). So
@@ -428,7 +448,7 @@ async fn restore_range(
     (group, range): (&Group, TokenRange),
     replicas: &[NodeId],
     after: &Ring,
-) -> Result<usize, RequestError> {
+) -> Result<Option<usize>, RequestError> {
     let survivors: Vec<&NodeId> = replicas.iter().filter(|r| *r != node).collect();
     if let Some(down) = survivors.iter().find(|r| ***r != c.me && !c.is_up(r)) {
         return Err(c.server_error(format!(
@@ -437,9 +457,10 @@ async fn restore_range(
         )));
     }
     if survivors.is_empty() {
-        return Err(c.server_error(format!(
-            "range {range} has no replica left to copy from: its data is lost with {node}"
-        )));
+        // A keyspace of one replica: nothing to copy, and a removal that
+        // waited for the node would never end.
+        warn!(%range, removed = %node, "no other replica of the range: its rows are lost with the node");
+        return Ok(None);
     }
     let new = after
         .replicas(range.end, &group.replication)
@@ -459,7 +480,7 @@ async fn restore_range(
         }
         copies += 1;
     }
-    Ok(copies)
+    Ok(Some(copies))
 }
 
 /// Copies `range` from `source` to `target` (this node fetches it itself,
