@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::Cluster;
 use ringdb::client::{
-    Client, ClientError, ConsistencyLevel, Query, QueryResult, RequestError, Value,
+    Client, ClientError, ConsistencyLevel, Query, QueryResult, RepairSummary, RequestError, Value,
 };
 use ringdb::ring::NodeId;
 
@@ -40,6 +40,12 @@ async fn read_one(client: &Client, table: &str, k: i32) -> Option<String> {
         }
         other => panic!("{table} {k}: {other:?}"),
     }
+}
+
+/// A repair of every range through `client`'s node.
+async fn repair(client: &Client) -> RepairSummary {
+    let within = Duration::from_secs(120);
+    client.repair(None, Vec::new(), within).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,18 +100,12 @@ async fn a_keyspace_places_its_rows_by_its_own_replication() {
     cluster.restart(4);
     cluster.wait_connected(4, &[1, 2, 3]).await;
     let four = cluster.client(4).await;
-    let repaired = four
-        .repair(None, Vec::new(), Duration::from_secs(120))
-        .await
-        .unwrap();
+    let repaired = repair(&four).await;
     assert!(repaired.ranges_failed.is_empty(), "{repaired:?}");
     assert!(repaired.keys_repaired > 0, "{repaired:?}");
     // The replicas of each keyspace now agree: the trees of the rows each
     // is meant to hold are the same (no row of solo counts against them).
-    let again = four
-        .repair(None, Vec::new(), Duration::from_secs(120))
-        .await
-        .unwrap();
+    let again = repair(&four).await;
     assert!(again.ranges_differing.is_empty(), "{again:?}");
     assert!(again.ranges_compared > 0, "{again:?}");
     let status = client.status().await.unwrap();
@@ -117,12 +117,7 @@ async fn a_keyspace_places_its_rows_by_its_own_replication() {
                  {'class': 'SimpleStrategy', 'replication_factor': 3}";
     run(&client, all, alter).await.unwrap();
     for n in 1..=4 {
-        let repaired = cluster
-            .client(n)
-            .await
-            .repair(None, Vec::new(), Duration::from_secs(120))
-            .await
-            .unwrap();
+        let repaired = repair(&cluster.client(n).await).await;
         assert!(repaired.ranges_failed.is_empty(), "node{n}: {repaired:?}");
     }
     cluster.kill(4).await;

@@ -72,22 +72,36 @@ impl Replica {
     /// a table this node does not know yet are counted in the cluster's
     /// group here.
     pub(crate) fn schema_disagreement(&self) -> Option<String> {
-        let view = self.membership.view();
-        let version = |node: &NodeId| match view.nodes.get(node)?.state.get(StateKey::SchemaVersion)
-        {
-            Some(StateValue::SchemaVersion(version)) => Some(version.clone()),
-            _ => None,
-        };
-        let mine = version(&self.me);
-        let differs = (view.nodes.iter())
-            .filter(|(id, node)| **id != self.me && node.up)
-            .map(|(id, _)| id)
-            .find(|id| version(id).is_some_and(|theirs| Some(&theirs) != mine.as_ref()))?;
+        let mine = self.membership.view().nodes.get(&self.me).and_then(|node| {
+            match node.state.get(StateKey::SchemaVersion) {
+                Some(StateValue::SchemaVersion(version)) => Some(version.clone()),
+                _ => None,
+            }
+        });
+        let (differs, _) = self
+            .schema_differing(&mine.unwrap_or_default())
+            .into_iter()
+            .next()?;
         Some(format!(
             "{differs} holds another schema version than {}: wait for the schemas to agree \
              (`DESCRIBE CLUSTER` shows them)",
             self.me
         ))
+    }
+
+    /// The live peers whose gossiped schema version is not `mine`, with
+    /// theirs.
+    pub(crate) fn schema_differing(&self, mine: &str) -> Vec<(NodeId, String)> {
+        let view = self.membership.view();
+        (view.nodes.iter())
+            .filter(|(id, node)| **id != self.me && node.up)
+            .filter_map(|(id, node)| match node.state.get(StateKey::SchemaVersion) {
+                Some(StateValue::SchemaVersion(theirs)) if theirs != mine => {
+                    Some((id.clone(), theirs.clone()))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// A [`RequestError::Server`] of this node.

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ringdb_gossip::{StateKey, StateValue};
+use ringdb_gossip::StateValue;
 use ringdb_proto::{PeerReply, PeerRequest, RequestError, SchemaBytes, TableDefinition};
 use ringdb_ring::NodeId;
 use tokio::sync::watch;
@@ -284,17 +284,7 @@ impl Schemas {
 
     /// The live peers whose announced schema version is not `mine`.
     fn differing(&self, mine: &str) -> Vec<(NodeId, String)> {
-        let view = self.replica.membership.view();
-        view.nodes
-            .iter()
-            .filter(|(id, node)| **id != self.replica.me && node.up)
-            .filter_map(|(id, node)| match node.state.get(StateKey::SchemaVersion) {
-                Some(StateValue::SchemaVersion(theirs)) if theirs != mine => {
-                    Some((id.clone(), theirs.clone()))
-                }
-                _ => None,
-            })
-            .collect()
+        self.replica.schema_differing(mine)
     }
 
     async fn pull(&self, peer: &NodeId, deadline: Instant) -> Result<(), TaskError> {
