@@ -174,6 +174,15 @@ enum Command {
     /// `ringdb sim --seeds 1000` runs a thousand seeds on every core;
     /// `ringdb sim --seed N` replays one exactly and prints what it did.
     Sim(cli::sim::SimArgs),
+    /// Partition experiments on real nodes: each node a real process in its
+    /// own network namespace, faults made with iptables and signals
+    /// (partition, isolate, bridge, loss, kill, pause, restart), clients
+    /// on every side recording what each consistency level did, and a
+    /// report (stale reads, availability, lost writes, convergence) with
+    /// charts. Needs root, `ip` and `iptables`.
+    ///
+    /// `ringdb lab up && ringdb lab run stale-reads && ringdb lab down`
+    Lab(cli::lab::LabArgs),
     /// Show every node as one node sees it (nodetool status): Up/Down,
     /// Normal/Joining/Leaving, address, load, tokens, ownership, host id,
     /// rack, grouped by datacenter.
@@ -408,6 +417,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(args) => cli::bench::run(&args).await?,
         Command::Shell(args) => return cli::shell::run(args).await,
+        Command::Lab(args) => return cli::lab::run(args).await,
         Command::Sim(_) => unreachable!("ringdb sim runs before the runtime starts"),
         Command::Status { connection } => return cli::admin::status(&connection).await,
         Command::Ring { connection } => return cli::admin::ring(&connection).await,

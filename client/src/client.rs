@@ -311,6 +311,33 @@ impl Client {
         read_result(self.admin(request, self.config.request_timeout).await?)
     }
 
+    /// Sends `request` to the node at `address` as it is: no routing, no
+    /// retry, the error as the transport saw it (`was_not_sent()` tells a
+    /// request that never left from one whose outcome is unknown). For
+    /// tools that must choose the coordinator themselves: `ringdb lab`'s
+    /// clients on each side of a partition, diagnostics. The node is given
+    /// `budget` (the configured request timeout without one).
+    pub async fn call_node(
+        &self,
+        address: SocketAddr,
+        request: ClientRequest,
+        budget: Option<Duration>,
+    ) -> Result<ClientReply, CallError> {
+        let connection = self
+            .connection(address)
+            .await
+            .map_err(|reason| CallError::NotSent { reason })?;
+        let budget = budget.unwrap_or(self.config.request_timeout);
+        let answer = connection
+            .call_with_budget(request, budget, budget + ANSWER_MARGIN)
+            .await;
+        if let Err(error @ (CallError::NotSent { .. } | CallError::ConnectionLost { .. })) = &answer
+        {
+            self.pool.forget(address, &error.to_string());
+        }
+        answer
+    }
+
     /// Asks the first contact point to delete the rows of every range it no
     /// longer replicates (cleanup). Waits up to `within`.
     pub async fn cleanup(&self, within: Duration) -> Result<String, ClientError> {

@@ -50,6 +50,7 @@ pub mod clock;
 pub mod cluster;
 pub mod history;
 pub mod network;
+pub mod probe;
 pub mod run;
 pub mod statements;
 pub mod workload;

@@ -124,6 +124,9 @@ pub struct Workload {
     /// The id of `sim.rows` once made: its rows are in `keys` then (see
     /// `statements.rs`).
     pub cql_table: Option<TableId>,
+    /// Added to every row number (the cycle rows' too): the lab's runs on
+    /// one cluster each use rows of their own.
+    pub key_base: u32,
 }
 
 impl Workload {
@@ -166,7 +169,18 @@ impl Workload {
             cycle_rows: if purges { CYCLE_ROWS } else { 1 },
             resting: purges,
             cql_table: None,
+            key_base: 0,
         }
+    }
+
+    /// With every row number moved up by `base` (rows no earlier run on
+    /// the same cluster wrote).
+    pub fn with_key_base(mut self, base: u32) -> Workload {
+        for key in &mut self.keys {
+            key.key += base;
+        }
+        self.key_base = base;
+        self
     }
 
     /// With the statement workload on `sim.rows`, stored under `table`.
@@ -209,12 +223,12 @@ const CYCLE_REST_SECS: std::ops::RangeInclusive<u64> = 9..=20;
 /// The most cycle rows a client owns.
 pub const CYCLE_ROWS: u32 = 4;
 
-/// Client `client`'s own cycle row `row`: a chain row no other client
-/// touches.
-pub fn cycle_key(client: u32, row: u32) -> Key {
+/// Client `client`'s own cycle row `row` of `workload`: a chain row no
+/// other client touches.
+pub fn cycle_key(workload: &Workload, client: u32, row: u32) -> Key {
     Key {
         table: ((client + row) % 2) as u8,
-        key: 100 + client * CYCLE_ROWS + row,
+        key: workload.key_base + 100 + client * CYCLE_ROWS + row,
         chain: true,
     }
 }
@@ -223,7 +237,7 @@ pub fn cycle_key(client: u32, row: u32) -> Key {
 pub fn all_keys(workload: &Workload) -> Vec<Key> {
     let mut keys = workload.keys.clone();
     for client in 0..MAX_CLIENTS {
-        keys.extend((0..CYCLE_ROWS).map(|row| cycle_key(client, row)));
+        keys.extend((0..CYCLE_ROWS).map(|row| cycle_key(workload, client, row)));
     }
     keys
 }
@@ -262,7 +276,7 @@ pub async fn run_client(
         } else if rng.random_bool(0.1) {
             let level = level(&mut rng);
             let row = rng.random_range(0..workload.cycle_rows);
-            let cycle_key = cycle_key(client, row);
+            let cycle_key = cycle_key(&workload, client, row);
             let cycle = std::mem::replace(&mut cycles[row as usize], Cycle::Unknown);
             match cycle {
                 Cycle::Deleted(context, due) if Instant::now() < due => {
@@ -501,7 +515,7 @@ impl Session {
     }
 
     /// Runs one operation against a random contact point, recording it.
-    async fn run(
+    pub(crate) async fn run(
         &self,
         op: Op,
         context: Context,

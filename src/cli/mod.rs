@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cert;
 pub mod data;
 pub mod dev;
+pub mod lab;
 pub mod repair;
 pub mod shell;
 pub mod sim;

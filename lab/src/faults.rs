@@ -1,0 +1,404 @@
+//! Faults: what they are, how they are written (`partition n1,n2 / n3`,
+//! `isolate n2`, `loss n2 20%`…) and how they are done to the lab.
+
+use std::fmt;
+use std::path::Path;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::LabError;
+use crate::command::iptables_in;
+use crate::hosts::{CHAIN, HOST_ADDRESS, LabState, start_node};
+
+/// A fault, or the end of one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Fault {
+    /// The sides cannot reach each other (every node named once).
+    Partition(Vec<Vec<String>>),
+    /// One node cannot reach nor be reached by any other.
+    Isolate(String),
+    /// Two sides that both reach one node in the middle (overlapping
+    /// majorities): the first half, the middle node, the second half.
+    Bridge,
+    /// Every network fault removed.
+    Heal,
+    /// The node's process is killed (SIGKILL).
+    Kill(String),
+    /// The node's process is stopped (SIGSTOP).
+    Pause(String),
+    /// A paused node goes on (SIGCONT).
+    Resume(String),
+    /// The node is started again (killed first if it runs).
+    Restart(String),
+    /// The node drops this share (0 to 1) of the packets other nodes send
+    /// it.
+    Loss(String, f64),
+    /// The node loses its data: killed, its data folder deleted, started
+    /// again empty under the same id, streaming its ranges from the others
+    /// (auto_bootstrap) before it serves.
+    Wipe(String),
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Partition(sides) => {
+                let sides: Vec<String> = sides.iter().map(|side| side.join(",")).collect();
+                write!(f, "partition {}", sides.join(" / "))
+            }
+            Fault::Isolate(node) => write!(f, "isolate {node}"),
+            Fault::Bridge => write!(f, "bridge"),
+            Fault::Heal => write!(f, "heal"),
+            Fault::Kill(node) => write!(f, "kill {node}"),
+            Fault::Pause(node) => write!(f, "pause {node}"),
+            Fault::Resume(node) => write!(f, "resume {node}"),
+            Fault::Restart(node) => write!(f, "restart {node}"),
+            Fault::Loss(node, share) => write!(f, "loss {node} {}%", share * 100.0),
+            Fault::Wipe(node) => write!(f, "wipe {node}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Fault {
+    type Err = LabError;
+
+    /// `partition n1,n2 / n3`, `isolate n2`, `bridge`, `heal`, `kill n2`,
+    /// `pause n2`, `resume n2`, `restart n2`, `loss n2 20%`.
+    fn from_str(text: &str) -> Result<Fault, LabError> {
+        let text = text.trim();
+        let (verb, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+        let rest = rest.trim();
+        let node = || -> Result<String, LabError> {
+            match rest.split_whitespace().collect::<Vec<_>>()[..] {
+                [node] => Ok(node.to_string()),
+                _ => Err(LabError::Invalid(format!(
+                    "`{verb}` takes one node: `{verb} n2`"
+                ))),
+            }
+        };
+        Ok(match verb {
+            "partition" => {
+                let sides: Vec<Vec<String>> = rest
+                    .split('/')
+                    .map(|side| {
+                        side.split([',', ' '])
+                            .filter(|n| !n.is_empty())
+                            .map(str::to_string)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                if sides.len() < 2 || sides.iter().any(Vec::is_empty) {
+                    return Err(LabError::Invalid(
+                        "a partition names two sides or more: `partition n1,n2 / n3`".into(),
+                    ));
+                }
+                Fault::Partition(sides)
+            }
+            "isolate" => Fault::Isolate(node()?),
+            "bridge" => Fault::Bridge,
+            "heal" => Fault::Heal,
+            "kill" => Fault::Kill(node()?),
+            "pause" => Fault::Pause(node()?),
+            "resume" => Fault::Resume(node()?),
+            "restart" => Fault::Restart(node()?),
+            "wipe" => Fault::Wipe(node()?),
+            "loss" => {
+                let parts: Vec<&str> = rest.split_whitespace().collect();
+                let share = parts
+                    .get(1)
+                    .and_then(|p| p.trim_end_matches('%').parse::<f64>().ok())
+                    .filter(|p| (0.0..=100.0).contains(p));
+                match (parts.len(), share) {
+                    (2, Some(percent)) => Fault::Loss(parts[0].to_string(), percent / 100.0),
+                    _ => {
+                        return Err(LabError::Invalid(
+                            "`loss` takes a node and a share of packets: `loss n2 20%`".into(),
+                        ));
+                    }
+                }
+            }
+            _ => {
+                return Err(LabError::Invalid(format!(
+                    "unknown fault {verb:?}: partition, isolate, bridge, heal, kill, pause, \
+                     resume, restart, loss or wipe"
+                )));
+            }
+        })
+    }
+}
+
+impl Fault {
+    /// Whether it is a network fault (what `heal` ends).
+    pub fn is_network(&self) -> bool {
+        matches!(
+            self,
+            Fault::Partition(_) | Fault::Isolate(_) | Fault::Bridge | Fault::Loss(..)
+        )
+    }
+
+    /// Whether it ends a fault: `heal`, `resume`, `restart` (and `wipe`,
+    /// which starts the node again at once).
+    pub fn ends_fault(&self) -> bool {
+        matches!(
+            self,
+            Fault::Heal | Fault::Resume(_) | Fault::Restart(_) | Fault::Wipe(_)
+        )
+    }
+
+    /// Which nodes cannot reach which (pairs, both ways), for a partition,
+    /// an isolation or a bridge of the lab's `names`.
+    pub fn cuts(&self, names: &[String]) -> Vec<(String, String)> {
+        let sides = match self {
+            Fault::Partition(sides) => sides.clone(),
+            Fault::Isolate(node) => vec![
+                vec![node.clone()],
+                names.iter().filter(|n| *n != node).cloned().collect(),
+            ],
+            Fault::Bridge => {
+                let (left, right) = bridge_sides(names);
+                vec![left, right]
+            }
+            _ => return Vec::new(),
+        };
+        let mut cuts = Vec::new();
+        for (i, side) in sides.iter().enumerate() {
+            for other in sides.iter().skip(i + 1) {
+                for a in side {
+                    for b in other {
+                        cuts.push((a.clone(), b.clone()));
+                    }
+                }
+            }
+        }
+        cuts
+    }
+
+    /// The sides a client's node is on during this fault: the partition's
+    /// sides (a bridge's middle node is a side of its own).
+    pub fn sides(&self, names: &[String]) -> Vec<Vec<String>> {
+        match self {
+            Fault::Partition(sides) => sides.clone(),
+            Fault::Isolate(node) => vec![
+                names.iter().filter(|n| *n != node).cloned().collect(),
+                vec![node.clone()],
+            ],
+            Fault::Bridge => {
+                let (left, right) = bridge_sides(names);
+                let middle: Vec<String> = names
+                    .iter()
+                    .filter(|n| !left.contains(n) && !right.contains(n))
+                    .cloned()
+                    .collect();
+                vec![left, middle, right]
+            }
+            _ => vec![names.to_vec()],
+        }
+    }
+
+    /// Does it to the lab in `dir`: `exe` restarts nodes.
+    pub fn apply(&self, dir: &Path, state: &mut LabState, exe: &Path) -> Result<(), LabError> {
+        let names = state.names();
+        for name in self.named_nodes() {
+            state.node(&name)?;
+        }
+        match self {
+            Fault::Partition(_) | Fault::Isolate(_) | Fault::Bridge => {
+                for (a, b) in self.cuts(&names) {
+                    let (a, b) = (state.node(&a)?, state.node(&b)?);
+                    drop_from(&a.namespace(), &b.address.to_string())?;
+                    drop_from(&b.namespace(), &a.address.to_string())?;
+                }
+                state.faults.push(self.to_string());
+            }
+            Fault::Loss(node, share) => {
+                let namespace = state.node(node)?.namespace();
+                let probability = format!("{share:.4}");
+                let host = HOST_ADDRESS.to_string();
+                iptables_in(
+                    &namespace,
+                    &[
+                        "-A",
+                        CHAIN,
+                        "!",
+                        "-s",
+                        &host,
+                        "-m",
+                        "statistic",
+                        "--mode",
+                        "random",
+                        "--probability",
+                        &probability,
+                        "-j",
+                        "DROP",
+                    ],
+                )?;
+                state.faults.push(self.to_string());
+            }
+            Fault::Heal => {
+                for node in &state.nodes {
+                    iptables_in(&node.namespace(), &["-F", CHAIN])?;
+                }
+                state.faults.clear();
+            }
+            Fault::Kill(name) => {
+                signal(state, name, Signal::SIGKILL)?;
+                state.paused.retain(|n| n != name);
+            }
+            Fault::Pause(name) => {
+                signal(state, name, Signal::SIGSTOP)?;
+                state.paused.push(name.clone());
+            }
+            Fault::Resume(name) => {
+                signal(state, name, Signal::SIGCONT)?;
+                state.paused.retain(|n| n != name);
+            }
+            Fault::Restart(name) => restart(state, name, exe, false)?,
+            Fault::Wipe(name) => restart(state, name, exe, true)?,
+        }
+        state.save(dir)
+    }
+
+    /// The nodes it names.
+    fn named_nodes(&self) -> Vec<String> {
+        match self {
+            Fault::Partition(sides) => sides.concat(),
+            Fault::Isolate(n)
+            | Fault::Kill(n)
+            | Fault::Pause(n)
+            | Fault::Resume(n)
+            | Fault::Restart(n)
+            | Fault::Wipe(n)
+            | Fault::Loss(n, _) => vec![n.clone()],
+            Fault::Bridge | Fault::Heal => Vec::new(),
+        }
+    }
+}
+
+/// Starts node `name` again, killing it first if it runs; `wipe`: with
+/// its data deleted, to stream its ranges from the others before serving.
+fn restart(state: &mut LabState, name: &str, exe: &Path, wipe: bool) -> Result<(), LabError> {
+    if state.node(name)?.running() {
+        signal(state, name, Signal::SIGKILL)?;
+        wait_exit(state.node(name)?);
+    }
+    state.paused.retain(|n| n != name);
+    let node = state.node(name)?.clone();
+    if wipe {
+        let mut config = ringdb_node::Config::load(&node.config).map_err(|e| {
+            LabError::Invalid(format!("cannot read {}: {e}", node.config.display()))
+        })?;
+        let data = config.data_dir.clone();
+        if data.exists() {
+            std::fs::remove_dir_all(&data)
+                .map_err(LabError::io(format!("cannot delete {}", data.display())))?;
+        }
+        // Written as `up` wrote it (paths relative to the node's folder).
+        config.data_dir = "data".into();
+        config.tls.ca_certificate = "../ca.pem".into();
+        config.tls.certificate = format!("{name}.pem").into();
+        config.tls.key = format!("{name}.key").into();
+        config.cluster.auto_bootstrap = true;
+        std::fs::write(&node.config, config.to_toml()).map_err(LabError::io(format!(
+            "cannot write {}",
+            node.config.display()
+        )))?;
+    }
+    let pid = start_node(&node, exe)?;
+    let at = state
+        .nodes
+        .iter()
+        .position(|n| n.name == name)
+        .expect("a known node");
+    state.nodes[at].pid = Some(pid);
+    Ok(())
+}
+
+/// A bridge's two sides: the nodes before the middle one, and after it.
+fn bridge_sides(names: &[String]) -> (Vec<String>, Vec<String>) {
+    let middle = names.len() / 2;
+    (names[..middle].to_vec(), names[middle + 1..].to_vec())
+}
+
+/// Drops what `from` sends, inside `namespace`.
+fn drop_from(namespace: &str, from: &str) -> Result<(), LabError> {
+    iptables_in(namespace, &["-A", CHAIN, "-s", from, "-j", "DROP"]).map(|_| ())
+}
+
+/// Sends `signal` to node `name`'s process; refused when it does not run.
+fn signal(state: &LabState, name: &str, signal: Signal) -> Result<(), LabError> {
+    let node = state.node(name)?;
+    match node.pid.filter(|_| node.running()) {
+        Some(pid) => kill(Pid::from_raw(pid as i32), signal)
+            .map_err(|e| LabError::Invalid(format!("cannot signal {name}: {e}"))),
+        None => Err(LabError::Invalid(format!(
+            "{name} does not run (start it with `ringdb lab restart {name}`)"
+        ))),
+    }
+}
+
+/// Waits (a little) for a killed node's process to be gone.
+fn wait_exit(node: &crate::hosts::LabNode) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while node.running() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> Vec<String> {
+        ["n1", "n2", "n3"].map(String::from).to_vec()
+    }
+
+    #[test]
+    fn faults_read_as_they_are_written() {
+        for text in [
+            "partition n1,n2 / n3",
+            "isolate n2",
+            "bridge",
+            "heal",
+            "kill n2",
+            "pause n3",
+            "resume n3",
+            "restart n1",
+            "loss n2 20%",
+            "wipe n2",
+        ] {
+            let fault: Fault = text.parse().unwrap();
+            assert_eq!(fault.to_string(), text);
+        }
+        let spaced: Fault = "partition n1 n2/n3".parse().unwrap();
+        assert_eq!(spaced.to_string(), "partition n1,n2 / n3");
+        for bad in [
+            "partition n1",
+            "isolate",
+            "loss n2 120%",
+            "flood n1",
+            "kill n1 n2",
+        ] {
+            assert!(bad.parse::<Fault>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cuts_separate_the_sides_and_a_bridge_keeps_its_middle() {
+        let partition: Fault = "partition n1,n2 / n3".parse().unwrap();
+        assert_eq!(
+            partition.cuts(&names()),
+            [("n1".into(), "n3".into()), ("n2".into(), "n3".into())]
+        );
+        assert_eq!(
+            Fault::Isolate("n1".into()).cuts(&names()),
+            [("n1".into(), "n2".into()), ("n1".into(), "n3".into())]
+        );
+        assert_eq!(Fault::Bridge.cuts(&names()), [("n1".into(), "n3".into())]);
+        assert_eq!(
+            Fault::Bridge.sides(&names()),
+            [vec!["n1".to_string()], vec!["n2".into()], vec!["n3".into()]]
+        );
+    }
+}
