@@ -97,6 +97,20 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ),
 ];
 
+/// The longest run: the checkers compare the operations on each row, and
+/// an hour of them would take longer to check than to run.
+pub const MAX_DURATION_SECS: f64 = 600.0;
+
+fn check_duration(duration: f64) -> Result<(), LabError> {
+    if duration > 0.0 && duration <= MAX_DURATION_SECS {
+        Ok(())
+    } else {
+        Err(LabError::Invalid(format!(
+            "the duration must be more than 0 and at most {MAX_DURATION_SECS} seconds, not {duration}"
+        )))
+    }
+}
+
 impl Experiment {
     /// The built-in experiment `name` for a lab of `names`, lasting
     /// `duration` seconds: the faults start at a quarter of it and end
@@ -113,6 +127,7 @@ impl Experiment {
                     known.join(", ")
                 ))
             })?;
+        check_duration(duration)?;
         if names.len() < 2 {
             return Err(LabError::Invalid(format!(
                 "{name} needs a lab of two nodes or more (`ringdb lab up --nodes 3`)"
@@ -219,19 +234,13 @@ impl Experiment {
     /// Checks the schedule against the lab's `names`: every fault reads,
     /// names known nodes, and falls inside the run.
     pub fn validate(&self, state: &LabState) -> Result<Vec<(f64, Fault)>, LabError> {
-        if !(self.duration > 0.0 && self.duration <= 3600.0) {
-            return Err(LabError::Invalid(format!(
-                "the duration must be more than 0 s and at most an hour, not {}",
-                self.duration
-            )));
-        }
+        check_duration(self.duration)?;
         let mut faults = Vec::new();
         let mut last = 0.0;
         for step in &self.steps {
             let fault: Fault = step.fault.parse()?;
-            for (a, b) in fault.cuts(&state.names()) {
-                state.node(&a)?;
-                state.node(&b)?;
+            for name in fault.named_nodes() {
+                state.node(&name)?;
             }
             if !(step.at >= last && step.at <= self.duration) {
                 return Err(LabError::Invalid(format!(
@@ -260,6 +269,30 @@ pub struct RunOptions {
     /// How long the replicas have to agree by themselves after the last
     /// fault ends, before the lab repairs.
     pub converge_within: Duration,
+}
+
+impl RunOptions {
+    /// Checks the options for `workload`.
+    pub fn check(&self, workload: WorkloadKind) -> Result<(), LabError> {
+        if self.levels.len() > 4 {
+            return Err(LabError::Invalid("at most four levels in one run".into()));
+        }
+        if workload == WorkloadKind::Probe && self.levels.contains(&ConsistencyLevel::Any) {
+            return Err(LabError::Invalid(
+                "ANY is a write level: the stale-read probe reads at the level it writes".into(),
+            ));
+        }
+        if !(1..=64).contains(&self.clients) {
+            return Err(LabError::Invalid("--clients must be 1 to 64".into()));
+        }
+        if self.think > Duration::from_secs(10) || self.converge_within > Duration::from_secs(3600)
+        {
+            return Err(LabError::Invalid(
+                "--think-ms is at most 10000 and --converge-within at most 3600".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What a run produced.
@@ -304,9 +337,7 @@ pub async fn run(
         )));
     }
     let faults = experiment.validate(&state)?;
-    if options.levels.len() > 4 {
-        return Err(LabError::Invalid("at most four levels in one run".into()));
-    }
+    options.check(experiment.workload)?;
     // Each run writes rows no earlier run on this lab wrote.
     let key_base = state
         .runs
@@ -321,10 +352,10 @@ pub async fn run(
     state.runs += 1;
     state.save(dir)?;
     // A run starts from a whole lab: no fault left from the command line.
-    blocking(|| Fault::Heal.apply(dir, &mut state, exe))?;
     for name in state.paused.clone() {
         blocking(|| Fault::Resume(name).apply(dir, &mut state, exe))?;
     }
+    blocking(|| Fault::Heal.apply(dir, &mut state, exe))?;
     wait_ready(dir, &state.nodes).await?;
     let started = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -344,13 +375,26 @@ pub async fn run(
     );
     // The replicas are watched from the moment the last fault ends (when
     // the schedule ends one), while the clients go on.
-    let ends_last = faults.last().is_some_and(|(_, fault)| fault.ends_fault());
+    let any_fault = !faults.is_empty();
     for (at, fault) in faults {
         tokio::time::sleep_until(start + Duration::from_secs_f64(at)).await;
         apply(dir, &mut state, exe, &fault, &recorder)?;
+        if let Fault::Wipe(name) = &fault {
+            // Its window ends when it serves again (it streams first).
+            let node = state.node(name)?.clone();
+            let (dir, recorder) = (dir.to_path_buf(), recorder.clone());
+            tokio::spawn(async move {
+                if wait_ready(&dir, std::slice::from_ref(&node)).await.is_ok() {
+                    recorder.fault(format!("rejoined {}", node.name));
+                }
+            });
+        }
     }
     let within = options.converge_within;
-    let watch = ends_last.then(|| {
+    let whole = state.faults.is_empty()
+        && state.paused.is_empty()
+        && state.nodes.iter().all(|n| n.running());
+    let watch = (any_fault && whole).then(|| {
         let healed_ms = recorder.now_ms();
         tokio::spawn(converge::watch(
             target.clone(),
@@ -361,11 +405,11 @@ pub async fn run(
     });
     clients.join_all().await;
     // Whatever the schedule left broken is mended: the lab is whole again.
-    let mut mend = Vec::new();
+    // Paused nodes go on first: a heal clears what was injected into them.
+    let mut mend: Vec<Fault> = state.paused.iter().cloned().map(Fault::Resume).collect();
     if !state.faults.is_empty() {
         mend.push(Fault::Heal);
     }
-    mend.extend(state.paused.iter().cloned().map(Fault::Resume));
     mend.extend(
         state
             .nodes
@@ -382,7 +426,13 @@ pub async fn run(
             .await
             .map_err(|e| LabError::Invalid(format!("the watch failed: {e}")))?,
         None => {
-            let healed_ms = last_mend_ms(&recorder.history());
+            // Without faults, the rows are compared from the end of the run.
+            let history = recorder.history();
+            let healed_ms = if any_fault {
+                last_mend_ms(&history)
+            } else {
+                recorder.now_ms()
+            };
             converge::watch(target.clone(), recorder.clone(), healed_ms, within).await
         }
     };
@@ -418,8 +468,16 @@ fn apply(
     fault: &Fault,
     recorder: &Recorder,
 ) -> Result<(), LabError> {
+    // A window holds only the time a fault was wholly in force: it begins
+    // once the fault is in place and ends when its end begins (operations
+    // in between count as outside it).
+    if fault.ends_fault() {
+        recorder.fault(fault.to_string());
+    }
     blocking(|| fault.apply(dir, state, exe))?;
-    recorder.fault(fault.to_string());
+    if !fault.ends_fault() {
+        recorder.fault(fault.to_string());
+    }
     if let Fault::Wipe(node) = fault {
         // What only it held (a write at ONE it had not passed on) is gone.
         recorder.node_lost(&NodeId::new(node));

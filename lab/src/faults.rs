@@ -8,9 +8,13 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use ringdb_proto::{FaultInjection, PeerFault};
+use ringdb_ring::NodeId;
+
 use crate::LabError;
 use crate::command::iptables_in;
 use crate::hosts::{CHAIN, HOST_ADDRESS, LabState, start_node};
+use crate::inject::inject;
 
 /// A fault, or the end of one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,6 +39,16 @@ pub enum Fault {
     /// The node drops this share (0 to 1) of the packets other nodes send
     /// it.
     Loss(String, f64),
+    /// Every message the node sends or receives from another node waits
+    /// this long, milliseconds, plus a jitter drawn up to the second
+    /// figure (which reorders them): the nodes' own fault hook.
+    Delay(String, u64, u64),
+    /// This share (0 to 1) of the messages the node and its peers send
+    /// each other is sent twice.
+    Duplicate(String, f64),
+    /// The node's wall clock moves this many milliseconds from the
+    /// system's (negative: behind).
+    Skew(String, i64),
     /// The node loses its data: killed, its data folder deleted, started
     /// again empty under the same id, streaming its ranges from the others
     /// (auto_bootstrap) before it serves.
@@ -55,8 +69,12 @@ impl fmt::Display for Fault {
             Fault::Pause(node) => write!(f, "pause {node}"),
             Fault::Resume(node) => write!(f, "resume {node}"),
             Fault::Restart(node) => write!(f, "restart {node}"),
-            Fault::Loss(node, share) => write!(f, "loss {node} {}%", share * 100.0),
+            Fault::Loss(node, share) => write!(f, "loss {node} {}%", percent(*share)),
             Fault::Wipe(node) => write!(f, "wipe {node}"),
+            Fault::Delay(node, delay, 0) => write!(f, "delay {node} {delay}ms"),
+            Fault::Delay(node, delay, jitter) => write!(f, "delay {node} {delay}ms {jitter}ms"),
+            Fault::Duplicate(node, share) => write!(f, "duplicate {node} {}%", percent(*share)),
+            Fault::Skew(node, skew) => write!(f, "skew {node} {skew:+}ms"),
         }
     }
 }
@@ -89,6 +107,16 @@ impl std::str::FromStr for Fault {
                             .collect::<Vec<_>>()
                     })
                     .collect();
+                let named: Vec<&String> = sides.iter().flatten().collect();
+                if named
+                    .iter()
+                    .enumerate()
+                    .any(|(i, n)| named[..i].contains(n))
+                {
+                    return Err(LabError::Invalid(
+                        "a partition names each node once: `partition n1,n2 / n3`".into(),
+                    ));
+                }
                 if sides.len() < 2 || sides.iter().any(Vec::is_empty) {
                     return Err(LabError::Invalid(
                         "a partition names two sides or more: `partition n1,n2 / n3`".into(),
@@ -104,25 +132,68 @@ impl std::str::FromStr for Fault {
             "resume" => Fault::Resume(node()?),
             "restart" => Fault::Restart(node()?),
             "wipe" => Fault::Wipe(node()?),
-            "loss" => {
+            "delay" => {
+                let parts: Vec<&str> = rest.split_whitespace().collect();
+                let figure = |i: usize| {
+                    parts
+                        .get(i)
+                        .and_then(|p| milliseconds(p))
+                        .filter(|ms| (0..=60_000).contains(ms))
+                };
+                match (parts.len(), figure(1), figure(2)) {
+                    (2, Some(delay), _) => Fault::Delay(parts[0].to_string(), delay as u64, 0),
+                    (3, Some(delay), Some(jitter)) => {
+                        Fault::Delay(parts[0].to_string(), delay as u64, jitter as u64)
+                    }
+                    _ => {
+                        return Err(LabError::Invalid(
+                            "`delay` takes a node, a delay and maybe a jitter, up to 60 s each: \
+                             `delay n2 50ms` or `delay n2 50ms 20ms`"
+                                .into(),
+                        ));
+                    }
+                }
+            }
+            "skew" => {
+                let parts: Vec<&str> = rest.split_whitespace().collect();
+                match (parts.len(), parts.get(1).and_then(|p| milliseconds(p))) {
+                    (2, Some(skew)) if skew.abs() <= ringdb_proto::MAX_CLOCK_SKEW_MS => {
+                        Fault::Skew(parts[0].to_string(), skew)
+                    }
+                    _ => {
+                        return Err(LabError::Invalid(
+                            "`skew` takes a node and how far to move its clock, within a day: \
+                             `skew n2 +30s`, `skew n2 -500ms`"
+                                .into(),
+                        ));
+                    }
+                }
+            }
+            "loss" | "duplicate" => {
                 let parts: Vec<&str> = rest.split_whitespace().collect();
                 let share = parts
                     .get(1)
-                    .and_then(|p| p.trim_end_matches('%').parse::<f64>().ok())
+                    .and_then(|p| p.strip_suffix('%'))
+                    .and_then(|p| p.parse::<f64>().ok())
                     .filter(|p| (0.0..=100.0).contains(p));
-                match (parts.len(), share) {
-                    (2, Some(percent)) => Fault::Loss(parts[0].to_string(), percent / 100.0),
+                match (parts.len(), share, verb) {
+                    (2, Some(percent), "loss") => {
+                        Fault::Loss(parts[0].to_string(), percent / 100.0)
+                    }
+                    (2, Some(percent), _) => {
+                        Fault::Duplicate(parts[0].to_string(), percent / 100.0)
+                    }
                     _ => {
-                        return Err(LabError::Invalid(
-                            "`loss` takes a node and a share of packets: `loss n2 20%`".into(),
-                        ));
+                        return Err(LabError::Invalid(format!(
+                            "`{verb}` takes a node and a share of packets: `{verb} n2 20%`"
+                        )));
                     }
                 }
             }
             _ => {
                 return Err(LabError::Invalid(format!(
                     "unknown fault {verb:?}: partition, isolate, bridge, heal, kill, pause, \
-                     resume, restart, loss or wipe"
+                     resume, restart, loss, delay, duplicate, skew or wipe"
                 )));
             }
         })
@@ -130,11 +201,17 @@ impl std::str::FromStr for Fault {
 }
 
 impl Fault {
-    /// Whether it is a network fault (what `heal` ends).
+    /// Whether `heal` ends it: a network fault, or a clock's skew.
     pub fn is_network(&self) -> bool {
         matches!(
             self,
-            Fault::Partition(_) | Fault::Isolate(_) | Fault::Bridge | Fault::Loss(..)
+            Fault::Partition(_)
+                | Fault::Isolate(_)
+                | Fault::Bridge
+                | Fault::Loss(..)
+                | Fault::Delay(..)
+                | Fault::Duplicate(..)
+                | Fault::Skew(..)
         )
     }
 
@@ -199,6 +276,13 @@ impl Fault {
 
     /// Does it to the lab in `dir`: `exe` restarts nodes.
     pub fn apply(&self, dir: &Path, state: &mut LabState, exe: &Path) -> Result<(), LabError> {
+        // What was done is recorded even when a step fails half-way.
+        let done = self.apply_steps(dir, state, exe);
+        let saved = state.save(dir);
+        done.and(saved)
+    }
+
+    fn apply_steps(&self, dir: &Path, state: &mut LabState, exe: &Path) -> Result<(), LabError> {
         let names = state.names();
         for name in self.named_nodes() {
             state.node(&name)?;
@@ -240,11 +324,48 @@ impl Fault {
                 for node in &state.nodes {
                     iptables_in(&node.namespace(), &["-F", CHAIN])?;
                 }
+                // A paused node keeps its entry (and its faults) until it
+                // goes on and is healed; one that does not run has none.
+                let injected: Vec<String> = state.injected.keys().cloned().collect();
+                let mut failed = Vec::new();
+                for name in injected {
+                    let node = state.node(&name)?.clone();
+                    if state.paused.contains(&name) {
+                        continue;
+                    }
+                    if node.running()
+                        && let Err(error) = block_on(inject(dir, &node, FaultInjection::default()))
+                    {
+                        failed.push(error.to_string());
+                        continue;
+                    }
+                    state.injected.remove(&name);
+                }
                 state.faults.clear();
+                if !failed.is_empty() {
+                    return Err(LabError::Invalid(failed.join("; ")));
+                }
+            }
+            Fault::Delay(..) | Fault::Duplicate(..) | Fault::Skew(..) => {
+                for name in self.named_nodes() {
+                    if !state.node(&name)?.running() || state.paused.contains(&name) {
+                        return Err(LabError::Invalid(format!(
+                            "{name} does not run or is paused: restart or resume it first"
+                        )));
+                    }
+                }
+                for name in self.inject_into(state) {
+                    let node = state.node(&name)?.clone();
+                    let injection = state.injected.get(&name).cloned().unwrap_or_default();
+                    block_on(inject(dir, &node, injection))?;
+                }
+                state.faults.push(self.to_string());
             }
             Fault::Kill(name) => {
                 signal(state, name, Signal::SIGKILL)?;
                 state.paused.retain(|n| n != name);
+                // Its injected faults die with the process.
+                state.injected.remove(name);
             }
             Fault::Pause(name) => {
                 signal(state, name, Signal::SIGSTOP)?;
@@ -257,11 +378,55 @@ impl Fault {
             Fault::Restart(name) => restart(state, name, exe, false)?,
             Fault::Wipe(name) => restart(state, name, exe, true)?,
         }
-        state.save(dir)
+        Ok(())
+    }
+
+    /// Records a delay, duplication or skew in the state's injections
+    /// (a node's messages both ways: its own to every peer, and every
+    /// peer's to it); returns the nodes whose injection changed.
+    fn inject_into(&self, state: &mut LabState) -> Vec<String> {
+        let names = state.names();
+        let (node, change): (&String, &dyn Fn(&mut PeerFault)) = match self {
+            Fault::Skew(node, skew) => {
+                state
+                    .injected
+                    .entry(node.clone())
+                    .or_default()
+                    .clock_skew_ms = *skew;
+                return vec![node.clone()];
+            }
+            Fault::Delay(node, delay, jitter) => (node, &|fault: &mut PeerFault| {
+                fault.delay_ms = *delay;
+                fault.jitter_ms = *jitter;
+            }),
+            Fault::Duplicate(node, share) => (node, &|fault: &mut PeerFault| {
+                fault.duplicate = *share;
+            }),
+            _ => return Vec::new(),
+        };
+        let mut changed = Vec::new();
+        // Nodes that do not run, or are paused, are left out: a process
+        // started again has no injected faults.
+        let reachable: Vec<String> = state
+            .nodes
+            .iter()
+            .filter(|n| n.running() && !state.paused.contains(&n.name))
+            .map(|n| n.name.clone())
+            .collect();
+        for other in names.iter().filter(|n| *n != node && reachable.contains(n)) {
+            for (from, to) in [(node, other), (other, node)] {
+                let injection = state.injected.entry(from.clone()).or_default();
+                change(peer_fault(injection, to));
+                if !changed.contains(from) {
+                    changed.push(from.clone());
+                }
+            }
+        }
+        changed
     }
 
     /// The nodes it names.
-    fn named_nodes(&self) -> Vec<String> {
+    pub fn named_nodes(&self) -> Vec<String> {
         match self {
             Fault::Partition(sides) => sides.concat(),
             Fault::Isolate(n)
@@ -270,6 +435,9 @@ impl Fault {
             | Fault::Resume(n)
             | Fault::Restart(n)
             | Fault::Wipe(n)
+            | Fault::Delay(n, ..)
+            | Fault::Duplicate(n, _)
+            | Fault::Skew(n, _)
             | Fault::Loss(n, _) => vec![n.clone()],
             Fault::Bridge | Fault::Heal => Vec::new(),
         }
@@ -284,6 +452,7 @@ fn restart(state: &mut LabState, name: &str, exe: &Path, wipe: bool) -> Result<(
         wait_exit(state.node(name)?);
     }
     state.paused.retain(|n| n != name);
+    state.injected.remove(name);
     let node = state.node(name)?.clone();
     if wipe {
         let mut config = ringdb_node::Config::load(&node.config).map_err(|e| {
@@ -313,6 +482,48 @@ fn restart(state: &mut LabState, name: &str, exe: &Path, wipe: bool) -> Result<(
         .expect("a known node");
     state.nodes[at].pid = Some(pid);
     Ok(())
+}
+
+/// The fault of `injection` on messages to `peer`, made if there is none.
+fn peer_fault<'a>(injection: &'a mut FaultInjection, peer: &str) -> &'a mut PeerFault {
+    let at = match injection.peers.iter().position(|f| f.peer.as_str() == peer) {
+        Some(at) => at,
+        None => {
+            injection.peers.push(PeerFault {
+                peer: NodeId::new(peer),
+                drop: 0.0,
+                delay_ms: 0,
+                jitter_ms: 0,
+                duplicate: 0.0,
+            });
+            injection.peers.len() - 1
+        }
+    };
+    &mut injection.peers[at]
+}
+
+/// Waits for `future` from the blocking section of a multi-threaded
+/// runtime (the lab's commands run inside `block_in_place`).
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Handle::current().block_on(future)
+}
+
+/// A share as a percentage, without float noise (0.07 is `7`).
+fn percent(share: f64) -> f64 {
+    (share * 100.0 * 1e6).round() / 1e6
+}
+
+/// `50ms`, `+30s`, `-2s`, `0`: milliseconds.
+fn milliseconds(text: &str) -> Option<i64> {
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1.0)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1000.0)
+    } else {
+        (text, 1.0)
+    };
+    let value = number.parse::<f64>().ok()? * scale;
+    (value.is_finite() && value.abs() < 1e12).then_some(value.round() as i64)
 }
 
 /// A bridge's two sides: the nodes before the middle one, and after it.
@@ -366,7 +577,13 @@ mod tests {
             "resume n3",
             "restart n1",
             "loss n2 20%",
+            "loss n2 7%",
             "wipe n2",
+            "delay n2 50ms",
+            "delay n2 50ms 20ms",
+            "duplicate n1 10%",
+            "skew n3 +30000ms",
+            "skew n3 -500ms",
         ] {
             let fault: Fault = text.parse().unwrap();
             assert_eq!(fault.to_string(), text);
@@ -375,6 +592,7 @@ mod tests {
         assert_eq!(spaced.to_string(), "partition n1,n2 / n3");
         for bad in [
             "partition n1",
+            "partition n1,n2 / n2,n3",
             "isolate",
             "loss n2 120%",
             "flood n1",

@@ -97,6 +97,9 @@ pub struct LabState {
     /// Experiments run on this lab: each writes rows of its own.
     #[serde(default)]
     pub runs: u32,
+    /// What was injected into each node's fault hook and clock.
+    #[serde(default)]
+    pub injected: std::collections::BTreeMap<String, ringdb_proto::FaultInjection>,
 }
 
 impl LabState {
@@ -158,6 +161,16 @@ impl LabState {
         std::fs::read_to_string(&path)
             .map_err(LabError::io(format!("cannot read {}", path.display())))
     }
+}
+
+/// Whether `name` is one the lab gives: its bridge, or `rdblab-n` and a
+/// number (a namespace, or a veth end).
+pub fn is_lab_name(name: &str) -> bool {
+    name == BRIDGE
+        || name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.strip_prefix("-n"))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The namespace of node `name`.
@@ -271,7 +284,17 @@ fn write_configs(dir: &Path, state: &LabState) -> Result<(), LabError> {
             .map_err(LabError::io(format!("cannot write {}", path.display())))
     };
     write(dir.join("ca.pem"), ca.certificate_pem())?;
-    write(dir.join("ca.key"), ca.key_pem())?;
+    write_private(&dir.join("ca.key"), ca.key_pem())?;
+    // The lab's own certificate: it injects faults into the nodes.
+    let lab = ca.issue(&NodeId::new(crate::inject::LAB_ID))?;
+    write(
+        dir.join(format!("{}.pem", crate::inject::LAB_ID)),
+        &lab.certificate_pem,
+    )?;
+    write_private(
+        &dir.join(format!("{}.key", crate::inject::LAB_ID)),
+        &lab.key_pem,
+    )?;
     let seed = SocketAddr::from((state.nodes[0].address, INTERNODE_PORT));
     let cluster = ClusterConfig {
         name: "lab".into(),
@@ -282,8 +305,19 @@ fn write_configs(dir: &Path, state: &LabState) -> Result<(), LabError> {
     };
     for node in &state.nodes {
         let folder = node.folder();
-        // A lab starts empty: data of an earlier lab in this folder goes.
+        // A lab starts empty: data of an earlier lab in this folder goes,
+        // and nothing else.
+        // (A folder a killed `up` left has the node's certificate or nothing.)
+        let made_by_a_lab = node.config.exists()
+            || folder.join(format!("{}.pem", node.name)).exists()
+            || std::fs::read_dir(folder).is_ok_and(|mut entries| entries.next().is_none());
         if folder.exists() {
+            if !made_by_a_lab {
+                return Err(LabError::Invalid(format!(
+                    "{} exists and is not a lab node's folder (no node.toml): choose another --dir",
+                    folder.display()
+                )));
+            }
             std::fs::remove_dir_all(folder)
                 .map_err(LabError::io(format!("cannot empty {}", folder.display())))?;
         }
@@ -304,9 +338,24 @@ fn write_configs(dir: &Path, state: &LabState) -> Result<(), LabError> {
         let internode = SocketAddr::from((node.address, INTERNODE_PORT));
         let mut config = Config::new(id, "data".into(), internode, node.client_address(), tls);
         config.cluster = cluster.clone();
+        config.faults.injectable = true;
         write(node.config.clone(), &config.to_toml())?;
     }
     Ok(())
+}
+
+/// Writes a private key, readable by its owner only from the start.
+fn write_private(path: &Path, text: &str) -> Result<(), LabError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .map_err(LabError::io(format!("cannot write {}", path.display())))
 }
 
 /// Starts `node`'s process inside its namespace, in its own process group
@@ -340,7 +389,14 @@ pub fn start_node(node: &LabNode, exe: &Path) -> Result<u32, LabError> {
         .process_group(0)
         .spawn()
         .map_err(LabError::io(format!("cannot start {}", node.name)))?;
-    Ok(child.id())
+    let pid = child.id();
+    // Reaped when it exits (killed by a fault), for as long as this
+    // command runs; after it, by init.
+    std::thread::spawn(move || {
+        let mut child = child;
+        let _ = child.wait();
+    });
+    Ok(pid)
 }
 
 /// Waits until every node of `nodes` answers and sees the others up.
@@ -421,7 +477,7 @@ pub fn leftovers() -> Result<Vec<String>, LabError> {
     let mut found = Vec::new();
     for line in ip(&["netns", "list"])?.lines() {
         let name = line.split_whitespace().next().unwrap_or_default();
-        if name.starts_with(PREFIX) {
+        if is_lab_name(name) {
             found.push(format!("namespace {name}"));
         }
     }
@@ -431,7 +487,7 @@ pub fn leftovers() -> Result<Vec<String>, LabError> {
             continue;
         };
         let name = name.split('@').next().unwrap_or_default();
-        if name.starts_with(PREFIX) {
+        if is_lab_name(name) {
             found.push(format!("link {name}"));
         }
     }
@@ -456,11 +512,15 @@ pub fn down(dir: &Path) -> Result<Vec<String>, LabError> {
     let namespaces: Vec<String> = ip(&["netns", "list"])?
         .lines()
         .filter_map(|line| line.split_whitespace().next())
-        .filter(|name| name.starts_with(PREFIX))
+        .filter(|name| is_lab_name(name))
         .map(str::to_string)
         .collect();
     for namespace in &namespaces {
-        for pid in ip(&["netns", "pids", namespace])?.lines() {
+        // A namespace being deleted may have no pids to list: go on.
+        for pid in ip(&["netns", "pids", namespace])
+            .unwrap_or_default()
+            .lines()
+        {
             if let Ok(pid) = pid.trim().parse::<u32>() {
                 pids.push(pid);
             }
@@ -474,9 +534,11 @@ pub fn down(dir: &Path) -> Result<Vec<String>, LabError> {
         removed.push(format!("process {pid}"));
     }
     wait_gone(&pids);
+    // Everything is tried; what could not be removed is said at the end.
     for namespace in &namespaces {
-        ip(&["netns", "del", namespace])?;
-        removed.push(format!("namespace {namespace}"));
+        if ip(&["netns", "del", namespace]).is_ok() {
+            removed.push(format!("namespace {namespace}"));
+        }
     }
     for found in leftovers()? {
         if let Some(link) = found.strip_prefix("link ") {

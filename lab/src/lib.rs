@@ -39,10 +39,15 @@
 //!   (plotters, as SVG), a Markdown summary and the figures as JSON, made
 //!   again from a history by `lab report`.
 //!
+//! Its commands run inside a multi-threaded tokio runtime (they wait for
+//! the system's commands in `block_in_place`).
+//!
 //! The lab needs root (namespaces, veth, iptables) and the `ip` and
 //! `iptables` commands; without them it says what is missing and how to
-//! install it. This kernel has no `tc netem`, so delay and reordering are
-//! for the transport's fault hook, not for the lab's rules.
+//! install it. This kernel has no `tc netem`, so delay, jitter (which
+//! reorders messages), duplication and clock skew go through the nodes'
+//! own fault hook and clock ([`inject`]): the lab proves itself with a
+//! certificate of the cluster's CA, and its nodes' configs allow it.
 
 use std::path::PathBuf;
 
@@ -50,6 +55,7 @@ pub mod command;
 pub mod experiment;
 pub mod faults;
 pub mod hosts;
+pub mod inject;
 pub mod measure;
 pub mod report;
 pub mod target;

@@ -268,7 +268,14 @@ pub fn figures(history: &History, info: &RunInfo) -> Figures {
         .into_iter()
         .map(|r| (r.id, r.stale))
         .collect();
-    let sides = sides_of(&windows, &info.nodes);
+    let window_sides: Vec<Vec<Vec<String>>> =
+        windows.iter().map(|w| sides_of(w, &info.nodes)).collect();
+    let mut sides: Vec<Vec<String>> = Vec::new();
+    for side in window_sides.iter().flatten() {
+        if !sides.contains(side) {
+            sides.push(side.clone());
+        }
+    }
     let mut levels: BTreeMap<String, LevelFigures> = BTreeMap::new();
     let mut latencies: BTreeMap<(String, bool), Vec<f64>> = BTreeMap::new();
     for (id, operation) in &operations {
@@ -294,9 +301,10 @@ pub fn figures(history: &History, info: &RunInfo) -> Figures {
             Some(outcome) => error_kind(outcome),
             None => Some("no end"),
         };
-        let during = windows
+        let window = windows
             .iter()
-            .any(|w| (w.start_ms..w.end_ms).contains(&operation.invoked_ms));
+            .position(|w| (w.start_ms..w.end_ms).contains(&operation.invoked_ms));
+        let during = window.is_some();
         if is_read {
             figures.reads.add(ok);
         } else {
@@ -321,14 +329,23 @@ pub fn figures(history: &History, info: &RunInfo) -> Figures {
             phase.reads += 1;
             phase.stale += stale_read as u64;
         }
-        if !during {
+        let Some(window) = window else {
             continue;
+        };
+        // The side of the node it asked, in the fault it began in (a node
+        // a partition does not name is a side of its own).
+        let nodes = window_sides[window]
+            .iter()
+            .find(|side| side.iter().any(|n| n == operation.node))
+            .cloned()
+            .unwrap_or_else(|| vec![operation.node.to_string()]);
+        if !figures.sides.iter().any(|s| s.nodes == nodes) {
+            figures.sides.push(Side {
+                nodes: nodes.clone(),
+                ..Side::default()
+            });
         }
-        if let Some(side) = figures
-            .sides
-            .iter_mut()
-            .find(|s| s.nodes.iter().any(|n| n == operation.node))
-        {
+        if let Some(side) = figures.sides.iter_mut().find(|s| s.nodes == nodes) {
             if is_read {
                 side.reads.add(ok);
             } else {
@@ -423,12 +440,25 @@ pub fn windows(history: &History, end_ms: u64) -> Vec<Window> {
         let Event::Fault { at_ms, what } = event else {
             continue;
         };
+        if let Some(node) = what.strip_prefix("rejoined ") {
+            // A wiped node serves again.
+            if let Some(at) = open
+                .iter()
+                .position(|(f, _)| matches!(f, Fault::Wipe(n) if n == node))
+            {
+                let (_, mut window) = open.remove(at);
+                window.end_ms = *at_ms;
+                closed.push(window);
+            }
+            continue;
+        }
         let Ok(fault) = what.parse::<Fault>() else {
             continue;
         };
         let ends = |started: &Fault| match (&fault, started) {
             (Fault::Heal, started) => started.is_network(),
-            (Fault::Resume(a), Fault::Pause(b)) | (Fault::Restart(a), Fault::Kill(b)) => a == b,
+            (Fault::Resume(a) | Fault::Restart(a) | Fault::Wipe(a), Fault::Pause(b))
+            | (Fault::Restart(a) | Fault::Wipe(a), Fault::Kill(b)) => a == b,
             _ => false,
         };
         let mut i = 0;
@@ -441,7 +471,7 @@ pub fn windows(history: &History, end_ms: u64) -> Vec<Window> {
                 i += 1;
             }
         }
-        if !fault.ends_fault() {
+        if !fault.ends_fault() || matches!(fault, Fault::Wipe(_)) {
             let window = Window {
                 what: what.clone(),
                 start_ms: *at_ms,
@@ -455,25 +485,29 @@ pub fn windows(history: &History, end_ms: u64) -> Vec<Window> {
     closed
 }
 
-/// The sides of the first fault that has sides: a partition's, an
-/// isolated, killed or paused node against the others; one side of every
-/// node without faults.
-fn sides_of(windows: &[Window], nodes: &[String]) -> Vec<Vec<String>> {
-    for window in windows {
-        let Ok(fault) = window.what.parse::<Fault>() else {
-            continue;
-        };
-        let alone = match &fault {
-            Fault::Kill(node) | Fault::Pause(node) | Fault::Loss(node, _) => Some(node.clone()),
-            _ => None,
-        };
-        if let Some(node) = alone {
+/// The sides of a fault: a partition's, or the node a fault struck
+/// against the others.
+fn sides_of(window: &Window, nodes: &[String]) -> Vec<Vec<String>> {
+    let Ok(fault) = window.what.parse::<Fault>() else {
+        return vec![nodes.to_vec()];
+    };
+    let alone = match &fault {
+        Fault::Kill(node)
+        | Fault::Pause(node)
+        | Fault::Loss(node, _)
+        | Fault::Wipe(node)
+        | Fault::Delay(node, ..)
+        | Fault::Duplicate(node, _)
+        | Fault::Skew(node, _) => Some(node.clone()),
+        _ => None,
+    };
+    match alone {
+        Some(node) => {
             let others = nodes.iter().filter(|n| **n != node).cloned().collect();
-            return vec![others, vec![node]];
+            vec![others, vec![node]]
         }
-        return fault.sides(nodes);
+        None => fault.sides(nodes),
     }
-    vec![nodes.to_vec()]
 }
 
 /// Operations per second by level, and latency.

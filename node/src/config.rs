@@ -105,6 +105,21 @@ pub struct Config {
     /// Merkle-tree anti-entropy and tombstone purging.
     #[serde(default)]
     pub antientropy: AntiEntropyConfig,
+    /// Faults injected by a test harness.
+    #[serde(default)]
+    pub faults: FaultsConfig,
+}
+
+/// Faults a test harness (`ringdb lab`) injects into the running node:
+/// delays, loss and duplication of the messages it sends, and a skew of
+/// its wall clock, asked by a caller holding a certificate of the
+/// cluster's CA.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultsConfig {
+    /// Whether the node takes injected faults. Never on a production
+    /// cluster. Default: false.
+    pub injectable: bool,
 }
 
 /// Hinted handoff: writes kept for replicas that missed them.
@@ -383,6 +398,7 @@ impl Config {
             streaming: StreamingConfig::default(),
             hints: HintsConfig::default(),
             antientropy: AntiEntropyConfig::default(),
+            faults: FaultsConfig::default(),
         }
     }
 

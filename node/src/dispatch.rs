@@ -25,6 +25,7 @@ use tracing::{info, warn};
 use crate::cleanup::{self, Cleanup};
 use crate::coordinator::{BackgroundJob, Coordinator, table_id};
 use crate::hints::{Handoff, Hints};
+use crate::injection::Injection;
 use crate::network::{BoxFuture, Incoming};
 use crate::operations::{Kind, Operations};
 use crate::repair::{self, AntiEntropy};
@@ -46,6 +47,8 @@ pub(crate) struct Dispatcher {
     pub(crate) topology: Arc<Topology>,
     pub(crate) schemas: Arc<Schemas>,
     pub(crate) statements: Arc<Statements>,
+    /// Faults a test harness may inject (`[faults] injectable`), or none.
+    pub(crate) injection: Option<Arc<Injection>>,
 }
 
 impl Incoming for Dispatcher {
@@ -157,7 +160,12 @@ impl Dispatcher {
         // how a new node joins); only nodes known to the cluster may read,
         // write or coordinate: members, and nodes that left (they forward
         // what clients still send them), not removed ones.
-        if !matches!(request, PeerRequest::Hello { .. } | PeerRequest::Gossip(_)) {
+        // Injected faults come from a harness the CA signed, which is no
+        // member: the node's config decides whether it takes them.
+        if !matches!(
+            request,
+            PeerRequest::Hello { .. } | PeerRequest::Gossip(_) | PeerRequest::InjectFaults(_)
+        ) {
             let member = self
                 .replica
                 .membership
@@ -208,6 +216,13 @@ impl Dispatcher {
                 self.schemas.merge(&bytes).await?;
                 Ok(PeerReply::Applied)
             }
+            PeerRequest::InjectFaults(injection) => match &self.injection {
+                Some(hook) => hook.apply(&injection),
+                None => Err(RequestError::invalid(format!(
+                    "{} does not take injected faults (its config has [faults] injectable = false)",
+                    self.replica.me
+                ))),
+            },
         }
     }
 
@@ -498,7 +513,7 @@ impl Services {
         hints: Arc<Hints>,
         schemas: Arc<Schemas>,
         background: mpsc::Sender<BackgroundJob>,
-        cancel: CancellationToken,
+        (cancel, injection): (CancellationToken, Option<Arc<Injection>>),
     ) -> Services {
         let handoff = Arc::new(Handoff {
             replica: replica.clone(),
@@ -536,6 +551,7 @@ impl Services {
                 prepared: Default::default(),
             }),
             schemas,
+            injection,
         });
         Services {
             handoff,

@@ -62,7 +62,12 @@
 //! its node crashes). Monotonic time is tokio's, which the simulator pauses
 //! and advances. Work that may block (an fsync, a long scan) goes through
 //! [`Storage::blocking`](storage::Storage::blocking): the RocksDB engine
-//! runs it on tokio's blocking pool, the memory engine in place.
+//! runs it on tokio's blocking pool, the memory engine in place. The
+//! clock is wrapped in a [`SkewedClock`](world::SkewedClock); a node whose
+//! config says `[faults] injectable = true` lets a caller the cluster's CA
+//! signed set its fault hook and clock skew (`PeerRequest::InjectFaults`,
+//! `injection.rs`): that is how `ringdb lab` delays, reorders and
+//! duplicates messages and skews clocks on a kernel without `tc netem`.
 //!
 //! **Repair.** A write whose replica is down, or has not acknowledged by
 //! the deadline, leaves a hint on its coordinator (or, in a sloppy quorum,
@@ -175,6 +180,7 @@ mod coordinator;
 mod dispatch;
 mod error;
 mod hints;
+mod injection;
 mod known_peers;
 pub mod membership;
 pub mod network;

@@ -8,7 +8,8 @@
 //! connection per peer) and by the simulator's network of delays, losses,
 //! duplicates and partitions. [`Faulty`] decorates either with the fault
 //! hook that tests and the lab switch on: per peer, a chance of dropping a
-//! message and a delay before sending it.
+//! message, a delay before sending it plus a jitter (which reorders
+//! messages), and a chance of sending it twice.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -173,6 +174,12 @@ pub struct Fault {
     pub drop_probability: f64,
     /// How long every message that is not dropped waits before it is sent.
     pub delay: Duration,
+    /// A further wait drawn from zero to this for each message, so that
+    /// messages overtake each other.
+    pub jitter: Duration,
+    /// The chance, from 0 to 1, that a message is sent twice (the second
+    /// copy's answer is not waited for).
+    pub duplicate_probability: f64,
 }
 
 impl Fault {
@@ -180,7 +187,17 @@ impl Fault {
     pub fn cut() -> Fault {
         Fault {
             drop_probability: 1.0,
-            delay: Duration::ZERO,
+            ..Fault::delayed(Duration::ZERO)
+        }
+    }
+
+    /// Every message delayed by `delay`, none dropped.
+    pub fn delayed(delay: Duration) -> Fault {
+        Fault {
+            drop_probability: 0.0,
+            delay,
+            jitter: Duration::ZERO,
+            duplicate_probability: 0.0,
         }
     }
 }
@@ -205,6 +222,11 @@ impl Faults {
     /// Stops every fault.
     pub fn clear_all(&self) {
         self.rules.write().expect("faults").clear();
+    }
+
+    /// Applies exactly `faults`, each to its peer, and none to the others.
+    pub fn replace(&self, faults: HashMap<NodeId, Fault>) {
+        *self.rules.write().expect("faults") = faults;
     }
 
     fn get(&self, peer: &NodeId) -> Option<Fault> {
@@ -255,13 +277,27 @@ impl Network for Faulty {
         if self.random.chance(fault.drop_probability) {
             return Ok(PeerCall::lost());
         }
-        if fault.delay.is_zero() {
+        let jitter = match fault.jitter.as_micros() as u64 {
+            0 => Duration::ZERO,
+            most => Duration::from_micros(self.random.next_u64() % (most + 1)),
+        };
+        let wait = fault.delay + jitter;
+        let twice = self.random.chance(fault.duplicate_probability);
+        if wait.is_zero() && !twice {
             return self.inner.send(peer, request, deadline);
         }
         let (inner, peer) = (self.inner.clone(), peer.clone());
         Ok(PeerCall::new(async move {
-            tokio::time::sleep(fault.delay).await;
-            inner.send(&peer, request, deadline)?.answer(deadline).await
+            tokio::time::sleep(wait).await;
+            let copy = twice.then(|| request.clone());
+            let call = inner.send(&peer, request, deadline)?;
+            // The copy goes only once the original is on its way (a copy
+            // sent when the original was refused would be applied while
+            // the caller hears "not sent"); its answer is dropped.
+            if let Some(copy) = copy {
+                let _ = inner.send(&peer, copy, deadline);
+            }
+            call.answer(deadline).await
         }))
     }
 

@@ -11,7 +11,8 @@
 //! ([`crate::storage::Engine`]) and the peer network ([`crate::network`])
 //! are the other seams; a node starts in a [`crate::World`] of all four.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
@@ -34,6 +35,38 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .map(|elapsed| i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX))
             .unwrap_or(0)
+    }
+}
+
+/// A clock moved by an adjustable skew from another: every node's clock,
+/// so that a test harness may move it (`ringdb lab`'s `skew`); no skew
+/// until one is set.
+pub struct SkewedClock {
+    inner: Arc<dyn Clock>,
+    skew_micros: AtomicI64,
+}
+
+impl SkewedClock {
+    /// `inner`, not moved.
+    pub fn new(inner: Arc<dyn Clock>) -> SkewedClock {
+        SkewedClock {
+            inner,
+            skew_micros: AtomicI64::new(0),
+        }
+    }
+
+    /// Moves the clock `skew_micros` from `inner` (negative: behind).
+    pub fn set_skew(&self, skew_micros: i64) {
+        self.skew_micros.store(skew_micros, Ordering::Relaxed);
+    }
+}
+
+impl Clock for SkewedClock {
+    fn now_micros(&self) -> i64 {
+        self.inner
+            .now_micros()
+            .saturating_add(self.skew_micros.load(Ordering::Relaxed))
+            .max(0)
     }
 }
 

@@ -107,10 +107,7 @@ async fn cut_and_delayed_links_time_out_writes_and_healed_links_serve_them() {
 
     // Delays longer than the 300 ms budget: also a timeout.
     for peer in ["node2", "node3"] {
-        let delay = Fault {
-            drop_probability: 0.0,
-            delay: Duration::from_millis(600),
-        };
+        let delay = Fault::delayed(Duration::from_millis(600));
         nodes[0].faults().set(NodeId::new(peer), delay);
     }
     let outcome = client
@@ -154,10 +151,7 @@ async fn a_full_connection_answers_overloaded_at_once_and_keeps_serving() {
     // node1's replicas answer after 600 ms, past the 300 ms budget: each
     // QUORUM write holds one of node1's two slots for 300 ms.
     for peer in ["node2", "node3"] {
-        let delay = Fault {
-            drop_probability: 0.0,
-            delay: Duration::from_millis(600),
-        };
+        let delay = Fault::delayed(Duration::from_millis(600));
         nodes[0].faults().set(NodeId::new(peer), delay);
     }
     let mut writes = tokio::task::JoinSet::new();

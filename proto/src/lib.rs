@@ -34,6 +34,7 @@ mod clustering;
 mod consistency;
 mod error;
 mod frame;
+mod injection;
 mod keys;
 mod message;
 mod operation;
@@ -52,6 +53,7 @@ pub use frame::{
     FrameError, MAX_FRAME_BYTES, PROTOCOL_VERSION, decode_frame, encode_frame, envelope_id,
     split_frame,
 };
+pub use injection::{FaultInjection, MAX_CLOCK_SKEW_MS, MAX_FAULT_DELAY_MS, PeerFault};
 pub use keys::{
     ClusteringKey, KeyError, MAX_CLUSTERING_KEY_BYTES, MAX_PARTITION_KEY_BYTES, PartitionKey,
     TableId,

@@ -639,6 +639,10 @@ pub enum PeerRequest {
     /// receiver merges them into its own (answered with
     /// [`PeerReply::Applied`]).
     PushSchema(SchemaBytes),
+    /// Faults for the receiver to inject into itself, replacing those set
+    /// before (`ringdb lab`); taken only by a node whose config allows it.
+    /// Answered with [`PeerReply::Applied`].
+    InjectFaults(crate::FaultInjection),
 }
 
 /// Which rows of a partition [`PeerRequest::ReadSlice`] asks for.

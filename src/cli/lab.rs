@@ -94,7 +94,8 @@ enum LabCommand {
     Isolate { node: String },
     /// Two sides that both reach the middle node but not each other.
     Bridge,
-    /// Remove every network fault (partitions, loss).
+    /// Remove every network fault (partitions, loss, delay, duplication)
+    /// and clock skew.
     Heal,
     /// Kill a node's process (SIGKILL).
     Kill { node: String },
@@ -107,6 +108,23 @@ enum LabCommand {
     Restart { node: String },
     /// Drop a share of the packets other nodes send a node: `loss n2 20%`.
     Loss { node: String, share: String },
+    /// Delay the messages a node and its peers send each other, with a
+    /// jitter that reorders them: `delay n2 50ms` or `delay n2 50ms 20ms`
+    /// (the nodes' own fault hook: this kernel has no netem).
+    Delay {
+        node: String,
+        delay: String,
+        jitter: Option<String>,
+    },
+    /// Send a share of the messages between a node and its peers twice:
+    /// `duplicate n2 10%`.
+    Duplicate { node: String, share: String },
+    /// Move a node's wall clock: `skew n2 +30s`, `skew n2 -500ms`.
+    Skew {
+        node: String,
+        #[arg(allow_hyphen_values = true)]
+        by: String,
+    },
     /// Lose a node's data: kill it, delete its data folder, start it again
     /// empty under the same id (it streams its ranges before serving).
     Wipe { node: String },
@@ -166,11 +184,18 @@ pub async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         LabCommand::Restart { node } => format!("restart {node}"),
         LabCommand::Loss { node, share } => format!("loss {node} {share}"),
         LabCommand::Wipe { node } => format!("wipe {node}"),
+        LabCommand::Delay {
+            node,
+            delay,
+            jitter,
+        } => format!("delay {node} {delay} {}", jitter.unwrap_or_default()),
+        LabCommand::Duplicate { node, share } => format!("duplicate {node} {share}"),
+        LabCommand::Skew { node, by } => format!("skew {node} {by}"),
     };
     let fault: Fault = fault.parse()?;
     ringdb_lab::command::check_tools()?;
     let mut state = LabState::load(&dir)?;
-    fault.apply(&dir, &mut state, &exe)?;
+    tokio::task::block_in_place(|| fault.apply(&dir, &mut state, &exe))?;
     if let Fault::Restart(name) | Fault::Wipe(name) = &fault {
         let node = state.node(name)?.clone();
         hosts::wait_ready(&dir, std::slice::from_ref(&node)).await?;
@@ -261,7 +286,8 @@ fn experiments() {
          at = 25\n\
          fault = \"heal\"\n\n\
          faults: partition n1,n2 / n3 | isolate N | bridge | heal | kill N | pause N | \
-         resume N | restart N | loss N 20% | wipe N"
+         resume N | restart N | loss N 20% | delay N 50ms [20ms] | \
+         duplicate N 10% | skew N +30s | wipe N"
     );
 }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringdb_proto::{ClientReply, ClientRequest};
+use ringdb_proto::{ClientReply, ClientRequest, ConsistencyLevel};
 use ringdb_ring::{NodeId, Ring};
 use ringdb_sim::history::{Event, History, Key, Op};
 use ringdb_sim::workload::{Recorder, Target, address, values_of};
@@ -151,7 +151,6 @@ pub async fn watch(
     healed_ms: u64,
     within: Duration,
 ) -> Watched {
-    let placement = Arc::new(Placement::fetch(&lab).await);
     let mut pending = written_keys(&recorder.history(), Some(healed_ms));
     let mut convergence = Convergence {
         healed_ms,
@@ -161,6 +160,8 @@ pub async fn watch(
     let deadline = Instant::now() + within;
     let mut first = true;
     while !pending.is_empty() && Instant::now() < deadline {
+        // Asked each round: a node that rejoins takes its ranges meanwhile.
+        let placement = Arc::new(Placement::fetch(&lab).await);
         let compared = compare(&lab, &placement, pending.clone()).await;
         pending.retain(|key| compared.get(key).is_none_or(Option::is_none));
         if first {
@@ -257,14 +258,33 @@ async fn finals(
         tokio::time::sleep(POLL).await;
     }
     for key in &pending {
-        // Diverged: the first replica that answers says what is final.
-        convergence.rows_diverged.push(key.to_string());
-        for node in placement.replicas(key) {
-            let request = ClientRequest::LocalGet { row: address(key) };
-            if let Ok(ClientReply::Read { siblings, .. }) = lab.call(&node, request).await {
-                agreed.insert(*key, values_of(&siblings));
-                break;
+        // Diverged: the row as a read at the strongest level that answers
+        // sees it (the replicas' versions merged, what was superseded
+        // dropped). Unreadable, it has no final state, and the checker
+        // counts its acknowledged writes as lost: nothing could show them.
+        let mut read = None;
+        'levels: for level in [
+            ConsistencyLevel::All,
+            ConsistencyLevel::Quorum,
+            ConsistencyLevel::One,
+        ] {
+            for node in placement.replicas(key) {
+                let request = ClientRequest::Get {
+                    row: address(key),
+                    consistency: level,
+                };
+                if let Ok(ClientReply::Read { siblings, .. }) = lab.call(&node, request).await {
+                    read = Some((level, values_of(&siblings)));
+                    break 'levels;
+                }
             }
+        }
+        convergence.rows_diverged.push(match &read {
+            Some((level, _)) => format!("{key} (final state read at {level})"),
+            None => format!("{key} (unreadable)"),
+        });
+        if let Some((_, state)) = read {
+            agreed.insert(*key, state);
         }
     }
     for (key, (values, writers)) in agreed {

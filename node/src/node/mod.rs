@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::dispatch::Services;
 use crate::hints::{self, Hints};
+use crate::injection::Injection;
 use crate::membership::{GossipTask, Membership, SeedWatch, View};
 use crate::network::{Faults, Faulty, Hello, Network};
 use crate::placement::Placement;
@@ -25,7 +26,7 @@ use crate::storage::{Storage, StorageError};
 use crate::tls::{NodeCertificate, TlsError};
 use crate::topology::Topology;
 use crate::transport::{self, QuicNetwork};
-use crate::world::{Clock, Random, SystemClock};
+use crate::world::{Clock, Random, SkewedClock, SystemClock};
 use crate::{coordinator, known_peers, repair, restore, topology};
 
 mod join;
@@ -146,6 +147,12 @@ impl Node {
     /// world leaves them out).
     pub async fn start_in(config: Config, world: World) -> Result<NodeHandle, NodeError> {
         config.validate()?;
+        // The clock a test harness may move (with `[faults] injectable`).
+        let clock = Arc::new(SkewedClock::new(world.clock.clone()));
+        let world = World {
+            clock: clock.clone(),
+            ..world
+        };
         let certificate = match &world.network {
             Some(_) => None,
             None => Some(certificate(&config)?),
@@ -179,7 +186,26 @@ impl Node {
         let mut tasks = JoinSet::new();
         tasks.spawn(gossip_task.run());
         schemas.announce().await;
-        let coordinator = serve(&replica, hints, schemas.clone(), &mut tasks, &cancel);
+        if config.faults.injectable {
+            warn!(
+                "[faults] injectable = true: a caller with a certificate of the cluster's CA \
+                 may delay, drop and duplicate this node's messages and move its clock \
+                 (for ringdb lab; never on a real cluster)"
+            );
+        }
+        let injection = config.faults.injectable.then(|| {
+            Arc::new(Injection {
+                faults: faults.clone(),
+                clock,
+            })
+        });
+        let coordinator = serve(
+            &replica,
+            (hints, injection),
+            schemas.clone(),
+            &mut tasks,
+            &cancel,
+        );
         let handle = NodeHandle {
             id: config.node_id.clone(),
             internode_address,
@@ -385,14 +411,20 @@ fn gossiper(
 /// Merkle trees, anti-entropy and restores. Returns the topology service.
 fn serve(
     replica: &Arc<Replica>,
-    hints: Arc<Hints>,
+    (hints, injection): (Arc<Hints>, Option<Arc<Injection>>),
     schemas: Arc<Schemas>,
     tasks: &mut JoinSet<()>,
     cancel: &CancellationToken,
 ) -> Arc<Topology> {
     let (background, jobs) = mpsc::channel(BACKGROUND_QUEUE);
     tasks.spawn(schemas.clone().run(cancel.clone()));
-    let services = Services::new(replica, hints, schemas, background, cancel.clone());
+    let services = Services::new(
+        replica,
+        hints,
+        schemas,
+        background,
+        (cancel.clone(), injection),
+    );
     let hello = Hello {
         generation: replica.generation,
         settings: replica.settings.clone(),
