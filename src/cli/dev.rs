@@ -295,12 +295,48 @@ fn existing_configs(dir: &Path) -> anyhow::Result<Option<Vec<PathBuf>>> {
     Ok(Some(configs))
 }
 
-/// Free local UDP ports chosen by the OS. Every socket is held until all
-/// are chosen, so no two ports repeat.
+/// The lowest port `free_ports` gives.
+const FIRST_PORT: u16 = 10_000;
+
+/// The first port of the OS's ephemeral range, from which it gives every
+/// socket bound to port 0 (Linux's default when it cannot be read).
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
+/// Free local UDP ports for the nodes, below the OS's ephemeral range: a
+/// port the OS picked for us and we released would be free for any other
+/// program's next socket (a client of another cluster, a test running
+/// beside) until the node binds it, seconds later; a port below the range
+/// is taken only by a program that asks for it by number. Every socket is
+/// held until all are chosen, so no two ports repeat. Falls back to ports
+/// the OS picks when the range leaves no room below it.
 fn free_ports(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
-    let sockets: Vec<UdpSocket> = (0..count)
-        .map(|_| UdpSocket::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()?;
+    let end = ephemeral_start();
+    let mut sockets: Vec<UdpSocket> = Vec::new();
+    if end > FIRST_PORT {
+        let span = end - FIRST_PORT;
+        let mut port = FIRST_PORT + rand::random_range(0..span);
+        for _ in 0..span {
+            if sockets.len() == count {
+                break;
+            }
+            if let Ok(socket) = UdpSocket::bind(("127.0.0.1", port)) {
+                sockets.push(socket);
+            }
+            port = if port + 1 >= end {
+                FIRST_PORT
+            } else {
+                port + 1
+            };
+        }
+    }
+    while sockets.len() < count {
+        sockets.push(UdpSocket::bind("127.0.0.1:0")?);
+    }
     Ok(sockets
         .iter()
         .map(|s| s.local_addr())
@@ -607,6 +643,25 @@ fn alive(pid: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ports a new cluster's nodes listen on are outside the range
+    /// the OS hands to other programs' sockets (a test's client took one
+    /// between `ringdb dev` choosing it and the node binding it).
+    #[test]
+    fn nodes_ports_are_below_the_ephemeral_range_and_all_different() {
+        let ports = free_ports(12).unwrap();
+        let end = ephemeral_start();
+        for port in &ports {
+            assert!(
+                (FIRST_PORT..end).contains(&port.port()),
+                "{port} is in the ephemeral range from {end}"
+            );
+        }
+        let mut distinct: Vec<u16> = ports.iter().map(|p| p.port()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 12);
+    }
 
     #[test]
     fn each_datacenter_has_three_replicas_or_as_many_as_its_nodes() {
