@@ -175,11 +175,13 @@ enum Command {
     /// `ringdb sim --seed N` replays one exactly and prints what it did.
     Sim(cli::sim::SimArgs),
     /// Partition experiments on real nodes: each node a real process in its
-    /// own network namespace, faults made with iptables and signals
-    /// (partition, isolate, bridge, loss, kill, pause, restart), clients
-    /// on every side recording what each consistency level did, and a
-    /// report (stale reads, availability, lost writes, convergence) with
-    /// charts. Needs root, `ip` and `iptables`.
+    /// own network namespace (in one datacenter or several), faults made
+    /// with iptables, signals and the nodes' own fault hook (partition,
+    /// isolate, bridge, loss, delay, duplicate, skew, kill, pause,
+    /// restart, wipe, join), clients on every side recording what each
+    /// consistency level did, and a report (stale reads, availability,
+    /// lost writes, convergence) with charts. Needs root, `ip` and
+    /// `iptables`.
     ///
     /// `ringdb lab up && ringdb lab run stale-reads && ringdb lab down`
     Lab(cli::lab::LabArgs),

@@ -4,9 +4,9 @@
 //! delete undone, no dot reused), and `lab down` leaving nothing behind
 //! even after the command that made the lab was killed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -89,12 +89,42 @@ fn leftovers(dir: &Path) -> Vec<String> {
     found
 }
 
-/// Takes the lab down when dropped: a failing test leaves nothing behind.
-struct Down(String);
+/// A lab folder of the test's own, with the machine's one lab to itself
+/// (as root); the lab is taken down when it is dropped, so a failing test
+/// leaves nothing behind.
+struct TestLab {
+    folder: tempfile::TempDir,
+    dir: PathBuf,
+    text: String,
+    _turn: MutexGuard<'static, ()>,
+}
 
-impl Drop for Down {
+impl TestLab {
+    fn new() -> TestLab {
+        require_root();
+        let turn = LAB.lock().unwrap_or_else(|e| e.into_inner());
+        let folder = tempfile::tempdir().unwrap();
+        let dir = folder.path().join("lab");
+        let text = dir.to_string_lossy().into_owned();
+        ringdb_ok(&["lab", "down", "--dir", &text]);
+        TestLab {
+            folder,
+            dir,
+            text,
+            _turn: turn,
+        }
+    }
+
+    /// `lab down`, and nothing of the lab is left.
+    fn down_leaves_nothing(&self) {
+        ringdb_ok(&["lab", "down", "--dir", &self.text]);
+        assert_eq!(leftovers(&self.dir), Vec::<String>::new());
+    }
+}
+
+impl Drop for TestLab {
     fn drop(&mut self) {
-        let _ = ringdb(&["lab", "down", "--dir", &self.0]);
+        let _ = ringdb(&["lab", "down", "--dir", &self.text]);
     }
 }
 
@@ -174,16 +204,11 @@ fn side<'a>(level: &'a Value, node: &str) -> &'a Value {
 /// no acknowledged write lost, no delete undone, no dot reused in any.
 #[test]
 fn lab_experiments_keep_every_promise() {
-    require_root();
-    let _turn = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let folder = tempfile::tempdir().unwrap();
-    let dir = folder.path().join("lab");
-    let dir_text = dir.to_string_lossy().into_owned();
-    ringdb_ok(&["lab", "down", "--dir", &dir_text]);
-    let _down = Down(dir_text.clone());
+    let lab = TestLab::new();
+    let (folder, dir, dir_text) = (lab.folder.path(), lab.dir.clone(), lab.text.clone());
     ringdb_ok(&["lab", "up", "--nodes", "3", "--dir", &dir_text]);
 
-    let stale = run(&dir_text, "stale-reads", 20, &folder.path().join("stale"));
+    let stale = run(&dir_text, "stale-reads", 20, &folder.join("stale"));
     assert_promises_kept(&stale);
     let one = level(&stale, "ONE");
     assert!(
@@ -225,11 +250,11 @@ fn lab_experiments_keep_every_promise() {
         "{majority:#}"
     );
 
-    let isolate = run(&dir_text, "isolate", 16, &folder.path().join("isolate"));
+    let isolate = run(&dir_text, "isolate", 16, &folder.join("isolate"));
     assert_promises_kept(&isolate);
-    let killed = run(&dir_text, "kill-restart", 16, &folder.path().join("kill"));
+    let killed = run(&dir_text, "kill-restart", 16, &folder.join("kill"));
     assert_promises_kept(&killed);
-    let paused = run(&dir_text, "pause", 16, &folder.path().join("pause"));
+    let paused = run(&dir_text, "pause", 16, &folder.join("pause"));
     assert_promises_kept(&paused);
     // Past the failure detector: the others judged n3 down, so ALL was
     // refused at once rather than timing out.
@@ -238,12 +263,7 @@ fn lab_experiments_keep_every_promise() {
         all["errors"]["unavailable"].as_u64().unwrap_or(0) > 0,
         "{all:#}"
     );
-    let wiped = run(
-        &dir_text,
-        "wipe-and-rejoin",
-        16,
-        &folder.path().join("wipe"),
-    );
+    let wiped = run(&dir_text, "wipe-and-rejoin", 16, &folder.join("wipe"));
     assert_promises_kept(&wiped);
     let window = &wiped["windows"][0];
     assert_eq!(window["what"], "wipe n3", "{wiped:#}");
@@ -255,7 +275,7 @@ fn lab_experiments_keep_every_promise() {
     // The faults the kernel cannot make here, through the nodes' own hook:
     // delay with jitter, duplication, clock skew; and iptables' loss. A
     // schedule file, as users write them.
-    let schedule = folder.path().join("hook.toml");
+    let schedule = folder.join("hook.toml");
     std::fs::write(
         &schedule,
         "description = \"delays, duplicates, loss and a skewed clock\"\n\
@@ -271,7 +291,7 @@ fn lab_experiments_keep_every_promise() {
         &dir_text,
         &schedule.to_string_lossy(),
         16,
-        &folder.path().join("hook"),
+        &folder.join("hook"),
     );
     assert_promises_kept(&hooked);
     let log = std::fs::read_to_string(dir.join("n1").join("node.log")).unwrap();
@@ -283,21 +303,92 @@ fn lab_experiments_keep_every_promise() {
         "n2 took no delay"
     );
 
-    ringdb_ok(&["lab", "down", "--dir", &dir_text]);
-    assert_eq!(leftovers(&dir), Vec::<String>::new());
+    // Last, as it leaves the lab a node more: n4 joins while n1,n2 / n3
+    // are cut apart, streams its ranges and serves.
+    let joined = run(&dir_text, "join-under-partition", 16, &folder.join("join"));
+    assert_promises_kept(&joined);
+    let window = joined["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["what"] == "join n4")
+        .unwrap_or_else(|| panic!("no join window: {joined:#}"));
+    assert!(
+        window["end_ms"].as_u64() < joined["duration_ms"].as_u64(),
+        "n4 served before the end: {joined:#}"
+    );
+    let status = ringdb_ok(&["lab", "status", "--dir", &dir_text]);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains("n4") && l.contains("running")),
+        "{status}"
+    );
+
+    lab.down_leaves_nothing();
+}
+
+/// Two datacenters of two nodes cut apart: LOCAL_QUORUM goes on in each
+/// (its reads may miss the other datacenter's writes, which the checkers
+/// allow), QUORUM (3 of 4) is unavailable on both sides, and nothing is
+/// lost once they meet again.
+#[test]
+fn lab_datacenters_cut_apart_keep_local_quorum() {
+    let lab = TestLab::new();
+    let (folder, dir_text) = (lab.folder.path(), lab.text.clone());
+    let up = ringdb_ok(&[
+        "lab", "up", "--nodes", "4", "--dcs", "2", "--dir", &dir_text,
+    ]);
+    assert!(
+        up.lines().any(|l| l.contains("n3") && l.contains("dc2")),
+        "{up}"
+    );
+    let schedule = folder.join("dcs.toml");
+    std::fs::write(
+        &schedule,
+        "description = \"the datacenters cut apart\"\n\
+         workload = \"probe\"\nduration = 16\n\
+         [[step]]\nat = 4\nfault = \"partition dc1 / dc2\"\n\
+         [[step]]\nat = 11\nfault = \"heal\"\n",
+    )
+    .unwrap();
+    let out = folder.join("dcs");
+    let out_text = out.to_string_lossy().into_owned();
+    ringdb_ok(&[
+        "lab",
+        "run",
+        &schedule.to_string_lossy(),
+        "--cl",
+        "LOCAL_QUORUM,QUORUM",
+        "--dir",
+        &dir_text,
+        "--out",
+        &out_text,
+    ]);
+    let text = std::fs::read_to_string(out.join("figures.json")).expect("figures.json");
+    let figures: Value = serde_json::from_str(&text).expect("figures parse");
+    assert_promises_kept(&figures);
+    assert_eq!(figures["windows"][0]["what"], "partition n1,n2 / n3,n4");
+    let local = level(&figures, "LOCAL_QUORUM");
+    for node in ["n1", "n3"] {
+        let side = side(local, node);
+        assert!(side["writes"]["ok"].as_u64().unwrap() > 0, "{side:#}");
+        assert_eq!(side["writes"]["failed"], 0, "{side:#}");
+    }
+    let quorum = level(&figures, "QUORUM");
+    for node in ["n1", "n3"] {
+        let side = side(quorum, node);
+        assert_eq!(side["writes"]["ok"], 0, "{side:#}");
+    }
+    lab.down_leaves_nothing();
 }
 
 /// `lab down` after `lab up` or `lab run` was killed with SIGKILL half-way
 /// leaves no namespace, link, rule or process behind.
 #[test]
 fn lab_down_after_a_killed_up_or_run_leaves_nothing() {
-    require_root();
-    let _turn = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let folder = tempfile::tempdir().unwrap();
-    let dir = folder.path().join("lab");
-    let dir_text = dir.to_string_lossy().into_owned();
-    ringdb_ok(&["lab", "down", "--dir", &dir_text]);
-    let _down = Down(dir_text.clone());
+    let lab = TestLab::new();
+    let (dir, dir_text) = (lab.dir.clone(), lab.text.clone());
 
     // Killed while starting its nodes.
     let mut up = spawn(&["lab", "up", "--nodes", "3", "--dir", &dir_text]);
@@ -330,6 +421,5 @@ fn lab_down_after_a_killed_up_or_run_leaves_nothing() {
     });
     run.kill().unwrap();
     run.wait().unwrap();
-    ringdb_ok(&["lab", "down", "--dir", &dir_text]);
-    assert_eq!(leftovers(&dir), Vec::<String>::new());
+    lab.down_leaves_nothing();
 }

@@ -1,6 +1,7 @@
 //! Experiments: a schedule of faults played while clients run a
 //! workload, then heal, convergence and the final state of every row.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use ringdb_proto::ConsistencyLevel;
 use ringdb_ring::NodeId;
 use ringdb_sim::history::History;
 use ringdb_sim::probe::{BOARD_KEYS, Board, FIRST_KEY, run_probe_client};
+use ringdb_sim::quorum::Replication;
 use ringdb_sim::workload::{Recorder, Target, Workload, run_client};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
@@ -95,6 +97,14 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         "wipe-and-rejoin",
         "a node loses its data and starts again empty under the same id, streaming its ranges",
     ),
+    (
+        "clock-skew",
+        "one node's clock 30 s behind and another's 30 s ahead: versions, not clocks, order writes",
+    ),
+    (
+        "join-under-partition",
+        "a new node joins while the others are split majority / minority, streaming its ranges",
+    ),
 ];
 
 /// The longest run: the checkers compare the operations on each row, and
@@ -133,6 +143,7 @@ impl Experiment {
                 "{name} needs a lab of two nodes or more (`ringdb lab up --nodes 3`)"
             )));
         }
+        let first = names[0].clone();
         let last = names.last().expect("two nodes or more").clone();
         let majority = names.len() / 2 + 1;
         let split = |at: usize| {
@@ -170,6 +181,40 @@ impl Experiment {
             "pause" => (
                 WorkloadKind::Mixed,
                 window(format!("pause {last}"), format!("resume {last}")),
+            ),
+            "clock-skew" => (
+                WorkloadKind::Mixed,
+                vec![
+                    Step {
+                        at: start,
+                        fault: format!("skew {first} -30s"),
+                    },
+                    Step {
+                        at: start,
+                        fault: format!("skew {last} +30s"),
+                    },
+                    Step {
+                        at: end,
+                        fault: "heal".into(),
+                    },
+                ],
+            ),
+            "join-under-partition" => (
+                WorkloadKind::Mixed,
+                vec![
+                    Step {
+                        at: start,
+                        fault: split(majority),
+                    },
+                    Step {
+                        at: start + 1.0,
+                        fault: format!("join n{}", names.len() + 1),
+                    },
+                    Step {
+                        at: end,
+                        fault: "heal".into(),
+                    },
+                ],
             ),
             "wipe-and-rejoin" => (
                 WorkloadKind::Mixed,
@@ -231,16 +276,35 @@ impl Experiment {
         Ok(experiment)
     }
 
-    /// Checks the schedule against the lab's `names`: every fault reads,
-    /// names known nodes, and falls inside the run.
+    /// Checks the schedule against the lab: every fault reads, names
+    /// known nodes (or datacenters, or nodes an earlier step adds), and
+    /// falls inside the run.
     pub fn validate(&self, state: &LabState) -> Result<Vec<(f64, Fault)>, LabError> {
         check_duration(self.duration)?;
         let mut faults = Vec::new();
         let mut last = 0.0;
+        let mut names = state.names();
+        names.extend(state.datacenters());
+        let mut next = state.nodes.len() + 1;
         for step in &self.steps {
             let fault: Fault = step.fault.parse()?;
+            // Datacenters' names are read when the step comes; a side
+            // naming a node twice is refused now.
+            fault.clone().resolve(state)?;
+            if let Some(joins) = fault.joins() {
+                if joins != format!("n{next}") {
+                    return Err(LabError::Invalid(format!(
+                        "step `{}`: the node added next is n{next}",
+                        step.fault
+                    )));
+                }
+                names.push(joins.to_string());
+                next += 1;
+            }
             for name in fault.named_nodes() {
-                state.node(&name)?;
+                if !names.contains(&name) {
+                    return Err(state.unknown(&name));
+                }
             }
             if !(step.at >= last && step.at <= self.duration) {
                 return Err(LabError::Invalid(format!(
@@ -312,6 +376,12 @@ pub struct RunInfo {
     pub nodes: Vec<String>,
     /// Replicas of each row.
     pub replicas: usize,
+    /// Replicas of each row per datacenter, when there are several.
+    #[serde(default)]
+    pub datacenters: BTreeMap<String, usize>,
+    /// Each node's datacenter, when there are several.
+    #[serde(default)]
+    pub node_datacenters: BTreeMap<String, String>,
     /// The levels the clients used.
     pub levels: Vec<String>,
     /// The seed.
@@ -320,6 +390,17 @@ pub struct RunInfo {
     pub started: String,
     /// How the replicas came to agree after the faults.
     pub convergence: Convergence,
+}
+
+impl RunInfo {
+    /// How rows were replicated, for the checkers.
+    pub fn replication(&self) -> Replication {
+        if self.datacenters.is_empty() {
+            Replication::simple(self.replicas)
+        } else {
+            Replication::datacenters(self.datacenters.clone(), self.node_datacenters.clone())
+        }
+    }
 }
 
 /// Runs `experiment` on the lab in `dir` (`exe` restarts nodes).
@@ -372,24 +453,33 @@ pub async fn run(
         &recorder,
         until,
         key_base,
+        state.replication().total(),
     );
     // The replicas are watched from the moment the last fault ends (when
     // the schedule ends one), while the clients go on.
     let any_fault = !faults.is_empty();
+    let mut streaming = JoinSet::new();
     for (at, fault) in faults {
         tokio::time::sleep_until(start + Duration::from_secs_f64(at)).await;
+        let fault = fault.resolve(&state)?;
         apply(dir, &mut state, exe, &fault, &recorder)?;
-        if let Fault::Wipe(name) = &fault {
-            // Its window ends when it serves again (it streams first).
-            let node = state.node(name)?.clone();
-            let (dir, recorder) = (dir.to_path_buf(), recorder.clone());
-            tokio::spawn(async move {
-                if wait_ready(&dir, std::slice::from_ref(&node)).await.is_ok() {
-                    recorder.fault(format!("rejoined {}", node.name));
-                }
-            });
-        }
+        let (serves, name) = match &fault {
+            Fault::Wipe(name) => ("rejoined", name),
+            Fault::Join(name, _) => ("joined", name),
+            _ => continue,
+        };
+        // Its window ends when it serves (it streams first).
+        let node = state.node(name)?.clone();
+        target.add(NodeId::new(&node.name), node.client_address());
+        let (dir, recorder) = (dir.to_path_buf(), recorder.clone());
+        streaming.spawn(async move {
+            if wait_ready(&dir, std::slice::from_ref(&node)).await.is_ok() {
+                recorder.fault(format!("{serves} {}", node.name));
+            }
+        });
     }
+    // The replicas are compared once every node serves.
+    streaming.join_all().await;
     let within = options.converge_within;
     let whole = state.faults.is_empty()
         && state.paused.is_empty()
@@ -437,11 +527,26 @@ pub async fn run(
         }
     };
     let convergence = converge::finish(&target, &recorder, watched).await;
-    let replicas = state.nodes.len().min(3);
+    let replicas = state.replication().total();
+    let multi = state.datacenters().len() > 1;
     let info = RunInfo {
         experiment: experiment.clone(),
         nodes: state.names(),
         replicas,
+        datacenters: if multi {
+            state.replication.clone()
+        } else {
+            BTreeMap::new()
+        },
+        node_datacenters: if multi {
+            state
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.datacenter.clone()))
+                .collect()
+        } else {
+            BTreeMap::new()
+        },
         levels: if options.levels.is_empty() {
             Workload::new(0, 0, replicas, false).levels
         } else {
@@ -516,6 +621,7 @@ fn spawn_clients(
     recorder: &Arc<Recorder>,
     until: Instant,
     key_base: u32,
+    replicas: usize,
 ) -> JoinSet<()> {
     let mut clients = JoinSet::new();
     let mut client = 0;
@@ -523,7 +629,7 @@ fn spawn_clients(
         WorkloadKind::Probe => {
             for (i, level) in options.levels.iter().enumerate() {
                 let board = Board::starting_at(key_base + FIRST_KEY + i as u32 * BOARD_KEYS);
-                for node in lab.nodes() {
+                for node in lab.contact_points() {
                     for _ in 0..options.clients {
                         let target: Arc<dyn Target> = Arc::new(Pinned {
                             lab: lab.clone(),
@@ -545,8 +651,7 @@ fn spawn_clients(
             }
         }
         WorkloadKind::Mixed => {
-            let mut shared =
-                Workload::new(8, 8, lab.nodes().len().min(3), false).with_key_base(key_base);
+            let mut shared = Workload::new(8, 8, replicas, false).with_key_base(key_base);
             if !options.levels.is_empty() {
                 shared.levels = options.levels.clone();
             }

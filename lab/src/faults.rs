@@ -53,6 +53,9 @@ pub enum Fault {
     /// again empty under the same id, streaming its ranges from the others
     /// (auto_bootstrap) before it serves.
     Wipe(String),
+    /// A new node joins the lab (in this datacenter, or the first node's):
+    /// it streams its ranges from the others before it serves.
+    Join(String, Option<String>),
 }
 
 impl fmt::Display for Fault {
@@ -75,6 +78,8 @@ impl fmt::Display for Fault {
             Fault::Delay(node, delay, jitter) => write!(f, "delay {node} {delay}ms {jitter}ms"),
             Fault::Duplicate(node, share) => write!(f, "duplicate {node} {}%", percent(*share)),
             Fault::Skew(node, skew) => write!(f, "skew {node} {skew:+}ms"),
+            Fault::Join(node, None) => write!(f, "join {node}"),
+            Fault::Join(node, Some(datacenter)) => write!(f, "join {node} {datacenter}"),
         }
     }
 }
@@ -82,8 +87,10 @@ impl fmt::Display for Fault {
 impl std::str::FromStr for Fault {
     type Err = LabError;
 
-    /// `partition n1,n2 / n3`, `isolate n2`, `bridge`, `heal`, `kill n2`,
-    /// `pause n2`, `resume n2`, `restart n2`, `loss n2 20%`.
+    /// `partition n1,n2 / n3` (or datacenters' names: `partition dc1 /
+    /// dc2`), `isolate n2`, `bridge`, `heal`, `kill n2`, `pause n2`,
+    /// `resume n2`, `restart n2`, `wipe n2`, `loss n2 20%`, `delay n2
+    /// 50ms [20ms]`, `duplicate n2 10%`, `skew n2 +30s`, `join n4 [dc2]`.
     fn from_str(text: &str) -> Result<Fault, LabError> {
         let text = text.trim();
         let (verb, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
@@ -132,6 +139,17 @@ impl std::str::FromStr for Fault {
             "resume" => Fault::Resume(node()?),
             "restart" => Fault::Restart(node()?),
             "wipe" => Fault::Wipe(node()?),
+            "join" => match rest.split_whitespace().collect::<Vec<_>>()[..] {
+                [node] => Fault::Join(node.to_string(), None),
+                [node, datacenter] => Fault::Join(node.to_string(), Some(datacenter.to_string())),
+                _ => {
+                    return Err(LabError::Invalid(
+                        "`join` takes the new node's name and maybe its datacenter: \
+                         `join n4` or `join n4 dc2`"
+                            .into(),
+                    ));
+                }
+            },
             "delay" => {
                 let parts: Vec<&str> = rest.split_whitespace().collect();
                 let figure = |i: usize| {
@@ -193,7 +211,7 @@ impl std::str::FromStr for Fault {
             _ => {
                 return Err(LabError::Invalid(format!(
                     "unknown fault {verb:?}: partition, isolate, bridge, heal, kill, pause, \
-                     resume, restart, loss, delay, duplicate, skew or wipe"
+                     resume, restart, loss, delay, duplicate, skew, wipe or join"
                 )));
             }
         })
@@ -272,6 +290,26 @@ impl Fault {
             }
             _ => vec![names.to_vec()],
         }
+    }
+
+    /// The fault with datacenters' names in a partition's sides replaced
+    /// by their nodes (`partition dc1 / dc2`).
+    pub fn resolve(self, state: &LabState) -> Result<Fault, LabError> {
+        let Fault::Partition(sides) = self else {
+            return Ok(self);
+        };
+        let sides: Vec<Vec<String>> = sides
+            .into_iter()
+            .map(|side| {
+                side.into_iter()
+                    .flat_map(|name| match state.in_datacenter(&name) {
+                        nodes if nodes.is_empty() || state.node(&name).is_ok() => vec![name],
+                        nodes => nodes,
+                    })
+                    .collect()
+            })
+            .collect();
+        Fault::Partition(sides).to_string().parse()
     }
 
     /// Does it to the lab in `dir`: `exe` restarts nodes.
@@ -377,6 +415,9 @@ impl Fault {
             }
             Fault::Restart(name) => restart(state, name, exe, false)?,
             Fault::Wipe(name) => restart(state, name, exe, true)?,
+            Fault::Join(name, datacenter) => {
+                crate::hosts::add_node(dir, state, name, datacenter.as_deref(), exe)?;
+            }
         }
         Ok(())
     }
@@ -425,7 +466,7 @@ impl Fault {
         changed
     }
 
-    /// The nodes it names.
+    /// The nodes it names (not a node it adds: [`Fault::joins`]).
     pub fn named_nodes(&self) -> Vec<String> {
         match self {
             Fault::Partition(sides) => sides.concat(),
@@ -439,7 +480,15 @@ impl Fault {
             | Fault::Duplicate(n, _)
             | Fault::Skew(n, _)
             | Fault::Loss(n, _) => vec![n.clone()],
-            Fault::Bridge | Fault::Heal => Vec::new(),
+            Fault::Bridge | Fault::Heal | Fault::Join(..) => Vec::new(),
+        }
+    }
+
+    /// The node it adds to the lab.
+    pub fn joins(&self) -> Option<&str> {
+        match self {
+            Fault::Join(node, _) => Some(node),
+            _ => None,
         }
     }
 }
@@ -584,6 +633,8 @@ mod tests {
             "duplicate n1 10%",
             "skew n3 +30000ms",
             "skew n3 -500ms",
+            "join n4",
+            "join n5 dc2",
         ] {
             let fault: Fault = text.parse().unwrap();
             assert_eq!(fault.to_string(), text);
@@ -597,9 +648,37 @@ mod tests {
             "loss n2 120%",
             "flood n1",
             "kill n1 n2",
+            "join",
+            "join n4 dc2 rack1",
         ] {
             assert!(bad.parse::<Fault>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn datacenters_names_stand_for_their_nodes_in_a_partition() {
+        let node = |name: &str, datacenter: &str| crate::hosts::LabNode {
+            name: name.into(),
+            address: std::net::Ipv4Addr::LOCALHOST,
+            config: format!("/lab/{name}/node.toml").into(),
+            datacenter: datacenter.into(),
+            pid: None,
+        };
+        let state = LabState {
+            nodes: vec![node("n1", "dc1"), node("n2", "dc1"), node("n3", "dc2")],
+            ..LabState::default()
+        };
+        let resolve = |text: &str| text.parse::<Fault>().unwrap().resolve(&state);
+        assert_eq!(
+            resolve("partition dc1 / dc2").unwrap().to_string(),
+            "partition n1,n2 / n3"
+        );
+        assert_eq!(
+            resolve("partition n1 / n2,dc2").unwrap().to_string(),
+            "partition n1 / n2,n3"
+        );
+        assert!(resolve("partition dc1 / n1,n3").is_err());
+        assert_eq!(resolve("isolate n3").unwrap(), Fault::Isolate("n3".into()));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! or `run` was killed half-way is still removed whole. One lab runs on a
 //! machine at a time.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,6 +21,7 @@ use ringdb_node::Config;
 use ringdb_node::config::{ClusterConfig, TlsFiles};
 use ringdb_node::tls::ClusterCa;
 use ringdb_ring::NodeId;
+use ringdb_sim::quorum::Replication;
 use serde::{Deserialize, Serialize};
 
 use crate::LabError;
@@ -39,6 +41,8 @@ pub const INTERNODE_PORT: u16 = 7000;
 pub const CLIENT_PORT: u16 = 9042;
 /// The most nodes a lab has.
 pub const MAX_NODES: usize = 32;
+/// The datacenter of a lab of one.
+pub const DATACENTER: &str = "datacenter1";
 /// The state file in the lab's folder.
 pub const STATE_FILE: &str = "lab.json";
 /// How long a node has to start and see the others.
@@ -53,6 +57,9 @@ pub struct LabNode {
     pub address: Ipv4Addr,
     /// Its `node.toml`.
     pub config: PathBuf,
+    /// Its datacenter.
+    #[serde(default = "default_datacenter")]
+    pub datacenter: String,
     /// The pid of its process, when the lab started one.
     pub pid: Option<u32>,
 }
@@ -99,7 +106,15 @@ pub struct LabState {
     pub runs: u32,
     /// What was injected into each node's fault hook and clock.
     #[serde(default)]
-    pub injected: std::collections::BTreeMap<String, ringdb_proto::FaultInjection>,
+    pub injected: BTreeMap<String, ringdb_proto::FaultInjection>,
+    /// Replicas of each row in each datacenter (empty: a lab made before
+    /// datacenters, min(3, nodes) in one).
+    #[serde(default)]
+    pub replication: BTreeMap<String, usize>,
+}
+
+fn default_datacenter() -> String {
+    DATACENTER.to_string()
 }
 
 impl LabState {
@@ -155,6 +170,44 @@ impl LabState {
         self.nodes.iter().map(|n| n.name.clone()).collect()
     }
 
+    /// How rows are replicated, for the checkers.
+    pub fn replication(&self) -> Replication {
+        if self.replication.is_empty() {
+            return Replication::simple(self.nodes.len().min(3));
+        }
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.datacenter.clone()))
+            .collect();
+        Replication::datacenters(self.replication.clone(), nodes)
+    }
+
+    /// The datacenters, in the order of their first node.
+    pub fn datacenters(&self) -> Vec<String> {
+        let mut found: Vec<String> = Vec::new();
+        for node in &self.nodes {
+            if !found.contains(&node.datacenter) {
+                found.push(node.datacenter.clone());
+            }
+        }
+        found
+    }
+
+    /// The nodes in datacenter `name`.
+    pub fn in_datacenter(&self, name: &str) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.datacenter == name)
+            .map(|n| n.name.clone())
+            .collect()
+    }
+
+    /// The name the next node added gets.
+    pub fn next_name(&self) -> String {
+        format!("n{}", self.nodes.len() + 1)
+    }
+
     /// The CA certificate the lab's clients trust.
     pub fn ca_pem(dir: &Path) -> Result<String, LabError> {
         let path = dir.join("ca.pem");
@@ -183,13 +236,25 @@ fn address_of(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 77, 0, i as u8 + 1)
 }
 
-/// Makes a lab of `nodes` nodes in `dir` and starts them: `exe` is the
-/// `ringdb` binary the nodes run. Refuses when a lab is already up.
-pub async fn up(dir: &Path, nodes: usize, exe: &Path) -> Result<LabState, LabError> {
+/// Makes a lab of `nodes` nodes in `dir`, spread over `datacenters`
+/// datacenters (`dc1`, `dc2`… in turn, each a contiguous run of nodes;
+/// one is `datacenter1`), and starts them: `exe` is the `ringdb` binary
+/// the nodes run. Refuses when a lab is already up.
+pub async fn up(
+    dir: &Path,
+    nodes: usize,
+    datacenters: usize,
+    exe: &Path,
+) -> Result<LabState, LabError> {
     crate::command::check_tools()?;
     if nodes == 0 || nodes > MAX_NODES {
         return Err(LabError::Invalid(format!(
             "--nodes must be 1 to {MAX_NODES}, not {nodes}"
+        )));
+    }
+    if datacenters == 0 || datacenters > nodes {
+        return Err(LabError::Invalid(format!(
+            "--dcs must be 1 to the number of nodes ({nodes}), not {datacenters}"
         )));
     }
     if let Some(found) = leftovers()?.first() {
@@ -208,17 +273,27 @@ pub async fn up(dir: &Path, nodes: usize, exe: &Path) -> Result<LabState, LabErr
                     config: dir.join(&name).join("node.toml"),
                     name,
                     address: address_of(i),
+                    datacenter: datacenter_of(i, nodes, datacenters),
                     pid: None,
                 }
             })
             .collect(),
         ..LabState::default()
     };
+    for datacenter in state.datacenters() {
+        let replicas = state.in_datacenter(&datacenter).len().min(3);
+        state.replication.insert(datacenter, replicas);
+    }
     // Recorded before anything is made: `down` finds it all even if this
     // command is killed half-way.
     state.save(&dir)?;
-    make_network(&state)?;
-    write_configs(&dir, &state)?;
+    make_bridge()?;
+    let ca = write_ca(&dir)?;
+    let cluster = cluster_config(&state);
+    for node in &state.nodes {
+        make_host(node)?;
+        write_config(&ca, &cluster, node, false)?;
+    }
     for i in 0..state.nodes.len() {
         let pid = start_node(&state.nodes[i], exe)?;
         state.nodes[i].pid = Some(pid);
@@ -228,8 +303,77 @@ pub async fn up(dir: &Path, nodes: usize, exe: &Path) -> Result<LabState, LabErr
     Ok(state)
 }
 
-/// The bridge, and each node's namespace, veth pair, address and chain.
-fn make_network(state: &LabState) -> Result<(), LabError> {
+/// The datacenter of node `i` of `nodes` spread over `datacenters`: the
+/// first datacenters take one node more when they do not divide evenly.
+fn datacenter_of(i: usize, nodes: usize, datacenters: usize) -> String {
+    if datacenters == 1 {
+        return DATACENTER.to_string();
+    }
+    let (each, more) = (nodes / datacenters, nodes % datacenters);
+    let mut first = 0;
+    for dc in 0..datacenters {
+        let size = each + usize::from(dc < more);
+        if i < first + size {
+            return format!("dc{}", dc + 1);
+        }
+        first += size;
+    }
+    unreachable!("node {i} is one of {nodes}")
+}
+
+/// Adds node `name` to the running lab in `datacenter` (the first node's
+/// when `None`): its namespace, certificate and config, and a process
+/// that streams its ranges from the others before it serves (it is
+/// ready once [`wait_ready`] says so).
+pub fn add_node(
+    dir: &Path,
+    state: &mut LabState,
+    name: &str,
+    datacenter: Option<&str>,
+    exe: &Path,
+) -> Result<(), LabError> {
+    if name != state.next_name() || state.nodes.len() >= MAX_NODES {
+        return Err(LabError::Invalid(format!(
+            "the node added next is {} (at most {MAX_NODES} nodes), not {name}",
+            state.next_name()
+        )));
+    }
+    let datacenter = match datacenter {
+        Some(dc) if state.datacenters().iter().any(|d| d == dc) => dc.to_string(),
+        Some(dc) => {
+            return Err(LabError::Invalid(format!(
+                "the lab has no datacenter {dc:?}: {}",
+                state.datacenters().join(", ")
+            )));
+        }
+        None => state.nodes[0].datacenter.clone(),
+    };
+    let node = LabNode {
+        name: name.to_string(),
+        address: address_of(state.nodes.len()),
+        config: dir.join(name).join("node.toml"),
+        datacenter,
+        pid: None,
+    };
+    let read = |file: &str| {
+        std::fs::read_to_string(dir.join(file)).map_err(LabError::io(format!(
+            "cannot read {}",
+            dir.join(file).display()
+        )))
+    };
+    let ca = ClusterCa::from_pem(&read("ca.pem")?, &read("ca.key")?)?;
+    // Recorded first: `down` removes its namespace if this fails.
+    state.nodes.push(node.clone());
+    state.save(dir)?;
+    make_host(&node)?;
+    write_config(&ca, &cluster_config(state), &node, true)?;
+    let pid = start_node(&node, exe)?;
+    state.nodes.last_mut().expect("just added").pid = Some(pid);
+    Ok(())
+}
+
+/// The bridge joining the namespaces.
+fn make_bridge() -> Result<(), LabError> {
     // Bridged packets skip the host's iptables (a host whose FORWARD
     // policy is DROP, as Docker sets it, would cut the lab otherwise).
     if ip(&[
@@ -247,101 +391,132 @@ fn make_network(state: &LabState) -> Result<(), LabError> {
     }
     ip(&["addr", "add", &format!("{HOST_ADDRESS}/24"), "dev", BRIDGE])?;
     ip(&["link", "set", BRIDGE, "up"])?;
-    for node in &state.nodes {
-        let namespace = node.namespace();
-        ip(&["netns", "add", &namespace])?;
-        let host_end = namespace.as_str();
-        ip(&[
-            "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", &namespace,
-        ])?;
-        ip(&["link", "set", host_end, "master", BRIDGE, "up"])?;
-        let inside = |args: &[&str]| {
-            let mut full = vec!["-n", namespace.as_str()];
-            full.extend_from_slice(args);
-            ip(&full)
-        };
-        inside(&[
-            "addr",
-            "add",
-            &format!("{}/24", node.address),
-            "dev",
-            "eth0",
-        ])?;
-        inside(&["link", "set", "eth0", "up"])?;
-        inside(&["link", "set", "lo", "up"])?;
-        iptables_in(&namespace, &["-N", CHAIN])?;
-        iptables_in(&namespace, &["-A", "INPUT", "-j", CHAIN])?;
-    }
     Ok(())
 }
 
-/// The CA, each node's certificate and `node.toml`: node1 is the seed,
-/// replication factor min(3, nodes), nothing to stream at first.
-fn write_configs(dir: &Path, state: &LabState) -> Result<(), LabError> {
-    let ca = ClusterCa::generate("lab")?;
-    let write = |path: PathBuf, text: &str| {
-        std::fs::write(&path, text)
-            .map_err(LabError::io(format!("cannot write {}", path.display())))
+/// A node's namespace, veth pair to the bridge, address and chain.
+fn make_host(node: &LabNode) -> Result<(), LabError> {
+    let namespace = node.namespace();
+    ip(&["netns", "add", &namespace])?;
+    let host_end = namespace.as_str();
+    ip(&[
+        "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", &namespace,
+    ])?;
+    ip(&["link", "set", host_end, "master", BRIDGE, "up"])?;
+    let inside = |args: &[&str]| {
+        let mut full = vec!["-n", namespace.as_str()];
+        full.extend_from_slice(args);
+        ip(&full)
     };
-    write(dir.join("ca.pem"), ca.certificate_pem())?;
+    inside(&[
+        "addr",
+        "add",
+        &format!("{}/24", node.address),
+        "dev",
+        "eth0",
+    ])?;
+    inside(&["link", "set", "eth0", "up"])?;
+    inside(&["link", "set", "lo", "up"])?;
+    iptables_in(&namespace, &["-N", CHAIN])?;
+    iptables_in(&namespace, &["-A", "INPUT", "-j", CHAIN])?;
+    Ok(())
+}
+
+/// The lab's CA, and the lab's own certificate (it injects faults into
+/// the nodes).
+fn write_ca(dir: &Path) -> Result<ClusterCa, LabError> {
+    let ca = ClusterCa::generate("lab")?;
+    write_file(&dir.join("ca.pem"), ca.certificate_pem())?;
     write_private(&dir.join("ca.key"), ca.key_pem())?;
-    // The lab's own certificate: it injects faults into the nodes.
     let lab = ca.issue(&NodeId::new(crate::inject::LAB_ID))?;
-    write(
-        dir.join(format!("{}.pem", crate::inject::LAB_ID)),
+    write_file(
+        &dir.join(format!("{}.pem", crate::inject::LAB_ID)),
         &lab.certificate_pem,
     )?;
     write_private(
         &dir.join(format!("{}.key", crate::inject::LAB_ID)),
         &lab.key_pem,
     )?;
-    let seed = SocketAddr::from((state.nodes[0].address, INTERNODE_PORT));
-    let cluster = ClusterConfig {
+    Ok(ca)
+}
+
+/// The cluster's settings: the first node of each datacenter is a seed;
+/// replicas per datacenter as the state says (min(3, nodes) there), and
+/// nothing to stream at first.
+fn cluster_config(state: &LabState) -> ClusterConfig {
+    let seeds = state
+        .datacenters()
+        .iter()
+        .filter_map(|dc| state.nodes.iter().find(|n| n.datacenter == *dc))
+        .map(|n| SocketAddr::from((n.address, INTERNODE_PORT)))
+        .collect();
+    let replication = state.replication();
+    let multi = state.datacenters().len() > 1;
+    ClusterConfig {
         name: "lab".into(),
-        replication_factor: state.nodes.len().min(3),
-        seeds: vec![seed],
+        replication_factor: replication.total(),
+        datacenter_replication: if multi {
+            state.replication.clone()
+        } else {
+            BTreeMap::new()
+        },
+        seeds,
         auto_bootstrap: false,
         ..ClusterConfig::default()
-    };
-    for node in &state.nodes {
-        let folder = node.folder();
-        // A lab starts empty: data of an earlier lab in this folder goes,
-        // and nothing else.
-        // (A folder a killed `up` left has the node's certificate or nothing.)
-        let made_by_a_lab = node.config.exists()
-            || folder.join(format!("{}.pem", node.name)).exists()
-            || std::fs::read_dir(folder).is_ok_and(|mut entries| entries.next().is_none());
-        if folder.exists() {
-            if !made_by_a_lab {
-                return Err(LabError::Invalid(format!(
-                    "{} exists and is not a lab node's folder (no node.toml): choose another --dir",
-                    folder.display()
-                )));
-            }
-            std::fs::remove_dir_all(folder)
-                .map_err(LabError::io(format!("cannot empty {}", folder.display())))?;
-        }
-        std::fs::create_dir_all(folder)
-            .map_err(LabError::io(format!("cannot create {}", folder.display())))?;
-        let id = NodeId::new(&node.name);
-        let certificate = ca.issue(&id)?;
-        write(
-            folder.join(format!("{id}.pem")),
-            &certificate.certificate_pem,
-        )?;
-        write(folder.join(format!("{id}.key")), &certificate.key_pem)?;
-        let tls = TlsFiles {
-            ca_certificate: "../ca.pem".into(),
-            certificate: format!("{id}.pem").into(),
-            key: format!("{id}.key").into(),
-        };
-        let internode = SocketAddr::from((node.address, INTERNODE_PORT));
-        let mut config = Config::new(id, "data".into(), internode, node.client_address(), tls);
-        config.cluster = cluster.clone();
-        config.faults.injectable = true;
-        write(node.config.clone(), &config.to_toml())?;
     }
-    Ok(())
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), LabError> {
+    std::fs::write(path, text).map_err(LabError::io(format!("cannot write {}", path.display())))
+}
+
+/// A node's folder: its certificate and `node.toml` (`bootstrap`: it
+/// streams its ranges before serving, as a node joining a running
+/// cluster does).
+fn write_config(
+    ca: &ClusterCa,
+    cluster: &ClusterConfig,
+    node: &LabNode,
+    bootstrap: bool,
+) -> Result<(), LabError> {
+    let folder = node.folder();
+    // A lab starts empty: data of an earlier lab in this folder goes,
+    // and nothing else.
+    // (A folder a killed `up` left has the node's certificate or nothing.)
+    let made_by_a_lab = node.config.exists()
+        || folder.join(format!("{}.pem", node.name)).exists()
+        || std::fs::read_dir(folder).is_ok_and(|mut entries| entries.next().is_none());
+    if folder.exists() {
+        if !made_by_a_lab {
+            return Err(LabError::Invalid(format!(
+                "{} exists and is not a lab node's folder (no node.toml): choose another --dir",
+                folder.display()
+            )));
+        }
+        std::fs::remove_dir_all(folder)
+            .map_err(LabError::io(format!("cannot empty {}", folder.display())))?;
+    }
+    std::fs::create_dir_all(folder)
+        .map_err(LabError::io(format!("cannot create {}", folder.display())))?;
+    let id = NodeId::new(&node.name);
+    let certificate = ca.issue(&id)?;
+    write_file(
+        &folder.join(format!("{id}.pem")),
+        &certificate.certificate_pem,
+    )?;
+    write_private(&folder.join(format!("{id}.key")), &certificate.key_pem)?;
+    let tls = TlsFiles {
+        ca_certificate: "../ca.pem".into(),
+        certificate: format!("{id}.pem").into(),
+        key: format!("{id}.key").into(),
+    };
+    let internode = SocketAddr::from((node.address, INTERNODE_PORT));
+    let mut config = Config::new(id, "data".into(), internode, node.client_address(), tls);
+    config.cluster = cluster.clone();
+    config.cluster.auto_bootstrap = bootstrap;
+    config.datacenter = node.datacenter.clone();
+    config.faults.injectable = true;
+    write_file(&node.config, &config.to_toml())
 }
 
 /// Writes a private key, readable by its owner only from the start.

@@ -10,7 +10,9 @@
 //!   10.77.0.254/24, a range used only inside the lab), a namespace per
 //!   node (`rdblab-n1`…) with a veth pair to the bridge and the address
 //!   10.77.0.*i*, a CA, certificates and a `node.toml` per node, and starts
-//!   the nodes one by one. Everything it makes is named with the lab's
+//!   the nodes one by one (spread over datacenters with `--dcs`; a node
+//!   is added to a running lab by `join`). Everything it makes is named
+//!   with the lab's
 //!   prefix, so `lab down` finds and removes it (processes, namespaces and
 //!   with them their rules, the bridge) even when the command that made it
 //!   was killed half-way and its state file is stale;
@@ -30,7 +32,9 @@
 //!   anti-entropy), repairing if they do not;
 //! - **checkers and figures** ([`measure`]): the simulator's checkers run on
 //!   the real history (acknowledged writes lost, values never written,
-//!   resurrected deletes, dots reused, stale reads where R + W > N), and
+//!   resurrected deletes, dots reused, stale reads where the levels must
+//!   overlap: R + W > N, or across datacenters as
+//!   [`ringdb_sim::quorum`] works it out), and
 //!   the lab adds what an experimenter wants to see: stale reads at every
 //!   level (a read missing a write acknowledged before it began), during
 //!   the faults and outside them, availability per level and per side of a

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use ringdb_sim::checker::{check, freshness};
+use ringdb_sim::checker::{check_placed, freshness};
 use ringdb_sim::history::{Event, History, Op, Outcome};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,9 @@ pub struct Figures {
     pub nodes: Vec<String>,
     /// Replicas of each row.
     pub replicas: usize,
+    /// Replicas of each row per datacenter, when there are several.
+    #[serde(default)]
+    pub datacenters: BTreeMap<String, usize>,
     /// When it ran.
     pub started: String,
     /// The clients' seed.
@@ -195,6 +198,9 @@ pub fn error_kind(outcome: &Outcome) -> Option<&'static str> {
         "connection lost"
     } else if text.starts_with("overloaded") {
         "overloaded"
+    } else if text.starts_with("the context names versions") {
+        // A write after a read whose versions only the other side holds.
+        "unreachable context"
     } else {
         "other"
     })
@@ -210,7 +216,7 @@ struct Operation<'a> {
 
 /// The figures of `history`, a run of `info`.
 pub fn figures(history: &History, info: &RunInfo) -> Figures {
-    let (violations, checked) = check(history, info.replicas);
+    let (violations, checked) = check_placed(history, &info.replication());
     let count = |kinds: &[&str]| {
         violations
             .iter()
@@ -378,6 +384,7 @@ pub fn figures(history: &History, info: &RunInfo) -> Figures {
         description: info.experiment.description.clone(),
         nodes: info.nodes.clone(),
         replicas: info.replicas,
+        datacenters: info.datacenters.clone(),
         started: info.started.clone(),
         seed: info.seed,
         duration_ms: end_ms,
@@ -440,11 +447,14 @@ pub fn windows(history: &History, end_ms: u64) -> Vec<Window> {
         let Event::Fault { at_ms, what } = event else {
             continue;
         };
-        if let Some(node) = what.strip_prefix("rejoined ") {
-            // A wiped node serves again.
+        let serves = what
+            .strip_prefix("rejoined ")
+            .or_else(|| what.strip_prefix("joined "));
+        if let Some(node) = serves {
+            // A wiped or new node serves.
             if let Some(at) = open
                 .iter()
-                .position(|(f, _)| matches!(f, Fault::Wipe(n) if n == node))
+                .position(|(f, _)| matches!(f, Fault::Wipe(n) | Fault::Join(n, _) if n == node))
             {
                 let (_, mut window) = open.remove(at);
                 window.end_ms = *at_ms;
@@ -498,7 +508,8 @@ fn sides_of(window: &Window, nodes: &[String]) -> Vec<Vec<String>> {
         | Fault::Wipe(node)
         | Fault::Delay(node, ..)
         | Fault::Duplicate(node, _)
-        | Fault::Skew(node, _) => Some(node.clone()),
+        | Fault::Skew(node, _)
+        | Fault::Join(node, _) => Some(node.clone()),
         _ => None,
     };
     match alone {
@@ -539,4 +550,37 @@ fn timeline(operations: &BTreeMap<u64, Operation<'_>>, end_ms: u64) -> Vec<Secon
         second.latency_ms = [percentile(&mut values, 0.5), percentile(&mut values, 0.99)];
     }
     seconds
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringdb_client::transport::CallError;
+    use ringdb_proto::RequestError;
+    use ringdb_ring::NodeId;
+
+    #[test]
+    fn failures_are_named_by_kind() {
+        let refused = |error: RequestError| Outcome::Refused(CallError::Remote(error).to_string());
+        let kind = |error: RequestError| error_kind(&refused(error));
+        assert_eq!(
+            kind(RequestError::UnreachableContext {
+                node: NodeId::new("n3")
+            }),
+            Some("unreachable context")
+        );
+        assert_eq!(
+            kind(RequestError::Unavailable {
+                required: 2,
+                alive: 1
+            }),
+            Some("unavailable")
+        );
+        assert_eq!(
+            error_kind(&Outcome::Written {
+                receipt: String::new()
+            }),
+            None
+        );
+    }
 }

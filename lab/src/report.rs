@@ -106,15 +106,26 @@ fn sections(f: &Figures) -> Sections {
             )
         })
         .collect();
+    let per_datacenter = |datacenters: &std::collections::BTreeMap<String, usize>| {
+        if datacenters.len() < 2 {
+            return String::new();
+        }
+        let each: Vec<String> = datacenters
+            .iter()
+            .map(|(dc, n)| format!("{dc}: {n}"))
+            .collect();
+        format!(" ({})", each.join(", "))
+    };
     parts.push((
         "The run".into(),
         vec![
             format!("{}.", f.description),
             format!(
-                "{} nodes ({}), {} replicas of each row; started {}, seed {}, {:.1} s of operations.",
+                "{} nodes ({}), {} replicas of each row{}; started {}, seed {}, {:.1} s of operations.",
                 f.nodes.len(),
                 f.nodes.join(", "),
                 f.replicas,
+                per_datacenter(&f.datacenters),
                 f.started,
                 f.seed,
                 f.duration_ms as f64 / 1000.0

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use ringdb_client::transport::CallError;
 use ringdb_client::{Client, ClientConfig};
@@ -19,7 +19,9 @@ use crate::hosts::LabState;
 /// chose (no routing, no retry: the history says which node coordinated).
 pub struct LabTarget {
     client: Client,
-    addresses: BTreeMap<NodeId, SocketAddr>,
+    /// Every node's address: the lab's at the start, and the nodes that
+    /// joined since.
+    addresses: RwLock<BTreeMap<NodeId, SocketAddr>>,
     /// The nodes the workloads may choose; all of them by default.
     contact_points: Vec<NodeId>,
 }
@@ -38,8 +40,17 @@ impl LabTarget {
         Ok(Arc::new(LabTarget {
             client,
             contact_points: addresses.keys().cloned().collect(),
-            addresses,
+            addresses: RwLock::new(addresses),
         }))
+    }
+
+    /// A node that joined the lab: the lab reads and repairs it (the
+    /// workloads go on asking the nodes they started with).
+    pub fn add(&self, node: NodeId, address: SocketAddr) {
+        self.addresses
+            .write()
+            .expect("the addresses are not poisoned")
+            .insert(node, address);
     }
 
     /// The client, for the lab's own requests (reading replicas, repair).
@@ -49,12 +60,21 @@ impl LabTarget {
 
     /// Where `node` serves clients.
     pub fn address(&self, node: &NodeId) -> Option<SocketAddr> {
-        self.addresses.get(node).copied()
+        self.addresses
+            .read()
+            .expect("the addresses are not poisoned")
+            .get(node)
+            .copied()
     }
 
-    /// The lab's nodes.
+    /// The lab's nodes, those that joined included.
     pub fn nodes(&self) -> Vec<NodeId> {
-        self.addresses.keys().cloned().collect()
+        self.addresses
+            .read()
+            .expect("the addresses are not poisoned")
+            .keys()
+            .cloned()
+            .collect()
     }
 }
 

@@ -8,7 +8,8 @@
 //! - **resurrection**: nothing an acknowledged write or delete superseded
 //!   (what its context covered) is in the final state, nor returned by a
 //!   read at R + W > N that starts after it was acknowledged;
-//! - **stale read**: at R + W > N, a read that starts after a write was
+//! - **stale read**: at R + W > N (levels that must overlap, across
+//!   datacenters: [`crate::quorum`]), a read that starts after a write was
 //!   acknowledged returns it, unless a write that may have superseded it
 //!   started before the read ended;
 //! - **dot reuse**: no two values of a row were ever written under the
@@ -22,6 +23,7 @@ use std::collections::BTreeMap;
 use ringdb_proto::ConsistencyLevel;
 
 use crate::history::{Event, History, Key, Op, Outcome, Seen};
+use crate::quorum::Replication;
 
 /// A broken promise found in a history.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +60,8 @@ struct Operation {
     op: Op,
     invoked: usize,
     invoked_ms: u64,
+    /// The node that coordinated it.
+    node: String,
     /// When it completed, and how (`None`: it never did).
     completed: Option<(usize, Outcome)>,
     completed_ms: u64,
@@ -110,7 +114,13 @@ fn parse(history: &History) -> Parsed {
     let mut lost_at = Vec::new();
     for (at, event) in history.events.iter().enumerate() {
         match event {
-            Event::Invoke { at_ms, id, op, .. } => {
+            Event::Invoke {
+                at_ms,
+                id,
+                op,
+                node,
+                ..
+            } => {
                 operations.insert(
                     *id,
                     Operation {
@@ -118,6 +128,7 @@ fn parse(history: &History) -> Parsed {
                         op: op.clone(),
                         invoked: at,
                         invoked_ms: *at_ms,
+                        node: node.clone(),
                         completed: None,
                         completed_ms: 0,
                     },
@@ -149,13 +160,20 @@ type Parsed = (
     Vec<usize>,
 );
 
-/// Checks `history` of a cluster with replication factor `replicas`.
+/// Checks `history` of a cluster with replication factor `replicas`, in
+/// one datacenter.
 pub fn check(history: &History, replicas: usize) -> (Vec<Violation>, Checked) {
+    check_placed(history, &Replication::simple(replicas))
+}
+
+/// Checks `history` of a cluster replicated as `replication` (replicas per
+/// datacenter, and where each node is).
+pub fn check_placed(history: &History, replication: &Replication) -> (Vec<Violation>, Checked) {
     let (operations, finals, lost_at) = parse(history);
     let mut checker = Checker {
         operations: operations.into_values().collect(),
         finals,
-        replicas,
+        replication: replication.clone(),
         lost_at,
         violations: Vec::new(),
     };
@@ -243,7 +261,7 @@ pub fn freshness(history: &History) -> Vec<ReadFreshness> {
 struct Checker {
     operations: Vec<Operation>,
     finals: BTreeMap<Key, (Vec<u64>, Vec<String>)>,
-    replicas: usize,
+    replication: Replication,
     /// Where in the history a node died for good.
     lost_at: Vec<usize>,
     violations: Vec<Violation>,
@@ -344,7 +362,7 @@ impl Checker {
     /// spread, when a node was lost for good: a write or delete one replica
     /// acknowledged (ONE, ANY) may have been lost along with it.
     fn maybe_lost_with_a_node(&self, write: &Operation) -> bool {
-        let single = strict_count(write_level(&write.op), self.replicas).is_none_or(|w| w < 2);
+        let single = self.replication.fewest(write_level(&write.op), &write.node) < 2;
         single && self.lost_at.iter().any(|at| *at > write.invoked)
     }
 
@@ -441,20 +459,21 @@ impl Checker {
         }
     }
 
-    /// Whether `read` must see what `write` did: the same row, R + W > N,
-    /// and `write` acknowledged before `read` started.
+    /// Whether `read` must see what `write` did: the same row, levels
+    /// that must overlap (R + W > N in one datacenter), and `write`
+    /// acknowledged before `read` started.
     fn strictly_after(&self, read: &Operation, write: &Operation) -> bool {
-        let n = self.replicas;
-        let (Some(r), Some(w)) = (
-            strict_count(read_level(&read.op), n),
-            strict_count(write_level(&write.op), n),
-        ) else {
-            return false;
-        };
         let Some((write_end, _)) = &write.completed else {
             return false;
         };
-        write.op.key() == read.op.key() && r + w > n && *write_end < read.invoked
+        write.op.key() == read.op.key()
+            && *write_end < read.invoked
+            && self.replication.overlap(
+                read_level(&read.op),
+                &read.node,
+                write_level(&write.op),
+                &write.node,
+            )
     }
 
     fn stale_reads(&mut self) {
@@ -509,21 +528,6 @@ fn read_level(op: &Op) -> ConsistencyLevel {
 
 fn write_level(op: &Op) -> ConsistencyLevel {
     read_level(op)
-}
-
-/// How many real replicas a level waits for, with `n` replicas (`None`:
-/// a level that may count none, ANY).
-pub fn strict_count(level: ConsistencyLevel, n: usize) -> Option<usize> {
-    match level {
-        ConsistencyLevel::Any => None,
-        ConsistencyLevel::One | ConsistencyLevel::LocalOne => Some(1),
-        ConsistencyLevel::Two => Some(2),
-        ConsistencyLevel::Three => Some(3),
-        ConsistencyLevel::Quorum | ConsistencyLevel::LocalQuorum | ConsistencyLevel::EachQuorum => {
-            Some(n / 2 + 1)
-        }
-        ConsistencyLevel::All => Some(n),
-    }
 }
 
 #[cfg(test)]

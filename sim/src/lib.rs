@@ -51,6 +51,7 @@ pub mod cluster;
 pub mod history;
 pub mod network;
 pub mod probe;
+pub mod quorum;
 pub mod run;
 pub mod statements;
 pub mod workload;

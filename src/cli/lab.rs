@@ -26,10 +26,18 @@ pub struct LabArgs {
 enum LabCommand {
     /// Make the lab and start its nodes: a bridge, a network namespace per
     /// node (n1 at 10.77.0.1, n2 at 10.77.0.2…), a real node in each.
+    ///
+    /// With --dcs, the nodes are spread over datacenters dc1, dc2… (each
+    /// a run of nodes: 6 nodes in 2 are n1-n3 and n4-n6), each row has
+    /// min(3, its nodes) replicas in each, and the first node of each is
+    /// a seed; `partition dc1 / dc2` cuts them apart.
     Up {
-        /// How many nodes (replication factor min(3, N)).
+        /// How many nodes (replication factor min(3, N) per datacenter).
         #[arg(long, default_value_t = 3)]
         nodes: usize,
+        /// How many datacenters.
+        #[arg(long, default_value_t = 1)]
+        dcs: usize,
     },
     /// Show the lab's hosts, their processes and the faults in force.
     Status,
@@ -41,7 +49,8 @@ enum LabCommand {
     /// (HTML with charts, Markdown, JSON) in DIR/runs/.
     ///
     /// Built-in: stale-reads, partition-halves, isolate, bridge,
-    /// kill-restart, flapping, pause; or a schedule FILE.toml
+    /// kill-restart, flapping, pause, wipe-and-rejoin, clock-skew,
+    /// join-under-partition; or a schedule FILE.toml
     /// (`ringdb lab experiments` shows them and the file's format).
     /// Exits with 1 when a promise was broken (an acknowledged write
     /// lost, a value never written, a delete undone, a dot reused, a
@@ -84,9 +93,10 @@ enum LabCommand {
         run: PathBuf,
     },
     /// Cut the lab in sides that cannot reach each other:
-    /// `partition n1,n2 / n3`.
+    /// `partition n1,n2 / n3`, or by datacenter: `partition dc1 / dc2`.
     Partition {
-        /// The sides, nodes separated by commas, sides by `/`.
+        /// The sides, nodes (or datacenters) separated by commas, sides by
+        /// `/`.
         #[arg(required = true, num_args = 1..)]
         sides: Vec<String>,
     },
@@ -128,13 +138,20 @@ enum LabCommand {
     /// Lose a node's data: kill it, delete its data folder, start it again
     /// empty under the same id (it streams its ranges before serving).
     Wipe { node: String },
+    /// Add a node to the lab (the next name, n4 after n3): it streams its
+    /// ranges from the others, then serves.
+    Join {
+        /// Its datacenter (default: the first node's).
+        #[arg(long)]
+        dc: Option<String>,
+    },
 }
 
 pub async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     let dir = args.dir;
     let exe = std::env::current_exe().context("cannot find the ringdb executable")?;
     let fault = match args.command {
-        LabCommand::Up { nodes } => return up(&dir, nodes, &exe).await,
+        LabCommand::Up { nodes, dcs } => return up(&dir, nodes, dcs, &exe).await,
         LabCommand::Status => return status(&dir),
         LabCommand::Down => {
             let removed = hosts::down(&dir)?;
@@ -191,12 +208,16 @@ pub async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         } => format!("delay {node} {delay} {}", jitter.unwrap_or_default()),
         LabCommand::Duplicate { node, share } => format!("duplicate {node} {share}"),
         LabCommand::Skew { node, by } => format!("skew {node} {by}"),
+        LabCommand::Join { dc } => {
+            let next = LabState::load(&dir)?.next_name();
+            format!("join {next} {}", dc.unwrap_or_default())
+        }
     };
-    let fault: Fault = fault.parse()?;
     ringdb_lab::command::check_tools()?;
     let mut state = LabState::load(&dir)?;
+    let fault: Fault = fault.parse::<Fault>()?.resolve(&state)?;
     tokio::task::block_in_place(|| fault.apply(&dir, &mut state, &exe))?;
-    if let Fault::Restart(name) | Fault::Wipe(name) = &fault {
+    if let Fault::Restart(name) | Fault::Wipe(name) | Fault::Join(name, _) = &fault {
         let node = state.node(name)?.clone();
         hosts::wait_ready(&dir, std::slice::from_ref(&node)).await?;
     }
@@ -204,13 +225,14 @@ pub async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn up(dir: &Path, nodes: usize, exe: &Path) -> anyhow::Result<ExitCode> {
-    let state = hosts::up(dir, nodes, exe).await?;
+async fn up(dir: &Path, nodes: usize, dcs: usize, exe: &Path) -> anyhow::Result<ExitCode> {
+    let state = hosts::up(dir, nodes, dcs, exe).await?;
     println!("ringdb lab is up in {}:", dir.display());
     for node in &state.nodes {
         println!(
-            "  {:<4} namespace {:<10} client {}  pid {}  log {}",
+            "  {:<4} {:<11} namespace {:<10} client {}  pid {}  log {}",
             node.name,
+            node.datacenter,
             node.namespace(),
             node.client_address(),
             node.pid.unwrap_or_default(),
@@ -250,8 +272,9 @@ fn status(dir: &Path) -> anyhow::Result<ExitCode> {
             "namespace missing".into()
         };
         println!(
-            "  {:<4} {:<15} {:<26} rules: {}",
+            "  {:<4} {:<11} {:<15} {:<26} rules: {}",
             node.name,
+            node.datacenter,
             node.address,
             process,
             if rules.is_empty() {
@@ -285,9 +308,9 @@ fn experiments() {
          [[step]]\n\
          at = 25\n\
          fault = \"heal\"\n\n\
-         faults: partition n1,n2 / n3 | isolate N | bridge | heal | kill N | pause N | \
-         resume N | restart N | loss N 20% | delay N 50ms [20ms] | \
-         duplicate N 10% | skew N +30s | wipe N"
+         faults: partition n1,n2 / n3 (or dc1 / dc2) | isolate N | bridge | heal | \
+         kill N | pause N | resume N | restart N | loss N 20% | delay N 50ms [20ms] | \
+         duplicate N 10% | skew N +30s | wipe N | join N [DC]"
     );
 }
 
