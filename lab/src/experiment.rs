@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::LabError;
 use crate::faults::Fault;
-use crate::hosts::{LabState, wait_ready};
+use crate::hosts::{LabNode, LabState, MAX_NODES, wait_ready};
 use crate::target::{LabTarget, Pinned};
 
 mod converge;
@@ -103,7 +103,9 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ),
     (
         "join-under-partition",
-        "a new node joins while the others are split majority / minority, streaming its ranges",
+        "a new node joins the majority side of a 2|1 split: each range streams from the replica \
+         that gives it up, so it refuses to join once it judges the minority node down (unless the \
+         heal comes first), and joins when the lab starts it again at the end",
     ),
 ];
 
@@ -277,34 +279,35 @@ impl Experiment {
     }
 
     /// Checks the schedule against the lab: every fault reads, names
-    /// known nodes (or datacenters, or nodes an earlier step adds), and
-    /// falls inside the run.
+    /// known nodes (a partition's sides may name datacenters; a node an
+    /// earlier step adds is known from then), and falls inside the run.
     pub fn validate(&self, state: &LabState) -> Result<Vec<(f64, Fault)>, LabError> {
         check_duration(self.duration)?;
         let mut faults = Vec::new();
         let mut last = 0.0;
-        let mut names = state.names();
-        names.extend(state.datacenters());
-        let mut next = state.nodes.len() + 1;
+        // The lab as the steps so far leave it.
+        let mut lab = state.clone();
         for step in &self.steps {
             let fault: Fault = step.fault.parse()?;
-            // Datacenters' names are read when the step comes; a side
-            // naming a node twice is refused now.
-            fault.clone().resolve(state)?;
-            if let Some(joins) = fault.joins() {
-                if joins != format!("n{next}") {
+            for name in fault.clone().resolve(&lab)?.named_nodes() {
+                lab.node(&name)?;
+            }
+            if let Fault::Join(name, datacenter) = &fault {
+                if *name != lab.next_name() || lab.nodes.len() >= MAX_NODES {
                     return Err(LabError::Invalid(format!(
-                        "step `{}`: the node added next is n{next}",
-                        step.fault
+                        "step `{}`: the node added next is {} (at most {MAX_NODES} nodes)",
+                        step.fault,
+                        lab.next_name()
                     )));
                 }
-                names.push(joins.to_string());
-                next += 1;
-            }
-            for name in fault.named_nodes() {
-                if !names.contains(&name) {
-                    return Err(state.unknown(&name));
-                }
+                let datacenter = lab.datacenter_for(datacenter.as_deref())?;
+                lab.nodes.push(LabNode {
+                    name: name.clone(),
+                    address: std::net::Ipv4Addr::UNSPECIFIED,
+                    config: Default::default(),
+                    datacenter,
+                    pid: None,
+                });
             }
             if !(step.at >= last && step.at <= self.duration) {
                 return Err(LabError::Invalid(format!(
@@ -473,8 +476,10 @@ pub async fn run(
         target.add(NodeId::new(&node.name), node.client_address());
         let (dir, recorder) = (dir.to_path_buf(), recorder.clone());
         streaming.spawn(async move {
-            if wait_ready(&dir, std::slice::from_ref(&node)).await.is_ok() {
-                recorder.fault(format!("{serves} {}", node.name));
+            match wait_ready(&dir, std::slice::from_ref(&node)).await {
+                Ok(()) => recorder.fault(format!("{serves} {}", node.name)),
+                // Its window lasts until it is started again.
+                Err(error) => recorder.fault(format!("{} did not serve: {error}", node.name)),
             }
         });
     }

@@ -416,7 +416,19 @@ impl Fault {
             Fault::Restart(name) => restart(state, name, exe, false)?,
             Fault::Wipe(name) => restart(state, name, exe, true)?,
             Fault::Join(name, datacenter) => {
-                crate::hosts::add_node(dir, state, name, datacenter.as_deref(), exe)?;
+                if state.faults.iter().any(|f| f == "bridge") {
+                    return Err(LabError::Invalid(
+                        "a node cannot join while a bridge is in force (its sides follow the \
+                         nodes' order): heal first"
+                            .into(),
+                    ));
+                }
+                crate::hosts::add_node(dir, state, name, datacenter.as_deref(), |state| {
+                    place_in_faults(state, name)?;
+                    let pid = start_node(state.node(name)?, exe)?;
+                    state.nodes.last_mut().expect("the node just added").pid = Some(pid);
+                    Ok(())
+                })?;
             }
         }
         Ok(())
@@ -491,6 +503,43 @@ impl Fault {
             _ => None,
         }
     }
+}
+
+/// Gives node `name`, joining, its place in the network faults in force:
+/// on the side of a partition its seed (its datacenter's first node) is
+/// on, cut from an isolated node. (Delays, duplication and loss injected
+/// before it joined leave it out.)
+fn place_in_faults(state: &mut LabState, name: &str) -> Result<(), LabError> {
+    let datacenter = state.node(name)?.datacenter.clone();
+    let seed = state
+        .nodes
+        .iter()
+        .find(|n| n.datacenter == datacenter)
+        .map(|n| n.name.clone())
+        .unwrap_or_default();
+    let names = state.names();
+    let mut faults = Vec::new();
+    for text in state.faults.clone() {
+        let fault = match text.parse::<Fault>()? {
+            Fault::Partition(mut sides) => {
+                if let Some(side) = sides.iter_mut().find(|side| side.contains(&seed)) {
+                    side.push(name.to_string());
+                }
+                Fault::Partition(sides)
+            }
+            other => other,
+        };
+        for (a, b) in fault.cuts(&names) {
+            if a == name || b == name {
+                let (a, b) = (state.node(&a)?, state.node(&b)?);
+                drop_from(&a.namespace(), &b.address.to_string())?;
+                drop_from(&b.namespace(), &a.address.to_string())?;
+            }
+        }
+        faults.push(fault.to_string());
+    }
+    state.faults = faults;
+    Ok(())
 }
 
 /// Starts node `name` again, killing it first if it runs; `wipe`: with

@@ -132,10 +132,17 @@ impl LabState {
                 ));
             }
         };
-        serde_json::from_str(&text).map_err(|source| LabError::Format {
-            what: path.display().to_string(),
-            source,
-        })
+        let mut state: LabState =
+            serde_json::from_str(&text).map_err(|source| LabError::Format {
+                what: path.display().to_string(),
+                source,
+            })?;
+        if state.replication.is_empty() {
+            // A lab made before datacenters: one, of min(3, nodes).
+            let replicas = state.nodes.len().min(3);
+            state.replication.insert(DATACENTER.to_string(), replicas);
+        }
+        Ok(state)
     }
 
     /// Writes the state into `dir` (through a temporary file, so a killed
@@ -201,6 +208,22 @@ impl LabState {
             .filter(|n| n.datacenter == name)
             .map(|n| n.name.clone())
             .collect()
+    }
+
+    /// The datacenter named, checked; the first node's when `None`.
+    pub fn datacenter_for(&self, datacenter: Option<&str>) -> Result<String, LabError> {
+        match datacenter {
+            Some(dc) if self.datacenters().iter().any(|d| d == dc) => Ok(dc.to_string()),
+            Some(dc) => Err(LabError::Invalid(format!(
+                "the lab has no datacenter {dc:?}: {}",
+                self.datacenters().join(", ")
+            ))),
+            None => self
+                .nodes
+                .first()
+                .map(|n| n.datacenter.clone())
+                .ok_or_else(|| LabError::Invalid("the lab has no nodes".into())),
+        }
     }
 
     /// The name the next node added gets.
@@ -321,16 +344,18 @@ fn datacenter_of(i: usize, nodes: usize, datacenters: usize) -> String {
     unreachable!("node {i} is one of {nodes}")
 }
 
-/// Adds node `name` to the running lab in `datacenter` (the first node's
-/// when `None`): its namespace, certificate and config, and a process
-/// that streams its ranges from the others before it serves (it is
-/// ready once [`wait_ready`] says so).
+/// Makes node `name` for the running lab in `datacenter` (the first
+/// node's when `None`): its namespace, certificate and config (the running
+/// nodes' cluster settings, and it streams its ranges before it serves).
+/// `start` then runs what the caller needs before its process starts (its
+/// place in the faults in force), and starts it. When anything fails, the
+/// node is taken out again, so a join can be retried under the same name.
 pub fn add_node(
     dir: &Path,
     state: &mut LabState,
     name: &str,
     datacenter: Option<&str>,
-    exe: &Path,
+    start: impl FnOnce(&mut LabState) -> Result<(), LabError>,
 ) -> Result<(), LabError> {
     if name != state.next_name() || state.nodes.len() >= MAX_NODES {
         return Err(LabError::Invalid(format!(
@@ -338,16 +363,7 @@ pub fn add_node(
             state.next_name()
         )));
     }
-    let datacenter = match datacenter {
-        Some(dc) if state.datacenters().iter().any(|d| d == dc) => dc.to_string(),
-        Some(dc) => {
-            return Err(LabError::Invalid(format!(
-                "the lab has no datacenter {dc:?}: {}",
-                state.datacenters().join(", ")
-            )));
-        }
-        None => state.nodes[0].datacenter.clone(),
-    };
+    let datacenter = state.datacenter_for(datacenter)?;
     let node = LabNode {
         name: name.to_string(),
         address: address_of(state.nodes.len()),
@@ -362,14 +378,24 @@ pub fn add_node(
         )))
     };
     let ca = ClusterCa::from_pem(&read("ca.pem")?, &read("ca.key")?)?;
-    // Recorded first: `down` removes its namespace if this fails.
+    // What the running nodes were started with (their seeds, replication).
+    let cluster = Config::load(&state.nodes[0].config)
+        .map(|config| config.cluster)
+        .unwrap_or_else(|_| cluster_config(state));
+    // Recorded first: `down` removes its namespace if this is killed.
     state.nodes.push(node.clone());
     state.save(dir)?;
-    make_host(&node)?;
-    write_config(&ca, &cluster_config(state), &node, true)?;
-    let pid = start_node(&node, exe)?;
-    state.nodes.last_mut().expect("just added").pid = Some(pid);
-    Ok(())
+    let made = make_host(&node)
+        .and_then(|()| write_config(&ca, &cluster, &node, true))
+        .and_then(|()| start(state));
+    if made.is_err() {
+        let _ = ip(&["netns", "del", &node.namespace()]);
+        let _ = ip(&["link", "del", &node.namespace()]);
+        let _ = std::fs::remove_dir_all(node.folder());
+        state.nodes.retain(|n| n.name != node.name);
+        state.save(dir)?;
+    }
+    made
 }
 
 /// The bridge joining the namespaces.

@@ -468,7 +468,8 @@ pub fn windows(history: &History, end_ms: u64) -> Vec<Window> {
         let ends = |started: &Fault| match (&fault, started) {
             (Fault::Heal, started) => started.is_network(),
             (Fault::Resume(a) | Fault::Restart(a) | Fault::Wipe(a), Fault::Pause(b))
-            | (Fault::Restart(a) | Fault::Wipe(a), Fault::Kill(b)) => a == b,
+            | (Fault::Restart(a) | Fault::Wipe(a), Fault::Kill(b))
+            | (Fault::Restart(a), Fault::Join(b, _) | Fault::Wipe(b)) => a == b,
             _ => false,
         };
         let mut i = 0;

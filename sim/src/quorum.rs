@@ -19,7 +19,7 @@ use ringdb_proto::ConsistencyLevel;
 pub struct Replication {
     /// Replicas per datacenter.
     datacenters: BTreeMap<String, usize>,
-    /// Each node's datacenter (a node not named is in the first).
+    /// Each node's datacenter (with one datacenter, every node is in it).
     nodes: BTreeMap<String, String>,
 }
 
@@ -53,14 +53,24 @@ impl Replication {
     }
 
     /// What `level` coordinated by `node` asks for; `None` for ANY (which
-    /// may count no replica at all).
+    /// may count no replica at all), and for a datacenter's level asked of
+    /// a node whose datacenter is not known (nothing is promised then).
     fn demand(&self, level: ConsistencyLevel, node: &str) -> Option<Demand> {
         let counts: Vec<usize> = self.datacenters.values().copied().collect();
-        let local = self
+        let known = self
             .nodes
             .get(node)
-            .and_then(|dc| self.datacenters.keys().position(|d| d == dc))
-            .unwrap_or(0);
+            .and_then(|dc| self.datacenters.keys().position(|d| d == dc));
+        let local_level = matches!(
+            level,
+            ConsistencyLevel::LocalOne | ConsistencyLevel::LocalQuorum
+        );
+        let local = match known {
+            Some(local) => local,
+            None if counts.len() == 1 => 0,
+            None if local_level => return None,
+            None => 0,
+        };
         let in_local = |count: usize| {
             let mut each = vec![0; counts.len()];
             each[local] = count;
@@ -80,7 +90,12 @@ impl Replication {
                 (in_local(quorum), quorum)
             }
             ConsistencyLevel::EachQuorum => {
-                let each: Vec<usize> = counts.iter().map(|n| n / 2 + 1).collect();
+                // A datacenter without replicas asks nothing (the
+                // coordinator skips it).
+                let each: Vec<usize> = counts
+                    .iter()
+                    .map(|n| if *n == 0 { 0 } else { n / 2 + 1 })
+                    .collect();
                 let sum = each.iter().sum();
                 (each, sum)
             }
@@ -193,6 +208,18 @@ mod tests {
         assert!(!replication.overlap(Any, "x", All, "y"));
         assert_eq!(replication.fewest(Quorum, "x"), 2);
         assert_eq!(replication.fewest(Any, "x"), 0);
+    }
+
+    #[test]
+    fn an_empty_datacenter_asks_nothing_and_an_unknown_node_promises_nothing() {
+        let replication = Replication::datacenters(
+            [("dc1".into(), 3), ("dc2".into(), 0)].into(),
+            [("a".into(), "dc1".into())].into(),
+        );
+        assert!(!replication.overlap(EachQuorum, "a", One, "a"));
+        assert!(replication.overlap(EachQuorum, "a", EachQuorum, "a"));
+        assert!(!replication.overlap(LocalQuorum, "stranger", All, "a"));
+        assert_eq!(replication.fewest(LocalQuorum, "stranger"), 0);
     }
 
     #[test]
