@@ -320,6 +320,27 @@ fn main() -> ExitCode {
             }
         };
     }
+    // A command whose output is read by another (`ringdb ring | head`)
+    // ends quietly when that one stops reading, as `cat` does, rather
+    // than panicking on the closed pipe. Servers and the interactive
+    // commands keep Rust's default (a failed write is an error to handle).
+    if !matches!(
+        cli.command,
+        Command::Start { .. }
+            | Command::Dev { .. }
+            | Command::Lab(_)
+            | Command::Shell(_)
+            | Command::Bench(_)
+    ) {
+        // SAFETY: nothing else runs yet; the default action of SIGPIPE
+        // is to end the process.
+        let _ = unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            )
+        };
+    }
     // A node logs what it does; a command says only what went wrong.
     // RUST_LOG overrides either.
     let default_level = match cli.command {
@@ -344,7 +365,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            cli::exit_code(&error)
         }
     }
 }

@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
+
+use super::BadInput;
 use ringdb::client::{
     Client, ClientConfig, ClientError, ConsistencyLevel, Context, PartitionKey, Receipt,
     RequestError, Row, RowAddress, Value, WriteOptions,
@@ -64,7 +66,10 @@ impl Connection {
             ClientConfig::new(client.contact_points, read_ca(&ca)?)
         } else {
             let Some(ca) = &self.ca else {
-                bail!("--host needs --ca: the cluster CA certificate to verify the node with");
+                return Err(BadInput(
+                    "--host needs --ca: the cluster CA certificate to verify the node with".into(),
+                )
+                .into());
             };
             let mut config = ClientConfig::new(self.hosts.clone(), read_ca(ca)?);
             config.token_aware = false;
@@ -76,7 +81,16 @@ impl Connection {
 }
 
 fn read_ca(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| BadInput(format!("cannot read the CA {}: {e}", path.display())))?;
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(BadInput(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----): pass the cluster's ca.pem",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(text)
 }
 
 /// Exit codes that tell scripts what happened.
@@ -107,6 +121,7 @@ pub fn exit_code(error: &ClientError) -> ExitCode {
         ClientError::Request(RequestError::Overloaded { .. }) => exit::OVERLOADED,
         ClientError::Request(RequestError::InvalidRequest { .. }) => exit::INVALID,
         ClientError::NoConnection { .. } => exit::NO_CONNECTION,
+        ClientError::Config(_) => exit::INVALID,
         _ => 1,
     })
 }
@@ -141,7 +156,10 @@ pub async fn run(
     let partition = PartitionKey::new(key.into_bytes())?;
     let row = RowAddress::new(table, partition);
     let context = match context {
-        Some(hex) => Context(hex::decode(&hex).context("--context is not hex")?),
+        Some(hex) => Context(
+            hex::decode(&hex)
+                .map_err(|e| BadInput(format!("--context is not hex ({e}): pass it as printed")))?,
+        ),
         None => Context::empty(),
     };
     let client = match Client::connect(connection.config()?).await {

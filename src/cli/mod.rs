@@ -10,3 +10,18 @@ pub mod repair;
 pub mod shell;
 pub mod sim;
 pub mod start;
+
+/// Input a command cannot use (a malformed option, an unreadable CA, a
+/// key over the limit): the command says why and exits with 2, as the
+/// README promises, before anything is sent.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+/// The exit code for a command's error: 2 for bad input, 1 otherwise.
+pub fn exit_code(error: &anyhow::Error) -> std::process::ExitCode {
+    let bad_input = error
+        .chain()
+        .any(|cause| cause.is::<BadInput>() || cause.is::<ringdb::proto::KeyError>());
+    std::process::ExitCode::from(if bad_input { data::exit::INVALID } else { 1 })
+}

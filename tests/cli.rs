@@ -1,0 +1,100 @@
+//! The `ringdb` binary as a script or a terminal user meets it: exit codes
+//! as the README promises them, and no panic when its reader goes away.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt as _;
+use std::process::{Command, Stdio};
+
+fn ringdb() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ringdb"))
+}
+
+/// `ringdb ring | head`: the command ends when its reader does, without a
+/// panic's message and backtrace.
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    // More lines (about 100 KB) than a pipe holds, so the command is still writing when
+    // its reader goes.
+    let mut child = ringdb()
+        .args(["ownership", "--nodes", "3000", "--vnodes", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ringdb");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("a first line");
+    assert!(first.starts_with("node"), "{first}");
+    let output = child.wait_with_output().expect("ringdb ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        output.status.success() || output.status.signal() == Some(libc_sigpipe()),
+        "{:?}: {stderr}",
+        output.status
+    );
+}
+
+fn libc_sigpipe() -> i32 {
+    nix::sys::signal::Signal::SIGPIPE as i32
+}
+
+/// Bad input exits with 2 and says what is wrong, before anything is sent.
+#[test]
+fn bad_input_exits_with_2_and_says_why() {
+    let folder = tempfile::tempdir().unwrap();
+    let not_pem = folder.path().join("ca.pem");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    let not_pem = not_pem.to_string_lossy().into_owned();
+    let long_key = "k".repeat(70_000);
+    let host = "127.0.0.1:9";
+    let cases: [(&[&str], &str); 5] = [
+        (&["get", "t", "k", "--host", host], "--host needs --ca"),
+        (
+            &[
+                "put",
+                "t",
+                "k",
+                "v",
+                "--context",
+                "xyz",
+                "--host",
+                host,
+                "--ca",
+                &not_pem,
+            ],
+            "--context is not hex",
+        ),
+        (
+            &["get", "t", "k", "--host", host, "--ca", &not_pem],
+            "holds no PEM certificate",
+        ),
+        (
+            &["status", "--host", host, "--ca", "/nonexistent/ca.pem"],
+            "cannot read the CA",
+        ),
+        (
+            &["get", "t", &long_key, "--host", host, "--ca", &not_pem],
+            "the limit is 65535",
+        ),
+    ];
+    for (args, says) in cases {
+        let output = ringdb().args(args).output().expect("run ringdb");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let shown: Vec<&str> = args.iter().map(|a| &a[..a.len().min(20)]).collect();
+        assert_eq!(output.status.code(), Some(2), "{shown:?}: {stderr}");
+        assert!(stderr.contains(says), "{shown:?}: {stderr}");
+    }
+}
+
+/// The release binary stays a reasonable download: line tables for
+/// `perf` and backtraces, not the C++ libraries' full debug info (which
+/// made it 555 MB).
+#[test]
+fn the_binary_keeps_line_tables_but_not_full_debug_info() {
+    let size = std::fs::metadata(env!("CARGO_BIN_EXE_ringdb"))
+        .expect("the binary")
+        .len();
+    assert!(size < 256 << 20, "the binary is {} MB", size >> 20);
+}
