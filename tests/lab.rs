@@ -164,6 +164,7 @@ fn assert_promises_kept(figures: &Value) {
         "resurrections",
         "dots_reused",
         "strict_stale_reads",
+        "non_monotonic_reads",
     ] {
         assert_eq!(checks[count], 0, "{count}: {checks:#}");
     }

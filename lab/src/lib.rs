@@ -34,7 +34,8 @@
 //!   the real history (acknowledged writes lost, values never written,
 //!   resurrected deletes, dots reused, stale reads where the levels must
 //!   overlap: R + W > N, or across datacenters as
-//!   [`ringdb_sim::quorum`] works it out), and
+//!   [`ringdb_sim::quorum`] works it out, reads going back where the
+//!   levels must overlap), and
 //!   the lab adds what an experimenter wants to see: stale reads at every
 //!   level (a read missing a write acknowledged before it began), during
 //!   the faults and outside them, availability per level and per side of a

@@ -74,6 +74,10 @@ pub struct Checks {
     pub dots_reused: u64,
     /// Stale reads where R + W > N promises none.
     pub strict_stale_reads: u64,
+    /// Reads that missed what an earlier read at a level they must meet
+    /// returned.
+    #[serde(default)]
+    pub non_monotonic_reads: u64,
     /// The first violations, for people.
     pub violations: Vec<String>,
 }
@@ -86,6 +90,7 @@ impl Checks {
             + self.resurrections
             + self.dots_reused
             + self.strict_stale_reads
+            + self.non_monotonic_reads
             == 0
     }
 }
@@ -232,6 +237,7 @@ pub fn figures(history: &History, info: &RunInfo) -> Figures {
         resurrections: count(&["resurrection"]),
         dots_reused: count(&["dot reuse", "written twice"]),
         strict_stale_reads: count(&["stale read"]),
+        non_monotonic_reads: count(&["non-monotonic read"]),
         violations: violations
             .iter()
             .take(20)

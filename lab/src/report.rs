@@ -145,6 +145,7 @@ fn sections(f: &Figures) -> Sections {
         "resurrected",
         "dots reused",
         "stale reads where R + W > N",
+        "reads going back",
     ]);
     promises.rows.push(vec![
         c.acknowledged_writes.to_string(),
@@ -153,6 +154,7 @@ fn sections(f: &Figures) -> Sections {
         c.resurrections.to_string(),
         c.dots_reused.to_string(),
         c.strict_stale_reads.to_string(),
+        c.non_monotonic_reads.to_string(),
     ]);
     let mut said = vec![if c.passed() {
         "Every promise held: each count below must be 0, and is.".to_string()

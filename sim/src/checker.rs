@@ -12,6 +12,11 @@
 //!   datacenters: [`crate::quorum`]), a read that starts after a write was
 //!   acknowledged returns it, unless a write that may have superseded it
 //!   started before the read ended;
+//! - **monotonic reads**: a value a read returned is on as many replicas
+//!   as its level asks (read repair blocks until it is), so a read that
+//!   starts after it ended, at a level that must meet it, returns the value
+//!   too, unless a write that may have superseded it began before that
+//!   read ended;
 //! - **dot reuse**: no two values of a row were ever written under the
 //!   same dot, and no value under two dots (a write applied twice).
 //!
@@ -182,6 +187,7 @@ pub fn check_placed(history: &History, replication: &Replication) -> (Vec<Violat
     checker.resurrections();
     checker.resurrected_reads();
     checker.stale_reads();
+    checker.monotonic_reads();
     let checked = checker.counts();
     (checker.violations, checked)
 }
@@ -516,6 +522,77 @@ impl Checker {
             self.violation("stale read", detail);
         }
     }
+
+    /// Reads never go back: see the module's notes.
+    fn monotonic_reads(&mut self) {
+        let mut by_key: BTreeMap<Key, Vec<&Operation>> = BTreeMap::new();
+        for operation in &self.operations {
+            by_key
+                .entry(operation.op.key())
+                .or_default()
+                .push(operation);
+        }
+        let mut back = Vec::new();
+        for operations in by_key.values() {
+            // When the first write that may have superseded each value began.
+            let superseded: BTreeMap<u64, usize> = operations
+                .iter()
+                .filter_map(|write| {
+                    let value = write.value()?;
+                    let first = operations
+                        .iter()
+                        .filter(|by| Checker::may_supersede(by, write, value))
+                        .map(|by| by.invoked)
+                        .min()
+                        .unwrap_or(usize::MAX);
+                    Some((value, first))
+                })
+                .collect();
+            let reads: Vec<(&Operation, usize, &Vec<u64>)> = operations
+                .iter()
+                .filter_map(|read| match (&read.op, &read.completed) {
+                    (Op::Get { .. }, Some((end, Outcome::Read { values, .. }))) => {
+                        Some((*read, *end, values))
+                    }
+                    _ => None,
+                })
+                .collect();
+            for (first, first_end, seen) in &reads {
+                if self.maybe_lost_with_a_node(first) {
+                    continue;
+                }
+                for (later, later_end, values) in &reads {
+                    let must_meet = self.replication.overlap(
+                        read_level(&later.op),
+                        &later.node,
+                        read_level(&first.op),
+                        &first.node,
+                    );
+                    if later.invoked <= *first_end || !must_meet {
+                        continue;
+                    }
+                    for value in seen.iter().filter(|v| !values.contains(v)) {
+                        if superseded.get(value).is_some_and(|at| at >= later_end) {
+                            back.push(format!(
+                                "read #{} of {} at {:?} (started {} ms) missed {value}, which \
+                                 read #{} at {:?} returned, ending at {} ms",
+                                later.id,
+                                later.op.key(),
+                                read_level(&later.op),
+                                later.invoked_ms,
+                                first.id,
+                                read_level(&first.op),
+                                first.completed_ms,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        for detail in back {
+            self.violation("non-monotonic read", detail);
+        }
+    }
 }
 
 fn read_level(op: &Op) -> ConsistencyLevel {
@@ -647,6 +724,18 @@ mod tests {
             &[(1, "a@1:1")],
         );
         assert_eq!(kinds(&stale), ["stale read"]);
+        // Written at ONE: a QUORUM read need not see it, but once one did,
+        // the next QUORUM read must.
+        let went_back = history(
+            vec![
+                (put(1, &[], One), written()),
+                (get(Quorum), read(&[1], &["a@1:1"])),
+                (get(Quorum), read(&[], &[])),
+                (get(One), read(&[], &[])),
+            ],
+            &[(1, "a@1:1")],
+        );
+        assert_eq!(kinds(&went_back), ["non-monotonic read"]);
         let reused = history(
             vec![(put(1, &[], One), written()), (put(2, &[], One), written())],
             &[(1, "a@1:1"), (2, "a@1:1")],
