@@ -8,7 +8,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use ringdb::client::ConsistencyLevel;
@@ -40,7 +40,7 @@ enum Command {
     /// and stops the nodes on Ctrl-C (or leaves them running with --detach).
     Dev {
         /// Number of nodes of a new cluster (replication factor min(3, N)).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = at_least_one())]
         nodes: usize,
         /// Spread a new cluster's nodes over this many datacenters, dc1,
         /// dc2…, in blocks (6 nodes over 2: node1-3 in dc1, node4-6 in
@@ -91,6 +91,7 @@ enum Command {
         #[arg(long, default_value = "ringdb")]
         cluster: String,
         /// Node ids to issue certificates for.
+        #[arg(required = true)]
         nodes: Vec<String>,
     },
     /// A cqlsh-like shell: CQL statements ending in ';', CONSISTENCY,
@@ -283,13 +284,13 @@ enum Command {
     /// node's share of the data.
     Ownership {
         /// Number of nodes to join.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = at_least_one())]
         nodes: usize,
         /// Vnode tokens per node (num_tokens).
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 16, value_parser = at_least_one())]
         vnodes: usize,
         /// Replication factor the shares are computed for.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = at_least_one())]
         replication_factor: usize,
         /// Use random tokens, as Dynamo and early Cassandra did, instead of
         /// ringdb's balanced allocation.
@@ -322,15 +323,20 @@ fn main() -> ExitCode {
     }
     // A command whose output is read by another (`ringdb ring | head`)
     // ends quietly when that one stops reading, as `cat` does, rather
-    // than panicking on the closed pipe. Servers and the interactive
-    // commands keep Rust's default (a failed write is an error to handle).
-    if !matches!(
+    // than panicking on the closed pipe. Only commands whose whole job is
+    // that output, which change nothing: the default action also ends a
+    // process whose stderr is closed, which must not cut a repair or a
+    // `cert` short. The others keep Rust's default (a failed write is an
+    // error to handle).
+    if matches!(
         cli.command,
-        Command::Start { .. }
-            | Command::Dev { .. }
-            | Command::Lab(_)
-            | Command::Shell(_)
-            | Command::Bench(_)
+        Command::Status { .. }
+            | Command::Ring { .. }
+            | Command::Info { .. }
+            | Command::Getendpoints { .. }
+            | Command::Get { .. }
+            | Command::Token { .. }
+            | Command::Ownership { .. }
     ) {
         // SAFETY: nothing else runs yet; the default action of SIGPIPE
         // is to end the process.
@@ -395,10 +401,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cli::dev::stop(&dir).await?;
                 return Ok(ExitCode::SUCCESS);
             }
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
             let layout = cli::dev::Layout { nodes, datacenters };
-            return cli::dev::run(&dir.canonicalize()?, layout, detach, &settings).await;
+            return cli::dev::run(&dir, layout, detach, &settings).await;
         }
         Command::Start { config } => cli::start::run(&config).await?,
         Command::Cert {
@@ -467,7 +471,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Repair(args) => return cli::repair::run(&args).await,
         Command::Token { key, hex } => {
             let bytes = if hex {
-                hex::decode(&key).context("the key is not valid hex")?
+                hex::decode(&key)
+                    .map_err(|e| cli::BadInput(format!("the key is not valid hex: {e}")))?
             } else {
                 key.into_bytes()
             };
@@ -480,14 +485,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             random,
             seed,
         } => {
-            if nodes == 0 || vnodes == 0 || replication_factor == 0 {
-                bail!("--nodes, --vnodes and --replication-factor must be at least 1");
-            }
             let ring = simulate(nodes, vnodes, replication_factor, random.then_some(seed))?;
             print_ownership(&ring, replication_factor);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A count that must be 1 or more (clap refuses 0 with exit code 2).
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
 }
 
 fn simulate(

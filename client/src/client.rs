@@ -98,9 +98,20 @@ pub enum ClientError {
     /// was sent.
     #[error(transparent)]
     Bind(#[from] BindError),
-    /// The client's configuration is not usable (for example the CA file).
+    /// The client's configuration is not usable (the CA certificate).
     #[error("client configuration: {0}")]
     Config(String),
+    /// The client could not open its UDP socket (a matter of this machine).
+    #[error("cannot open a UDP socket: {0}")]
+    Socket(String),
+    /// A node described a ring that cannot be (a bug or a damaged node).
+    #[error("{node} sent a ring that cannot be: {reason}")]
+    BadTopology {
+        /// The node that sent it.
+        node: SocketAddr,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The node answered with a reply of the wrong kind (a protocol bug).
     #[error("unexpected reply from {0}")]
     UnexpectedReply(SocketAddr),
@@ -236,8 +247,8 @@ impl Client {
             Some(SocketAddr::V6(_)) => "[::]:0".parse().expect("address"),
             _ => "0.0.0.0:0".parse().expect("address"),
         };
-        let endpoint = quinn::Endpoint::client(bind)
-            .map_err(|e| ClientError::Config(format!("cannot open a UDP socket: {e}")))?;
+        let endpoint =
+            quinn::Endpoint::client(bind).map_err(|e| ClientError::Socket(e.to_string()))?;
         let dialer = Dialer {
             endpoint,
             quic,
@@ -262,14 +273,17 @@ impl Client {
     /// Fetches the ring from a node again (after nodes joined or moved).
     pub async fn refresh_topology(&self) -> Result<Vec<TopologyNode>, ClientError> {
         let reply = self.fetch_topology().await?;
-        let ClientReply::Topology { nodes, replication } = reply.1 else {
+        let (answered_by, ClientReply::Topology { nodes, replication }) = reply else {
             return Err(ClientError::UnexpectedReply(reply.0));
         };
         let mut ring = Ring::new();
         let mut addresses = HashMap::new();
         for node in &nodes {
             ring.add_node(node.id.clone(), node.location.clone(), node.tokens.clone())
-                .map_err(|e| ClientError::Config(format!("the node sent a bad ring: {e}")))?;
+                .map_err(|e| ClientError::BadTopology {
+                    node: answered_by,
+                    reason: e.to_string(),
+                })?;
             if let Ok(address) = node.client_address.parse() {
                 addresses.insert(node.id.clone(), address);
             }

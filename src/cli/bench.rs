@@ -88,7 +88,7 @@ pub struct BenchArgs {
 }
 
 /// The kinds an operation can end with, in the order they are reported.
-const OUTCOMES: [&str; 11] = [
+const OUTCOMES: [&str; 13] = [
     "unavailable",
     "timeout",
     "client_timeout",
@@ -100,6 +100,8 @@ const OUTCOMES: [&str; 11] = [
     "damaged_data",
     "unexpected_reply",
     "config",
+    "socket",
+    "bad_topology",
 ];
 
 fn outcome(error: &ClientError) -> &'static str {
@@ -127,6 +129,8 @@ fn outcome(error: &ClientError) -> &'static str {
         ClientError::ConnectionLost { .. } => "connection_lost",
         ClientError::UnexpectedReply(_) => "unexpected_reply",
         ClientError::Config(_) => "config",
+        ClientError::Socket(_) => "socket",
+        ClientError::BadTopology { .. } => "bad_topology",
     }
 }
 

@@ -4,8 +4,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-
 use super::BadInput;
 use ringdb::client::{
     Client, ClientConfig, ClientError, ConsistencyLevel, Context, PartitionKey, Receipt,
@@ -50,15 +48,15 @@ impl Connection {
     pub fn config(&self) -> anyhow::Result<ClientConfig> {
         let mut config = if self.hosts.is_empty() {
             let file = self.dev_dir.join(CLIENT_FILE);
-            let text = std::fs::read_to_string(&file).with_context(|| {
-                format!(
-                    "no --host given and {} cannot be read; start a cluster with `ringdb dev` \
-                     or pass --host and --ca",
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                BadInput(format!(
+                    "no --host given and {} cannot be read ({e}); start a cluster with \
+                     `ringdb dev` or pass --host and --ca",
                     file.display()
-                )
+                ))
             })?;
             let client: ClientFile = toml::from_str(&text)
-                .with_context(|| format!("{} is not valid", file.display()))?;
+                .map_err(|e| BadInput(format!("{} is not valid: {e}", file.display())))?;
             let ca = self
                 .ca
                 .clone()
@@ -153,7 +151,7 @@ pub async fn run(
     context: Option<String>,
     operation: Operation,
 ) -> anyhow::Result<ExitCode> {
-    let partition = PartitionKey::new(key.into_bytes())?;
+    let partition = PartitionKey::new(key.into_bytes()).map_err(|e| BadInput(e.to_string()))?;
     let row = RowAddress::new(table, partition);
     let context = match context {
         Some(hex) => Context(

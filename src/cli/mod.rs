@@ -20,8 +20,6 @@ pub struct BadInput(pub String);
 
 /// The exit code for a command's error: 2 for bad input, 1 otherwise.
 pub fn exit_code(error: &anyhow::Error) -> std::process::ExitCode {
-    let bad_input = error
-        .chain()
-        .any(|cause| cause.is::<BadInput>() || cause.is::<ringdb::proto::KeyError>());
+    let bad_input = error.chain().any(|cause| cause.is::<BadInput>());
     std::process::ExitCode::from(if bad_input { data::exit::INVALID } else { 1 })
 }

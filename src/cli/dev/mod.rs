@@ -5,8 +5,7 @@
 //! for the data commands. Later runs start the same nodes on the same ports,
 //! with their data.
 
-use std::collections::BTreeMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,8 +16,6 @@ use nix::unistd::Pid;
 use ringdb::client::{Client, ClientConfig};
 use ringdb::node::Config;
 use ringdb::node::RETIRED_FILE;
-use ringdb::node::config::{ClusterConfig, TlsFiles};
-use ringdb::node::tls::ClusterCa;
 use ringdb::ring::NodeId;
 use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
@@ -26,6 +23,11 @@ use tokio::time::Instant;
 
 use super::cert;
 use super::data::{CLIENT_FILE, ClientFile};
+use create::{NewNode, free_ports, node_config, write_node};
+
+mod create;
+
+pub use create::Layout;
 
 /// How long the nodes have to start serving.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,68 +37,38 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(600);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Starts (making it first if needed) the cluster in `dir`.
-/// How many nodes a new cluster has, over how many datacenters.
-#[derive(Clone, Copy, Debug)]
-pub struct Layout {
-    /// Nodes.
-    pub nodes: usize,
-    /// Datacenters the nodes are spread over, in blocks.
-    pub datacenters: usize,
-}
-
-impl Layout {
-    /// The datacenter of node `i` (from 0): `datacenter1` when there is
-    /// one, else `dc1`, `dc2`… in blocks of consecutive nodes.
-    fn datacenter_of(self, i: usize) -> Option<String> {
-        (self.datacenters > 1).then(|| format!("dc{}", i * self.datacenters / self.nodes + 1))
-    }
-
-    /// With several datacenters, replicas per datacenter: 3, or as many as
-    /// it has nodes (empty with one datacenter: `replication_factor` rules).
-    fn datacenter_replication(self) -> BTreeMap<String, usize> {
-        let mut factors = BTreeMap::new();
-        for i in 0..self.nodes {
-            if let Some(datacenter) = self.datacenter_of(i) {
-                let factor = factors.entry(datacenter).or_insert(0);
-                *factor = (*factor + 1).min(3);
-            }
-        }
-        factors
-    }
-}
-
 pub async fn run(
     dir: &Path,
     layout: Layout,
     detach: bool,
     settings: &[String],
 ) -> anyhow::Result<ExitCode> {
-    let nodes = layout.nodes;
-    if nodes == 0 {
-        bail!("--nodes must be at least 1");
+    layout.check()?;
+    let fresh = existing_configs(dir)?.is_none();
+    if fresh {
+        create::create(dir, layout, settings)?;
     }
-    if layout.datacenters == 0 || layout.datacenters > nodes {
-        bail!("--datacenters must be 1 to the number of nodes ({nodes})");
-    }
-    let (configs, fresh) = match existing_configs(dir)? {
-        Some(configs) => {
-            if configs.len() != nodes {
-                eprintln!(
-                    "{} holds a {}-node cluster; starting it as it is",
-                    dir.display(),
-                    configs.len()
-                );
-            }
-            if !settings.is_empty() {
-                eprintln!(
-                    "--set applies to a new cluster; edit the node.toml files of {} instead",
-                    dir.display()
-                );
-            }
-            (configs, false)
-        }
-        None => (create(dir, layout, settings)?, true),
+    let dir = &dir
+        .canonicalize()
+        .with_context(|| format!("cannot open {}", dir.display()))?;
+    let Some(configs) = existing_configs(dir)? else {
+        bail!("no ringdb dev cluster in {}", dir.display());
     };
+    if !fresh {
+        if configs.len() != layout.nodes {
+            eprintln!(
+                "{} holds a {}-node cluster; starting it as it is",
+                dir.display(),
+                configs.len()
+            );
+        }
+        if !settings.is_empty() {
+            eprintln!(
+                "--set applies to a new cluster; edit the node.toml files of {} instead",
+                dir.display()
+            );
+        }
+    }
     for path in &configs {
         if let Some(pid) = running_pid(path) {
             bail!(
@@ -232,7 +204,7 @@ pub async fn add(dir: &Path, settings: &[String]) -> anyhow::Result<ExitCode> {
         cluster,
         datacenter: None,
     };
-    let path = write_node(dir, &ca, node, settings)?;
+    let path = write_node(dir, &ca, &node_config(node, settings)?)?;
     let folder = dir.join(id.as_str());
 
     let exe = std::env::current_exe().context("cannot find the ringdb executable")?;
@@ -293,173 +265,6 @@ fn existing_configs(dir: &Path) -> anyhow::Result<Option<Vec<PathBuf>>> {
         configs.push(path);
     }
     Ok(Some(configs))
-}
-
-/// The lowest port `free_ports` gives.
-const FIRST_PORT: u16 = 10_000;
-
-/// The first port of the OS's ephemeral range, from which it gives every
-/// socket bound to port 0 (Linux's default when it cannot be read).
-fn ephemeral_start() -> u16 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32_768)
-}
-
-/// Free local UDP ports for the nodes, below the OS's ephemeral range: a
-/// port the OS picked for us and we released would be free for any other
-/// program's next socket (a client of another cluster, a test running
-/// beside) until the node binds it, seconds later; a port below the range
-/// is taken only by a program that asks for it by number. Every socket is
-/// held until all are chosen, so no two ports repeat. Falls back to ports
-/// the OS picks when the range leaves no room below it.
-fn free_ports(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
-    let end = ephemeral_start();
-    let mut sockets: Vec<UdpSocket> = Vec::new();
-    if end > FIRST_PORT {
-        let span = end - FIRST_PORT;
-        let mut port = FIRST_PORT + rand::random_range(0..span);
-        for _ in 0..span {
-            if sockets.len() == count {
-                break;
-            }
-            if let Ok(socket) = UdpSocket::bind(("127.0.0.1", port)) {
-                sockets.push(socket);
-            }
-            port = if port + 1 >= end {
-                FIRST_PORT
-            } else {
-                port + 1
-            };
-        }
-    }
-    while sockets.len() < count {
-        sockets.push(UdpSocket::bind("127.0.0.1:0")?);
-    }
-    Ok(sockets
-        .iter()
-        .map(|s| s.local_addr())
-        .collect::<Result<_, _>>()?)
-}
-
-/// Makes node `id`'s folder in `dir`: its certificate and a node.toml
-/// listening on `(internode, client)` in `cluster`; returns the config's path.
-/// A node of a new cluster (or one added to it).
-struct NewNode<'a> {
-    id: &'a NodeId,
-    /// Its internode and client addresses.
-    addresses: (SocketAddr, SocketAddr),
-    cluster: ClusterConfig,
-    /// Its datacenter, when not the default.
-    datacenter: Option<String>,
-}
-
-fn write_node(
-    dir: &Path,
-    ca: &ClusterCa,
-    node: NewNode<'_>,
-    settings: &[String],
-) -> anyhow::Result<PathBuf> {
-    let NewNode {
-        id,
-        addresses: (internode, client),
-        cluster,
-        datacenter,
-    } = node;
-    let folder = dir.join(id.as_str());
-    std::fs::create_dir_all(&folder)?;
-    cert::issue(ca, &folder, id)?;
-    let tls = TlsFiles {
-        ca_certificate: "../ca.pem".into(),
-        certificate: format!("{id}.pem").into(),
-        key: format!("{id}.key").into(),
-    };
-    let mut config = Config::new(id.clone(), "data".into(), internode, client, tls);
-    config.cluster = cluster;
-    if let Some(datacenter) = datacenter {
-        config.datacenter = datacenter;
-    }
-    let config = apply_settings(config, settings)?;
-    let path = folder.join("node.toml");
-    std::fs::write(&path, config.to_toml())?;
-    Ok(path)
-}
-
-/// Applies `--set section.key=value` settings to a config (the value is
-/// TOML: `3`, `false`, `"text"`; anything else is taken as text).
-fn apply_settings(config: Config, settings: &[String]) -> anyhow::Result<Config> {
-    if settings.is_empty() {
-        return Ok(config);
-    }
-    let mut table: toml::Table = toml::from_str(&config.to_toml())?;
-    for setting in settings {
-        let Some((path, value)) = setting.split_once('=') else {
-            bail!("--set {setting:?}: expected KEY=VALUE, e.g. hints.enabled=false");
-        };
-        let value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
-            Ok(mut parsed) => parsed.remove("v").expect("the key just parsed"),
-            Err(_) => toml::Value::String(value.to_owned()),
-        };
-        let keys: Vec<&str> = path.trim().split('.').collect();
-        let (last, sections) = keys.split_last().expect("split yields one part");
-        let mut at = &mut table;
-        for section in sections {
-            at = at
-                .entry(section.to_string())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-                .as_table_mut()
-                .with_context(|| format!("--set {setting:?}: {section} is not a section"))?;
-        }
-        at.insert(last.to_string(), value);
-    }
-    let config: Config = toml::from_str(&table.to_string())
-        .map_err(|e| anyhow::anyhow!("--set: the settings do not fit a node config: {e}"))?;
-    config.validate()?;
-    Ok(config)
-}
-
-/// Makes the folder of a new cluster: certificates, node configs, client file.
-fn create(dir: &Path, layout: Layout, settings: &[String]) -> anyhow::Result<Vec<PathBuf>> {
-    let nodes = layout.nodes;
-    std::fs::create_dir_all(dir)?;
-    let dir = dir.canonicalize()?;
-    let ca = cert::load_or_create_ca(&dir, "dev")?;
-    let ports = free_ports(nodes * 2)?;
-    let datacenter_replication = layout.datacenter_replication();
-    let cluster = ClusterConfig {
-        name: "dev".into(),
-        replication_factor: match datacenter_replication.values().sum() {
-            0 => 3.min(nodes),
-            sum => sum,
-        },
-        datacenter_replication,
-        seeds: vec![ports[0]],
-        // A brand-new cluster: there is no data to stream to its first nodes.
-        auto_bootstrap: false,
-        ..ClusterConfig::default()
-    };
-    let mut paths = Vec::new();
-    for i in 0..nodes {
-        let id = NodeId::new(format!("node{}", i + 1));
-        let addresses = (ports[2 * i], ports[2 * i + 1]);
-        let node = NewNode {
-            id: &id,
-            addresses,
-            cluster: cluster.clone(),
-            datacenter: layout.datacenter_of(i),
-        };
-        paths.push(write_node(&dir, &ca, node, settings)?);
-    }
-    let client = ClientFile {
-        contact_points: (0..nodes).map(|i| ports[2 * i + 1]).collect(),
-        ca_certificate: "ca.pem".into(),
-    };
-    std::fs::write(
-        dir.join(CLIENT_FILE),
-        toml::to_string_pretty(&client).expect("client file serializes"),
-    )?;
-    Ok(paths)
 }
 
 /// Waits until every node answers and reaches every other node.
@@ -638,54 +443,4 @@ fn alive(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .is_ok_and(|stat| stat.split_whitespace().nth(2) == Some("Z"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The ports a new cluster's nodes listen on are outside the range
-    /// the OS hands to other programs' sockets (a test's client took one
-    /// between `ringdb dev` choosing it and the node binding it).
-    #[test]
-    fn nodes_ports_are_below_the_ephemeral_range_and_all_different() {
-        let ports = free_ports(12).unwrap();
-        let end = ephemeral_start();
-        for port in &ports {
-            assert!(
-                (FIRST_PORT..end).contains(&port.port()),
-                "{port} is in the ephemeral range from {end}"
-            );
-        }
-        let mut distinct: Vec<u16> = ports.iter().map(|p| p.port()).collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        assert_eq!(distinct.len(), 12);
-    }
-
-    #[test]
-    fn each_datacenter_has_three_replicas_or_as_many_as_its_nodes() {
-        let layout = |nodes, datacenters| Layout { nodes, datacenters };
-        assert!(layout(3, 1).datacenter_replication().is_empty());
-        let two = layout(6, 2).datacenter_replication();
-        assert_eq!(two, BTreeMap::from([("dc1".into(), 3), ("dc2".into(), 3)]));
-        let small = layout(5, 2).datacenter_replication();
-        assert_eq!(
-            small,
-            BTreeMap::from([("dc1".into(), 3), ("dc2".into(), 2)])
-        );
-    }
-
-    #[test]
-    fn nodes_are_spread_over_datacenters_in_blocks() {
-        let layout = |nodes, datacenters| Layout { nodes, datacenters };
-        let of = |l: Layout| (0..l.nodes).map(|i| l.datacenter_of(i)).collect::<Vec<_>>();
-        assert_eq!(of(layout(3, 1)), [None, None, None]);
-        let six = of(layout(6, 2));
-        let names: Vec<&str> = six.iter().map(|d| d.as_deref().unwrap()).collect();
-        assert_eq!(names, ["dc1", "dc1", "dc1", "dc2", "dc2", "dc2"]);
-        let five = of(layout(5, 3));
-        let names: Vec<&str> = five.iter().map(|d| d.as_deref().unwrap()).collect();
-        assert_eq!(names, ["dc1", "dc1", "dc2", "dc2", "dc3"]);
-    }
 }
