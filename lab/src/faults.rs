@@ -328,9 +328,7 @@ impl Fault {
         match self {
             Fault::Partition(_) | Fault::Isolate(_) | Fault::Bridge => {
                 for (a, b) in self.cuts(&names) {
-                    let (a, b) = (state.node(&a)?, state.node(&b)?);
-                    drop_from(&a.namespace(), &b.address.to_string())?;
-                    drop_from(&b.namespace(), &a.address.to_string())?;
+                    cut(state, &a, &b)?;
                 }
                 state.faults.push(self.to_string());
             }
@@ -512,10 +510,9 @@ impl Fault {
 fn place_in_faults(state: &mut LabState, name: &str) -> Result<(), LabError> {
     let datacenter = state.node(name)?.datacenter.clone();
     let seed = state
-        .nodes
-        .iter()
-        .find(|n| n.datacenter == datacenter)
-        .map(|n| n.name.clone())
+        .in_datacenter(&datacenter)
+        .into_iter()
+        .next()
         .unwrap_or_default();
     let names = state.names();
     let mut faults = Vec::new();
@@ -531,9 +528,7 @@ fn place_in_faults(state: &mut LabState, name: &str) -> Result<(), LabError> {
         };
         for (a, b) in fault.cuts(&names) {
             if a == name || b == name {
-                let (a, b) = (state.node(&a)?, state.node(&b)?);
-                drop_from(&a.namespace(), &b.address.to_string())?;
-                drop_from(&b.namespace(), &a.address.to_string())?;
+                cut(state, &a, &b)?;
             }
         }
         faults.push(fault.to_string());
@@ -628,6 +623,14 @@ fn milliseconds(text: &str) -> Option<i64> {
 fn bridge_sides(names: &[String]) -> (Vec<String>, Vec<String>) {
     let middle = names.len() / 2;
     (names[..middle].to_vec(), names[middle + 1..].to_vec())
+}
+
+/// Cuts nodes `a` and `b` apart, both ways: each drops what the other
+/// sends.
+fn cut(state: &LabState, a: &str, b: &str) -> Result<(), LabError> {
+    let (a, b) = (state.node(a)?, state.node(b)?);
+    drop_from(&a.namespace(), &b.address.to_string())?;
+    drop_from(&b.namespace(), &a.address.to_string())
 }
 
 /// Drops what `from` sends, inside `namespace`.

@@ -16,7 +16,8 @@
 //!   as its level asks (read repair blocks until it is), so a read that
 //!   starts after it ended, at a level that must meet it, returns the value
 //!   too, unless a write that may have superseded it began before that
-//!   read ended;
+//!   read ended (each read that went back is reported once, however many
+//!   values it missed);
 //! - **dot reuse**: no two values of a row were ever written under the
 //!   same dot, and no value under two dots (a write applied twice).
 //!
@@ -29,6 +30,10 @@ use ringdb_proto::ConsistencyLevel;
 
 use crate::history::{Event, History, Key, Op, Outcome, Seen};
 use crate::quorum::Replication;
+
+mod reads;
+
+pub use reads::{ReadFreshness, freshness};
 
 /// A broken promise found in a history.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,78 +195,6 @@ pub fn check_placed(history: &History, replication: &Replication) -> (Vec<Violat
     checker.monotonic_reads();
     let checked = checker.counts();
     (checker.violations, checked)
-}
-
-/// A successful read, and whether it was stale: whether it missed a
-/// value whose write was acknowledged before the read began, that no write
-/// which may have superseded it had begun before the read ended. Unlike
-/// the stale-read check, every level counts (a stale read at ONE is what
-/// ONE allows, and what the lab measures).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReadFreshness {
-    /// The read's id.
-    pub id: u64,
-    /// Its level.
-    pub level: ConsistencyLevel,
-    /// When it began and ended, in milliseconds since the run began.
-    pub invoked_ms: u64,
-    /// When it ended.
-    pub completed_ms: u64,
-    /// Whether it was stale.
-    pub stale: bool,
-}
-
-/// Every successful read of `history`, stale or not.
-pub fn freshness(history: &History) -> Vec<ReadFreshness> {
-    let (operations, _, _) = parse(history);
-    let mut by_key: BTreeMap<Key, Vec<&Operation>> = BTreeMap::new();
-    for operation in operations.values() {
-        by_key
-            .entry(operation.op.key())
-            .or_default()
-            .push(operation);
-    }
-    let mut reads = Vec::new();
-    for operations in by_key.values() {
-        // Each acknowledged write: its value, when it was acknowledged,
-        // and when the first write that may have superseded it began.
-        let writes: Vec<(u64, usize, usize)> = operations
-            .iter()
-            .filter_map(|write| {
-                let (Op::Put { value, .. }, Some((end, Outcome::Written { .. }))) =
-                    (&write.op, &write.completed)
-                else {
-                    return None;
-                };
-                let superseded = operations
-                    .iter()
-                    .filter(|by| Checker::may_supersede(by, write, *value))
-                    .map(|by| by.invoked)
-                    .min()
-                    .unwrap_or(usize::MAX);
-                Some((*value, *end, superseded))
-            })
-            .collect();
-        for read in operations {
-            let (Op::Get { consistency, .. }, Some((read_end, Outcome::Read { values, .. }))) =
-                (&read.op, &read.completed)
-            else {
-                continue;
-            };
-            let stale = writes.iter().any(|(value, end, superseded)| {
-                *end < read.invoked && !values.contains(value) && *superseded >= *read_end
-            });
-            reads.push(ReadFreshness {
-                id: read.id,
-                level: *consistency,
-                invoked_ms: read.invoked_ms,
-                completed_ms: read.completed_ms,
-                stale,
-            });
-        }
-    }
-    reads.sort_by_key(|r| r.id);
-    reads
 }
 
 struct Checker {
@@ -522,77 +455,6 @@ impl Checker {
             self.violation("stale read", detail);
         }
     }
-
-    /// Reads never go back: see the module's notes.
-    fn monotonic_reads(&mut self) {
-        let mut by_key: BTreeMap<Key, Vec<&Operation>> = BTreeMap::new();
-        for operation in &self.operations {
-            by_key
-                .entry(operation.op.key())
-                .or_default()
-                .push(operation);
-        }
-        let mut back = Vec::new();
-        for operations in by_key.values() {
-            // When the first write that may have superseded each value began.
-            let superseded: BTreeMap<u64, usize> = operations
-                .iter()
-                .filter_map(|write| {
-                    let value = write.value()?;
-                    let first = operations
-                        .iter()
-                        .filter(|by| Checker::may_supersede(by, write, value))
-                        .map(|by| by.invoked)
-                        .min()
-                        .unwrap_or(usize::MAX);
-                    Some((value, first))
-                })
-                .collect();
-            let reads: Vec<(&Operation, usize, &Vec<u64>)> = operations
-                .iter()
-                .filter_map(|read| match (&read.op, &read.completed) {
-                    (Op::Get { .. }, Some((end, Outcome::Read { values, .. }))) => {
-                        Some((*read, *end, values))
-                    }
-                    _ => None,
-                })
-                .collect();
-            for (first, first_end, seen) in &reads {
-                if self.maybe_lost_with_a_node(first) {
-                    continue;
-                }
-                for (later, later_end, values) in &reads {
-                    let must_meet = self.replication.overlap(
-                        read_level(&later.op),
-                        &later.node,
-                        read_level(&first.op),
-                        &first.node,
-                    );
-                    if later.invoked <= *first_end || !must_meet {
-                        continue;
-                    }
-                    for value in seen.iter().filter(|v| !values.contains(v)) {
-                        if superseded.get(value).is_some_and(|at| at >= later_end) {
-                            back.push(format!(
-                                "read #{} of {} at {:?} (started {} ms) missed {value}, which \
-                                 read #{} at {:?} returned, ending at {} ms",
-                                later.id,
-                                later.op.key(),
-                                read_level(&later.op),
-                                later.invoked_ms,
-                                first.id,
-                                read_level(&first.op),
-                                first.completed_ms,
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-        for detail in back {
-            self.violation("non-monotonic read", detail);
-        }
-    }
 }
 
 fn read_level(op: &Op) -> ConsistencyLevel {
@@ -671,6 +533,14 @@ mod tests {
         Op::Get {
             key: KEY,
             consistency,
+        }
+    }
+
+    fn delete(seen: &[u64], consistency: ConsistencyLevel) -> Op {
+        Op::Delete {
+            key: KEY,
+            consistency,
+            seen: Seen::Values(seen.to_vec()),
         }
     }
 
@@ -766,6 +636,91 @@ mod tests {
         let stale: Vec<bool> = freshness(&weak).iter().map(|r| r.stale).collect();
         // The first read missed 1; the last missed 1 too, but 2 superseded it.
         assert_eq!(stale, [true, false, false]);
+    }
+
+    /// Written at ONE, returned by a QUORUM read: a later QUORUM read
+    /// may miss it once a write or delete that superseded it has begun,
+    /// not before.
+    #[test]
+    fn a_read_may_miss_a_value_superseded_since_an_earlier_read() {
+        let deleted = |delete_first: bool| {
+            let mut ops = vec![
+                (put(1, &[], One), written()),
+                (get(Quorum), read(&[1], &["a@1:1"])),
+                (get(Quorum), read(&[], &[])),
+            ];
+            let at = if delete_first { 2 } else { 3 };
+            ops.insert(at, (delete(&[1], One), written()));
+            history(ops, &[])
+        };
+        assert_eq!(kinds(&deleted(true)), Vec::<&str>::new());
+        assert_eq!(kinds(&deleted(false)), ["non-monotonic read"]);
+        let overwritten = history(
+            vec![
+                (put(1, &[], One), written()),
+                (get(Quorum), read(&[1], &["a@1:1"])),
+                (put(2, &[1], One), written()),
+                (get(Quorum), read(&[2], &["a@1:2"])),
+            ],
+            &[(2, "a@1:2")],
+        );
+        assert_eq!(kinds(&overwritten), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn reads_that_overlap_in_time_may_disagree() {
+        let mut reads = history(
+            vec![
+                (put(1, &[], One), written()),
+                (get(Quorum), read(&[1], &["a@1:1"])),
+                (get(Quorum), read(&[], &[])),
+            ],
+            &[(1, "a@1:1")],
+        );
+        assert_eq!(kinds(&reads), ["non-monotonic read"]);
+        // The second read now begins before the first ends.
+        assert!(matches!(reads.events[3], Event::Complete { id: 1, .. }));
+        assert!(matches!(reads.events[4], Event::Invoke { id: 2, .. }));
+        reads.events.swap(3, 4);
+        assert_eq!(kinds(&reads), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn reads_at_levels_that_need_not_meet_may_go_back() {
+        let weak = history(
+            vec![
+                (put(1, &[], One), written()),
+                (get(One), read(&[1], &["a@1:1"])),
+                (get(One), read(&[], &[])),
+            ],
+            &[(1, "a@1:1")],
+        );
+        assert_eq!(kinds(&weak), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn a_read_that_went_back_is_reported_once() {
+        // The last read misses 1, which two earlier reads returned, and
+        // 2, which one did: one read went back.
+        let back = history(
+            vec![
+                (put(1, &[], One), written()),
+                (put(2, &[], One), written()),
+                (get(Quorum), read(&[1], &["a@1:1"])),
+                (get(Quorum), read(&[1, 2], &["a@1:1", "a@1:2"])),
+                (get(Quorum), read(&[], &[])),
+            ],
+            &[(1, "a@1:1"), (2, "a@1:2")],
+        );
+        let (violations, _) = check(&back, 3);
+        let details: Vec<String> = violations.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            details,
+            [
+                "non-monotonic read: read #4 of t0/chain0 at Quorum (started 4 ms) missed 1, \
+              which read #2 at Quorum returned, ending at 2 ms"
+            ]
+        );
     }
 
     #[test]
