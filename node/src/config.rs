@@ -10,6 +10,7 @@
 //! data_dir = "data"
 //! listen_internode = "127.0.0.1:7001"
 //! listen_client = "127.0.0.1:9001"
+//! listen_metrics = "127.0.0.1:9180"   # Prometheus: GET /metrics
 //!
 //! [tls]
 //! ca_certificate = "../ca.pem"
@@ -79,6 +80,12 @@ pub struct Config {
     /// `listen_client`. Default: the address bound for `listen_client`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broadcast_client: Option<SocketAddr>,
+    /// TCP address of the metrics endpoint: `GET /metrics` answers
+    /// Prometheus (OpenMetrics text), `GET /health` answers `ok` once the
+    /// node serves. Plain HTTP without authentication: bind it to a private
+    /// interface. Default: none (no endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_metrics: Option<SocketAddr>,
     /// This node's datacenter. Default: `datacenter1`.
     #[serde(default = "default_datacenter")]
     pub datacenter: String,
@@ -389,6 +396,7 @@ impl Config {
             listen_client,
             broadcast_internode: None,
             broadcast_client: None,
+            listen_metrics: None,
             datacenter: default_datacenter(),
             rack: default_rack(),
             tls,

@@ -26,6 +26,7 @@ use crate::cleanup::{self, Cleanup};
 use crate::coordinator::{BackgroundJob, Coordinator, table_id};
 use crate::hints::{Handoff, Hints};
 use crate::injection::Injection;
+use crate::metrics::{Metrics, Scraped};
 use crate::network::{BoxFuture, Incoming};
 use crate::operations::{Kind, Operations};
 use crate::repair::{self, AntiEntropy};
@@ -49,6 +50,10 @@ pub(crate) struct Dispatcher {
     pub(crate) statements: Arc<Statements>,
     /// Faults a test harness may inject (`[faults] injectable`), or none.
     pub(crate) injection: Option<Arc<Injection>>,
+    /// What the node counts (`metrics.rs`).
+    pub(crate) metrics: Metrics,
+    /// When the node started.
+    pub(crate) started: Instant,
 }
 
 impl Incoming for Dispatcher {
@@ -58,7 +63,10 @@ impl Incoming for Dispatcher {
         request: PeerRequest,
         deadline: Instant,
     ) -> BoxFuture<'static, Result<PeerReply, RequestError>> {
-        Box::pin(async move { self.serve_peer(from, request, deadline).await })
+        Box::pin(async move {
+            self.metrics.peer_request(&request);
+            self.serve_peer(from, request, deadline).await
+        })
     }
 
     fn client_request(
@@ -66,7 +74,12 @@ impl Incoming for Dispatcher {
         request: ClientRequest,
         deadline: Instant,
     ) -> BoxFuture<'static, Result<ClientReply, RequestError>> {
-        Box::pin(async move { self.serve_client(request, deadline).await })
+        Box::pin(async move {
+            let serving = self.metrics.serving(&request);
+            let result = self.serve_client(request, deadline).await;
+            serving.ended(&result);
+            result
+        })
     }
 }
 
@@ -463,6 +476,39 @@ impl Dispatcher {
         }
     }
 
+    /// The node's metrics now, as OpenMetrics text (`GET /metrics`).
+    pub(crate) fn scrape(&self) -> String {
+        let replica = &self.replica;
+        let view = replica.membership.view();
+        let location = view
+            .nodes
+            .get(&replica.me)
+            .map(|node| node.state.location())
+            .unwrap_or_default();
+        let identity = vec![
+            ("id".to_string(), replica.me.to_string()),
+            ("cluster".into(), replica.settings.name.clone()),
+            ("datacenter".into(), location.datacenter),
+            ("rack".into(), location.rack),
+            ("version".into(), env!("CARGO_PKG_VERSION").into()),
+        ];
+        let members = view.ring.members();
+        let nodes_up = members.keys().filter(|node| view.is_up(node)).count() as u64;
+        let scraped = Scraped {
+            identity,
+            repair: self.repair_stats(),
+            nodes_up,
+            nodes_down: members.len() as u64 - nodes_up,
+            storage: replica.storage.figures(),
+            uptime: self.started.elapsed(),
+        };
+        let registry = self.metrics.registry(scraped);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+
     fn repair_stats(&self) -> RepairStats {
         let (hints_pending, hints) = self.handoff.hints.stats();
         let trees = self.replica.storage.trees();
@@ -552,6 +598,8 @@ impl Services {
             }),
             schemas,
             injection,
+            metrics: Metrics::default(),
+            started: Instant::now(),
         });
         Services {
             handoff,

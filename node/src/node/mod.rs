@@ -7,6 +7,7 @@ use std::time::Duration;
 use ringdb_gossip::{GossipConfig, Gossiper, StateValue, Status};
 use ringdb_proto::ClusterSettings;
 use ringdb_ring::{NodeId, Replication, Token};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -27,7 +28,7 @@ use crate::tls::{NodeCertificate, TlsError};
 use crate::topology::Topology;
 use crate::transport::{self, QuicNetwork};
 use crate::world::{Clock, Random, SkewedClock, SystemClock};
-use crate::{coordinator, known_peers, repair, restore, topology};
+use crate::{coordinator, http, known_peers, repair, restore, topology};
 
 mod join;
 
@@ -160,6 +161,10 @@ impl Node {
         let storage = open_storage(&config, &world)?;
         let (network, internode_address, client_address, endpoints) =
             bind(&config, &world, certificate)?;
+        let metrics_listener = bind_metrics(&config).await?;
+        let metrics_address = metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok());
         let faults = Arc::new(Faults::default());
         let peers: Arc<dyn Network> =
             Arc::new(Faulty::new(network, faults.clone(), world.random.clone()));
@@ -201,7 +206,7 @@ impl Node {
         });
         let coordinator = serve(
             &replica,
-            (hints, injection),
+            (hints, injection, metrics_listener),
             schemas.clone(),
             &mut tasks,
             &cancel,
@@ -210,6 +215,7 @@ impl Node {
             id: config.node_id.clone(),
             internode_address,
             client_address,
+            metrics_address,
             endpoints,
             cancel,
             tasks,
@@ -353,6 +359,17 @@ fn bind(
     })
 }
 
+/// The metrics endpoint's listener, when the config asks for one.
+async fn bind_metrics(config: &Config) -> Result<Option<TcpListener>, NodeError> {
+    let Some(address) = config.listen_metrics else {
+        return Ok(None);
+    };
+    TcpListener::bind(address)
+        .await
+        .map(Some)
+        .map_err(|source| NodeError::Bind { address, source })
+}
+
 /// Opens the node's storage (the world's engine, or RocksDB in the data
 /// directory); refused for the data directory of a node that left.
 fn open_storage(config: &Config, world: &World) -> Result<Arc<Storage>, NodeError> {
@@ -411,7 +428,7 @@ fn gossiper(
 /// Merkle trees, anti-entropy and restores. Returns the topology service.
 fn serve(
     replica: &Arc<Replica>,
-    (hints, injection): (Arc<Hints>, Option<Arc<Injection>>),
+    (hints, injection, metrics): (Arc<Hints>, Option<Arc<Injection>>, Option<TcpListener>),
     schemas: Arc<Schemas>,
     tasks: &mut JoinSet<()>,
     cancel: &CancellationToken,
@@ -434,6 +451,11 @@ fn serve(
         .serve(services.dispatcher.clone(), hello, cancel.clone())
     {
         tasks.spawn(serve);
+    }
+    if let Some(listener) = metrics {
+        let dispatcher = services.dispatcher.clone();
+        let scrape: http::Scrape = Arc::new(move || dispatcher.scrape());
+        tasks.spawn(http::serve(listener, scrape, cancel.clone()));
     }
     tasks.spawn(coordinator::run_background(jobs, cancel.clone()));
     let antientropy = &services.antientropy;
@@ -555,6 +577,7 @@ pub struct NodeHandle {
     id: NodeId,
     internode_address: SocketAddr,
     client_address: SocketAddr,
+    metrics_address: Option<SocketAddr>,
     endpoints: Vec<quinn::Endpoint>,
     cancel: CancellationToken,
     tasks: JoinSet<()>,
@@ -580,6 +603,12 @@ impl NodeHandle {
     /// Where it serves clients.
     pub fn client_address(&self) -> SocketAddr {
         self.client_address
+    }
+
+    /// The address the metrics endpoint listens on (`listen_metrics`,
+    /// with the port the OS chose for port 0), if it has one.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_address
     }
 
     /// Where it serves other nodes.

@@ -147,6 +147,12 @@ pub trait Engine: Reader + Send + Sync + 'static {
     /// `[start, end)`.
     fn approximate_size(&self, family: Family, ranges: &[(Vec<u8>, Vec<u8>)]) -> u64;
 
+    /// The engine's own figures (sizes, compactions), for metrics and
+    /// `status`'s load; zero where the engine keeps none.
+    fn figures(&self) -> EngineFigures {
+        EngineFigures::default()
+    }
+
     /// Flushes `family`'s memory to its files (for size estimates and tests).
     fn flush(&self, family: Family) -> Result<(), StorageError>;
 
@@ -159,4 +165,19 @@ pub trait Engine: Reader + Send + Sync + 'static {
     /// Records, beside the data, that the next open must salvage the data
     /// directory (damage was found: see `salvage.rs`).
     fn request_salvage(&self, detail: &str) -> Result<(), StorageError>;
+}
+
+/// What a storage engine says about itself, summed over its families.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineFigures {
+    /// Estimated bytes of live data (what a full compaction would keep).
+    pub live_data_bytes: u64,
+    /// Bytes of the SST files.
+    pub sst_bytes: u64,
+    /// Bytes of the memtables (writes not yet flushed to files).
+    pub memtable_bytes: u64,
+    /// Estimated bytes compaction has yet to rewrite.
+    pub pending_compaction_bytes: u64,
+    /// Compactions running now.
+    pub running_compactions: u64,
 }

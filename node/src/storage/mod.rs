@@ -49,7 +49,7 @@ use ringdb_ring::{NodeId, Token};
 use serde::{Deserialize, Serialize};
 
 pub use durability::SyncMode;
-pub use engine::{Batch, Change, Engine, Family, Item, Job, Reader};
+pub use engine::{Batch, Change, Engine, EngineFigures, Family, Item, Job, Reader};
 pub use keys::RowKey;
 pub use memory::{MemoryDisk, MemoryEngine};
 pub use partition::{MAX_PARTITION_WRITE_BYTES, RowWriteHere};
@@ -261,6 +261,11 @@ pub struct Storage {
 }
 
 impl Storage {
+    /// The engine's figures (sizes, compactions).
+    pub fn figures(&self) -> EngineFigures {
+        self.engine.figures()
+    }
+
     /// Opens the storage kept by `engine` and starts a new life: a new
     /// epoch drawn from `random` (see [`Storage::open`]), and what a
     /// salvage left to restore.

@@ -13,7 +13,7 @@ use rocksdb::{
 };
 
 use super::durability::Syncer;
-use super::engine::{Batch, Change, Engine, Family, Item, Job, Reader};
+use super::engine::{Batch, Change, Engine, EngineFigures, Family, Item, Job, Reader};
 use super::{Storage, StorageConfig, StorageError, salvage};
 use crate::world::Random;
 
@@ -254,6 +254,32 @@ impl Engine for RocksEngine {
             .get_approximate_sizes_cf(self.cf(family), &ranges)
             .iter()
             .sum()
+    }
+
+    fn figures(&self) -> EngineFigures {
+        let sum = |property: &str| -> u64 {
+            Family::ALL
+                .into_iter()
+                .filter_map(|family| {
+                    self.db
+                        .property_int_value_cf(self.cf(family), property)
+                        .ok()
+                        .flatten()
+                })
+                .sum()
+        };
+        EngineFigures {
+            live_data_bytes: sum("rocksdb.estimate-live-data-size"),
+            sst_bytes: sum("rocksdb.total-sst-files-size"),
+            memtable_bytes: sum("rocksdb.cur-size-all-mem-tables"),
+            pending_compaction_bytes: sum("rocksdb.estimate-pending-compaction-bytes"),
+            running_compactions: self
+                .db
+                .property_int_value("rocksdb.num-running-compactions")
+                .ok()
+                .flatten()
+                .unwrap_or(0),
+        }
     }
 
     fn flush(&self, family: Family) -> Result<(), StorageError> {

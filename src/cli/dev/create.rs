@@ -4,7 +4,7 @@
 //! again if making the cluster fails.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -59,26 +59,25 @@ fn ephemeral_start() -> u16 {
         .unwrap_or(32_768)
 }
 
-/// Free local UDP ports for the nodes, below the OS's ephemeral range: a
-/// port the OS picked for us and we released would be free for any other
-/// program's next socket (a client of another cluster, a test running
-/// beside) until the node binds it, seconds later; a port below the range
-/// is taken only by a program that asks for it by number. Every socket is
-/// held until all are chosen, so no two ports repeat. Falls back to ports
-/// the OS picks when the range leaves no room below it.
+/// Free local ports for the nodes (each free for both UDP, which QUIC
+/// uses, and TCP, which the metrics endpoint uses), below the OS's
+/// ephemeral range: a port the OS picked for us and we released would be
+/// free for any other program's next socket (a client of another cluster,
+/// a test running beside) until the node binds it, seconds later; a port
+/// below the range is taken only by a program that asks for it by number.
+/// Every socket is held until all are chosen, so no two ports repeat.
+/// Falls back to ports the OS picks when the range leaves no room below it.
 pub(super) fn free_ports(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
     let end = ephemeral_start();
-    let mut sockets: Vec<UdpSocket> = Vec::new();
+    let mut held: Vec<(UdpSocket, TcpListener)> = Vec::new();
     if end > FIRST_PORT {
         let span = end - FIRST_PORT;
         let mut port = FIRST_PORT + rand::random_range(0..span);
         for _ in 0..span {
-            if sockets.len() == count {
+            if held.len() == count {
                 break;
             }
-            if let Ok(socket) = UdpSocket::bind(("127.0.0.1", port)) {
-                sockets.push(socket);
-            }
+            held.extend(hold(port));
             port = if port + 1 >= end {
                 FIRST_PORT
             } else {
@@ -86,20 +85,35 @@ pub(super) fn free_ports(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
             };
         }
     }
-    while sockets.len() < count {
-        sockets.push(UdpSocket::bind("127.0.0.1:0")?);
+    let mut attempts = 0;
+    while held.len() < count {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        let port = socket.local_addr()?.port();
+        drop(socket);
+        held.extend(hold(port));
+        attempts += 1;
+        if attempts > 100 * count {
+            anyhow::bail!("cannot find {count} ports free for both UDP and TCP");
+        }
     }
-    Ok(sockets
+    Ok(held
         .iter()
-        .map(|s| s.local_addr())
+        .map(|(socket, _)| socket.local_addr())
         .collect::<Result<_, _>>()?)
+}
+
+/// Both sockets of `port`, if both are free.
+fn hold(port: u16) -> Option<(UdpSocket, TcpListener)> {
+    let udp = UdpSocket::bind(("127.0.0.1", port)).ok()?;
+    let tcp = TcpListener::bind(("127.0.0.1", port)).ok()?;
+    Some((udp, tcp))
 }
 
 /// A node of a new cluster (or one added to it).
 pub(super) struct NewNode<'a> {
     pub id: &'a NodeId,
-    /// Its internode and client addresses.
-    pub addresses: (SocketAddr, SocketAddr),
+    /// Its internode, client and metrics addresses.
+    pub addresses: (SocketAddr, SocketAddr, SocketAddr),
     pub cluster: ClusterConfig,
     /// Its datacenter, when not the default.
     pub datacenter: Option<String>,
@@ -110,7 +124,7 @@ pub(super) struct NewNode<'a> {
 pub(super) fn node_config(node: NewNode<'_>, settings: &[String]) -> anyhow::Result<Config> {
     let NewNode {
         id,
-        addresses: (internode, client),
+        addresses: (internode, client, metrics),
         cluster,
         datacenter,
     } = node;
@@ -121,6 +135,7 @@ pub(super) fn node_config(node: NewNode<'_>, settings: &[String]) -> anyhow::Res
     };
     let mut config = Config::new(id.clone(), "data".into(), internode, client, tls);
     config.cluster = cluster;
+    config.listen_metrics = Some(metrics);
     if let Some(datacenter) = datacenter {
         config.datacenter = datacenter;
     }
@@ -202,7 +217,7 @@ impl Layout {
 pub(super) fn create(dir: &Path, layout: Layout, settings: &[String]) -> anyhow::Result<()> {
     layout.check()?;
     let nodes = layout.nodes;
-    let ports = free_ports(nodes * 2)?;
+    let ports = free_ports(nodes * 3)?;
     let datacenter_replication = layout.datacenter_replication();
     let cluster = ClusterConfig {
         name: "dev".into(),
@@ -221,7 +236,7 @@ pub(super) fn create(dir: &Path, layout: Layout, settings: &[String]) -> anyhow:
             let id = NodeId::new(format!("node{}", i + 1));
             let node = NewNode {
                 id: &id,
-                addresses: (ports[2 * i], ports[2 * i + 1]),
+                addresses: (ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]),
                 cluster: cluster.clone(),
                 datacenter: layout.datacenter_of(i),
             };

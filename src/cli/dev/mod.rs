@@ -137,14 +137,25 @@ pub async fn run(
     }
     println!("ringdb dev cluster in {} is serving:", dir.display());
     for (config, (path, pid)) in loaded.iter().zip(&nodes.pids) {
+        let metrics = config
+            .listen_metrics
+            .map(|address| format!("  metrics http://{address}/metrics"))
+            .unwrap_or_default();
         println!(
-            "  {:<8} client {}  pid {pid}  log {}",
+            "  {:<8} client {}  pid {pid}  log {}{metrics}",
             config.node_id.as_str(),
             config.listen_client,
             path.parent().unwrap().join("node.log").display()
         );
     }
-    println!("try:  ringdb put users alice Alice && ringdb get users alice");
+    // The data commands find the default folder by themselves.
+    let default = std::env::current_dir().is_ok_and(|cwd| cwd.join("ringdb-dev") == *dir);
+    let dev_dir = if default {
+        String::new()
+    } else {
+        format!(" --dev-dir {}", dir.display())
+    };
+    println!("try:  ringdb put users alice Alice{dev_dir} && ringdb get users alice{dev_dir}");
     if detach {
         println!("stop: ringdb dev --stop --dir {}", dir.display());
         return Ok(ExitCode::SUCCESS);
@@ -194,13 +205,13 @@ pub async fn add(dir: &Path, settings: &[String]) -> anyhow::Result<ExitCode> {
     let n = configs.len() + 1;
     let id = NodeId::new(format!("node{n}"));
     let ca = cert::load_or_create_ca(dir, "dev")?;
-    let ports = free_ports(2)?;
+    let ports = free_ports(3)?;
     // The cluster has data: the new node streams its ranges before serving.
     let mut cluster = first.cluster.clone();
     cluster.auto_bootstrap = true;
     let node = NewNode {
         id: &id,
-        addresses: (ports[0], ports[1]),
+        addresses: (ports[0], ports[1], ports[2]),
         cluster,
         datacenter: None,
     };

@@ -1,0 +1,392 @@
+//! What a node counts, for Prometheus: its client requests as they happen
+//! (by operation, consistency level and outcome, with a latency histogram
+//! and the number in flight) and, read when scraped, what its services
+//! already keep (hints, anti-entropy, Merkle trees, cleanup), its view of
+//! the cluster and its storage engine's figures.
+//!
+//! The node serves the text on `listen_metrics` (`GET /metrics`, in the
+//! OpenMetrics format Prometheus reads) through `http.rs`; `Metrics`
+//! itself knows nothing of sockets, so the simulator's nodes count too.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use ringdb_proto::{ClientRequest, ConsistencyLevel, PeerRequest, RepairStats, RequestError};
+
+use crate::storage::EngineFigures;
+
+/// A client request's labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    operation: &'static str,
+    consistency: &'static str,
+    outcome: &'static str,
+}
+
+/// A latency's labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LatencyLabels {
+    operation: &'static str,
+    consistency: &'static str,
+}
+
+/// A peer request's labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    request: &'static str,
+}
+
+type Latencies = Family<LatencyLabels, Histogram, fn() -> Histogram>;
+
+/// The node's live counters.
+pub(crate) struct Metrics {
+    requests: Family<RequestLabels, Counter>,
+    latency: Latencies,
+    in_flight: Gauge,
+    peer_requests: Family<PeerLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            in_flight: Gauge::default(),
+            peer_requests: Family::default(),
+        }
+    }
+}
+
+/// 100 µs to about 6.5 s, doubling.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+}
+
+/// A client request being served: counted in flight until it ends (or its
+/// caller goes away), then by outcome.
+pub(crate) struct Serving<'a> {
+    metrics: &'a Metrics,
+    operation: &'static str,
+    consistency: &'static str,
+    started: tokio::time::Instant,
+    outcome: &'static str,
+}
+
+impl Serving<'_> {
+    /// Records how the request ended.
+    pub(crate) fn ended<T>(mut self, result: &Result<T, RequestError>) {
+        self.outcome = match result {
+            Ok(_) => "ok",
+            Err(error) => error_kind(error),
+        };
+    }
+}
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        let metrics = self.metrics;
+        metrics.in_flight.dec();
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                operation: self.operation,
+                consistency: self.consistency,
+                outcome: self.outcome,
+            })
+            .inc();
+        metrics
+            .latency
+            .get_or_create(&LatencyLabels {
+                operation: self.operation,
+                consistency: self.consistency,
+            })
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Metrics {
+    /// Starts counting a client request.
+    pub(crate) fn serving(&self, request: &ClientRequest) -> Serving<'_> {
+        let (operation, consistency) = describe(request);
+        self.in_flight.inc();
+        Serving {
+            metrics: self,
+            operation,
+            consistency: consistency.map_or("", ConsistencyLevel::name),
+            started: tokio::time::Instant::now(),
+            // Dropped before it ended: the caller went away.
+            outcome: "cancelled",
+        }
+    }
+
+    /// Counts a request from a peer.
+    pub(crate) fn peer_request(&self, request: &PeerRequest) {
+        let request = peer_kind(request);
+        self.peer_requests
+            .get_or_create(&PeerLabels { request })
+            .inc();
+    }
+
+    /// The registry to encode for one scrape: the live counters and what
+    /// `scraped` read from the node now.
+    pub(crate) fn registry(&self, scraped: Scraped) -> Registry {
+        let mut registry = Registry::with_prefix("ringdb");
+        registry.register(
+            "client_requests",
+            "Client requests served as coordinator, by operation, level and outcome",
+            self.requests.clone(),
+        );
+        registry.register_with_unit(
+            "client_request_duration",
+            "How long client requests took, by operation and level",
+            Unit::Seconds,
+            self.latency.clone(),
+        );
+        registry.register(
+            "client_requests_in_flight",
+            "Client requests being served now",
+            self.in_flight.clone(),
+        );
+        registry.register(
+            "peer_requests",
+            "Requests from other nodes, by kind",
+            self.peer_requests.clone(),
+        );
+        scraped.register(&mut registry);
+        registry
+    }
+}
+
+/// What the node reads from its services when scraped.
+pub(crate) struct Scraped {
+    /// Node id, cluster, datacenter and rack, as labels of an info metric.
+    pub(crate) identity: Vec<(String, String)>,
+    pub(crate) repair: RepairStats,
+    /// Nodes in this node's view, up and down.
+    pub(crate) nodes_up: u64,
+    pub(crate) nodes_down: u64,
+    pub(crate) storage: EngineFigures,
+    pub(crate) uptime: Duration,
+}
+
+impl Scraped {
+    fn register(self, registry: &mut Registry) {
+        let identity: Family<Vec<(String, String)>, Gauge> = Family::default();
+        identity.get_or_create(&self.identity).set(1);
+        registry.register("node", "This node (its labels say which)", identity);
+        registry.register_with_unit(
+            "uptime",
+            "Time since the node started",
+            Unit::Seconds,
+            ConstGauge::new(self.uptime.as_secs_f64()),
+        );
+        self.register_hints(registry);
+        self.register_repair(registry);
+        let nodes: Family<Vec<(String, String)>, Gauge> = Family::default();
+        nodes
+            .get_or_create(&vec![("state".into(), "up".into())])
+            .set(gauge(self.nodes_up));
+        nodes
+            .get_or_create(&vec![("state".into(), "down".into())])
+            .set(gauge(self.nodes_down));
+        registry.register(
+            "gossip_nodes",
+            "Nodes in this node's view, up or down",
+            nodes,
+        );
+        let storage = self.storage;
+        let figures = [
+            (
+                "storage_live_data",
+                "Estimated live data",
+                storage.live_data_bytes,
+            ),
+            (
+                "storage_sst_files",
+                "Size of the SST files",
+                storage.sst_bytes,
+            ),
+            (
+                "storage_memtables",
+                "Size of the memtables",
+                storage.memtable_bytes,
+            ),
+            (
+                "storage_pending_compaction",
+                "Estimated bytes compaction has yet to rewrite",
+                storage.pending_compaction_bytes,
+            ),
+        ];
+        for (name, help, bytes) in figures {
+            registry.register_with_unit(name, help, Unit::Bytes, ConstGauge::new(gauge(bytes)));
+        }
+        registry.register(
+            "storage_running_compactions",
+            "Compactions running now",
+            ConstGauge::new(gauge(storage.running_compactions)),
+        );
+    }
+
+    fn register_hints(&self, registry: &mut Registry) {
+        let pending: Family<Vec<(String, String)>, Gauge> = Family::default();
+        for (target, bytes) in &self.repair.hints_pending {
+            pending
+                .get_or_create(&vec![("target".into(), target.to_string())])
+                .set(gauge(*bytes));
+        }
+        registry.register_with_unit(
+            "hints_pending",
+            "Hints waiting for their target, by target",
+            Unit::Bytes,
+            pending,
+        );
+        let hints = &self.repair.hints;
+        let outcomes = [
+            ("written", hints.written),
+            ("delivered", hints.delivered),
+            ("redirected", hints.redirected),
+            ("expired", hints.expired),
+            ("dropped_window", hints.dropped_window),
+            ("dropped_cap", hints.dropped_cap),
+            ("dropped_other", hints.dropped_other),
+            ("handed_over", hints.handed_over),
+        ];
+        let counts: Family<Vec<(String, String)>, Counter> = Family::default();
+        for (outcome, count) in outcomes {
+            counts
+                .get_or_create(&vec![("outcome".into(), outcome.into())])
+                .inc_by(count);
+        }
+        registry.register(
+            "hints",
+            "Hints since the node started, by what became of them: written; delivered, \
+             redirected (target left) or handed_over (this node left); expired; or dropped \
+             (dropped_window: target down too long, dropped_cap: too many, dropped_other)",
+            counts,
+        );
+    }
+
+    fn register_repair(&self, registry: &mut Registry) {
+        let summary = &self.repair.antientropy;
+        let counters = [
+            (
+                "antientropy_ranges_compared",
+                "Ranges whose Merkle trees were compared with another replica's",
+                summary.ranges_compared,
+            ),
+            (
+                "antientropy_ranges_differing",
+                "Comparisons that found the replicas differ",
+                summary.ranges_differing.len() as u64,
+            ),
+            (
+                "antientropy_ranges_failed",
+                "Comparisons that could not be made (a replica down)",
+                summary.ranges_failed.len() as u64,
+            ),
+            (
+                "antientropy_keys_repaired",
+                "Rows repaired by anti-entropy",
+                summary.keys_repaired,
+            ),
+            (
+                "antientropy_sent_bytes",
+                "Bytes sent to repair other replicas",
+                summary.bytes_sent,
+            ),
+            (
+                "antientropy_tombstones_purged",
+                "Tombstones purged once every replica had them",
+                summary.tombstones_purged,
+            ),
+            (
+                "cleanup_rows",
+                "Rows of ranges the node no longer replicates that it deleted",
+                self.repair.rows_cleaned,
+            ),
+        ];
+        for (name, help, count) in counters {
+            registry.register(name, help, ConstCounter::new(count));
+        }
+        registry.register(
+            "merkle_trees_ready",
+            "1 once the Merkle trees are built (repair needs them)",
+            ConstGauge::new(i64::from(self.repair.trees_ready)),
+        );
+        registry.register(
+            "merkle_tree_ranges",
+            "Ranges with a Merkle tree",
+            ConstGauge::new(gauge(self.repair.tree_ranges)),
+        );
+    }
+}
+
+fn gauge(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A client request's operation and level, as labels.
+fn describe(request: &ClientRequest) -> (&'static str, Option<ConsistencyLevel>) {
+    match request {
+        ClientRequest::Get { consistency, .. } => ("get", Some(*consistency)),
+        ClientRequest::Put { consistency, .. } => ("put", Some(*consistency)),
+        ClientRequest::Update { consistency, .. } => ("update", Some(*consistency)),
+        ClientRequest::Delete { consistency, .. } => ("delete", Some(*consistency)),
+        ClientRequest::WriteRows { consistency, .. } => ("write_rows", Some(*consistency)),
+        ClientRequest::Query(query) => ("query", Some(query.consistency)),
+        ClientRequest::Prepare { .. } => ("prepare", None),
+        ClientRequest::Topology => ("topology", None),
+        ClientRequest::Status => ("status", None),
+        ClientRequest::LocalGet { .. } => ("local_get", None),
+        ClientRequest::Decommission => ("decommission", None),
+        ClientRequest::RemoveNode { .. } => ("removenode", None),
+        ClientRequest::Operation { .. } => ("operation", None),
+        ClientRequest::Repair { .. } => ("repair", None),
+        ClientRequest::RepairStats => ("repair_stats", None),
+        ClientRequest::Cleanup => ("cleanup", None),
+    }
+}
+
+/// An error's kind, as a label.
+fn error_kind(error: &RequestError) -> &'static str {
+    match error {
+        RequestError::Unavailable { .. } => "unavailable",
+        RequestError::Timeout { .. } => "timeout",
+        RequestError::Overloaded { .. } => "overloaded",
+        RequestError::InvalidRequest { .. } => "invalid",
+        RequestError::SettingsMismatch { .. } => "settings_mismatch",
+        RequestError::DamagedData { .. } => "damaged_data",
+        RequestError::UnreachableContext { .. } => "unreachable_context",
+        RequestError::NotAReplica { .. } => "not_a_replica",
+        RequestError::InvalidStatement { .. } => "invalid_statement",
+        RequestError::AlreadyExists { .. } => "already_exists",
+        RequestError::Unprepared { .. } => "unprepared",
+        RequestError::Server { .. } => "server",
+    }
+}
+
+/// A peer request's kind, as a label.
+fn peer_kind(request: &PeerRequest) -> &'static str {
+    match request {
+        PeerRequest::Hello { .. } => "hello",
+        PeerRequest::Gossip(_) => "gossip",
+        PeerRequest::Sees { .. } => "sees",
+        PeerRequest::Replicate { .. } | PeerRequest::ReplicateRows(_) => "replicate",
+        PeerRequest::Read { .. } | PeerRequest::ReadSlice(_) => "read",
+        PeerRequest::Coordinate { .. } => "coordinate",
+        PeerRequest::StoreHint { .. } | PeerRequest::StoreHintRows { .. } => "store_hint",
+        PeerRequest::StreamRange { .. }
+        | PeerRequest::StoreRows { .. }
+        | PeerRequest::FetchRange { .. } => "stream",
+        PeerRequest::TreeHashes { .. }
+        | PeerRequest::LeafItems { .. }
+        | PeerRequest::ReadRows { .. } => "repair",
+        PeerRequest::PullSchema | PeerRequest::PushSchema(_) => "schema",
+        PeerRequest::InjectFaults(_) => "inject_faults",
+    }
+}

@@ -1,0 +1,113 @@
+//! What an operator relies on, on real node processes: the metrics
+//! endpoint Prometheus scrapes, and admin commands that keep working when
+//! a node is down.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use common::{Cluster, DEADLINE, wait_until};
+use ringdb::client::{ConsistencyLevel, Context, PartitionKey, Row, RowAddress, Value};
+
+/// `GET path` on `address`: the status line and the body.
+fn http_get(address: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("a response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("headers end");
+    let status = head.lines().next().unwrap_or_default().to_string();
+    (status, body.to_string())
+}
+
+/// The value of the sample `name{labels}` (labels exactly as written,
+/// in order), 0 when there is none yet.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.trim().parse().expect("a number"))
+}
+
+fn metrics(cluster: &Cluster, n: usize) -> String {
+    let address = cluster
+        .config(n)
+        .listen_metrics
+        .expect("dev sets listen_metrics");
+    let (status, body) = http_get(address, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    assert!(body.ends_with("# EOF\n"), "not OpenMetrics text: {body}");
+    body
+}
+
+const PUTS_OK: &str =
+    r#"ringdb_client_requests_total{operation="put",consistency="QUORUM",outcome="ok"}"#;
+const PUT_LATENCIES: &str =
+    r#"ringdb_client_request_duration_seconds_count{operation="put",consistency="QUORUM"}"#;
+const REPLICATED: &str = r#"ringdb_peer_requests_total{request="replicate"}"#;
+
+/// Prometheus scrapes each node while a client writes through node1: the
+/// request counters and the latency histogram move with the load, the
+/// replicas count the writes they were sent, and nothing stays in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_endpoint_counts_a_load_as_it_runs() {
+    let cluster = Cluster::start(3);
+    let before = metrics(&cluster, 1);
+    assert!(
+        before.contains(r#"ringdb_node{id="node1",cluster="dev",datacenter="datacenter1""#),
+        "{before}"
+    );
+    assert_eq!(sample(&before, PUTS_OK), 0.0);
+    let replicated_before = sample(&metrics(&cluster, 2), REPLICATED);
+
+    let client = cluster.client(1).await;
+    let load = tokio::spawn(async move {
+        for i in 0..1000 {
+            let row = RowAddress::new(
+                "kv",
+                PartitionKey::new(format!("k{i}").into_bytes()).unwrap(),
+            );
+            let value = Row::from([("value".to_string(), Value::Text(format!("v{i}")))]);
+            client
+                .put(&row, value, Context::empty(), ConsistencyLevel::Quorum)
+                .await
+                .expect("a QUORUM write with every node up");
+        }
+    });
+    // Seen moving while the load runs, not only at its end.
+    wait_until("node1 counts puts during the load", DEADLINE, || async {
+        let now = sample(&metrics(&cluster, 1), PUTS_OK);
+        now > 0.0 && now < 1000.0
+    })
+    .await;
+    load.await.expect("the load ran");
+
+    let after = metrics(&cluster, 1);
+    assert_eq!(sample(&after, PUTS_OK), 1000.0, "{after}");
+    assert_eq!(sample(&after, PUT_LATENCIES), 1000.0, "{after}");
+    assert_eq!(sample(&after, "ringdb_client_requests_in_flight"), 0.0);
+    assert_eq!(sample(&after, r#"ringdb_gossip_nodes{state="up"}"#), 3.0);
+    assert!(
+        sample(&after, "ringdb_storage_memtables_bytes") > 0.0,
+        "{after}"
+    );
+    // With RF 3 every write goes to node2 too (a QUORUM write is sent to
+    // every replica).
+    let replicated = sample(&metrics(&cluster, 2), REPLICATED) - replicated_before;
+    assert!(replicated >= 1000.0, "node2 was sent {replicated} writes");
+
+    let address = cluster.config(1).listen_metrics.unwrap();
+    assert_eq!(
+        http_get(address, "/health"),
+        ("HTTP/1.1 200 OK".into(), "ok\n".into())
+    );
+    assert!(http_get(address, "/nothing").0.contains("404"));
+}
