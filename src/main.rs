@@ -190,8 +190,9 @@ enum Command {
     /// Normal/Joining/Leaving, address, load, tokens, ownership, host id,
     /// rack, grouped by datacenter.
     ///
-    /// The first contact point (or --host) answers; ask each node with
-    /// --host to compare their views.
+    /// The first contact point (or --host) that can be reached answers,
+    /// and the output names it; ask each node with --host to compare
+    /// their views.
     Status {
         #[command(flatten)]
         connection: cli::data::Connection,
@@ -202,7 +203,8 @@ enum Command {
         connection: cli::data::Connection,
     },
     /// Show what a node says about itself (nodetool info): state, uptime,
-    /// load, tokens, ownership, location, addresses.
+    /// load, tokens, ownership, location, addresses, hints and repair
+    /// figures. The first contact point that can be reached answers.
     Info {
         #[command(flatten)]
         connection: cli::data::Connection,

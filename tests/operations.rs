@@ -68,14 +68,18 @@ async fn the_metrics_endpoint_counts_a_load_as_it_runs() {
     assert_eq!(sample(&before, PUTS_OK), 0.0);
     let replicated_before = sample(&metrics(&cluster, 2), REPLICATED);
 
-    let client = cluster.client(1).await;
+    let client = std::sync::Arc::new(cluster.client(1).await);
+    let load_before = load_of_node1(&client).await;
+    let writer = client.clone();
     let load = tokio::spawn(async move {
+        let client = writer;
         for i in 0..1000 {
             let row = RowAddress::new(
                 "kv",
                 PartitionKey::new(format!("k{i}").into_bytes()).unwrap(),
             );
-            let value = Row::from([("value".to_string(), Value::Text(format!("v{i}")))]);
+            let text = format!("{i:01000}");
+            let value = Row::from([("value".to_string(), Value::Text(text))]);
             client
                 .put(&row, value, Context::empty(), ConsistencyLevel::Quorum)
                 .await
@@ -104,10 +108,85 @@ async fn the_metrics_endpoint_counts_a_load_as_it_runs() {
     let replicated = sample(&metrics(&cluster, 2), REPLICATED) - replicated_before;
     assert!(replicated >= 1000.0, "node2 was sent {replicated} writes");
 
+    // `status` shows the 1 MB written as node1's load (it gossips its
+    // load every 10 s), whether or not it is flushed to files yet.
+    wait_until(
+        "node1's load counts the rows written",
+        2 * DEADLINE,
+        || async { load_of_node1(&client).await >= load_before + 1_000_000 },
+    )
+    .await;
+
     let address = cluster.config(1).listen_metrics.unwrap();
     assert_eq!(
         http_get(address, "/health"),
         ("HTTP/1.1 200 OK".into(), "ok\n".into())
     );
     assert!(http_get(address, "/nothing").0.contains("404"));
+}
+
+/// node1's load as `status` reports it.
+async fn load_of_node1(client: &ringdb::client::Client) -> u64 {
+    let status = client.status().await.expect("status");
+    let node1 = status.nodes.iter().find(|n| n.id.as_str() == "node1");
+    node1.and_then(|n| n.load_bytes).unwrap_or(0)
+}
+
+/// `ringdb ARGS --dev-dir DIR`: exit code, stdout and stderr.
+fn ringdb(cluster: &Cluster, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ringdb"))
+        .args(args)
+        .arg("--dev-dir")
+        .arg(cluster.dir())
+        .output()
+        .expect("run ringdb");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// With the first node of a dev cluster down, the commands that show the
+/// cluster ask the next node, as data commands do; one that acts on a
+/// node (decommission) does not quietly act on another one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_ask_the_next_node_when_the_first_is_down() {
+    let cluster = Cluster::start(3);
+    cluster.kill(1).await;
+    cluster.wait_convicted(2, 1).await;
+    let (code, out, err) = ringdb(&cluster, &["status"]);
+    assert_eq!(code, Some(0), "status: {err}");
+    let node1 = out
+        .lines()
+        .find(|l| l.contains("node1"))
+        .unwrap_or_default();
+    assert!(node1.starts_with("DN"), "{out}");
+    assert!(
+        out.contains("as seen by node2; replication: 3 replicas (SimpleStrategy)"),
+        "{out}"
+    );
+    let (code, out, err) = ringdb(&cluster, &["info"]);
+    assert_eq!(code, Some(0), "info: {err}");
+    assert!(
+        out.starts_with("ID                : node2") || out.contains(": node3"),
+        "{out}"
+    );
+    let (code, _, err) = ringdb(&cluster, &["ring"]);
+    assert_eq!(code, Some(0), "ring: {err}");
+    let (code, out, err) = ringdb(&cluster, &["getendpoints", "kv", "k"]);
+    assert_eq!(code, Some(0), "getendpoints: {err}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+
+    let (code, _, err) = ringdb(&cluster, &["decommission"]);
+    assert_eq!(code, Some(7), "decommission: {err}");
+    assert!(
+        err.contains("node1") || err.contains(&cluster.client_address(1).to_string()),
+        "{err}"
+    );
+    let statuses = cluster.status_text(2);
+    let leaving = statuses
+        .lines()
+        .filter(|line| line.starts_with("UL") || line.starts_with("DL"));
+    assert_eq!(leaving.count(), 0, "{statuses}");
 }

@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 
 use ringdb_proto::{
     BindError, ClientReply, ClientRequest, ConsistencyLevel, Context, NodeStatus, Prepared, Query,
-    QueryResult, Receipt, RepairStats, RepairSummary, RequestError, Row, RowAddress, Sibling,
-    TopologyNode, TraceEvent,
+    QueryResult, Receipt, RequestError, Row, RowAddress, Sibling, TopologyNode, TraceEvent,
 };
-use ringdb_ring::{NodeId, Replication, Ring, Token, TokenRange};
+use ringdb_ring::{NodeId, Replication, Ring, Token};
 
 use crate::pool::{Connection, Dialer, Pool};
 use crate::transport::CallError;
@@ -25,7 +24,7 @@ const DIAL_STAGGER: Duration = Duration::from_millis(250);
 /// How much longer than the request's budget the client waits, so that the
 /// coordinator's own timeout answer (which counts acknowledgements) arrives
 /// before the client gives up.
-const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+pub(crate) const ANSWER_MARGIN: Duration = Duration::from_millis(500);
 /// How old the ring may get before a request fetches it again.
 const TOPOLOGY_REFRESH: Duration = Duration::from_secs(10);
 /// The server name the client presents; nodes are verified by CA, not name.
@@ -119,7 +118,7 @@ pub enum ClientError {
 
 /// What a failed call to `node` means for the caller; `write` says whether
 /// its outcome is unknown.
-fn client_error(node: SocketAddr, error: CallError, write: bool) -> ClientError {
+pub(crate) fn client_error(node: SocketAddr, error: CallError, write: bool) -> ClientError {
     match error {
         CallError::Remote(error) => ClientError::Request(error),
         CallError::NotSent { reason } => ClientError::NoConnection {
@@ -197,7 +196,9 @@ impl From<ConsistencyLevel> for WriteOptions {
 }
 
 /// A read's answer out of the reply to `Get` or `LocalGet`.
-fn read_result((node, reply): (SocketAddr, ClientReply)) -> Result<ReadResult, ClientError> {
+pub(crate) fn read_result(
+    (node, reply): (SocketAddr, ClientReply),
+) -> Result<ReadResult, ClientError> {
     match reply {
         ClientReply::Read {
             siblings,
@@ -233,7 +234,7 @@ pub struct Client {
     pub(crate) config: ClientConfig,
     dialer: Dialer,
     routing: RwLock<Option<Routing>>,
-    pool: Arc<Pool>,
+    pub(crate) pool: Arc<Pool>,
     /// Whether a request is refreshing the topology.
     refreshing: AtomicBool,
 }
@@ -297,34 +298,6 @@ impl Client {
         Ok(nodes)
     }
 
-    /// Every node the answering node knows of, as it sees them (`ringdb
-    /// status`). The first contact point answers (never another node).
-    pub async fn status(&self) -> Result<ClusterStatus, ClientError> {
-        let within = self.config.request_timeout;
-        let reply = self.admin(ClientRequest::Status, within).await?;
-        match reply.1 {
-            ClientReply::Status {
-                answered_by,
-                nodes,
-                replication,
-                placements,
-            } => Ok(ClusterStatus {
-                answered_by,
-                nodes,
-                replication,
-                placements,
-            }),
-            _ => Err(ClientError::UnexpectedReply(reply.0)),
-        }
-    }
-
-    /// Reads a row as the first contact point alone stores it, whatever the
-    /// ring says (a diagnostic: which replica holds what).
-    pub async fn local_get(&self, row: &RowAddress) -> Result<ReadResult, ClientError> {
-        let request = ClientRequest::LocalGet { row: row.clone() };
-        read_result(self.admin(request, self.config.request_timeout).await?)
-    }
-
     /// Sends `request` to the node at `address` as it is: no routing, no
     /// retry, the error as the transport saw it (`was_not_sent()` tells a
     /// request that never left from one whose outcome is unknown). For
@@ -350,38 +323,6 @@ impl Client {
             self.pool.forget(address, &error.to_string());
         }
         answer
-    }
-
-    /// Asks the first contact point to delete the rows of every range it no
-    /// longer replicates (cleanup). Waits up to `within`.
-    pub async fn cleanup(&self, within: Duration) -> Result<String, ClientError> {
-        match self.admin(ClientRequest::Cleanup, within).await? {
-            (_, ClientReply::Done { summary }) => Ok(summary),
-            (node, _) => Err(ClientError::UnexpectedReply(node)),
-        }
-    }
-
-    /// Sends an admin request to the first contact point only (it is about
-    /// that node), never retried elsewhere.
-    pub(crate) async fn admin(
-        &self,
-        request: ClientRequest,
-        within: Duration,
-    ) -> Result<(SocketAddr, ClientReply), ClientError> {
-        let Some(&address) = self.config.contact_points.first() else {
-            return Err(ClientError::NoConnection { tried: Vec::new() });
-        };
-        let connection =
-            self.connection(address)
-                .await
-                .map_err(|reason| ClientError::NoConnection {
-                    tried: vec![(address, reason)],
-                })?;
-        connection
-            .call_with_budget(request, within, within + ANSWER_MARGIN)
-            .await
-            .map(|reply| (address, reply))
-            .map_err(|error| client_error(address, error, true))
     }
 
     /// Runs one CQL statement (see [`Query`]): `SELECT`, `INSERT`,
@@ -521,34 +462,6 @@ impl Client {
             sloppy: options.sloppy,
         };
         self.write(row, request).await
-    }
-
-    /// Asks the first contact point to compare its Merkle trees with the
-    /// other replicas of `ranges` (all it replicates when empty) and repair
-    /// what differs; only `table`'s rows when given. Waits up to `within`.
-    pub async fn repair(
-        &self,
-        table: Option<&str>,
-        ranges: Vec<TokenRange>,
-        within: Duration,
-    ) -> Result<RepairSummary, ClientError> {
-        let request = ClientRequest::Repair {
-            table: table.map(str::to_owned),
-            ranges,
-        };
-        match self.admin(request, within).await? {
-            (_, ClientReply::Repaired(summary)) => Ok(summary),
-            (node, _) => Err(ClientError::UnexpectedReply(node)),
-        }
-    }
-
-    /// The first contact point's hint and anti-entropy figures.
-    pub async fn repair_stats(&self) -> Result<RepairStats, ClientError> {
-        let within = self.config.request_timeout;
-        match self.admin(ClientRequest::RepairStats, within).await? {
-            (_, ClientReply::RepairStats(stats)) => Ok(stats),
-            (node, _) => Err(ClientError::UnexpectedReply(node)),
-        }
     }
 
     async fn write(
@@ -741,7 +654,7 @@ impl Client {
     /// but still handshaking go on dialling in the background and are
     /// tried last until they connect; nodes that fail are tried last for a
     /// while (see [`Pool`]).
-    async fn connect_first(
+    pub(crate) async fn connect_first(
         &self,
         addresses: &[SocketAddr],
     ) -> Result<(SocketAddr, Arc<Connection>), ClientError> {

@@ -58,6 +58,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod client;
 mod operations;
 mod pool;

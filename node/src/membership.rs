@@ -26,7 +26,7 @@ use ringdb_gossip::{
     StateValue, Status,
 };
 use ringdb_proto::{NodeStatus, PeerReply, PeerRequest, TopologyNode};
-use ringdb_ring::{NodeId, Replication, Ring, TokenRange};
+use ringdb_ring::{NodeId, Replication, Ring};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -481,7 +481,7 @@ impl GossipTask {
     }
 
     fn announce_load(&mut self) {
-        let load = self.storage.approximate_size(TokenRange::full());
+        let load = self.storage.load();
         let me = self.gossiper.me().clone();
         let current = self.gossiper.state(&me).and_then(|s| s.load());
         if current != Some(load) {

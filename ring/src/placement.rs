@@ -33,6 +33,28 @@ pub enum Replication {
     },
 }
 
+/// In words, as `status` prints it: `3 replicas (SimpleStrategy)`,
+/// `3 replicas on distinct racks`, `dc1: 3, dc2: 2
+/// (NetworkTopologyStrategy)`.
+impl std::fmt::Display for Replication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        match self {
+            Replication::Simple { factor } => {
+                write!(f, "{factor} replica{} (SimpleStrategy)", plural(*factor))
+            }
+            Replication::RackAware { factor } => {
+                write!(f, "{factor} replica{} on distinct racks", plural(*factor))
+            }
+            Replication::PerDatacenter { factors } => {
+                let each: Vec<String> =
+                    factors.iter().map(|(dc, n)| format!("{dc}: {n}")).collect();
+                write!(f, "{} (NetworkTopologyStrategy)", each.join(", "))
+            }
+        }
+    }
+}
+
 impl Replication {
     /// The total number of replicas asked for.
     pub fn total_factor(&self) -> usize {

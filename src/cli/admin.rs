@@ -59,7 +59,7 @@ pub async fn status(connection: &Connection) -> anyhow::Result<ExitCode> {
         println!();
     }
     println!(
-        "as seen by {}; replication {:?}",
+        "as seen by {}; replication: {}",
         status.answered_by, status.replication
     );
     for note in notes(&status) {
