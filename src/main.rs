@@ -8,7 +8,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use ringdb::client::ConsistencyLevel;
@@ -30,44 +29,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start a local cluster of real node processes (3 by default).
+    /// Start a local cluster of real node processes (3 by default), and
+    /// control its nodes one at a time as ccm does.
     ///
     /// The first run makes DIR: a cluster CA, a certificate and a node.toml
     /// per node (on free ports the OS picks), and client.toml, which the data
     /// commands read. Every node keeps its data under DIR. A later run on the
     /// same DIR starts the same cluster again, with its data. Waits until
-    /// every node reaches every other, prints the contact points and PIDs,
-    /// and stops the nodes on Ctrl-C (or leaves them running with --detach).
-    Dev {
-        /// Number of nodes of a new cluster (replication factor min(3, N)).
-        #[arg(long, default_value_t = 3, value_parser = at_least_one())]
-        nodes: usize,
-        /// Spread a new cluster's nodes over this many datacenters, dc1,
-        /// dc2…, in blocks (6 nodes over 2: node1-3 in dc1, node4-6 in
-        /// dc2), for NetworkTopologyStrategy keyspaces. With 1, every node
-        /// is in datacenter1.
-        #[arg(long, default_value_t = 1)]
-        datacenters: usize,
-        /// The cluster's folder.
-        #[arg(long, default_value = "ringdb-dev")]
-        dir: PathBuf,
-        /// Start the nodes in the background and return.
-        #[arg(long, conflicts_with = "stop")]
-        detach: bool,
-        /// Stop the nodes of a cluster started with --detach.
-        #[arg(long, conflicts_with = "add")]
-        stop: bool,
-        /// Add a node to the running cluster (started with --detach): it
-        /// joins by streaming its share of the data, then serves.
-        #[arg(long, conflicts_with = "detach")]
-        add: bool,
-        /// A node setting for a new cluster's node.toml files (and a node
-        /// added with --add), as `section.key=value` in TOML, e.g.
-        /// `--set hints.enabled=false --set antientropy.interval_secs=30`.
-        /// Repeat for more.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        settings: Vec<String>,
-    },
+    /// every node reaches every other, prints the contact points, PIDs and
+    /// metrics URLs, and stops the nodes on Ctrl-C (or leaves them running
+    /// with --detach). A node that dies is reported; the others keep
+    /// running. `ringdb dev status|start|stop|kill|pause|resume|logs NODE`
+    /// act on one node.
+    Dev(cli::dev::DevArgs),
     /// Run one node in the foreground, configured by a TOML file.
     ///
     /// Ctrl-C or SIGTERM stops it cleanly. Every setting of the file is
@@ -381,31 +355,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     use cli::data::Operation;
     match cli.command {
-        Command::Dev {
-            nodes,
-            datacenters,
-            dir,
-            detach,
-            stop,
-            add,
-            settings,
-        } => {
-            if add {
-                let dir = dir
-                    .canonicalize()
-                    .with_context(|| format!("no ringdb dev cluster in {}", dir.display()))?;
-                return cli::dev::add(&dir, &settings).await;
-            }
-            if stop {
-                let dir = dir
-                    .canonicalize()
-                    .with_context(|| format!("no ringdb dev cluster in {}", dir.display()))?;
-                cli::dev::stop(&dir).await?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            let layout = cli::dev::Layout { nodes, datacenters };
-            return cli::dev::run(&dir, layout, detach, &settings).await;
-        }
+        Command::Dev(args) => return cli::dev::command(args).await,
         Command::Start { config } => cli::start::run(&config).await?,
         Command::Cert {
             dir,
@@ -495,7 +445,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// A count that must be 1 or more (clap refuses 0 with exit code 2).
-fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+pub(crate) fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
 }
 

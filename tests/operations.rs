@@ -190,3 +190,176 @@ async fn admin_commands_ask_the_next_node_when_the_first_is_down() {
         .filter(|line| line.starts_with("UL") || line.starts_with("DL"));
     assert_eq!(leaving.count(), 0, "{statuses}");
 }
+
+/// `ringdb dev ARGS --dir DIR`: exit code, stdout and stderr.
+fn dev(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ringdb"))
+        .arg("dev")
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .expect("run ringdb dev");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// What `ringdb dev status` says of `node`.
+fn dev_state(dir: &std::path::Path, node: &str) -> String {
+    let (code, out, err) = dev(dir, &["status"]);
+    assert_eq!(code, Some(0), "dev status: {err}");
+    let line = out
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(node));
+    line.unwrap_or_else(|| panic!("{node} not in {out}"))
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// ccm's per-node control: kill, start, pause, resume, stop and logs of
+/// one node of a dev cluster, each seen in `ringdb dev status`; a node
+/// started again appends to its log rather than emptying it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_controls_one_node_at_a_time() {
+    let cluster = Cluster::start(3);
+    let dir = cluster.dir();
+    assert_eq!(dev_state(dir, "node2"), "running");
+
+    let pid2 = cluster.pid_of(2);
+    let (code, _, err) = dev(dir, &["kill", "node2"]);
+    assert_eq!(code, Some(0), "kill: {err}");
+    assert!(!running(pid2));
+    assert_eq!(dev_state(dir, "node2"), "stopped");
+
+    let (code, _, err) = dev(dir, &["pause", "node3"]);
+    assert_eq!(code, Some(0), "pause: {err}");
+    assert_eq!(dev_state(dir, "node3"), "paused");
+    let (code, _, err) = dev(dir, &["resume", "node3"]);
+    assert_eq!(code, Some(0), "resume: {err}");
+    assert_eq!(dev_state(dir, "node3"), "running");
+
+    let (code, out, err) = dev(dir, &["start", "node2"]);
+    assert_eq!(code, Some(0), "start: {err}");
+    assert!(out.contains("node2"), "{out}");
+    assert_eq!(dev_state(dir, "node2"), "running");
+    let (code, log, err) = dev(dir, &["logs", "node2"]);
+    assert_eq!(code, Some(0), "logs: {err}");
+    assert_eq!(log.matches("node serving").count(), 2, "{log}");
+
+    let (code, _, err) = dev(dir, &["stop", "node1"]);
+    assert_eq!(code, Some(0), "stop: {err}");
+    assert_eq!(dev_state(dir, "node1"), "stopped");
+    let (code, _, err) = dev(dir, &["kill", "node9"]);
+    assert_eq!(code, Some(2), "an unknown node is bad input: {err}");
+}
+
+/// The pid in node `n`'s pid file, once there is one.
+async fn pid_file(dir: &std::path::Path, n: usize) -> i32 {
+    let file = dir.join(format!("node{n}")).join("pid");
+    let mut pid = 0;
+    wait_until("a pid file", DEADLINE, || {
+        pid = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0);
+        async move { pid != 0 }
+    })
+    .await;
+    pid
+}
+
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.split_whitespace().nth(2) != Some("Z"))
+}
+
+fn interrupt(child: &std::process::Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::SIGINT).expect("signal ringdb dev");
+}
+
+/// A foreground `ringdb dev` reports a node's death and keeps the others
+/// running (a kill experiment must not stop the cluster); Ctrl-C then
+/// stops them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreground_dev_outlives_a_node_and_stops_the_rest_on_ctrl_c() {
+    use std::io::BufRead;
+    let folder = tempfile::tempdir().unwrap();
+    let dir = folder.path().join("dev");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringdb"))
+        .args(["dev", "--dir"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ringdb dev");
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(Ok(line)) = out.next() {
+        if line.starts_with("Ctrl-C stops") {
+            break;
+        }
+    }
+    let pids = [
+        pid_file(&dir, 1).await,
+        pid_file(&dir, 2).await,
+        pid_file(&dir, 3).await,
+    ];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pids[1]),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let said = err.next().and_then(Result::ok).unwrap_or_default();
+    assert!(
+        said.contains("node2") && said.contains("others keep running"),
+        "{said}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(child.try_wait().unwrap().is_none(), "ringdb dev ended");
+    assert!(running(pids[0]) && running(pids[2]));
+
+    interrupt(&child);
+    let status = child.wait().expect("ringdb dev ends");
+    assert!(status.success(), "{status:?}");
+    assert!(!running(pids[0]) && !running(pids[2]));
+}
+
+/// Ctrl-C while `ringdb dev` is still starting the nodes stops those it
+/// started (they run in their own process group, which the terminal's
+/// Ctrl-C does not reach).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_start_up_leaves_no_node_running() {
+    let folder = tempfile::tempdir().unwrap();
+    let dir = folder.path().join("dev");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringdb"))
+        .args(["dev", "--dir"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run ringdb dev");
+    let first = pid_file(&dir, 1).await;
+    interrupt(&child);
+    let status = child.wait().expect("ringdb dev ends");
+    assert!(!status.success(), "interrupted start-up: {status:?}");
+    let mut pids = vec![first];
+    for n in 2..=3 {
+        let file = dir.join(format!("node{n}")).join("pid");
+        pids.extend(
+            std::fs::read_to_string(file)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok()),
+        );
+    }
+    wait_until("every node started is gone", DEADLINE, || {
+        let pids = pids.clone();
+        async move { !pids.iter().any(|&pid| running(pid)) }
+    })
+    .await;
+}

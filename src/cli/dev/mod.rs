@@ -5,6 +5,7 @@
 //! for the data commands. Later runs start the same nodes on the same ports,
 //! with their data.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,13 +22,82 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::cert;
 use super::data::{CLIENT_FILE, ClientFile};
+use super::{BadInput, cert};
 use create::{NewNode, free_ports, node_config, write_node};
 
+mod control;
 mod create;
 
 pub use create::Layout;
+
+/// `ringdb dev`'s options.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DevArgs {
+    /// Act on one node of the cluster instead of starting it.
+    #[command(subcommand)]
+    action: Option<control::Action>,
+    /// Number of nodes of a new cluster (replication factor min(3, N)).
+    #[arg(long, default_value_t = 3, value_parser = crate::at_least_one())]
+    nodes: usize,
+    /// Spread a new cluster's nodes over this many datacenters, dc1,
+    /// dc2…, in blocks (6 nodes over 2: node1-3 in dc1, node4-6 in
+    /// dc2), for NetworkTopologyStrategy keyspaces. With 1, every node
+    /// is in datacenter1.
+    #[arg(long, default_value_t = 1)]
+    datacenters: usize,
+    /// The cluster's folder.
+    #[arg(long, default_value = "ringdb-dev", global = true)]
+    dir: PathBuf,
+    /// Start the nodes in the background and return.
+    #[arg(long, conflicts_with = "stop")]
+    detach: bool,
+    /// Stop the nodes of a cluster started with --detach.
+    #[arg(long, conflicts_with = "add")]
+    stop: bool,
+    /// Add a node to the running cluster (started with --detach): it
+    /// joins by streaming its share of the data, then serves.
+    #[arg(long, conflicts_with = "detach")]
+    add: bool,
+    /// A node setting for a new cluster's node.toml files (and a node
+    /// added with --add), as `section.key=value` in TOML, e.g.
+    /// `--set hints.enabled=false --set antientropy.interval_secs=30`.
+    /// Repeat for more.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    settings: Vec<String>,
+}
+
+/// Runs `ringdb dev`.
+pub async fn command(args: DevArgs) -> anyhow::Result<ExitCode> {
+    let DevArgs {
+        action,
+        nodes,
+        datacenters,
+        dir,
+        detach,
+        stop: stop_all,
+        add: add_node,
+        settings,
+    } = args;
+    if action.is_none() && !add_node && !stop_all {
+        return run(&dir, Layout { nodes, datacenters }, detach, &settings).await;
+    }
+    let dir = dir
+        .canonicalize()
+        .map_err(|_| BadInput(format!("no ringdb dev cluster in {}", dir.display())))?;
+    if existing_configs(&dir)?.is_none() {
+        return Err(BadInput(format!("no ringdb dev cluster in {}", dir.display())).into());
+    }
+    match action {
+        Some(action) => control::run(&dir, action).await,
+        None if add_node => add(&dir, &settings).await,
+        None => {
+            stop(&dir).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
 
 /// How long the nodes have to start serving.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,7 +107,7 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(600);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Starts (making it first if needed) the cluster in `dir`.
-pub async fn run(
+async fn run(
     dir: &Path,
     layout: Layout,
     detach: bool,
@@ -101,38 +171,17 @@ pub async fn run(
     let mut keep = left.iter().map(|left| !left);
     loaded.retain(|_| keep.next().unwrap_or(true));
     let mut nodes = Processes::default();
-    // A new cluster forms one node at a time: each learns the ring from the
-    // seed (node1) and takes tokens that split its largest ranges, which
-    // two nodes choosing at once could not do. A cluster that exists has
-    // its tokens and starts all at once.
-    let started = if fresh {
-        let mut started = Ok(());
-        for i in 0..configs.len() {
-            started = async {
-                nodes.spawn(&exe, &configs[i])?;
-                wait_ready(dir, &loaded[..=i], &mut nodes).await
-            }
-            .await;
-            if started.is_err() {
-                break;
-            }
-        }
-        started
-    } else {
-        let mut started = Ok(());
-        for path in &configs {
-            started = nodes.spawn(&exe, path);
-            if started.is_err() {
-                break;
-            }
-        }
-        match started {
-            Ok(()) => wait_ready(dir, &loaded, &mut nodes).await,
-            error => error,
-        }
+    let mut interrupt = Interrupt::new()?;
+    let started = tokio::select! {
+        started = start_all(dir, &exe, (&configs, &loaded), fresh, &mut nodes) => started,
+        () = interrupt.recv() => Err(anyhow::anyhow!("interrupted while starting")),
     };
     if let Err(error) = started {
         nodes.stop().await;
+        if error.to_string() == "interrupted while starting" {
+            eprintln!("interrupted while starting; the nodes started were stopped");
+            return Ok(ExitCode::from(130));
+        }
         return Err(error);
     }
     println!("ringdb dev cluster in {} is serving:", dir.display());
@@ -164,33 +213,89 @@ pub async fn run(
         "Ctrl-C stops the cluster (its data stays in {}).",
         dir.display()
     );
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let exited = loop {
+    loop {
         let exited = tokio::select! {
-            _ = tokio::signal::ctrl_c() => None,
-            _ = terminate.recv() => None,
+            () = interrupt.recv() => break,
             exited = nodes.next_exit() => exited,
         };
-        match &exited {
-            Some((path, _)) if let Some(id) = retired_on_start(path) => {
-                eprintln!("{id} left the cluster for good and stopped; the others keep running");
-            }
-            _ => break exited,
+        let Some((path, status)) = exited else {
+            eprintln!("every node has exited");
+            break;
+        };
+        let id = name_of(&path);
+        if retired_on_start(&path).is_some() {
+            eprintln!("{id} left the cluster for good and stopped; the others keep running");
+        } else {
+            eprintln!(
+                "{id} exited ({status}); the others keep running (`ringdb dev start {id} --dir {}` \
+                 starts it again)",
+                dir.display()
+            );
         }
-    };
-    if let Some((node, status)) = exited {
-        eprintln!(
-            "node {} exited ({status}); stopping the others",
-            node.display()
-        );
     }
     nodes.stop().await;
+    // Nodes started again from another shell (`ringdb dev start`) too.
+    stop_running(dir).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the nodes of `configs` (their configs `loaded`): one at a time
+/// for a new cluster, all at once for one that exists; returns once they
+/// serve.
+async fn start_all(
+    dir: &Path,
+    exe: &Path,
+    (configs, loaded): (&[PathBuf], &[Config]),
+    fresh: bool,
+    nodes: &mut Processes,
+) -> anyhow::Result<()> {
+    // A new cluster forms one node at a time: each learns the ring from the
+    // seed (node1) and takes tokens that split its largest ranges, which
+    // two nodes choosing at once could not do. A cluster that exists has
+    // its tokens and starts all at once.
+    if fresh {
+        for i in 0..configs.len() {
+            nodes.spawn(exe, &configs[i])?;
+            wait_ready(dir, &loaded[..=i], nodes).await?;
+        }
+        return Ok(());
+    }
+    for path in configs {
+        nodes.spawn(exe, path)?;
+    }
+    wait_ready(dir, loaded, nodes).await
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM, whichever comes.
+struct Interrupt {
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Interrupt {
+    fn new() -> anyhow::Result<Interrupt> {
+        let kind = tokio::signal::unix::SignalKind::terminate();
+        Ok(Interrupt {
+            terminate: tokio::signal::unix::signal(kind)?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
+
+/// The node a config belongs to (its folder's name).
+fn name_of(config: &Path) -> String {
+    let folder = config.parent().and_then(Path::file_name);
+    folder.map_or_else(String::new, |f| f.to_string_lossy().into_owned())
 }
 
 /// Adds a node to the running cluster in `dir`: it joins by bootstrap
 /// (streaming its ranges) and keeps running in the background.
-pub async fn add(dir: &Path, settings: &[String]) -> anyhow::Result<ExitCode> {
+async fn add(dir: &Path, settings: &[String]) -> anyhow::Result<ExitCode> {
     let Some(configs) = existing_configs(dir)? else {
         bail!("no ringdb dev cluster in {}", dir.display());
     };
@@ -242,24 +347,40 @@ pub async fn add(dir: &Path, settings: &[String]) -> anyhow::Result<ExitCode> {
 }
 
 /// Stops the cluster in `dir` started with `--detach`.
-pub async fn stop(dir: &Path) -> anyhow::Result<()> {
-    let Some(configs) = existing_configs(dir)? else {
-        bail!("no ringdb dev cluster in {}", dir.display());
-    };
-    let pids: Vec<i32> = configs.iter().filter_map(|p| running_pid(p)).collect();
-    for &pid in &pids {
-        // It may have exited since: nothing to stop then.
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+async fn stop(dir: &Path) -> anyhow::Result<()> {
+    let stopped = stop_running(dir).await?;
+    println!("stopped {stopped} node(s) of {}", dir.display());
+    Ok(())
+}
+
+/// Stops every node of `dir` whose pid file names a running node; how many.
+async fn stop_running(dir: &Path) -> anyhow::Result<usize> {
+    let configs = existing_configs(dir)?.unwrap_or_default();
+    let running: Vec<(PathBuf, i32)> = configs
+        .into_iter()
+        .filter_map(|path| running_pid(&path).map(|pid| (path, pid)))
+        .collect();
+    for (_, pid) in &running {
+        // It may have exited since: nothing to stop then. A paused node
+        // must run to stop.
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGCONT);
     }
     let deadline = Instant::now() + STOP_TIMEOUT;
-    while pids.iter().any(|&pid| alive(pid)) && Instant::now() < deadline {
+    while running.iter().any(|(_, pid)| alive(*pid)) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for &pid in pids.iter().filter(|&&pid| alive(pid)) {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    for (path, pid) in &running {
+        if alive(*pid) {
+            eprintln!(
+                "{} did not stop in {STOP_TIMEOUT:?}; killing it",
+                name_of(path)
+            );
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+        let _ = std::fs::remove_file(path.with_file_name("pid"));
     }
-    println!("stopped {} node(s) of {}", pids.len(), dir.display());
-    Ok(())
+    Ok(running.len())
 }
 
 fn existing_configs(dir: &Path) -> anyhow::Result<Option<Vec<PathBuf>>> {
@@ -369,7 +490,16 @@ impl Processes {
     /// node.log beside the config, and records its pid.
     fn spawn(&mut self, exe: &Path, config: &Path) -> anyhow::Result<()> {
         let folder = config.parent().expect("a node config is in a folder");
-        let log = std::fs::File::create(folder.join("node.log"))?;
+        // Appended to: a crashed life's log is kept for its successor.
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(folder.join("node.log"))?;
+        writeln!(
+            log,
+            "--- ringdb dev starts this node, {} ---",
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        )?;
         let child = Command::new(exe)
             .arg("start")
             .arg("--config")
