@@ -113,7 +113,7 @@ fn more_bad_input_exits_with_2_and_leaves_no_folder() {
     let dev = folder.path().join("dev");
     let dev = dev.to_string_lossy().into_owned();
     let cases: [(&[&str], &str); 8] = [
-        (&["get", "t", "k", "--dev-dir", &missing], "no --host given"),
+        (&["get", "t", "k", "--dev-dir", &missing], "client.toml"),
         (&["token", "--hex", "zz"], "not valid hex"),
         (&["ownership", "--nodes", "0"], "--nodes"),
         (&["cert", "--dir", &missing], "<NODES>"),

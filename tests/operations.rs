@@ -363,3 +363,55 @@ async fn ctrl_c_during_start_up_leaves_no_node_running() {
     })
     .await;
 }
+
+/// A real cluster without `--host … --ca …` on every call: the hosts and
+/// CA from the environment (RINGDB_HOSTS, RINGDB_CA), or from the user's
+/// client file ($XDG_CONFIG_HOME/ringdb/client.toml), as cqlshrc does;
+/// host names are accepted wherever addresses are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_comes_from_the_environment_or_the_users_client_file() {
+    let cluster = Cluster::start(3);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let ca = cluster.dir().join("ca.pem");
+    let port = |n: usize| cluster.client_address(n).port();
+    let run = |args: &[&str], env: &[(&str, String)]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ringdb"))
+            .args(args)
+            .current_dir(elsewhere.path())
+            .env_remove("RINGDB_HOSTS")
+            .env_remove("RINGDB_CA")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .expect("run ringdb");
+        let err = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), err)
+    };
+    let hosts = format!("localhost:{},localhost:{}", port(1), port(2));
+    let environment = [
+        ("RINGDB_HOSTS", hosts),
+        ("RINGDB_CA", ca.display().to_string()),
+    ];
+    let (code, err) = run(&["put", "kv", "k", "v"], &environment);
+    assert_eq!(code, Some(0), "{err}");
+
+    let config = elsewhere.path().join("config");
+    std::fs::create_dir_all(config.join("ringdb")).unwrap();
+    std::fs::write(
+        config.join("ringdb").join("client.toml"),
+        format!(
+            "contact_points = [\"localhost:{}\"]\nca_certificate = {:?}\n",
+            port(3),
+            ca.display().to_string()
+        ),
+    )
+    .unwrap();
+    let file = [("XDG_CONFIG_HOME", config.display().to_string())];
+    let (code, err) = run(&["get", "kv", "k"], &file);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = run(&["get", "kv", "k"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("RINGDB_HOSTS") && err.contains("client.toml"),
+        "{err}"
+    );
+}

@@ -14,11 +14,12 @@ use serde::{Deserialize, Serialize};
 /// The file `ringdb dev` writes for clients: where the cluster is.
 pub const CLIENT_FILE: &str = "client.toml";
 
-/// What `client.toml` holds.
+/// What `client.toml` holds (a dev cluster's, or the user's in
+/// `$XDG_CONFIG_HOME/ringdb/client.toml`).
 #[derive(Serialize, Deserialize)]
 pub struct ClientFile {
-    /// Client addresses of the nodes.
-    pub contact_points: Vec<SocketAddr>,
+    /// Client addresses of the nodes (`host:port`; names are resolved).
+    pub contact_points: Vec<String>,
     /// The CA certificate, relative to the file's folder.
     pub ca_certificate: PathBuf,
 }
@@ -26,56 +27,116 @@ pub struct ClientFile {
 /// How to reach the cluster, from the command line.
 #[derive(clap::Args)]
 pub struct Connection {
-    /// A node's client address (host:port); repeat for more. That node
+    /// A node's client address (host:port, a name or an IP); repeat for
+    /// more, or list them, comma-separated, in RINGDB_HOSTS. That node
     /// coordinates the request (no token-aware routing). Without it, the
-    /// cluster of `ringdb dev` in --dev-dir is used.
-    #[arg(long = "host", value_name = "ADDRESS")]
-    hosts: Vec<SocketAddr>,
+    /// cluster of `ringdb dev` in --dev-dir is used, or else the user's
+    /// client file ($XDG_CONFIG_HOME/ringdb/client.toml).
+    #[arg(
+        long = "host",
+        value_name = "ADDRESS",
+        env = "RINGDB_HOSTS",
+        value_delimiter = ','
+    )]
+    hosts: Vec<String>,
     /// The cluster CA certificate (PEM) to verify nodes with. Needed with
-    /// --host; otherwise taken from --dev-dir.
-    #[arg(long, value_name = "FILE")]
+    /// --host; otherwise taken from the client file.
+    #[arg(long, value_name = "FILE", env = "RINGDB_CA")]
     ca: Option<PathBuf>,
     /// The folder of a `ringdb dev` cluster, used when --host is not given.
-    #[arg(long, value_name = "DIR", default_value = "ringdb-dev")]
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DEV_DIR)]
     dev_dir: PathBuf,
     /// How long the coordinator may take, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 2000)]
     timeout_ms: u64,
 }
 
+/// Where `ringdb dev` makes its cluster unless told otherwise.
+const DEFAULT_DEV_DIR: &str = "ringdb-dev";
+
 impl Connection {
     /// The client configuration these options describe.
     pub fn config(&self) -> anyhow::Result<ClientConfig> {
         let mut config = if self.hosts.is_empty() {
-            let file = self.dev_dir.join(CLIENT_FILE);
-            let text = std::fs::read_to_string(&file).map_err(|e| {
-                BadInput(format!(
-                    "no --host given and {} cannot be read ({e}); start a cluster with \
-                     `ringdb dev` or pass --host and --ca",
-                    file.display()
-                ))
-            })?;
+            let file = self.client_file()?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| BadInput(format!("cannot read {}: {e}", file.display())))?;
             let client: ClientFile = toml::from_str(&text)
                 .map_err(|e| BadInput(format!("{} is not valid: {e}", file.display())))?;
+            let folder = file.parent().unwrap_or(Path::new("."));
             let ca = self
                 .ca
                 .clone()
-                .unwrap_or_else(|| self.dev_dir.join(&client.ca_certificate));
-            ClientConfig::new(client.contact_points, read_ca(&ca)?)
+                .unwrap_or_else(|| folder.join(&client.ca_certificate));
+            ClientConfig::new(resolve(&client.contact_points)?, read_ca(&ca)?)
         } else {
             let Some(ca) = &self.ca else {
                 return Err(BadInput(
-                    "--host needs --ca: the cluster CA certificate to verify the node with".into(),
+                    "--host needs --ca (or RINGDB_CA): the cluster CA certificate to verify \
+                     the node with"
+                        .into(),
                 )
                 .into());
             };
-            let mut config = ClientConfig::new(self.hosts.clone(), read_ca(ca)?);
+            let mut config = ClientConfig::new(resolve(&self.hosts)?, read_ca(ca)?);
             config.token_aware = false;
             config
         };
         config.request_timeout = std::time::Duration::from_millis(self.timeout_ms);
         Ok(config)
     }
+
+    /// The client file to read without --host: the dev cluster's, or
+    /// (when no --dev-dir was named and there is no dev cluster here) the
+    /// user's.
+    fn client_file(&self) -> Result<PathBuf, BadInput> {
+        let dev = self.dev_dir.join(CLIENT_FILE);
+        if dev.exists() || self.dev_dir != Path::new(DEFAULT_DEV_DIR) {
+            return Ok(dev);
+        }
+        let user = user_client_file();
+        match user {
+            Some(user) if user.exists() => Ok(user),
+            _ => Err(BadInput(format!(
+                "no cluster to talk to: pass --host and --ca (or set RINGDB_HOSTS and \
+                 RINGDB_CA), start one with `ringdb dev` (its {} is read), or write {}",
+                dev.display(),
+                user.map_or("$XDG_CONFIG_HOME/ringdb/client.toml".into(), |u| u
+                    .display()
+                    .to_string())
+            ))),
+        }
+    }
+}
+
+/// `$XDG_CONFIG_HOME/ringdb/client.toml`, or `~/.config/ringdb/client.toml`.
+fn user_client_file() -> Option<PathBuf> {
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))?;
+    Some(config.join("ringdb").join(CLIENT_FILE))
+}
+
+/// The addresses of `hosts` (`host:port`, names resolved): a name's IPv4
+/// addresses when it has any (nodes usually listen on one family), else
+/// its IPv6 ones.
+fn resolve(hosts: &[String]) -> Result<Vec<SocketAddr>, BadInput> {
+    let mut addresses = Vec::new();
+    for host in hosts {
+        let host = host.trim();
+        let found: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(host)
+            .map_err(|e| BadInput(format!("{host:?} is not a host:port that resolves: {e}")))?
+            .collect();
+        let v4: Vec<SocketAddr> = found.iter().copied().filter(SocketAddr::is_ipv4).collect();
+        let chosen = if v4.is_empty() { found } else { v4 };
+        for address in chosen {
+            if !addresses.contains(&address) {
+                addresses.push(address);
+            }
+        }
+    }
+    Ok(addresses)
 }
 
 fn read_ca(path: &Path) -> anyhow::Result<String> {

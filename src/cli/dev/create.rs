@@ -258,7 +258,10 @@ fn write_cluster(dir: &Path, configs: &[Config]) -> anyhow::Result<()> {
         write_node(dir, &ca, config)?;
     }
     let client = ClientFile {
-        contact_points: configs.iter().map(|c| c.listen_client).collect(),
+        contact_points: configs
+            .iter()
+            .map(|c| c.listen_client.to_string())
+            .collect(),
         ca_certificate: "ca.pem".into(),
     };
     std::fs::write(

@@ -335,7 +335,7 @@ async fn add(dir: &Path, settings: &[String]) -> anyhow::Result<ExitCode> {
 
     let file = dir.join(CLIENT_FILE);
     let mut client: ClientFile = toml::from_str(&std::fs::read_to_string(&file)?)?;
-    client.contact_points.push(added.listen_client);
+    client.contact_points.push(added.listen_client.to_string());
     std::fs::write(&file, toml::to_string_pretty(&client)?)?;
     let (_, pid) = &nodes.pids[0];
     println!(
