@@ -13,7 +13,12 @@ use ringdb::client::{ConsistencyLevel, Context, PartitionKey, Row, RowAddress, V
 
 /// `GET path` on `address`: the status line and the body.
 fn http_get(address: SocketAddr, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5)).expect("connect");
+    try_http_get(address, path).expect("an HTTP answer")
+}
+
+/// [`http_get`], or `None` when the connection closes without an answer.
+fn try_http_get(address: SocketAddr, path: &str) -> Option<(String, String)> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
@@ -21,20 +26,26 @@ fn http_get(address: SocketAddr, path: &str) -> (String, String) {
         stream,
         "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
     )
-    .unwrap();
+    .ok()?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).expect("a response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("headers end");
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
     let status = head.lines().next().unwrap_or_default().to_string();
-    (status, body.to_string())
+    Some((status, body.to_string()))
 }
 
 /// The value of the sample `name{labels}` (labels exactly as written,
-/// in order), 0 when there is none yet.
+/// in order), which must be there.
 fn sample(text: &str, series: &str) -> f64 {
+    sample_if_any(text, series).unwrap_or_else(|| panic!("no {series} in {text}"))
+}
+
+/// The value of the sample `name{labels}`, if there is one yet (a
+/// labelled series appears with its first event).
+fn sample_if_any(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |value| value.trim().parse().expect("a number"))
+        .map(|value| value.trim().parse().expect("a number"))
 }
 
 fn metrics(cluster: &Cluster, n: usize) -> String {
@@ -62,18 +73,25 @@ async fn the_metrics_endpoint_counts_a_load_as_it_runs() {
     let cluster = Cluster::start(3);
     let before = metrics(&cluster, 1);
     assert!(
-        before.contains(r#"ringdb_node{id="node1",cluster="dev",datacenter="datacenter1""#),
+        before.contains(r#"ringdb_node_info{id="node1",cluster="dev",datacenter="datacenter1""#),
         "{before}"
     );
-    assert_eq!(sample(&before, PUTS_OK), 0.0);
-    let replicated_before = sample(&metrics(&cluster, 2), REPLICATED);
+    assert_eq!(sample_if_any(&before, PUTS_OK), None);
+    let replicated_before = sample_if_any(&metrics(&cluster, 2), REPLICATED).unwrap_or(0.0);
 
     let client = std::sync::Arc::new(cluster.client(1).await);
     let load_before = load_of_node1(&client).await;
     let writer = client.clone();
+    // The writer waits, half-way, until the test has seen the counters
+    // move: seen during the load, not only at its end.
+    let (seen, half_way) = tokio::sync::oneshot::channel::<()>();
     let load = tokio::spawn(async move {
         let client = writer;
+        let mut half_way = Some(half_way);
         for i in 0..1000 {
+            if i == 500 {
+                let _ = half_way.take().expect("once").await;
+            }
             let row = RowAddress::new(
                 "kv",
                 PartitionKey::new(format!("k{i}").into_bytes()).unwrap(),
@@ -86,12 +104,16 @@ async fn the_metrics_endpoint_counts_a_load_as_it_runs() {
                 .expect("a QUORUM write with every node up");
         }
     });
-    // Seen moving while the load runs, not only at its end.
     wait_until("node1 counts puts during the load", DEADLINE, || async {
-        let now = sample(&metrics(&cluster, 1), PUTS_OK);
-        now > 0.0 && now < 1000.0
+        sample_if_any(&metrics(&cluster, 1), PUTS_OK).is_some_and(|puts| puts > 0.0)
     })
     .await;
+    let during = sample(&metrics(&cluster, 1), PUTS_OK);
+    assert!(
+        during <= 500.0,
+        "{during} puts before the writer was let go on"
+    );
+    seen.send(()).expect("the writer waits");
     load.await.expect("the load ran");
 
     let after = metrics(&cluster, 1);
@@ -123,6 +145,29 @@ async fn the_metrics_endpoint_counts_a_load_as_it_runs() {
         ("HTTP/1.1 200 OK".into(), "ok\n".into())
     );
     assert!(http_get(address, "/nothing").0.contains("404"));
+
+    // Connections that send nothing (a port scanner, a stuck scraper) are
+    // closed after a few seconds: they do not keep Prometheus out for good.
+    let mut silent: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(address).expect("connect"))
+        .collect();
+    wait_until(
+        "a scrape gets past silent connections",
+        DEADLINE,
+        || async {
+            try_http_get(address, "/metrics").is_some_and(|(status, _)| status.contains("200"))
+        },
+    )
+    .await;
+    // And each was closed by the node (no socket held for ever).
+    for stream in &mut silent {
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut rest = Vec::new();
+        assert!(
+            stream.read_to_end(&mut rest).is_ok(),
+            "a silent connection stays open"
+        );
+    }
 }
 
 /// node1's load as `status` reports it.

@@ -23,16 +23,26 @@ pub(crate) enum Target {
     /// The first that can be reached, in order: the request is about the
     /// cluster, which any node describes.
     AnyContactPoint,
+    /// This node (one that answered an earlier request).
+    Address(SocketAddr),
 }
 
 impl Client {
     /// Every node the answering node knows of, as it sees them (`ringdb
     /// status`). The first contact point that can be reached answers.
     pub async fn status(&self) -> Result<ClusterStatus, ClientError> {
+        self.status_from(Target::AnyContactPoint).await
+    }
+
+    /// [`Client::status`] as the first contact point sees it: the node
+    /// that repairs, cleanups and topology operations go to.
+    pub async fn node_status(&self) -> Result<ClusterStatus, ClientError> {
+        self.status_from(Target::First).await
+    }
+
+    async fn status_from(&self, target: Target) -> Result<ClusterStatus, ClientError> {
         let within = self.config.request_timeout;
-        let reply = self
-            .admin_at(Target::AnyContactPoint, ClientRequest::Status, within)
-            .await?;
+        let reply = self.admin_at(target, ClientRequest::Status, within).await?;
         match reply.1 {
             ClientReply::Status {
                 answered_by,
@@ -41,6 +51,7 @@ impl Client {
                 placements,
             } => Ok(ClusterStatus {
                 answered_by,
+                address: reply.0,
                 nodes,
                 replication,
                 placements,
@@ -84,15 +95,21 @@ impl Client {
         }
     }
 
-    /// The hint and anti-entropy figures of the first contact point that
-    /// can be reached (the one [`Client::status`] asks).
+    /// The first contact point's hint and anti-entropy figures.
     pub async fn repair_stats(&self) -> Result<RepairStats, ClientError> {
+        self.repair_stats_from(Target::First).await
+    }
+
+    /// The hint and anti-entropy figures of the node at `address` (one
+    /// whose [`ClusterStatus::address`] answered, say).
+    pub async fn repair_stats_at(&self, address: SocketAddr) -> Result<RepairStats, ClientError> {
+        self.repair_stats_from(Target::Address(address)).await
+    }
+
+    async fn repair_stats_from(&self, target: Target) -> Result<RepairStats, ClientError> {
         let within = self.config.request_timeout;
         let request = ClientRequest::RepairStats;
-        match self
-            .admin_at(Target::AnyContactPoint, request, within)
-            .await?
-        {
+        match self.admin_at(target, request, within).await? {
             (_, ClientReply::RepairStats(stats)) => Ok(stats),
             (node, _) => Err(ClientError::UnexpectedReply(node)),
         }
@@ -121,6 +138,7 @@ impl Client {
         let mut remaining: Vec<SocketAddr> = match target {
             Target::First => points.iter().take(1).copied().collect(),
             Target::AnyContactPoint => points.clone(),
+            Target::Address(address) => vec![address],
         };
         // Nodes that could not be reached a moment ago go last.
         remaining.sort_by_key(|address| self.pool.goes_last(address));

@@ -166,6 +166,8 @@ pub struct ReadResult {
 pub struct ClusterStatus {
     /// The node that answered.
     pub answered_by: NodeId,
+    /// The client address it was asked at.
+    pub address: SocketAddr,
     /// Every node it knows of.
     pub nodes: Vec<NodeStatus>,
     /// How data is replicated (the cluster's replication).

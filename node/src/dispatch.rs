@@ -497,9 +497,12 @@ impl Dispatcher {
         let scraped = Scraped {
             identity,
             repair: self.repair_stats(),
+            ranges_differing: self.antientropy.differing.load(Ordering::Relaxed),
+            ranges_failed: self.antientropy.failed.load(Ordering::Relaxed),
             nodes_up,
             nodes_down: members.len() as u64 - nodes_up,
             storage: replica.storage.figures(),
+            load: replica.storage.load(),
             uptime: self.started.elapsed(),
         };
         let registry = self.metrics.registry(scraped);
@@ -569,6 +572,8 @@ impl Services {
         let antientropy = Arc::new(AntiEntropy {
             replica: replica.clone(),
             repairs: Mutex::new(RepairSummary::default()),
+            differing: Default::default(),
+            failed: Default::default(),
             cleanup: cleanup.clone(),
         });
         let topology = Arc::new(Topology {

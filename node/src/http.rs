@@ -2,15 +2,24 @@
 //! `GET /metrics` answers what `scrape` encodes now, `GET /health`
 //! answers `ok`. HTTP/1.1 by hyper; nothing here knows the node's
 //! services, only the function it is given.
+//!
+//! The port has no authentication, so what reaches it is bounded: at most
+//! [`MAX_CONNECTIONS`] at once (more are closed at once), each with
+//! [`HEADER_TIMEOUT`] to send its request and [`CONNECTION_LIFETIME`] in
+//! all; the scrape runs on the blocking pool (it reads RocksDB's
+//! properties and takes the services' locks), one at a time.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::{Mutex, Semaphore};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -19,46 +28,74 @@ pub(crate) type Scrape = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// The content type of OpenMetrics text, which Prometheus asks for.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Connections served at once.
+const MAX_CONNECTIONS: usize = 16;
+/// How long a connection has to send its request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection may stay open, however busy.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
 /// Serves `listener` until `cancel`.
 pub(crate) async fn serve(listener: TcpListener, scrape: Scrape, cancel: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // One scrape at a time: a burst of scrapers waits rather than piling
+    // blocking threads onto the services' locks.
+    let scrape = Arc::new(Mutex::new(scrape));
+    let mut connections = JoinSet::new();
     loop {
         let stream = tokio::select! {
-            () = cancel.cancelled() => return,
+            () = cancel.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
                     // Out of file descriptors, say: the next accept may work.
                     debug!(%error, "metrics endpoint: cannot accept");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            debug!("metrics endpoint: {MAX_CONNECTIONS} connections already; closing one more");
+            continue;
+        };
         let scrape = scrape.clone();
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let scrape = scrape.clone();
-                async move { Ok::<_, Infallible>(answer(&request, &scrape)) }
+                async move { Ok::<_, Infallible>(answer(&request, &scrape).await) }
             });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                () = cancel.cancelled() => {}
-                served = connection => {
-                    if let Err(error) = served {
-                        debug!(%error, "metrics endpoint: connection ended");
-                    }
-                }
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
+                Ok(Err(error)) => debug!(%error, "metrics endpoint: connection ended"),
+                Err(_) => debug!("metrics endpoint: connection open too long; closed"),
+                Ok(Ok(())) => {}
             }
+            drop(slot);
         });
     }
+    connections.shutdown().await;
 }
 
-fn answer<B>(request: &Request<B>, scrape: &Scrape) -> Response<Full<Bytes>> {
+async fn answer<B>(request: &Request<B>, scrape: &Mutex<Scrape>) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match (request.method(), request.uri().path()) {
-        (&Method::GET, "/metrics") => (StatusCode::OK, OPENMETRICS, scrape()),
+        (&Method::GET, "/metrics") => {
+            let scrape = scrape.lock().await;
+            let run = scrape.clone();
+            match tokio::task::spawn_blocking(move || run()).await {
+                Ok(text) => (StatusCode::OK, OPENMETRICS, text),
+                Err(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    "the scrape failed\n".to_string(),
+                ),
+            }
+        }
         (&Method::GET, "/health") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         (&Method::GET, _) => (
             StatusCode::NOT_FOUND,

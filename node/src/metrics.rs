@@ -15,6 +15,7 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 use ringdb_proto::{ClientRequest, ConsistencyLevel, PeerRequest, RepairStats, RequestError};
 
@@ -99,13 +100,17 @@ impl Drop for Serving<'_> {
                 outcome: self.outcome,
             })
             .inc();
-        metrics
-            .latency
-            .get_or_create(&LatencyLabels {
-                operation: self.operation,
-                consistency: self.consistency,
-            })
-            .observe(self.started.elapsed().as_secs_f64());
+        // Data requests only: an admin request (a repair, a decommission)
+        // may rightly take an hour.
+        if !self.consistency.is_empty() {
+            metrics
+                .latency
+                .get_or_create(&LatencyLabels {
+                    operation: self.operation,
+                    consistency: self.consistency,
+                })
+                .observe(self.started.elapsed().as_secs_f64());
+        }
     }
 }
 
@@ -119,8 +124,9 @@ impl Metrics {
             operation,
             consistency: consistency.map_or("", ConsistencyLevel::name),
             started: tokio::time::Instant::now(),
-            // Dropped before it ended: the caller went away.
-            outcome: "cancelled",
+            // Dropped before it ended: the node's own deadline for the
+            // answer passed (see the transport), or it shut down.
+            outcome: "dropped",
         }
     }
 
@@ -138,12 +144,13 @@ impl Metrics {
         let mut registry = Registry::with_prefix("ringdb");
         registry.register(
             "client_requests",
-            "Client requests served as coordinator, by operation, level and outcome",
+            "Client requests this node received, by operation, consistency level (none for \
+             admin requests) and outcome",
             self.requests.clone(),
         );
         registry.register_with_unit(
             "client_request_duration",
-            "How long client requests took, by operation and level",
+            "How long client data requests and statements took, by operation and level",
             Unit::Seconds,
             self.latency.clone(),
         );
@@ -167,6 +174,11 @@ pub(crate) struct Scraped {
     /// Node id, cluster, datacenter and rack, as labels of an info metric.
     pub(crate) identity: Vec<(String, String)>,
     pub(crate) repair: RepairStats,
+    /// Range exchanges that found a difference, and that failed.
+    pub(crate) ranges_differing: u64,
+    pub(crate) ranges_failed: u64,
+    /// The node's load, as `status` shows it.
+    pub(crate) load: u64,
     /// Nodes in this node's view, up and down.
     pub(crate) nodes_up: u64,
     pub(crate) nodes_down: u64,
@@ -176,9 +188,20 @@ pub(crate) struct Scraped {
 
 impl Scraped {
     fn register(self, registry: &mut Registry) {
-        let identity: Family<Vec<(String, String)>, Gauge> = Family::default();
-        identity.get_or_create(&self.identity).set(1);
-        registry.register("node", "This node (its labels say which)", identity);
+        let identity: Vec<(String, String)> = (self.identity.iter())
+            .map(|(key, value)| (key.clone(), escape(value)))
+            .collect();
+        registry.register(
+            "node",
+            "This node (its labels say which)",
+            Info::new(identity),
+        );
+        registry.register_with_unit(
+            "load",
+            "The node's data on disk and in memtables, as status shows it",
+            Unit::Bytes,
+            ConstGauge::new(gauge(self.load)),
+        );
         registry.register_with_unit(
             "uptime",
             "Time since the node started",
@@ -236,7 +259,7 @@ impl Scraped {
         let pending: Family<Vec<(String, String)>, Gauge> = Family::default();
         for (target, bytes) in &self.repair.hints_pending {
             pending
-                .get_or_create(&vec![("target".into(), target.to_string())])
+                .get_or_create(&vec![("target".into(), escape(target.as_str()))])
                 .set(gauge(*bytes));
         }
         registry.register_with_unit(
@@ -246,28 +269,42 @@ impl Scraped {
             pending,
         );
         let hints = &self.repair.hints;
+        registry.register(
+            "hints_written",
+            "Hints stored for a replica that was down or slow",
+            ConstCounter::new(hints.written),
+        );
         let outcomes = [
-            ("written", hints.written),
             ("delivered", hints.delivered),
             ("redirected", hints.redirected),
-            ("expired", hints.expired),
-            ("dropped_window", hints.dropped_window),
-            ("dropped_cap", hints.dropped_cap),
-            ("dropped_other", hints.dropped_other),
             ("handed_over", hints.handed_over),
+            ("expired", hints.expired),
+            ("dropped_other", hints.dropped_other),
         ];
-        let counts: Family<Vec<(String, String)>, Counter> = Family::default();
+        let ended: Family<Vec<(String, String)>, Counter> = Family::default();
         for (outcome, count) in outcomes {
-            counts
+            ended
                 .get_or_create(&vec![("outcome".into(), outcome.into())])
                 .inc_by(count);
         }
         registry.register(
-            "hints",
-            "Hints since the node started, by what became of them: written; delivered, \
-             redirected (target left) or handed_over (this node left); expired; or dropped \
-             (dropped_window: target down too long, dropped_cap: too many, dropped_other)",
-            counts,
+            "hints_ended",
+            "Hints that left the node's store, by how: delivered to their target, \
+             redirected (the target left the ring), handed_over (this node left), \
+             expired, dropped_other (undeliverable or undecodable)",
+            ended,
+        );
+        let refused: Family<Vec<(String, String)>, Counter> = Family::default();
+        for (why, count) in [("window", hints.dropped_window), ("cap", hints.dropped_cap)] {
+            refused
+                .get_or_create(&vec![("reason".into(), why.into())])
+                .inc_by(count);
+        }
+        registry.register(
+            "hints_not_written",
+            "Hints not stored: window (target down longer than the hint window), \
+             cap (its hints at the size cap)",
+            refused,
         );
     }
 
@@ -282,12 +319,12 @@ impl Scraped {
             (
                 "antientropy_ranges_differing",
                 "Comparisons that found the replicas differ",
-                summary.ranges_differing.len() as u64,
+                self.ranges_differing,
             ),
             (
                 "antientropy_ranges_failed",
                 "Comparisons that could not be made (a replica down)",
-                summary.ranges_failed.len() as u64,
+                self.ranges_failed,
             ),
             (
                 "antientropy_keys_repaired",
@@ -324,6 +361,15 @@ impl Scraped {
             ConstGauge::new(gauge(self.repair.tree_ranges)),
         );
     }
+}
+
+/// A label value as the text format needs it (prometheus-client writes
+/// them as they are): names from configs and gossip may hold anything.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn gauge(value: u64) -> i64 {

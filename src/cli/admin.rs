@@ -152,6 +152,12 @@ pub(crate) async fn status_of(client: &Client) -> Result<ClusterStatus, ExitCode
     client.status().await.map_err(|error| report(&error))
 }
 
+/// The cluster as the first contact point sees it (the node a repair or a
+/// cleanup goes to), or the exit code of why not.
+pub(crate) async fn node_status_of(client: &Client) -> Result<ClusterStatus, ExitCode> {
+    client.node_status().await.map_err(|error| report(&error))
+}
+
 /// Prints an admin operation's summary, or its error.
 fn summary(outcome: Result<String, ClientError>) -> ExitCode {
     match outcome {
@@ -348,7 +354,8 @@ pub async fn info(connection: &Connection) -> anyhow::Result<ExitCode> {
     );
     let up = status.nodes.iter().filter(|n| n.up).count();
     println!("{:<18}: {up} of {} up", "Nodes seen", status.nodes.len());
-    let stats = match client.repair_stats().await {
+    // From the node that answered the status, not another.
+    let stats = match client.repair_stats_at(status.address).await {
         Ok(stats) => stats,
         Err(error) => return Ok(report(&error)),
     };

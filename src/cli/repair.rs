@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ringdb::client::RepairSummary;
 use ringdb::ring::Ring;
 
-use super::admin::{connect, human_bytes, report, status_of};
+use super::admin::{connect, human_bytes, node_status_of, report};
 use super::data::Connection;
 
 /// Ranges asked for in one request: the bar moves after each.
@@ -34,7 +34,8 @@ pub async fn run(args: &RepairArgs) -> anyhow::Result<ExitCode> {
         Ok(client) => client,
         Err(code) => return Ok(code),
     };
-    let status = match status_of(&client).await {
+    // The ranges of the node that repairs: the first contact point.
+    let status = match node_status_of(&client).await {
         Ok(status) => status,
         Err(code) => return Ok(code),
     };

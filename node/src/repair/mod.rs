@@ -32,6 +32,7 @@
 //! it is: the sender keeps no copy). The grace is at least the hint window, so no hint older than the
 //! tombstone can still be replayed.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -81,7 +82,13 @@ const KEPT_ENTRIES: usize = 1000;
 /// ranges from this node).
 pub(crate) struct AntiEntropy {
     pub(crate) replica: Arc<Replica>,
+    /// What repairs did since the node started; its lists keep the last
+    /// [`KEPT_ENTRIES`].
     pub(crate) repairs: Mutex<RepairSummary>,
+    /// How many range exchanges found a difference, and how many failed,
+    /// since the node started (the lists above are trimmed; these are not).
+    pub(crate) differing: AtomicU64,
+    pub(crate) failed: AtomicU64,
     pub(crate) cleanup: Arc<Cleanup>,
 }
 
@@ -261,6 +268,10 @@ pub(crate) async fn repair(
             ));
         }
     }
+    let summary = &round.summary;
+    let count = |list: usize| list as u64;
+    (coordinator.differing).fetch_add(count(summary.ranges_differing.len()), Ordering::Relaxed);
+    (coordinator.failed).fetch_add(count(summary.ranges_failed.len()), Ordering::Relaxed);
     let mut totals = coordinator.repairs.lock().expect("repairs");
     totals.add(round.summary.clone());
     let excess = totals.ranges_differing.len().saturating_sub(KEPT_ENTRIES);

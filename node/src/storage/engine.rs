@@ -180,4 +180,7 @@ pub struct EngineFigures {
     pub pending_compaction_bytes: u64,
     /// Compactions running now.
     pub running_compactions: u64,
+    /// The rows' bytes: their live SST files (compressed) and their
+    /// memtables (not), which is what `status` calls load.
+    pub data_bytes: u64,
 }

@@ -266,16 +266,17 @@ impl Storage {
         self.engine.figures()
     }
 
-    /// The node's load, as `status` shows it: the bytes of its files and
-    /// of its memtables (writes not flushed yet, with the memtables' own
-    /// arena, about 1 MB on an idle node). An engine without figures
-    /// gives its estimate of the rows' bytes.
+    /// The node's load, as `status` shows it: the rows' live SST files
+    /// (compressed) and their memtables (writes not flushed yet, not
+    /// compressed, with the memtable's own arena: a few hundred KB on an
+    /// idle node), so it grows with every write and may shrink at a
+    /// flush. An engine without figures gives its estimate of the rows'
+    /// bytes.
     pub fn load(&self) -> u64 {
-        let figures = self.engine.figures();
-        if figures == EngineFigures::default() {
-            return self.approximate_size(ringdb_ring::TokenRange::full());
+        match self.engine.figures().data_bytes {
+            0 => self.approximate_size(ringdb_ring::TokenRange::full()),
+            bytes => bytes,
         }
-        figures.sst_bytes + figures.memtable_bytes
     }
 
     /// Opens the storage kept by `engine` and starts a new life: a new

@@ -268,7 +268,16 @@ impl Engine for RocksEngine {
                 })
                 .sum()
         };
+        let data = |property: &str| -> u64 {
+            (self.db)
+                .property_int_value_cf(self.cf(Family::Data), property)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
         EngineFigures {
+            data_bytes: data("rocksdb.live-sst-files-size")
+                + data("rocksdb.cur-size-all-mem-tables"),
             live_data_bytes: sum("rocksdb.estimate-live-data-size"),
             sst_bytes: sum("rocksdb.total-sst-files-size"),
             memtable_bytes: sum("rocksdb.cur-size-all-mem-tables"),

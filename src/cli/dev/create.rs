@@ -243,7 +243,13 @@ pub(super) fn create(dir: &Path, layout: Layout, settings: &[String]) -> anyhow:
             node_config(node, settings)
         })
         .collect::<anyhow::Result<Vec<Config>>>()?;
-    let made = !dir.exists();
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    // Made here (atomically: a folder that exists, a symlink or another
+    // run's, is not ours to remove).
+    let made = std::fs::create_dir(dir).is_ok();
     let written = write_cluster(dir, &configs);
     if written.is_err() && made {
         let _ = std::fs::remove_dir_all(dir);

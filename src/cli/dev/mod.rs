@@ -113,7 +113,6 @@ async fn run(
     detach: bool,
     settings: &[String],
 ) -> anyhow::Result<ExitCode> {
-    layout.check()?;
     let fresh = existing_configs(dir)?.is_none();
     if fresh {
         create::create(dir, layout, settings)?;
