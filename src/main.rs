@@ -292,7 +292,7 @@ fn main() -> ExitCode {
         return match cli::sim::run_seeds(args) {
             Ok(code) => code,
             Err(error) => {
-                eprintln!("error: {error:#}");
+                eprintln!("error: {}", cli::describe(&error));
                 ExitCode::FAILURE
             }
         };
@@ -346,7 +346,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", cli::describe(&error));
             cli::exit_code(&error)
         }
     }

@@ -152,3 +152,24 @@ fn more_bad_input_exits_with_2_and_leaves_no_folder() {
         );
     }
 }
+
+/// An error says each cause once: `cannot read FILE: No such file…`, not
+/// the OS's words twice (each layer quoting the one below it).
+#[test]
+fn an_error_names_each_cause_once() {
+    let output = ringdb()
+        .args(["start", "--config", "/nonexistent/node.toml"])
+        .output()
+        .expect("run ringdb");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot read /nonexistent/node.toml"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+}

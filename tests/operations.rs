@@ -295,10 +295,30 @@ async fn dev_controls_one_node_at_a_time() {
     let (code, log, err) = dev(dir, &["logs", "node2"]);
     assert_eq!(code, Some(0), "logs: {err}");
     assert_eq!(log.matches("node serving").count(), 2, "{log}");
+    // Each life's log says what runs, from which file, where.
+    let version = format!(
+        "ringdb {} starting node node2 from ",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(log.matches(&version).count(), 2, "{log}");
+    assert!(log.contains("cluster \"dev\", seeds 127.0.0.1:"), "{log}");
 
+    // A clean stop is quick and quiet (it waited 5 s for a storage its
+    // own schema service held, and warned).
+    let stopping = std::time::Instant::now();
     let (code, _, err) = dev(dir, &["stop", "node1"]);
     assert_eq!(code, Some(0), "stop: {err}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        stopping.elapsed()
+    );
     assert_eq!(dev_state(dir, "node1"), "stopped");
+    let (_, log, _) = dev(dir, &["logs", "node1"]);
+    assert!(
+        log.contains("node stopped") && !log.contains("WARN"),
+        "{log}"
+    );
     let (code, _, err) = dev(dir, &["kill", "node9"]);
     assert_eq!(code, Some(2), "an unknown node is bad input: {err}");
 }

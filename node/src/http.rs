@@ -6,8 +6,9 @@
 //! The port has no authentication, so what reaches it is bounded: at most
 //! [`MAX_CONNECTIONS`] at once (more are closed at once), each with
 //! [`HEADER_TIMEOUT`] to send its request and [`CONNECTION_LIFETIME`] in
-//! all; the scrape runs on the blocking pool (it reads RocksDB's
-//! properties and takes the services' locks), one at a time.
+//! all; the scrape runs where blocking is allowed (it reads RocksDB's
+//! properties and takes the services' locks: `Storage::blocking`), one at
+//! a time.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,8 +24,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-/// Encodes the metrics now (OpenMetrics text).
-pub(crate) type Scrape = Arc<dyn Fn() -> String + Send + Sync>;
+use crate::network::BoxFuture;
+
+/// Encodes the metrics now (OpenMetrics text), where blocking is allowed.
+pub(crate) type Scrape = Arc<dyn Fn() -> BoxFuture<'static, String> + Send + Sync>;
 
 /// The content type of OpenMetrics text, which Prometheus asks for.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -86,15 +89,7 @@ async fn answer<B>(request: &Request<B>, scrape: &Mutex<Scrape>) -> Response<Ful
     let (status, content_type, body) = match (request.method(), request.uri().path()) {
         (&Method::GET, "/metrics") => {
             let scrape = scrape.lock().await;
-            let run = scrape.clone();
-            match tokio::task::spawn_blocking(move || run()).await {
-                Ok(text) => (StatusCode::OK, OPENMETRICS, text),
-                Err(_) => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "text/plain",
-                    "the scrape failed\n".to_string(),
-                ),
-            }
+            (StatusCode::OK, OPENMETRICS, scrape().await)
         }
         (&Method::GET, "/health") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         (&Method::GET, _) => (

@@ -417,6 +417,15 @@ pub async fn accept_connections<S, F>(
         connections.spawn(async move {
             match incoming.await {
                 Ok(connection) => serve(connection).await,
+                // A client that dialled several nodes at once and kept the
+                // first to answer closes the others mid-handshake (QUIC
+                // sends that close as APPLICATION_ERROR): routine. Anything
+                // else (a certificate refused, say) is worth a look.
+                Err(quinn::ConnectionError::ConnectionClosed(close))
+                    if close.error_code == quinn::TransportErrorCode::APPLICATION_ERROR =>
+                {
+                    debug!(port = what, "a handshake was given up by its peer");
+                }
                 Err(error) => warn!(%error, port = what, "handshake failed"),
             }
         });

@@ -139,7 +139,7 @@ const TOPOLOGY_CHANGE_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 
 pub(crate) async fn connect(connection: &Connection) -> Result<Client, ExitCode> {
     let config = connection.config().map_err(|error| {
-        eprintln!("error: {error:#}");
+        eprintln!("error: {}", super::describe(&error));
         ExitCode::from(super::data::exit::INVALID)
     })?;
     Client::connect(config)

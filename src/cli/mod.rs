@@ -23,3 +23,21 @@ pub fn exit_code(error: &anyhow::Error) -> std::process::ExitCode {
     let bad_input = error.chain().any(|cause| cause.is::<BadInput>());
     std::process::ExitCode::from(if bad_input { data::exit::INVALID } else { 1 })
 }
+
+/// An error and its causes, each said once: a layer whose message already
+/// quotes the one below it (`cannot read F: No such file`, whose source
+/// is `No such file`) does not repeat it.
+pub fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}

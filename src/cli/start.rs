@@ -11,6 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 /// and is started again at once, which salvages its data directory.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
+    announce(config_path, &config);
     let mut terminate = signal(SignalKind::terminate())?;
     loop {
         let mut node = Node::start(config.clone())
@@ -43,4 +44,33 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+}
+
+/// The first lines of the node's log: what runs, from which file, on
+/// which data, in which cluster, where.
+fn announce(config_path: &Path, config: &Config) {
+    let seeds: Vec<String> = config.cluster.seeds.iter().map(|s| s.to_string()).collect();
+    tracing::info!(
+        "ringdb {} starting node {} from {} (data in {})",
+        env!("CARGO_PKG_VERSION"),
+        config.node_id,
+        config_path.display(),
+        config.data_dir.display()
+    );
+    tracing::info!(
+        "cluster {:?}, seeds {}; internode {}, client {}, metrics {}; datacenter {}, rack {}",
+        config.cluster.name,
+        if seeds.is_empty() {
+            "none".into()
+        } else {
+            seeds.join(", ")
+        },
+        config.listen_internode,
+        config.listen_client,
+        config
+            .listen_metrics
+            .map_or("off".into(), |address| address.to_string()),
+        config.datacenter,
+        config.rack
+    );
 }

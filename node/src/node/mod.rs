@@ -454,7 +454,11 @@ fn serve(
     }
     if let Some(listener) = metrics {
         let dispatcher = services.dispatcher.clone();
-        let scrape: http::Scrape = Arc::new(move || dispatcher.scrape());
+        let scrape: http::Scrape = Arc::new(move || {
+            let dispatcher = dispatcher.clone();
+            let storage = dispatcher.replica.storage.clone();
+            Box::pin(async move { storage.blocking(move |_| dispatcher.scrape()).await })
+        });
         tasks.spawn(http::serve(listener, scrape, cancel.clone()));
     }
     tasks.spawn(coordinator::run_background(jobs, cancel.clone()));
@@ -692,17 +696,29 @@ impl NodeHandle {
         }
         // Blocking jobs and detached tasks may hold the storage a moment
         // longer: a start in this process right after (a salvage) needs
-        // RocksDB's lock.
+        // RocksDB's lock. What this handle holds besides goes first: the
+        // schema service holds the node's replica handle, and with it the
+        // storage, so the count could never fall to one while it lived.
+        let NodeHandle {
+            id,
+            storage,
+            schemas,
+            peers,
+            membership,
+            faults,
+            ..
+        } = self;
+        drop((schemas, peers, membership, faults));
         let released = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            while Arc::strong_count(&self.storage) > 1 {
+            while Arc::strong_count(&storage) > 1 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
         .await;
         if released.is_err() {
-            warn!(node = %self.id, "the storage is still in use after {SHUTDOWN_GRACE:?}");
+            warn!(node = %id, "the storage is still in use after {SHUTDOWN_GRACE:?}");
         }
-        info!(node = %self.id, "node stopped");
+        info!(node = %id, "node stopped");
         Ok(())
     }
 }
