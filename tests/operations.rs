@@ -385,9 +385,15 @@ async fn a_foreground_dev_outlives_a_node_and_stops_the_rest_on_ctrl_c() {
         said.contains("node2") && said.contains("others keep running"),
         "{said}"
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(child.try_wait().unwrap().is_none(), "ringdb dev ended");
-    assert!(running(pids[0]) && running(pids[2]));
+    common::holds_throughout(
+        "ringdb dev, node1 and node3 keep running",
+        Duration::from_secs(1),
+        || {
+            let dev_runs = child.try_wait().unwrap().is_none();
+            async move { dev_runs && running(pids[0]) && running(pids[2]) }
+        },
+    )
+    .await;
 
     interrupt(&child);
     let status = child.wait().expect("ringdb dev ends");

@@ -494,6 +494,7 @@ impl Dispatcher {
         ];
         let members = view.ring.members();
         let nodes_up = members.keys().filter(|node| view.is_up(node)).count() as u64;
+        let figures = replica.storage.figures();
         let scraped = Scraped {
             identity,
             repair: self.repair_stats(),
@@ -501,8 +502,8 @@ impl Dispatcher {
             ranges_failed: self.antientropy.failed.load(Ordering::Relaxed),
             nodes_up,
             nodes_down: members.len() as u64 - nodes_up,
-            storage: replica.storage.figures(),
-            load: replica.storage.load(),
+            load: replica.storage.load_given(&figures),
+            storage: figures,
             uptime: self.started.elapsed(),
         };
         let registry = self.metrics.registry(scraped);

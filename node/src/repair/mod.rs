@@ -269,9 +269,8 @@ pub(crate) async fn repair(
         }
     }
     let summary = &round.summary;
-    let count = |list: usize| list as u64;
-    (coordinator.differing).fetch_add(count(summary.ranges_differing.len()), Ordering::Relaxed);
-    (coordinator.failed).fetch_add(count(summary.ranges_failed.len()), Ordering::Relaxed);
+    (coordinator.differing).fetch_add(summary.ranges_differing.len() as u64, Ordering::Relaxed);
+    (coordinator.failed).fetch_add(summary.ranges_failed.len() as u64, Ordering::Relaxed);
     let mut totals = coordinator.repairs.lock().expect("repairs");
     totals.add(round.summary.clone());
     let excess = totals.ranges_differing.len().saturating_sub(KEPT_ENTRIES);

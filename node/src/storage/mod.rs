@@ -273,7 +273,12 @@ impl Storage {
     /// flush. An engine without figures gives its estimate of the rows'
     /// bytes.
     pub fn load(&self) -> u64 {
-        match self.engine.figures().data_bytes {
+        self.load_given(&self.engine.figures())
+    }
+
+    /// [`Storage::load`] from figures just read.
+    pub fn load_given(&self, figures: &EngineFigures) -> u64 {
+        match figures.data_bytes {
             0 => self.approximate_size(ringdb_ring::TokenRange::full()),
             bytes => bytes,
         }

@@ -13,7 +13,9 @@ use nix::unistd::Pid;
 use ringdb::node::{Config, RETIRED_FILE};
 use tokio::time::Instant;
 
-use super::{BadInput, Processes, STOP_TIMEOUT, alive, existing_configs, running_pid};
+use super::{
+    BadInput, Processes, STOP_TIMEOUT, alive, existing_configs, name_of as name, running_pid,
+};
 
 /// What to do to one node.
 #[derive(clap::Subcommand)]
@@ -101,11 +103,6 @@ fn config_of(dir: &Path, node: &str) -> Result<PathBuf, BadInput> {
         )));
     }
     Ok(path)
-}
-
-fn name(config: &Path) -> String {
-    let folder = config.parent().and_then(Path::file_name);
-    folder.map_or_else(String::new, |f| f.to_string_lossy().into_owned())
 }
 
 fn pid_file(config: &Path) -> PathBuf {
