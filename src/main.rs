@@ -10,7 +10,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use ringdb::client::ConsistencyLevel;
 use ringdb::ring::{Location, NodeId, Replication, Ring, Token};
 
 /// ringdb: a leaderless, Dynamo/Cassandra-style, eventually consistent store.
@@ -18,7 +17,7 @@ use ringdb::ring::{Location, NodeId, Replication, Ring, Token};
 /// Start a local cluster with `ringdb dev`, then read and write with
 /// `ringdb put`, `get` and `delete`. Data commands exit with 0 on success,
 /// 2 for bad input, 3 when the row is not found, 4 when too few replicas are
-/// alive (nothing was written), 5 on a timeout (a write may have happened),
+/// alive (nothing was sent to them), 5 on a timeout (a write may have happened),
 /// 6 when the node is overloaded, 7 when no node can be reached, 1 otherwise.
 #[derive(Parser)]
 #[command(name = "ringdb", version, about, long_about)]
@@ -79,59 +78,18 @@ enum Command {
     Shell(cli::shell::ShellArgs),
     /// Read a row: print its value (every sibling, if writes were
     /// concurrent) and its context.
-    Get {
-        #[command(flatten)]
-        connection: cli::data::Connection,
-        /// Consistency level: ONE, TWO, THREE, QUORUM, ALL, …
-        #[arg(long, short = 'c', default_value = "QUORUM")]
-        consistency: ConsistencyLevel,
-        /// The table.
-        table: String,
-        /// The partition key (text).
-        key: String,
-    },
-    /// Write a row's value (text, in column `value`).
+    ///
+    /// Text prints as itself and a blob as 0x… (as cqlsh shows them);
+    /// --raw prints the value's bytes as stored.
+    Get(cli::data::GetArgs),
+    /// Write a row's value (in column `value`): text, bytes in hex (--hex),
+    /// or a file's or standard input's bytes (--value-file).
     ///
     /// Without --context the write supersedes what its coordinator holds;
     /// with the context printed by a get, exactly the siblings that get saw.
-    Put {
-        #[command(flatten)]
-        connection: cli::data::Connection,
-        /// Consistency level: ONE, TWO, THREE, QUORUM, ALL, …
-        #[arg(long, short = 'c', default_value = "QUORUM")]
-        consistency: ConsistencyLevel,
-        /// The context printed by a previous get of the row (hex).
-        #[arg(long)]
-        context: Option<String>,
-        /// Sloppy quorum: a down replica's write is kept as a hint by the
-        /// first live node past the replicas, whose acknowledgement counts.
-        #[arg(long)]
-        sloppy: bool,
-        /// The table.
-        table: String,
-        /// The partition key (text).
-        key: String,
-        /// The value.
-        value: String,
-    },
+    Put(cli::data::PutArgs),
     /// Delete a row (a tombstone superseding what the context saw).
-    Delete {
-        #[command(flatten)]
-        connection: cli::data::Connection,
-        /// Consistency level: ONE, TWO, THREE, QUORUM, ALL, …
-        #[arg(long, short = 'c', default_value = "QUORUM")]
-        consistency: ConsistencyLevel,
-        /// The context printed by a previous get of the row (hex).
-        #[arg(long)]
-        context: Option<String>,
-        /// Sloppy quorum (see `put --sloppy`).
-        #[arg(long)]
-        sloppy: bool,
-        /// The table.
-        table: String,
-        /// The partition key (text).
-        key: String,
-    },
+    Delete(cli::data::DeleteArgs),
     /// Measure a cluster: a load of reads, writes or both for a while, with a
     /// progress line per second and a summary of ops/s, latency percentiles
     /// and errors by kind.
@@ -229,6 +187,8 @@ enum Command {
         #[command(flatten)]
         connection: cli::data::Connection,
     },
+    #[command(flatten)]
+    NodeTool(cli::nodetool::NodeToolCommand),
     /// Remove a dead node from the ring and restore its ranges' replicas
     /// from the surviving ones (nodetool removenode). The node must be down;
     /// it can only come back as a new, empty member. The node given by
@@ -310,7 +270,7 @@ fn main() -> ExitCode {
             | Command::Ring { .. }
             | Command::Info { .. }
             | Command::Getendpoints { .. }
-            | Command::Get { .. }
+            | Command::Get(_)
             | Command::Token { .. }
             | Command::Ownership { .. }
     ) {
@@ -331,11 +291,18 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
+    let logging = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_filter_reloading();
+    let filter = logging.reload_handle();
+    logging.init();
+    // `ringdb setlogginglevel` changes a running node's filter.
+    ringdb::node::set_log_control(move |text| {
+        let new = tracing_subscriber::EnvFilter::try_new(text)?;
+        Ok(filter.reload(new)?)
+    });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -353,7 +320,6 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    use cli::data::Operation;
     match cli.command {
         Command::Dev(args) => return cli::dev::command(args).await,
         Command::Start { config } => cli::start::run(&config).await?,
@@ -362,39 +328,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cluster,
             nodes,
         } => cli::cert::run(&dir, &cluster, &nodes)?,
-        Command::Get {
-            connection,
-            consistency,
-            table,
-            key,
-        } => {
-            return cli::data::run(&connection, consistency, table, key, None, Operation::Get)
-                .await;
-        }
-        Command::Put {
-            connection,
-            consistency,
-            context,
-            sloppy,
-            table,
-            key,
-            value,
-        } => {
-            let operation = Operation::Put { value, sloppy };
-            return cli::data::run(&connection, consistency, table, key, context, operation).await;
-        }
-        Command::Delete {
-            connection,
-            consistency,
-            context,
-            sloppy,
-            table,
-            key,
-        } => {
-            let operation = Operation::Delete { sloppy };
-            return cli::data::run(&connection, consistency, table, key, context, operation).await;
-        }
-        Command::Bench(args) => cli::bench::run(&args).await?,
+        Command::Get(args) => return cli::data::get(args).await,
+        Command::Put(args) => return cli::data::put(args).await,
+        Command::Delete(args) => return cli::data::delete(args).await,
+        Command::Bench(args) => return cli::bench::run(&args).await,
         Command::Shell(args) => return cli::shell::run(args).await,
         Command::Lab(args) => return cli::lab::run(args).await,
         Command::Sim(_) => unreachable!("ringdb sim runs before the runtime starts"),
@@ -413,6 +350,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return cli::admin::decommission(&connection, &operation).await;
         }
         Command::Cleanup { connection } => return cli::admin::cleanup(&connection).await,
+        Command::NodeTool(command) => return cli::nodetool::run(command).await,
         Command::Removenode {
             connection,
             operation,

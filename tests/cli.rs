@@ -173,3 +173,47 @@ fn an_error_names_each_cause_once() {
         "{stderr}"
     );
 }
+
+/// The README's two commands work on a fresh Debian/Ubuntu machine: each
+/// runs `./setup` first, which installs what the build needs (libclang
+/// for RocksDB's bindings) and, with `--tests`, what the tests use; CI
+/// runs the same step. `--print` lists the packages without installing.
+#[test]
+fn the_readme_commands_install_what_they_need_first() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let block = readme.split("```sh\n").nth(1).expect("a first code block");
+    let mut lines = block.lines();
+    let build = lines.next().unwrap_or_default();
+    let test = lines.next().unwrap_or_default();
+    assert!(
+        build.starts_with("./setup && cargo run --release"),
+        "{build}"
+    );
+    assert!(
+        test.starts_with("./setup --tests && cargo test --release --workspace"),
+        "{test}"
+    );
+    let ci = std::fs::read_to_string(format!("{root}/.ci/run")).unwrap();
+    assert!(ci.contains("./setup --tests"), "{ci}");
+    for (args, needs) in [
+        (&["--print"][..], &["libclang-dev"][..]),
+        (
+            &["--tests", "--print"],
+            &["libclang-dev", "faketime", "iproute2", "iptables"],
+        ),
+    ] {
+        let output = Command::new(format!("{root}/setup"))
+            .args(args)
+            .output()
+            .expect("run ./setup");
+        let listed = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{args:?}: {listed}");
+        for package in needs {
+            assert!(
+                listed.split_whitespace().any(|p| p == *package),
+                "{args:?}: {listed}"
+            );
+        }
+    }
+}

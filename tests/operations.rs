@@ -4,60 +4,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read as _;
+use std::net::TcpStream;
 use std::time::Duration;
 
+use common::scrape::{http_get, metrics, sample, sample_if_any, try_http_get};
 use common::{Cluster, DEADLINE, wait_until};
 use ringdb::client::{ConsistencyLevel, Context, PartitionKey, Row, RowAddress, Value};
-
-/// `GET path` on `address`: the status line and the body.
-fn http_get(address: SocketAddr, path: &str) -> (String, String) {
-    try_http_get(address, path).expect("an HTTP answer")
-}
-
-/// [`http_get`], or `None` when the connection closes without an answer.
-fn try_http_get(address: SocketAddr, path: &str) -> Option<(String, String)> {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let status = head.lines().next().unwrap_or_default().to_string();
-    Some((status, body.to_string()))
-}
-
-/// The value of the sample `name{labels}` (labels exactly as written,
-/// in order), which must be there.
-fn sample(text: &str, series: &str) -> f64 {
-    sample_if_any(text, series).unwrap_or_else(|| panic!("no {series} in {text}"))
-}
-
-/// The value of the sample `name{labels}`, if there is one yet (a
-/// labelled series appears with its first event).
-fn sample_if_any(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map(|value| value.trim().parse().expect("a number"))
-}
-
-fn metrics(cluster: &Cluster, n: usize) -> String {
-    let address = cluster
-        .config(n)
-        .listen_metrics
-        .expect("dev sets listen_metrics");
-    let (status, body) = http_get(address, "/metrics");
-    assert!(status.contains("200"), "{status}");
-    assert!(body.ends_with("# EOF\n"), "not OpenMetrics text: {body}");
-    body
-}
 
 const PUTS_OK: &str =
     r#"ringdb_client_requests_total{operation="put",consistency="QUORUM",outcome="ok"}"#;
@@ -485,4 +438,185 @@ async fn the_cluster_comes_from_the_environment_or_the_users_client_file() {
         err.contains("RINGDB_HOSTS") && err.contains("client.toml"),
         "{err}"
     );
+}
+
+/// Two `ringdb dev` runs on one new folder at once: one makes and starts
+/// the cluster, the other says that the folder is taken and changes
+/// nothing (they used to mix their seeds and ports in one folder).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_dev_runs_on_one_new_folder_do_not_mix() {
+    let folder = tempfile::tempdir().unwrap();
+    let dir = folder.path().join("dev");
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ringdb"))
+            .args(["dev", "--detach", "--dir"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run ringdb dev")
+    };
+    let (first, second) = (spawn(), spawn());
+    let outputs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    let succeeded: Vec<_> = outputs.iter().filter(|o| o.status.success()).collect();
+    let failed: Vec<_> = outputs.iter().filter(|o| !o.status.success()).collect();
+    let said = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(
+        succeeded.len(),
+        1,
+        "{:?}",
+        outputs.iter().map(said).collect::<Vec<_>>()
+    );
+    let refusal = said(failed[0]);
+    assert!(
+        refusal.contains("another `ringdb dev`") || refusal.contains("already running"),
+        "{refusal}"
+    );
+    // One cluster: three nodes, all up, seeded by the same node.
+    let seeds: Vec<String> = (1..=3)
+        .map(|n| {
+            let config = common::node_folder(&dir, n).join("node.toml");
+            let config = ringdb::node::Config::load(&config).expect("a node config");
+            format!("{:?}", config.cluster.seeds)
+        })
+        .collect();
+    assert!(seeds.iter().all(|s| *s == seeds[0]), "{seeds:?}");
+    let (code, out, err) = dev(&dir, &["status"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.matches("running").count(), 3, "{out}");
+    let (code, _, err) = dev(&dir, &["--stop"]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// A new node whose seeds do not answer says so every few seconds while
+/// it waits (not once, then silence until it gives up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_waiting_for_its_seeds_says_so() {
+    let mut cluster = Cluster::start(1);
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let seed = silent.local_addr().unwrap();
+    let n = cluster.prepare_node(|config| config.cluster.seeds = vec![seed]);
+    cluster.restart(n);
+    wait_until("two notices that the node waits", DEADLINE, || {
+        let log = cluster.log_of(n);
+        async move { log.matches("waiting for a seed to answer").count() >= 2 }
+    })
+    .await;
+    let log = cluster.log_of(n);
+    assert!(log.contains(&seed.to_string()), "{log}");
+}
+
+/// The number after `name :` in nodetool's output.
+fn figure(out: &str, name: &str) -> u64 {
+    let line = out.lines().find(|l| l.trim_start().starts_with(name));
+    let value = line.and_then(|l| l.rsplit(':').next()).map(str::trim);
+    value
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {out}"))
+}
+
+/// nodetool's commands, each acting on one node: flush empties its
+/// memtables; snapshots are kept, listed and cleared; describecluster
+/// and gossipinfo describe the cluster; tpstats, compactionstats and
+/// netstats answer; setlogginglevel changes what it logs; drain makes it
+/// refuse clients, who still get served by the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodetool_commands_act_on_one_node() {
+    let cluster = Cluster::start(3);
+    let client = cluster.client(1).await;
+    for i in 0..200 {
+        let row = common::row(&format!("k{i}"));
+        let value = common::columns("a value of some bytes");
+        client
+            .put(&row, value, Context::empty(), ConsistencyLevel::Quorum)
+            .await
+            .expect("a write");
+    }
+    let (code, out, err) = ringdb(&cluster, &["flush"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (before, after) = (
+        figure(&out, "memtables before"),
+        figure(&out, "memtables after"),
+    );
+    assert!(after < before, "{out}");
+    let (code, out, err) = ringdb(&cluster, &["compactionstats"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(figure(&out, "SST files") > 0, "{out}");
+
+    let (code, out, err) = ringdb(&cluster, &["snapshot", "-t", "before-upgrade"]);
+    assert_eq!(code, Some(0), "{err}");
+    let folder = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("folder")?.split(':').nth(1))
+        .map(|f| std::path::PathBuf::from(f.trim()))
+        .unwrap_or_else(|| panic!("no folder in {out}"));
+    assert!(folder.join("CURRENT").exists(), "{}", folder.display());
+    let (code, _, err) = ringdb(&cluster, &["snapshot", "-t", "before-upgrade"]);
+    assert_eq!(code, Some(2), "a tag taken: {err}");
+    // The node checks the tag it is sent, whatever the client does.
+    for tag in ["../escape", "x.tmp"] {
+        let request = ringdb::client::NodeTool::Snapshot { tag: tag.into() };
+        let refused = client.nodetool(request, DEADLINE).await;
+        assert!(refused.is_err(), "{tag}: {refused:?}");
+    }
+    assert!(!folder.parent().unwrap().join("x.tmp").exists());
+    let (code, _, err) = ringdb(&cluster, &["clearsnapshot", "-t", "no-such-tag"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, out, err) = ringdb(&cluster, &["listsnapshots"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("before-upgrade"), "{out}");
+    let (code, _, err) = ringdb(&cluster, &["clearsnapshot", "--all"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!folder.exists());
+    let (_, out, _) = ringdb(&cluster, &["listsnapshots"]);
+    assert!(!out.contains("before-upgrade"), "{out}");
+
+    let (code, out, err) = ringdb(&cluster, &["describecluster"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("the nodes agree") && out.contains("dev"),
+        "{out}"
+    );
+    let (code, out, err) = ringdb(&cluster, &["gossipinfo"]);
+    assert_eq!(code, Some(0), "{err}");
+    for expected in ["node1", "node2", "node3", "Tokens", "Normal"] {
+        assert!(out.contains(expected), "{expected}: {out}");
+    }
+    for command in ["tpstats", "netstats"] {
+        let (code, out, err) = ringdb(&cluster, &[command]);
+        assert_eq!(code, Some(0), "{command}: {err}");
+        assert!(out.contains("hints"), "{command}: {out}");
+    }
+
+    let (code, _, err) = ringdb(&cluster, &["setlogginglevel", "not[a filter"]);
+    assert_eq!(code, Some(2), "{err}");
+    let debug_lines = || cluster.log_of(1).matches(" DEBUG ").count();
+    let before = debug_lines();
+    let (code, _, err) = ringdb(&cluster, &["setlogginglevel", "debug"]);
+    assert_eq!(code, Some(0), "{err}");
+    wait_until("node1 logs at debug", DEADLINE, || {
+        let more = debug_lines() > before;
+        async move { more }
+    })
+    .await;
+
+    let (code, _, err) = ringdb(&cluster, &["drain"]);
+    assert_eq!(code, Some(0), "{err}");
+    let ca = cluster.dir().join("ca.pem").display().to_string();
+    let at = |n: usize| cluster.client_address(n).to_string();
+    let (code, _, err) = ringdb(
+        &cluster,
+        &["put", "kv", "k", "v", "--host", &at(1), "--ca", &ca],
+    );
+    assert_eq!(code, Some(6), "{err}");
+    assert!(err.contains("drained"), "{err}");
+    let hosts = format!("{},{}", at(1), at(2));
+    let (code, _, err) = ringdb(
+        &cluster,
+        &["put", "kv", "k", "v", "--host", &hosts, "--ca", &ca],
+    );
+    assert_eq!(code, Some(0), "node2 takes it: {err}");
 }

@@ -7,7 +7,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ringdb_proto::{ClientReply, ClientRequest, RepairStats, RepairSummary, RowAddress};
+use ringdb_proto::{
+    ClientReply, ClientRequest, NodeTool, RepairStats, RepairSummary, Report, RowAddress,
+};
 use ringdb_ring::TokenRange;
 
 use crate::client::{
@@ -91,6 +93,20 @@ impl Client {
         };
         match self.admin(request, within).await? {
             (_, ClientReply::Repaired(summary)) => Ok(summary),
+            (node, _) => Err(ClientError::UnexpectedReply(node)),
+        }
+    }
+
+    /// Asks the first contact point an operator's question about itself
+    /// (nodetool's flush, drain, describecluster, gossipinfo, …); its
+    /// answer is a list of tables. Waits up to `within`.
+    pub async fn nodetool(
+        &self,
+        request: NodeTool,
+        within: Duration,
+    ) -> Result<Vec<Report>, ClientError> {
+        match self.admin(ClientRequest::NodeTool(request), within).await? {
+            (_, ClientReply::Reports(reports)) => Ok(reports),
             (node, _) => Err(ClientError::UnexpectedReply(node)),
         }
     }

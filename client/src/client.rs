@@ -8,12 +8,13 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use ringdb_proto::{
-    BindError, ClientReply, ClientRequest, ConsistencyLevel, Context, NodeStatus, Prepared, Query,
+    ClientReply, ClientRequest, ConsistencyLevel, Context, NodeStatus, Prepared, Query,
     QueryResult, Receipt, RequestError, Row, RowAddress, Sibling, TopologyNode, TraceEvent,
 };
 use ringdb_ring::{NodeId, Replication, Ring, Token};
 
-use crate::pool::{Connection, Dialer, Pool};
+pub(crate) use crate::error::{ClientError, client_error};
+use crate::pool::{Connection, DialFailure, Dialer, Pool};
 use crate::transport::CallError;
 
 /// How many nodes one request may try before giving up.
@@ -58,94 +59,6 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(2),
             token_aware: true,
         }
-    }
-}
-
-/// Why a request failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ClientError {
-    /// The coordinating node answered with an error.
-    #[error(transparent)]
-    Request(#[from] RequestError),
-    /// No node could be reached; nothing was sent.
-    #[error("no node reachable: {}", describe_failures(.tried))]
-    NoConnection {
-        /// Each address tried and why it failed.
-        tried: Vec<(SocketAddr, String)>,
-    },
-    /// No answer from the node in time; a write's outcome is unknown.
-    #[error("no answer from {node} within {after:?}{}", unknown_outcome(*.write))]
-    Timeout {
-        /// The node asked.
-        node: SocketAddr,
-        /// How long the client waited.
-        after: Duration,
-        /// Whether it was a write.
-        write: bool,
-    },
-    /// The connection broke after the request was sent; a write's outcome is unknown.
-    #[error("connection to {node} lost: {reason}{}", unknown_outcome(*.write))]
-    ConnectionLost {
-        /// The node asked.
-        node: SocketAddr,
-        /// Why the connection broke.
-        reason: String,
-        /// Whether it was a write.
-        write: bool,
-    },
-    /// Values that do not fit a prepared statement's bind markers; nothing
-    /// was sent.
-    #[error(transparent)]
-    Bind(#[from] BindError),
-    /// The client's configuration is not usable (the CA certificate).
-    #[error("client configuration: {0}")]
-    Config(String),
-    /// The client could not open its UDP socket (a matter of this machine).
-    #[error("cannot open a UDP socket: {0}")]
-    Socket(String),
-    /// A node described a ring that cannot be (a bug or a damaged node).
-    #[error("{node} sent a ring that cannot be: {reason}")]
-    BadTopology {
-        /// The node that sent it.
-        node: SocketAddr,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The node answered with a reply of the wrong kind (a protocol bug).
-    #[error("unexpected reply from {0}")]
-    UnexpectedReply(SocketAddr),
-}
-
-/// What a failed call to `node` means for the caller; `write` says whether
-/// its outcome is unknown.
-pub(crate) fn client_error(node: SocketAddr, error: CallError, write: bool) -> ClientError {
-    match error {
-        CallError::Remote(error) => ClientError::Request(error),
-        CallError::NotSent { reason } => ClientError::NoConnection {
-            tried: vec![(node, reason)],
-        },
-        CallError::ConnectionLost { reason } => ClientError::ConnectionLost {
-            node,
-            reason,
-            write,
-        },
-        CallError::Timeout(after) => ClientError::Timeout { node, after, write },
-    }
-}
-
-fn describe_failures(tried: &[(SocketAddr, String)]) -> String {
-    if tried.is_empty() {
-        return "no contact points".into();
-    }
-    let parts: Vec<String> = tried.iter().map(|(a, why)| format!("{a}: {why}")).collect();
-    parts.join("; ")
-}
-
-fn unknown_outcome(write: bool) -> &'static str {
-    if write {
-        "; the write may still have been applied"
-    } else {
-        ""
     }
 }
 
@@ -315,7 +228,9 @@ impl Client {
         let connection = self
             .connection(address)
             .await
-            .map_err(|reason| CallError::NotSent { reason })?;
+            .map_err(|failure| CallError::NotSent {
+                reason: failure.reason,
+            })?;
         let budget = budget.unwrap_or(self.config.request_timeout);
         let answer = connection
             .call_with_budget(request, budget, budget + ANSWER_MARGIN)
@@ -527,8 +442,8 @@ impl Client {
         for address in ordered.take(MAX_ATTEMPTS) {
             let connection = match self.connection(address).await {
                 Ok(connection) => connection,
-                Err(reason) => {
-                    tried.push((address, reason));
+                Err(failure) => {
+                    tried.push((address, failure.reason));
                     continue;
                 }
             };
@@ -661,7 +576,9 @@ impl Client {
         addresses: &[SocketAddr],
     ) -> Result<(SocketAddr, Arc<Connection>), ClientError> {
         type Dial<'a> = std::pin::Pin<
-            Box<dyn Future<Output = (SocketAddr, Result<Arc<Connection>, String>)> + Send + 'a>,
+            Box<
+                dyn Future<Output = (SocketAddr, Result<Arc<Connection>, DialFailure>)> + Send + 'a,
+            >,
         >;
         let mut dials: Vec<(SocketAddr, Dial<'_>)> = addresses
             .iter()
@@ -704,6 +621,18 @@ impl Client {
         })
         .await;
         let Some((winner, connection)) = outcome else {
+            // A node whose certificate the CA did not sign: the client's
+            // CA is not the cluster's, which no other node will fix.
+            if let Some((node, failure)) = tried.iter().find(|(_, failure)| failure.untrusted) {
+                return Err(ClientError::UntrustedNode {
+                    node: *node,
+                    reason: failure.reason.clone(),
+                });
+            }
+            let tried = tried
+                .into_iter()
+                .map(|(address, failure)| (address, failure.reason))
+                .collect();
             return Err(ClientError::NoConnection { tried });
         };
         // Those preferred to the winner but still silent finish dialling in
@@ -718,7 +647,7 @@ impl Client {
         Ok((winner, connection))
     }
 
-    async fn connection(&self, address: SocketAddr) -> Result<Arc<Connection>, String> {
+    async fn connection(&self, address: SocketAddr) -> Result<Arc<Connection>, DialFailure> {
         self.pool.connect(&self.dialer, address).await
     }
 }

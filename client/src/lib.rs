@@ -60,6 +60,7 @@
 
 mod admin;
 mod client;
+mod error;
 mod operations;
 mod pool;
 
@@ -69,13 +70,12 @@ pub use ringdb_wire::multiplex as transport;
 /// The cluster CA's TLS for clients (from `ringdb-wire`, shared with the node).
 pub use ringdb_wire::tls;
 
-pub use client::{
-    Client, ClientConfig, ClientError, ClusterStatus, ReadResult, WriteOptions, WriteResult,
-};
+pub use client::{Client, ClientConfig, ClusterStatus, ReadResult, WriteOptions, WriteResult};
+pub use error::ClientError;
 pub use operations::operation_result;
 pub use ringdb_proto::{
     BindError, ClusteringKey, ConsistencyLevel, Context, CqlType, HintCounters, Marker, NodeStatus,
-    OperationOutcome, OperationStatus, PagingState, PartitionKey, Prepared, PreparedId, Query,
-    QueryResult, ReadFirst, Receipt, RepairStats, RepairSummary, RequestError, Row, RowAddress,
-    RowContext, RowRef, Rows, Sibling, SiblingMark, TraceEvent, Value,
+    NodeTool, OperationOutcome, OperationStatus, PagingState, PartitionKey, Prepared, PreparedId,
+    Query, QueryResult, ReadFirst, Receipt, RepairStats, RepairSummary, Report, RequestError, Row,
+    RowAddress, RowContext, RowRef, Rows, Sibling, SiblingMark, TraceEvent, Value,
 };

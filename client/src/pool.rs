@@ -16,6 +16,47 @@ pub(crate) type Connection = Multiplexed<ClientRequest, ClientReply>;
 /// How long a node that could not be reached is tried last.
 const FAILED_NODE_BACKOFF: Duration = Duration::from_secs(30);
 
+/// Why a node could not be reached.
+#[derive(Clone, Debug)]
+pub(crate) struct DialFailure {
+    /// What went wrong, for the caller.
+    pub reason: String,
+    /// The node's certificate is not signed by the client's CA.
+    pub untrusted: bool,
+}
+
+impl DialFailure {
+    fn new(reason: impl ToString) -> DialFailure {
+        DialFailure {
+            reason: reason.to_string(),
+            untrusted: false,
+        }
+    }
+}
+
+impl std::fmt::Display for DialFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// Whether a handshake failed because this side found the node's
+/// certificate not signed by its CA: rustls sends the TLS alert that says
+/// why, which QUIC carries as a crypto error (0x100 + the alert). An
+/// issuer this CA does not name is `unknown_ca`; one it names but whose
+/// key did not sign (another cluster's CA of the same name, as every
+/// `ringdb dev` CA is) is a bad signature, `decrypt_error`.
+fn refused_certificate(error: &quinn::ConnectionError) -> bool {
+    const UNKNOWN_CA: u8 = 48;
+    const DECRYPT_ERROR: u8 = 51;
+    let quinn::ConnectionError::TransportError(error) = error else {
+        return false;
+    };
+    [UNKNOWN_CA, DECRYPT_ERROR]
+        .into_iter()
+        .any(|alert| error.code == quinn::TransportErrorCode::crypto(alert))
+}
+
 /// How to open a connection to a node.
 #[derive(Clone)]
 pub(crate) struct Dialer {
@@ -25,18 +66,23 @@ pub(crate) struct Dialer {
 }
 
 impl Dialer {
-    pub async fn open(&self, address: SocketAddr) -> Result<Arc<Connection>, String> {
+    pub async fn open(&self, address: SocketAddr) -> Result<Arc<Connection>, DialFailure> {
         let connecting = self
             .endpoint
             .connect_with(self.quic.clone(), address, SERVER_NAME)
-            .map_err(|e| e.to_string())?;
+            .map_err(DialFailure::new)?;
         let connection = tokio::time::timeout(self.connect_timeout, connecting)
             .await
-            .map_err(|_| format!("no handshake within {:?}", self.connect_timeout))?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| {
+                DialFailure::new(format!("no handshake within {:?}", self.connect_timeout))
+            })?
+            .map_err(|error| DialFailure {
+                untrusted: refused_certificate(&error),
+                reason: error.to_string(),
+            })?;
         let multiplexed = Multiplexed::open(connection, MAX_FRAME_BYTES)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(DialFailure::new)?;
         Ok(Arc::new(multiplexed))
     }
 }
@@ -46,7 +92,7 @@ pub(crate) struct Pool {
     connections: Mutex<HashMap<SocketAddr, Arc<Connection>>>,
     /// Nodes that could not be reached, or left a request unanswered: when,
     /// and why.
-    failed: Mutex<HashMap<SocketAddr, (Instant, String)>>,
+    failed: Mutex<HashMap<SocketAddr, (Instant, DialFailure)>>,
     /// Nodes being dialled in the background.
     dialing: Mutex<HashSet<SocketAddr>>,
     /// One dial at a time per node: requests that need the same node wait
@@ -61,7 +107,7 @@ impl Pool {
         &self,
         dialer: &Dialer,
         address: SocketAddr,
-    ) -> Result<Arc<Connection>, String> {
+    ) -> Result<Arc<Connection>, DialFailure> {
         if let Some(connection) = self.open_connection(address) {
             return Ok(connection);
         }
@@ -85,9 +131,9 @@ impl Pool {
         }
         match dialer.open(address).await {
             Ok(connection) => Ok(self.connected(address, connection)),
-            Err(reason) => {
-                self.set_aside(address, &reason);
-                Err(reason)
+            Err(failure) => {
+                self.set_aside_for(address, failure.clone());
+                Err(failure)
             }
         }
     }
@@ -130,10 +176,14 @@ impl Pool {
     /// Tries `address` last for [`FAILED_NODE_BACKOFF`], or until a new
     /// connection to it opens.
     pub fn set_aside(&self, address: SocketAddr, reason: &str) {
+        self.set_aside_for(address, DialFailure::new(reason));
+    }
+
+    fn set_aside_for(&self, address: SocketAddr, failure: DialFailure) {
         self.failed
             .lock()
             .expect("failed nodes")
-            .insert(address, (Instant::now(), reason.to_owned()));
+            .insert(address, (Instant::now(), failure));
     }
 
     /// Whether `address` goes last: it recently failed, or its connection

@@ -8,12 +8,12 @@
 //! cleanup. The dispatcher is the one module that knows them all, and
 //! none of them knows it.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ringdb_gossip::Status;
 use ringdb_proto::{
-    ClientReply, ClientRequest, PartitionVersions, PeerReply, PeerRequest, RepairStats,
+    ClientReply, ClientRequest, KeyError, PartitionVersions, PeerReply, PeerRequest, RepairStats,
     RepairSummary, RequestError, TableId,
 };
 use ringdb_ring::NodeId;
@@ -54,6 +54,10 @@ pub(crate) struct Dispatcher {
     pub(crate) metrics: Metrics,
     /// When the node started.
     pub(crate) started: Instant,
+    /// Drained (`nodetool drain`): client data requests are refused.
+    pub(crate) drained: AtomicBool,
+    /// Held while a snapshot is taken or cleared (`nodetool.rs`).
+    pub(crate) snapshots: tokio::sync::Mutex<()>,
 }
 
 impl Incoming for Dispatcher {
@@ -81,10 +85,15 @@ impl Incoming for Dispatcher {
             result
         })
     }
+
+    fn connection(&self, port: &'static str, open: bool) {
+        self.metrics.connection(port, open);
+    }
 }
 
 impl Dispatcher {
-    /// Serves a client's request. Admin requests run as long as their
+    /// Serves a client's request (its keys and timestamps checked first).
+    /// Admin requests run as long as their
     /// caller waits; data requests no longer than the coordinator's timeout.
     async fn serve_client(
         &self,
@@ -92,7 +101,23 @@ impl Dispatcher {
         deadline: Instant,
     ) -> Result<ClientReply, RequestError> {
         let me = &self.replica.me;
-        self.check_timestamps(&request)?;
+        self.check_request(&request)?;
+        let data = matches!(
+            request,
+            ClientRequest::Get { .. }
+                | ClientRequest::Put { .. }
+                | ClientRequest::Update { .. }
+                | ClientRequest::WriteRows { .. }
+                | ClientRequest::Delete { .. }
+                | ClientRequest::Query(_)
+                | ClientRequest::Prepare { .. }
+        );
+        if data && self.drained.load(Ordering::Acquire) {
+            // Overloaded: a client takes the request to another node.
+            return Err(RequestError::overloaded(format!(
+                "{me} is drained (nodetool drain) and takes no client requests until it restarts"
+            )));
+        }
         match request {
             ClientRequest::Get { .. }
             | ClientRequest::Put { .. }
@@ -150,6 +175,9 @@ impl Dispatcher {
                 Ok(ClientReply::Repaired(summary))
             }
             ClientRequest::RepairStats => Ok(ClientReply::RepairStats(self.repair_stats())),
+            ClientRequest::NodeTool(request) => {
+                Ok(ClientReply::Reports(self.nodetool(request).await?))
+            }
             ClientRequest::Cleanup => {
                 let cleaned = cleanup::cleanup(&self.cleanup).await?;
                 Ok(ClientReply::Done {
@@ -239,9 +267,25 @@ impl Dispatcher {
         }
     }
 
-    /// Checks the timestamps a raw write gives (`USING TIMESTAMP`) before
-    /// the coordinator trusts them; the statement engine checks its own.
-    fn check_timestamps(&self, request: &ClientRequest) -> Result<(), RequestError> {
+    /// Checks that a raw write has a key, and the timestamps it gives
+    /// (`USING TIMESTAMP`), before the coordinator trusts them; the
+    /// statement engine checks its own.
+    fn check_request(&self, request: &ClientRequest) -> Result<(), RequestError> {
+        // A new row needs a key (decoding lets an empty one through, for
+        // rows stored before empty keys were refused: they can still be
+        // read and deleted).
+        let empty_key = match request {
+            ClientRequest::Put { row, .. } | ClientRequest::Update { row, .. } => {
+                row.partition.as_bytes().is_empty()
+            }
+            ClientRequest::WriteRows { partition, .. } => partition.as_bytes().is_empty(),
+            _ => false,
+        };
+        if empty_key {
+            return Err(RequestError::invalid(
+                KeyError::EmptyPartitionKey.to_string(),
+            ));
+        }
         let (table, stamps): (&str, Vec<i64>) = match request {
             ClientRequest::Update {
                 row,
@@ -513,7 +557,8 @@ impl Dispatcher {
         text
     }
 
-    fn repair_stats(&self) -> RepairStats {
+    /// The hint and anti-entropy figures now.
+    pub(crate) fn repair_stats(&self) -> RepairStats {
         let (hints_pending, hints) = self.handoff.hints.stats();
         let trees = self.replica.storage.trees();
         RepairStats {
@@ -606,6 +651,8 @@ impl Services {
             injection,
             metrics: Metrics::default(),
             started: Instant::now(),
+            drained: AtomicBool::new(false),
+            snapshots: tokio::sync::Mutex::new(()),
         });
         Services {
             handoff,

@@ -36,6 +36,12 @@ struct LatencyLabels {
     consistency: &'static str,
 }
 
+/// A connection's labels: which port it came in on.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PortLabels {
+    port: &'static str,
+}
+
 /// A peer request's labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PeerLabels {
@@ -50,6 +56,8 @@ pub(crate) struct Metrics {
     latency: Latencies,
     in_flight: Gauge,
     peer_requests: Family<PeerLabels, Counter>,
+    connections: Family<PortLabels, Gauge>,
+    connections_opened: Family<PortLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -59,6 +67,8 @@ impl Default for Metrics {
             latency: Family::new_with_constructor(latency_histogram),
             in_flight: Gauge::default(),
             peer_requests: Family::default(),
+            connections: Family::default(),
+            connections_opened: Family::default(),
         }
     }
 }
@@ -138,6 +148,28 @@ impl Metrics {
             .inc();
     }
 
+    /// Client requests being served now.
+    pub(crate) fn in_flight(&self) -> i64 {
+        self.in_flight.get()
+    }
+
+    /// Connections open now on `port`.
+    pub(crate) fn connections(&self, port: &'static str) -> i64 {
+        self.connections.get_or_create(&PortLabels { port }).get()
+    }
+
+    /// Counts a connection on `port` opened (`open`) or closed.
+    pub(crate) fn connection(&self, port: &'static str, open: bool) {
+        let labels = PortLabels { port };
+        let gauge = self.connections.get_or_create(&labels);
+        if open {
+            gauge.inc();
+            self.connections_opened.get_or_create(&labels).inc();
+        } else {
+            gauge.dec();
+        }
+    }
+
     /// The registry to encode for one scrape: the live counters and what
     /// `scraped` read from the node now.
     pub(crate) fn registry(&self, scraped: Scraped) -> Registry {
@@ -163,6 +195,16 @@ impl Metrics {
             "peer_requests",
             "Requests from other nodes, by kind",
             self.peer_requests.clone(),
+        );
+        registry.register(
+            "connections",
+            "Connections open now that clients or peers opened to this node, by port",
+            self.connections.clone(),
+        );
+        registry.register(
+            "connections_opened",
+            "Connections clients or peers opened to this node since it started, by port",
+            self.connections_opened.clone(),
         );
         scraped.register(&mut registry);
         registry
@@ -395,6 +437,7 @@ fn describe(request: &ClientRequest) -> (&'static str, Option<ConsistencyLevel>)
         ClientRequest::Repair { .. } => ("repair", None),
         ClientRequest::RepairStats => ("repair_stats", None),
         ClientRequest::Cleanup => ("cleanup", None),
+        ClientRequest::NodeTool(request) => (request.name(), None),
     }
 }
 

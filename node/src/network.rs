@@ -60,6 +60,12 @@ pub trait Incoming: Send + Sync + 'static {
         request: ClientRequest,
         deadline: Instant,
     ) -> BoxFuture<'static, Result<ClientReply, RequestError>>;
+
+    /// A connection on `port` (`client` or `internode`) opened (`open`) or
+    /// closed, for the metrics.
+    fn connection(&self, port: &'static str, open: bool) {
+        let _ = (port, open);
+    }
 }
 
 /// A request sent to a peer, waiting for its answer.

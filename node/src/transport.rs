@@ -748,6 +748,7 @@ async fn accept_internode(
                 }
             };
             debug!(peer = %peer, "peer connected");
+            let _counted = Counted::new(node.clone(), "internode");
             let handle =
                 move |request, deadline| node.clone().peer_request(peer.clone(), request, deadline);
             serve_connection(connection, max_in_flight, handle, cancel).await;
@@ -764,10 +765,33 @@ async fn accept_clients(
 ) {
     let serve_cancel = cancel.clone();
     let serve = move |connection: quinn::Connection| {
-        let node = node.clone();
-        let handle =
-            move |request: ClientRequest, deadline| node.clone().client_request(request, deadline);
-        serve_connection(connection, max_in_flight, handle, serve_cancel.clone())
+        let (node, cancel) = (node.clone(), serve_cancel.clone());
+        async move {
+            let _counted = Counted::new(node.clone(), "client");
+            let handle = move |request: ClientRequest, deadline| {
+                node.clone().client_request(request, deadline)
+            };
+            serve_connection(connection, max_in_flight, handle, cancel).await;
+        }
     };
     accept_connections(endpoint, "client", serve, cancel).await;
+}
+
+/// A connection being served, counted open until dropped.
+struct Counted {
+    node: Arc<dyn Incoming>,
+    port: &'static str,
+}
+
+impl Counted {
+    fn new(node: Arc<dyn Incoming>, port: &'static str) -> Counted {
+        node.connection(port, true);
+        Counted { node, port }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.node.connection(self.port, false);
+    }
 }

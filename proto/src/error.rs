@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum RequestError {
     /// Too few replicas were reachable to meet the consistency level, known
-    /// before anything was sent: nothing was written.
+    /// before anything was sent to them.
     #[error(
-        "unavailable: {required} replicas required but only {alive} alive; nothing was written"
+        "unavailable: {required} replicas required but only {alive} alive; nothing was sent to them"
     )]
     Unavailable {
         /// Replicas the consistency level needs.

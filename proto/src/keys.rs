@@ -18,8 +18,12 @@ pub struct TableId(pub u64);
 ///
 /// At most [`MAX_PARTITION_KEY_BYTES`], whether made with
 /// [`PartitionKey::new`] or decoded from the wire or the disk: decoding
-/// checks the limit too.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+/// checks the limit too. A new key is not empty (Cassandra refuses an
+/// empty key too): [`PartitionKey::new`] refuses one, and so does a node
+/// asked by a client. Decoding does not, so that a row written with an
+/// empty key before they were refused can still be read back from disk,
+/// repaired, streamed and deleted.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct PartitionKey(#[serde(with = "serde_bytes")] Vec<u8>);
 
 /// A serialized clustering key, encoded so that byte order is clustering order.
@@ -31,7 +35,7 @@ pub struct ClusteringKey(#[serde(with = "serde_bytes")] Vec<u8>);
 impl<'de> Deserialize<'de> for PartitionKey {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let bytes = serde_bytes::ByteBuf::deserialize(deserializer)?;
-        PartitionKey::new(bytes.into_vec()).map_err(serde::de::Error::custom)
+        PartitionKey::stored(bytes.into_vec()).map_err(serde::de::Error::custom)
     }
 }
 
@@ -72,8 +76,9 @@ pub enum KeyError {
         /// What the value is.
         got: String,
     },
-    /// An empty partition key value, which Cassandra refuses too.
-    #[error("a partition key cannot be empty")]
+    /// An empty partition key, which Cassandra refuses too ("Key may not
+    /// be empty").
+    #[error("the partition key is empty: a row needs a key of at least one byte")]
     EmptyPartitionKey,
     /// Partition key bytes that do not decode as the table's key columns.
     #[error("partition key bytes do not decode as the table's key columns")]
@@ -84,8 +89,20 @@ pub enum KeyError {
 }
 
 impl PartitionKey {
-    /// A partition key from its serialized bytes, checked against the limit.
+    /// A new partition key from its serialized bytes: not empty, and
+    /// within the limit.
     pub fn new(bytes: impl Into<Vec<u8>>) -> Result<PartitionKey, KeyError> {
+        let bytes = bytes.into();
+        if bytes.is_empty() {
+            return Err(KeyError::EmptyPartitionKey);
+        }
+        PartitionKey::stored(bytes)
+    }
+
+    /// A partition key read back (from the disk, or a peer): only the limit
+    /// is checked, since a key stored before empty keys were refused may be
+    /// empty.
+    pub fn stored(bytes: impl Into<Vec<u8>>) -> Result<PartitionKey, KeyError> {
         let bytes = bytes.into();
         if bytes.len() > MAX_PARTITION_KEY_BYTES {
             return Err(KeyError::PartitionKeyTooLong {
@@ -130,9 +147,6 @@ impl PartitionKey {
             bytes.extend(len.to_be_bytes());
             bytes.extend(serialized);
             bytes.push(0);
-        }
-        if bytes.is_empty() {
-            return Err(KeyError::EmptyPartitionKey);
         }
         PartitionKey::new(bytes)
     }

@@ -37,6 +37,7 @@ mod frame;
 mod injection;
 mod keys;
 mod message;
+mod nodetool;
 mod operation;
 mod partition;
 mod query;
@@ -63,6 +64,7 @@ pub use message::{
     Request, Response, RowAddress, RowId, SchemaBytes, Sibling, SliceRead, StreamedRow,
     TABLE_ID_PREFIX, TopologyNode, VersionedRow,
 };
+pub use nodetool::{MAX_SNAPSHOT_TAG, NodeTool, Report, check_snapshot_tag};
 pub use operation::{OperationOutcome, OperationStatus};
 pub use partition::{
     MAX_PARTITION_ROWS, PartitionVersions, RowChange, RowWrite, check_partition_rows,

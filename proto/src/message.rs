@@ -27,9 +27,9 @@ use ringdb_ring::{Location, NodeId, Replication, Token, TokenRange};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ClusterSettings, ClusteringKey, ConsistencyLevel, OperationStatus, PartitionKey,
-    PartitionVersions, Prepared, Query, QueryResult, RepairStats, RepairSummary, RequestError, Row,
-    RowWrite, TableId, TraceEvent, TreeItem,
+    ClusterSettings, ClusteringKey, ConsistencyLevel, NodeTool, OperationStatus, PartitionKey,
+    PartitionVersions, Prepared, Query, QueryResult, RepairStats, RepairSummary, Report,
+    RequestError, Row, RowWrite, TableId, TraceEvent, TreeItem,
 };
 
 /// A request in its envelope.
@@ -272,6 +272,10 @@ pub enum ClientRequest {
     /// change takes ranges from them). Refused while a topology change is
     /// in progress. Answered with [`ClientReply::Done`].
     Cleanup,
+    /// An operator's request about the answering node (nodetool's flush,
+    /// drain, describecluster, gossipinfo, …). Answered with
+    /// [`ClientReply::Reports`].
+    NodeTool(NodeTool),
 }
 
 /// One version of a row as a reader sees it.
@@ -453,6 +457,8 @@ pub enum ClientReply {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         placements: Vec<Replication>,
     },
+    /// The answer to [`ClientRequest::NodeTool`]: tables for the operator.
+    Reports(Vec<Report>),
 }
 
 /// What a node asks another node.

@@ -383,6 +383,40 @@ mod varint_bytes {
 /// A row's regular columns: column name → value. The versioned unit of ringdb.
 pub type Row = BTreeMap<String, Value>;
 
+/// Values from the Rust types that hold them, so that an application
+/// writes `Value::from("Ada")` or `42.into()`: text, the integer and
+/// floating types, booleans, bytes (a blob) and UUIDs; `None` is null.
+macro_rules! value_from {
+    ($($rust:ty => $variant:ident),* $(,)?) => {$(
+        impl From<$rust> for Value {
+            fn from(value: $rust) -> Value {
+                Value::$variant(value.into())
+            }
+        }
+    )*};
+}
+
+value_from! {
+    String => Text,
+    &str => Text,
+    bool => Boolean,
+    i8 => TinyInt,
+    i16 => SmallInt,
+    i32 => Int,
+    i64 => BigInt,
+    f32 => Float,
+    f64 => Double,
+    Vec<u8> => Blob,
+    &[u8] => Blob,
+    Uuid => Uuid,
+}
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(value: Option<T>) -> Value {
+        value.map_or(Value::Null, Into::into)
+    }
+}
+
 /// Proptest strategies for values, shared by the tests of this crate.
 #[cfg(test)]
 pub(crate) mod strategies {
@@ -469,6 +503,20 @@ mod tests {
 
     use super::strategies::*;
     use super::*;
+
+    #[test]
+    fn rust_values_become_the_cql_values_that_hold_them() {
+        assert_eq!(Value::from("Ada"), Value::Text("Ada".into()));
+        assert_eq!(Value::from(String::from("Ada")), Value::Text("Ada".into()));
+        assert_eq!(Value::from(7i32), Value::Int(7));
+        assert_eq!(Value::from(7i64), Value::BigInt(7));
+        assert_eq!(Value::from(-1i8), Value::TinyInt(-1));
+        assert_eq!(Value::from(true), Value::Boolean(true));
+        assert_eq!(Value::from(0.5f64), Value::Double(0.5));
+        assert_eq!(Value::from(&b"\x00\xff"[..]), Value::Blob(vec![0, 255]));
+        assert_eq!(Value::from(None::<i32>), Value::Null);
+        assert_eq!(Value::from(Some("x")), Value::Text("x".into()));
+    }
 
     proptest! {
         #[test]

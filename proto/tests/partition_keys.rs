@@ -76,7 +76,7 @@ fn bad_partition_keys_are_refused_with_a_reason() {
     let empty = PartitionKey::from_values(&[(&text(""), CqlType::Text)]);
     assert_eq!(
         empty.unwrap_err().to_string(),
-        "a partition key cannot be empty"
+        "the partition key is empty: a row needs a key of at least one byte"
     );
     let null = PartitionKey::from_values(&[(&Value::Null, CqlType::Int)]);
     assert_eq!(null.unwrap_err().to_string(), "a key column cannot be null");

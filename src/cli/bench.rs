@@ -13,9 +13,11 @@
 //! latencies; the summary reports the whole run: ops/s, latency
 //! percentiles from an HDR histogram (1 µs to 60 s, 3 significant digits),
 //! and errors by kind. `--json` prints the summary as JSON on stdout (the
-//! progress lines go to stderr).
+//! progress lines go to stderr). Ctrl-C ends a run early with its summary
+//! (exit 130); a run in which operations failed exits with 1.
 
 use std::collections::BTreeMap;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,6 +32,7 @@ use ringdb::client::{
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::BadInput;
 use super::data::Connection;
 
 /// What the workers do.
@@ -131,6 +134,8 @@ fn outcome(error: &ClientError) -> &'static str {
         ClientError::Config(_) => "config",
         ClientError::Socket(_) => "socket",
         ClientError::BadTopology { .. } => "bad_topology",
+        ClientError::ValueTooLarge { .. } => "invalid",
+        ClientError::UntrustedNode { .. } => "config",
     }
 }
 
@@ -207,26 +212,32 @@ impl Interval {
     }
 }
 
-/// Runs the benchmark and prints its report.
-pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    if args.concurrency == 0 {
-        bail!("--concurrency must be at least 1");
-    }
-    if args.keys == 0 {
-        bail!("--keys must be at least 1");
-    }
-    if !(0.0..=1.0).contains(&args.read_ratio) {
-        bail!("--read-ratio must be between 0 and 1");
-    }
-    if args
+/// Why the arguments cannot make a run, if they cannot.
+fn check(args: &BenchArgs) -> Result<(), BadInput> {
+    let refusal = if args.concurrency == 0 {
+        "--concurrency must be at least 1"
+    } else if args.keys == 0 {
+        "--keys must be at least 1"
+    } else if !(0.0..=1.0).contains(&args.read_ratio) {
+        "--read-ratio must be between 0 and 1"
+    } else if args
         .rate
         .is_some_and(|rate| !(rate > 0.0 && rate.is_finite()))
     {
-        bail!("--rate must be a positive number of operations per second");
-    }
-    if args.duration.is_zero() {
-        bail!("--duration must be more than zero");
-    }
+        "--rate must be a positive number of operations per second"
+    } else if args.duration.is_zero() {
+        "--duration must be more than zero"
+    } else {
+        return Ok(());
+    };
+    Err(BadInput(refusal.into()))
+}
+
+/// Runs the benchmark and prints its report. Exits with 0 when every
+/// operation succeeded, 1 when some failed, 130 when interrupted (Ctrl-C
+/// stops the run early, and the summary covers what ran).
+pub async fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    check(args)?;
     let client = Client::connect(args.connection.config()?)
         .await
         .context("cannot connect to the cluster")?;
@@ -293,11 +304,22 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = start;
     print_progress_header(args.workload);
+    let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut interrupted = false;
     loop {
         let finished = tokio::select! {
             _ = ticker.tick() => false,
             _ = async { while workers.join_next().await.is_some() {} } => true,
+            _ = &mut interrupt, if !interrupted => {
+                interrupted = true;
+                false
+            }
         };
+        if interrupted && !workers.is_empty() {
+            // Requests in flight are dropped, uncounted.
+            workers.shutdown().await;
+        }
+        let finished = finished || interrupted;
         let now = Instant::now();
         let taken = std::mem::replace(&mut *interval.lock().expect("interval"), Interval::new());
         // The tail after the last full second (requests in flight at the
@@ -326,7 +348,19 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
             args.keys
         );
     }
-    Ok(())
+    let operations = total.reads.operations() + total.writes.operations();
+    let failed: u64 = (total.reads.errors.values())
+        .chain(total.writes.errors.values())
+        .sum();
+    if interrupted {
+        eprintln!("interrupted after {:.1} s", elapsed.as_secs_f64());
+        return Ok(ExitCode::from(130));
+    }
+    if failed > 0 {
+        eprintln!("{failed} of {operations} operations failed");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 struct Worker {

@@ -1,4 +1,7 @@
 //! `ringdb get`, `put` and `delete`: one request from the command line.
+//! Keys and values are text, or bytes in hex (`--hex`); a value can come
+//! from a file or standard input (`--value-file`) and go back out byte for
+//! byte (`get --raw`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -57,7 +60,13 @@ const DEFAULT_DEV_DIR: &str = "ringdb-dev";
 impl Connection {
     /// The client configuration these options describe.
     pub fn config(&self) -> anyhow::Result<ClientConfig> {
-        let mut config = if self.hosts.is_empty() {
+        Ok(self.resolve()?.0)
+    }
+
+    /// The client configuration these options describe, and the CA
+    /// certificate file it trusts.
+    pub fn resolve(&self) -> anyhow::Result<(ClientConfig, PathBuf)> {
+        let (mut config, ca) = if self.hosts.is_empty() {
             let file = self.client_file()?;
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| BadInput(format!("cannot read {}: {e}", file.display())))?;
@@ -68,7 +77,8 @@ impl Connection {
                 .ca
                 .clone()
                 .unwrap_or_else(|| folder.join(&client.ca_certificate));
-            ClientConfig::new(resolve(&client.contact_points)?, read_ca(&ca)?)
+            let config = ClientConfig::new(resolve(&client.contact_points)?, read_ca(&ca)?);
+            (config, ca)
         } else {
             let Some(ca) = &self.ca else {
                 return Err(BadInput(
@@ -80,10 +90,10 @@ impl Connection {
             };
             let mut config = ClientConfig::new(resolve(&self.hosts)?, read_ca(ca)?);
             config.token_aware = false;
-            config
+            (config, ca.clone())
         };
         config.request_timeout = std::time::Duration::from_millis(self.timeout_ms);
-        Ok(config)
+        Ok((config, ca))
     }
 
     /// The client file to read without --host: the dev cluster's, or
@@ -180,114 +190,275 @@ pub fn exit_code(error: &ClientError) -> ExitCode {
         ClientError::Request(RequestError::Overloaded { .. }) => exit::OVERLOADED,
         ClientError::Request(RequestError::InvalidRequest { .. }) => exit::INVALID,
         ClientError::NoConnection { .. } => exit::NO_CONNECTION,
-        ClientError::Config(_) => exit::INVALID,
+        ClientError::Config(_)
+        | ClientError::ValueTooLarge { .. }
+        | ClientError::UntrustedNode { .. } => exit::INVALID,
         _ => 1,
     })
 }
 
-/// What one data command asks.
-pub enum Operation {
-    /// Read.
-    Get,
-    /// Write `value` in column `value`.
-    Put {
-        /// The value.
-        value: String,
-        /// Sloppy quorum.
-        sloppy: bool,
-    },
-    /// Delete.
-    Delete {
-        /// Sloppy quorum.
-        sloppy: bool,
-    },
-}
-
-/// Runs one request and prints its answer.
-pub async fn run(
-    connection: &Connection,
-    consistency: ConsistencyLevel,
+/// The row a data command names.
+#[derive(clap::Args)]
+pub struct RowArgs {
+    /// The key, and a put's VALUE, are bytes written in hex; a VALUE given
+    /// so is stored as a blob (a --value-file is read as it is).
+    #[arg(long)]
+    hex: bool,
+    /// The table.
     table: String,
+    /// The partition key: text (not empty), or bytes in hex with --hex.
     key: String,
-    context: Option<String>,
-    operation: Operation,
-) -> anyhow::Result<ExitCode> {
-    let partition = PartitionKey::new(key.into_bytes()).map_err(|e| BadInput(e.to_string()))?;
-    let row = RowAddress::new(table, partition);
-    let context = match context {
-        Some(hex) => Context(
-            hex::decode(&hex)
-                .map_err(|e| BadInput(format!("--context is not hex ({e}): pass it as printed")))?,
-        ),
-        None => Context::empty(),
-    };
-    let client = match Client::connect(connection.config()?).await {
-        Ok(client) => client,
-        Err(error) => return Ok(report(&error)),
-    };
-    let outcome = match operation {
-        Operation::Get => client.get(&row, consistency).await.map(|read| {
-            if read.siblings.is_empty() {
-                eprintln!("not found");
-                print_context(&read.context, &read.receipt);
-                return ExitCode::from(exit::NOT_FOUND);
-            }
-            if read.siblings.len() > 1 {
-                println!("{} siblings (concurrent writes):", read.siblings.len());
-            }
-            for sibling in &read.siblings {
-                let shown = show_columns(&sibling.columns);
-                if read.siblings.len() > 1 {
-                    println!("  {shown}    (written by {})", sibling.writer);
-                } else {
-                    println!("{shown}");
-                }
-            }
-            print_context(&read.context, &read.receipt);
-            ExitCode::SUCCESS
-        }),
-        Operation::Put { value, sloppy } => {
-            let columns = Row::from([("value".to_string(), Value::Text(value))]);
-            let options = WriteOptions {
-                consistency,
-                sloppy,
-            };
-            client
-                .put(&row, columns, context, options)
-                .await
-                .map(|written| {
-                    println!("ok");
-                    print_context(&written.context, &written.receipt);
-                    ExitCode::SUCCESS
-                })
-        }
-        Operation::Delete { sloppy } => client
-            .delete(
-                &row,
-                context,
-                WriteOptions {
-                    consistency,
-                    sloppy,
-                },
-            )
-            .await
-            .map(|written| {
-                println!("deleted");
-                print_context(&written.context, &written.receipt);
-                ExitCode::SUCCESS
-            }),
-    };
-    Ok(outcome.unwrap_or_else(|error| report(&error)))
 }
 
-fn report(error: &ClientError) -> ExitCode {
+impl RowArgs {
+    fn address(&self) -> Result<RowAddress, BadInput> {
+        let bytes = if self.hex {
+            hex::decode(&self.key)
+                .map_err(|e| BadInput(format!("the key {:?} is not hex ({e})", self.key)))?
+        } else {
+            self.key.clone().into_bytes()
+        };
+        let partition = PartitionKey::new(bytes).map_err(|e| BadInput(e.to_string()))?;
+        Ok(RowAddress::new(self.table.clone(), partition))
+    }
+}
+
+/// `ringdb get`.
+#[derive(clap::Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// Consistency level: ONE, TWO, THREE, QUORUM, ALL, …
+    #[arg(long, short = 'c', default_value = "QUORUM")]
+    consistency: ConsistencyLevel,
+    /// Print the value's bytes exactly as stored (text or blob), without a
+    /// newline: `get --raw T K > file` gives back what `put --value-file
+    /// file` wrote. Refused when the row has siblings.
+    #[arg(long)]
+    raw: bool,
+    #[command(flatten)]
+    row: RowArgs,
+}
+
+/// `ringdb put`.
+#[derive(clap::Args)]
+pub struct PutArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// Consistency level: ONE, TWO, THREE, QUORUM, ALL, …
+    #[arg(long, short = 'c', default_value = "QUORUM")]
+    consistency: ConsistencyLevel,
+    /// The context printed by a previous get of the row (hex).
+    #[arg(long)]
+    context: Option<String>,
+    /// Sloppy quorum: a down replica's write is kept as a hint by the
+    /// first live node past the replicas, whose acknowledgement counts.
+    #[arg(long)]
+    sloppy: bool,
+    /// Read the value from FILE (`-`: standard input) instead of VALUE:
+    /// stored as text if it is UTF-8, else as a blob.
+    #[arg(long, value_name = "FILE")]
+    value_file: Option<PathBuf>,
+    #[command(flatten)]
+    row: RowArgs,
+    /// The value: text, or bytes in hex with --hex.
+    value: Option<String>,
+}
+
+/// `ringdb delete`.
+#[derive(clap::Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// Consistency level: ONE, TWO, THREE, QUORUM, ALL, …
+    #[arg(long, short = 'c', default_value = "QUORUM")]
+    consistency: ConsistencyLevel,
+    /// The context printed by a previous get of the row (hex).
+    #[arg(long)]
+    context: Option<String>,
+    /// Sloppy quorum (see `put --sloppy`).
+    #[arg(long)]
+    sloppy: bool,
+    #[command(flatten)]
+    row: RowArgs,
+}
+
+fn parse_context(context: Option<&str>) -> Result<Context, BadInput> {
+    match context {
+        Some(hex) => Ok(Context(hex::decode(hex).map_err(|e| {
+            BadInput(format!("--context is not hex ({e}): pass it as printed"))
+        })?)),
+        None => Ok(Context::empty()),
+    }
+}
+
+/// The value a put writes: VALUE (text, or a blob with --hex) or the
+/// bytes of --value-file (text if UTF-8, else a blob).
+fn value_of(args: &PutArgs) -> Result<Value, BadInput> {
+    match (&args.value, &args.value_file) {
+        (Some(_), Some(_)) => Err(BadInput("give the value or --value-file, not both".into())),
+        (None, None) => Err(BadInput(
+            "no value: give VALUE, or --value-file FILE (- for standard input)".into(),
+        )),
+        (Some(text), None) if args.row.hex => hex::decode(text)
+            .map(Value::Blob)
+            .map_err(|e| BadInput(format!("the value is not hex ({e})"))),
+        (Some(text), None) => Ok(Value::Text(text.clone())),
+        (None, Some(file)) => {
+            let bytes = read_value_file(file)?;
+            Ok(match String::from_utf8(bytes) {
+                Ok(text) => Value::Text(text),
+                Err(not_text) => Value::Blob(not_text.into_bytes()),
+            })
+        }
+    }
+}
+
+/// The bytes of `file` (`-`: standard input), refused past the largest
+/// request a node takes (rather than read whole).
+fn read_value_file(file: &Path) -> Result<Vec<u8>, BadInput> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| BadInput(format!("cannot read {}: {e}", file.display()));
+    let source: Box<dyn Read> = if file == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(file).map_err(cannot)?)
+    };
+    let limit = ringdb::proto::MAX_FRAME_BYTES;
+    let mut bytes = Vec::new();
+    source
+        .take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() > limit {
+        return Err(BadInput(format!(
+            "value too large (limit {limit} bytes per request): {} is larger",
+            file.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Connects to the cluster `connection` names; an error is reported
+/// (with the CA, when the nodes did not trust it) and becomes the exit code.
+async fn connect(connection: &Connection) -> anyhow::Result<Result<(Client, PathBuf), ExitCode>> {
+    let (config, ca) = connection.resolve()?;
+    Ok(match Client::connect(config).await {
+        Ok(client) => Ok((client, ca)),
+        Err(error) => Err(report(&error, &ca)),
+    })
+}
+
+/// `ringdb get`: prints the row's value (every sibling) and its context.
+pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
+    let row = args.row.address()?;
+    let (client, ca) = match connect(&args.connection).await? {
+        Ok(connected) => connected,
+        Err(code) => return Ok(code),
+    };
+    let read = match client.get(&row, args.consistency).await {
+        Ok(read) => read,
+        Err(error) => return Ok(report(&error, &ca)),
+    };
+    if read.siblings.is_empty() {
+        eprintln!("not found");
+        print_context(&read.context, &read.receipt);
+        return Ok(ExitCode::from(exit::NOT_FOUND));
+    }
+    if args.raw {
+        let [sibling] = &read.siblings[..] else {
+            return Err(anyhow::anyhow!(
+                "the row has {} siblings (concurrent writes): --raw prints one value; read \
+                 it without --raw to see them",
+                read.siblings.len()
+            ));
+        };
+        let bytes = match sibling.columns.get("value") {
+            Some(Value::Text(text)) => text.as_bytes().to_vec(),
+            Some(Value::Blob(bytes)) => bytes.clone(),
+            _ => show_columns(&sibling.columns).into_bytes(),
+        };
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&bytes)?;
+        out.flush()?;
+    } else {
+        if read.siblings.len() > 1 {
+            println!("{} siblings (concurrent writes):", read.siblings.len());
+        }
+        for sibling in &read.siblings {
+            let shown = show_columns(&sibling.columns);
+            if read.siblings.len() > 1 {
+                println!("  {shown}    (written by {})", sibling.writer);
+            } else {
+                println!("{shown}");
+            }
+        }
+    }
+    print_context(&read.context, &read.receipt);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ringdb put`: writes the value in column `value`.
+pub async fn put(args: PutArgs) -> anyhow::Result<ExitCode> {
+    let row = args.row.address()?;
+    let context = parse_context(args.context.as_deref())?;
+    let columns = Row::from([("value".to_string(), value_of(&args)?)]);
+    let (client, ca) = match connect(&args.connection).await? {
+        Ok(connected) => connected,
+        Err(code) => return Ok(code),
+    };
+    let options = WriteOptions {
+        consistency: args.consistency,
+        sloppy: args.sloppy,
+    };
+    Ok(match client.put(&row, columns, context, options).await {
+        Ok(written) => {
+            println!("ok");
+            print_context(&written.context, &written.receipt);
+            ExitCode::SUCCESS
+        }
+        Err(error) => report(&error, &ca),
+    })
+}
+
+/// `ringdb delete`: writes a tombstone.
+pub async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
+    let row = args.row.address()?;
+    let context = parse_context(args.context.as_deref())?;
+    let (client, ca) = match connect(&args.connection).await? {
+        Ok(connected) => connected,
+        Err(code) => return Ok(code),
+    };
+    let options = WriteOptions {
+        consistency: args.consistency,
+        sloppy: args.sloppy,
+    };
+    Ok(match client.delete(&row, context, options).await {
+        Ok(written) => {
+            println!("deleted");
+            print_context(&written.context, &written.receipt);
+            ExitCode::SUCCESS
+        }
+        Err(error) => report(&error, &ca),
+    })
+}
+
+/// Says what went wrong (and which CA, when a node's certificate was
+/// not signed by it); the exit code for it.
+fn report(error: &ClientError, ca: &Path) -> ExitCode {
     eprintln!("error: {error}");
+    if let ClientError::UntrustedNode { .. } = error {
+        eprintln!("the CA certificate given is {}", ca.display());
+    }
     exit_code(error)
 }
 
+/// A sibling's columns: its one `value` as it is (text as itself, a blob
+/// as `0x…`, as cqlsh shows them), or each column as `name=value`.
 fn show_columns(columns: &Row) -> String {
-    if let (1, Some(Value::Text(text))) = (columns.len(), columns.get("value")) {
-        return text.clone();
+    if let (1, Some(value)) = (columns.len(), columns.get("value")) {
+        return value.to_string();
     }
     let parts: Vec<String> = columns
         .iter()

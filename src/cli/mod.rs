@@ -6,6 +6,7 @@ pub mod cert;
 pub mod data;
 pub mod dev;
 pub mod lab;
+pub mod nodetool;
 pub mod repair;
 pub mod shell;
 pub mod sim;

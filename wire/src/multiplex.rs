@@ -46,11 +46,20 @@ const READ_CHUNK_BYTES: usize = 256 << 10;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
     /// The request was never sent: the connection is closed, or the request
-    /// does not encode within the frame limit.
+    /// does not encode.
     #[error("not sent: {reason}")]
     NotSent {
         /// Why.
         reason: String,
+    },
+    /// The request does not fit in one frame: it was never sent, and the
+    /// connection stays open for others.
+    #[error("request too large: {len} bytes, over the limit of {max} bytes per request")]
+    TooLarge {
+        /// The request's encoded length.
+        len: usize,
+        /// The frame limit.
+        max: usize,
     },
     /// The connection was lost after the request was sent: the outcome is unknown.
     #[error("connection lost after sending: {reason}")]
@@ -72,6 +81,7 @@ impl CallError {
         matches!(
             self,
             CallError::NotSent { .. }
+                | CallError::TooLarge { .. }
                 | CallError::Remote(
                     RequestError::Overloaded { .. }
                         | RequestError::Unavailable { .. }
@@ -203,10 +213,11 @@ where
             body,
         };
         let mut frame = Vec::new();
-        encode_frame(&request, self.max_frame_bytes, &mut frame).map_err(|error| {
-            CallError::NotSent {
+        encode_frame(&request, self.max_frame_bytes, &mut frame).map_err(|error| match error {
+            FrameError::TooLarge { len, max } => CallError::TooLarge { len, max },
+            error => CallError::NotSent {
                 reason: error.to_string(),
-            }
+            },
         })?;
         let (slot, answer) = oneshot::channel();
         {

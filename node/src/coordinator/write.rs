@@ -556,8 +556,12 @@ impl Coordinator {
                 id,
                 request: request.clone(),
             };
-            let Ok(call) = self.peers.send(target, coordinate, deadline) else {
-                continue;
+            let call = match self.peers.send(target, coordinate, deadline) {
+                Ok(call) => call,
+                Err(error @ CallError::TooLarge { .. }) => {
+                    return Some(Err(RequestError::invalid(error.to_string())));
+                }
+                Err(_) => continue,
             };
             trace::event(|| format!("not a replica: forwarded the write to {target}"));
             let answer = match call.answer(deadline + FORWARD_GRACE).await {

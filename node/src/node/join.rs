@@ -104,12 +104,12 @@ async fn find_cluster(
     } else {
         DISCOVERY_TIMEOUT
     };
-    let mut found = discover(node, seed_watch, wait).await?;
+    let mut found = discover(node, (seed_watch, &seeds), wait).await?;
     if !found && is_seed {
         let view = node.membership.view();
         if let Some(founder) = starting_seed_before(&view, &node.id, &seeds) {
             info!(node = %node.id, %founder, "another seed is founding the cluster; joining it");
-            found = discover(node, seed_watch, DISCOVERY_TIMEOUT).await?;
+            found = discover(node, (seed_watch, &seeds), DISCOVERY_TIMEOUT).await?;
             if !found {
                 return Err(NodeError::Join(format!(
                     "{founder}, a seed starting with this one, did not found the cluster \
@@ -218,19 +218,33 @@ async fn forget_unreconciled_rows(node: &NodeHandle) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// Waits up to `within` for a cluster to join; fails at once when a seed
-/// refuses this node (its cluster settings differ).
+/// How often a node waiting for its seeds says so.
+const DISCOVERY_NOTICE: Duration = Duration::from_secs(5);
+
+/// Waits up to `within` for a cluster to join, saying so every
+/// [`DISCOVERY_NOTICE`]; fails at once when a seed refuses this node (its
+/// cluster settings differ).
 async fn discover(
     node: &NodeHandle,
-    seeds: &SeedWatch,
+    (watch, seeds): (&SeedWatch, &[SocketAddr]),
     within: Duration,
 ) -> Result<bool, NodeError> {
-    let deadline = tokio::time::Instant::now() + within;
+    let started = tokio::time::Instant::now();
+    let deadline = started + within;
+    let mut notice = started + DISCOVERY_NOTICE;
     loop {
-        if let Some(refusal) = seeds.refusal() {
+        if let Some(refusal) = watch.refusal() {
             return Err(NodeError::Join(refusal));
         }
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let now = tokio::time::Instant::now();
+        if now >= notice {
+            info!(
+                node = %node.id, ?seeds, waited = ?now.duration_since(started).as_secs(),
+                "waiting for a seed to answer (giving up after {within:?})"
+            );
+            notice += DISCOVERY_NOTICE;
+        }
+        let left = deadline.saturating_duration_since(now);
         let slice = left.min(Duration::from_millis(250));
         if node.membership.wait_for(slice, has_members).await {
             return Ok(true);

@@ -159,6 +159,15 @@ pub trait Engine: Reader + Send + Sync + 'static {
     /// Makes every write so far durable (the last call on a clean close).
     fn sync(&self) -> Result<(), StorageError>;
 
+    /// A consistent copy of the data in the folder `into` (a snapshot),
+    /// for an engine on disk.
+    fn checkpoint(&self, into: &std::path::Path) -> Result<(), StorageError> {
+        let _ = into;
+        Err(StorageError::InvalidConfig {
+            detail: "this storage engine keeps no files to snapshot".into(),
+        })
+    }
+
     /// The data directory, for an engine on disk.
     fn path(&self) -> Option<&std::path::Path>;
 

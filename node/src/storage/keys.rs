@@ -83,7 +83,7 @@ impl RowKey {
         if rest.len() < len {
             return Err(corrupt("partition key longer than the key"));
         }
-        let partition = PartitionKey::new(&rest[..len]).map_err(|e| corrupt(&e.to_string()))?;
+        let partition = PartitionKey::stored(&rest[..len]).map_err(|e| corrupt(&e.to_string()))?;
         let clustering = ClusteringKey::new(&rest[len..]).map_err(|e| corrupt(&e.to_string()))?;
         Ok(RowKey {
             token,
@@ -103,7 +103,7 @@ mod tests {
     fn key() -> impl Strategy<Value = RowKey> {
         (
             any::<u64>(),
-            proptest::collection::vec(any::<u8>(), 0..40),
+            proptest::collection::vec(any::<u8>(), 1..40),
             proptest::collection::vec(any::<u8>(), 0..40),
         )
             .prop_map(|(table, pk, ck)| {

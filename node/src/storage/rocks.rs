@@ -299,6 +299,16 @@ impl Engine for RocksEngine {
         Ok(self.db.flush_wal(true)?)
     }
 
+    fn checkpoint(&self, into: &Path) -> Result<(), StorageError> {
+        if let Some(parent) = into.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| StorageError::InvalidConfig {
+                detail: format!("cannot create {}: {e}", parent.display()),
+            })?;
+        }
+        let checkpoint = rocksdb::checkpoint::Checkpoint::new(&self.db)?;
+        Ok(checkpoint.create_checkpoint(into)?)
+    }
+
     fn path(&self) -> Option<&Path> {
         Some(&self.path)
     }

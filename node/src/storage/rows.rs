@@ -475,6 +475,21 @@ impl Storage {
         self.engine.flush(Family::Data)
     }
 
+    /// Flushes every family's memtables to files and syncs the log
+    /// (`nodetool flush`): a restart then replays nothing.
+    pub fn flush_all(&self) -> Result<(), StorageError> {
+        for family in Family::ALL {
+            self.engine.flush(family)?;
+        }
+        self.engine.sync()
+    }
+
+    /// A consistent copy of every family in the folder `into`, which must
+    /// not exist (a RocksDB checkpoint: hard links where it can).
+    pub fn checkpoint(&self, into: &std::path::Path) -> Result<(), StorageError> {
+        self.engine.checkpoint(into)
+    }
+
     /// The stored bytes of a row, by storage key.
     pub fn get_encoded(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         self.engine.get(Family::Data, key)

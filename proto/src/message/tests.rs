@@ -11,7 +11,7 @@ use crate::{
 fn address() -> impl Strategy<Value = RowAddress> {
     (
         "[a-z_]{1,12}",
-        proptest::collection::vec(any::<u8>(), 0..40),
+        proptest::collection::vec(any::<u8>(), 1..40),
         proptest::collection::vec(any::<u8>(), 0..8),
     )
         .prop_map(|(table, partition, clustering)| RowAddress {
@@ -163,9 +163,9 @@ proptest! {
             PeerRequest::Sees { node: NodeId::new("n4") },
             PeerRequest::StoreRows { rows: vec![StreamedRow { key: versions.clone(), versions: VersionedRow(versions.clone()) }], handover: false },
             PeerRequest::StoreRows { rows: Vec::new(), handover: true },
-            PeerRequest::Read { row: RowId { table: TableId(7), partition: PartitionKey::new(versions.clone()).unwrap(), clustering: ClusteringKey::empty() } },
-            PeerRequest::Replicate { row: RowId { table: TableId(u64::MAX), partition: PartitionKey::default(), clustering: ClusteringKey::empty() }, versions: VersionedRow(versions.clone()) },
-            PeerRequest::StoreHint { target: NodeId::new("n3"), row: RowId { table: TableId(1), partition: PartitionKey::default(), clustering: ClusteringKey::empty() }, versions: VersionedRow(versions.clone()), created_micros: Some(-7) },
+            PeerRequest::Read { row: RowId { table: TableId(7), partition: PartitionKey::new([b"k".as_slice(), &versions].concat()).unwrap(), clustering: ClusteringKey::empty() } },
+            PeerRequest::Replicate { row: RowId { table: TableId(u64::MAX), partition: PartitionKey::new(b"k".to_vec()).unwrap(), clustering: ClusteringKey::empty() }, versions: VersionedRow(versions.clone()) },
+            PeerRequest::StoreHint { target: NodeId::new("n3"), row: RowId { table: TableId(1), partition: PartitionKey::new(b"k".to_vec()).unwrap(), clustering: ClusteringKey::empty() }, versions: VersionedRow(versions.clone()), created_micros: Some(-7) },
             PeerRequest::TreeHashes { range: TokenRange::full(), level: 2, nodes: vec![0, 31, 1023], placement: Some(Replication::PerDatacenter { factors: [("dc1".to_string(), 3)].into() }) },
             PeerRequest::LeafItems { range: TokenRange::new(Token(1), Token(2)), leaves: vec![5], table: Some(TableId(3)), after: Some(serde_bytes::ByteBuf::from(versions.clone())), placement: None },
             PeerRequest::ReadRows { keys: vec![serde_bytes::ByteBuf::from(versions.clone())] },
@@ -244,7 +244,7 @@ fn errors_tell_the_user_what_happened() {
     };
     assert_eq!(
         unavailable.to_string(),
-        "unavailable: 3 replicas required but only 2 alive; nothing was written"
+        "unavailable: 3 replicas required but only 2 alive; nothing was sent to them"
     );
 }
 

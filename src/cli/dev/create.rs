@@ -211,9 +211,8 @@ impl Layout {
     }
 }
 
-/// Makes the folder of a new cluster: certificates, node configs, client
-/// file. Every node's config is made and checked first; a folder this made
-/// is removed again if writing fails.
+/// Makes a new cluster in the folder `dir`: certificates, node configs,
+/// client file. Every node's config is made and checked first.
 pub(super) fn create(dir: &Path, layout: Layout, settings: &[String]) -> anyhow::Result<()> {
     layout.check()?;
     let nodes = layout.nodes;
@@ -243,18 +242,22 @@ pub(super) fn create(dir: &Path, layout: Layout, settings: &[String]) -> anyhow:
             node_config(node, settings)
         })
         .collect::<anyhow::Result<Vec<Config>>>()?;
+    write_cluster(dir, &configs)
+}
+
+/// Makes the cluster's folder if there is none; true if this made it
+/// (atomically: a folder that exists, a symlink or another run's, is not
+/// this run's to remove).
+pub(super) fn make_folder(dir: &Path) -> anyhow::Result<bool> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    // Made here (atomically: a folder that exists, a symlink or another
-    // run's, is not ours to remove).
-    let made = std::fs::create_dir(dir).is_ok();
-    let written = write_cluster(dir, &configs);
-    if written.is_err() && made {
-        let _ = std::fs::remove_dir_all(dir);
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(error) => Err(error).with_context(|| format!("cannot create {}", dir.display())),
     }
-    written
 }
 
 fn write_cluster(dir: &Path, configs: &[Config]) -> anyhow::Result<()> {

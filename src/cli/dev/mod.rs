@@ -25,9 +25,11 @@ use tokio::time::Instant;
 use super::data::{CLIENT_FILE, ClientFile};
 use super::{BadInput, cert};
 use create::{NewNode, free_ports, node_config, write_node};
+use lock::FolderLock;
 
 mod control;
 mod create;
+mod lock;
 
 pub use create::Layout;
 
@@ -113,9 +115,21 @@ async fn run(
     detach: bool,
     settings: &[String],
 ) -> anyhow::Result<ExitCode> {
+    if existing_configs(dir)?.is_none() {
+        // Refused before a folder is made.
+        layout.check()?;
+    }
+    let made = create::make_folder(dir)?;
+    // Held until the nodes serve: another run on this folder meanwhile is
+    // refused (and removes nothing).
+    let lock = FolderLock::take(dir)?;
+    // Another run may have made the cluster before this one got the lock.
     let fresh = existing_configs(dir)?.is_none();
-    if fresh {
-        create::create(dir, layout, settings)?;
+    if fresh && let Err(error) = create::create(dir, layout, settings) {
+        if made {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        return Err(error);
     }
     let dir = &dir
         .canonicalize()
@@ -183,6 +197,7 @@ async fn run(
         }
         return Err(error);
     }
+    drop(lock);
     println!("ringdb dev cluster in {} is serving:", dir.display());
     for (config, (path, pid)) in loaded.iter().zip(&nodes.pids) {
         let metrics = config
@@ -295,6 +310,7 @@ fn name_of(config: &Path) -> String {
 /// Adds a node to the running cluster in `dir`: it joins by bootstrap
 /// (streaming its ranges) and keeps running in the background.
 async fn add(dir: &Path, settings: &[String]) -> anyhow::Result<ExitCode> {
+    let _lock = FolderLock::take(dir)?;
     let Some(configs) = existing_configs(dir)? else {
         bail!("no ringdb dev cluster in {}", dir.display());
     };
