@@ -1,5 +1,23 @@
 //! The `ringdb` command line.
 
+/// `eprintln!` that never panics: when stderr's reader is gone, the
+/// message is lost, not the command (which still ends with its own exit
+/// code). Every command says things through it.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `println!` that never panics (see [`say!`]).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod cli;
 
 #[global_allocator]
@@ -252,7 +270,7 @@ fn main() -> ExitCode {
         return match cli::sim::run_seeds(args) {
             Ok(code) => code,
             Err(error) => {
-                eprintln!("error: {}", cli::describe(&error));
+                say!("error: {}", cli::describe(&error));
                 ExitCode::FAILURE
             }
         };
@@ -262,8 +280,8 @@ fn main() -> ExitCode {
     // than panicking on the closed pipe. Only commands whose whole job is
     // that output, which change nothing: the default action also ends a
     // process whose stderr is closed, which must not cut a repair or a
-    // `cert` short. The others keep Rust's default (a failed write is an
-    // error to handle).
+    // `cert` short. The others keep Rust's default (SIGPIPE ignored), and
+    // what they say through `say!` and `out!` is dropped, not a panic.
     if matches!(
         cli.command,
         Command::Status { .. }
@@ -306,14 +324,14 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
+            say!("error: cannot start the async runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {}", cli::describe(&error));
+            say!("error: {}", cli::describe(&error));
             cli::exit_code(&error)
         }
     }

@@ -217,3 +217,28 @@ fn the_readme_commands_install_what_they_need_first() {
         }
     }
 }
+
+/// A command whose stderr (or stdout) reader is gone still ends as it
+/// would have, with its own exit code, not a panic's 101: what it says
+/// is lost, what it does is not.
+#[test]
+fn a_closed_stderr_does_not_make_a_command_panic() {
+    let folder = tempfile::tempdir().unwrap();
+    let missing = folder.path().join("no-cluster");
+    let missing = missing.to_string_lossy().into_owned();
+    for args in [
+        &["put", "t", "k", "v", "--dev-dir", &missing][..],
+        &["decommission", "--dev-dir", &missing],
+        &["bench", "write", "--concurrency", "0"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let status = ringdb()
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(writer))
+            .status()
+            .expect("run ringdb");
+        assert_eq!(status.code(), Some(2), "{args:?}: {status:?}");
+    }
+}

@@ -22,6 +22,19 @@
 //! carries the statement's id instead of its text (sent again with the
 //! text, by the client itself, to a node that does not hold it).
 //!
+//! ## What an application depends on
+//!
+//! This crate alone: it pulls neither RocksDB, nor clap, nor an allocator
+//! (the `ringdb` crate, which embeds a whole node, does). The CA
+//! certificate comes as PEM text ([`ClientConfig::new`]), read from a file
+//! or from memory. Values convert from the Rust types that hold them
+//! (`Value::from("Ada")`, `42i32.into()`, `None::<i64>.into()` for null),
+//! and every error says whether trying again may help
+//! ([`ClientError::is_retryable`]): too few replicas, a timeout or a lost
+//! connection may pass; a request too large ([`ClientError::ValueTooLarge`])
+//! or a CA that is not the cluster's ([`ClientError::UntrustedNode`])
+//! will not.
+//!
 //! ## Retries
 //!
 //! What is retried on another node is what is safe to retry:

@@ -31,12 +31,18 @@ pub async fn status(connection: &Connection) -> anyhow::Result<ExitCode> {
     }
     for (datacenter, nodes) in by_datacenter {
         let title = format!("Datacenter: {datacenter}");
-        println!("{title}\n{}", "=".repeat(title.len()));
-        println!("Status=Up/Down");
-        println!("|/ State=Normal/Leaving or being removed/Joining/Left/Removed");
-        println!(
+        out!("{title}\n{}", "=".repeat(title.len()));
+        out!("Status=Up/Down");
+        out!("|/ State=Normal/Leaving or being removed/Joining/Left/Removed");
+        out!(
             "{:<3} {:<12} {:<22} {:>10} {:>6} {:>8}  {:<24} Rack",
-            "--", "Node", "Address", "Load", "Tokens", "Owns", "Host ID (generation)"
+            "--",
+            "Node",
+            "Address",
+            "Load",
+            "Tokens",
+            "Owns",
+            "Host ID (generation)"
         );
         for node in nodes {
             // A node being removed is leaving the ring, as nodetool shows it.
@@ -44,7 +50,7 @@ pub async fn status(connection: &Connection) -> anyhow::Result<ExitCode> {
                 "Removing" => 'L',
                 status => status.chars().next().unwrap_or('?'),
             };
-            println!(
+            out!(
                 "{:<3} {:<12} {:<22} {:>10} {:>6} {:>7.1}%  {:<24} {}",
                 format!("{}{state}", if node.up { 'U' } else { 'D' }),
                 node.id.as_str(),
@@ -56,14 +62,15 @@ pub async fn status(connection: &Connection) -> anyhow::Result<ExitCode> {
                 node.location.rack
             );
         }
-        println!();
+        out!();
     }
-    println!(
+    out!(
         "as seen by {}; replication: {}",
-        status.answered_by, status.replication
+        status.answered_by,
+        status.replication
     );
     for note in notes(&status) {
-        println!("note: {note}");
+        out!("note: {note}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -139,7 +146,7 @@ const TOPOLOGY_CHANGE_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 
 pub(crate) async fn connect(connection: &Connection) -> Result<Client, ExitCode> {
     let config = connection.config().map_err(|error| {
-        eprintln!("error: {}", super::describe(&error));
+        say!("error: {}", super::describe(&error));
         ExitCode::from(super::data::exit::INVALID)
     })?;
     Client::connect(config)
@@ -162,7 +169,7 @@ pub(crate) async fn node_status_of(client: &Client) -> Result<ClusterStatus, Exi
 fn summary(outcome: Result<String, ClientError>) -> ExitCode {
     match outcome {
         Ok(summary) => {
-            println!("{summary}");
+            out!("{summary}");
             ExitCode::SUCCESS
         }
         Err(error) => report(&error),
@@ -170,7 +177,7 @@ fn summary(outcome: Result<String, ClientError>) -> ExitCode {
 }
 
 pub(crate) fn report(error: &ClientError) -> ExitCode {
-    eprintln!("error: {error}");
+    say!("error: {error}");
     exit_code(error)
 }
 
@@ -226,26 +233,28 @@ async fn operation(
         } else {
             "started"
         };
-        eprintln!(
+        say!(
             "{doing} {} on {} (it runs on the node: interrupting this command does not stop \
              it; `--follow` reattaches, `--abort` stops it)",
-            first.kind, first.node
+            first.kind,
+            first.node
         );
     }
     let followed = client
         .follow_operation(TOPOLOGY_CHANGE_TIMEOUT, |status| {
             if status.outcome == OperationOutcome::Running {
-                eprintln!("  {}: {}", status.kind, status.progress);
+                say!("  {}: {}", status.kind, status.progress);
             }
         })
         .await;
     if let Err(error) = &followed
         && !matches!(error, ClientError::Request(_))
     {
-        eprintln!(
+        say!(
             "stopped following {} (it runs on {} regardless): `--follow` reattaches, \
              `ringdb status` shows where it stands",
-            first.kind, first.node
+            first.kind,
+            first.node
         );
     }
     Ok(summary(
@@ -288,12 +297,16 @@ pub async fn ring(connection: &Connection) -> anyhow::Result<ExitCode> {
         .flat_map(|node| node.tokens.iter().map(move |t| (*t, node)))
         .collect();
     tokens.sort_by_key(|(token, _)| *token);
-    println!(
+    out!(
         "{:<12} {:<22} {:<6} {:<8} {:>21}",
-        "Node", "Address", "Status", "State", "Token"
+        "Node",
+        "Address",
+        "Status",
+        "State",
+        "Token"
     );
     for (token, node) in tokens {
-        println!(
+        out!(
             "{:<12} {:<22} {:<6} {:<8} {:>21}",
             node.id.as_str(),
             node.internode_address.as_deref().unwrap_or("?"),
@@ -317,43 +330,43 @@ pub async fn info(connection: &Connection) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let Some(me) = status.nodes.iter().find(|n| n.id == status.answered_by) else {
-        eprintln!("error: the node did not describe itself");
+        say!("error: the node did not describe itself");
         return Ok(ExitCode::FAILURE);
     };
     let started = std::time::UNIX_EPOCH + std::time::Duration::from_micros(me.generation);
     let uptime = std::time::SystemTime::now()
         .duration_since(started)
         .unwrap_or_default();
-    println!("{:<18}: {}", "ID", me.id);
-    println!("{:<18}: {}", "State", me.status);
-    println!("{:<18}: {}", "Generation", me.generation);
-    println!("{:<18}: {} s", "Uptime", uptime.as_secs());
-    println!(
+    out!("{:<18}: {}", "ID", me.id);
+    out!("{:<18}: {}", "State", me.status);
+    out!("{:<18}: {}", "Generation", me.generation);
+    out!("{:<18}: {} s", "Uptime", uptime.as_secs());
+    out!(
         "{:<18}: {}",
         "Load",
         me.load_bytes.map_or("?".into(), human_bytes)
     );
-    println!("{:<18}: {}", "Tokens", me.tokens.len());
-    println!("{:<18}: {:.1}%", "Owns (effective)", me.owns * 100.0);
-    println!(
+    out!("{:<18}: {}", "Tokens", me.tokens.len());
+    out!("{:<18}: {:.1}%", "Owns (effective)", me.owns * 100.0);
+    out!(
         "{:<18}: {}",
         "Damaged data",
         me.damage.as_deref().unwrap_or("none found")
     );
-    println!("{:<18}: {}", "Data center", me.location.datacenter);
-    println!("{:<18}: {}", "Rack", me.location.rack);
-    println!(
+    out!("{:<18}: {}", "Data center", me.location.datacenter);
+    out!("{:<18}: {}", "Rack", me.location.rack);
+    out!(
         "{:<18}: {}",
         "Internode address",
         me.internode_address.as_deref().unwrap_or("?")
     );
-    println!(
+    out!(
         "{:<18}: {}",
         "Client address",
         me.client_address.as_deref().unwrap_or("?")
     );
     let up = status.nodes.iter().filter(|n| n.up).count();
-    println!("{:<18}: {up} of {} up", "Nodes seen", status.nodes.len());
+    out!("{:<18}: {up} of {} up", "Nodes seen", status.nodes.len());
     // From the node that answered the status, not another.
     let stats = match client.repair_stats_at(status.address).await {
         Ok(stats) => stats,
@@ -365,7 +378,7 @@ pub async fn info(connection: &Connection) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|(node, bytes)| format!("{node} {}", human_bytes(*bytes)))
         .collect();
-    println!(
+    out!(
         "{:<18}: {} pending{}",
         "Hints",
         human_bytes(pending),
@@ -376,7 +389,7 @@ pub async fn info(connection: &Connection) -> anyhow::Result<ExitCode> {
         }
     );
     let h = stats.hints;
-    println!(
+    out!(
         "{:<18}: {} written, {} delivered, {} redirected, {} handed over, {} expired, {} dropped \
          (window {}, cap {}, other {})",
         "Hints since start",
@@ -390,7 +403,7 @@ pub async fn info(connection: &Connection) -> anyhow::Result<ExitCode> {
         h.dropped_cap,
         h.dropped_other
     );
-    println!(
+    out!(
         "{:<18}: {} ranges, {}",
         "Merkle trees",
         stats.tree_ranges,
@@ -401,7 +414,7 @@ pub async fn info(connection: &Connection) -> anyhow::Result<ExitCode> {
         }
     );
     let a = &stats.antientropy;
-    println!(
+    out!(
         "{:<18}: {} ranges compared, {} differing, {} keys repaired, {} sent, {} tombstones purged",
         "Anti-entropy",
         a.ranges_compared,
@@ -410,9 +423,10 @@ pub async fn info(connection: &Connection) -> anyhow::Result<ExitCode> {
         human_bytes(a.bytes_sent),
         a.tombstones_purged
     );
-    println!(
+    out!(
         "{:<18}: {} rows of ranges it no longer replicates",
-        "Cleaned up", stats.rows_cleaned
+        "Cleaned up",
+        stats.rows_cleaned
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -442,7 +456,7 @@ pub async fn get_endpoints(
     // A key-value table's rows are placed by the cluster's replication
     // (a CQL table's by its keyspace's); the name is still checked.
     if let Err(error) = ringdb::node::table_id(table) {
-        eprintln!("error: {error}");
+        say!("error: {error}");
         return Ok(ExitCode::from(super::data::exit::INVALID));
     }
     let token = ringdb::ring::Token::of(key.as_bytes());
@@ -453,7 +467,7 @@ pub async fn get_endpoints(
             .find(|n| n.id == replica)
             .and_then(|n| n.client_address.clone())
             .unwrap_or_default();
-        println!("{replica}\t{address}");
+        out!("{replica}\t{address}");
     }
     Ok(ExitCode::SUCCESS)
 }

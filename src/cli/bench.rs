@@ -255,7 +255,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         Workload::Read => 1.0,
         Workload::Mixed => args.read_ratio,
     };
-    eprintln!(
+    say!(
         "ringdb bench {}: {}, concurrency {}, {}, {} keys, {}-byte values{}{}",
         format!("{:?}", args.workload).to_lowercase(),
         args.consistency,
@@ -337,12 +337,12 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let elapsed = last - start;
     let report = Report::new(args, elapsed, &total);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         report.print();
     }
     if args.workload != Workload::Write && total.reads.not_found > total.reads.latency.len() / 2 {
-        eprintln!(
+        say!(
             "note: most reads found no row; fill the key space first with \
              `ringdb bench write --keys {}`",
             args.keys
@@ -353,11 +353,11 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         .chain(total.writes.errors.values())
         .sum();
     if interrupted {
-        eprintln!("interrupted after {:.1} s", elapsed.as_secs_f64());
+        say!("interrupted after {:.1} s", elapsed.as_secs_f64());
         return Ok(ExitCode::from(130));
     }
     if failed > 0 {
-        eprintln!("{failed} of {operations} operations failed");
+        say!("{failed} of {operations} operations failed");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
@@ -470,7 +470,7 @@ fn print_progress_header(workload: Workload) {
             "errors"
         );
     }
-    eprintln!("{line}");
+    say!("{line}");
 }
 
 fn print_progress(at: Duration, over: Duration, interval: &Interval, workload: Workload) {
@@ -492,7 +492,7 @@ fn print_progress(at: Duration, over: Duration, interval: &Interval, workload: W
             errors
         );
     }
-    eprintln!("{line}");
+    say!("{line}");
 }
 
 /// The summary of a run (also its JSON form).
@@ -579,14 +579,15 @@ impl Report {
     }
 
     fn print(&self) {
-        println!();
-        println!(
+        out!();
+        out!(
             "{:.1} s, {:.0} ops/s in all",
-            self.duration_secs, self.ops_per_sec
+            self.duration_secs,
+            self.ops_per_sec
         );
         for (name, report) in [("reads", &self.reads), ("writes", &self.writes)] {
             let Some(r) = report else { continue };
-            println!(
+            out!(
                 "{name:<7} {} operations, {:.0} ops/s, {} succeeded{}",
                 r.operations,
                 r.ops_per_sec,
@@ -596,19 +597,24 @@ impl Report {
                     .unwrap_or_default()
             );
             let l = &r.latency_ms;
-            println!(
+            out!(
                 "        latency ms: mean {:.3}  p50 {:.3}  p95 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
-                l.mean, l.p50, l.p95, l.p99, l.p999, l.max
+                l.mean,
+                l.p50,
+                l.p95,
+                l.p99,
+                l.p999,
+                l.max
             );
             if r.errors.is_empty() {
-                println!("        errors: none");
+                out!("        errors: none");
             } else {
                 let errors: Vec<String> = r
                     .errors
                     .iter()
                     .map(|(kind, n)| format!("{kind} {n}"))
                     .collect();
-                println!("        errors: {}", errors.join(", "));
+                out!("        errors: {}", errors.join(", "));
             }
         }
     }

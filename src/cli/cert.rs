@@ -14,9 +14,9 @@ pub fn run(dir: &Path, cluster: &str, nodes: &[String]) -> anyhow::Result<()> {
     let ca = load_or_create_ca(dir, cluster)?;
     for node in nodes {
         let (certificate, key) = issue(&ca, dir, &NodeId::new(node))?;
-        println!("{}  {}", certificate.display(), key.display());
+        out!("{}  {}", certificate.display(), key.display());
     }
-    println!(
+    out!(
         "CA certificate (give it to clients): {}",
         dir.join("ca.pem").display()
     );

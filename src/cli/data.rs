@@ -361,7 +361,7 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
         Err(error) => return Ok(report(&error, &ca)),
     };
     if read.siblings.is_empty() {
-        eprintln!("not found");
+        say!("not found");
         print_context(&read.context, &read.receipt);
         return Ok(ExitCode::from(exit::NOT_FOUND));
     }
@@ -384,14 +384,14 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
         out.flush()?;
     } else {
         if read.siblings.len() > 1 {
-            println!("{} siblings (concurrent writes):", read.siblings.len());
+            out!("{} siblings (concurrent writes):", read.siblings.len());
         }
         for sibling in &read.siblings {
             let shown = show_columns(&sibling.columns);
             if read.siblings.len() > 1 {
-                println!("  {shown}    (written by {})", sibling.writer);
+                out!("  {shown}    (written by {})", sibling.writer);
             } else {
-                println!("{shown}");
+                out!("{shown}");
             }
         }
     }
@@ -414,7 +414,7 @@ pub async fn put(args: PutArgs) -> anyhow::Result<ExitCode> {
     };
     Ok(match client.put(&row, columns, context, options).await {
         Ok(written) => {
-            println!("ok");
+            out!("ok");
             print_context(&written.context, &written.receipt);
             ExitCode::SUCCESS
         }
@@ -436,7 +436,7 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
     };
     Ok(match client.delete(&row, context, options).await {
         Ok(written) => {
-            println!("deleted");
+            out!("deleted");
             print_context(&written.context, &written.receipt);
             ExitCode::SUCCESS
         }
@@ -447,9 +447,9 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
 /// Says what went wrong (and which CA, when a node's certificate was
 /// not signed by it); the exit code for it.
 fn report(error: &ClientError, ca: &Path) -> ExitCode {
-    eprintln!("error: {error}");
+    say!("error: {error}");
     if let ClientError::UntrustedNode { .. } = error {
-        eprintln!("the CA certificate given is {}", ca.display());
+        say!("the CA certificate given is {}", ca.display());
     }
     exit_code(error)
 }
@@ -477,13 +477,13 @@ fn show_value(value: &Value) -> String {
 fn print_context(context: &Context, receipt: &Receipt) {
     let nodes: Vec<&str> = receipt.acknowledged.iter().map(|n| n.as_str()).collect();
     let coordinator = receipt.coordinator.as_ref().map_or("?", |c| c.as_str());
-    eprintln!(
+    say!(
         "coordinator {coordinator}; answered by {}",
         nodes.join(", ")
     );
     if !receipt.repaired.is_empty() {
         let repaired: Vec<&str> = receipt.repaired.iter().map(|n| n.as_str()).collect();
-        eprintln!("read repair: {}", repaired.join(", "));
+        say!("read repair: {}", repaired.join(", "));
     }
     if !receipt.fallbacks.is_empty() {
         let fallbacks: Vec<String> = receipt
@@ -491,15 +491,15 @@ fn print_context(context: &Context, receipt: &Receipt) {
             .iter()
             .map(|(fallback, replica)| format!("{fallback} for {replica}"))
             .collect();
-        eprintln!("fallbacks (sloppy quorum): {}", fallbacks.join(", "));
+        say!("fallbacks (sloppy quorum): {}", fallbacks.join(", "));
     }
     if !receipt.hinted.is_empty() {
         let hinted: Vec<&str> = receipt.hinted.iter().map(|n| n.as_str()).collect();
-        eprintln!("hints stored for: {}", hinted.join(", "));
+        say!("hints stored for: {}", hinted.join(", "));
     }
     if let Some(read) = &receipt.read_first {
         let replicas: Vec<&str> = read.replicas.iter().map(|n| n.as_str()).collect();
-        eprintln!(
+        say!(
             "deleted what a read found on {}: {} version{} (context {})",
             replicas.join(", "),
             read.siblings,
@@ -507,5 +507,5 @@ fn print_context(context: &Context, receipt: &Receipt) {
             hex::encode(&read.context.0)
         );
     }
-    eprintln!("context: {}", hex::encode(&context.0));
+    say!("context: {}", hex::encode(&context.0));
 }

@@ -156,9 +156,9 @@ pub async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         LabCommand::Down => {
             let removed = hosts::down(&dir)?;
             if removed.is_empty() {
-                println!("no lab was up; nothing to remove");
+                out!("no lab was up; nothing to remove");
             } else {
-                println!("removed {}", removed.join(", "));
+                out!("removed {}", removed.join(", "));
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -169,7 +169,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         LabCommand::Report { run } => {
             let (figures, page) = report::rebuild(&run)?;
             print!("{}", report::markdown(&figures));
-            println!("\nreport: {}", page.display());
+            out!("\nreport: {}", page.display());
             return Ok(ExitCode::SUCCESS);
         }
         LabCommand::Run {
@@ -221,15 +221,15 @@ pub async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         let node = state.node(name)?.clone();
         hosts::wait_ready(&dir, std::slice::from_ref(&node)).await?;
     }
-    println!("{fault}: done");
+    out!("{fault}: done");
     Ok(ExitCode::SUCCESS)
 }
 
 async fn up(dir: &Path, nodes: usize, dcs: usize, exe: &Path) -> anyhow::Result<ExitCode> {
     let state = hosts::up(dir, nodes, dcs, exe).await?;
-    println!("ringdb lab is up in {}:", dir.display());
+    out!("ringdb lab is up in {}:", dir.display());
     for node in &state.nodes {
-        println!(
+        out!(
             "  {:<4} {:<11} namespace {:<10} client {}  pid {}  log {}",
             node.name,
             node.datacenter,
@@ -239,15 +239,15 @@ async fn up(dir: &Path, nodes: usize, dcs: usize, exe: &Path) -> anyhow::Result<
             node.log().display()
         );
     }
-    println!("try:  ringdb lab run stale-reads --dir {}", dir.display());
-    println!("then: ringdb lab down --dir {}", dir.display());
+    out!("try:  ringdb lab run stale-reads --dir {}", dir.display());
+    out!("then: ringdb lab down --dir {}", dir.display());
     Ok(ExitCode::SUCCESS)
 }
 
 fn status(dir: &Path) -> anyhow::Result<ExitCode> {
     let state = LabState::load(dir)?;
     let left = hosts::leftovers()?;
-    println!("lab in {}:", dir.display());
+    out!("lab in {}:", dir.display());
     for node in &state.nodes {
         let process = match node.pid {
             Some(pid) if node.running() && state.paused.contains(&node.name) => {
@@ -271,7 +271,7 @@ fn status(dir: &Path) -> anyhow::Result<ExitCode> {
         } else {
             "namespace missing".into()
         };
-        println!(
+        out!(
             "  {:<4} {:<11} {:<15} {:<26} rules: {}",
             node.name,
             node.datacenter,
@@ -285,19 +285,19 @@ fn status(dir: &Path) -> anyhow::Result<ExitCode> {
         );
     }
     if state.faults.is_empty() {
-        println!("network faults: none");
+        out!("network faults: none");
     } else {
-        println!("network faults: {}", state.faults.join("; "));
+        out!("network faults: {}", state.faults.join("; "));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn experiments() {
-    println!("built-in experiments (ringdb lab run NAME):");
+    out!("built-in experiments (ringdb lab run NAME):");
     for (name, description) in BUILT_IN {
-        println!("  {name:<17} {description}");
+        out!("  {name:<17} {description}");
     }
-    println!(
+    out!(
         "\nor a schedule file (ringdb lab run FILE.toml):\n\n\
          description = \"n3 cut off for 15 s\"\n\
          workload = \"probe\"     # the stale-read probe; or \"mixed\"\n\
@@ -352,7 +352,7 @@ async fn run_experiment(
         dir.join("runs")
             .join(format!("{}-{stamp}", experiment.name))
     });
-    println!(
+    out!(
         "running {} on {} for {} s ({}); its files go to {}",
         experiment.name,
         state.names().join(", "),
@@ -363,7 +363,7 @@ async fn run_experiment(
     let outcome = experiment::run(dir, &experiment, &options, exe).await?;
     let figures = report::write(&folder, &outcome.history, &outcome.info)?;
     print!("\n{}", report::markdown(&figures));
-    println!("\nreport: {}", folder.join("report.html").display());
+    out!("\nreport: {}", folder.join("report.html").display());
     Ok(if figures.checks.passed() {
         ExitCode::SUCCESS
     } else {

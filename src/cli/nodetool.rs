@@ -155,15 +155,15 @@ fn now_tag() -> String {
 fn print(reports: &[Report]) {
     for (i, table) in reports.iter().enumerate() {
         if i > 0 {
-            println!();
+            out!();
         }
-        println!("{}", table.title);
+        out!("{}", table.title);
         if table.is_pairs() {
             let cell = |row: &[String], i: usize| row.get(i).map_or("", String::as_str).to_owned();
             let width = table.rows.iter().map(|row| cell(row, 0).len()).max();
             for row in &table.rows {
                 let width = width.unwrap_or(0);
-                println!("  {:<width$} : {}", cell(row, 0), cell(row, 1));
+                out!("  {:<width$} : {}", cell(row, 0), cell(row, 1));
             }
             continue;
         }
@@ -174,6 +174,6 @@ fn print(reports: &[Report]) {
         for row in &table.rows {
             shown.add_row(row);
         }
-        println!("{shown}");
+        out!("{shown}");
     }
 }

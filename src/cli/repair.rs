@@ -60,7 +60,7 @@ pub async fn run(args: &RepairArgs) -> anyhow::Result<ExitCode> {
     }
     ranges.sort_by_key(|range| range.end);
     if ranges.is_empty() {
-        eprintln!("error: {node} replicates no range (it is not a normal member of the ring)");
+        say!("error: {node} replicates no range (it is not a normal member of the ring)");
         return Ok(ExitCode::FAILURE);
     }
     let bar = ProgressBar::new(ranges.len() as u64);
@@ -111,31 +111,31 @@ pub async fn run(args: &RepairArgs) -> anyhow::Result<ExitCode> {
             "tombstones_purged": total.tombstones_purged,
             "seconds": seconds,
         });
-        println!("{json}");
+        out!("{json}");
     } else {
-        println!(
+        out!(
             "repair of {node}'s {} ranges{} in {seconds:.2} s",
             ranges.len(),
             args.table
                 .as_ref()
                 .map_or(String::new(), |t| format!(" (table {t})"))
         );
-        println!("{:<20}: {}", "ranges compared", total.ranges_compared);
-        println!(
+        out!("{:<20}: {}", "ranges compared", total.ranges_compared);
+        out!(
             "{:<20}: {}",
             "ranges differing",
             total.ranges_differing.len()
         );
         for (range, peer) in &total.ranges_differing {
-            println!("    {range} with {peer}");
+            out!("    {range} with {peer}");
         }
-        println!("{:<20}: {}", "keys repaired", total.keys_repaired);
-        println!("{:<20}: {}", "bytes sent", human_bytes(total.bytes_sent));
-        println!("{:<20}: {}", "tombstones purged", total.tombstones_purged);
+        out!("{:<20}: {}", "keys repaired", total.keys_repaired);
+        out!("{:<20}: {}", "bytes sent", human_bytes(total.bytes_sent));
+        out!("{:<20}: {}", "tombstones purged", total.tombstones_purged);
         if !total.ranges_failed.is_empty() {
-            println!("{:<20}: {}", "ranges failed", total.ranges_failed.len());
+            out!("{:<20}: {}", "ranges failed", total.ranges_failed.len());
             for (range, peer, reason) in &total.ranges_failed {
-                println!("    {range} with {peer}: {reason}");
+                out!("    {range} with {peer}: {reason}");
             }
         }
     }

@@ -17,7 +17,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         let mut node = Node::start(config.clone())
             .await
             .context("the node cannot start")?;
-        println!(
+        out!(
             "node {} serving clients on {} and nodes on {}",
             node.id(),
             node.client_address(),
@@ -31,7 +31,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         let salvage = stopped_by_itself && node.salvage_requested();
         node.shutdown().await?;
         if salvage {
-            println!(
+            out!(
                 "node {} found damaged data: starting again to salvage it",
                 config.node_id
             );

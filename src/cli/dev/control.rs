@@ -69,7 +69,7 @@ pub async fn run(dir: &Path, action: Action) -> anyhow::Result<ExitCode> {
             let path = config_of(dir, &node)?;
             let pid = running(&path)?;
             terminate(&path, pid).await;
-            println!("{} stopped", name(&path));
+            out!("{} stopped", name(&path));
         }
         Action::Kill { node } => {
             let path = config_of(dir, &node)?;
@@ -78,7 +78,7 @@ pub async fn run(dir: &Path, action: Action) -> anyhow::Result<ExitCode> {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             wait_gone(pid, STOP_TIMEOUT).await;
             let _ = std::fs::remove_file(pid_file(&path));
-            println!("{} killed", name(&path));
+            out!("{} killed", name(&path));
         }
         Action::Pause { node } => signal(&config_of(dir, &node)?, Signal::SIGSTOP, "paused")?,
         Action::Resume { node } => signal(&config_of(dir, &node)?, Signal::SIGCONT, "resumed")?,
@@ -122,9 +122,13 @@ fn paused(pid: i32) -> bool {
 
 fn status(dir: &Path) -> anyhow::Result<()> {
     let configs = existing_configs(dir)?.unwrap_or_default();
-    println!(
+    out!(
         "{:<8} {:<8} {:>8}  {:<22} {:<38} log",
-        "node", "state", "pid", "client", "metrics"
+        "node",
+        "state",
+        "pid",
+        "client",
+        "metrics"
     );
     for path in configs {
         let config = Config::load(&path)?;
@@ -138,7 +142,7 @@ fn status(dir: &Path) -> anyhow::Result<()> {
         let metrics = config
             .listen_metrics
             .map_or("-".into(), |address| format!("http://{address}/metrics"));
-        println!(
+        out!(
             "{:<8} {state:<8} {:>8}  {:<22} {metrics:<38} {}",
             name(&path),
             pid.map_or("-".into(), |pid| pid.to_string()),
@@ -174,7 +178,7 @@ async fn start(dir: &Path, path: &Path) -> anyhow::Result<()> {
     nodes.spawn(&exe, path)?;
     super::wait_ready(dir, &pair, &mut nodes).await?;
     let (_, pid) = nodes.pids[0];
-    println!(
+    out!(
         "{} serving: client {}  pid {pid}",
         name(path),
         config.listen_client
@@ -211,7 +215,7 @@ async fn wait_gone(pid: i32, within: Duration) -> bool {
 fn signal(config: &Path, signal: Signal, done: &str) -> anyhow::Result<()> {
     let pid = running(config)?;
     kill(Pid::from_raw(pid), signal)?;
-    println!("{} {done}", name(config));
+    out!("{} {done}", name(config));
     Ok(())
 }
 

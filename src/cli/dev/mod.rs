@@ -139,14 +139,14 @@ async fn run(
     };
     if !fresh {
         if configs.len() != layout.nodes {
-            eprintln!(
+            say!(
                 "{} holds a {}-node cluster; starting it as it is",
                 dir.display(),
                 configs.len()
             );
         }
         if !settings.is_empty() {
-            eprintln!(
+            say!(
                 "--set applies to a new cluster; edit the node.toml files of {} instead",
                 dir.display()
             );
@@ -174,7 +174,7 @@ async fn run(
         .map(|c| c.data_dir.join(RETIRED_FILE).exists())
         .collect();
     for (config, _) in loaded.iter().zip(&left).filter(|(_, left)| **left) {
-        eprintln!(
+        say!(
             "{} left the cluster for good; not starting it",
             config.node_id
         );
@@ -192,19 +192,19 @@ async fn run(
     if let Err(error) = started {
         nodes.stop().await;
         if error.to_string() == "interrupted while starting" {
-            eprintln!("interrupted while starting; the nodes started were stopped");
+            say!("interrupted while starting; the nodes started were stopped");
             return Ok(ExitCode::from(130));
         }
         return Err(error);
     }
     drop(lock);
-    println!("ringdb dev cluster in {} is serving:", dir.display());
+    out!("ringdb dev cluster in {} is serving:", dir.display());
     for (config, (path, pid)) in loaded.iter().zip(&nodes.pids) {
         let metrics = config
             .listen_metrics
             .map(|address| format!("  metrics http://{address}/metrics"))
             .unwrap_or_default();
-        println!(
+        out!(
             "  {:<8} client {}  pid {pid}  log {}{metrics}",
             config.node_id.as_str(),
             config.listen_client,
@@ -218,12 +218,12 @@ async fn run(
     } else {
         format!(" --dev-dir {}", dir.display())
     };
-    println!("try:  ringdb put users alice Alice{dev_dir} && ringdb get users alice{dev_dir}");
+    out!("try:  ringdb put users alice Alice{dev_dir} && ringdb get users alice{dev_dir}");
     if detach {
-        println!("stop: ringdb dev --stop --dir {}", dir.display());
+        out!("stop: ringdb dev --stop --dir {}", dir.display());
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    out!(
         "Ctrl-C stops the cluster (its data stays in {}).",
         dir.display()
     );
@@ -233,14 +233,14 @@ async fn run(
             exited = nodes.next_exit() => exited,
         };
         let Some((path, status)) = exited else {
-            eprintln!("every node has exited");
+            say!("every node has exited");
             break;
         };
         let id = name_of(&path);
         if retired_on_start(&path).is_some() {
-            eprintln!("{id} left the cluster for good and stopped; the others keep running");
+            say!("{id} left the cluster for good and stopped; the others keep running");
         } else {
-            eprintln!(
+            say!(
                 "{id} exited ({status}); the others keep running (`ringdb dev start {id} --dir {}` \
                  starts it again)",
                 dir.display()
@@ -353,7 +353,7 @@ async fn add(dir: &Path, settings: &[String]) -> anyhow::Result<ExitCode> {
     client.contact_points.push(added.listen_client.to_string());
     std::fs::write(&file, toml::to_string_pretty(&client)?)?;
     let (_, pid) = &nodes.pids[0];
-    println!(
+    out!(
         "{id} joined: client {}  pid {pid}  log {}",
         added.listen_client,
         folder.join("node.log").display()
@@ -364,7 +364,7 @@ async fn add(dir: &Path, settings: &[String]) -> anyhow::Result<ExitCode> {
 /// Stops the cluster in `dir` started with `--detach`.
 async fn stop(dir: &Path) -> anyhow::Result<()> {
     let stopped = stop_running(dir).await?;
-    println!("stopped {stopped} node(s) of {}", dir.display());
+    out!("stopped {stopped} node(s) of {}", dir.display());
     Ok(())
 }
 
@@ -387,7 +387,7 @@ async fn stop_running(dir: &Path) -> anyhow::Result<usize> {
     }
     for (path, pid) in &running {
         if alive(*pid) {
-            eprintln!(
+            say!(
                 "{} did not stop in {STOP_TIMEOUT:?}; killing it",
                 name_of(path)
             );
@@ -436,7 +436,7 @@ async fn wait_ready_within(
             if let Some((path, status)) = nodes.try_exited() {
                 if let Some(id) = retired_on_start(&path) {
                     // Removed while it was down: it heard so and stopped.
-                    eprintln!("{id} was removed from the cluster while it was down; it stopped");
+                    say!("{id} was removed from the cluster while it was down; it stopped");
                     ids.retain(|other| *other != id);
                     continue;
                 }
@@ -572,7 +572,7 @@ impl Processes {
         .await;
         if drained.is_err() {
             for (path, pid) in self.pids.iter().filter(|(_, pid)| alive(*pid as i32)) {
-                eprintln!(
+                say!(
                     "{} did not stop in {STOP_TIMEOUT:?}; killing it",
                     path.display()
                 );

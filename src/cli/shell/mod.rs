@@ -179,7 +179,7 @@ impl Session {
                 let outcome = tokio::select! {
                     outcome = self.run_one(&statement) => outcome,
                     _ = tokio::signal::ctrl_c() => {
-                        eprintln!("\ncancelled: the node may still complete the statement");
+                        say!("\ncancelled: the node may still complete the statement");
                         Err(())
                     }
                 };
@@ -215,7 +215,7 @@ impl Session {
         match self.command(trimmed).await {
             Some(Ok(flow)) => return Ok(flow),
             Some(Err(message)) => {
-                eprintln!("{message}");
+                say!("{message}");
                 return Err(());
             }
             None => {}
@@ -224,7 +224,7 @@ impl Session {
         match self.query(statement.trim()).await {
             Ok(()) => Ok(Flow::Continue),
             Err(error) => {
-                eprintln!("{}", render::error(&error, statement.trim()));
+                say!("{}", render::error(&error, statement.trim()));
                 if self.tracing && !self.trace.is_empty() {
                     self.print(&render::trace(&self.trace));
                 }
