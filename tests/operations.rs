@@ -603,8 +603,18 @@ async fn nodetool_commands_act_on_one_node() {
     })
     .await;
 
+    let health = cluster
+        .config(1)
+        .listen_metrics
+        .expect("dev sets listen_metrics");
+    assert_eq!(common::scrape::http_get(health, "/health").1, "ok\n");
     let (code, _, err) = ringdb(&cluster, &["drain"]);
     assert_eq!(code, Some(0), "{err}");
+    let (status, body) = common::scrape::http_get(health, "/health");
+    assert!(
+        status.contains("503") && body.contains("drained"),
+        "{status}: {body}"
+    );
     let ca = cluster.dir().join("ca.pem").display().to_string();
     let at = |n: usize| cluster.client_address(n).to_string();
     let (code, _, err) = ringdb(

@@ -81,9 +81,10 @@ pub struct Config {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broadcast_client: Option<SocketAddr>,
     /// TCP address of the metrics endpoint: `GET /metrics` answers
-    /// Prometheus (OpenMetrics text), `GET /health` answers `ok` once the
-    /// node serves. Plain HTTP without authentication: bind it to a private
-    /// interface. Default: none (no endpoint).
+    /// Prometheus (OpenMetrics text), `GET /health` answers `ok` (200)
+    /// while the node serves clients and why not (503) while it joins,
+    /// leaves or is drained. Plain HTTP without authentication: bind it to
+    /// a private interface. Default: none (no endpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen_metrics: Option<SocketAddr>,
     /// This node's datacenter. Default: `datacenter1`.

@@ -520,6 +520,22 @@ impl Dispatcher {
         }
     }
 
+    /// Why the node does not serve clients now, if it does not (`GET
+    /// /health`): it is starting, joining, leaving or gone, or drained.
+    pub(crate) fn unready(&self) -> Option<String> {
+        if self.drained.load(Ordering::Acquire) {
+            return Some("drained (nodetool drain): it takes no client requests".into());
+        }
+        let view = self.replica.membership.view();
+        match view.status(&self.replica.me) {
+            Some(Status::Normal) => None,
+            Some(Status::Joining) => Some("joining the ring".into()),
+            Some(Status::Leaving | Status::Removing) => Some("leaving the ring".into()),
+            Some(Status::Left | Status::Removed) => Some("left the ring".into()),
+            None => Some("starting".into()),
+        }
+    }
+
     /// The node's metrics now, as OpenMetrics text (`GET /metrics`).
     pub(crate) fn scrape(&self) -> String {
         let replica = &self.replica;

@@ -1,7 +1,9 @@
 //! The node's plain-HTTP endpoint for Prometheus (`listen_metrics`):
-//! `GET /metrics` answers what `scrape` encodes now, `GET /health`
-//! answers `ok`. HTTP/1.1 by hyper; nothing here knows the node's
-//! services, only the function it is given.
+//! `GET /metrics` answers what `scrape` encodes now; `GET /health`
+//! answers `ok` (200) when the node serves clients, or why not (503: it
+//! is joining, leaving, left or drained), as a load balancer's or an
+//! orchestrator's readiness probe wants. HTTP/1.1 by hyper; nothing here
+//! knows the node's services, only the functions it is given.
 //!
 //! The port has no authentication, so what reaches it is bounded: at most
 //! [`MAX_CONNECTIONS`] at once (more are closed at once), each with
@@ -29,6 +31,9 @@ use crate::network::BoxFuture;
 /// Encodes the metrics now (OpenMetrics text), where blocking is allowed.
 pub(crate) type Scrape = Arc<dyn Fn() -> BoxFuture<'static, String> + Send + Sync>;
 
+/// Why the node does not serve clients now, if it does not.
+pub(crate) type Health = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
 /// The content type of OpenMetrics text, which Prometheus asks for.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// Connections served at once.
@@ -39,7 +44,11 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
 /// Serves `listener` until `cancel`.
-pub(crate) async fn serve(listener: TcpListener, scrape: Scrape, cancel: CancellationToken) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    (scrape, health): (Scrape, Health),
+    cancel: CancellationToken,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     // One scrape at a time: a burst of scrapers waits rather than piling
     // blocking threads onto the services' locks.
@@ -63,11 +72,11 @@ pub(crate) async fn serve(listener: TcpListener, scrape: Scrape, cancel: Cancell
             debug!("metrics endpoint: {MAX_CONNECTIONS} connections already; closing one more");
             continue;
         };
-        let scrape = scrape.clone();
+        let (scrape, health) = (scrape.clone(), health.clone());
         connections.spawn(async move {
             let service = hyper::service::service_fn(move |request| {
-                let scrape = scrape.clone();
-                async move { Ok::<_, Infallible>(answer(&request, &scrape).await) }
+                let (scrape, health) = (scrape.clone(), health.clone());
+                async move { Ok::<_, Infallible>(answer(&request, &scrape, &health).await) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
@@ -85,13 +94,24 @@ pub(crate) async fn serve(listener: TcpListener, scrape: Scrape, cancel: Cancell
     connections.shutdown().await;
 }
 
-async fn answer<B>(request: &Request<B>, scrape: &Mutex<Scrape>) -> Response<Full<Bytes>> {
+async fn answer<B>(
+    request: &Request<B>,
+    scrape: &Mutex<Scrape>,
+    health: &Health,
+) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match (request.method(), request.uri().path()) {
         (&Method::GET, "/metrics") => {
             let scrape = scrape.lock().await;
             (StatusCode::OK, OPENMETRICS, scrape().await)
         }
-        (&Method::GET, "/health") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+        (&Method::GET, "/health") => match health() {
+            None => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+            Some(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("{why}\n"),
+            ),
+        },
         (&Method::GET, _) => (
             StatusCode::NOT_FOUND,
             "text/plain",

@@ -459,7 +459,9 @@ fn serve(
             let storage = dispatcher.replica.storage.clone();
             Box::pin(async move { storage.blocking(move |_| dispatcher.scrape()).await })
         });
-        tasks.spawn(http::serve(listener, scrape, cancel.clone()));
+        let dispatcher = services.dispatcher.clone();
+        let health: http::Health = Arc::new(move || dispatcher.unready());
+        tasks.spawn(http::serve(listener, (scrape, health), cancel.clone()));
     }
     tasks.spawn(coordinator::run_background(jobs, cancel.clone()));
     let antientropy = &services.antientropy;
