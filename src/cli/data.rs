@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use super::BadInput;
 use ringdb::client::{
     Client, ClientConfig, ClientError, ConsistencyLevel, Context, PartitionKey, Receipt,
-    RequestError, Row, RowAddress, Value, WriteOptions,
+    RequestError, Row, RowAddress, Value, WriteOptions, WriteResult,
 };
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +63,11 @@ impl Connection {
         Ok(self.resolve()?.0)
     }
 
+    /// How long the coordinator may take (--timeout-ms).
+    pub fn request_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_ms)
+    }
+
     /// The client configuration these options describe, and the CA
     /// certificate file it trusts.
     pub fn resolve(&self) -> anyhow::Result<(ClientConfig, PathBuf)> {
@@ -92,7 +97,7 @@ impl Connection {
             config.token_aware = false;
             (config, ca.clone())
         };
-        config.request_timeout = std::time::Duration::from_millis(self.timeout_ms);
+        config.request_timeout = self.request_timeout();
         Ok((config, ca))
     }
 
@@ -240,9 +245,10 @@ pub struct GetArgs {
     row: RowArgs,
 }
 
-/// `ringdb put`.
+/// What `put` and `delete` share: where to write, at what level, and
+/// what the write supersedes.
 #[derive(clap::Args)]
-pub struct PutArgs {
+pub struct WriteArgs {
     #[command(flatten)]
     connection: Connection,
     /// Consistency level: ONE, TWO, THREE, QUORUM, ALL, …
@@ -255,6 +261,31 @@ pub struct PutArgs {
     /// first live node past the replicas, whose acknowledgement counts.
     #[arg(long)]
     sloppy: bool,
+}
+
+impl WriteArgs {
+    fn context(&self) -> Result<Context, BadInput> {
+        match &self.context {
+            Some(hex) => Ok(Context(hex::decode(hex).map_err(|e| {
+                BadInput(format!("--context is not hex ({e}): pass it as printed"))
+            })?)),
+            None => Ok(Context::empty()),
+        }
+    }
+
+    fn options(&self) -> WriteOptions {
+        WriteOptions {
+            consistency: self.consistency,
+            sloppy: self.sloppy,
+        }
+    }
+}
+
+/// `ringdb put`.
+#[derive(clap::Args)]
+pub struct PutArgs {
+    #[command(flatten)]
+    write: WriteArgs,
     /// Read the value from FILE (`-`: standard input) instead of VALUE:
     /// stored as text if it is UTF-8, else as a blob.
     #[arg(long, value_name = "FILE")]
@@ -269,27 +300,9 @@ pub struct PutArgs {
 #[derive(clap::Args)]
 pub struct DeleteArgs {
     #[command(flatten)]
-    connection: Connection,
-    /// Consistency level: ONE, TWO, THREE, QUORUM, ALL, …
-    #[arg(long, short = 'c', default_value = "QUORUM")]
-    consistency: ConsistencyLevel,
-    /// The context printed by a previous get of the row (hex).
-    #[arg(long)]
-    context: Option<String>,
-    /// Sloppy quorum (see `put --sloppy`).
-    #[arg(long)]
-    sloppy: bool,
+    write: WriteArgs,
     #[command(flatten)]
     row: RowArgs,
-}
-
-fn parse_context(context: Option<&str>) -> Result<Context, BadInput> {
-    match context {
-        Some(hex) => Ok(Context(hex::decode(hex).map_err(|e| {
-            BadInput(format!("--context is not hex ({e}): pass it as printed"))
-        })?)),
-        None => Ok(Context::empty()),
-    }
 }
 
 /// The value a put writes: VALUE (text, or a blob with --hex) or the
@@ -402,46 +415,39 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
 /// `ringdb put`: writes the value in column `value`.
 pub async fn put(args: PutArgs) -> anyhow::Result<ExitCode> {
     let row = args.row.address()?;
-    let context = parse_context(args.context.as_deref())?;
+    let context = args.write.context()?;
     let columns = Row::from([("value".to_string(), value_of(&args)?)]);
-    let (client, ca) = match connect(&args.connection).await? {
+    let (client, ca) = match connect(&args.write.connection).await? {
         Ok(connected) => connected,
         Err(code) => return Ok(code),
     };
-    let options = WriteOptions {
-        consistency: args.consistency,
-        sloppy: args.sloppy,
-    };
-    Ok(match client.put(&row, columns, context, options).await {
-        Ok(written) => {
-            out!("ok");
-            print_context(&written.context, &written.receipt);
-            ExitCode::SUCCESS
-        }
-        Err(error) => report(&error, &ca),
-    })
+    let written = client.put(&row, columns, context, args.write.options());
+    Ok(print_written(written.await, "ok", &ca))
 }
 
 /// `ringdb delete`: writes a tombstone.
 pub async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
     let row = args.row.address()?;
-    let context = parse_context(args.context.as_deref())?;
-    let (client, ca) = match connect(&args.connection).await? {
+    let context = args.write.context()?;
+    let (client, ca) = match connect(&args.write.connection).await? {
         Ok(connected) => connected,
         Err(code) => return Ok(code),
     };
-    let options = WriteOptions {
-        consistency: args.consistency,
-        sloppy: args.sloppy,
-    };
-    Ok(match client.delete(&row, context, options).await {
+    let written = client.delete(&row, context, args.write.options());
+    Ok(print_written(written.await, "deleted", &ca))
+}
+
+/// Prints what a write did (`said`, then who acknowledged and the new
+/// context), or why it failed; the exit code for it.
+fn print_written(written: Result<WriteResult, ClientError>, said: &str, ca: &Path) -> ExitCode {
+    match written {
         Ok(written) => {
-            out!("deleted");
+            out!("{said}");
             print_context(&written.context, &written.receipt);
             ExitCode::SUCCESS
         }
-        Err(error) => report(&error, &ca),
-    })
+        Err(error) => report(&error, ca),
+    }
 }
 
 /// Says what went wrong (and which CA, when a node's certificate was

@@ -127,7 +127,7 @@ pub async fn run(command: NodeToolCommand) -> anyhow::Result<ExitCode> {
     let within = if slow {
         SLOW_TIMEOUT
     } else {
-        target.connection.config()?.request_timeout
+        target.connection.request_timeout()
     };
     let client = match connect(&target.connection).await {
         Ok(client) => client,
