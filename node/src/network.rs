@@ -188,26 +188,6 @@ pub struct Fault {
     pub duplicate_probability: f64,
 }
 
-impl Fault {
-    /// Every message dropped: the peer is cut off in this direction.
-    pub fn cut() -> Fault {
-        Fault {
-            drop_probability: 1.0,
-            ..Fault::delayed(Duration::ZERO)
-        }
-    }
-
-    /// Every message delayed by `delay`, none dropped.
-    pub fn delayed(delay: Duration) -> Fault {
-        Fault {
-            drop_probability: 0.0,
-            delay,
-            jitter: Duration::ZERO,
-            duplicate_probability: 0.0,
-        }
-    }
-}
-
 /// The fault hook: per peer, the fault applied to messages sent to it.
 #[derive(Default)]
 pub struct Faults {
@@ -215,21 +195,6 @@ pub struct Faults {
 }
 
 impl Faults {
-    /// Applies `fault` to every message sent to `peer` from now on.
-    pub fn set(&self, peer: NodeId, fault: Fault) {
-        self.rules.write().expect("faults").insert(peer, fault);
-    }
-
-    /// Stops applying a fault to `peer`.
-    pub fn clear(&self, peer: &NodeId) {
-        self.rules.write().expect("faults").remove(peer);
-    }
-
-    /// Stops every fault.
-    pub fn clear_all(&self) {
-        self.rules.write().expect("faults").clear();
-    }
-
     /// Applies exactly `faults`, each to its peer, and none to the others.
     pub fn replace(&self, faults: HashMap<NodeId, Fault>) {
         *self.rules.write().expect("faults") = faults;

@@ -1,21 +1,79 @@
 //! Three nodes in one process over real QUIC on loopback, with the
-//! transport's fault hook cutting and delaying messages between them.
+//! transport's fault hook cutting and delaying messages between them. The
+//! faults go in as `ringdb lab` puts them: a `PeerRequest::InjectFaults`
+//! on node1's internode port, signed by the cluster's CA, which node1 takes
+//! because its config says `[faults] injectable = true`.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use ringdb_client::transport::Multiplexed;
 use ringdb_client::{Client, ClientConfig, ClientError};
 use ringdb_node::config::{RequestConfig, TlsFiles};
-use ringdb_node::network::Fault;
-use ringdb_node::tls::ClusterCa;
+use ringdb_node::tls::{ClusterCa, NodeCertificate};
 use ringdb_node::{Config, Node, NodeHandle};
-use ringdb_proto::{ConsistencyLevel, Context, PartitionKey, RequestError, Row, RowAddress, Value};
+use ringdb_proto::{
+    ConsistencyLevel, Context, FaultInjection, MAX_FRAME_BYTES, PartitionKey, PeerFault, PeerReply,
+    PeerRequest, RequestError, Row, RowAddress, Value,
+};
 use ringdb_ring::NodeId;
 use tokio::time::Instant;
 
+/// The cluster: its nodes, the CA's certificate, and the certificate the
+/// test harness proves itself with when it injects faults.
+struct Cluster {
+    nodes: Vec<NodeHandle>,
+    ca_pem: String,
+    harness: NodeCertificate,
+}
+
+impl Cluster {
+    /// Makes node1 delay every message to node2 and node3 by `delay_ms`
+    /// (`u64::MAX`: drop them all), or clears its faults with `None`.
+    async fn fault_node1(&self, delay_ms: Option<u64>) {
+        let peers = match delay_ms {
+            None => Vec::new(),
+            Some(delay_ms) => ["node2", "node3"]
+                .into_iter()
+                .map(|peer| PeerFault {
+                    peer: NodeId::new(peer),
+                    drop: if delay_ms == u64::MAX { 1.0 } else { 0.0 },
+                    delay_ms: delay_ms.min(60_000),
+                    jitter_ms: 0,
+                    duplicate: 0.0,
+                })
+                .collect(),
+        };
+        let injection = FaultInjection {
+            peers,
+            clock_skew_ms: 0,
+        };
+        let endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let connection = endpoint
+            .connect_with(
+                self.harness.client_config().unwrap(),
+                self.nodes[0].internode_address(),
+                "ringdb-node",
+            )
+            .unwrap()
+            .await
+            .unwrap();
+        let peer: Multiplexed<PeerRequest, PeerReply> =
+            Multiplexed::open(connection, MAX_FRAME_BYTES)
+                .await
+                .unwrap();
+        let answer = peer
+            .call(PeerRequest::InjectFaults(injection), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(matches!(answer, PeerReply::Applied), "{answer:?}");
+        endpoint.close(0u32.into(), b"done");
+    }
+}
+
 /// Three nodes with a 300 ms request timeout and at most `max_in_flight`
 /// requests in progress per client connection.
-async fn start_cluster(dir: &std::path::Path, max_in_flight: usize) -> (Vec<NodeHandle>, String) {
+async fn start_cluster(dir: &std::path::Path, max_in_flight: usize) -> Cluster {
     let ca = ClusterCa::generate("faults").unwrap();
     std::fs::write(dir.join("ca.pem"), ca.certificate_pem()).unwrap();
     // Free ports from the OS, held until all are chosen.
@@ -49,6 +107,7 @@ async fn start_cluster(dir: &std::path::Path, max_in_flight: usize) -> (Vec<Node
         config.cluster.name = "faults".into();
         config.cluster.seeds = vec![ports[0]];
         config.cluster.auto_bootstrap = false;
+        config.faults.injectable = true;
         config.requests = RequestConfig {
             timeout_ms: 300,
             max_in_flight_per_connection: max_in_flight,
@@ -66,7 +125,11 @@ async fn start_cluster(dir: &std::path::Path, max_in_flight: usize) -> (Vec<Node
         assert!(Instant::now() < deadline, "nodes did not connect");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    (nodes, ca.certificate_pem().to_string())
+    Cluster {
+        nodes,
+        ca_pem: ca.certificate_pem().to_string(),
+        harness: ca.issue(&NodeId::new("harness")).unwrap(),
+    }
 }
 
 fn write(text: &str) -> Row {
@@ -76,8 +139,9 @@ fn write(text: &str) -> Row {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_and_delayed_links_time_out_writes_and_healed_links_serve_them() {
     let dir = tempfile::tempdir().unwrap();
-    let (nodes, ca) = start_cluster(dir.path(), 1024).await;
-    let mut config = ClientConfig::new(vec![nodes[0].client_address()], ca);
+    let cluster = start_cluster(dir.path(), 1024).await;
+    let nodes = &cluster.nodes;
+    let mut config = ClientConfig::new(vec![nodes[0].client_address()], cluster.ca_pem.clone());
     config.token_aware = false;
     let client = Client::connect(config).await.unwrap();
     let row = RowAddress::new("kv", PartitionKey::new(b"k".to_vec()).unwrap());
@@ -85,9 +149,7 @@ async fn cut_and_delayed_links_time_out_writes_and_healed_links_serve_them() {
 
     // node1 cut off from both peers: connections are up, so the write is
     // sent, and it is a timeout (not Unavailable) with only node1's ack.
-    for peer in ["node2", "node3"] {
-        nodes[0].faults().set(NodeId::new(peer), Fault::cut());
-    }
+    cluster.fault_node1(Some(u64::MAX)).await;
     let outcome = client
         .put(&row, write("cut"), Context::empty(), quorum)
         .await;
@@ -106,10 +168,7 @@ async fn cut_and_delayed_links_time_out_writes_and_healed_links_serve_them() {
         .unwrap();
 
     // Delays longer than the 300 ms budget: also a timeout.
-    for peer in ["node2", "node3"] {
-        let delay = Fault::delayed(Duration::from_millis(600));
-        nodes[0].faults().set(NodeId::new(peer), delay);
-    }
+    cluster.fault_node1(Some(600)).await;
     let outcome = client
         .put(&row, write("slow"), Context::empty(), quorum)
         .await;
@@ -126,7 +185,7 @@ async fn cut_and_delayed_links_time_out_writes_and_healed_links_serve_them() {
 
     // Healed: QUORUM works again, and the last write wins over what node1
     // wrote while cut off (the same coordinator saw them all).
-    nodes[0].faults().clear_all();
+    cluster.fault_node1(None).await;
     let written = client
         .put(&row, write("healed"), Context::empty(), quorum)
         .await
@@ -136,7 +195,7 @@ async fn cut_and_delayed_links_time_out_writes_and_healed_links_serve_them() {
     assert_eq!(read.siblings.len(), 1, "{read:?}");
     assert_eq!(read.siblings[0].columns, write("healed"));
 
-    for node in nodes {
+    for node in cluster.nodes {
         node.shutdown().await.unwrap();
     }
 }
@@ -144,16 +203,14 @@ async fn cut_and_delayed_links_time_out_writes_and_healed_links_serve_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_connection_answers_overloaded_at_once_and_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let (nodes, ca) = start_cluster(dir.path(), 2).await;
-    let mut config = ClientConfig::new(vec![nodes[0].client_address()], ca);
+    let cluster = start_cluster(dir.path(), 2).await;
+    let nodes = &cluster.nodes;
+    let mut config = ClientConfig::new(vec![nodes[0].client_address()], cluster.ca_pem.clone());
     config.token_aware = false;
     let client = std::sync::Arc::new(Client::connect(config).await.unwrap());
     // node1's replicas answer after 600 ms, past the 300 ms budget: each
     // QUORUM write holds one of node1's two slots for 300 ms.
-    for peer in ["node2", "node3"] {
-        let delay = Fault::delayed(Duration::from_millis(600));
-        nodes[0].faults().set(NodeId::new(peer), delay);
-    }
+    cluster.fault_node1(Some(600)).await;
     let mut writes = tokio::task::JoinSet::new();
     for i in 0..8 {
         let client = client.clone();
@@ -186,7 +243,7 @@ async fn a_full_connection_answers_overloaded_at_once_and_keeps_serving() {
     assert_eq!(overloaded, 6);
 
     // The slots free up and the node serves again.
-    nodes[0].faults().clear_all();
+    cluster.fault_node1(None).await;
     let row = RowAddress::new("kv", PartitionKey::new(b"after".to_vec()).unwrap());
     client
         .put(
@@ -197,7 +254,7 @@ async fn a_full_connection_answers_overloaded_at_once_and_keeps_serving() {
         )
         .await
         .unwrap();
-    for node in nodes {
+    for node in cluster.nodes {
         node.shutdown().await.unwrap();
     }
 }

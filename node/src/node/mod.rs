@@ -220,7 +220,6 @@ impl Node {
             cancel,
             tasks,
             storage,
-            faults,
             peers,
             membership,
             schemas,
@@ -588,7 +587,6 @@ pub struct NodeHandle {
     cancel: CancellationToken,
     tasks: JoinSet<()>,
     storage: Arc<Storage>,
-    faults: Arc<Faults>,
     peers: Arc<dyn Network>,
     membership: Arc<Membership>,
     schemas: Arc<Schemas>,
@@ -620,11 +618,6 @@ impl NodeHandle {
     /// Where it serves other nodes.
     pub fn internode_address(&self) -> SocketAddr {
         self.internode_address
-    }
-
-    /// The fault hook of its outgoing internode messages (off until set).
-    pub fn faults(&self) -> &Faults {
-        &self.faults
     }
 
     /// Whether it has a connection to `peer`.
@@ -707,10 +700,9 @@ impl NodeHandle {
             schemas,
             peers,
             membership,
-            faults,
             ..
         } = self;
-        drop((schemas, peers, membership, faults));
+        drop((schemas, peers, membership));
         let released = tokio::time::timeout(SHUTDOWN_GRACE, async {
             while Arc::strong_count(&storage) > 1 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
