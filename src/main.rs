@@ -142,10 +142,15 @@ enum Command {
     ///
     /// The first contact point (or --host) that can be reached answers,
     /// and the output names it; ask each node with --host to compare
-    /// their views.
+    /// their views. Nodes that left the ring or were removed more than
+    /// three days ago are hidden (as Cassandra forgets them); --all shows
+    /// them.
     Status {
         #[command(flatten)]
         connection: cli::data::Connection,
+        /// Show nodes that left or were removed long ago too.
+        #[arg(long)]
+        all: bool,
     },
     /// Show every vnode token in ring order with its node (nodetool ring).
     Ring {
@@ -353,7 +358,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Shell(args) => return cli::shell::run(args).await,
         Command::Lab(args) => return cli::lab::run(args).await,
         Command::Sim(_) => unreachable!("ringdb sim runs before the runtime starts"),
-        Command::Status { connection } => return cli::admin::status(&connection).await,
+        Command::Status { connection, all } => {
+            return cli::admin::status(&connection, all).await;
+        }
         Command::Ring { connection } => return cli::admin::ring(&connection).await,
         Command::Info { connection } => return cli::admin::info(&connection).await,
         Command::Getendpoints {

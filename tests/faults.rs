@@ -8,12 +8,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Cluster, DEADLINE, columns, holds_throughout, row, wait_until};
+use common::{Cluster, DEADLINE, LIBFAKETIME, columns, holds_throughout, row, wait_until};
 use ringdb::client::{ClusterStatus, ConsistencyLevel, Context, NodeStatus};
 use ringdb::ring::NodeId;
-
-/// Where Debian's `faketime` package puts the library.
-const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 fn node<'a>(status: &'a ClusterStatus, id: &str) -> &'a NodeStatus {
     status

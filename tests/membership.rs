@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Cluster, DEADLINE, columns, ring_of, row, text_of, wait_until};
+use common::{Cluster, DEADLINE, LIBFAKETIME, columns, ring_of, row, text_of, wait_until};
 use ringdb::client::{ClientError, ConsistencyLevel, Context, NodeStatus, RequestError};
 use ringdb::ring::{NodeId, Token};
 use tokio::time::Instant;
@@ -397,6 +397,35 @@ async fn joins_decommissions_and_removals_under_load_lose_no_acknowledged_write(
     let (status, stderr) = run_node_until_exit(&cluster, 5).await;
     assert!(!status.success());
     assert!(stderr.contains("this node was removed"), "{stderr}");
+
+    // `ringdb status` shows the nodes that left (node2) and were removed
+    // (node5) for three days, as Cassandra does, then hides them unless
+    // asked with --all (four days on, by a fake clock for the command).
+    let row_of = |text: &str, node: &str| {
+        text.lines()
+            .find(|line| line.split_whitespace().nth(1) == Some(node))
+            .map(|line| line.split_whitespace().next().unwrap_or("").to_string())
+    };
+    let now = cluster.status_text(1);
+    assert_eq!(row_of(&now, "node2").as_deref(), Some("DL"), "{now}");
+    assert_eq!(row_of(&now, "node5").as_deref(), Some("DR"), "{now}");
+    assert!(!now.contains("not shown"), "{now}");
+    let later = [
+        ("LD_PRELOAD", LIBFAKETIME),
+        ("FAKETIME", "+4d"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let four_days_on = cluster.status_text_with(1, &[], &later);
+    assert_eq!(row_of(&four_days_on, "node2"), None, "{four_days_on}");
+    assert_eq!(row_of(&four_days_on, "node5"), None, "{four_days_on}");
+    assert!(row_of(&four_days_on, "node4").is_some(), "{four_days_on}");
+    assert!(
+        four_days_on.contains("three days ago; --all shows them): node2, node5"),
+        "{four_days_on}"
+    );
+    let all = cluster.status_text_with(1, &["--all"], &later);
+    assert_eq!(row_of(&all, "node2").as_deref(), Some("DL"), "{all}");
+    assert_eq!(row_of(&all, "node5").as_deref(), Some("DR"), "{all}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

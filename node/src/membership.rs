@@ -123,6 +123,7 @@ impl View {
                 clock_offset_ms: clock_offset_ms(id),
                 damage: node.state.damage().map(str::to_owned),
                 operation: node.state.operation().map(str::to_owned),
+                departed_micros: node.state.departed(),
             })
             .collect()
     }

@@ -265,6 +265,11 @@ fn show_state(value: &StateValue) -> String {
             damage.clone().unwrap_or_else(|| "none".into())
         }
         StateValue::RemovalOf(generation) => format!("removal of generation {generation}"),
+        StateValue::Departed(micros) => {
+            let at = std::time::UNIX_EPOCH
+                + std::time::Duration::from_micros(u64::try_from(*micros).unwrap_or(0));
+            format!("departed {}", humantime::format_rfc3339_seconds(at))
+        }
     }
 }
 

@@ -376,6 +376,11 @@ pub struct NodeStatus {
     /// The topology operation it runs, and where it stands.
     #[serde(default)]
     pub operation: Option<String>,
+    /// When it left the ring or was removed (microseconds since the Unix
+    /// epoch, by the clock of the node that made it so), if it did and
+    /// that was said; `ringdb status` hides nodes that departed long ago.
+    #[serde(default)]
+    pub departed_micros: Option<i64>,
 }
 
 /// What a node answers a client.

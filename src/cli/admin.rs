@@ -11,9 +11,24 @@ use ringdb::proto::ClientRequest;
 
 use super::data::{Connection, exit_code};
 
+/// Nodes that departed (left or were removed) longer ago than this are
+/// hidden by `status` without `--all`: Cassandra's gossip forgets them
+/// after three days.
+const DEPARTED_SHOWN_FOR: std::time::Duration = std::time::Duration::from_secs(3 * 24 * 3600);
+
+/// Whether `node` left the ring or was removed longer ago than
+/// [`DEPARTED_SHOWN_FOR`], by this machine's clock (`now_micros`).
+fn departed_long_ago(node: &NodeStatus, now_micros: i64) -> bool {
+    let gone = matches!(node.status.as_str(), "Left" | "Removed");
+    let shown_for = DEPARTED_SHOWN_FOR.as_micros() as i64;
+    gone && node
+        .departed_micros
+        .is_some_and(|at| now_micros.saturating_sub(at) > shown_for)
+}
+
 /// Prints the cluster as one node sees it, grouped by datacenter, in
-/// `nodetool status` form.
-pub async fn status(connection: &Connection) -> anyhow::Result<ExitCode> {
+/// `nodetool status` form; nodes that departed long ago only with `all`.
+pub async fn status(connection: &Connection, all: bool) -> anyhow::Result<ExitCode> {
     let client = match Client::connect(connection.config()?).await {
         Ok(client) => client,
         Err(error) => return Ok(report(&error)),
@@ -22,8 +37,15 @@ pub async fn status(connection: &Connection) -> anyhow::Result<ExitCode> {
         Ok(status) => status,
         Err(code) => return Ok(code),
     };
+    let now_micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_micros() as i64);
+    let (hidden, shown): (Vec<&NodeStatus>, Vec<&NodeStatus>) = status
+        .nodes
+        .iter()
+        .partition(|node| !all && departed_long_ago(node, now_micros));
     let mut by_datacenter: BTreeMap<&str, Vec<&NodeStatus>> = BTreeMap::new();
-    for node in &status.nodes {
+    for node in shown {
         by_datacenter
             .entry(node.location.datacenter.as_str())
             .or_default()
@@ -71,6 +93,14 @@ pub async fn status(connection: &Connection) -> anyhow::Result<ExitCode> {
     );
     for note in notes(&status) {
         out!("note: {note}");
+    }
+    if !hidden.is_empty() {
+        let names: Vec<&str> = hidden.iter().map(|node| node.id.as_str()).collect();
+        out!(
+            "note: not shown (left the ring or removed more than three days ago; \
+             --all shows them): {}",
+            names.join(", ")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,9 @@
 pub mod raw;
 pub mod scrape;
 
+/// Where Debian's `faketime` package puts the library.
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -281,8 +284,16 @@ impl Cluster {
 
     /// What `ringdb status` prints when node `n` answers.
     pub fn status_text(&self, n: usize) -> String {
+        self.status_text_with(n, &[], &[])
+    }
+
+    /// What `ringdb status ARGS` prints when node `n` answers, run with
+    /// `env` added to its environment.
+    pub fn status_text_with(&self, n: usize, args: &[&str], env: &[(&str, &str)]) -> String {
         let output = Command::new(env!("CARGO_BIN_EXE_ringdb"))
             .arg("status")
+            .args(args)
+            .envs(env.iter().copied())
             .arg("--host")
             .arg(self.client_address(n).to_string())
             .arg("--ca")
