@@ -155,6 +155,12 @@ pub struct Client {
 }
 
 impl Client {
+    /// A [`ClientBuilder`](crate::ClientBuilder): contact points by name,
+    /// the CA from a file or memory, timeouts.
+    pub fn builder() -> crate::ClientBuilder {
+        crate::ClientBuilder::default()
+    }
+
     /// Connects to the cluster through its contact points and, when
     /// token-aware, fetches the ring.
     pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {

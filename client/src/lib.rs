@@ -56,15 +56,28 @@
 //! slower than another node's answer goes on dialling in the background
 //! and is preferred again once connected.
 //!
-//! ```no_run
-//! # async fn example() -> Result<(), ringdb_client::ClientError> {
-//! use ringdb_client::{Client, ClientConfig};
-//! use ringdb_proto::{ConsistencyLevel, Context, PartitionKey, Row, RowAddress, Value};
+//! ## Building a client, typed rows, pages and siblings
 //!
-//! let ca = std::fs::read_to_string("ringdb-dev/ca.pem").unwrap();
-//! let client = Client::connect(ClientConfig::new(vec!["127.0.0.1:9042".parse().unwrap()], ca)).await?;
-//! let row = RowAddress::new("users", PartitionKey::new(b"alice".to_vec()).unwrap());
-//! let columns = Row::from([("name".to_string(), Value::Text("Alice".into()))]);
+//! [`Client::builder`] takes contact points by name (`db1:9042`) and the
+//! CA from a file or memory. A `SELECT`'s rows read into the
+//! application's types ([`Rows::typed`]: tuples, or a type implementing
+//! [`FromRow`]), a page at a time with [`Client::pages`]. A key-value row
+//! written concurrently has siblings: [`ReadResult::latest`] picks the last
+//! written, [`ReadResult::merged`] folds them with the application's merge,
+//! and [`Client::get_resolved`] writes the merge back so one version is
+//! left (Riak's sibling resolution).
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use ringdb_client::{Client, ConsistencyLevel, Context, PartitionKey, Row, RowAddress, Value};
+//!
+//! let client = Client::builder()
+//!     .contact_point("localhost:9042")
+//!     .ca_file("ringdb-dev/ca.pem")
+//!     .connect()
+//!     .await?;
+//! let row = RowAddress::new("users", PartitionKey::new("alice")?);
+//! let columns = Row::from([("name".to_string(), Value::from("Alice"))]);
 //! client.put(&row, columns, Context::empty(), ConsistencyLevel::Quorum).await?;
 //! let read = client.get(&row, ConsistencyLevel::Quorum).await?;
 //! assert_eq!(read.siblings.len(), 1);
@@ -72,10 +85,13 @@
 //! ```
 
 mod admin;
+mod builder;
 mod client;
 mod error;
 mod operations;
+mod pages;
 mod pool;
+mod siblings;
 
 /// Requests multiplexed over long-lived QUIC streams (from `ringdb-wire`,
 /// shared with the node).
@@ -83,12 +99,15 @@ pub use ringdb_wire::multiplex as transport;
 /// The cluster CA's TLS for clients (from `ringdb-wire`, shared with the node).
 pub use ringdb_wire::tls;
 
+pub use builder::{ClientBuilder, read_ca_file, resolve_hosts};
 pub use client::{Client, ClientConfig, ClusterStatus, ReadResult, WriteOptions, WriteResult};
 pub use error::ClientError;
 pub use operations::operation_result;
+pub use pages::{DEFAULT_PAGE_SIZE, Pages};
 pub use ringdb_proto::{
-    BindError, ClusteringKey, ConsistencyLevel, Context, CqlType, HintCounters, Marker, NodeStatus,
-    NodeTool, OperationOutcome, OperationStatus, PagingState, PartitionKey, Prepared, PreparedId,
-    Query, QueryResult, ReadFirst, Receipt, RepairStats, RepairSummary, Report, RequestError, Row,
-    RowAddress, RowContext, RowRef, Rows, Sibling, SiblingMark, TraceEvent, Value,
+    BindError, ClusteringKey, ConsistencyLevel, Context, CqlType, FromRow, FromValue, HintCounters,
+    MappingError, Marker, NodeStatus, NodeTool, OperationOutcome, OperationStatus, PagingState,
+    PartitionKey, Prepared, PreparedId, Query, QueryResult, ReadFirst, Receipt, RepairStats,
+    RepairSummary, Report, RequestError, Row, RowAddress, RowContext, RowRef, RowView, Rows,
+    Sibling, SiblingMark, TraceEvent, Value,
 };

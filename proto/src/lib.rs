@@ -36,6 +36,7 @@ mod error;
 mod frame;
 mod injection;
 mod keys;
+mod mapping;
 mod message;
 mod nodetool;
 mod operation;
@@ -59,6 +60,7 @@ pub use keys::{
     ClusteringKey, KeyError, MAX_CLUSTERING_KEY_BYTES, MAX_PARTITION_KEY_BYTES, PartitionKey,
     TableId,
 };
+pub use mapping::{FromRow, FromValue, MappingError, RowView};
 pub use message::{
     ClientReply, ClientRequest, Context, NodeStatus, PeerReply, PeerRequest, ReadFirst, Receipt,
     Request, Response, RowAddress, RowId, SchemaBytes, Sibling, SliceRead, StreamedRow,

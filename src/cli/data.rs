@@ -133,38 +133,22 @@ fn user_client_file() -> Option<PathBuf> {
     Some(config.join("ringdb").join(CLIENT_FILE))
 }
 
-/// The addresses of `hosts` (`host:port`, names resolved): a name's IPv4
-/// addresses when it has any (nodes usually listen on one family), else
-/// its IPv6 ones.
+/// The addresses of `hosts` (`host:port`, names resolved), as the client
+/// library resolves them.
 fn resolve(hosts: &[String]) -> Result<Vec<SocketAddr>, BadInput> {
-    let mut addresses = Vec::new();
-    for host in hosts {
-        let host = host.trim();
-        let found: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(host)
-            .map_err(|e| BadInput(format!("{host:?} is not a host:port that resolves: {e}")))?
-            .collect();
-        let v4: Vec<SocketAddr> = found.iter().copied().filter(SocketAddr::is_ipv4).collect();
-        let chosen = if v4.is_empty() { found } else { v4 };
-        for address in chosen {
-            if !addresses.contains(&address) {
-                addresses.push(address);
-            }
-        }
-    }
-    Ok(addresses)
+    ringdb::client::resolve_hosts(hosts).map_err(bad_input)
 }
 
-fn read_ca(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| BadInput(format!("cannot read the CA {}: {e}", path.display())))?;
-    if !text.contains("-----BEGIN CERTIFICATE-----") {
-        return Err(BadInput(format!(
-            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----): pass the cluster's ca.pem",
-            path.display()
-        ))
-        .into());
+/// The CA certificate file's PEM text, checked to hold a certificate.
+fn read_ca(path: &Path) -> Result<String, BadInput> {
+    ringdb::client::read_ca_file(path).map_err(bad_input)
+}
+
+fn bad_input(error: ClientError) -> BadInput {
+    match error {
+        ClientError::Config(why) => BadInput(why),
+        other => BadInput(other.to_string()),
     }
-    Ok(text)
 }
 
 /// Exit codes that tell scripts what happened.
