@@ -401,6 +401,10 @@ async fn joins_decommissions_and_removals_under_load_lose_no_acknowledged_write(
     // `ringdb status` shows the nodes that left (node2) and were removed
     // (node5) for three days, as Cassandra does, then hides them unless
     // asked with --all (four days on, by a fake clock for the command).
+    // When node1 saw them go outlives its restart.
+    cluster.kill(1).await;
+    cluster.restart(1);
+    cluster.wait_connected(1, &[3, 4]).await;
     let row_of = |text: &str, node: &str| {
         text.lines()
             .find(|line| line.split_whitespace().nth(1) == Some(node))

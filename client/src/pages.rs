@@ -50,18 +50,21 @@ impl Client {
 }
 
 impl Pages<'_> {
-    /// The next page, or `None` after the last. A statement that returns
-    /// no rows (anything but a `SELECT`) is refused before it is sent.
+    /// The next page, or `None` after the last. A page that failed may be
+    /// asked for again. A statement given as text that is not a `SELECT`
+    /// is refused before it is sent; a prepared one that returns no rows
+    /// ran, and is an error here.
+    ///
+    /// A row with siblings comes once per version, as `ringdb shell`
+    /// shows it ([`Rows::siblings`] says which).
     pub async fn next_page(&mut self) -> Result<Option<Rows>, ClientError> {
         if self.done {
             return Ok(None);
         }
-        let select = self
-            .query
-            .cql
-            .trim_start()
-            .get(..6)
-            .is_some_and(|word| word.eq_ignore_ascii_case("select"));
+        let first_word: String = (self.query.cql.trim_start().chars())
+            .take_while(char::is_ascii_alphabetic)
+            .collect();
+        let select = first_word.eq_ignore_ascii_case("select");
         if !select && self.query.prepared.is_none() {
             self.done = true;
             return Err(ClientError::Config(format!(

@@ -14,8 +14,8 @@ impl ReadResult {
     }
 
     /// The version written last by its coordinator's clock (ties broken by
-    /// writer): last-write-wins, what Cassandra would keep. `None` when
-    /// the row does not exist.
+    /// writer): last-write-wins over whole rows (Cassandra resolves column
+    /// by column). `None` when the row does not exist.
     pub fn latest(&self) -> Option<&Sibling> {
         self.siblings
             .iter()
@@ -38,9 +38,11 @@ impl Client {
     /// Reads `row` at `consistency` and, when it has siblings, merges them
     /// with `merge` ([`ReadResult::merged`]) and writes the merged row back
     /// with the read's context at the same level, so that it supersedes
-    /// every version merged: later reads find one. Returns the row as it
-    /// now stands (`None`: it does not exist). A write that raced the
-    /// read stays a sibling of the merged row, to be merged next time.
+    /// every version merged: later reads find one. Returns the merged row
+    /// (`None`: the row does not exist). A write that raced the read stays
+    /// a sibling of the merged row, to be merged next time. A delete
+    /// concurrent with the versions merged is superseded by the merge, as
+    /// in Riak: reads show live versions only.
     pub async fn get_resolved(
         &self,
         row: &RowAddress,

@@ -141,12 +141,8 @@ impl std::error::Error for GossipError {}
 pub enum RemovalStep {
     /// Mark it removing: its ranges are being copied to their next replicas.
     Begin,
-    /// Mark it removed: out of the ring, departed at `departed_micros`
-    /// (the remover's wall clock, microseconds since the Unix epoch).
-    Finish {
-        /// When, for `ringdb status` (see [`StateValue::Departed`]).
-        departed_micros: i64,
-    },
+    /// Mark it removed: out of the ring.
+    Finish,
     /// Put a removing node back to normal.
     Abort,
 }
@@ -332,9 +328,9 @@ impl Gossiper {
                 return Ok(());
             }
             RemovalStep::Abort if now != Status::Removing => return Ok(()),
-            RemovalStep::Finish { .. } if now == Status::Removed => return Ok(()),
+            RemovalStep::Finish if now == Status::Removed => return Ok(()),
             RemovalStep::Begin => (Status::Removing, true),
-            RemovalStep::Finish { .. } => (Status::Removed, false),
+            RemovalStep::Finish => (Status::Removed, false),
             RemovalStep::Abort => (Status::Normal, true),
         };
         // Already in a removal's generation (a state saved before
@@ -347,7 +343,7 @@ impl Gossiper {
             let rank = match step {
                 RemovalStep::Abort => 1,
                 RemovalStep::Begin => 2,
-                RemovalStep::Finish { .. } => 3,
+                RemovalStep::Finish => 3,
             };
             let version = state.max_version() + rank;
             let mut set = |value: StateValue| {
@@ -362,16 +358,6 @@ impl Gossiper {
             }
         } else {
             *state = forced_newer(state, status, tokens);
-        }
-        if let RemovalStep::Finish { departed_micros } = step {
-            // With the status's version. Two removers finishing at once may
-            // give peers equal versions of different times: only what
-            // `ringdb status` shows differs, by the time between them.
-            let version = state.states.get(&StateKey::Status).map_or(0, |v| v.version);
-            let value = StateValue::Departed(departed_micros);
-            state
-                .states
-                .insert(value.key(), Versioned { value, version });
         }
         if let Some(liveness) = self.liveness.get_mut(node) {
             liveness.alive = false;

@@ -78,8 +78,6 @@ pub enum StateKey {
     Operation,
     /// [`StateValue::RemovalOf`].
     RemovalOf,
-    /// [`StateValue::Departed`].
-    Departed,
 }
 
 /// One application state's value.
@@ -114,11 +112,6 @@ pub enum StateValue {
     /// is forced one generation above. Later steps of the removal (or its
     /// abort, and a removal asked again) stay in that generation.
     RemovalOf(u64),
-    /// When the node left the ring (decommission) or was removed
-    /// (`removenode`), by the wall clock of the node that made it so:
-    /// microseconds since the Unix epoch. `ringdb status` hides nodes that
-    /// departed long ago, as Cassandra forgets them after three days.
-    Departed(i64),
 }
 
 impl StateValue {
@@ -136,7 +129,6 @@ impl StateValue {
             StateValue::Damage(_) => StateKey::Damage,
             StateValue::Operation(_) => StateKey::Operation,
             StateValue::RemovalOf(_) => StateKey::RemovalOf,
-            StateValue::Departed(_) => StateKey::Departed,
         }
     }
 }
@@ -231,15 +223,6 @@ impl EndpointState {
     pub fn operation(&self) -> Option<&str> {
         match self.get(StateKey::Operation) {
             Some(StateValue::Operation(operation)) => operation.as_deref(),
-            _ => None,
-        }
-    }
-
-    /// When the node left the ring or was removed (microseconds since the
-    /// Unix epoch), if it did and that was said.
-    pub fn departed(&self) -> Option<i64> {
-        match self.get(StateKey::Departed) {
-            Some(StateValue::Departed(at)) => Some(*at),
             _ => None,
         }
     }

@@ -393,12 +393,7 @@ fn a_removed_node_does_not_come_back_through_stale_gossip() {
     sim.nodes
         .get_mut(&id(1))
         .unwrap()
-        .remove(
-            &id(5),
-            RemovalStep::Finish {
-                departed_micros: 1_700_000_000_000_000,
-            },
-        )
+        .remove(&id(5), RemovalStep::Finish)
         .unwrap();
     sim.rounds_until(20, |sim| {
         [1, 2, 3]
@@ -406,11 +401,6 @@ fn a_removed_node_does_not_come_back_through_stale_gossip() {
             .all(|&i| sim.nodes[&id(i)].state(&id(5)).unwrap().status() == Status::Removed)
     })
     .expect("removal spread");
-    // When it was removed spreads with it, for `ringdb status`.
-    for i in [1, 2, 3] {
-        let state = sim.nodes[&id(i)].state(&id(5)).unwrap();
-        assert_eq!(state.departed(), Some(1_700_000_000_000_000));
-    }
     assert_eq!(
         sim.nodes[&id(4)].state(&id(5)).unwrap().status(),
         Status::Normal
@@ -484,9 +474,7 @@ fn an_aborted_removal_puts_the_node_back_in_the_ring_as_it_was() {
     // forced, so the old process, back, knows the removal is of its life.
     let node1 = sim.nodes.get_mut(&id(1)).unwrap();
     node1.remove(&id(4), RemovalStep::Begin).unwrap();
-    node1
-        .remove(&id(4), RemovalStep::Finish { departed_micros: 1 })
-        .unwrap();
+    node1.remove(&id(4), RemovalStep::Finish).unwrap();
     assert_eq!(node1.state(&id(4)).unwrap().generation, removing.generation);
     sim.until_all_see(4, Status::Removed, "removed everywhere");
     sim.start(4, 1, Status::Normal);
@@ -507,14 +495,14 @@ fn a_removal_finished_on_one_node_and_aborted_on_another_at_once_ends_removed_ev
     sim.until_all_see(4, Status::Removing, "removing spread");
     // From the same state, node1 aborts and node2 finishes.
     sim.removal_step(1, 4, RemovalStep::Abort);
-    sim.removal_step(2, 4, RemovalStep::Finish { departed_micros: 1 });
+    sim.removal_step(2, 4, RemovalStep::Finish);
     sim.until_all_see(4, Status::Removed, "one outcome everywhere: removed");
 }
 
 #[test]
 fn a_restart_of_every_node_keeps_the_ring_and_the_removals_without_a_seed() {
     let mut sim = Sim::formed_then_down(5, 17, 5);
-    sim.removal_step(1, 5, RemovalStep::Finish { departed_micros: 1 });
+    sim.removal_step(1, 5, RemovalStep::Finish);
     sim.until_all_see(5, Status::Removed, "removal spread");
     // Every node stops; the seed, node1, never comes back.
     for i in 1..=4 {

@@ -28,14 +28,23 @@
 //! A node whose generation is not above such an earlier removal (its clock
 //! is behind the removed life's start) is ignored by peers: it stops, saying
 //! so, and its next start is above it ([`raise_generation_above`]).
+//!
+//! It also keeps when it first saw each node leave the ring or be removed
+//! ([`Departures`], by its own clock): `ringdb status` hides nodes gone
+//! for three days, as Cassandra's gossip forgets them. That time is this
+//! node's alone and never gossiped, so nodes of an older version (in a
+//! rolling upgrade) are not sent a state they cannot read, and an older
+//! binary started on this data ignores the field.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use ringdb_gossip::{EndpointState, StateKey};
+use ringdb_gossip::{EndpointState, StateKey, Status};
 use ringdb_ring::NodeId;
 use serde::{Deserialize, Serialize};
 
 use crate::storage::{Storage, StorageError};
+use crate::world::Clock;
 
 /// The metadata key of the generation of this node's last life.
 const GENERATION_KEY: &str = "generation";
@@ -72,11 +81,18 @@ const DURABLE: [StateKey; 6] = [
 pub(crate) struct KnownPeers {
     format: u8,
     nodes: BTreeMap<NodeId, EndpointState>,
+    /// [`Departures::seen`]; absent from what older versions saved.
+    #[serde(default)]
+    departed: BTreeMap<NodeId, i64>,
 }
 
 impl KnownPeers {
-    /// The durable part of `states`, without `me`.
-    pub(crate) fn from_states(me: &NodeId, states: &BTreeMap<NodeId, EndpointState>) -> Self {
+    /// The durable part of `states`, without `me`, and `departures`.
+    pub(crate) fn from_states(
+        me: &NodeId,
+        states: &BTreeMap<NodeId, EndpointState>,
+        departures: &Departures,
+    ) -> Self {
         let nodes = states
             .iter()
             .filter(|(node, _)| *node != me)
@@ -97,12 +113,45 @@ impl KnownPeers {
         KnownPeers {
             format: PEERS_FORMAT,
             nodes,
+            departed: departures.seen.clone(),
         }
     }
 
-    /// The nodes, with their states.
-    pub(crate) fn into_nodes(self) -> BTreeMap<NodeId, EndpointState> {
-        self.nodes
+    /// The nodes, with their states, and when this node saw departures.
+    pub(crate) fn into_parts(self) -> (BTreeMap<NodeId, EndpointState>, BTreeMap<NodeId, i64>) {
+        (self.nodes, self.departed)
+    }
+}
+
+/// When this node first saw each node that left the ring or was removed
+/// (microseconds since the Unix epoch, by its clock).
+pub(crate) struct Departures {
+    seen: BTreeMap<NodeId, i64>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Departures {
+    /// The departures saved before, timed by `clock` from now on.
+    pub(crate) fn new(seen: BTreeMap<NodeId, i64>, clock: Arc<dyn Clock>) -> Departures {
+        Departures { seen, clock }
+    }
+
+    /// Notes now the nodes of `states` that have departed and were not
+    /// noted; forgets those that are members again (a new life).
+    pub(crate) fn note(&mut self, states: &BTreeMap<NodeId, EndpointState>) {
+        for (node, state) in states {
+            if state.status().is_member() {
+                self.seen.remove(node);
+            } else if !self.seen.contains_key(node) {
+                debug_assert!(matches!(state.status(), Status::Left | Status::Removed));
+                self.seen.insert(node.clone(), self.clock.now_micros());
+            }
+        }
+    }
+
+    /// When `node` was first seen departed, if it was.
+    pub(crate) fn of(&self, node: &NodeId) -> Option<i64> {
+        self.seen.get(node).copied()
     }
 }
 
@@ -113,6 +162,7 @@ pub(crate) fn load(storage: &Storage) -> Result<KnownPeers, StorageError> {
         return Ok(KnownPeers {
             format: PEERS_FORMAT,
             nodes: BTreeMap::new(),
+            departed: BTreeMap::new(),
         });
     };
     let corrupt = |detail: String| StorageError::Corrupt {
@@ -296,10 +346,29 @@ mod tests {
         };
         let states = BTreeMap::from([(me.clone(), state(1)), (other.clone(), state(9))]);
         let storage = open(dir.path());
-        assert!(load(&storage).unwrap().into_nodes().is_empty());
-        save(&storage, &KnownPeers::from_states(&me, &states)).unwrap();
+        assert!(load(&storage).unwrap().into_parts().0.is_empty());
+        struct At(i64);
+        impl Clock for At {
+            fn now_micros(&self) -> i64 {
+                self.0
+            }
+        }
+        let clock = Arc::new(At(1_000));
+        let mut departures = Departures::new(BTreeMap::new(), clock);
+        departures.note(&states);
+        save(
+            &storage,
+            &KnownPeers::from_states(&me, &states, &departures),
+        )
+        .unwrap();
         drop(storage);
-        let nodes = load(&open(dir.path())).unwrap().into_nodes();
+        let (nodes, departed) = load(&open(dir.path())).unwrap().into_parts();
+        // Both were removed in this test's states: when they were seen
+        // gone is kept (this node's own too).
+        assert_eq!(
+            departed,
+            BTreeMap::from([(me.clone(), 1_000), (other.clone(), 1_000)])
+        );
         assert_eq!(nodes.keys().collect::<Vec<_>>(), [&other]);
         let kept = &nodes[&other];
         assert_eq!(kept.generation, 9);

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::error::{self, TaskError};
-use crate::known_peers::{self, KnownPeers};
+use crate::known_peers::{self, Departures, KnownPeers};
 use crate::network::{DialError, Dialled, Network};
 use crate::storage::Storage;
 
@@ -53,6 +53,9 @@ pub struct NodeView {
     /// Whether the failure detector believes it alive (always true for this
     /// node).
     pub up: bool,
+    /// When this node first saw it leave the ring or be removed
+    /// (microseconds since the Unix epoch, by this node's clock), if it did.
+    pub departed_micros: Option<i64>,
 }
 
 /// The cluster as this node sees it at one moment.
@@ -123,7 +126,7 @@ impl View {
                 clock_offset_ms: clock_offset_ms(id),
                 damage: node.state.damage().map(str::to_owned),
                 operation: node.state.operation().map(str::to_owned),
-                departed_micros: node.state.departed(),
+                departed_micros: node.departed_micros,
             })
             .collect()
     }
@@ -293,6 +296,7 @@ impl GossipHandle {
 /// The gossip task's state.
 pub(crate) struct GossipTask {
     gossiper: Gossiper,
+    departures: Departures,
     membership: Arc<Membership>,
     peers: Arc<dyn Network>,
     storage: Arc<Storage>,
@@ -305,6 +309,7 @@ pub(crate) struct GossipTask {
 impl GossipTask {
     pub(crate) fn new(
         gossiper: Gossiper,
+        departures: Departures,
         membership: Arc<Membership>,
         peers: Arc<dyn Network>,
         storage: Arc<Storage>,
@@ -317,6 +322,7 @@ impl GossipTask {
         };
         let mut task = GossipTask {
             gossiper,
+            departures,
             membership,
             peers,
             storage,
@@ -334,7 +340,11 @@ impl GossipTask {
         // What is remembered across restarts is saved by a task of its own,
         // each change in turn, off this loop.
         let me = self.gossiper.me().clone();
-        let (known, saved) = watch::channel(KnownPeers::from_states(&me, self.gossiper.states()));
+        let (known, saved) = watch::channel(KnownPeers::from_states(
+            &me,
+            self.gossiper.states(),
+            &self.departures,
+        ));
         let saver = tokio::spawn(save_known_peers(self.storage.clone(), saved));
         let mut tasks = JoinSet::new();
         // Connections to the peers already known (none on a first start).
@@ -363,7 +373,7 @@ impl GossipTask {
             if self.take_events() {
                 self.publish();
                 self.sync_peers(&mut tasks);
-                let now = KnownPeers::from_states(&me, self.gossiper.states());
+                let now = KnownPeers::from_states(&me, self.gossiper.states(), &self.departures);
                 known.send_if_modified(|current| {
                     let changed = *current != now;
                     *current = now;
@@ -492,6 +502,7 @@ impl GossipTask {
 
     /// Rebuilds the view from the gossiper's states and publishes it.
     fn publish(&mut self) {
+        self.departures.note(self.gossiper.states());
         let mut ring = Ring::new();
         let mut nodes = BTreeMap::new();
         let mut joining = Vec::new();
@@ -517,6 +528,7 @@ impl GossipTask {
                 state: state.clone(),
                 // An operator said it is dead (stale gossip of it is not).
                 up: self.gossiper.is_alive(node) && status != Status::Removing,
+                departed_micros: self.departures.of(node),
             };
             nodes.insert(node.clone(), view);
         }

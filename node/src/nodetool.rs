@@ -265,11 +265,6 @@ fn show_state(value: &StateValue) -> String {
             damage.clone().unwrap_or_else(|| "none".into())
         }
         StateValue::RemovalOf(generation) => format!("removal of generation {generation}"),
-        StateValue::Departed(micros) => {
-            let at = std::time::UNIX_EPOCH
-                + std::time::Duration::from_micros(u64::try_from(*micros).unwrap_or(0));
-            format!("departed {}", humantime::format_rfc3339_seconds(at))
-        }
     }
 }
 
@@ -315,15 +310,13 @@ fn compaction_stats(storage: &Storage) -> Report {
     )
 }
 
-/// Where the node keeps its snapshots: beside its data folder (a salvage
-/// replaces the data folder whole), as `DATA.snapshots`.
+/// Where the node keeps its snapshots
+/// ([`snapshots_folder`](crate::storage::snapshots_folder)).
 fn snapshots_folder(storage: &Storage) -> Result<PathBuf, RequestError> {
     let data = storage
         .path()
         .ok_or_else(|| RequestError::invalid("this node keeps its data in memory: no snapshots"))?;
-    let mut name = data.file_name().unwrap_or_default().to_os_string();
-    name.push(".snapshots");
-    Ok(data.with_file_name(name))
+    Ok(crate::storage::snapshots_folder(data))
 }
 
 async fn snapshot(

@@ -233,7 +233,8 @@ impl Rows {
     }
 
     /// Each row as a `T`: a tuple of the columns in order, or a type of
-    /// the application's ([`FromRow`]).
+    /// the application's ([`FromRow`]). A row with siblings comes once per
+    /// version ([`Rows::siblings`] says which).
     pub fn typed<T: FromRow>(&self) -> impl Iterator<Item = Result<T, MappingError>> + '_ {
         self.iter().map(|row| T::from_row(&row))
     }

@@ -376,9 +376,9 @@ pub struct NodeStatus {
     /// The topology operation it runs, and where it stands.
     #[serde(default)]
     pub operation: Option<String>,
-    /// When it left the ring or was removed (microseconds since the Unix
-    /// epoch, by the clock of the node that made it so), if it did and
-    /// that was said; `ringdb status` hides nodes that departed long ago.
+    /// When the answering node first saw it leave the ring or be removed
+    /// (microseconds since the Unix epoch, by the answering node's clock),
+    /// if it did; `ringdb status` hides nodes that departed long ago.
     #[serde(default)]
     pub departed_micros: Option<i64>,
 }

@@ -17,13 +17,15 @@ use super::data::{Connection, exit_code};
 const DEPARTED_SHOWN_FOR: std::time::Duration = std::time::Duration::from_secs(3 * 24 * 3600);
 
 /// Whether `node` left the ring or was removed longer ago than
-/// [`DEPARTED_SHOWN_FOR`], by this machine's clock (`now_micros`).
+/// [`DEPARTED_SHOWN_FOR`]: when the answering node saw it go, by its
+/// clock, against this machine's (`now_micros`).
 fn departed_long_ago(node: &NodeStatus, now_micros: i64) -> bool {
     let gone = matches!(node.status.as_str(), "Left" | "Removed");
     let shown_for = DEPARTED_SHOWN_FOR.as_micros() as i64;
+    // A time from a clock set before the epoch says nothing.
     gone && node
         .departed_micros
-        .is_some_and(|at| now_micros.saturating_sub(at) > shown_for)
+        .is_some_and(|at| at > 0 && now_micros.saturating_sub(at) > shown_for)
 }
 
 /// Prints the cluster as one node sees it, grouped by datacenter, in
@@ -133,7 +135,12 @@ pub(crate) fn notes(status: &ClusterStatus) -> Vec<String> {
     }
     for node in &status.nodes {
         if let Some(damage) = &node.damage {
-            notes.push(format!("damaged data on {}: {damage}", node.id));
+            let what = if damage.starts_with("restored from snapshot") {
+                "data restored"
+            } else {
+                "damaged data"
+            };
+            notes.push(format!("{what} on {}: {damage}", node.id));
         }
     }
     for node in &status.nodes {

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::dispatch::Services;
 use crate::hints::{self, Hints};
 use crate::injection::Injection;
+use crate::known_peers::Departures;
 use crate::membership::{GossipTask, Membership, SeedWatch, View};
 use crate::network::{Faults, Faulty, Hello, Network};
 use crate::placement::Placement;
@@ -282,11 +283,12 @@ fn replica(
     peers: Arc<dyn Network>,
     cancel: &CancellationToken,
 ) -> Result<(Arc<Replica>, GossipTask, Arc<SeedWatch>), NodeError> {
-    let gossiper = gossiper(config, world, &storage, generation, broadcast)?;
+    let (gossiper, departures) = gossiper(config, world, &storage, generation, broadcast)?;
     let membership = Arc::new(Membership::new(replication(config)));
     let seeds = Arc::new(SeedWatch::default());
     let (gossip_task, gossip) = GossipTask::new(
         gossiper,
+        departures,
         membership.clone(),
         peers.clone(),
         storage.clone(),
@@ -393,7 +395,7 @@ fn gossiper(
     storage: &Storage,
     generation: u64,
     broadcast: &Broadcast,
-) -> Result<Gossiper, NodeError> {
+) -> Result<(Gossiper, Departures), NodeError> {
     let status = if broadcast.tokens.is_some() && !broadcast.bootstrapping {
         Status::Normal
     } else {
@@ -416,10 +418,11 @@ fn gossiper(
     let gossip_seed = world.random.next_u64();
     let me = config.node_id.clone();
     let mut gossiper = Gossiper::new(me, generation, states, gossip_config, gossip_seed);
-    for (node, state) in known_peers::load(storage)?.into_nodes() {
+    let (known, departed) = known_peers::load(storage)?.into_parts();
+    for (node, state) in known {
         gossiper.remember(node, state);
     }
-    Ok(gossiper)
+    Ok((gossiper, Departures::new(departed, world.clock.clone())))
 }
 
 /// Wires the services around `replica` and spawns their tasks: serving

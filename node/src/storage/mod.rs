@@ -38,6 +38,7 @@ mod retired;
 mod rocks;
 mod rows;
 mod salvage;
+mod snapshots;
 mod trees;
 
 use std::path::Path;
@@ -58,6 +59,7 @@ pub use rocks::RocksEngine;
 pub(crate) use rows::next_prefix;
 pub use rows::{RowLimits, SliceRows, Written};
 pub use salvage::DamageRecord;
+pub use snapshots::snapshots_folder;
 pub use trees::GroupTrees;
 
 use crate::causality::format1::DvvSetV1;
@@ -190,7 +192,8 @@ pub enum StorageError {
     /// The row is in a token span a salvage dropped, not yet restored
     /// from the other replicas: this node cannot say what it holds.
     #[error(
-        "token {token:?} is in a span dropped by a salvage, being restored from the other replicas"
+        "token {token:?} is in a span being restored from the other replicas (dropped by a \
+         salvage, or behind them after a restore from a snapshot)"
     )]
     Restoring {
         /// The row's token.

@@ -616,10 +616,6 @@ async fn leave(c: &Topology, future: &Ring) -> Result<u64, RequestError> {
     c.storage
         .mark_retired("decommissioned")
         .map_err(|e| c.server_error(e.to_string()))?;
-    // When, for `ringdb status`; said first, so that a peer hearing of
-    // the leaving has heard when.
-    let now = c.now_micros();
-    c.gossip.set_state(StateValue::Departed(now)).await;
     c.gossip.set_state(StateValue::Status(Status::Left)).await;
     tokio::time::sleep(RING_SETTLE).await;
     // Writes coordinated here until the others saw it leave may have left

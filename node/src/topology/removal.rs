@@ -176,7 +176,7 @@ pub(crate) async fn remove_node(
         // A node that died joining replicates nothing yet: removing it
         // drops its pending ranges, and there is nothing to restore.
         c.gossip
-            .remove(node.clone(), Status::Joining, finish(c))
+            .remove(node.clone(), Status::Joining, RemovalStep::Finish)
             .await
             .map_err(|e| RequestError::invalid(e.to_string()))?;
         info!(removed = %node, "removed a dead joining node and its pending ranges");
@@ -410,18 +410,11 @@ async fn announce_removal(c: &Topology, removal: &Removal) -> Result<(), Request
         return Ok(());
     }
     c.gossip
-        .remove(node.clone(), Status::Removing, finish(c))
+        .remove(node.clone(), Status::Removing, RemovalStep::Finish)
         .await
         .map_err(|e| RequestError::invalid(e.to_string()))?;
     info!(removed = %node, "removed a dead node, its replicas restored");
     Ok(())
-}
-
-/// The last step of a removal, made now.
-fn finish(c: &Topology) -> RemovalStep {
-    RemovalStep::Finish {
-        departed_micros: c.now_micros(),
-    }
 }
 
 /// Puts things back after a removal of `node` was aborted: a node still
