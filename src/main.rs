@@ -212,19 +212,6 @@ enum Command {
     },
     #[command(flatten)]
     NodeTool(cli::nodetool::NodeToolCommand),
-    /// Put a stopped node's data back from one of its snapshots (ringdb
-    /// snapshot). The data it replaces is kept beside it. At its next
-    /// start the node repairs every range against the other replicas
-    /// before it answers for any row, so the writes made since the
-    /// snapshot are back first.
-    ///
-    /// Refused while the node runs, and for a snapshot older than the
-    /// tombstone grace (tombstone_grace_secs) unless --force: the other
-    /// replicas may have purged deletions of rows it holds, and the repair
-    /// would bring those rows back.
-    ///
-    /// `ringdb restore --config ringdb-dev/node2/node.toml -t before-upgrade`
-    Restore(cli::restore::RestoreArgs),
     /// Remove a dead node from the ring and restore its ranges' replicas
     /// from the surviving ones (nodetool removenode). The node must be down;
     /// it can only come back as a new, empty member. The node given by
@@ -389,9 +376,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Cleanup { connection } => return cli::admin::cleanup(&connection).await,
         Command::NodeTool(command) => return cli::nodetool::run(command).await,
-        Command::Restore(args) => {
-            tokio::task::spawn_blocking(move || cli::restore::run(&args)).await??;
-        }
         Command::Removenode {
             connection,
             operation,

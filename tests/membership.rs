@@ -401,9 +401,17 @@ async fn joins_decommissions_and_removals_under_load_lose_no_acknowledged_write(
     // `ringdb status` shows the nodes that left (node2) and were removed
     // (node5) for three days, as Cassandra does, then hides them unless
     // asked with --all (four days on, by a fake clock for the command).
-    // When node1 saw them go outlives its restart.
+    // When node1 saw them go outlives its restart: restarted two days on,
+    // a time it forgot and noted again would be only two days old.
     cluster.kill(1).await;
-    cluster.restart(1);
+    cluster.restart_with_env(
+        1,
+        &[
+            ("LD_PRELOAD", LIBFAKETIME),
+            ("FAKETIME", "+2d"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
     cluster.wait_connected(1, &[3, 4]).await;
     let row_of = |text: &str, node: &str| {
         text.lines()

@@ -545,6 +545,16 @@ async fn nodetool_commands_act_on_one_node() {
     let (code, out, err) = ringdb(&cluster, &["compactionstats"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(figure(&out, "SST files") > 0, "{out}");
+    // node1 replicates every row (3 nodes, 3 replicas): 200 rows of 200
+    // partitions of the key-value table.
+    let (code, out, err) = ringdb(&cluster, &["tablestats"]);
+    assert_eq!(code, Some(0), "{err}");
+    let kv = out
+        .lines()
+        .find(|line| line.contains("key-value table"))
+        .unwrap_or_else(|| panic!("no key-value table in {out}"));
+    let numbers: Vec<&str> = kv.split_whitespace().rev().take(3).collect();
+    assert_eq!(numbers[1..], ["200", "200"], "{out}");
 
     let (code, out, err) = ringdb(&cluster, &["snapshot", "-t", "before-upgrade"]);
     assert_eq!(code, Some(0), "{err}");
@@ -629,113 +639,4 @@ async fn nodetool_commands_act_on_one_node() {
         &["put", "kv", "k", "v", "--host", &hosts, "--ca", &ca],
     );
     assert_eq!(code, Some(0), "node2 takes it: {err}");
-}
-
-/// `ringdb ARGS`, with `env` added: exit code, stdout and stderr.
-fn ringdb_env(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ringdb"))
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("run ringdb");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-/// What node3 alone holds of `row` (`None`: nothing, or it refuses to
-/// answer for the row while it is being restored).
-async fn local_text(client: &ringdb::client::Client, row: &RowAddress) -> Option<String> {
-    let read = client.local_get(row).await.ok()?;
-    common::text_of(&read).into_iter().next()
-}
-
-/// `ringdb restore` puts a stopped node's data back from its snapshot;
-/// started again, the node answers for no row until it has caught up
-/// with the others (never with the snapshot's older values); refused
-/// while the node runs and, without --force, for a snapshot older than
-/// the tombstone grace.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_restored_from_a_snapshot_catches_up_before_it_answers() {
-    let mut cluster = Cluster::start(3);
-    let client = cluster.client(1).await;
-    let all = ConsistencyLevel::All;
-    let rows: Vec<RowAddress> = (0..40).map(|i| common::row(&format!("r{i}"))).collect();
-    for row in &rows {
-        let old = common::columns("old");
-        client.put(row, old, Context::empty(), all).await.unwrap();
-    }
-    let node3 = cluster.client_address(3).to_string();
-    let ca = cluster.dir().join("ca.pem");
-    let ca = ca.to_str().unwrap();
-    let at_node3 = ["--host", node3.as_str(), "--ca", ca];
-    let snapshot = [&["snapshot", "-t", "s1"][..], &at_node3[..]].concat();
-    let (code, _, err) = ringdb_env(&snapshot, &[]);
-    assert_eq!(code, Some(0), "{err}");
-    for row in &rows {
-        let read = client.get(row, all).await.unwrap();
-        let new = common::columns("new");
-        client.put(row, new, read.context, all).await.unwrap();
-    }
-    let config = common::node_folder(cluster.dir(), 3).join("node.toml");
-    let config = config.to_str().unwrap();
-    let restore = ["restore", "--config", config, "-t", "s1"];
-    let (code, _, err) = ringdb_env(&restore, &[]);
-    assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("node3 is running"), "{err}");
-
-    cluster.kill(3).await;
-    let grace = cluster.config(3).antientropy.tombstone_grace_secs;
-    let later = format!("+{}", grace + 3600);
-    let too_late = [
-        ("LD_PRELOAD", common::LIBFAKETIME),
-        ("FAKETIME", later.as_str()),
-        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-    ];
-    let (code, _, err) = ringdb_env(&restore, &too_late);
-    assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("longer than the tombstone grace"), "{err}");
-    let (code, out, err) = ringdb_env(&restore, &[]);
-    assert_eq!(code, Some(0), "{err}");
-    assert!(out.contains("restored node3 from snapshot s1"), "{out}");
-
-    cluster.restart(3);
-    let mut config = ringdb::ClientConfig::new(vec![cluster.client_address(3)], cluster.ca());
-    config.token_aware = false;
-    let local = ringdb::Client::connect(config).await.unwrap();
-    // Until its restore is done, node3 never answers with what the
-    // snapshot held.
-    let restored = || async {
-        let status = client.status().await.ok()?;
-        let node3 = status.nodes.iter().find(|n| n.id.as_str() == "node3")?;
-        node3
-            .damage
-            .as_deref()
-            .map(|d| d.ends_with(", restored from the other replicas"))
-    };
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while restored().await != Some(true) {
-        for row in &rows {
-            let held = local_text(&local, row).await;
-            assert_ne!(
-                held.as_deref(),
-                Some("old"),
-                "node3 answered from the snapshot"
-            );
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "node3 was not restored"
-        );
-    }
-    for row in &rows {
-        assert_eq!(local_text(&local, row).await.as_deref(), Some("new"));
-    }
-    let status = cluster.status_text(1);
-    assert!(
-        status.contains("data restored on node3: restored from snapshot s1"),
-        "{status}"
-    );
 }

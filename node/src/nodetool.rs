@@ -65,6 +65,7 @@ impl Dispatcher {
             NodeTool::GossipInfo => vec![self.gossip_info()],
             NodeTool::TaskStats => vec![self.task_stats()],
             NodeTool::CompactionStats => vec![compaction_stats(storage)],
+            NodeTool::TableStats => vec![self.table_stats().await?],
             NodeTool::NetStats => vec![self.net_stats()],
             NodeTool::SetLoggingLevel { filter } => {
                 let control = LOG_CONTROL.get().ok_or_else(|| {
@@ -88,6 +89,35 @@ impl Dispatcher {
                 vec![clear_snapshots(storage, me, tag).await?]
             }
         })
+    }
+
+    /// Each table's rows, partitions and bytes here, by name when the
+    /// schema has it (a CQL table), else by id (a key-value table, whose
+    /// id is its name's hash).
+    async fn table_stats(&self) -> Result<Report, RequestError> {
+        let (storage, me) = (&self.replica.storage, &self.replica.me);
+        let figures = storage
+            .blocking(Storage::table_figures)
+            .await
+            .map_err(|e| failed(me, "cannot count the tables", e))?;
+        let schema = self.schemas.current();
+        let mut report = Report::new(
+            "tables on this node",
+            &["table", "rows", "partitions", "bytes"],
+        );
+        for (id, figures) in figures {
+            let name = match schema.table_by_id(id) {
+                Some(table) => format!("{}.{}", table.keyspace, table.name),
+                None => format!("key-value table {}", id.0),
+            };
+            report.row([
+                name,
+                figures.rows.to_string(),
+                figures.partitions.to_string(),
+                figures.bytes.to_string(),
+            ]);
+        }
+        Ok(report)
     }
 
     fn describe_cluster(&self) -> Vec<Report> {

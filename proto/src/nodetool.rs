@@ -34,6 +34,9 @@ pub enum NodeTool {
     /// Flushes and compactions running and pending (`nodetool
     /// compactionstats`).
     CompactionStats,
+    /// What each table holds on the node: rows, partitions, bytes
+    /// (`nodetool tablestats`), counted by a scan of its data.
+    TableStats,
     /// Streams (the topology operation), hints and repair traffic
     /// (`nodetool netstats`).
     NetStats,
@@ -71,6 +74,7 @@ impl NodeTool {
             NodeTool::GossipInfo => "gossipinfo",
             NodeTool::TaskStats => "tpstats",
             NodeTool::CompactionStats => "compactionstats",
+            NodeTool::TableStats => "tablestats",
             NodeTool::NetStats => "netstats",
             NodeTool::SetLoggingLevel { .. } => "setlogginglevel",
             NodeTool::Snapshot { .. } => "snapshot",

@@ -135,12 +135,7 @@ pub(crate) fn notes(status: &ClusterStatus) -> Vec<String> {
     }
     for node in &status.nodes {
         if let Some(damage) = &node.damage {
-            let what = if damage.starts_with("restored from snapshot") {
-                "data restored"
-            } else {
-                "damaged data"
-            };
-            notes.push(format!("{what} on {}: {damage}", node.id));
+            notes.push(format!("damaged data on {}: {damage}", node.id));
         }
     }
     for node in &status.nodes {

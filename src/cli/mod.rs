@@ -8,7 +8,6 @@ pub mod dev;
 pub mod lab;
 pub mod nodetool;
 pub mod repair;
-pub mod restore;
 pub mod shell;
 pub mod sim;
 pub mod start;

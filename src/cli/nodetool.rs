@@ -42,6 +42,10 @@ pub enum NodeToolCommand {
     /// Streams of the topology operation, hints and repair traffic
     /// (nodetool netstats).
     Netstats(Target),
+    /// What each table holds on the node: rows (deleted ones until purged),
+    /// partitions and bytes (nodetool tablestats). Counted by a scan of
+    /// the node's data: seconds per million rows.
+    Tablestats(Target),
     /// Change the node's log filter while it runs (nodetool
     /// setlogginglevel): `info`, `debug`, or a tracing filter such as
     /// `warn,ringdb_node::membership=debug`.
@@ -101,6 +105,7 @@ pub async fn run(command: NodeToolCommand) -> anyhow::Result<ExitCode> {
         NodeToolCommand::Tpstats(target) => (target, NodeTool::TaskStats),
         NodeToolCommand::Compactionstats(target) => (target, NodeTool::CompactionStats),
         NodeToolCommand::Netstats(target) => (target, NodeTool::NetStats),
+        NodeToolCommand::Tablestats(target) => (target, NodeTool::TableStats),
         NodeToolCommand::Setlogginglevel { target, filter } => {
             (target, NodeTool::SetLoggingLevel { filter })
         }

@@ -39,6 +39,7 @@ mod rocks;
 mod rows;
 mod salvage;
 mod snapshots;
+mod table_figures;
 mod trees;
 
 use std::path::Path;
@@ -60,6 +61,7 @@ pub(crate) use rows::next_prefix;
 pub use rows::{RowLimits, SliceRows, Written};
 pub use salvage::DamageRecord;
 pub use snapshots::snapshots_folder;
+pub use table_figures::TableFigures;
 pub use trees::GroupTrees;
 
 use crate::causality::format1::DvvSetV1;
@@ -192,8 +194,7 @@ pub enum StorageError {
     /// The row is in a token span a salvage dropped, not yet restored
     /// from the other replicas: this node cannot say what it holds.
     #[error(
-        "token {token:?} is in a span being restored from the other replicas (dropped by a \
-         salvage, or behind them after a restore from a snapshot)"
+        "token {token:?} is in a span dropped by a salvage, being restored from the other replicas"
     )]
     Restoring {
         /// The row's token.

@@ -63,17 +63,11 @@ impl DamageRecord {
         } else {
             format!(" ({} quarantined)", self.quarantined.join(", "))
         };
-        // A restore from a snapshot owes every range, and dropped none.
-        let whole_ring = self.spans == [(Token::MIN, Token::MAX)];
-        let what = if whole_ring {
-            format!("{}{files}; every range", self.detail)
-        } else {
-            format!(
-                "{}{files}; {} token span(s) dropped",
-                self.detail,
-                self.spans.len()
-            )
-        };
+        let what = format!(
+            "{}{files}; {} token span(s) dropped",
+            self.detail,
+            self.spans.len()
+        );
         if self.restored {
             format!("{what}, restored from the other replicas")
         } else {
