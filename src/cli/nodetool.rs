@@ -59,11 +59,14 @@ pub enum NodeToolCommand {
     /// when on the data's filesystem) in DATA.snapshots/TAG beside its data
     /// folder (nodetool snapshot).
     ///
-    /// To restore one: stop the node, put the snapshot's files in place of
-    /// its data folder, start it and repair. Only a snapshot younger than
-    /// the tombstone grace (`tombstone_grace_secs`): an older one holds
-    /// rows whose deletions the other replicas have since purged, and
-    /// repair would bring them back.
+    /// A snapshot is a consistent copy to keep off the machine. Putting one
+    /// back in place of a live node's data is not safe yet (there is no
+    /// restore command): the node would lose the hints it stored since,
+    /// serve and build writes on its older rows until a repair, and forget
+    /// a decommission or removal made since. To replace a node's data,
+    /// remove it (removenode) and add a fresh node. A snapshot older than
+    /// the tombstone grace (`tombstone_grace_secs`) also holds rows whose
+    /// deletions the other replicas have since purged.
     Snapshot {
         #[command(flatten)]
         target: Target,
