@@ -74,6 +74,16 @@ async fn the_metrics_endpoint_counts_a_load_as_it_runs() {
     assert_eq!(sample(&after, PUT_LATENCIES), 1000.0, "{after}");
     assert_eq!(sample(&after, "ringdb_client_requests_in_flight"), 0.0);
     assert_eq!(sample(&after, r#"ringdb_gossip_nodes{state="up"}"#), 3.0);
+    // Its failure detector's suspicion of each live peer, under the
+    // threshold that would convict it (8 by default).
+    for peer in ["node2", "node3"] {
+        let phi = sample(&after, &format!(r#"ringdb_gossip_phi{{peer="{peer}"}}"#));
+        assert!((0.0..8.0).contains(&phi), "phi of {peer}: {phi}");
+    }
+    assert_eq!(
+        sample_if_any(&after, r#"ringdb_gossip_phi{peer="node1"}"#),
+        None
+    );
     assert!(
         sample(&after, "ringdb_storage_memtables_bytes") > 0.0,
         "{after}"

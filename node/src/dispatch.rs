@@ -562,6 +562,7 @@ impl Dispatcher {
             ranges_failed: self.antientropy.failed.load(Ordering::Relaxed),
             nodes_up,
             nodes_down: members.len() as u64 - nodes_up,
+            phi: replica.membership.phi(),
             load: replica.storage.load_given(&figures),
             storage: figures,
             uptime: self.started.elapsed(),

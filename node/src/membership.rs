@@ -150,6 +150,9 @@ impl View {
 pub struct Membership {
     view: watch::Sender<Arc<View>>,
     replication: Replication,
+    /// φ of each member peer at the last gossip round (the failure
+    /// detector's suspicion), for the metrics.
+    phi: std::sync::RwLock<BTreeMap<NodeId, f64>>,
 }
 
 impl Membership {
@@ -157,6 +160,7 @@ impl Membership {
         Membership {
             view: watch::Sender::new(Arc::new(View::default())),
             replication,
+            phi: std::sync::RwLock::default(),
         }
     }
 
@@ -177,6 +181,12 @@ impl Membership {
             tokio::time::timeout(within, views.wait_for(condition)).await,
             Ok(Ok(_))
         )
+    }
+
+    /// φ of each member peer at the last gossip round: above the
+    /// detector's `phi_threshold`, it is down.
+    pub fn phi(&self) -> BTreeMap<NodeId, f64> {
+        self.phi.read().expect("phi").clone()
     }
 
     /// How data is replicated.
@@ -391,7 +401,13 @@ impl GossipTask {
 
     /// Starts this round's exchanges with the peers the gossiper picks.
     fn gossip_round(&mut self, now: Instant, tasks: &mut JoinSet<()>) {
-        for outbound in self.gossiper.tick(now.into_std()) {
+        let outbound = self.gossiper.tick(now.into_std());
+        let phi = (self.gossiper.states().iter())
+            .filter(|(node, state)| *node != self.gossiper.me() && state.status().is_member())
+            .map(|(node, _)| (node.clone(), self.gossiper.phi(node, now.into_std())))
+            .collect();
+        *self.membership.phi.write().expect("phi") = phi;
+        for outbound in outbound {
             let exchange = exchange(
                 outbound.to,
                 outbound.message,

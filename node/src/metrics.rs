@@ -224,6 +224,7 @@ pub(crate) struct Scraped {
     /// Nodes in this node's view, up and down.
     pub(crate) nodes_up: u64,
     pub(crate) nodes_down: u64,
+    pub(crate) phi: std::collections::BTreeMap<ringdb_ring::NodeId, f64>,
     pub(crate) storage: EngineFigures,
     pub(crate) uptime: Duration,
 }
@@ -263,6 +264,18 @@ impl Scraped {
             "gossip_nodes",
             "Nodes in this node's view, up or down",
             nodes,
+        );
+        let phi: Family<Vec<(String, String)>, Gauge<f64, std::sync::atomic::AtomicU64>> =
+            Family::default();
+        for (peer, value) in &self.phi {
+            let labels = vec![("peer".to_string(), escape(peer.as_str()))];
+            phi.get_or_create(&labels).set(*value);
+        }
+        registry.register(
+            "gossip_phi",
+            "The failure detector's suspicion of each peer (phi accrual): down above \
+             the failure detector's phi_threshold",
+            phi,
         );
         let storage = self.storage;
         let figures = [
