@@ -72,15 +72,11 @@ impl Pages<'_> {
                 self.query.cql
             )));
         }
-        let rows = match self.client.query(self.query.clone()).await {
-            Ok(QueryResult::Rows(rows)) => rows,
-            Ok(_) => {
-                self.done = true;
-                return Err(ClientError::Config(
-                    "the statement returned no rows to page through".into(),
-                ));
-            }
-            Err(error) => return Err(error),
+        let QueryResult::Rows(rows) = self.client.query(self.query.clone()).await? else {
+            self.done = true;
+            return Err(ClientError::Config(
+                "the statement returned no rows to page through".into(),
+            ));
         };
         match &rows.paging_state {
             Some(state) => self.query.paging_state = Some(state.clone()),

@@ -17,21 +17,24 @@ impl ReadResult {
     /// writer): last-write-wins over whole rows (Cassandra resolves column
     /// by column). `None` when the row does not exist.
     pub fn latest(&self) -> Option<&Sibling> {
-        self.siblings
-            .iter()
-            .max_by(|a, b| (a.timestamp_micros, &a.writer).cmp(&(b.timestamp_micros, &b.writer)))
+        self.siblings.iter().max_by_key(|sibling| written(sibling))
     }
 
     /// The versions merged into one row by `merge(merged so far, next)`,
     /// taken oldest first; `None` when the row does not exist.
     pub fn merged(&self, mut merge: impl FnMut(Row, &Row) -> Row) -> Option<Row> {
         let mut oldest_first: Vec<&Sibling> = self.siblings.iter().collect();
-        oldest_first
-            .sort_by(|a, b| (a.timestamp_micros, &a.writer).cmp(&(b.timestamp_micros, &b.writer)));
+        oldest_first.sort_by_key(|sibling| written(sibling));
         let mut versions = oldest_first.into_iter();
         let first = versions.next()?.columns.clone();
         Some(versions.fold(first, |merged, next| merge(merged, &next.columns)))
     }
+}
+
+/// When a version was written, for ordering: its coordinator's clock,
+/// ties broken by writer.
+fn written(sibling: &Sibling) -> (i64, &str) {
+    (sibling.timestamp_micros, &sibling.writer)
 }
 
 impl Client {
